@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+// The `outpost` command. Outpost runs on Node 24+ with its built-in TypeScript type stripping.
+const [major] = process.versions.node.split('.').map(Number);
+if (major < 24) {
+  process.stderr.write(`outpost needs Node.js 24 or newer (this is ${process.version}); run it through npm scripts or npx.\n`);
+  process.exit(1);
+}
+await import('../src/cli/main.ts');

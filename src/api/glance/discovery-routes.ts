@@ -1,0 +1,59 @@
+import type { FastifyInstance } from 'fastify';
+import { ForbiddenError, NotFoundError } from '../../core/errors.ts';
+import type { AppDeps } from '../create-app.ts';
+import { resource } from '../resource.ts';
+import { schemaDocuments } from './schemas.ts';
+import { versionsDocument } from './versions.ts';
+
+/** Versions, health, schemas and store/import discovery (glance/api/versions.py, v2/discovery.py). */
+export function registerDiscoveryRoutes(app: FastifyInstance, deps: AppDeps): void {
+  const schemas = schemaDocuments();
+  resource(app, '/', { GET: async (_req, reply) => reply.code(300).send(versionsDocument(deps.publicUrl)) });
+  resource(app, '/versions', { GET: async () => versionsDocument(deps.publicUrl) });
+  resource(app, '/healthcheck', { GET: async (_req, reply) => reply.type('text/plain').send('OK') });
+
+  resource(app, '/v2/schemas/:name', {
+    GET: async (req) => {
+      const doc = schemas[(req.params as { name: string }).name];
+      if (doc === undefined || !Object.hasOwn(schemas, (req.params as { name: string }).name)) {
+        throw new NotFoundError('The resource could not be found.');
+      }
+      return doc;
+    },
+  });
+
+  // GET /v2/info/stores: "default" and "read-only" are the strings "true" (discovery.py).
+  resource(app, '/v2/info/stores', {
+    GET: async () => ({
+      stores: deps.stores.list().map((s) => ({
+        id: s.id,
+        ...(s.description === '' ? {} : { description: s.description }),
+        ...(s.id === deps.stores.defaultId ? { default: 'true' } : {}),
+        ...(s.readOnly ? { 'read-only': 'true' } : {}),
+      })),
+    }),
+  });
+  resource(app, '/v2/info/stores/detail', {
+    GET: async (req) => {
+      if (!req.ctx.isAdmin && !req.ctx.roles.includes('service')) {
+        throw new ForbiddenError('You are not authorized to complete stores_info_detail action.');
+      }
+      return {
+        stores: deps.stores.list().map((s) => ({
+          id: s.id,
+          ...(s.description === '' ? {} : { description: s.description }),
+          ...(s.id === deps.stores.defaultId ? { default: 'true' } : {}),
+          ...(s.readOnly ? { 'read-only': 'true' } : {}),
+          type: s.type,
+          weight: s.weight,
+          properties: s.properties,
+        })),
+      };
+    },
+  });
+  resource(app, '/v2/info/import', {
+    GET: async () => ({
+      'import-methods': { description: 'Import methods available.', type: 'array', value: [] },
+    }),
+  });
+}

@@ -1,0 +1,24 @@
+/**
+ * The version document of glance/api/versions.py. Every entry links to the same /v2/ endpoint;
+ * the list is what Outpost implements (v2.15 adds GET /v2/info/stores/detail).
+ */
+const VERSIONS = ['2.15', '2.13', '2.12', '2.11', '2.10', '2.9', '2.8', '2.7', '2.6', '2.5', '2.4', '2.3', '2.2', '2.1', '2.0'];
+
+export const CURRENT_MINOR = 15;
+
+export function versionsDocument(baseUrl: string): { versions: unknown[] } {
+  return {
+    versions: VERSIONS.map((v, i) => ({
+      id: `v${v}`,
+      status: i === 0 ? 'CURRENT' : 'SUPPORTED',
+      links: [{ rel: 'self', href: `${baseUrl}/v2/` }],
+    })),
+  };
+}
+
+/** `/v2.N/...` (an advertised N) is the same as `/v2/...` (version negotiation middleware). */
+export function negotiateVersionPath(url: string): string {
+  const m = /^\/v2\.(\d+)(\/.*)?$/.exec(url.split('?')[0]);
+  if (m === null || !VERSIONS.includes(`2.${m[1]}`)) return url;
+  return `/v2${url.slice(`/v2.${m[1]}`.length)}`;
+}

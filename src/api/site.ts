@@ -1,0 +1,74 @@
+import { mkdir } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { FastifyBaseLogger } from 'fastify';
+import { SqlCatalog } from '../catalog/sql-catalog.ts';
+import type { OutpostConfig } from '../core/config.ts';
+import { ImageService } from '../core/image-service.ts';
+import { StoreRegistry } from '../core/stores.ts';
+import { HeaderAuthenticator } from '../identity/header-authenticator.ts';
+import { FileBlobStore } from '../storage/file-blob-store.ts';
+import { WorkerHasherFactory } from '../storage/worker-hasher.ts';
+import { createApp } from './create-app.ts';
+
+export interface RunningSite {
+  /** The URL the site answers at (with the real port when 0 was asked for). */
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The composition root: wires a site's adapters (catalog, stores, identity) to the core and the
+ * HTTP app according to the configuration, and starts listening. The role decides the wiring here
+ * and nowhere else.
+ */
+export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger): Promise<RunningSite> {
+  const dataDir = resolve(config.data);
+  await mkdir(dataDir, { recursive: true });
+  const hashers = new WorkerHasherFactory();
+  const catalog = await SqlCatalog.openSqlite(join(dataDir, 'catalog.sqlite'));
+  const stores = new StoreRegistry(await Promise.all(config.stores.map(async (s) => {
+    const root = isAbsolute(s.path) ? s.path : resolve(s.path);
+    return {
+      info: { id: s.id, type: s.type, description: s.description, weight: s.weight, readOnly: s.read_only, properties: { data_dir: root } },
+      blobs: await FileBlobStore.create({ id: s.id, root, hashers, sync: config.storage_sync }),
+    };
+  })));
+  const images = new ImageService({
+    catalog,
+    stores,
+    limits: { defaultLimit: config.limit_param_default, maxLimit: config.api_limit_max },
+    imageSizeCap: config.image_size_cap,
+  });
+
+  const [host, port] = splitListen(config.listen);
+  let publicUrl = config.public_url?.replace(/\/+$/, '') ?? '';
+  const app = createApp({
+    logger,
+    authenticator: new HeaderAuthenticator(),
+    images,
+    stores,
+    get publicUrl() { return publicUrl; },
+    showLocations: config.show_multiple_locations,
+    showDirectUrl: config.show_image_direct_url,
+  });
+  await app.listen({ host, port });
+  const address = app.server.address() as AddressInfo;
+  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  if (publicUrl === '') publicUrl = url;
+  logger.info({ url, role: config.role, site: config.site, stores: stores.list().map((s) => s.id) }, 'outpost site listening');
+
+  return {
+    url,
+    async close() {
+      await app.close();
+      await catalog.close();
+      await hashers.close();
+    },
+  };
+}
+
+function splitListen(listen: string): [string, number] {
+  const i = listen.lastIndexOf(':');
+  return [listen.slice(0, i).replace(/^\[(.*)\]$/, '$1'), Number(listen.slice(i + 1))];
+}

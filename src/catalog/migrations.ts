@@ -1,0 +1,73 @@
+import { Migrator, type Kysely, type Migration } from 'kysely';
+
+/**
+ * Schema migrations, applied in name order at start. Never edit a released migration: add one.
+ */
+const MIGRATIONS: Record<string, Migration> = {
+  '0001-images': {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable('images')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text')
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('visibility', 'text', (c) => c.notNull())
+        .addColumn('protected', 'integer', (c) => c.notNull())
+        .addColumn('os_hidden', 'integer', (c) => c.notNull())
+        .addColumn('checksum', 'text')
+        .addColumn('os_hash_algo', 'text')
+        .addColumn('os_hash_value', 'text')
+        .addColumn('size', 'bigint')
+        .addColumn('virtual_size', 'bigint')
+        .addColumn('disk_format', 'text')
+        .addColumn('container_format', 'text')
+        .addColumn('min_disk', 'integer', (c) => c.notNull())
+        .addColumn('min_ram', 'integer', (c) => c.notNull())
+        .addColumn('owner', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addColumn('deleted_at', 'text')
+        .execute();
+      await db.schema.createIndex('images_owner').on('images').column('owner').execute();
+      await db.schema.createIndex('images_created').on('images').columns(['created_at', 'id']).execute();
+      await db.schema.createIndex('images_visibility').on('images').column('visibility').execute();
+
+      for (const [table, key, cols] of [
+        ['image_properties', 'name', [['name', 'text'], ['value', 'text']]],
+        ['image_tags', 'tag', [['tag', 'text'], ['position', 'integer']]],
+        ['image_locations', 'store', [['store', 'text'], ['url', 'text'], ['position', 'integer']]],
+      ] as const) {
+        let t = db.schema.createTable(table)
+          .addColumn('image_id', 'text', (c) => c.notNull().references('images.id').onDelete('cascade'));
+        for (const [name, type] of cols) t = t.addColumn(name, type, (c) => c.notNull());
+        await t.addPrimaryKeyConstraint(`${table}_pk`, ['image_id', key] as never).execute();
+      }
+      await db.schema.createIndex('image_properties_nv').on('image_properties').columns(['name', 'value']).execute();
+      await db.schema.createIndex('image_tags_tag').on('image_tags').column('tag').execute();
+
+      await db.schema.createTable('image_members')
+        .addColumn('image_id', 'text', (c) => c.notNull().references('images.id').onDelete('cascade'))
+        .addColumn('member_id', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('image_members_pk', ['image_id', 'member_id'])
+        .execute();
+      await db.schema.createIndex('image_members_member').on('image_members').columns(['member_id', 'status']).execute();
+
+      await db.schema.createTable('changes')
+        .addColumn('seq', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('entity', 'text', (c) => c.notNull())
+        .addColumn('entity_id', 'text', (c) => c.notNull())
+        .addColumn('op', 'text', (c) => c.notNull())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
+};
+
+export async function migrate(db: Kysely<any>): Promise<void> {
+  const migrator = new Migrator({ db, provider: { getMigrations: async () => MIGRATIONS } });
+  const { error } = await migrator.migrateToLatest();
+  if (error !== undefined) throw error instanceof Error ? error : new Error(String(error));
+}

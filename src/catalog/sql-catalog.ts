@@ -1,0 +1,296 @@
+import { Kysely, SqliteDialect, sql, type Expression, type ExpressionBuilder, type SqlBool, type Transaction } from 'kysely';
+import { ConflictError, ImageNotFoundError } from '../core/errors.ts';
+import type { Image, ImageMember } from '../core/image.ts';
+import type {
+  AttributeFilter, Catalog, Change, ChangeEntity, ImageListQuery, IoOptions, SortKey,
+} from '../core/ports.ts';
+import { migrate } from './migrations.ts';
+import { NodeSqliteDatabase } from './node-sqlite-database.ts';
+import type { CatalogTables, ImageRow } from './tables.ts';
+
+type Db = Kysely<CatalogTables> | Transaction<CatalogTables>;
+type Eb = ExpressionBuilder<CatalogTables, 'images'>;
+
+const NULLABLE_TEXT = new Set<SortKey>(['name', 'container_format', 'disk_format']);
+
+/** Sort/marker column: NULLs folded to a value below every real one so keyset pages are total. */
+function sortColumn(key: SortKey): Expression<unknown> {
+  if (NULLABLE_TEXT.has(key)) return sql`coalesce(${sql.ref(`images.${key}`)}, '')`;
+  if (key === 'size') return sql`coalesce(images.size, -1)`;
+  return sql.ref(`images.${key}`);
+}
+
+function sortValue(key: SortKey, image: Image): string | number {
+  const v = image[key];
+  if (v === null) return key === 'size' ? -1 : '';
+  return v;
+}
+
+function throwIfAborted(opts: IoOptions | undefined): void {
+  opts?.signal?.throwIfAborted();
+}
+
+/**
+ * The `Catalog` port on a relational database through Kysely. SQLite (node:sqlite) now;
+ * PostgreSQL uses the same queries through another Kysely dialect. Every mutation and its
+ * change-log row are written in one transaction.
+ */
+export class SqlCatalog implements Catalog {
+  readonly #db: Kysely<CatalogTables>;
+
+  private constructor(db: Kysely<CatalogTables>) {
+    this.#db = db;
+  }
+
+  /** Opens (creating if needed) a SQLite catalog file and brings its schema up to date. */
+  static async openSqlite(path: string): Promise<SqlCatalog> {
+    const db = new Kysely<CatalogTables>({ dialect: new SqliteDialect({ database: new NodeSqliteDatabase(path) }) });
+    await migrate(db);
+    return new SqlCatalog(db);
+  }
+
+  async close(): Promise<void> {
+    await this.#db.destroy();
+  }
+
+  // -- reads ----------------------------------------------------------------------------------
+
+  async getImage(id: string, opts?: IoOptions): Promise<Image | undefined> {
+    throwIfAborted(opts);
+    return this.#load(this.#db, id);
+  }
+
+  async #load(db: Db, id: string): Promise<Image | undefined> {
+    const row = await db.selectFrom('images').selectAll().where('id', '=', id).where('deleted_at', 'is', null).executeTakeFirst();
+    if (row === undefined) return undefined;
+    return (await this.#hydrate(db, [row]))[0];
+  }
+
+  /** Attaches tags, properties and locations to image rows (three queries for any page size). */
+  async #hydrate(db: Db, rows: ImageRow[]): Promise<Image[]> {
+    if (rows.length === 0) return [];
+    const ids = rows.map((r) => r.id);
+    const [props, tags, locs] = await Promise.all([
+      db.selectFrom('image_properties').selectAll().where('image_id', 'in', ids).execute(),
+      db.selectFrom('image_tags').selectAll().where('image_id', 'in', ids).orderBy('position').execute(),
+      db.selectFrom('image_locations').selectAll().where('image_id', 'in', ids).orderBy('position').execute(),
+    ]);
+    const images = new Map(rows.map((r) => [r.id, rowToImage(r)]));
+    for (const p of props) images.get(p.image_id)!.properties[p.name] = p.value;
+    for (const t of tags) images.get(t.image_id)!.tags.push(t.tag);
+    for (const l of locs) images.get(l.image_id)!.locations.push({ store: l.store, url: l.url });
+    return [...images.values()];
+  }
+
+  async listImages(query: ImageListQuery, opts?: IoOptions): Promise<Image[]> {
+    throwIfAborted(opts);
+    if (query.limit === 0) return [];
+    let q = this.#db.selectFrom('images').selectAll().where('deleted_at', 'is', null);
+    q = q.where((eb) => scopeCondition(eb, query));
+    for (const [attr, filter] of Object.entries(query.base)) {
+      q = q.where((eb) => attributeCondition(eb, attr, filter!));
+    }
+    for (const [name, value] of Object.entries(query.properties)) {
+      q = q.where((eb) => eb.exists(eb.selectFrom('image_properties as p').select(sql.lit(1).as('one'))
+        .whereRef('p.image_id', '=', 'images.id').where('p.name', '=', name).where('p.value', '=', value)));
+    }
+    for (const tag of query.tags) {
+      q = q.where((eb) => eb.exists(eb.selectFrom('image_tags as t').select(sql.lit(1).as('one'))
+        .whereRef('t.image_id', '=', 'images.id').where('t.tag', '=', tag)));
+    }
+    if (query.sizeMin !== undefined) q = q.where('size', '>=', query.sizeMin);
+    if (query.sizeMax !== undefined) q = q.where('size', '<=', query.sizeMax);
+    const marker = query.marker;
+    if (marker !== undefined) {
+      q = q.where((eb) => eb.or(query.sort.map((s, i) => eb.and([
+        ...query.sort.slice(0, i).map((p) => eb(sortColumn(p.key), '=', sortValue(p.key, marker))),
+        eb(sortColumn(s.key), s.dir === 'asc' ? '>' : '<', sortValue(s.key, marker)),
+      ]))));
+    }
+    for (const s of query.sort) q = q.orderBy(sortColumn(s.key), s.dir);
+    const rows = await q.limit(query.limit).execute();
+    const byId = new Map((await this.#hydrate(this.#db, rows)).map((i) => [i.id, i]));
+    return rows.map((r) => byId.get(r.id)!);
+  }
+
+  async getMember(imageId: string, memberId: string, opts?: IoOptions): Promise<ImageMember | undefined> {
+    throwIfAborted(opts);
+    const row = await this.#db.selectFrom('image_members').selectAll()
+      .where('image_id', '=', imageId).where('member_id', '=', memberId).executeTakeFirst();
+    return row === undefined ? undefined : { ...row, status: row.status as ImageMember['status'] };
+  }
+
+  async listMembers(imageId: string, opts?: IoOptions): Promise<ImageMember[]> {
+    throwIfAborted(opts);
+    const rows = await this.#db.selectFrom('image_members').selectAll().where('image_id', '=', imageId)
+      .orderBy('created_at').orderBy('member_id').execute();
+    return rows.map((r) => ({ ...r, status: r.status as ImageMember['status'] }));
+  }
+
+  async changesSince(since: number, limit: number, opts?: IoOptions): Promise<Change[]> {
+    throwIfAborted(opts);
+    const rows = await this.#db.selectFrom('changes').selectAll().where('seq', '>', since).orderBy('seq').limit(limit).execute();
+    return rows.map((r) => ({
+      seq: Number(r.seq), entity: r.entity as ChangeEntity, id: r.entity_id, op: r.op as Change['op'], body: JSON.parse(r.body), at: r.at,
+    }));
+  }
+
+  // -- writes ---------------------------------------------------------------------------------
+
+  async createImage(image: Image, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    await this.#db.transaction().execute(async (trx) => {
+      const existing = await trx.selectFrom('images').select('id').where('id', '=', image.id).executeTakeFirst();
+      if (existing !== undefined) throw new ConflictError(`Image with identifier ${image.id} already exists!`);
+      await trx.insertInto('images').values(imageToRow(image)).execute();
+      await writeChildren(trx, image);
+      await appendChange(trx, 'image', image.id, 'upsert', image);
+    });
+  }
+
+  async updateImage(id: string, mutate: (current: Image) => Image, opts?: IoOptions): Promise<Image> {
+    throwIfAborted(opts);
+    return this.#db.transaction().execute(async (trx) => {
+      const current = await this.#load(trx, id);
+      if (current === undefined) throw new ImageNotFoundError(id);
+      const next = mutate(structuredClone(current));
+      if (JSON.stringify(next) === JSON.stringify(current)) return current;
+      const { id: _id, ...row } = imageToRow(next);
+      await trx.updateTable('images').set(row).where('id', '=', id).execute();
+      if (JSON.stringify([next.tags, next.properties, next.locations]) !== JSON.stringify([current.tags, current.properties, current.locations])) {
+        await deleteChildren(trx, id);
+        await writeChildren(trx, next);
+      }
+      await appendChange(trx, 'image', id, 'upsert', next);
+      return next;
+    });
+  }
+
+  async deleteImage(id: string, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    await this.#db.transaction().execute(async (trx) => {
+      const now = new Date().toISOString();
+      const r = await trx.updateTable('images').set({ status: 'deleted', deleted_at: now, updated_at: now })
+        .where('id', '=', id).where('deleted_at', 'is', null).executeTakeFirst();
+      if (Number(r.numUpdatedRows) === 0) throw new ImageNotFoundError(id);
+      await deleteChildren(trx, id);
+      await trx.deleteFrom('image_members').where('image_id', '=', id).execute();
+      await appendChange(trx, 'image', id, 'delete', { id });
+    });
+  }
+
+  async addMember(member: ImageMember, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    await this.#db.transaction().execute(async (trx) => {
+      const existing = await trx.selectFrom('image_members').select('member_id')
+        .where('image_id', '=', member.image_id).where('member_id', '=', member.member_id).executeTakeFirst();
+      if (existing !== undefined) {
+        throw new ConflictError(`Member ${member.member_id} already exists for image ${member.image_id}`);
+      }
+      await trx.insertInto('image_members').values(member).execute();
+      await appendChange(trx, 'member', `${member.image_id}/${member.member_id}`, 'upsert', member);
+    });
+  }
+
+  async updateMember(member: ImageMember, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    await this.#db.transaction().execute(async (trx) => {
+      await trx.updateTable('image_members').set({ status: member.status, updated_at: member.updated_at })
+        .where('image_id', '=', member.image_id).where('member_id', '=', member.member_id).execute();
+      await appendChange(trx, 'member', `${member.image_id}/${member.member_id}`, 'upsert', member);
+    });
+  }
+
+  async removeMember(imageId: string, memberId: string, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    await this.#db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('image_members').where('image_id', '=', imageId).where('member_id', '=', memberId).execute();
+      await appendChange(trx, 'member', `${imageId}/${memberId}`, 'delete', { image_id: imageId, member_id: memberId });
+    });
+  }
+}
+
+// -- row mapping and helpers ------------------------------------------------------------------
+
+function imageToRow(i: Image): ImageRow {
+  return {
+    id: i.id, name: i.name, status: i.status, visibility: i.visibility, protected: i.protected ? 1 : 0,
+    os_hidden: i.os_hidden ? 1 : 0, checksum: i.checksum, os_hash_algo: i.os_hash_algo, os_hash_value: i.os_hash_value,
+    size: i.size, virtual_size: i.virtual_size, disk_format: i.disk_format, container_format: i.container_format,
+    min_disk: i.min_disk, min_ram: i.min_ram, owner: i.owner, created_at: i.created_at, updated_at: i.updated_at,
+    deleted_at: null,
+  };
+}
+
+function rowToImage(r: ImageRow): Image {
+  return {
+    id: r.id, name: r.name, status: r.status as Image['status'], visibility: r.visibility as Image['visibility'],
+    protected: r.protected === 1, os_hidden: r.os_hidden === 1, checksum: r.checksum, os_hash_algo: r.os_hash_algo,
+    os_hash_value: r.os_hash_value, size: r.size === null ? null : Number(r.size),
+    virtual_size: r.virtual_size === null ? null : Number(r.virtual_size), disk_format: r.disk_format,
+    container_format: r.container_format, min_disk: Number(r.min_disk), min_ram: Number(r.min_ram), owner: r.owner,
+    created_at: r.created_at, updated_at: r.updated_at, tags: [], properties: {}, locations: [],
+  };
+}
+
+async function writeChildren(trx: Transaction<CatalogTables>, image: Image): Promise<void> {
+  const props = Object.entries(image.properties).map(([name, value]) => ({ image_id: image.id, name, value }));
+  if (props.length > 0) await trx.insertInto('image_properties').values(props).execute();
+  if (image.tags.length > 0) {
+    await trx.insertInto('image_tags').values(image.tags.map((tag, position) => ({ image_id: image.id, tag, position }))).execute();
+  }
+  if (image.locations.length > 0) {
+    await trx.insertInto('image_locations')
+      .values(image.locations.map((l, position) => ({ image_id: image.id, store: l.store, url: l.url, position }))).execute();
+  }
+}
+
+async function deleteChildren(trx: Transaction<CatalogTables>, id: string): Promise<void> {
+  await trx.deleteFrom('image_properties').where('image_id', '=', id).execute();
+  await trx.deleteFrom('image_tags').where('image_id', '=', id).execute();
+  await trx.deleteFrom('image_locations').where('image_id', '=', id).execute();
+}
+
+async function appendChange(trx: Transaction<CatalogTables>, entity: ChangeEntity, id: string, op: Change['op'], body: unknown): Promise<void> {
+  await trx.insertInto('changes').values({ entity, entity_id: id, op, body: JSON.stringify(body), at: new Date().toISOString() }).execute();
+}
+
+function memberExists(eb: Eb, projectId: string, status: string): Expression<SqlBool> {
+  let sub = eb.selectFrom('image_members as m').select(sql.lit(1).as('one'))
+    .whereRef('m.image_id', '=', 'images.id').where('m.member_id', '=', projectId);
+  if (status !== 'all') sub = sub.where('m.status', '=', status);
+  return eb.exists(sub);
+}
+
+/** The visibility scope of glance.db.sqlalchemy.api `_select_images_query`. */
+function scopeCondition(eb: Eb, query: ImageListQuery): Expression<SqlBool> {
+  const { admin, projectId, visibility, memberStatus } = query.scope;
+  const vis = (v: string) => eb('images.visibility', '=', v);
+  if (admin) return visibility === undefined || visibility === 'all' ? sql<SqlBool>`1 = 1` : vis(visibility);
+  const mine = projectId === null ? sql<SqlBool>`1 = 0` : eb('images.owner', '=', projectId);
+  const sharedWithMe = projectId === null ? sql<SqlBool>`1 = 0` : eb.and([vis('shared'), memberExists(eb, projectId, memberStatus)]);
+  switch (visibility) {
+    case undefined: return eb.or([vis('public'), mine, sharedWithMe]);
+    case 'all': return eb.or([vis('public'), vis('community'), mine, sharedWithMe]);
+    case 'public': return vis('public');
+    case 'community': return vis('community');
+    case 'private': return eb.and([vis('private'), mine]);
+    case 'shared': return eb.and([vis('shared'), eb.or([mine, sharedWithMe])]);
+  }
+}
+
+const COMPARE_SQL = { gt: '>', gte: '>=', eq: '=', neq: '<>', lt: '<', lte: '<=' } as const;
+
+function attributeCondition(eb: Eb, attr: string, filter: AttributeFilter): Expression<SqlBool> {
+  const col = sql.ref(`images.${attr}`);
+  const coerce = (v: string): string | number => {
+    if (attr === 'protected' || attr === 'os_hidden') return v === 'true' ? 1 : 0;
+    if (['min_disk', 'min_ram', 'size', 'virtual_size'].includes(attr)) return Number(v);
+    return v;
+  };
+  switch (filter.kind) {
+    case 'eq': return eb(col, '=', coerce(filter.value));
+    case 'in': return eb(col, 'in', filter.values.map(coerce));
+    case 'compare': return eb(col, COMPARE_SQL[filter.op], filter.value);
+  }
+}

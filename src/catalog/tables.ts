@@ -1,0 +1,33 @@
+import type { Generated } from 'kysely';
+
+/** Row shapes of the catalog's tables, as Kysely sees them. */
+export interface ImageRow {
+  id: string;
+  name: string | null;
+  status: string;
+  visibility: string;
+  protected: number;
+  os_hidden: number;
+  checksum: string | null;
+  os_hash_algo: string | null;
+  os_hash_value: string | null;
+  size: number | null;
+  virtual_size: number | null;
+  disk_format: string | null;
+  container_format: string | null;
+  min_disk: number;
+  min_ram: number;
+  owner: string | null;
+  created_at: string;
+  updated_at: string;
+  deleted_at: string | null;
+}
+
+export interface CatalogTables {
+  images: ImageRow;
+  image_properties: { image_id: string; name: string; value: string };
+  image_tags: { image_id: string; tag: string; position: number };
+  image_locations: { image_id: string; store: string; url: string; position: number };
+  image_members: { image_id: string; member_id: string; status: string; created_at: string; updated_at: string };
+  changes: { seq: Generated<number>; entity: string; entity_id: string; op: string; body: string; at: string };
+}

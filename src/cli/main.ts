@@ -1,0 +1,81 @@
+import { readFile } from 'node:fs/promises';
+import { Command, Option } from 'commander';
+import { pino } from 'pino';
+import { ConfigError, resolveConfig, type OutpostConfig } from '../core/config.ts';
+import { startSite } from '../api/site.ts';
+
+/** The `outpost` command (DESIGN.md §3 command-line contract). */
+async function loadConfig(file: string | undefined, flags: Record<string, unknown>): Promise<OutpostConfig> {
+  let parsed: Record<string, unknown> | undefined;
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      throw new ConfigError([`config file ${file}: ${(e as Error).message}`]);
+    }
+    try {
+      parsed = JSON.parse(text);
+    } catch (e) {
+      throw new ConfigError([`config file ${file}: not valid JSON (${(e as Error).message})`]);
+    }
+  }
+  return resolveConfig({ file: parsed, env: process.env, flags });
+}
+
+function serveFlags(o: Record<string, unknown>): Record<string, unknown> {
+  const flags: Record<string, unknown> = {
+    role: o.role, site: o.site, listen: o.listen, data: o.data, parent: o.parent, auth: o.auth, log_level: o.logLevel,
+    public_url: o.publicUrl,
+  };
+  if (Array.isArray(o.store) && o.store.length > 0) flags.stores = o.store;
+  return flags;
+}
+
+const program = new Command('outpost')
+  .description('Outpost: an OpenStack Image (Glance v2) service for edge clouds')
+  .showHelpAfterError();
+
+program.command('serve')
+  .description('run a site')
+  .option('--config <file>', 'JSON configuration file')
+  .addOption(new Option('--role <role>', 'role of this site').choices(['central', 'edge']))
+  .option('--site <id>', 'site id (default "central")')
+  .option('--listen <host:port>', 'address to listen on (default 127.0.0.1:9292)')
+  .option('--data <dir>', 'data directory (default ./data)')
+  .option('--parent <url>', 'parent site URL (edge role)')
+  .option('--store <id=file:path>', 'a store; repeatable, the first is the default', (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .addOption(new Option('--auth <mode>', 'authentication').choices(['none', 'keystone']))
+  .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
+  .option('--public-url <url>', 'base URL clients reach this site at')
+  .action(async (o: Record<string, unknown>) => {
+    const config = await loadConfig(o.config as string | undefined, serveFlags(o));
+    const logger = pino({ level: config.log_level });
+    const site = await startSite(config, logger);
+    process.stdout.write(`outpost ${config.role} site "${config.site}" serving the Glance v2 API at ${site.url}\n`);
+    const stop = async () => {
+      await site.close();
+      process.exit(0);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+
+const configCommand = program.command('config').description('configuration tools');
+configCommand.command('check')
+  .description('validate a configuration file (with the environment applied) and print the result')
+  .argument('<file>', 'JSON configuration file')
+  .action(async (file: string) => {
+    const config = await loadConfig(file, {});
+    process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof ConfigError) {
+    process.stderr.write(`outpost: ${e.message}\n`);
+    process.exit(2);
+  }
+  throw e;
+}

@@ -1,0 +1,257 @@
+/**
+ * Outpost's one configuration schema. Sources, lowest precedence first: built-in defaults, the
+ * config file (JSON), `OUTPOST_<KEY>` environment variables, command-line flags. Unknown keys are
+ * rejected; every problem is reported at once (ConfigError.problems); the result is frozen.
+ */
+
+export interface StoreConfig {
+  id: string;
+  type: 'file';
+  path: string;
+  description: string;
+  weight: number;
+  read_only: boolean;
+}
+
+export interface OutpostConfig {
+  role: 'central' | 'edge';
+  site: string;
+  listen: string;
+  data: string;
+  parent: string | null;
+  stores: readonly StoreConfig[];
+  auth: 'none' | 'keystone';
+  log_level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Base URL clients reach this site at (version document links); default http://<listen>. */
+  public_url: string | null;
+  /** Glance `image_size_cap`: the largest image accepted, in bytes (default 1 TiB). */
+  image_size_cap: number;
+  /** Glance `limit_param_default`. */
+  limit_param_default: number;
+  /** Glance `api_limit_max`. */
+  api_limit_max: number;
+  /** Glance `show_multiple_locations`: show `locations` in image records. */
+  show_multiple_locations: boolean;
+  /** Glance `show_image_direct_url`: show `direct_url` in image records. */
+  show_image_direct_url: boolean;
+  /** fdatasync each image before it becomes visible. */
+  storage_sync: boolean;
+}
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.problems = problems;
+  }
+}
+
+type Kind = 'string' | 'integer' | 'boolean' | 'stores' | 'nullable-string';
+interface KeySpec {
+  kind: Kind;
+  values?: readonly string[];
+  min?: number;
+}
+
+const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
+  role: { kind: 'string', values: ['central', 'edge'] },
+  site: { kind: 'string' },
+  listen: { kind: 'string' },
+  data: { kind: 'string' },
+  parent: { kind: 'nullable-string' },
+  stores: { kind: 'stores' },
+  auth: { kind: 'string', values: ['none', 'keystone'] },
+  log_level: { kind: 'string', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+  public_url: { kind: 'nullable-string' },
+  image_size_cap: { kind: 'integer', min: 1 },
+  limit_param_default: { kind: 'integer', min: 1 },
+  api_limit_max: { kind: 'integer', min: 1 },
+  show_multiple_locations: { kind: 'boolean' },
+  show_image_direct_url: { kind: 'boolean' },
+  storage_sync: { kind: 'boolean' },
+};
+
+export const CONFIG_KEYS = Object.keys(SPEC) as (keyof OutpostConfig)[];
+
+/** Defaults: `npm start` runs a central site on 127.0.0.1:9292 with everything under ./data. */
+export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] } = {
+  role: 'central',
+  site: 'central',
+  listen: '127.0.0.1:9292',
+  data: './data',
+  parent: null,
+  stores: [],
+  auth: 'none',
+  log_level: 'info',
+  public_url: null,
+  image_size_cap: 1024 ** 4,
+  limit_param_default: 25,
+  api_limit_max: 1000,
+  show_multiple_locations: false,
+  show_image_direct_url: false,
+  storage_sync: true,
+};
+
+/** Environment variables that are not configuration keys but are read elsewhere. */
+const OTHER_ENV = new Set(['OUTPOST_ADMIN_PASSWORD']);
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+export function envName(key: string): string {
+  return `OUTPOST_${key.toUpperCase().replace(/[.-]/g, '_')}`;
+}
+
+/** `ID=file:PATH` (as --store and OUTPOST_STORES entries). */
+export function parseStoreSpec(spec: string): Partial<StoreConfig> & { problem?: string } {
+  const m = /^([^=]+)=([a-z0-9]+):(.+)$/.exec(spec);
+  if (m === null) return { problem: `store "${spec}" is not of the form ID=file:PATH` };
+  if (m[2] !== 'file') return { problem: `store "${m[1]}": type "${m[2]}" is not supported (supported: file)` };
+  return { id: m[1], type: 'file', path: m[3] };
+}
+
+export interface ConfigSources {
+  file?: Record<string, unknown>;
+  env?: Record<string, string | undefined>;
+  /** Flags already named as config keys (`stores` as an array of ID=file:PATH specs). */
+  flags?: Record<string, unknown>;
+}
+
+function coerceFromString(kind: Kind, raw: string): unknown {
+  switch (kind) {
+    case 'integer': return /^-?\d+$/.test(raw.trim()) ? Number(raw) : raw;
+    case 'boolean': return raw === 'true' ? true : raw === 'false' ? false : raw;
+    case 'stores': return raw.split(',').map((s) => s.trim()).filter(Boolean);
+    case 'nullable-string': return raw === '' ? null : raw;
+    default: return raw;
+  }
+}
+
+function checkStores(value: unknown, where: string, problems: string[]): StoreConfig[] {
+  if (!Array.isArray(value)) {
+    problems.push(`${where}: stores must be a list`);
+    return [];
+  }
+  const out: StoreConfig[] = [];
+  value.forEach((entry, i) => {
+    const raw = typeof entry === 'string' ? parseStoreSpec(entry) : (entry as Record<string, unknown>);
+    if (raw === null || typeof raw !== 'object') {
+      problems.push(`${where}: stores[${i}] must be an object or an ID=file:PATH string`);
+      return;
+    }
+    if (typeof raw.problem === 'string') {
+      problems.push(`${where}: ${raw.problem}`);
+      return;
+    }
+    for (const k of Object.keys(raw)) {
+      if (!['id', 'type', 'path', 'description', 'weight', 'read_only'].includes(k)) {
+        problems.push(`${where}: stores[${i}]: unknown key "${k}"`);
+      }
+    }
+    const id = raw.id;
+    if (typeof id !== 'string' || !ID_RE.test(id) || id.startsWith('os_glance_')) {
+      problems.push(`${where}: stores[${i}]: id ${JSON.stringify(id)} must be 1-64 letters, digits, '_' or '-' (not os_glance_*)`);
+      return;
+    }
+    if ((raw.type ?? 'file') !== 'file') problems.push(`${where}: store "${id}": type ${JSON.stringify(raw.type)} is not supported (supported: file)`);
+    if (typeof raw.path !== 'string' || raw.path === '') problems.push(`${where}: store "${id}": path is required`);
+    const weight = raw.weight ?? 0;
+    if (typeof weight !== 'number' || !Number.isInteger(weight)) problems.push(`${where}: store "${id}": weight must be an integer`);
+    out.push({
+      id, type: 'file', path: String(raw.path ?? ''), description: typeof raw.description === 'string' ? raw.description : '',
+      weight: Number(weight) || 0, read_only: raw.read_only === true,
+    });
+  });
+  return out;
+}
+
+/** Merges and validates the sources. Throws ConfigError listing every problem. */
+export function resolveConfig(sources: ConfigSources): OutpostConfig {
+  const problems: string[] = [];
+  const merged: Record<string, unknown> = { ...DEFAULTS };
+  const origin: Record<string, string> = {};
+
+  const layer = (values: Record<string, unknown>, where: string, fromStrings: boolean) => {
+    for (const [key, value] of Object.entries(values)) {
+      if (value === undefined) continue;
+      const spec = (SPEC as Record<string, KeySpec>)[key];
+      if (spec === undefined) {
+        problems.push(`${where}: unknown key "${key}"`);
+        continue;
+      }
+      merged[key] = fromStrings && typeof value === 'string' ? coerceFromString(spec.kind, value) : value;
+      origin[key] = where;
+    }
+  };
+
+  if (sources.file !== undefined) {
+    if (sources.file === null || typeof sources.file !== 'object' || Array.isArray(sources.file)) {
+      problems.push('config file: must be a JSON object');
+    } else {
+      layer(sources.file, 'config file', false);
+    }
+  }
+  const env: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(sources.env ?? {})) {
+    if (!name.startsWith('OUTPOST_') || OTHER_ENV.has(name) || value === undefined) continue;
+    const key = CONFIG_KEYS.find((k) => envName(k) === name);
+    if (key === undefined) problems.push(`environment: unknown variable ${name}`);
+    else env[key] = value;
+  }
+  layer(env, 'environment', true);
+  layer(sources.flags ?? {}, 'command line', false);
+
+  for (const [key, spec] of Object.entries(SPEC)) {
+    const value = merged[key];
+    const where = origin[key] ?? 'default';
+    switch (spec.kind) {
+      case 'string':
+        if (typeof value !== 'string' || value === '') problems.push(`${where}: ${key} must be a non-empty string`);
+        else if (spec.values !== undefined && !spec.values.includes(value)) {
+          problems.push(`${where}: ${key} must be one of ${spec.values.join(', ')} (got "${value}")`);
+        }
+        break;
+      case 'nullable-string':
+        if (value !== null && typeof value !== 'string') problems.push(`${where}: ${key} must be a string`);
+        break;
+      case 'integer':
+        if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < (spec.min ?? 0)) {
+          problems.push(`${where}: ${key} must be an integer ≥ ${spec.min ?? 0} (got ${JSON.stringify(value)})`);
+        }
+        break;
+      case 'boolean':
+        if (typeof value !== 'boolean') problems.push(`${where}: ${key} must be true or false (got ${JSON.stringify(value)})`);
+        break;
+      case 'stores':
+        merged[key] = checkStores(value, where, problems);
+        break;
+    }
+  }
+
+  const listen = String(merged.listen);
+  const lm = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(listen);
+  if (lm === null || Number(lm[2]) > 65535) problems.push(`${origin.listen ?? 'default'}: listen must be HOST:PORT (got "${listen}")`);
+  if (typeof merged.site === 'string' && !ID_RE.test(merged.site)) {
+    problems.push(`${origin.site ?? 'default'}: site must be 1-64 letters, digits, '_' or '-' (got "${merged.site}")`);
+  }
+  if (merged.role === 'edge') problems.push(`${origin.role}: role "edge" is not available in this version yet (only "central")`);
+  if (merged.auth === 'keystone') problems.push(`${origin.auth}: auth "keystone" is not available in this version yet (only "none")`);
+  const ids = (merged.stores as StoreConfig[]).map((s) => s.id);
+  for (const dup of new Set(ids.filter((id, i) => ids.indexOf(id) !== i))) problems.push(`stores: store id "${dup}" is given twice`);
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  if ((merged.stores as StoreConfig[]).length === 0) {
+    merged.stores = [{
+      id: merged.site as string, type: 'file', path: `${merged.data as string}/stores/${merged.site as string}`,
+      description: `Filesystem store of site ${merged.site as string}`, weight: 0, read_only: false,
+    }];
+  }
+  return deepFreeze(merged as unknown as OutpostConfig);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,369 @@
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { AccessRules } from './access.ts';
+import type { RequestContext } from './context.ts';
+import {
+  BadRequestError, ForbiddenError, GoneError, ImageNotFoundError, NotFoundError, OutpostError,
+  PayloadTooLargeError, RangeNotSatisfiableError,
+} from './errors.ts';
+import {
+  MEMBER_STATUSES, assertTransition, isUuid, type Image, type ImageMember, type MemberStatus,
+} from './image.ts';
+import { applyPatch, type PatchDialect, type PatchOp } from './image-patch.ts';
+import { assertWritableName, validateAttribute } from './image-validation.ts';
+import { parseListQuery, type ListLimits, type QueryParams } from './list-query.ts';
+import type { Catalog, IoOptions } from './ports.ts';
+import type { StoreRegistry } from './stores.ts';
+import { HEADER_BYTES, inspectVirtualSize } from './virtual-size.ts';
+
+export interface ImageServiceOptions {
+  catalog: Catalog;
+  stores: StoreRegistry;
+  limits: ListLimits;
+  /** Glance's `image_size_cap` (default 1 TiB). */
+  imageSizeCap: number;
+  now?: () => Date;
+}
+
+export interface UploadRequest extends IoOptions {
+  /** `x-openstack-image-size`, when the client sent it. */
+  declaredSize?: number;
+  /** `X-Image-Meta-Store`, when the client sent it. */
+  storeId?: string;
+}
+
+/** A byte range [start, end], inclusive, as parsed from a `Range` header. */
+export type ByteRange = { kind: 'range'; start: number; end?: number } | { kind: 'suffix'; length: number };
+
+export type Download =
+  | { kind: 'no-data'; image: Image }
+  | { kind: 'data'; image: Image; stream: Readable; start: number; end: number; partial: boolean };
+
+/**
+ * The Glance v2 image use cases on one site: catalog and stores behind ports, the caller's
+ * context and Glance's access rules applied to every call.
+ */
+export class ImageService {
+  readonly #catalog: Catalog;
+  readonly #stores: StoreRegistry;
+  readonly #limits: ListLimits;
+  readonly #sizeCap: number;
+  readonly #now: () => Date;
+  readonly access = new AccessRules();
+
+  constructor(opts: ImageServiceOptions) {
+    this.#catalog = opts.catalog;
+    this.#stores = opts.stores;
+    this.#limits = opts.limits;
+    this.#sizeCap = opts.imageSizeCap;
+    this.#now = opts.now ?? (() => new Date());
+  }
+
+  #timestamp(): string {
+    return this.#now().toISOString();
+  }
+
+  // -- images ---------------------------------------------------------------------------------
+
+  /** POST /v2/images. */
+  async create(ctx: RequestContext, body: unknown, opts: IoOptions = {}): Promise<Image> {
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+      throw new BadRequestError('Body expected in request.');
+    }
+    this.access.assertCanCreate(ctx);
+    const input = body as Record<string, unknown>;
+    const now = this.#timestamp();
+    const image: Image = {
+      id: randomUUID(), name: null, status: 'queued', visibility: 'shared', protected: false, os_hidden: false,
+      checksum: null, os_hash_algo: null, os_hash_value: null, size: null, virtual_size: null, disk_format: null,
+      container_format: null, min_disk: 0, min_ram: 0, owner: ctx.projectId, created_at: now, updated_at: now,
+      tags: [], properties: {}, locations: [],
+    };
+    for (const [key, value] of Object.entries(input)) {
+      if (key === 'id') {
+        if (typeof value !== 'string' || !isUuid(value)) {
+          throw new BadRequestError(`Provided object does not match schema 'image': ${JSON.stringify(value)} does not match UUID pattern`);
+        }
+        image.id = value.toLowerCase();
+        continue;
+      }
+      assertWritableName(key);
+      const v = validateAttribute(key, value);
+      if (key in image && key !== 'properties' && key !== 'locations') {
+        (image as unknown as Record<string, unknown>)[key] = v;
+      } else {
+        image.properties[key] = v as string;
+      }
+    }
+    this.access.assertCanSetVisibility(ctx, image.visibility);
+    this.access.assertCanSetOwner(ctx, image.owner);
+    await this.#catalog.createImage(image, opts);
+    return image;
+  }
+
+  /** Loads an image the caller can see, or throws ImageNotFoundError (404, also for non-UUID ids). */
+  async get(ctx: RequestContext, id: string, opts: IoOptions = {}): Promise<Image> {
+    const image = isUuid(id) ? await this.#catalog.getImage(id.toLowerCase(), opts) : undefined;
+    if (image === undefined || !this.access.canSee(ctx, image, await this.#isMember(ctx, image, opts))) {
+      throw new ImageNotFoundError(id);
+    }
+    return image;
+  }
+
+  async #isMember(ctx: RequestContext, image: Image, opts: IoOptions): Promise<boolean> {
+    if (ctx.projectId === null || image.visibility !== 'shared' || image.owner === ctx.projectId) return false;
+    return (await this.#catalog.getMember(image.id, ctx.projectId, opts)) !== undefined;
+  }
+
+  /** GET /v2/images. Returns the page and whether a `next` link is due (a full page). */
+  async list(ctx: RequestContext, params: QueryParams, opts: IoOptions = {}): Promise<{ images: Image[]; more: boolean }> {
+    const parsed = parseListQuery(params, this.#limits);
+    let marker: Image | undefined;
+    if (parsed.marker !== undefined) {
+      try {
+        marker = await this.get(ctx, parsed.marker, opts);
+      } catch (e) {
+        if (e instanceof ImageNotFoundError) throw new BadRequestError(`No image found with ID ${parsed.marker}`);
+        throw e;
+      }
+    }
+    const images = await this.#catalog.listImages({
+      ...parsed.query,
+      scope: {
+        admin: ctx.isAdmin, projectId: ctx.projectId, visibility: parsed.visibility, memberStatus: parsed.memberStatus,
+      },
+      marker,
+    }, opts);
+    return { images, more: parsed.query.limit > 0 && images.length === parsed.query.limit };
+  }
+
+  /** PATCH /v2/images/{id}. */
+  async patch(ctx: RequestContext, id: string, ops: readonly PatchOp[], dialect: PatchDialect, opts: IoOptions = {}): Promise<Image> {
+    const image = await this.get(ctx, id, opts);
+    this.access.assertCanModify(ctx, image, 'modify_image');
+    return this.#catalog.updateImage(image.id, (current) => {
+      const next = applyPatch(current, ops, dialect);
+      if (next.visibility !== current.visibility) this.access.assertCanSetVisibility(ctx, next.visibility);
+      if (next.owner !== current.owner && !ctx.isAdmin) {
+        throw new ForbiddenError("Attribute 'owner' can only be changed by an administrator.");
+      }
+      next.updated_at = this.#timestamp();
+      return next;
+    }, opts);
+  }
+
+  /** DELETE /v2/images/{id}: removes the record and every copy of the bytes. */
+  async delete(ctx: RequestContext, id: string, opts: IoOptions = {}): Promise<void> {
+    const image = await this.get(ctx, id, opts);
+    this.access.assertCanModify(ctx, image, 'delete_image');
+    if (image.protected) throw new ForbiddenError(`Image ${image.id} is protected and cannot be deleted.`);
+    await this.#catalog.deleteImage(image.id, opts);
+    for (const loc of image.locations) {
+      if (this.#stores.has(loc.store)) await this.#stores.blobs(loc.store).delete(image.id, opts);
+    }
+  }
+
+  /** POST /v2/images/{id}/actions/deactivate|reactivate (idempotent). */
+  async setActivation(ctx: RequestContext, id: string, active: boolean, opts: IoOptions = {}): Promise<void> {
+    const image = await this.get(ctx, id, opts);
+    const action = active ? 'reactivate' : 'deactivate';
+    this.access.assertCanModify(ctx, image, action);
+    await this.#catalog.updateImage(image.id, (current) => {
+      const target = active ? 'active' : 'deactivated';
+      if (current.status === target) return current;
+      if (current.status !== 'active' && current.status !== 'deactivated') {
+        throw new ForbiddenError(`Not allowed to ${action} image in status '${current.status}'`);
+      }
+      return { ...current, status: target, updated_at: this.#timestamp() };
+    }, opts);
+  }
+
+  // -- tags -----------------------------------------------------------------------------------
+
+  /** PUT /v2/images/{id}/tags/{tag} — idempotent. */
+  async addTag(ctx: RequestContext, id: string, tag: string, opts: IoOptions = {}): Promise<void> {
+    const image = await this.get(ctx, id, opts);
+    this.access.assertCanModify(ctx, image, 'modify_image');
+    if (tag.length > 255) throw new BadRequestError(`Provided object does not match schema 'image': '${tag}' is too long`);
+    await this.#catalog.updateImage(image.id, (current) => {
+      if (current.tags.includes(tag)) return current;
+      if (current.tags.length >= 128) throw new PayloadTooLargeError('Maximum number of tags (128) exceeded.');
+      return { ...current, tags: [...current.tags, tag], updated_at: this.#timestamp() };
+    }, opts);
+  }
+
+  /** DELETE /v2/images/{id}/tags/{tag} — 404 when the tag is absent. */
+  async removeTag(ctx: RequestContext, id: string, tag: string, opts: IoOptions = {}): Promise<void> {
+    const image = await this.get(ctx, id, opts);
+    this.access.assertCanModify(ctx, image, 'modify_image');
+    await this.#catalog.updateImage(image.id, (current) => {
+      if (!current.tags.includes(tag)) throw new NotFoundError(`Tag ${tag} not found`);
+      return { ...current, tags: current.tags.filter((t) => t !== tag), updated_at: this.#timestamp() };
+    }, opts);
+  }
+
+  // -- members --------------------------------------------------------------------------------
+
+  async #sharedImage(ctx: RequestContext, id: string, opts: IoOptions): Promise<Image> {
+    const image = await this.get(ctx, id, opts);
+    if (image.visibility !== 'shared') throw new ForbiddenError('Only shared images have members.');
+    return image;
+  }
+
+  /** POST /v2/images/{id}/members — owner only. */
+  async addMember(ctx: RequestContext, id: string, body: unknown, opts: IoOptions = {}): Promise<ImageMember> {
+    const image = await this.#sharedImage(ctx, id, opts);
+    this.access.assertCanModify(ctx, image, 'add_member');
+    const memberId = (body as { member?: unknown } | null)?.member;
+    if (typeof memberId !== 'string' || memberId.length === 0 || memberId.length > 255) {
+      throw new BadRequestError('Member to be added not specified');
+    }
+    const now = this.#timestamp();
+    const member: ImageMember = { image_id: image.id, member_id: memberId, status: 'pending', created_at: now, updated_at: now };
+    if ((await this.#catalog.listMembers(image.id, opts)).length >= 128) {
+      throw new PayloadTooLargeError('Maximum number of members (128) exceeded.');
+    }
+    await this.#catalog.addMember(member, opts);
+    return member;
+  }
+
+  /** GET /v2/images/{id}/members — the owner sees all; a member sees its own entry. */
+  async listMembers(ctx: RequestContext, id: string, opts: IoOptions = {}): Promise<ImageMember[]> {
+    const image = await this.#sharedImage(ctx, id, opts);
+    const members = await this.#catalog.listMembers(image.id, opts);
+    if (ctx.isAdmin || this.access.isOwner(ctx, image)) return members;
+    return members.filter((m) => m.member_id === ctx.projectId);
+  }
+
+  /** GET /v2/images/{id}/members/{member}. */
+  async getMember(ctx: RequestContext, id: string, memberId: string, opts: IoOptions = {}): Promise<ImageMember> {
+    const image = await this.#sharedImage(ctx, id, opts);
+    const member = await this.#catalog.getMember(image.id, memberId, opts);
+    const mayView = ctx.isAdmin || this.access.isOwner(ctx, image) || ctx.projectId === memberId;
+    if (member === undefined || !mayView) throw new NotFoundError(`${memberId} is not a member of image ${image.id}`);
+    return member;
+  }
+
+  /** PUT /v2/images/{id}/members/{member} — only the member project may accept or reject. */
+  async updateMember(ctx: RequestContext, id: string, memberId: string, body: unknown, opts: IoOptions = {}): Promise<ImageMember> {
+    const image = await this.#sharedImage(ctx, id, opts);
+    const status = (body as { status?: unknown } | null)?.status;
+    if (typeof status !== 'string' || !(MEMBER_STATUSES as readonly string[]).includes(status)) {
+      throw new BadRequestError(`Provided object does not match schema 'member': ${JSON.stringify(status)} is not one of ['pending', 'accepted', 'rejected']`);
+    }
+    const member = await this.#catalog.getMember(image.id, memberId, opts);
+    if (member === undefined) throw new NotFoundError(`${memberId} is not a member of image ${image.id}`);
+    if (ctx.projectId !== memberId) {
+      throw new ForbiddenError('You are not permitted to modify the status of this image member.');
+    }
+    const updated: ImageMember = { ...member, status: status as MemberStatus, updated_at: this.#timestamp() };
+    await this.#catalog.updateMember(updated, opts);
+    return updated;
+  }
+
+  /** DELETE /v2/images/{id}/members/{member} — owner only. */
+  async removeMember(ctx: RequestContext, id: string, memberId: string, opts: IoOptions = {}): Promise<void> {
+    const image = await this.#sharedImage(ctx, id, opts);
+    this.access.assertCanModify(ctx, image, 'delete_member');
+    if ((await this.#catalog.getMember(image.id, memberId, opts)) === undefined) {
+      throw new NotFoundError(`${memberId} is not a member of image ${image.id}`);
+    }
+    await this.#catalog.removeMember(image.id, memberId, opts);
+  }
+
+  // -- data -----------------------------------------------------------------------------------
+
+  /**
+   * PUT /v2/images/{id}/file. queued → saving; the bytes are streamed into the store while size,
+   * md5 and sha512 are computed; → active with the location recorded. On any failure the image
+   * returns to queued and the store keeps nothing (the BlobStore's put is atomic).
+   */
+  async upload(ctx: RequestContext, id: string, data: AsyncIterable<Uint8Array>, req: UploadRequest = {}): Promise<Image> {
+    const image = await this.get(ctx, id, req);
+    this.access.assertCanModify(ctx, image, 'upload_image');
+    const storeId = req.storeId ?? this.#stores.defaultId;
+    const blobs = this.#stores.blobs(storeId);
+    if (req.declaredSize !== undefined && req.declaredSize > this.#sizeCap) {
+      throw new PayloadTooLargeError(`Image exceeds the storage quota: image_size_cap is ${this.#sizeCap} bytes.`);
+    }
+    await this.#catalog.updateImage(image.id, (current) => {
+      if (current.disk_format === null || current.container_format === null) {
+        throw new BadRequestError('Properties disk_format, container_format must be set prior to saving data.');
+      }
+      assertTransition(current.status, 'saving');
+      return { ...current, status: 'saving', updated_at: this.#timestamp() };
+    }, req);
+
+    // The first bytes are kept for format inspection (virtual_size).
+    let head = new Uint8Array(0);
+    async function* peek(): AsyncGenerator<Uint8Array> {
+      for await (const chunk of data) {
+        if (head.length < HEADER_BYTES) head = Buffer.concat([head, chunk.subarray(0, HEADER_BYTES - head.length)]);
+        yield chunk;
+      }
+    }
+    let stored = false;
+    try {
+      const digest = await blobs.put(image.id, peek(), {
+        signal: req.signal, expectedSize: req.declaredSize, maxSize: this.#sizeCap,
+      });
+      stored = true;
+      return await this.#catalog.updateImage(image.id, (current) => {
+        if (current.status !== 'saving') throw new GoneError('Image deleted during upload. Data was not saved.');
+        return {
+          ...current,
+          status: 'active',
+          size: digest.size,
+          virtual_size: inspectVirtualSize(current.disk_format, head, digest.size),
+          checksum: digest.md5,
+          os_hash_algo: 'sha512',
+          os_hash_value: digest.sha512,
+          locations: [{ store: storeId, url: blobs.urlFor(image.id) }],
+          updated_at: this.#timestamp(),
+        };
+      });
+    } catch (error) {
+      if (stored) await blobs.delete(image.id).catch(() => undefined);
+      await this.#catalog.updateImage(image.id, (current) => (
+        current.status === 'saving' ? { ...current, status: 'queued', size: null, virtual_size: null, updated_at: this.#timestamp() } : current
+      )).catch(() => undefined);
+      if (error instanceof OutpostError) throw error;
+      if (req.signal?.aborted) throw new BadRequestError('The upload was interrupted before all data arrived.');
+      throw error;
+    }
+  }
+
+  /**
+   * GET /v2/images/{id}/file. 204 (no-data) when the image has no bytes; deactivated images are
+   * forbidden to non-admins; a single range gives a partial answer (206), an unsatisfiable one 416.
+   */
+  async download(ctx: RequestContext, id: string, range: ByteRange | undefined, opts: IoOptions = {}): Promise<Download> {
+    const image = await this.get(ctx, id, opts);
+    if (image.status === 'deactivated' && !ctx.isAdmin) {
+      throw new ForbiddenError('The requested image has been deactivated. Image data download is forbidden.');
+    }
+    const location = [...image.locations]
+      .filter((l) => this.#stores.has(l.store))
+      .sort((a, b) => this.#stores.weight(b.store) - this.#stores.weight(a.store))[0];
+    if (location === undefined || image.size === null) return { kind: 'no-data', image };
+
+    const size = image.size;
+    let start = 0;
+    let end = size - 1;
+    if (range !== undefined) {
+      if (range.kind === 'suffix') {
+        if (range.length === 0) throw new RangeNotSatisfiableError('The Range requested is not available.');
+        start = Math.max(0, size - range.length);
+      } else {
+        start = range.start;
+        end = Math.min(range.end ?? size - 1, size - 1);
+        if (start >= size || start > end) throw new RangeNotSatisfiableError('The Range requested is not available.');
+      }
+    }
+    if (size === 0) {
+      return { kind: 'data', image, stream: await this.#stores.blobs(location.store).get(image.id, opts), start: 0, end: -1, partial: false };
+    }
+    const stream = await this.#stores.blobs(location.store).get(image.id, { ...opts, start, end });
+    return { kind: 'data', image, stream, start, end, partial: range !== undefined };
+  }
+}

@@ -1,0 +1,110 @@
+import { InvalidTransitionError } from './errors.ts';
+
+/** Image statuses of glance/domain/__init__.py. */
+export const IMAGE_STATUSES = [
+  'queued', 'saving', 'active', 'killed', 'deleted', 'uploading', 'importing', 'pending_delete', 'deactivated',
+] as const;
+export type ImageStatus = (typeof IMAGE_STATUSES)[number];
+
+export const VISIBILITIES = ['community', 'public', 'private', 'shared'] as const;
+export type Visibility = (typeof VISIBILITIES)[number];
+
+/** Glance's default `disk_formats` / `container_formats` configuration. */
+export const DISK_FORMATS = ['ami', 'ari', 'aki', 'vhd', 'vhdx', 'vmdk', 'raw', 'qcow2', 'vdi', 'iso', 'ploop'] as const;
+export const CONTAINER_FORMATS = ['ami', 'ari', 'aki', 'bare', 'ovf', 'ova', 'docker', 'compressed'] as const;
+
+export const MEMBER_STATUSES = ['pending', 'accepted', 'rejected'] as const;
+export type MemberStatus = (typeof MEMBER_STATUSES)[number];
+
+/** One verified copy of the image's bytes in one store. */
+export interface ImageLocation {
+  store: string;
+  url: string;
+}
+
+/**
+ * The catalog's image record. Times are ISO-8601 with milliseconds (for ordering); the API renders
+ * them to seconds as Glance does. `properties` holds the custom (string-valued) properties,
+ * including Glance's visible `os_glance_*` bookkeeping properties.
+ */
+export interface Image {
+  id: string;
+  name: string | null;
+  status: ImageStatus;
+  visibility: Visibility;
+  protected: boolean;
+  os_hidden: boolean;
+  checksum: string | null;
+  os_hash_algo: string | null;
+  os_hash_value: string | null;
+  size: number | null;
+  virtual_size: number | null;
+  disk_format: string | null;
+  container_format: string | null;
+  min_disk: number;
+  min_ram: number;
+  owner: string | null;
+  created_at: string;
+  updated_at: string;
+  tags: string[];
+  properties: Record<string, string>;
+  locations: ImageLocation[];
+}
+
+export interface ImageMember {
+  image_id: string;
+  member_id: string;
+  status: MemberStatus;
+  created_at: string;
+  updated_at: string;
+}
+
+/** Base attributes a client may write (create body or PATCH), with their JSON types. */
+export const WRITABLE_BASE = [
+  'name', 'visibility', 'protected', 'os_hidden', 'disk_format', 'container_format', 'min_disk', 'min_ram',
+  'owner', 'tags',
+] as const;
+
+/** Attributes that are never writable by clients: "Attribute 'x' is read-only." (403). */
+export const READ_ONLY = [
+  'created_at', 'updated_at', 'status', 'checksum', 'os_hash_algo', 'os_hash_value', 'size', 'virtual_size',
+  'direct_url', 'self', 'file', 'schema', 'stores', 'id', 'locations',
+] as const;
+
+/** "Attribute 'x' is reserved." (403) — plus every key starting with os_glance. */
+export const RESERVED = ['location', 'deleted', 'deleted_at'] as const;
+
+export function isReservedName(key: string): boolean {
+  return (RESERVED as readonly string[]).includes(key) || key.startsWith('os_glance');
+}
+
+/**
+ * Allowed status transitions, as `Image.valid_state_targets` in glance/domain/__init__.py.
+ */
+const TRANSITIONS: Record<ImageStatus, readonly ImageStatus[]> = {
+  queued: ['saving', 'uploading', 'importing', 'active', 'deleted'],
+  saving: ['active', 'killed', 'deleted', 'queued'],
+  uploading: ['importing', 'queued', 'deleted'],
+  importing: ['active', 'deleted', 'queued'],
+  active: ['pending_delete', 'deleted', 'deactivated'],
+  deactivated: ['active', 'deleted'],
+  killed: ['deleted'],
+  pending_delete: ['deleted', 'active'],
+  deleted: [],
+};
+
+/** Throws InvalidTransitionError (409) unless `from → to` is a legal move. */
+export function assertTransition(from: ImageStatus, to: ImageStatus): void {
+  if (!TRANSITIONS[from].includes(to)) throw new InvalidTransitionError(from, to);
+}
+
+export const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+export function isUuid(value: string): boolean {
+  return UUID_RE.test(value);
+}
+
+/** The comma-joined `stores` field: store ids ordered by weight (desc), then id (asc). */
+export function orderedStoreIds(locations: readonly ImageLocation[], weightOf: (store: string) => number): string[] {
+  return [...new Set(locations.map((l) => l.store))].sort((a, b) => weightOf(b) - weightOf(a) || (a < b ? -1 : a > b ? 1 : 0));
+}

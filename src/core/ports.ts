@@ -1,0 +1,153 @@
+import type { Readable } from 'node:stream';
+import type { Image, ImageMember, ImageStatus, MemberStatus, Visibility } from './image.ts';
+
+/** Options every I/O call accepts. */
+export interface IoOptions {
+  signal?: AbortSignal;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Catalog: image metadata plus the change log that replication reads.
+
+export type SortKey = 'name' | 'status' | 'container_format' | 'disk_format' | 'size' | 'id' | 'created_at' | 'updated_at';
+export const SORT_KEYS: readonly SortKey[] = [
+  'name', 'status', 'container_format', 'disk_format', 'size', 'id', 'created_at', 'updated_at',
+];
+export type SortDir = 'asc' | 'desc';
+
+export type CompareOp = 'gt' | 'gte' | 'eq' | 'neq' | 'lt' | 'lte';
+
+/** A filter on one attribute: exact value, `in:` list, or a time comparison. */
+export type AttributeFilter =
+  | { kind: 'eq'; value: string }
+  | { kind: 'in'; values: string[] }
+  | { kind: 'compare'; op: CompareOp; value: string };
+
+/** Base attributes that can be filtered on directly. */
+export type FilterableBase =
+  | 'id' | 'name' | 'status' | 'container_format' | 'disk_format' | 'owner' | 'checksum' | 'os_hash_value'
+  | 'min_disk' | 'min_ram' | 'size' | 'virtual_size' | 'protected' | 'os_hidden' | 'created_at' | 'updated_at';
+
+/**
+ * Who asks, and which part of the catalog they may list — the visibility scope of Glance's
+ * sqlalchemy `_select_images_query`.
+ */
+export interface ListScope {
+  admin: boolean;
+  projectId: string | null;
+  /** The `visibility` filter, or undefined for the default scope. 'all' is resolved by the caller. */
+  visibility?: Visibility | 'all';
+  /** Member status of shared images the caller is a member of (default 'accepted'); 'all' for any. */
+  memberStatus: MemberStatus | 'all';
+}
+
+export interface ImageListQuery {
+  scope: ListScope;
+  base: Partial<Record<FilterableBase, AttributeFilter>>;
+  properties: Record<string, string>;
+  tags: string[];
+  sizeMin?: number;
+  sizeMax?: number;
+  sort: { key: SortKey; dir: SortDir }[];
+  limit: number;
+  /** Continue after this image (already resolved and visible). */
+  marker?: Image;
+}
+
+export type ChangeEntity = 'image' | 'member';
+export interface Change {
+  seq: number;
+  entity: ChangeEntity;
+  id: string;
+  op: 'upsert' | 'delete';
+  body: unknown;
+  at: string;
+}
+
+/**
+ * Port for image metadata. Every mutation appends one row to the change log in the same
+ * transaction (monotonic `seq`, entity, id, op, body).
+ */
+export interface Catalog {
+  getImage(id: string, opts?: IoOptions): Promise<Image | undefined>;
+  listImages(query: ImageListQuery, opts?: IoOptions): Promise<Image[]>;
+  /** Fails with ConflictError if the id was ever used (deleted ids are not reused, as in Glance). */
+  createImage(image: Image, opts?: IoOptions): Promise<void>;
+  /**
+   * Atomic read-modify-write: `mutate` receives the current image (never undefined; a missing image
+   * raises ImageNotFoundError) and returns the new record, or throws to abort without changes.
+   * Returns the stored image.
+   */
+  updateImage(id: string, mutate: (current: Image) => Image, opts?: IoOptions): Promise<Image>;
+  /** Marks the image deleted and drops its tags, properties, locations and members. */
+  deleteImage(id: string, opts?: IoOptions): Promise<void>;
+
+  getMember(imageId: string, memberId: string, opts?: IoOptions): Promise<ImageMember | undefined>;
+  listMembers(imageId: string, opts?: IoOptions): Promise<ImageMember[]>;
+  /** Inserts, failing with ConflictError when the member already exists. */
+  addMember(member: ImageMember, opts?: IoOptions): Promise<void>;
+  updateMember(member: ImageMember, opts?: IoOptions): Promise<void>;
+  removeMember(imageId: string, memberId: string, opts?: IoOptions): Promise<void>;
+
+  /** Changes with seq > since, oldest first, at most `limit`. */
+  changesSince(since: number, limit: number, opts?: IoOptions): Promise<Change[]>;
+  close(): Promise<void>;
+}
+
+export type StatusSet = readonly ImageStatus[];
+
+// ---------------------------------------------------------------------------------------------
+// BlobStore: image bytes.
+
+export interface BlobDigest {
+  size: number;
+  md5: string;
+  sha512: string;
+}
+
+export interface BlobStat {
+  size: number;
+}
+
+export interface PutOptions extends IoOptions {
+  /** If given, the write fails (and leaves nothing) unless exactly this many bytes arrive. */
+  expectedSize?: number;
+  /** The write fails (and leaves nothing) as soon as more bytes than this arrive. */
+  maxSize?: number;
+}
+
+export interface GetOptions extends IoOptions {
+  /** First byte (inclusive), default 0. */
+  start?: number;
+  /** Last byte (inclusive), default the end. */
+  end?: number;
+}
+
+/**
+ * Port for bytes. Keys are opaque ids made of [A-Za-z0-9._-] (no '..'); anything else is rejected
+ * with BadRequestError. `put` is atomic: the bytes become visible under `key` only after every
+ * byte arrived and was hashed; on error or abort nothing is left behind.
+ */
+export interface BlobStore {
+  readonly id: string;
+  put(key: string, data: AsyncIterable<Uint8Array>, opts?: PutOptions): Promise<BlobDigest>;
+  /** A stream of the bytes [start, end]; NotFoundError if absent. */
+  get(key: string, opts?: GetOptions): Promise<Readable>;
+  stat(key: string, opts?: IoOptions): Promise<BlobStat | undefined>;
+  /** Deleting an absent key is not an error. */
+  delete(key: string, opts?: IoOptions): Promise<void>;
+  list(opts?: IoOptions): AsyncIterable<string>;
+  /** The location URL recorded for a key (file:///path, s3://bucket/key ...). */
+  urlFor(key: string): string;
+}
+
+/** Computes size, md5 and sha512 of a byte stream, possibly off the event loop. */
+export interface Hasher {
+  update(chunk: Uint8Array): Promise<void>;
+  digest(): Promise<{ md5: string; sha512: string }>;
+  /** Releases resources without producing a digest. */
+  abort(): void;
+}
+export interface HasherFactory {
+  create(): Hasher;
+}

@@ -1,0 +1,44 @@
+import { BadRequestError } from './errors.ts';
+import type { BlobStore } from './ports.ts';
+
+/** What an operator configured about one store (Glance multistore `enabled_backends` entry). */
+export interface StoreInfo {
+  id: string;
+  type: 'file';
+  description: string;
+  weight: number;
+  readOnly: boolean;
+  /** Type-specific settings shown by GET /v2/info/stores/detail (admin). */
+  properties: Record<string, unknown>;
+}
+
+/** The site's stores; the first one configured is the default. */
+export class StoreRegistry {
+  readonly #stores: Map<string, { info: StoreInfo; blobs: BlobStore }>;
+  readonly defaultId: string;
+
+  constructor(stores: readonly { info: StoreInfo; blobs: BlobStore }[]) {
+    if (stores.length === 0) throw new Error('a site needs at least one store');
+    this.#stores = new Map(stores.map((s) => [s.info.id, s]));
+    this.defaultId = stores[0].info.id;
+  }
+
+  list(): StoreInfo[] {
+    return [...this.#stores.values()].map((s) => s.info);
+  }
+
+  has(id: string): boolean {
+    return this.#stores.has(id);
+  }
+
+  /** The store's bytes; BadRequestError for an unknown id (as X-Image-Meta-Store). */
+  blobs(id: string): BlobStore {
+    const s = this.#stores.get(id);
+    if (s === undefined) throw new BadRequestError(`Store for identifier ${id} not found`);
+    return s.blobs;
+  }
+
+  weight(id: string): number {
+    return this.#stores.get(id)?.info.weight ?? 0;
+  }
+}
