@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { ConfigError, resolveConfig } from '../src/core/config.ts';
+import { REPO_ROOT, tempDir } from './helpers/site.ts';
+
+const run = promisify(execFile);
+const outpost = (args: string[], env: Record<string, string> = {}) =>
+  run(process.execPath, [join(REPO_ROOT, 'bin/outpost.js'), ...args], { env: { ...process.env, ...env } });
+
+function problems(fn: () => unknown): readonly string[] {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('configuration', () => {
+  it('defaults to a central site on 127.0.0.1:9292 with one file store under ./data', () => {
+    const c = resolveConfig({});
+    assert.equal(c.role, 'central');
+    assert.equal(c.site, 'central');
+    assert.equal(c.listen, '127.0.0.1:9292');
+    assert.deepEqual(c.stores.map((s) => [s.id, s.path]), [['central', './data/stores/central']]);
+    assert.ok(Object.isFrozen(c) && Object.isFrozen(c.stores[0]));
+  });
+
+  it('layers file < environment < flags', () => {
+    const c = resolveConfig({
+      file: { listen: '127.0.0.1:1', site: 'from-file', api_limit_max: 10 },
+      env: { OUTPOST_LISTEN: '127.0.0.1:2', OUTPOST_API_LIMIT_MAX: '20', PATH: '/bin' },
+      flags: { listen: '127.0.0.1:3' },
+    });
+    assert.equal(c.listen, '127.0.0.1:3');
+    assert.equal(c.api_limit_max, 20);
+    assert.equal(c.site, 'from-file');
+  });
+
+  it('takes stores as ID=file:PATH specs, the first being the default, and in the file as objects', () => {
+    const c = resolveConfig({ flags: { stores: ['fast=file:/srv/fast', 'slow=file:/srv/slow'] } });
+    assert.deepEqual(c.stores.map((s) => s.id), ['fast', 'slow']);
+    const f = resolveConfig({ file: { stores: [{ id: 'a', path: '/a', weight: 5, description: 'A' }] } });
+    assert.equal(f.stores[0].weight, 5);
+    const e = resolveConfig({ env: { OUTPOST_STORES: 'x=file:/x,y=file:/y' } });
+    assert.deepEqual(e.stores.map((s) => s.path), ['/x', '/y']);
+  });
+
+  it('rejects unknown keys and reports every problem at once', () => {
+    const p = problems(() => resolveConfig({
+      file: { listen: 'nowhere', colour: 'blue', api_limit_max: -1 },
+      env: { OUTPOST_FOO: 'x' },
+      flags: { stores: ['bad', 'a=s3:bucket', 'a=file:/x', 'a=file:/y'] },
+    }));
+    for (const expected of [/unknown key "colour"/, /unknown variable OUTPOST_FOO/, /listen must be HOST:PORT/,
+      /api_limit_max must be an integer/, /"bad" is not of the form ID=file:PATH/, /type "s3" is not supported/,
+      /store id "a" is given twice/]) {
+      assert.ok(p.some((x) => expected.test(x)), `${expected} in ${JSON.stringify(p)}`);
+    }
+  });
+
+  it('outpost config check prints the resolved configuration, or every error with exit code 2', async () => {
+    const dir = await tempDir();
+    const good = join(dir, 'good.json');
+    await writeFile(good, JSON.stringify({ site: 'lab', stores: ['lab=file:/tmp/lab'] }));
+    const { stdout } = await outpost(['config', 'check', good], { OUTPOST_LISTEN: '127.0.0.1:9999' });
+    assert.equal(JSON.parse(stdout).listen, '127.0.0.1:9999');
+    assert.equal(JSON.parse(stdout).site, 'lab');
+
+    const bad = join(dir, 'bad.json');
+    await writeFile(bad, JSON.stringify({ role: 'moon', nope: 1 }));
+    await assert.rejects(outpost(['config', 'check', bad]), (e: { code: number; stderr: string }) => {
+      assert.equal(e.code, 2);
+      assert.match(e.stderr, /role must be one of central, edge/);
+      assert.match(e.stderr, /unknown key "nope"/);
+      return true;
+    });
+    await assert.rejects(outpost(['serve', '--listen', 'bogus']), (e: { code: number; stderr: string }) => {
+      assert.equal(e.code, 2);
+      assert.match(e.stderr, /listen must be HOST:PORT/);
+      return true;
+    });
+  });
+});
