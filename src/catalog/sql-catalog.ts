@@ -1,6 +1,6 @@
 import { Kysely, SqliteDialect, sql, type Expression, type ExpressionBuilder, type SqlBool, type Transaction } from 'kysely';
 import { ConflictError, ImageNotFoundError } from '../core/errors.ts';
-import type { Image, ImageMember } from '../core/image.ts';
+import { setProperty, type Image, type ImageMember } from '../core/image.ts';
 import type {
   AttributeFilter, Catalog, Change, ChangeEntity, ImageListQuery, IoOptions, SortKey,
 } from '../core/ports.ts';
@@ -76,7 +76,7 @@ export class SqlCatalog implements Catalog {
       db.selectFrom('image_locations').selectAll().where('image_id', 'in', ids).orderBy('position').execute(),
     ]);
     const images = new Map(rows.map((r) => [r.id, rowToImage(r)]));
-    for (const p of props) images.get(p.image_id)!.properties[p.name] = p.value;
+    for (const p of props) setProperty(images.get(p.image_id)!.properties, p.name, p.value);
     for (const t of tags) images.get(t.image_id)!.tags.push(t.tag);
     for (const l of locs) images.get(l.image_id)!.locations.push({ store: l.store, url: l.url });
     return [...images.values()];

@@ -173,7 +173,7 @@ export function resolveConfig(sources: ConfigSources): OutpostConfig {
   const layer = (values: Record<string, unknown>, where: string, fromStrings: boolean) => {
     for (const [key, value] of Object.entries(values)) {
       if (value === undefined) continue;
-      const spec = (SPEC as Record<string, KeySpec>)[key];
+      const spec = Object.hasOwn(SPEC, key) ? (SPEC as Record<string, KeySpec>)[key] : undefined;
       if (spec === undefined) {
         problems.push(`${where}: unknown key "${key}"`);
         continue;

@@ -1,5 +1,5 @@
 import { BadRequestError, ConflictError, ForbiddenError } from './errors.ts';
-import type { Image } from './image.ts';
+import { setProperty, type Image } from './image.ts';
 import { assertWritableName, isBaseWritable, validateAttribute } from './image-validation.ts';
 
 /**
@@ -92,7 +92,7 @@ export function applyPatch(image: Image, ops: readonly PatchOp[], dialect: Patch
     } else {
       if (op === 'replace' && !exists) throw new ConflictError(`Property ${key} does not exist.`);
       if (op === 'add' && exists && dialect === 'v2.0') throw new ConflictError(`Property ${key} already present.`);
-      next.properties[key] = validateAttribute(key, value) as string;
+      setProperty(next.properties, key, validateAttribute(key, value) as string);
     }
   }
   return next;

@@ -7,10 +7,10 @@ import {
   PayloadTooLargeError, RangeNotSatisfiableError,
 } from './errors.ts';
 import {
-  MEMBER_STATUSES, assertTransition, isUuid, type Image, type ImageMember, type MemberStatus,
+  MEMBER_STATUSES, assertTransition, isUuid, setProperty, type Image, type ImageMember, type MemberStatus,
 } from './image.ts';
 import { applyPatch, type PatchDialect, type PatchOp } from './image-patch.ts';
-import { assertWritableName, validateAttribute } from './image-validation.ts';
+import { assertWritableName, isBaseWritable, validateAttribute } from './image-validation.ts';
 import { parseListQuery, type ListLimits, type QueryParams } from './list-query.ts';
 import type { Catalog, IoOptions } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
@@ -89,11 +89,8 @@ export class ImageService {
       }
       assertWritableName(key);
       const v = validateAttribute(key, value);
-      if (key in image && key !== 'properties' && key !== 'locations') {
-        (image as unknown as Record<string, unknown>)[key] = v;
-      } else {
-        image.properties[key] = v as string;
-      }
+      if (isBaseWritable(key)) (image as unknown as Record<string, unknown>)[key] = v;
+      else setProperty(image.properties, key, v as string);
     }
     this.access.assertCanSetVisibility(ctx, image.visibility);
     this.access.assertCanSetOwner(ctx, image.owner);

@@ -103,6 +103,7 @@ export function assertWritableName(key: string): void {
 /** Validates one attribute value and returns it normalised (tags de-duplicated...). */
 export function validateAttribute(key: string, value: unknown): unknown {
   if (key.length > 255 || key.length === 0) throw violation(`${repr(key)} is not a valid property name`);
-  const rule = BASE_RULES[key] ?? CUSTOM_RULES[key] ?? customString;
+  const rule = Object.hasOwn(BASE_RULES, key) ? BASE_RULES[key]
+    : Object.hasOwn(CUSTOM_RULES, key) ? CUSTOM_RULES[key] : customString;
   return rule(value, key);
 }

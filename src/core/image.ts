@@ -108,3 +108,11 @@ export function isUuid(value: string): boolean {
 export function orderedStoreIds(locations: readonly ImageLocation[], weightOf: (store: string) => number): string[] {
   return [...new Set(locations.map((l) => l.store))].sort((a, b) => weightOf(b) - weightOf(a) || (a < b ? -1 : a > b ? 1 : 0));
 }
+
+/**
+ * Sets a custom property as an own data property. (Plain assignment would treat a property
+ * named "__proto__" as the prototype setter and silently drop it.)
+ */
+export function setProperty(target: Record<string, string>, key: string, value: string): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}

@@ -1,5 +1,5 @@
 import { BadRequestError } from './errors.ts';
-import { MEMBER_STATUSES, VISIBILITIES, type MemberStatus, type Visibility } from './image.ts';
+import { MEMBER_STATUSES, VISIBILITIES, setProperty, type MemberStatus, type Visibility } from './image.ts';
 import {
   SORT_KEYS, type AttributeFilter, type CompareOp, type FilterableBase, type ImageListQuery, type SortDir, type SortKey,
 } from './ports.ts';
@@ -156,7 +156,7 @@ export function parseListQuery(params: QueryParams, limits: ListLimits): ParsedL
         base[name as FilterableBase] = { kind: 'eq', value };
       }
     } else {
-      properties[name] = value;
+      setProperty(properties, name, value);
     }
   }
 
