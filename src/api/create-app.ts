@@ -1,6 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, {
+  LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest,
+} from 'fastify';
 import type { Authenticator, RequestContext } from '../core/context.ts';
 import { BadRequestError, OutpostError } from '../core/errors.ts';
 import type { ImageService } from '../core/image-service.ts';
@@ -34,6 +38,9 @@ export interface AppDeps {
   showDirectUrl: boolean;
 }
 
+/** The parsed body of a JSON request whose text is not JSON (see jsonBody). */
+const MALFORMED_JSON = Symbol('malformed JSON');
+
 /** Largest JSON request body accepted. */
 const JSON_BODY_LIMIT = 1 << 20;
 
@@ -56,16 +63,21 @@ export function createApp(deps: AppDeps): FastifyInstance {
     },
     rewriteUrl: (req) => negotiateVersionPath(req.url ?? '/'),
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 1024 },
+    clientErrorHandler: answerClientError,
+    // Requests the router refuses before any route (a malformed %-escape in the path, a path
+    // parameter longer than maxParamLength) get a Glance-shaped error and a request id too.
+    frameworkErrors: answerFrameworkError,
   });
 
-  // Bodies: JSON (and both JSON-patch media types) parsed here so that malformed JSON is Glance's
-  // 400; every other type is handed to the route as the raw stream (image uploads).
+  // Bodies: JSON (and both JSON-patch media types) parsed here; malformed JSON becomes Glance's 400
+  // in jsonBody(), so that a route checking the media type first (upload, PATCH) still answers 415.
+  // Every other type is handed to the route as the raw stream (image uploads).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(['application/json', ...PATCH_MEDIA_TYPES], { parseAs: 'string' }, (_req, body, done) => {
     try {
       done(null, body === '' ? undefined : JSON.parse(body as string));
     } catch {
-      done(new BadRequestError('Malformed JSON in request body.'), undefined);
+      done(null, MALFORMED_JSON);
     }
   });
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
@@ -99,6 +111,13 @@ export function createApp(deps: AppDeps): FastifyInstance {
     } else {
       req.log.error({ err: error, method: req.method, url: req.url }, 'unexpected error');
     }
+    // A request body abandoned half-read (too large, upload failed mid-stream) leaves the rest of it
+    // in the socket: the connection cannot carry another request, so close it after this answer
+    // rather than keep it alive and stall the client's next request.
+    if (!req.raw.complete && req.raw.destroyed) reply.header('Connection', 'close');
+    // Glance answers every unsupported PATCH media type with Accept-Patch (images.py update), also
+    // when the Content-Type is too malformed for Fastify to reach the route at all.
+    if (status === 415 && req.method === 'PATCH') reply.header('Accept-Patch', PATCH_MEDIA_TYPES.join(', '));
     const rendered = renderError(status, message, req.headers.accept);
     return reply.code(status).type(rendered.contentType).send(rendered.body);
   });
@@ -118,12 +137,43 @@ export function createApp(deps: AppDeps): FastifyInstance {
   return app;
 }
 
+/** Answers what the router refuses before any route, in Glance's shape (see the option above). */
+function answerFrameworkError(error: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  const status = typeof error.statusCode === 'number' && error.statusCode < 500 ? error.statusCode : 400;
+  const rendered = renderError(status, error.message, req.headers.accept);
+  void reply.code(status).header('x-openstack-request-id', req.id).type(rendered.contentType).send(rendered.body);
+}
+
+/**
+ * Requests Node's HTTP parser rejects (a byte not allowed in the request line or a header, headers
+ * too large, ...) never reach a route. They get a Glance-shaped error too — negotiated on the
+ * Accept header when it can be read from the raw bytes — with a request id, and the connection is
+ * closed (what follows in it cannot be parsed either).
+ */
+function answerClientError(error: Error, socket: Socket): void {
+  const { code, rawPacket } = error as Error & { code?: string; rawPacket?: unknown };
+  if (code === 'ECONNRESET' || socket.destroyed) return;
+  const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+  const raw = Buffer.isBuffer(rawPacket) ? rawPacket.toString('latin1') : '';
+  const accept = /\r\naccept:[ \t]*([^\r\n]*)/i.exec(raw)?.[1];
+  const given = /\r\nx-openstack-request-id:[ \t]*([\x21-\x7e](?:[\x20-\x7e]{0,62}[\x21-\x7e])?)[ \t]*\r\n/i.exec(raw)?.[1];
+  const rendered = renderError(status, status === 400 ? 'The request could not be parsed.' : STATUS_CODES[status]!, accept);
+  const body = Buffer.from(rendered.body);
+  if (socket.writable) {
+    socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${rendered.contentType}\r\n`
+      + `Content-Length: ${body.length}\r\nx-openstack-request-id: ${given ?? `req-${randomUUID()}`}\r\nConnection: close\r\n\r\n`), body]));
+  } else {
+    socket.destroy();
+  }
+}
+
 /**
  * The JSON body of a request: already parsed for JSON media types; read from the stream for any
  * other type (Glance parses the body as JSON whatever Content-Type says).
  */
 export async function jsonBody(req: FastifyRequest): Promise<unknown> {
   const body = req.body as unknown;
+  if (body === MALFORMED_JSON) throw new BadRequestError('Malformed JSON in request body.');
   if (body === null || typeof body !== 'object' || typeof (body as Readable).pipe !== 'function') return body;
   const chunks: Buffer[] = [];
   let size = 0;

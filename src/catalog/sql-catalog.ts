@@ -1,5 +1,5 @@
 import { Kysely, SqliteDialect, sql, type Expression, type ExpressionBuilder, type SqlBool, type Transaction } from 'kysely';
-import { ConflictError, ImageNotFoundError } from '../core/errors.ts';
+import { ConflictError, ImageNotFoundError, NotFoundError } from '../core/errors.ts';
 import { setProperty, type Image, type ImageMember } from '../core/image.ts';
 import type {
   AttributeFilter, Catalog, Change, ChangeEntity, ImageListQuery, IoOptions, SortKey,
@@ -13,17 +13,25 @@ type Eb = ExpressionBuilder<CatalogTables, 'images'>;
 
 const NULLABLE_TEXT = new Set<SortKey>(['name', 'container_format', 'disk_format']);
 
-/** Sort/marker column: NULLs folded to a value below every real one so keyset pages are total. */
-function sortColumn(key: SortKey): Expression<unknown> {
-  if (NULLABLE_TEXT.has(key)) return sql`coalesce(${sql.ref(`images.${key}`)}, '')`;
-  if (key === 'size') return sql`coalesce(images.size, -1)`;
-  return sql.ref(`images.${key}`);
+interface SortTerm {
+  expr: Expression<unknown>;
+  value: (image: Image) => string | number;
 }
 
-function sortValue(key: SortKey, image: Image): string | number {
-  const v = image[key];
-  if (v === null) return key === 'size' ? -1 : '';
-  return v;
+/**
+ * Sort/marker terms of a key, with NULLs below every real value so keyset pages are total. A
+ * nullable text column gets an is-null term first, so NULL sorts strictly before ''.
+ */
+function sortTerms(key: SortKey): SortTerm[] {
+  const col = sql.ref(`images.${key}`);
+  if (NULLABLE_TEXT.has(key)) {
+    return [
+      { expr: sql`case when ${col} is null then 0 else 1 end`, value: (i) => (i[key] === null ? 0 : 1) },
+      { expr: sql`coalesce(${col}, '')`, value: (i) => i[key] ?? '' },
+    ];
+  }
+  if (key === 'size') return [{ expr: sql`coalesce(images.size, -1)`, value: (i) => i.size ?? -1 }];
+  return [{ expr: col, value: (i) => i[key] as string }];
 }
 
 function throwIfAborted(opts: IoOptions | undefined): void {
@@ -100,14 +108,15 @@ export class SqlCatalog implements Catalog {
     }
     if (query.sizeMin !== undefined) q = q.where('size', '>=', query.sizeMin);
     if (query.sizeMax !== undefined) q = q.where('size', '<=', query.sizeMax);
+    const terms = query.sort.flatMap((s) => sortTerms(s.key).map((t) => ({ ...t, dir: s.dir })));
     const marker = query.marker;
     if (marker !== undefined) {
-      q = q.where((eb) => eb.or(query.sort.map((s, i) => eb.and([
-        ...query.sort.slice(0, i).map((p) => eb(sortColumn(p.key), '=', sortValue(p.key, marker))),
-        eb(sortColumn(s.key), s.dir === 'asc' ? '>' : '<', sortValue(s.key, marker)),
+      q = q.where((eb) => eb.or(terms.map((s, i) => eb.and([
+        ...terms.slice(0, i).map((p) => eb(p.expr, '=', p.value(marker))),
+        eb(s.expr, s.dir === 'asc' ? '>' : '<', s.value(marker)),
       ]))));
     }
-    for (const s of query.sort) q = q.orderBy(sortColumn(s.key), s.dir);
+    for (const s of terms) q = q.orderBy(s.expr, s.dir);
     const rows = await q.limit(query.limit).execute();
     const byId = new Map((await this.#hydrate(this.#db, rows)).map((i) => [i.id, i]));
     return rows.map((r) => byId.get(r.id)!);
@@ -182,6 +191,9 @@ export class SqlCatalog implements Catalog {
   async addMember(member: ImageMember, opts?: IoOptions): Promise<void> {
     throwIfAborted(opts);
     await this.#db.transaction().execute(async (trx) => {
+      const image = await trx.selectFrom('images').select('id')
+        .where('id', '=', member.image_id).where('deleted_at', 'is', null).executeTakeFirst();
+      if (image === undefined) throw new ImageNotFoundError(member.image_id);
       const existing = await trx.selectFrom('image_members').select('member_id')
         .where('image_id', '=', member.image_id).where('member_id', '=', member.member_id).executeTakeFirst();
       if (existing !== undefined) {
@@ -195,16 +207,21 @@ export class SqlCatalog implements Catalog {
   async updateMember(member: ImageMember, opts?: IoOptions): Promise<void> {
     throwIfAborted(opts);
     await this.#db.transaction().execute(async (trx) => {
-      await trx.updateTable('image_members').set({ status: member.status, updated_at: member.updated_at })
+      const existing = await trx.selectFrom('image_members').selectAll()
+        .where('image_id', '=', member.image_id).where('member_id', '=', member.member_id).executeTakeFirst();
+      if (existing === undefined) throw new NotFoundError(`${member.member_id} is not a member of image ${member.image_id}`);
+      const stored: ImageMember = { ...existing, status: member.status, updated_at: member.updated_at };
+      await trx.updateTable('image_members').set({ status: stored.status, updated_at: stored.updated_at })
         .where('image_id', '=', member.image_id).where('member_id', '=', member.member_id).execute();
-      await appendChange(trx, 'member', `${member.image_id}/${member.member_id}`, 'upsert', member);
+      await appendChange(trx, 'member', `${member.image_id}/${member.member_id}`, 'upsert', stored);
     });
   }
 
   async removeMember(imageId: string, memberId: string, opts?: IoOptions): Promise<void> {
     throwIfAborted(opts);
     await this.#db.transaction().execute(async (trx) => {
-      await trx.deleteFrom('image_members').where('image_id', '=', imageId).where('member_id', '=', memberId).execute();
+      const r = await trx.deleteFrom('image_members').where('image_id', '=', imageId).where('member_id', '=', memberId).executeTakeFirst();
+      if (Number(r.numDeletedRows) === 0) throw new NotFoundError(`${memberId} is not a member of image ${imageId}`);
       await appendChange(trx, 'member', `${imageId}/${memberId}`, 'delete', { image_id: imageId, member_id: memberId });
     });
   }
@@ -266,7 +283,14 @@ function memberExists(eb: Eb, projectId: string, status: string): Expression<Sql
 function scopeCondition(eb: Eb, query: ImageListQuery): Expression<SqlBool> {
   const { admin, projectId, visibility, memberStatus } = query.scope;
   const vis = (v: string) => eb('images.visibility', '=', v);
-  if (admin) return visibility === undefined || visibility === 'all' ? sql<SqlBool>`1 = 1` : vis(visibility);
+  if (admin) {
+    if (visibility === 'all') return sql<SqlBool>`1 = 1`;
+    if (visibility !== undefined) return vis(visibility);
+    // Without a visibility, community images only when the caller's project owns them — for
+    // admins too (glance.db.sqlalchemy.api._image_get_all).
+    const notCommunity = eb('images.visibility', '<>', 'community');
+    return projectId === null ? notCommunity : eb.or([notCommunity, eb('images.owner', '=', projectId)]);
+  }
   const mine = projectId === null ? sql<SqlBool>`1 = 0` : eb('images.owner', '=', projectId);
   const sharedWithMe = projectId === null ? sql<SqlBool>`1 = 0` : eb.and([vis('shared'), memberExists(eb, projectId, memberStatus)]);
   switch (visibility) {
@@ -291,6 +315,8 @@ function attributeCondition(eb: Eb, attr: string, filter: AttributeFilter): Expr
   switch (filter.kind) {
     case 'eq': return eb(col, '=', coerce(filter.value));
     case 'in': return eb(col, 'in', filter.values.map(coerce));
-    case 'compare': return eb(col, COMPARE_SQL[filter.op], filter.value);
+    // Times are compared to the second, as the API shows them (and as Glance's DATETIME columns
+    // hold them): created_at=eq:<a created_at the API showed> matches that image.
+    case 'compare': return eb(sql`substr(${col}, 1, 19)`, COMPARE_SQL[filter.op], filter.value.slice(0, 19));
   }
 }

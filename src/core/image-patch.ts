@@ -1,6 +1,6 @@
 import { BadRequestError, ConflictError, ForbiddenError } from './errors.ts';
 import { setProperty, type Image } from './image.ts';
-import { assertWritableName, isBaseWritable, validateAttribute } from './image-validation.ts';
+import { assertWritableName, isBaseWritable, repr, validateAttribute } from './image-validation.ts';
 
 /**
  * PATCH /v2/images/{id}. "The PATCH request … must use the media type
@@ -24,7 +24,7 @@ const OPS = ['add', 'remove', 'replace'] as const;
 /** Decodes one JSON-pointer segment ("~1" → "/", "~0" → "~"). */
 function decodePointer(path: unknown): string {
   if (typeof path !== 'string' || !path.startsWith('/')) {
-    throw new BadRequestError(`Pointer \`${String(path)}\` does not start with "/".`);
+    throw new BadRequestError(`Pointer \`${typeof path === 'string' ? path : repr(path)}\` does not start with "/".`);
   }
   if (/~(?![01])/.test(path)) throw new BadRequestError(`Pointer \`${path}\` contains "~" not part of a recognized escape sequence.`);
   const parts = path.slice(1).split('/');

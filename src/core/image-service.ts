@@ -10,7 +10,7 @@ import {
   MEMBER_STATUSES, assertTransition, isUuid, setProperty, type Image, type ImageMember, type MemberStatus,
 } from './image.ts';
 import { applyPatch, type PatchDialect, type PatchOp } from './image-patch.ts';
-import { assertWritableName, isBaseWritable, validateAttribute } from './image-validation.ts';
+import { assertWritableName, isBaseWritable, repr, tooLong, validateAttribute } from './image-validation.ts';
 import { parseListQuery, type ListLimits, type QueryParams } from './list-query.ts';
 import type { Catalog, IoOptions } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
@@ -82,7 +82,7 @@ export class ImageService {
     for (const [key, value] of Object.entries(input)) {
       if (key === 'id') {
         if (typeof value !== 'string' || !isUuid(value)) {
-          throw new BadRequestError(`Provided object does not match schema 'image': ${JSON.stringify(value)} does not match UUID pattern`);
+          throw new BadRequestError(`Provided object does not match schema 'image': ${repr(value)} does not match UUID pattern`);
         }
         image.id = value.toLowerCase();
         continue;
@@ -181,7 +181,7 @@ export class ImageService {
   async addTag(ctx: RequestContext, id: string, tag: string, opts: IoOptions = {}): Promise<void> {
     const image = await this.get(ctx, id, opts);
     this.access.assertCanModify(ctx, image, 'modify_image');
-    if (tag.length > 255) throw new BadRequestError(`Provided object does not match schema 'image': '${tag}' is too long`);
+    if (tooLong(tag, 255)) throw new BadRequestError(`Provided object does not match schema 'image': '${tag}' is too long`);
     await this.#catalog.updateImage(image.id, (current) => {
       if (current.tags.includes(tag)) return current;
       if (current.tags.length >= 128) throw new PayloadTooLargeError('Maximum number of tags (128) exceeded.');
@@ -212,7 +212,7 @@ export class ImageService {
     const image = await this.#sharedImage(ctx, id, opts);
     this.access.assertCanModify(ctx, image, 'add_member');
     const memberId = (body as { member?: unknown } | null)?.member;
-    if (typeof memberId !== 'string' || memberId.length === 0 || memberId.length > 255) {
+    if (typeof memberId !== 'string' || memberId.length === 0 || memberId.length > 255 || !memberId.isWellFormed()) {
       throw new BadRequestError('Member to be added not specified');
     }
     const now = this.#timestamp();
@@ -246,7 +246,7 @@ export class ImageService {
     const image = await this.#sharedImage(ctx, id, opts);
     const status = (body as { status?: unknown } | null)?.status;
     if (typeof status !== 'string' || !(MEMBER_STATUSES as readonly string[]).includes(status)) {
-      throw new BadRequestError(`Provided object does not match schema 'member': ${JSON.stringify(status)} is not one of ['pending', 'accepted', 'rejected']`);
+      throw new BadRequestError(`Provided object does not match schema 'member': ${repr(status)} is not one of ['pending', 'accepted', 'rejected']`);
     }
     const member = await this.#catalog.getMember(image.id, memberId, opts);
     if (member === undefined) throw new NotFoundError(`${memberId} is not a member of image ${image.id}`);

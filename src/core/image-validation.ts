@@ -15,14 +15,31 @@ function violation(detail: string): SchemaViolationError {
   return new SchemaViolationError(`Provided object does not match schema 'image': ${detail}`);
 }
 
-function repr(value: unknown): string {
-  return typeof value === 'string' ? `'${value}'` : JSON.stringify(value) ?? String(value);
+/** A client value as quoted in messages; one nested too deeply to serialise is elided (never a 500). */
+export function repr(value: unknown): string {
+  if (typeof value === 'string') return `'${value}'`;
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return Array.isArray(value) ? '[...]' : '{...}';
+  }
+}
+
+/**
+ * True when `s` has more than `max` characters. Glance's jsonschema `maxLength` counts characters
+ * (Python str, i.e. code points), not UTF-16 units: 255 emoji are a valid name.
+ */
+export function tooLong(s: string, max: number): boolean {
+  if (s.length <= max) return false;
+  let n = 0;
+  for (const _ of s) if (++n > max) return true;
+  return false;
 }
 
 const nullableString = (max: number): Rule => (v) => {
   if (v === null) return null;
   if (typeof v !== 'string') throw violation(`${repr(v)} is not of type 'null', 'string'`);
-  if (v.length > max) throw violation(`${repr(v)} is too long`);
+  if (tooLong(v, max)) throw violation(`${repr(v)} is too long`);
   return v;
 };
 
@@ -49,7 +66,7 @@ const tags: Rule = (v) => {
   if (!Array.isArray(v)) throw violation(`${repr(v)} is not of type 'array'`);
   for (const t of v) {
     if (typeof t !== 'string') throw violation(`${repr(t)} is not of type 'string'`);
-    if (t.length > 255) throw violation(`${repr(t)} is too long`);
+    if (tooLong(t, 255)) throw violation(`${repr(t)} is too long`);
   }
   return [...new Set(v as string[])];
 };
@@ -102,8 +119,14 @@ export function assertWritableName(key: string): void {
 
 /** Validates one attribute value and returns it normalised (tags de-duplicated...). */
 export function validateAttribute(key: string, value: unknown): unknown {
-  if (key.length > 255 || key.length === 0) throw violation(`${repr(key)} is not a valid property name`);
+  if (tooLong(key, 255) || key.length === 0 || !key.isWellFormed()) throw violation(`${repr(key)} is not a valid property name`);
   const rule = Object.hasOwn(BASE_RULES, key) ? BASE_RULES[key]
     : Object.hasOwn(CUSTOM_RULES, key) ? CUSTOM_RULES[key] : customString;
-  return rule(value, key);
+  const v = rule(value, key);
+  // The catalog stores UTF-8: a lone surrogate (legal in JSON text, not in Unicode) would come back
+  // as U+FFFD — another value than the one accepted, and two such values could collide.
+  if ((typeof v === 'string' && !v.isWellFormed()) || (Array.isArray(v) && v.some((t) => !(t as string).isWellFormed()))) {
+    throw violation(`${repr(value)} is not a valid Unicode string`);
+  }
+  return v;
 }

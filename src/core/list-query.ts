@@ -43,11 +43,12 @@ function parseInteger(value: string, name: string): number {
   return Number(value);
 }
 
+/** images.py `index`: os_hidden is lower-cased first, protected is not ('True' → 400). */
 function parseBool(value: string, name: string): boolean {
-  const v = value.toLowerCase();
+  const v = name === 'os_hidden' ? value.toLowerCase() : value;
   if (v === 'true') return true;
   if (v === 'false') return false;
-  throw new BadRequestError(`Invalid value '${value}' for '${name}': it must be 'true' or 'false'`);
+  throw new BadRequestError(`Invalid value '${v}' for '${name}' filter. Valid values are 'true' or 'false'.`);
 }
 
 function parseTime(value: string): string {
@@ -71,7 +72,12 @@ function splitInValues(raw: string): string[] {
   return out;
 }
 
-function parseSort(params: QueryParams): { key: SortKey; dir: SortDir }[] {
+/**
+ * The sort keys of `sort` or `sort_key`/`sort_dir` (images.py `_get_sorting_params`), and the
+ * direction glance.db then appends `created_at` and `id` with: the one direction given when
+ * exactly one was (one `sort_dir`, or `sort` with one key), else desc.
+ */
+function parseSort(params: QueryParams): { sort: { key: SortKey; dir: SortDir }[]; tieDir: SortDir } {
   const sort = params.get('sort');
   const keys = params.get('sort_key') ?? [];
   const dirs = params.get('sort_dir') ?? [];
@@ -89,17 +95,23 @@ function parseSort(params: QueryParams): { key: SortKey; dir: SortDir }[] {
     if (keys.length > 0 || dirs.length > 0) {
       throw new BadRequestError("The 'sort' parameter is not supported together with 'sort_key' or 'sort_dir'.");
     }
-    return sort.join(',').split(',').filter((s) => s !== '').map((part) => {
+    const parsed = sort.join(',').split(',').filter((s) => s !== '').map((part) => {
       const [k, d, extra] = part.split(':');
       if (extra !== undefined) throw new BadRequestError(`Invalid sort value: ${part}`);
-      return { key: checkKey(k.trim()), dir: d === undefined ? 'desc' : checkDir(d.trim()) };
+      return { key: checkKey(k.trim()), dir: d === undefined ? 'desc' as const : checkDir(d.trim()) };
     });
+    return { sort: parsed, tieDir: parsed.length === 1 ? parsed[0].dir : 'desc' };
   }
   if (dirs.length > 1 && dirs.length !== keys.length) {
     throw new BadRequestError('Number of sort dirs does not match the number of sort keys');
   }
   const parsedDirs = dirs.map(checkDir);
-  return keys.map((k, i) => ({ key: checkKey(k), dir: parsedDirs.length === 1 ? parsedDirs[0] : parsedDirs[i] ?? 'desc' }));
+  // No sort_key: created_at, in the sort_dir given if any.
+  return {
+    sort: (keys.length === 0 ? ['created_at'] : keys)
+      .map((k, i) => ({ key: checkKey(k), dir: parsedDirs.length === 1 ? parsedDirs[0] : parsedDirs[i] ?? 'desc' })),
+    tieDir: parsedDirs.length === 1 ? parsedDirs[0] : 'desc',
+  };
 }
 
 /**
@@ -149,8 +161,13 @@ export function parseListQuery(params: QueryParams, limits: ListLimits): ParsedL
     if (HANDLED.has(name)) continue;
     const value = values[values.length - 1];
     if ((EXACT_BASE as readonly string[]).includes(name)) {
-      if (value.startsWith('in:') && IN_ATTRIBUTES.includes(name)) {
-        base[name as FilterableBase] = { kind: 'in', values: splitInValues(value.slice(3)) };
+      if (IN_ATTRIBUTES.includes(name)) {
+        // glance.common.utils.split_filter_op: `in:a,b`, `eq:a` or `a`; any other `op:` is a 400.
+        const colon = value.indexOf(':');
+        const op = colon < 0 ? 'eq' : value.slice(0, colon);
+        if (op === 'in') base[name as FilterableBase] = { kind: 'in', values: splitInValues(value.slice(3)) };
+        else if (op === 'eq') base[name as FilterableBase] = { kind: 'eq', value: value.slice(colon + 1) };
+        else throw new BadRequestError(`Unable to filter by unknown operator '${op}'.`);
       } else {
         if (['min_disk', 'min_ram', 'size', 'virtual_size'].includes(name)) parseInteger(value, name);
         base[name as FilterableBase] = { kind: 'eq', value };
@@ -180,12 +197,12 @@ export function parseListQuery(params: QueryParams, limits: ListLimits): ParsedL
 }
 
 /**
- * glance.db.sqlalchemy.api: default sort is created_at desc, and `created_at` then `id` are
- * appended (desc) so that the order — and so marker pagination — is total.
+ * glance.db.sqlalchemy.api `_image_get_all`: `created_at` then `id` are appended (in `tieDir`) so
+ * that the order — and so marker pagination — is total.
  */
-function completeSort(sort: { key: SortKey; dir: SortDir }[]): { key: SortKey; dir: SortDir }[] {
+function completeSort({ sort, tieDir }: { sort: { key: SortKey; dir: SortDir }[]; tieDir: SortDir }): { key: SortKey; dir: SortDir }[] {
   const out = [...sort];
-  if (!out.some((s) => s.key === 'created_at')) out.push({ key: 'created_at', dir: 'desc' });
-  if (!out.some((s) => s.key === 'id')) out.push({ key: 'id', dir: 'desc' });
+  if (!out.some((s) => s.key === 'created_at')) out.push({ key: 'created_at', dir: tieDir });
+  if (!out.some((s) => s.key === 'id')) out.push({ key: 'id', dir: tieDir });
   return out;
 }

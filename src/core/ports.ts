@@ -84,9 +84,14 @@ export interface Catalog {
 
   getMember(imageId: string, memberId: string, opts?: IoOptions): Promise<ImageMember | undefined>;
   listMembers(imageId: string, opts?: IoOptions): Promise<ImageMember[]>;
-  /** Inserts, failing with ConflictError when the member already exists. */
+  /**
+   * Inserts, failing with ConflictError when the member already exists and ImageNotFoundError when
+   * the image is missing or deleted.
+   */
   addMember(member: ImageMember, opts?: IoOptions): Promise<void>;
+  /** Sets status and updated_at (created_at is kept); NotFoundError when the member does not exist. */
   updateMember(member: ImageMember, opts?: IoOptions): Promise<void>;
+  /** NotFoundError when the member does not exist. */
   removeMember(imageId: string, memberId: string, opts?: IoOptions): Promise<void>;
 
   /** Changes with seq > since, oldest first, at most `limit`. */

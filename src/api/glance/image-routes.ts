@@ -90,6 +90,12 @@ export function registerImageRoutes(app: FastifyInstance, deps: AppDeps): void {
       if (declared !== undefined && !/^\d+$/.test(declared.trim())) {
         throw new BadRequestError(`Invalid x-openstack-image-size: ${declared}`);
       }
+      // A declared size the body's own length already contradicts is refused before the image
+      // goes to 'saving' (a mismatch found only while streaming puts it back to 'queued').
+      const length = header(req, 'content-length');
+      if (declared !== undefined && length !== undefined && Number(length) !== Number(declared)) {
+        throw new BadRequestError(`Image size mismatch: ${length} bytes sent, ${declared.trim()} were declared.`);
+      }
       const body = (req.body as Readable | undefined) ?? (async function* () { /* empty body */ })();
       await images.upload(req.ctx, (req.params as IdParams).id, body, {
         signal: req.clientSignal,

@@ -1,0 +1,17 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
+import { catalogConformance } from './catalog-conformance.ts';
+
+catalogConformance('SqlCatalog (SQLite file)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'outpost-catalog-'));
+  const catalog = await SqlCatalog.openSqlite(join(dir, 'catalog.sqlite'));
+  return {
+    catalog,
+    async cleanup() {
+      await catalog.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
