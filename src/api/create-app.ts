@@ -8,11 +8,13 @@ import Fastify, {
 import type { Authenticator, RequestContext } from '../core/context.ts';
 import { BadRequestError, OutpostError } from '../core/errors.ts';
 import type { ImageService } from '../core/image-service.ts';
+import type { ImportService } from '../core/import-service.ts';
 import { PATCH_MEDIA_TYPES } from '../core/image-patch.ts';
 import type { StoreRegistry } from '../core/stores.ts';
 import { renderError } from './error-responses.ts';
 import { registerDiscoveryRoutes } from './glance/discovery-routes.ts';
 import { registerImageRoutes } from './glance/image-routes.ts';
+import { registerImportRoutes } from './glance/import-routes.ts';
 import { negotiateVersionPath, versionsDocument } from './glance/versions.ts';
 
 declare module 'fastify' {
@@ -31,7 +33,10 @@ export interface AppDeps {
   logger: FastifyBaseLogger;
   authenticator: Authenticator;
   images: ImageService;
+  imports: ImportService;
   stores: StoreRegistry;
+  /** `api_limit_max`, for the task list. */
+  maxLimit: number;
   /** Base URL of this site as clients reach it, without a trailing slash. */
   publicUrl: string;
   showLocations: boolean;
@@ -134,6 +139,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
 
   registerDiscoveryRoutes(app, deps);
   registerImageRoutes(app, deps);
+  registerImportRoutes(app, deps);
   return app;
 }
 

@@ -5,10 +5,13 @@ import type { FastifyBaseLogger } from 'fastify';
 import { SqlCatalog } from '../catalog/sql-catalog.ts';
 import type { OutpostConfig } from '../core/config.ts';
 import { ImageService } from '../core/image-service.ts';
+import { ImportTaskRunner, type GlanceRegion } from '../core/import-runner.ts';
+import { ImportService } from '../core/import-service.ts';
 import { StoreRegistry } from '../core/stores.ts';
 import { HeaderAuthenticator } from '../identity/header-authenticator.ts';
 import { FileBlobStore } from '../storage/file-blob-store.ts';
 import { WorkerHasherFactory } from '../storage/worker-hasher.ts';
+import { HttpRemoteSource } from '../transfer/http-remote-source.ts';
 import { createApp } from './create-app.ts';
 
 export interface RunningSite {
@@ -41,13 +44,37 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     imageSizeCap: config.image_size_cap,
   });
 
+  // Import: a node-local staging area (Glance's reserved os_glance_staging_store), the task
+  // runner, and the filtered HTTP client for web-download and glance-download.
+  const staging = await FileBlobStore.create({ id: 'os_glance_staging_store', root: join(dataDir, 'staging'), hashers, sync: false });
+  const remote = new HttpRemoteSource(config.import_filter);
+  const runner = new ImportTaskRunner({
+    catalog, stores, staging, remote,
+    regions: (name): GlanceRegion | undefined => {
+      const entry = Object.entries(config.glance_download_regions).find(([n]) => n.toLowerCase() === name.toLowerCase())?.[1];
+      if (entry === undefined) return undefined;
+      return { url: entry.url, headers: entry.token === null ? {} : { 'x-auth-token': entry.token } };
+    },
+    imageSizeCap: config.image_size_cap,
+    log: logger,
+  });
+  await runner.recover();
+  const imports = new ImportService({
+    catalog, stores, images, staging, runner,
+    methods: config.import_methods,
+    checkUri: (uri) => remote.check(uri),
+    imageSizeCap: config.image_size_cap,
+  });
+
   const [host, port] = splitListen(config.listen);
   let publicUrl = config.public_url?.replace(/\/+$/, '') ?? '';
   const app = createApp({
     logger,
     authenticator: new HeaderAuthenticator(),
     images,
+    imports,
     stores,
+    maxLimit: config.api_limit_max,
     get publicUrl() { return publicUrl; },
     showLocations: config.show_multiple_locations,
     showDirectUrl: config.show_image_direct_url,
@@ -62,6 +89,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     url,
     async close() {
       await app.close();
+      await runner.close();
       await catalog.close();
       await hashers.close();
     },

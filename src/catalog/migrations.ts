@@ -64,6 +64,27 @@ const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
+  '0002-tasks': {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable('tasks')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('type', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('owner', 'text')
+        .addColumn('image_id', 'text', (c) => c.notNull())
+        .addColumn('request_id', 'text', (c) => c.notNull())
+        .addColumn('user_id', 'text')
+        .addColumn('input', 'text', (c) => c.notNull())
+        .addColumn('result', 'text')
+        .addColumn('message', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('tasks_image').on('tasks').columns(['image_id', 'created_at']).execute();
+      await db.schema.createIndex('tasks_status').on('tasks').column('status').execute();
+    },
+  },
 };
 
 export async function migrate(db: Kysely<any>): Promise<void> {

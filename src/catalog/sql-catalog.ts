@@ -2,11 +2,12 @@ import { Kysely, SqliteDialect, sql, type Expression, type ExpressionBuilder, ty
 import { ConflictError, ImageNotFoundError, NotFoundError } from '../core/errors.ts';
 import { setProperty, type Image, type ImageMember } from '../core/image.ts';
 import type {
-  AttributeFilter, Catalog, Change, ChangeEntity, ImageListQuery, IoOptions, SortKey,
+  AttributeFilter, Catalog, Change, ChangeEntity, ImageListQuery, IoOptions, SortKey, TaskListQuery,
 } from '../core/ports.ts';
+import type { Task } from '../core/task.ts';
 import { migrate } from './migrations.ts';
 import { NodeSqliteDatabase } from './node-sqlite-database.ts';
-import type { CatalogTables, ImageRow } from './tables.ts';
+import type { CatalogTables, ImageRow, TaskRow } from './tables.ts';
 
 type Db = Kysely<CatalogTables> | Transaction<CatalogTables>;
 type Eb = ExpressionBuilder<CatalogTables, 'images'>;
@@ -225,6 +226,57 @@ export class SqlCatalog implements Catalog {
       await appendChange(trx, 'member', `${imageId}/${memberId}`, 'delete', { image_id: imageId, member_id: memberId });
     });
   }
+
+  // -- tasks ----------------------------------------------------------------------------------
+
+  async createTask(task: Task, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    await this.#db.transaction().execute(async (trx) => {
+      await trx.insertInto('tasks').values(taskToRow(task)).execute();
+      await appendChange(trx, 'task', task.id, 'upsert', task);
+    });
+  }
+
+  async getTask(id: string, opts?: IoOptions): Promise<Task | undefined> {
+    throwIfAborted(opts);
+    const row = await this.#db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirst();
+    return row === undefined ? undefined : rowToTask(row);
+  }
+
+  async updateTask(id: string, mutate: (current: Task) => Task, opts?: IoOptions): Promise<Task> {
+    throwIfAborted(opts);
+    return this.#db.transaction().execute(async (trx) => {
+      const row = await trx.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirst();
+      if (row === undefined) throw new NotFoundError(`Task with identifier ${id} not found`);
+      const current = rowToTask(row);
+      const next = mutate(structuredClone(current));
+      if (JSON.stringify(next) === JSON.stringify(current)) return current;
+      const { id: _id, ...values } = taskToRow(next);
+      await trx.updateTable('tasks').set(values).where('id', '=', id).execute();
+      await appendChange(trx, 'task', id, 'upsert', next);
+      return next;
+    });
+  }
+
+  async listTasks(query: TaskListQuery, opts?: IoOptions): Promise<Task[]> {
+    throwIfAborted(opts);
+    let q = this.#db.selectFrom('tasks').selectAll();
+    if (query.imageId !== undefined) q = q.where('image_id', '=', query.imageId);
+    if (query.statuses !== undefined) q = q.where('status', 'in', [...query.statuses]);
+    if (query.type !== undefined) q = q.where('type', '=', query.type);
+    const key = query.sortKey ?? 'created_at';
+    const dir = query.sortDir ?? 'desc';
+    const marker = query.marker;
+    if (marker !== undefined) {
+      const cmp = dir === 'asc' ? '>' : '<';
+      q = q.where((eb) => eb.or([
+        eb(key, cmp, marker[key]),
+        eb.and([eb(key, '=', marker[key]), eb('id', cmp, marker.id)]),
+      ]));
+    }
+    const rows = await q.orderBy(key, dir).orderBy('id', dir).limit(query.limit).execute();
+    return rows.map(rowToTask);
+  }
 }
 
 // -- row mapping and helpers ------------------------------------------------------------------
@@ -247,6 +299,19 @@ function rowToImage(r: ImageRow): Image {
     virtual_size: r.virtual_size === null ? null : Number(r.virtual_size), disk_format: r.disk_format,
     container_format: r.container_format, min_disk: Number(r.min_disk), min_ram: Number(r.min_ram), owner: r.owner,
     created_at: r.created_at, updated_at: r.updated_at, tags: [], properties: {}, locations: [],
+  };
+}
+
+function taskToRow(t: Task): TaskRow {
+  return {
+    ...t, input: JSON.stringify(t.input), result: t.result === null ? null : JSON.stringify(t.result),
+  };
+}
+
+function rowToTask(r: TaskRow): Task {
+  return {
+    ...r, type: 'api_image_import', status: r.status as Task['status'], input: JSON.parse(r.input),
+    result: r.result === null ? null : JSON.parse(r.result),
   };
 }
 

@@ -23,11 +23,28 @@ export interface ImageRow {
   deleted_at: string | null;
 }
 
+export interface TaskRow {
+  id: string;
+  type: string;
+  status: string;
+  owner: string | null;
+  image_id: string;
+  request_id: string;
+  user_id: string | null;
+  input: string;
+  result: string | null;
+  message: string;
+  expires_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
 export interface CatalogTables {
   images: ImageRow;
   image_properties: { image_id: string; name: string; value: string };
   image_tags: { image_id: string; tag: string; position: number };
   image_locations: { image_id: string; store: string; url: string; position: number };
   image_members: { image_id: string; member_id: string; status: string; created_at: string; updated_at: string };
+  tasks: TaskRow;
   changes: { seq: Generated<number>; entity: string; entity_id: string; op: string; body: string; at: string };
 }

@@ -13,6 +13,27 @@ export interface StoreConfig {
   read_only: boolean;
 }
 
+/** Import filtering for web-download (and redirects of glance-download), see import-filter docs. */
+export interface ImportFilterConfig {
+  allowed_schemes: string[];
+  disallowed_schemes: string[];
+  allowed_hosts: string[];
+  disallowed_hosts: string[];
+  allowed_ports: number[];
+  disallowed_ports: number[];
+  max_redirects: number;
+  max_size: number | null;
+  timeout_ms: number;
+}
+
+/** A glance-download region: another region's image API and the token to use there. */
+export interface RegionConfig {
+  url: string;
+  token: string | null;
+}
+
+export const ALL_IMPORT_METHODS = ['glance-direct', 'web-download', 'copy-image', 'glance-download'] as const;
+
 export interface OutpostConfig {
   role: 'central' | 'edge';
   site: string;
@@ -36,6 +57,11 @@ export interface OutpostConfig {
   show_image_direct_url: boolean;
   /** fdatasync each image before it becomes visible. */
   storage_sync: boolean;
+  /** Import methods offered (Glance `enabled_import_methods`). */
+  import_methods: readonly (typeof ALL_IMPORT_METHODS)[number][];
+  import_filter: ImportFilterConfig;
+  /** glance-download: region name → image API endpoint. */
+  glance_download_regions: Readonly<Record<string, RegionConfig>>;
 }
 
 export class ConfigError extends Error {
@@ -46,7 +72,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = 'string' | 'integer' | 'boolean' | 'stores' | 'nullable-string';
+type Kind = 'string' | 'integer' | 'boolean' | 'stores' | 'nullable-string' | 'methods' | 'import-filter' | 'regions';
 interface KeySpec {
   kind: Kind;
   values?: readonly string[];
@@ -69,6 +95,9 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   show_multiple_locations: { kind: 'boolean' },
   show_image_direct_url: { kind: 'boolean' },
   storage_sync: { kind: 'boolean' },
+  import_methods: { kind: 'methods' },
+  import_filter: { kind: 'import-filter' },
+  glance_download_regions: { kind: 'regions' },
 };
 
 export const CONFIG_KEYS = Object.keys(SPEC) as (keyof OutpostConfig)[];
@@ -90,6 +119,12 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   show_multiple_locations: false,
   show_image_direct_url: false,
   storage_sync: true,
+  import_methods: [...ALL_IMPORT_METHODS],
+  import_filter: {
+    allowed_schemes: ['http', 'https'], disallowed_schemes: [], allowed_hosts: [], disallowed_hosts: [],
+    allowed_ports: [80, 443], disallowed_ports: [], max_redirects: 5, max_size: null, timeout_ms: 30_000,
+  },
+  glance_download_regions: {},
 };
 
 /** Environment variables that are not configuration keys but are read elsewhere. */
@@ -122,6 +157,14 @@ function coerceFromString(kind: Kind, raw: string): unknown {
     case 'boolean': return raw === 'true' ? true : raw === 'false' ? false : raw;
     case 'stores': return raw.split(',').map((s) => s.trim()).filter(Boolean);
     case 'nullable-string': return raw === '' ? null : raw;
+    case 'methods': return raw.split(',').map((s) => s.trim()).filter(Boolean);
+    case 'import-filter':
+    case 'regions':
+      try {
+        return JSON.parse(raw);
+      } catch {
+        return raw;
+      }
     default: return raw;
   }
 }
@@ -224,6 +267,17 @@ export function resolveConfig(sources: ConfigSources): OutpostConfig {
       case 'stores':
         merged[key] = checkStores(value, where, problems);
         break;
+      case 'methods':
+        if (!Array.isArray(value) || value.some((m) => !(ALL_IMPORT_METHODS as readonly unknown[]).includes(m))) {
+          problems.push(`${where}: ${key} must be a list of ${ALL_IMPORT_METHODS.join(', ')}`);
+        }
+        break;
+      case 'import-filter':
+        merged[key] = checkImportFilter(value, where, problems);
+        break;
+      case 'regions':
+        merged[key] = checkRegions(value, where, problems);
+        break;
     }
   }
 
@@ -246,6 +300,62 @@ export function resolveConfig(sources: ConfigSources): OutpostConfig {
     }];
   }
   return deepFreeze(merged as unknown as OutpostConfig);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function checkImportFilter(value: unknown, where: string, problems: string[]): ImportFilterConfig {
+  const out = { ...DEFAULTS.import_filter };
+  if (!isObject(value)) {
+    problems.push(`${where}: import_filter must be an object`);
+    return out;
+  }
+  for (const [k, v] of Object.entries(value)) {
+    if (!Object.hasOwn(out, k)) {
+      problems.push(`${where}: import_filter: unknown key "${k}"`);
+      continue;
+    }
+    const ports = k.endsWith('_ports');
+    if (k.startsWith('allowed_') || k.startsWith('disallowed_')) {
+      const ok = Array.isArray(v) && v.every((x) => (ports ? Number.isInteger(x) && x > 0 && x < 65536 : typeof x === 'string'));
+      if (!ok) problems.push(`${where}: import_filter.${k} must be a list of ${ports ? 'port numbers' : 'strings'}`);
+      else (out as Record<string, unknown>)[k] = ports ? v : (v as string[]).map((x) => x.toLowerCase());
+    } else if (k === 'max_size' && v === null) {
+      out.max_size = null;
+    } else if (!Number.isSafeInteger(v) || (v as number) < 0) {
+      problems.push(`${where}: import_filter.${k} must be a whole number ≥ 0`);
+    } else {
+      (out as Record<string, unknown>)[k] = v;
+    }
+  }
+  return out;
+}
+
+function checkRegions(value: unknown, where: string, problems: string[]): Record<string, RegionConfig> {
+  const out: Record<string, RegionConfig> = {};
+  if (!isObject(value)) {
+    problems.push(`${where}: glance_download_regions must be an object of region name → {url, token}`);
+    return out;
+  }
+  for (const [name, v] of Object.entries(value)) {
+    const entry = typeof v === 'string' ? { url: v } : v;
+    if (!isObject(entry) || typeof entry.url !== 'string' || !/^https?:\/\//.test(entry.url)) {
+      problems.push(`${where}: glance_download_regions.${name} needs a url (http:// or https://)`);
+      continue;
+    }
+    for (const k of Object.keys(entry)) {
+      if (k !== 'url' && k !== 'token') problems.push(`${where}: glance_download_regions.${name}: unknown key "${k}"`);
+    }
+    if (entry.token !== undefined && entry.token !== null && typeof entry.token !== 'string') {
+      problems.push(`${where}: glance_download_regions.${name}.token must be a string`);
+    }
+    Object.defineProperty(out, name, {
+      value: { url: entry.url, token: typeof entry.token === 'string' ? entry.token : null }, enumerable: true,
+    });
+  }
+  return out;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Image, ImageMember, ImageStatus, MemberStatus, Visibility } from './image.ts';
+import type { Task, TaskStatus } from './task.ts';
 
 /** Options every I/O call accepts. */
 export interface IoOptions {
@@ -54,7 +55,7 @@ export interface ImageListQuery {
   marker?: Image;
 }
 
-export type ChangeEntity = 'image' | 'member';
+export type ChangeEntity = 'image' | 'member' | 'task';
 export interface Change {
   seq: number;
   entity: ChangeEntity;
@@ -94,9 +95,26 @@ export interface Catalog {
   /** NotFoundError when the member does not exist. */
   removeMember(imageId: string, memberId: string, opts?: IoOptions): Promise<void>;
 
+  createTask(task: Task, opts?: IoOptions): Promise<void>;
+  getTask(id: string, opts?: IoOptions): Promise<Task | undefined>;
+  /** Atomic read-modify-write of a task, as updateImage; NotFoundError for a missing task. */
+  updateTask(id: string, mutate: (current: Task) => Task, opts?: IoOptions): Promise<Task>;
+  /** Tasks, newest first unless sorted otherwise; `marker` continues after that task id. */
+  listTasks(query: TaskListQuery, opts?: IoOptions): Promise<Task[]>;
+
   /** Changes with seq > since, oldest first, at most `limit`. */
   changesSince(since: number, limit: number, opts?: IoOptions): Promise<Change[]>;
   close(): Promise<void>;
+}
+
+export interface TaskListQuery {
+  imageId?: string;
+  statuses?: readonly TaskStatus[];
+  type?: string;
+  sortKey?: 'created_at' | 'updated_at' | 'id' | 'status' | 'type';
+  sortDir?: SortDir;
+  limit: number;
+  marker?: Task;
 }
 
 export type StatusSet = readonly ImageStatus[];
@@ -144,6 +162,32 @@ export interface BlobStore {
   list(opts?: IoOptions): AsyncIterable<string>;
   /** The location URL recorded for a key (file:///path, s3://bucket/key ...). */
   urlFor(key: string): string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Remote sources of image bytes (web-download, glance-download).
+
+export interface RemoteOpenOptions extends IoOptions {
+  /** Fail as soon as more than this many bytes arrive. */
+  maxSize?: number;
+  headers?: Record<string, string>;
+  /**
+   * The URI is operator-configured (a glance-download region endpoint): its own host passes, but
+   * every redirect is still filtered.
+   */
+  trusted?: boolean;
+}
+
+/**
+ * Port for fetching import sources over HTTP(S) with protection against server-side request
+ * forgery: scheme, host and port allow/deny lists, internal addresses refused, every redirect
+ * re-checked, a size cap.
+ */
+export interface RemoteSource {
+  /** Static checks of a URI, no I/O. Throws BadRequestError "… does not pass filtering …". */
+  check(uri: string): void;
+  /** Opens the URI; refused addresses and redirects, HTTP errors and oversize bodies reject with a clear message. */
+  open(uri: string, opts?: RemoteOpenOptions): Promise<{ body: AsyncIterable<Uint8Array>; size?: number }>;
 }
 
 /** Computes size, md5 and sha512 of a byte stream, possibly off the event loop. */

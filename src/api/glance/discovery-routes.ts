@@ -53,7 +53,7 @@ export function registerDiscoveryRoutes(app: FastifyInstance, deps: AppDeps): vo
   });
   resource(app, '/v2/info/import', {
     GET: async () => ({
-      'import-methods': { description: 'Import methods available.', type: 'array', value: [] },
+      'import-methods': { description: 'Import methods available.', type: 'array', value: [...deps.imports.methods] },
     }),
   });
 }

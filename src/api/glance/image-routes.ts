@@ -1,35 +1,13 @@
-import type { Readable } from 'node:stream';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { BadRequestError, UnsupportedMediaTypeError } from '../../core/errors.ts';
+import type { FastifyInstance } from 'fastify';
+import { UnsupportedMediaTypeError } from '../../core/errors.ts';
 import { PATCH_MEDIA_TYPES, parsePatch, type PatchDialect } from '../../core/image-patch.ts';
-import type { QueryParams } from '../../core/list-query.ts';
 import { jsonBody, type AppDeps } from '../create-app.ts';
 import { resource } from '../resource.ts';
 import { parseRange } from './range.ts';
+import { header, mediaType, octetBody, pageLinks, queryParams } from './request-helpers.ts';
 import { imageView, memberView } from './views.ts';
 
 type IdParams = { id: string };
-
-function header(req: FastifyRequest, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-function mediaType(req: FastifyRequest): string {
-  return (header(req, 'content-type') ?? '').split(';')[0].trim().toLowerCase();
-}
-
-/** The raw query string's pairs, in order (repeatable names such as `tag` keep every value). */
-function queryPairs(req: FastifyRequest): [string, string][] {
-  const q = req.url.indexOf('?');
-  return q < 0 ? [] : [...new URLSearchParams(req.url.slice(q + 1))];
-}
-
-function toParams(pairs: [string, string][]): QueryParams {
-  const params = new Map<string, string[]>();
-  for (const [k, v] of pairs) params.set(k, [...(params.get(k) ?? []), v]);
-  return params;
-}
 
 /** Routes of glance/api/v2/router.py for images, image data, tags, members and actions. */
 export function registerImageRoutes(app: FastifyInstance, deps: AppDeps): void {
@@ -41,23 +19,17 @@ export function registerImageRoutes(app: FastifyInstance, deps: AppDeps): void {
 
   resource(app, '/v2/images', {
     GET: async (req) => {
-      const pairs = queryPairs(req);
-      const { images: page, more } = await images.list(req.ctx, toParams(pairs), { signal: req.clientSignal });
-      const withoutMarker = pairs.filter(([k]) => k !== 'marker');
-      const qs = (p: [string, string][]) => (p.length === 0 ? '' : `?${new URLSearchParams(p).toString()}`);
-      const body: Record<string, unknown> = {
-        images: page.map(view),
-        first: `/v2/images${qs(withoutMarker)}`,
-        schema: '/v2/schemas/images',
-      };
-      if (more) body.next = `/v2/images${qs([...withoutMarker, ['marker', page[page.length - 1].id]])}`;
-      return body;
+      const { pairs, map } = queryParams(req);
+      const { images: page, more } = await images.list(req.ctx, map, { signal: req.clientSignal });
+      const { first, next } = pageLinks('/v2/images', pairs, more ? page[page.length - 1].id : undefined);
+      return { images: page.map(view), first, schema: '/v2/schemas/images', ...(next === undefined ? {} : { next }) };
     },
     POST: async (req, reply) => {
       const image = await images.create(req.ctx, await jsonBody(req), { signal: req.clientSignal });
       return reply.code(201)
         .header('Location', `${deps.publicUrl}/v2/images/${image.id}`)
         .header('OpenStack-image-store-ids', storeIds)
+        .header('OpenStack-image-import-methods', deps.imports.methods.join(','))
         .send(view(image));
     },
   });
@@ -83,24 +55,9 @@ export function registerImageRoutes(app: FastifyInstance, deps: AppDeps): void {
 
   resource(app, '/v2/images/:id/file', {
     PUT: async (req, reply) => {
-      if (mediaType(req) !== 'application/octet-stream') {
-        throw new UnsupportedMediaTypeError(`The request media type ${mediaType(req) || 'None'} is not supported by this server.`);
-      }
-      const declared = header(req, 'x-openstack-image-size');
-      if (declared !== undefined && !/^\d+$/.test(declared.trim())) {
-        throw new BadRequestError(`Invalid x-openstack-image-size: ${declared}`);
-      }
-      // A declared size the body's own length already contradicts is refused before the image
-      // goes to 'saving' (a mismatch found only while streaming puts it back to 'queued').
-      const length = header(req, 'content-length');
-      if (declared !== undefined && length !== undefined && Number(length) !== Number(declared)) {
-        throw new BadRequestError(`Image size mismatch: ${length} bytes sent, ${declared.trim()} were declared.`);
-      }
-      const body = (req.body as Readable | undefined) ?? (async function* () { /* empty body */ })();
-      await images.upload(req.ctx, (req.params as IdParams).id, body, {
-        signal: req.clientSignal,
-        declaredSize: declared === undefined ? undefined : Number(declared),
-        storeId: header(req, 'x-image-meta-store'),
+      const { data, declaredSize } = octetBody(req);
+      await images.upload(req.ctx, (req.params as IdParams).id, data, {
+        signal: req.clientSignal, declaredSize, storeId: header(req, 'x-image-meta-store'),
       });
       return reply.code(204).send();
     },

@@ -1,0 +1,305 @@
+import { ConflictError } from './errors.ts';
+import { setProperty, type Image } from './image.ts';
+import {
+  FAILED_PROPERTY, IMPORTING_PROPERTY, LOCK_PROPERTY, setStoreList, storeList, type ImportRunner,
+} from './import-service.ts';
+import type { BlobDigest, BlobStore, Catalog, RemoteSource } from './ports.ts';
+import type { StoreRegistry } from './stores.ts';
+import { TASK_TIME_TO_LIVE_MS, type Task } from './task.ts';
+import { HEADER_BYTES, inspectVirtualSize } from './virtual-size.ts';
+
+/** A glance-download region: the image API of another region and how to authenticate there. */
+export interface GlanceRegion {
+  url: string;
+  headers: Record<string, string>;
+}
+
+export interface ImportTaskRunnerOptions {
+  catalog: Catalog;
+  stores: StoreRegistry;
+  staging: BlobStore;
+  remote: RemoteSource;
+  regions: (name: string) => GlanceRegion | undefined;
+  imageSizeCap: number;
+  log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  /** How often progress is written to the task's message (default 1 s). */
+  progressIntervalMs?: number;
+  now?: () => Date;
+}
+
+/** Properties glance-download copies from the remote image (`[glance_download_properties]`). */
+const DOWNLOADED_PROPERTY_PREFIXES = ['hw_', 'trait:', 'os_distro', 'os_secure_boot', 'os_type'];
+
+class TaskAborted extends Error {}
+
+const MiB = 1024 * 1024;
+
+/**
+ * Runs import tasks in this process (Glance's api_image_import flow, API-NOTES §2): holds the
+ * image's lock, brings the bytes (staged file, URL, another region, or an existing copy), writes
+ * one verified copy per target store — a location is added only after its copy is complete and
+ * its size, md5 and sha512 match — and keeps `os_glance_importing_to_stores` /
+ * `os_glance_failed_import` as Glance does. A task interrupted by a crash is failed and cleaned up
+ * by recover() at the next start.
+ */
+export class ImportTaskRunner implements ImportRunner {
+  readonly #o: ImportTaskRunnerOptions;
+  readonly #now: () => Date;
+  readonly #running = new Map<string, { controller: AbortController; done: Promise<void> }>();
+
+  constructor(opts: ImportTaskRunnerOptions) {
+    this.#o = opts;
+    this.#now = opts.now ?? (() => new Date());
+  }
+
+  start(task: Task): void {
+    const controller = new AbortController();
+    const done = this.#run(task, controller.signal)
+      .catch((error: unknown) => this.#o.log.warn({ err: error, task: task.id }, 'import task crashed'))
+      .finally(() => this.#running.delete(task.id));
+    this.#running.set(task.id, { controller, done });
+  }
+
+  /** Waits for every running task (tests, shutdown). */
+  async idle(): Promise<void> {
+    await Promise.all([...this.#running.values()].map((r) => r.done));
+  }
+
+  /** Stops running tasks; they stay `processing` and are failed by recover() at the next start. */
+  async close(): Promise<void> {
+    for (const r of this.#running.values()) r.controller.abort(new TaskAborted('the server is stopping'));
+    await this.idle();
+  }
+
+  /**
+   * At start: every task still pending or processing was interrupted by a stop. It ends in
+   * failure; its lock is released, its stores are moved to the failed list, copies it committed
+   * without recording a location are removed, and a non-copy import that produced no copy
+   * returns the image to queued.
+   */
+  async recover(): Promise<number> {
+    const stuck = await this.#o.catalog.listTasks({ statuses: ['pending', 'processing'], limit: 10_000 });
+    for (const task of stuck) {
+      this.#o.log.warn({ task: task.id, image: task.image_id }, 'failing an import task interrupted by a stop');
+      await this.#fail(task, 'Interrupted: the server stopped while the task was running; start the import again', false);
+    }
+    return stuck.length;
+  }
+
+  async #run(task: Task, signal: AbortSignal): Promise<void> {
+    const method = task.input.import_req.method.name;
+    const mustAll = task.input.import_req.all_stores_must_succeed ?? true;
+    const imageId = task.image_id;
+    try {
+      task = await this.#updateTask(task.id, (t) => ({ ...t, status: 'processing' }));
+      let expected: BlobDigest | undefined;
+      let source: () => Promise<AsyncIterable<Uint8Array>>;
+      if (method === 'copy-image') {
+        const image = await this.#image(task);
+        if (image.size === null || image.checksum === null || image.os_hash_value === null) {
+          throw new Error('The image has no verified data to copy');
+        }
+        expected = { size: image.size, md5: image.checksum, sha512: image.os_hash_value };
+        const from = image.locations.find((l) => l.store === this.#o.stores.defaultId && this.#o.stores.has(l.store))
+          ?? image.locations.find((l) => this.#o.stores.has(l.store));
+        if (from === undefined) throw new Error('No store of this site holds the image');
+        source = () => this.#o.stores.blobs(from.store).get(imageId, { signal });
+      } else {
+        if (method === 'web-download') {
+          await this.#download(task, task.input.import_req.method.uri as string, {}, false, signal);
+        } else if (method === 'glance-download') {
+          await this.#glanceDownload(task, signal);
+        }
+        source = () => this.#o.staging.get(imageId, { signal });
+      }
+
+      let digest = expected;
+      let copied = 0;
+      for (const store of task.input.backend) {
+        signal.throwIfAborted();
+        await this.#image(task); // the lock must still be ours
+        let head = new Uint8Array(0);
+        try {
+          const counted = this.#progress(task, await source(), 'Copied', (chunk) => {
+            if (head.length < HEADER_BYTES) head = Buffer.concat([head, chunk.subarray(0, HEADER_BYTES - head.length)]);
+          });
+          const d = await this.#o.stores.blobs(store).put(imageId, counted, { signal, expectedSize: digest?.size, maxSize: this.#o.imageSizeCap });
+          if (digest !== undefined && (d.md5 !== digest.md5 || d.sha512 !== digest.sha512 || d.size !== digest.size)) {
+            await this.#o.stores.blobs(store).delete(imageId);
+            throw new Error(`The copy in store ${store} does not match the image's size and hashes`);
+          }
+          digest ??= d;
+          const verified = digest;
+          await this.#updateImage(task, (image) => {
+            const next = withProps(image);
+            next.locations = [...image.locations.filter((l) => l.store !== store), { store, url: this.#o.stores.blobs(store).urlFor(imageId) }];
+            setStoreList(next, IMPORTING_PROPERTY, storeList(image, IMPORTING_PROPERTY).filter((s) => s !== store));
+            if (method !== 'copy-image' && image.status === 'importing') {
+              Object.assign(next, {
+                status: 'active', size: verified.size, checksum: verified.md5, os_hash_algo: 'sha512', os_hash_value: verified.sha512,
+                virtual_size: inspectVirtualSize(image.disk_format, head, verified.size),
+              });
+            }
+            return next;
+          });
+          copied++;
+        } catch (error) {
+          if (signal.aborted || error instanceof TaskAborted || mustAll) throw error;
+          this.#o.log.warn({ task: task.id, store, err: error }, 'import to one store failed; continuing');
+          await this.#updateImage(task, (image) => {
+            const next = withProps(image);
+            setStoreList(next, IMPORTING_PROPERTY, storeList(image, IMPORTING_PROPERTY).filter((s) => s !== store));
+            setStoreList(next, FAILED_PROPERTY, [...storeList(image, FAILED_PROPERTY), store]);
+            return next;
+          });
+        }
+      }
+      if (copied === 0 && method !== 'copy-image') throw new Error('The image could not be imported to any store');
+
+      await this.#updateImage(task, (image) => {
+        const next = withProps(image);
+        delete next.properties[LOCK_PROPERTY];
+        return next;
+      });
+      if (method !== 'copy-image') await this.#o.staging.delete(imageId);
+      await this.#updateTask(task.id, (t) => ({
+        ...t, status: 'success', result: { image_id: imageId }, expires_at: this.#expiry(),
+        message: copied === task.input.backend.length ? t.message : `${t.message}; failed stores are listed in os_glance_failed_import`,
+      }));
+      this.#o.log.info({ task: task.id, image: imageId, method, stores: task.input.backend }, 'import task succeeded');
+    } catch (error) {
+      if (signal.aborted && signal.reason instanceof TaskAborted) return; // failed at the next start
+      const message = error instanceof Error ? error.message : String(error);
+      this.#o.log.warn({ task: task.id, image: imageId, err: error }, 'import task failed');
+      await this.#fail(task, message, mustAll);
+    }
+  }
+
+  /**
+   * Ends a task in failure and undoes what it leaves half done. With `revertCopies`
+   * (all_stores_must_succeed) the copies this task added are removed too.
+   */
+  async #fail(task: Task, message: string, revertCopies: boolean): Promise<void> {
+    const method = task.input.import_req.method.name;
+    const targets = task.input.backend;
+    const removed: string[] = [];
+    let current: Image | undefined;
+    try {
+      current = await this.#o.catalog.updateImage(task.image_id, (image) => {
+        const next = withProps(image);
+        if (image.properties[LOCK_PROPERTY] === task.id) delete next.properties[LOCK_PROPERTY];
+        if (revertCopies) {
+          for (const l of image.locations) if (targets.includes(l.store)) removed.push(l.store);
+          if (method === 'copy-image' || image.status !== 'active') {
+            next.locations = image.locations.filter((l) => !removed.includes(l.store));
+          } else {
+            removed.length = 0; // an activated image keeps the copies that made it active
+          }
+        }
+        const held = new Set(next.locations.map((l) => l.store));
+        setStoreList(next, IMPORTING_PROPERTY, storeList(image, IMPORTING_PROPERTY).filter((s) => !targets.includes(s)));
+        setStoreList(next, FAILED_PROPERTY, [...storeList(image, FAILED_PROPERTY), ...targets.filter((s) => !held.has(s))]);
+        if (method !== 'copy-image' && (image.status === 'importing' || next.locations.length === 0) && image.status !== 'active') {
+          Object.assign(next, { status: 'queued', size: null, virtual_size: null, checksum: null, os_hash_algo: null, os_hash_value: null });
+        }
+        return next;
+      });
+    } catch (error) {
+      this.#o.log.warn({ task: task.id, err: error }, 'image of a failed task could not be reverted (deleted?)');
+    }
+    // Copies committed but not (or no longer) recorded as locations are removed.
+    const held = new Set(current?.locations.map((l) => l.store) ?? []);
+    for (const store of targets) {
+      if (!held.has(store) && this.#o.stores.has(store)) await this.#o.stores.blobs(store).delete(task.image_id).catch(() => undefined);
+    }
+    if (method !== 'copy-image' && current?.status !== 'uploading') await this.#o.staging.delete(task.image_id).catch(() => undefined);
+    await this.#updateTask(task.id, (t) => ({
+      ...t, status: 'failure', message, expires_at: this.#expiry(), result: null,
+    })).catch(() => undefined);
+  }
+
+  /** web-download (and glance-download's data): the URL's bytes into the staging area. */
+  async #download(task: Task, uri: string, headers: Record<string, string>, trusted: boolean, signal: AbortSignal): Promise<BlobDigest> {
+    const { body } = await this.#o.remote.open(uri, { signal, headers, trusted, maxSize: this.#o.imageSizeCap });
+    return this.#o.staging.put(task.image_id, this.#progress(task, body, 'Downloaded'), { signal, maxSize: this.#o.imageSizeCap });
+  }
+
+  /**
+   * glance-download (API-NOTES §3.6): the remote image must be active; its formats and the
+   * properties with the configured prefixes are copied; its bytes are staged and must have the
+   * remote size. Hashes are computed here again.
+   */
+  async #glanceDownload(task: Task, signal: AbortSignal): Promise<void> {
+    const { glance_region: regionName, glance_image_id: remoteId } = task.input.import_req.method;
+    const region = this.#o.regions(String(regionName));
+    if (region === undefined) throw new Error(`No image endpoint is configured for region ${regionName}`);
+    const base = region.url.replace(/\/+$/, '');
+    const { body } = await this.#o.remote.open(`${base}/v2/images/${remoteId}`, {
+      signal, trusted: true, maxSize: 1 << 20, headers: { ...region.headers, accept: 'application/json' },
+    });
+    const chunks: Uint8Array[] = [];
+    for await (const c of body) chunks.push(c);
+    const remote = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+    if (remote.status !== 'active') throw new Error(`Remote image ${remoteId} is not active (status ${String(remote.status)})`);
+    await this.#updateImage(task, (image) => {
+      const next = withProps(image);
+      next.disk_format = typeof remote.disk_format === 'string' ? remote.disk_format : image.disk_format;
+      next.container_format = typeof remote.container_format === 'string' ? remote.container_format : image.container_format;
+      for (const [k, v] of Object.entries(remote)) {
+        if (typeof v === 'string' && !k.startsWith('os_glance') && DOWNLOADED_PROPERTY_PREFIXES.some((p) => k.startsWith(p))) {
+          setProperty(next.properties, k, v);
+        }
+      }
+      return next;
+    });
+    const digest = await this.#download(task, `${base}/v2/images/${remoteId}/file`, region.headers, true, signal);
+    if (typeof remote.size === 'number' && digest.size !== remote.size) {
+      throw new Error(`Downloaded ${digest.size} bytes of remote image ${remoteId}, expected ${remote.size}`);
+    }
+  }
+
+  /** Counts bytes through `source` and writes "<verb> N MiB" to the task at most once per interval. */
+  async *#progress(task: Task, source: AsyncIterable<Uint8Array>, verb: string, onChunk?: (c: Uint8Array) => void): AsyncGenerator<Uint8Array> {
+    let bytes = 0;
+    let last = Date.now();
+    const interval = this.#o.progressIntervalMs ?? 1000;
+    for await (const chunk of source) {
+      bytes += chunk.length;
+      onChunk?.(chunk);
+      yield chunk;
+      if (Date.now() - last >= interval) {
+        last = Date.now();
+        const t = await this.#updateTask(task.id, (t) => ({ ...t, message: `${verb} ${Math.floor(bytes / MiB)} MiB` }));
+        if (t.status !== 'processing') throw new TaskAborted('the task is no longer processing');
+      }
+    }
+    await this.#updateTask(task.id, (t) => ({ ...t, message: `${verb} ${Math.floor(bytes / MiB)} MiB` }));
+  }
+
+  /** The image, provided this task still holds its lock (else the task is aborted). */
+  async #image(task: Task): Promise<Image> {
+    const image = await this.#o.catalog.getImage(task.image_id);
+    if (image === undefined) throw new Error(`Image ${task.image_id} was deleted during the import`);
+    if (image.properties[LOCK_PROPERTY] !== task.id) throw new ConflictError('The task no longer holds the image lock');
+    return image;
+  }
+
+  async #updateImage(task: Task, mutate: (image: Image) => Image): Promise<Image> {
+    return this.#o.catalog.updateImage(task.image_id, (image) => {
+      if (image.properties[LOCK_PROPERTY] !== task.id) throw new ConflictError('The task no longer holds the image lock');
+      return { ...mutate(image), updated_at: this.#now().toISOString() };
+    });
+  }
+
+  async #updateTask(id: string, mutate: (t: Task) => Task): Promise<Task> {
+    return this.#o.catalog.updateTask(id, (t) => ({ ...mutate(t), updated_at: this.#now().toISOString() }));
+  }
+
+  #expiry(): string {
+    return new Date(this.#now().getTime() + TASK_TIME_TO_LIVE_MS).toISOString();
+  }
+}
+
+function withProps(image: Image): Image {
+  return { ...image, properties: { ...image.properties }, locations: [...image.locations] };
+}

@@ -1,0 +1,41 @@
+/**
+ * Import tasks (glance/domain Task, type `api_image_import`). States:
+ * pending → processing | failure; processing → success | failure. Terminal tasks expire
+ * `task_time_to_live` (48 h) after they end.
+ */
+export const TASK_STATUSES = ['pending', 'processing', 'success', 'failure'] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+
+export const IMPORT_METHODS = ['glance-direct', 'web-download', 'copy-image', 'glance-download'] as const;
+export type ImportMethod = (typeof IMPORT_METHODS)[number];
+
+/** The body of POST /v2/images/{id}/import, as recorded in the task's input. */
+export interface ImportRequest {
+  method: { name: ImportMethod; uri?: string; glance_region?: string; glance_image_id?: string; glance_service_interface?: string };
+  stores?: string[];
+  all_stores?: boolean;
+  all_stores_must_succeed?: boolean;
+}
+
+export interface Task {
+  id: string;
+  type: 'api_image_import';
+  status: TaskStatus;
+  owner: string | null;
+  image_id: string;
+  request_id: string;
+  user_id: string | null;
+  input: { image_id: string; import_req: ImportRequest; backend: string[] };
+  result: Record<string, unknown> | null;
+  /** Progress ("Copied 15 MiB") while running; the error text after a failure. */
+  message: string;
+  expires_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export const TASK_TIME_TO_LIVE_MS = 48 * 3600 * 1000;
+
+export function isTerminal(status: TaskStatus): boolean {
+  return status === 'success' || status === 'failure';
+}
