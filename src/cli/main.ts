@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { ConfigError, resolveConfig, type OutpostConfig } from '../core/config.ts';
 import { startSite } from '../api/site.ts';
+import { CliError, imageCommand } from './image-commands.ts';
 
 /** The `outpost` command (DESIGN.md §3 command-line contract). */
 async function loadConfig(file: string | undefined, flags: Record<string, unknown>): Promise<OutpostConfig> {
@@ -70,12 +71,18 @@ configCommand.command('check')
     process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
   });
 
+program.addCommand(imageCommand((line) => process.stdout.write(`${line}\n`)));
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
   if (e instanceof ConfigError) {
     process.stderr.write(`outpost: ${e.message}\n`);
     process.exit(2);
+  }
+  if (e instanceof CliError) {
+    process.stderr.write(`outpost: ${e.message}\n`);
+    process.exit(1);
   }
   throw e;
 }
