@@ -7,23 +7,12 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { openstackClientsMissing } from '../helpers/clients.ts';
 import { spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
 
 const run = promisify(execFile);
 
-async function has(command: string): Promise<boolean> {
-  try {
-    await run('sh', ['-c', `command -v ${command}`]);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const missing = [];
-if (!(await has('openstack'))) missing.push('openstack (apt-get install python3-openstackclient)');
-if (!(await has('glance'))) missing.push('glance (apt-get install python3-glanceclient)');
-const skip = missing.length > 0 ? `needs ${missing.join(' and ')}` : false;
+const skip = await openstackClientsMissing();
 
 const sha512 = (b: Uint8Array) => createHash('sha512').update(b).digest('hex');
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');

@@ -5,23 +5,12 @@ import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { openstackClientsMissing } from '../helpers/clients.ts';
 import { spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
 
 const run = promisify(execFile);
 
-async function has(command: string): Promise<boolean> {
-  try {
-    await run('sh', ['-c', `command -v ${command}`]);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const missing = [];
-if (!(await has('openstack'))) missing.push('openstack (apt-get install python3-openstackclient)');
-if (!(await has('glance'))) missing.push('glance (apt-get install python3-glanceclient)');
-const skip = missing.length > 0 ? `needs ${missing.join(' and ')}` : false;
+const skip = await openstackClientsMissing();
 
 /**
  * The real OpenStack clients from Debian against a real `outpost serve` process, as an operator
