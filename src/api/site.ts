@@ -37,16 +37,17 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
       blobs: await FileBlobStore.create({ id: s.id, root, hashers, sync: config.storage_sync }),
     };
   })));
+  // Import: a node-local staging area (Glance's reserved os_glance_staging_store), the task
+  // runner, and the filtered HTTP client for web-download and glance-download.
+  const staging = await FileBlobStore.create({ id: 'os_glance_staging_store', root: join(dataDir, 'staging'), hashers, sync: false });
   const images = new ImageService({
     catalog,
     stores,
     limits: { defaultLimit: config.limit_param_default, maxLimit: config.api_limit_max },
     imageSizeCap: config.image_size_cap,
+    staging,
   });
 
-  // Import: a node-local staging area (Glance's reserved os_glance_staging_store), the task
-  // runner, and the filtered HTTP client for web-download and glance-download.
-  const staging = await FileBlobStore.create({ id: 'os_glance_staging_store', root: join(dataDir, 'staging'), hashers, sync: false });
   const remote = new HttpRemoteSource(config.import_filter);
   const runner = new ImportTaskRunner({
     catalog, stores, staging, remote,

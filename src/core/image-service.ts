@@ -12,7 +12,7 @@ import {
 import { applyPatch, type PatchDialect, type PatchOp } from './image-patch.ts';
 import { assertWritableName, isBaseWritable, repr, tooLong, validateAttribute } from './image-validation.ts';
 import { parseListQuery, type ListLimits, type QueryParams } from './list-query.ts';
-import type { Catalog, IoOptions } from './ports.ts';
+import type { BlobStore, Catalog, IoOptions } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
 import { HEADER_BYTES, inspectVirtualSize } from './virtual-size.ts';
 
@@ -22,6 +22,8 @@ export interface ImageServiceOptions {
   limits: ListLimits;
   /** Glance's `image_size_cap` (default 1 TiB). */
   imageSizeCap: number;
+  /** The node-local import staging area, whose data for an image goes when the image is deleted. */
+  staging?: BlobStore;
   now?: () => Date;
 }
 
@@ -48,6 +50,7 @@ export class ImageService {
   readonly #stores: StoreRegistry;
   readonly #limits: ListLimits;
   readonly #sizeCap: number;
+  readonly #staging: BlobStore | undefined;
   readonly #now: () => Date;
   readonly access = new AccessRules();
 
@@ -56,6 +59,7 @@ export class ImageService {
     this.#stores = opts.stores;
     this.#limits = opts.limits;
     this.#sizeCap = opts.imageSizeCap;
+    this.#staging = opts.staging;
     this.#now = opts.now ?? (() => new Date());
   }
 
@@ -149,7 +153,7 @@ export class ImageService {
     }, opts);
   }
 
-  /** DELETE /v2/images/{id}: removes the record and every copy of the bytes. */
+  /** DELETE /v2/images/{id}: removes the record, every copy of the bytes and staged data (Glance too). */
   async delete(ctx: RequestContext, id: string, opts: IoOptions = {}): Promise<void> {
     const image = await this.get(ctx, id, opts);
     this.access.assertCanModify(ctx, image, 'delete_image');
@@ -158,6 +162,7 @@ export class ImageService {
     for (const loc of image.locations) {
       if (this.#stores.has(loc.store)) await this.#stores.blobs(loc.store).delete(image.id, opts);
     }
+    await this.#staging?.delete(image.id, opts);
   }
 
   /** POST /v2/images/{id}/actions/deactivate|reactivate (idempotent). */

@@ -134,7 +134,11 @@ export class ImportTaskRunner implements ImportRunner {
             const next = withProps(image);
             next.locations = [...image.locations.filter((l) => l.store !== store), { store, url: this.#o.stores.blobs(store).urlFor(imageId) }];
             setStoreList(next, IMPORTING_PROPERTY, storeList(image, IMPORTING_PROPERTY).filter((s) => s !== store));
-            if (method !== 'copy-image' && image.status === 'importing') {
+            // Glance (api_image_import.get_flow): set_active = not all_stores_must_succeed or the
+            // last store — when every store must succeed, the image becomes active only once all
+            // copies exist, so a failure can still return it to queued with nothing stored.
+            const activate = !mustAll || store === task.input.backend.at(-1);
+            if (method !== 'copy-image' && image.status === 'importing' && activate) {
               Object.assign(next, {
                 status: 'active', size: verified.size, checksum: verified.md5, os_hash_algo: 'sha512', os_hash_value: verified.sha512,
                 virtual_size: inspectVirtualSize(image.disk_format, head, verified.size),

@@ -106,25 +106,31 @@ export class ImportService {
 
   /**
    * POST /v2/images/{id}/import, in Glance's validation order (API-NOTES §1.8). Returns the task
-   * created; the caller answers 202.
+   * created, or undefined when a copy-image has nothing to copy (Glance returns without a task);
+   * the caller answers 202 either way.
    */
-  async start(ctx: RequestContext, id: string, body: unknown, call: ImportCall): Promise<Task> {
+  async start(ctx: RequestContext, id: string, body: unknown, call: ImportCall): Promise<Task | undefined> {
     const req = this.#parseBody(body);
     const method = req.method.name;
 
     const image = await this.#o.images.get(ctx, id, call);
-    if (method === 'copy-image') {
-      if (image.status !== 'active') throw new ConflictError(`Image with status ${image.status} cannot be target for import`);
-    } else {
-      const needed = method === 'glance-direct' ? 'uploading' : 'queued';
-      if (image.status !== needed) {
-        throw new ConflictError(`Image with status ${image.status} cannot be target for import`);
-      }
+    // Glance's messages (images.py import_image).
+    if (image.status === 'active' && method !== 'copy-image') {
+      throw new ConflictError('Image with status active cannot be target for import');
     }
-    if (image.disk_format === null || image.container_format === null) {
-      if (method !== 'glance-download') {
-        throw new ConflictError('Image needs disk_format and container_format set prior to import');
-      }
+    if (image.status !== 'active' && method === 'copy-image') {
+      throw new ConflictError('Only images with status active can be targeted for copying');
+    }
+    if (image.status !== 'queued' && (method === 'web-download' || method === 'glance-download')) {
+      throw new ConflictError(`Image needs to be in 'queued' state to use '${method}' method`);
+    }
+    if (image.status !== 'uploading' && method === 'glance-direct') {
+      throw new ConflictError("Image needs to be staged before 'glance-direct' method can be used");
+    }
+    // Outpost lets glance-download fill in the formats from the remote image (Glance requires them).
+    if (method !== 'glance-download') {
+      if (image.container_format === null) throw new ConflictError("'container_format' needs to be set before import");
+      if (image.disk_format === null) throw new ConflictError("'disk_format' needs to be set before import");
     }
     if (method === 'glance-download') {
       const { glance_region: region, glance_image_id: remoteId } = req.method;
@@ -142,6 +148,12 @@ export class ImportService {
     await this.#assertNoLiveLock(image, call);
 
     const targets = this.#targetStores(req, image, call.storeHeader);
+    if (targets.length === 0) {
+      // copy-image: every store asked for holds the image already — nothing to do, no task.
+      if (method === 'copy-image') return undefined;
+      // Any other method would leave the image importing with no store to go to.
+      throw new BadRequestError('No store to import the image to: name at least one writable store');
+    }
     if (method === 'web-download') this.#o.checkUri(req.method.uri as string);
 
     const now = this.#now().toISOString();
@@ -168,18 +180,6 @@ export class ImportService {
       return next;
     }, call);
     await this.#o.catalog.createTask(task, call);
-    if (targets.length === 0) {
-      await this.#o.catalog.updateImage(image.id, (current) => {
-        const next = { ...current, properties: { ...current.properties } };
-        if (next.properties[LOCK_PROPERTY] === task.id) delete next.properties[LOCK_PROPERTY];
-        return next;
-      });
-      await this.#o.catalog.updateTask(task.id, (t) => ({
-        ...t, status: 'success', result: { image_id: image.id }, message: 'Nothing to copy: every store holds the image',
-        updated_at: this.#now().toISOString(),
-      }));
-      return task;
-    }
     this.#o.runner.start(task);
     return task;
   }

@@ -143,8 +143,13 @@ export class HttpRemoteSource implements RemoteSource {
     };
     const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
-      const req = request(url, { method: 'GET', headers: opts.headers, lookup, signal: opts.signal, timeout: this.#filter.timeout_ms }, resolve);
-      req.on('timeout', () => req.destroy(new Error(`${uri} sent nothing for ${this.#filter.timeout_ms} ms`)));
+      let response: IncomingMessage | undefined;
+      const req = request(url, { method: 'GET', headers: opts.headers, lookup, signal: opts.signal, timeout: this.#filter.timeout_ms }, (res) => {
+        response = res;
+        resolve(res);
+      });
+      // Once the body is streaming, the reader of the response must see why it stopped (not "aborted").
+      req.on('timeout', () => (response ?? req).destroy(new Error(`${uri} sent nothing for ${this.#filter.timeout_ms} ms`)));
       req.on('error', reject);
       req.end();
     });
@@ -165,6 +170,10 @@ async function* capped(res: IncomingMessage, maxSize: number | undefined, uri: s
       yield chunk as Buffer;
     }
     if (!res.complete) throw new Error(`${uri} closed the connection before the whole body arrived`);
+  } catch (error) {
+    // Node reports a connection closed mid-body as a bare "aborted" (ECONNRESET).
+    if ((error as NodeJS.ErrnoException).code === 'ECONNRESET') throw new Error(`${uri} closed the connection before the whole body arrived`);
+    throw error;
   } finally {
     if (!res.complete) res.destroy();
   }

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { ConflictError, ImageNotFoundError, NotFoundError } from '../../src/core/errors.ts';
 import type { Image, ImageMember, MemberStatus, Visibility } from '../../src/core/image.ts';
+import type { Task } from '../../src/core/task.ts';
 import {
   SORT_KEYS, type Catalog, type Change, type ImageListQuery, type ListScope, type SortDir, type SortKey,
 } from '../../src/core/ports.ts';
@@ -578,6 +579,225 @@ export function catalogConformance(name: string, open: () => Promise<CatalogHand
             assert.deepEqual(after.map((i) => i.id), full.slice(nullIndex + 1).map((i) => i.id), `after a NULL ${key} (${dir})`);
           }
         }
+      }));
+    });
+
+    describe('tasks', () => {
+      let taskCounter = 0;
+      /** A full task record; successive calls get increasing created_at. */
+      const makeTask = (overrides: Partial<Task> = {}): Task => {
+        const n = taskCounter++;
+        const at = new Date(Date.UTC(2025, 0, 1) + n * 1000).toISOString();
+        const imageId = overrides.image_id ?? randomUUID();
+        return {
+          id: randomUUID(), type: 'api_image_import', status: 'pending', owner: 'project-a', image_id: imageId,
+          request_id: `req-${randomUUID()}`, user_id: 'user-a',
+          input: { image_id: imageId, import_req: { method: { name: 'copy-image' }, stores: ['s1', 's2'] }, backend: ['s1', 's2'] },
+          result: null, message: '', expires_at: null, created_at: at, updated_at: at, ...overrides,
+        };
+      };
+      const taskIds = (tasks: Task[]) => tasks.map((t) => t.id);
+
+      it('round-trips every field; getTask is undefined for an unknown id', withCatalog(async (catalog) => {
+        const full = makeTask({
+          status: 'failure', owner: null, user_id: null, message: 'Copied 15 MiB — ünïcødé; then "failed"',
+          input: {
+            image_id: randomUUID(),
+            import_req: {
+              method: { name: 'glance-download', glance_region: 'RegionTwo', glance_image_id: randomUUID(), glance_service_interface: 'public' },
+              all_stores: false, all_stores_must_succeed: false,
+            },
+            backend: ['site-b', 'central'],
+          },
+          result: { image_id: 'x', nested: { list: [1, 'two', null] } }, expires_at: '2025-01-03T00:00:00.000Z',
+        });
+        await catalog.createTask(full);
+        assert.deepEqual(await catalog.getTask(full.id), full);
+        const minimal = makeTask();
+        await catalog.createTask(minimal);
+        assert.deepEqual(await catalog.getTask(minimal.id), minimal);
+        assert.equal(await catalog.getTask(randomUUID()), undefined);
+      }));
+
+      it('returns copies: changing a returned or passed record does not change the stored one', withCatalog(async (catalog) => {
+        const task = makeTask();
+        const kept = structuredClone(task);
+        await catalog.createTask(task);
+        task.message = 'changed after create';
+        task.input.backend.push('s3');
+        const got = (await catalog.getTask(kept.id))!;
+        assert.deepEqual(got, kept);
+        got.status = 'success';
+        got.input.import_req.method.name = 'web-download';
+        assert.deepEqual(await catalog.getTask(kept.id), kept);
+      }));
+
+      it('rejects a duplicate id, keeping the original and the change log', withCatalog(async (catalog) => {
+        const task = makeTask();
+        await catalog.createTask(task);
+        const before = await allChanges(catalog);
+        await assert.rejects(catalog.createTask({ ...task, message: 'second' }));
+        assert.deepEqual(await allChanges(catalog), before);
+        assert.deepEqual(await catalog.getTask(task.id), task);
+      }));
+
+      it('updateTask replaces the record and returns the stored one', withCatalog(async (catalog) => {
+        const task = makeTask();
+        await catalog.createTask(task);
+        const next: Task = {
+          ...task, status: 'success', message: 'Copied 1024 MiB', result: { image_id: task.image_id },
+          expires_at: '2025-02-01T00:00:00.000Z', updated_at: '2025-01-31T00:00:00.000Z',
+        };
+        const returned = await catalog.updateTask(task.id, (current) => {
+          assert.deepEqual(current, task, 'mutate receives the stored record');
+          return next;
+        });
+        assert.deepEqual(returned, next);
+        assert.deepEqual(await catalog.getTask(task.id), next);
+        // A mutate that changes its argument in place works too.
+        await catalog.updateTask(task.id, (current) => {
+          current.message = 'in place';
+          return current;
+        });
+        assert.equal((await catalog.getTask(task.id))?.message, 'in place');
+      }));
+
+      it('updateTask changes nothing when mutate throws, and raises NotFoundError for a missing id without calling mutate', withCatalog(async (catalog) => {
+        const task = makeTask();
+        await catalog.createTask(task);
+        await rejectsWithoutChange(catalog, () => catalog.updateTask(task.id, (current) => {
+          current.status = 'failure';
+          current.message = 'half-changed';
+          throw new RangeError('veto');
+        }), RangeError);
+        assert.deepEqual(await catalog.getTask(task.id), task);
+        let called = false;
+        await rejectsWithoutChange(catalog, () => catalog.updateTask(randomUUID(), (c) => { called = true; return c; }), NotFoundError);
+        assert.equal(called, false);
+      }));
+
+      it('updateTask is atomic: 20 concurrent read-modify-writes all land', withCatalog(async (catalog) => {
+        const task = makeTask({ message: '0' });
+        await catalog.createTask(task);
+        await Promise.all(Array.from({ length: 20 }, () => catalog.updateTask(task.id, (c) => ({ ...c, message: String(Number(c.message) + 1) }))));
+        assert.equal((await catalog.getTask(task.id))?.message, '20');
+        // A lock-style update: only one of many concurrent "take it if free" updates wins.
+        let winners = 0;
+        await Promise.all(Array.from({ length: 10 }, (_, i) => catalog.updateTask(task.id, (c) => {
+          if (c.status !== 'pending') throw new ConflictError('taken');
+          return { ...c, status: 'processing', message: `winner ${i}` };
+        }).then(() => { winners++; }, (e) => { assert.ok(e instanceof ConflictError); })));
+        assert.equal(winners, 1);
+      }));
+
+      it('listTasks filters on image, statuses and type, newest first by default', withCatalog(async (catalog) => {
+        const imageA = randomUUID();
+        const imageB = randomUUID();
+        const a1 = makeTask({ image_id: imageA, status: 'success' });
+        const b1 = makeTask({ image_id: imageB, status: 'processing' });
+        const a2 = makeTask({ image_id: imageA, status: 'failure' });
+        const a3 = makeTask({ image_id: imageA, status: 'processing' });
+        for (const t of [a3, a1, b1, a2]) await catalog.createTask(t);
+        assert.deepEqual(taskIds(await catalog.listTasks({ limit: 100 })), taskIds([a3, a2, b1, a1]));
+        assert.deepEqual(taskIds(await catalog.listTasks({ imageId: imageA, limit: 100 })), taskIds([a3, a2, a1]));
+        assert.deepEqual(taskIds(await catalog.listTasks({ imageId: randomUUID(), limit: 100 })), []);
+        assert.deepEqual(taskIds(await catalog.listTasks({ statuses: ['processing'], limit: 100 })), taskIds([a3, b1]));
+        assert.deepEqual(taskIds(await catalog.listTasks({ statuses: ['pending', 'processing', 'failure'], limit: 100 })), taskIds([a3, a2, b1]));
+        assert.deepEqual(taskIds(await catalog.listTasks({ statuses: [], limit: 100 })), []);
+        assert.deepEqual(taskIds(await catalog.listTasks({ imageId: imageA, statuses: ['processing'], limit: 100 })), taskIds([a3]));
+        assert.deepEqual(taskIds(await catalog.listTasks({ type: 'api_image_import', limit: 100 })), taskIds([a3, a2, b1, a1]));
+        assert.deepEqual(taskIds(await catalog.listTasks({ type: 'import', limit: 100 })), []);
+        assert.deepEqual(taskIds(await catalog.listTasks({ limit: 2 })), taskIds([a3, a2]));
+        assert.deepEqual(await catalog.listTasks({ limit: 0 }), []);
+        // Full records.
+        assert.deepEqual((await catalog.listTasks({ imageId: imageB, limit: 10 }))[0], b1);
+      }));
+
+      const TASK_SORT_KEYS = ['created_at', 'updated_at', 'id', 'status', 'type'] as const;
+      const tiedCreatedAt = '2025-01-01T12:00:00.000Z';
+      for (const key of TASK_SORT_KEYS) {
+        it(`sorts on ${key} in both directions and pages with a marker through every task exactly once`, withCatalog(async (catalog) => {
+          const statuses = ['pending', 'processing', 'success', 'failure'] as const;
+          const tasks = Array.from({ length: 11 }, (_, i) => {
+            const t = makeTask({ status: statuses[i % 4] });
+            // Ties on updated_at (pairs) and on created_at (a few equal), so the tie-breaker matters.
+            if (i >= 8) t.created_at = tiedCreatedAt;
+            t.updated_at = new Date(Date.UTC(2025, 6, 1) + Math.floor(i / 2) * 60_000).toISOString();
+            return t;
+          });
+          for (const t of [...tasks].reverse()) await catalog.createTask(t);
+          for (const dir of ['asc', 'desc'] as const) {
+            const all = await catalog.listTasks({ sortKey: key, sortDir: dir, limit: 1000 });
+            assert.deepEqual(taskIds(all).sort(), taskIds(tasks).sort(), 'every task once');
+            for (let i = 1; i < all.length; i++) {
+              const [x, y] = [String(all[i - 1][key]), String(all[i][key])];
+              assert.ok(dir === 'asc' ? x <= y : x >= y, `${key} ${dir}: ${x} then ${y}`);
+            }
+            for (const limit of [1, 2, 3, 5]) {
+              const paged: Task[] = [];
+              let marker: Task | undefined;
+              for (let guard = 0; guard < 50; guard++) {
+                const page = await catalog.listTasks({ sortKey: key, sortDir: dir, limit, marker });
+                assert.ok(page.length <= limit);
+                if (page.length === 0) break;
+                paged.push(...page);
+                marker = page.at(-1);
+              }
+              assert.deepEqual(taskIds(paged), taskIds(all), `${key} ${dir}, pages of ${limit}`);
+            }
+          }
+        }));
+      }
+
+      it('paginates within filters', withCatalog(async (catalog) => {
+        const imageId = randomUUID();
+        const mine = Array.from({ length: 5 }, () => makeTask({ image_id: imageId }));
+        const others = Array.from({ length: 4 }, () => makeTask());
+        for (const t of [...mine, ...others]) await catalog.createTask(t);
+        const first = await catalog.listTasks({ imageId, limit: 2 });
+        const second = await catalog.listTasks({ imageId, limit: 2, marker: first.at(-1) });
+        const third = await catalog.listTasks({ imageId, limit: 2, marker: second.at(-1) });
+        assert.deepEqual(taskIds([...first, ...second, ...third]), taskIds([...mine].reverse()));
+      }));
+
+      it('appends one change per createTask and updateTask (entity task, the stored record as body), none on failure', withCatalog(async (catalog) => {
+        const task = makeTask();
+        await catalog.createTask(task);
+        let changes = await allChanges(catalog);
+        assert.equal(changes.length, 1);
+        assert.deepEqual([changes[0].entity, changes[0].op, changes[0].id], ['task', 'upsert', task.id]);
+        assert.deepEqual(changes[0].body, task);
+        const seq = changes[0].seq;
+
+        const updated = await catalog.updateTask(task.id, (c) => ({ ...c, status: 'processing', message: 'Copied 1 MiB' }));
+        changes = await catalog.changesSince(seq, 100);
+        assert.equal(changes.length, 1);
+        assert.ok(changes[0].seq > seq);
+        assert.deepEqual([changes[0].entity, changes[0].op, changes[0].id], ['task', 'upsert', task.id]);
+        assert.deepEqual(changes[0].body, updated);
+        assert.deepEqual(changes[0].body, await catalog.getTask(task.id));
+
+        // History is kept: the first body is still the created task.
+        await catalog.updateTask(task.id, (c) => ({ ...c, status: 'success' }));
+        assert.deepEqual((await allChanges(catalog))[0].body, task);
+        await rejectsWithoutChange(catalog, () => catalog.updateTask(task.id, () => { throw new RangeError('veto'); }), RangeError);
+      }));
+
+      it('rejects every task call made with an aborted signal, changing nothing', withCatalog(async (catalog) => {
+        const task = makeTask();
+        await catalog.createTask(task);
+        const before = await allChanges(catalog);
+        const opts = { signal: AbortSignal.abort() };
+        const calls: [string, () => Promise<unknown>][] = [
+          ['createTask', () => catalog.createTask(makeTask(), opts)],
+          ['getTask', () => catalog.getTask(task.id, opts)],
+          ['updateTask', () => catalog.updateTask(task.id, (c) => ({ ...c, status: 'failure' }), opts)],
+          ['listTasks', () => catalog.listTasks({ limit: 10 }, opts)],
+        ];
+        for (const [label, call] of calls) await assert.rejects(call(), { name: 'AbortError' }, label);
+        assert.deepEqual(await allChanges(catalog), before);
+        assert.deepEqual(await catalog.getTask(task.id), task);
+        assert.equal((await catalog.listTasks({ limit: 10 })).length, 1);
       }));
     });
 
