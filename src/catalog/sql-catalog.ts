@@ -232,6 +232,8 @@ export class SqlCatalog implements Catalog {
   async createTask(task: Task, opts?: IoOptions): Promise<void> {
     throwIfAborted(opts);
     await this.#db.transaction().execute(async (trx) => {
+      const existing = await trx.selectFrom('tasks').select('id').where('id', '=', task.id).executeTakeFirst();
+      if (existing !== undefined) throw new ConflictError(`Task with identifier ${task.id} already exists`);
       await trx.insertInto('tasks').values(taskToRow(task)).execute();
       await appendChange(trx, 'task', task.id, 'upsert', task);
     });

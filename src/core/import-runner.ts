@@ -5,7 +5,7 @@ import {
 } from './import-service.ts';
 import type { BlobDigest, BlobStore, Catalog, RemoteSource } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
-import { TASK_TIME_TO_LIVE_MS, type Task } from './task.ts';
+import { TASK_TIME_TO_LIVE_MS, isTerminal, type Task } from './task.ts';
 import { HEADER_BYTES, inspectVirtualSize } from './virtual-size.ts';
 
 /** A glance-download region: the image API of another region and how to authenticate there. */
@@ -188,8 +188,14 @@ export class ImportTaskRunner implements ImportRunner {
     const targets = task.input.backend;
     const removed: string[] = [];
     let current: Image | undefined;
+    let lockLost = false;
     try {
       current = await this.#o.catalog.updateImage(task.image_id, (image) => {
+        // Another task took the lock over (this one was stale): the image and the stores are
+        // that task's now; only this task's own record ends.
+        const holder = image.properties[LOCK_PROPERTY];
+        lockLost = holder !== undefined && holder !== '' && holder !== task.id;
+        if (lockLost) return image;
         const next = withProps(image);
         if (image.properties[LOCK_PROPERTY] === task.id) delete next.properties[LOCK_PROPERTY];
         if (revertCopies) {
@@ -211,13 +217,15 @@ export class ImportTaskRunner implements ImportRunner {
     } catch (error) {
       this.#o.log.warn({ task: task.id, err: error }, 'image of a failed task could not be reverted (deleted?)');
     }
-    // Copies committed but not (or no longer) recorded as locations are removed.
-    const held = new Set(current?.locations.map((l) => l.store) ?? []);
-    for (const store of targets) {
-      if (!held.has(store) && this.#o.stores.has(store)) await this.#o.stores.blobs(store).delete(task.image_id).catch(() => undefined);
+    if (!lockLost) {
+      // Copies committed but not (or no longer) recorded as locations are removed.
+      const held = new Set(current?.locations.map((l) => l.store) ?? []);
+      for (const store of targets) {
+        if (!held.has(store) && this.#o.stores.has(store)) await this.#o.stores.blobs(store).delete(task.image_id).catch(() => undefined);
+      }
+      if (method !== 'copy-image' && current?.status !== 'uploading') await this.#o.staging.delete(task.image_id).catch(() => undefined);
     }
-    if (method !== 'copy-image' && current?.status !== 'uploading') await this.#o.staging.delete(task.image_id).catch(() => undefined);
-    await this.#updateTask(task.id, (t) => ({
+    await this.#updateTask(task.id, (t) => (isTerminal(t.status) ? t : {
       ...t, status: 'failure', message, expires_at: this.#expiry(), result: null,
     })).catch(() => undefined);
   }
@@ -296,7 +304,10 @@ export class ImportTaskRunner implements ImportRunner {
   }
 
   async #updateTask(id: string, mutate: (t: Task) => Task): Promise<Task> {
-    return this.#o.catalog.updateTask(id, (t) => ({ ...mutate(t), updated_at: this.#now().toISOString() }));
+    return this.#o.catalog.updateTask(id, (t) => {
+      const next = mutate(t);
+      return next === t ? t : { ...next, updated_at: this.#now().toISOString() };
+    });
   }
 
   #expiry(): string {

@@ -8,7 +8,7 @@ import type { ImageService } from './image-service.ts';
 import type { BlobStore, Catalog, IoOptions, SortDir, TaskListQuery } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
 import {
-  IMPORT_METHODS, TASK_STATUSES, isTerminal, type ImportMethod, type ImportRequest, type Task,
+  IMPORT_METHODS, TASK_STATUSES, TASK_TIME_TO_LIVE_MS, isTerminal, type ImportMethod, type ImportRequest, type Task,
 } from './task.ts';
 
 /** Image properties Glance keeps for the import workflow (visible, read-only to clients). */
@@ -145,7 +145,7 @@ export class ImportService {
     } else {
       this.#o.images.access.assertCanModify(ctx, image, 'modify_image');
     }
-    await this.#assertNoLiveLock(image, call);
+    const superseded = await this.#assertNoLiveLock(image, call);
 
     const targets = this.#targetStores(req, image, call.storeHeader);
     if (targets.length === 0) {
@@ -174,12 +174,20 @@ export class ImportService {
       }
       const next = { ...current, properties: { ...current.properties }, updated_at: now };
       setProperty(next.properties, LOCK_PROPERTY, task.id);
-      setStoreList(next, IMPORTING_PROPERTY, [...storeList(current, IMPORTING_PROPERTY), ...targets]);
+      const stale = superseded?.input.backend ?? [];
+      setStoreList(next, IMPORTING_PROPERTY, [...storeList(current, IMPORTING_PROPERTY).filter((s) => !stale.includes(s)), ...targets]);
       setStoreList(next, FAILED_PROPERTY, storeList(current, FAILED_PROPERTY).filter((s) => !targets.includes(s)));
       if (method !== 'copy-image') next.status = 'importing';
       return next;
     }, call);
     await this.#o.catalog.createTask(task, call);
+    if (superseded !== undefined) {
+      await this.#o.catalog.updateTask(superseded.id, (t) => (isTerminal(t.status) ? t : {
+        ...t, status: 'failure', result: null, updated_at: now,
+        expires_at: new Date(this.#now().getTime() + TASK_TIME_TO_LIVE_MS).toISOString(),
+        message: `Superseded: no progress for ${STALE_LOCK_MS / 60_000} minutes; the image lock went to task ${task.id}`,
+      }));
+    }
     this.#o.runner.start(task);
     return task;
   }
@@ -211,13 +219,17 @@ export class ImportService {
     return req;
   }
 
-  /** An existing lock held by a task that is alive → 409; a stale or orphaned one may be taken over. */
-  async #assertNoLiveLock(image: Image, opts: IoOptions): Promise<void> {
+  /**
+   * An existing lock held by a task that is alive → 409. A lock whose task is missing or finished
+   * may be taken; so may one whose task made no progress for STALE_LOCK_MS — that task is
+   * returned, to be failed as superseded.
+   */
+  async #assertNoLiveLock(image: Image, opts: IoOptions): Promise<Task | undefined> {
     const holder = image.properties[LOCK_PROPERTY];
-    if (holder === undefined || holder === '') return;
+    if (holder === undefined || holder === '') return undefined;
     const task = await this.#o.catalog.getTask(holder, opts);
-    if (task === undefined || isTerminal(task.status)) return;
-    if (this.#now().getTime() - Date.parse(task.updated_at) > STALE_LOCK_MS) return;
+    if (task === undefined || isTerminal(task.status)) return undefined;
+    if (this.#now().getTime() - Date.parse(task.updated_at) > STALE_LOCK_MS) return task;
     throw new ConflictError('Image has active task');
   }
 
