@@ -285,6 +285,8 @@ export class ImageService {
     this.access.assertCanModify(ctx, image, 'upload_image');
     const storeId = req.storeId ?? this.#stores.defaultId;
     const blobs = this.#stores.blobs(storeId);
+    // glance_store raises StoreAddDisabled for a read-only store, which image_data.py answers 410.
+    if (this.#stores.isReadOnly(storeId)) throw new GoneError(`Store ${storeId} is read-only: images cannot be added to it.`);
     if (req.declaredSize !== undefined && req.declaredSize > this.#sizeCap) {
       throw new PayloadTooLargeError(`Image exceeds the storage quota: image_size_cap is ${this.#sizeCap} bytes.`);
     }

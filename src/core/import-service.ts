@@ -249,7 +249,7 @@ export class ImportService {
       targets = req.stores ?? [header ?? stores.defaultId];
       for (const id of targets) {
         if (!stores.has(id)) throw new ConflictError(`Store for identifier ${id} not found`);
-        if (stores.list().find((s) => s.id === id)?.readOnly) throw new ConflictError(`Store ${id} is read-only`);
+        if (stores.isReadOnly(id)) throw new ConflictError(`Store ${id} is read-only`);
       }
     }
     targets = [...new Set(targets)];

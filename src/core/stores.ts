@@ -38,6 +38,10 @@ export class StoreRegistry {
     return s.blobs;
   }
 
+  isReadOnly(id: string): boolean {
+    return this.#stores.get(id)?.info.readOnly ?? false;
+  }
+
   weight(id: string): number {
     return this.#stores.get(id)?.info.weight ?? 0;
   }
