@@ -15,6 +15,7 @@ import { renderError } from './error-responses.ts';
 import { registerDiscoveryRoutes } from './glance/discovery-routes.ts';
 import { registerImageRoutes } from './glance/image-routes.ts';
 import { registerImportRoutes } from './glance/import-routes.ts';
+import { registerReplicationRoutes, type ReplicationDeps } from './outpost/replication-routes.ts';
 import { negotiateVersionPath, versionsDocument } from './glance/versions.ts';
 
 declare module 'fastify' {
@@ -37,6 +38,7 @@ export interface AppDeps {
   stores: StoreRegistry;
   /** `api_limit_max`, for the task list. */
   maxLimit: number;
+  replication: ReplicationDeps;
   /** Base URL of this site as clients reach it, without a trailing slash. */
   publicUrl: string;
   showLocations: boolean;
@@ -93,7 +95,9 @@ export function createApp(deps: AppDeps): FastifyInstance {
       if (!reply.raw.writableFinished) controller.abort(new Error('the client went away'));
     });
     req.clientSignal = controller.signal;
-    if (req.url.startsWith('/v2/')) req.ctx = await deps.authenticator.authenticate(req.headers, controller.signal);
+    if (req.url.startsWith('/v2/') || req.url.startsWith('/outpost/')) {
+      req.ctx = await deps.authenticator.authenticate(req.headers, controller.signal);
+    }
   });
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-openstack-request-id', req.id);
@@ -140,6 +144,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
   registerDiscoveryRoutes(app, deps);
   registerImageRoutes(app, deps);
   registerImportRoutes(app, deps);
+  registerReplicationRoutes(app, deps.replication);
   return app;
 }
 

@@ -76,6 +76,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     imports,
     stores,
     maxLimit: config.api_limit_max,
+    replication: { catalog, changeLog: catalog },
     get publicUrl() { return publicUrl; },
     showLocations: config.show_multiple_locations,
     showDirectUrl: config.show_image_direct_url,

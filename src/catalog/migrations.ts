@@ -85,6 +85,14 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.createIndex('tasks_status').on('tasks').column('status').execute();
     },
   },
+  '0003-replication': {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable('replication_state')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('value', 'bigint', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export async function migrate(db: Kysely<any>): Promise<void> {

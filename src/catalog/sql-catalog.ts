@@ -2,7 +2,8 @@ import { Kysely, SqliteDialect, sql, type Expression, type ExpressionBuilder, ty
 import { ConflictError, ImageNotFoundError, NotFoundError } from '../core/errors.ts';
 import { setProperty, type Image, type ImageMember } from '../core/image.ts';
 import type {
-  AttributeFilter, Catalog, Change, ChangeEntity, ImageListQuery, IoOptions, SortKey, TaskListQuery,
+  AttributeFilter, Catalog, Change, ChangeEntity, ChangeLog, ImageListQuery, IoOptions, Replica, Snapshot, SortKey,
+  TaskListQuery,
 } from '../core/ports.ts';
 import type { Task } from '../core/task.ts';
 import { migrate } from './migrations.ts';
@@ -44,8 +45,10 @@ function throwIfAborted(opts: IoOptions | undefined): void {
  * PostgreSQL uses the same queries through another Kysely dialect. Every mutation and its
  * change-log row are written in one transaction.
  */
-export class SqlCatalog implements Catalog {
+export class SqlCatalog implements Catalog, ChangeLog, Replica {
   readonly #db: Kysely<CatalogTables>;
+  /** Wakes long-polling feed readers after a commit that appended changes. */
+  readonly #committed = new EventTarget();
 
   private constructor(db: Kysely<CatalogTables>) {
     this.#db = db;
@@ -56,6 +59,13 @@ export class SqlCatalog implements Catalog {
     const db = new Kysely<CatalogTables>({ dialect: new SqliteDialect({ database: new NodeSqliteDatabase(path) }) });
     await migrate(db);
     return new SqlCatalog(db);
+  }
+
+  /** Runs a writing transaction, then wakes whoever waits for new changes. */
+  async #tx<T>(fn: (trx: Transaction<CatalogTables>) => Promise<T>): Promise<T> {
+    const result = await this.#db.transaction().execute(fn);
+    this.#committed.dispatchEvent(new Event('commit'));
+    return result;
   }
 
   async close(): Promise<void> {
@@ -149,7 +159,7 @@ export class SqlCatalog implements Catalog {
 
   async createImage(image: Image, opts?: IoOptions): Promise<void> {
     throwIfAborted(opts);
-    await this.#db.transaction().execute(async (trx) => {
+    await this.#tx(async (trx) => {
       const existing = await trx.selectFrom('images').select('id').where('id', '=', image.id).executeTakeFirst();
       if (existing !== undefined) throw new ConflictError(`Image with identifier ${image.id} already exists!`);
       await trx.insertInto('images').values(imageToRow(image)).execute();
@@ -160,7 +170,7 @@ export class SqlCatalog implements Catalog {
 
   async updateImage(id: string, mutate: (current: Image) => Image, opts?: IoOptions): Promise<Image> {
     throwIfAborted(opts);
-    return this.#db.transaction().execute(async (trx) => {
+    return this.#tx(async (trx) => {
       const current = await this.#load(trx, id);
       if (current === undefined) throw new ImageNotFoundError(id);
       const next = mutate(structuredClone(current));
@@ -178,7 +188,7 @@ export class SqlCatalog implements Catalog {
 
   async deleteImage(id: string, opts?: IoOptions): Promise<void> {
     throwIfAborted(opts);
-    await this.#db.transaction().execute(async (trx) => {
+    await this.#tx(async (trx) => {
       const now = new Date().toISOString();
       const r = await trx.updateTable('images').set({ status: 'deleted', deleted_at: now, updated_at: now })
         .where('id', '=', id).where('deleted_at', 'is', null).executeTakeFirst();
@@ -191,7 +201,7 @@ export class SqlCatalog implements Catalog {
 
   async addMember(member: ImageMember, opts?: IoOptions): Promise<void> {
     throwIfAborted(opts);
-    await this.#db.transaction().execute(async (trx) => {
+    await this.#tx(async (trx) => {
       const image = await trx.selectFrom('images').select('id')
         .where('id', '=', member.image_id).where('deleted_at', 'is', null).executeTakeFirst();
       if (image === undefined) throw new ImageNotFoundError(member.image_id);
@@ -207,7 +217,7 @@ export class SqlCatalog implements Catalog {
 
   async updateMember(member: ImageMember, opts?: IoOptions): Promise<void> {
     throwIfAborted(opts);
-    await this.#db.transaction().execute(async (trx) => {
+    await this.#tx(async (trx) => {
       const existing = await trx.selectFrom('image_members').selectAll()
         .where('image_id', '=', member.image_id).where('member_id', '=', member.member_id).executeTakeFirst();
       if (existing === undefined) throw new NotFoundError(`${member.member_id} is not a member of image ${member.image_id}`);
@@ -220,10 +230,108 @@ export class SqlCatalog implements Catalog {
 
   async removeMember(imageId: string, memberId: string, opts?: IoOptions): Promise<void> {
     throwIfAborted(opts);
-    await this.#db.transaction().execute(async (trx) => {
+    await this.#tx(async (trx) => {
       const r = await trx.deleteFrom('image_members').where('image_id', '=', imageId).where('member_id', '=', memberId).executeTakeFirst();
       if (Number(r.numDeletedRows) === 0) throw new NotFoundError(`${memberId} is not a member of image ${imageId}`);
       await appendChange(trx, 'member', `${imageId}/${memberId}`, 'delete', { image_id: imageId, member_id: memberId });
+    });
+  }
+
+  // -- change log and replica ----------------------------------------------------------------
+
+  async lastSeq(opts?: IoOptions): Promise<number> {
+    throwIfAborted(opts);
+    return lastSeqOf(this.#db);
+  }
+
+  async firstSeq(opts?: IoOptions): Promise<number> {
+    throwIfAborted(opts);
+    const row = await this.#db.selectFrom('changes').select((eb) => eb.fn.min('seq').as('seq')).executeTakeFirst();
+    return row?.seq === null || row?.seq === undefined ? (await this.lastSeq()) + 1 : Number(row.seq);
+  }
+
+  async waitForChange(after: number, timeoutMs: number, opts: IoOptions = {}): Promise<void> {
+    if ((await this.lastSeq(opts)) > after || timeoutMs <= 0) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#committed.removeEventListener('commit', onCommit);
+        opts.signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const onCommit = () => {
+        void this.lastSeq().then((seq) => { if (seq > after) done(); }, done);
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.#committed.addEventListener('commit', onCommit);
+      opts.signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  async truncate(keep: number, opts?: IoOptions): Promise<number> {
+    throwIfAborted(opts);
+    const last = await this.lastSeq();
+    const r = await this.#db.deleteFrom('changes').where('seq', '<=', last - keep).executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
+  async snapshot(opts?: IoOptions): Promise<Snapshot> {
+    throwIfAborted(opts);
+    // One transaction: the entities and the seq are read at the same point of the log.
+    return this.#db.transaction().execute(async (trx) => {
+      const seq = await lastSeqOf(trx);
+      const rows = await trx.selectFrom('images').selectAll().where('deleted_at', 'is', null).orderBy('id').execute();
+      const deleted = await trx.selectFrom('images').select('id').where('deleted_at', 'is not', null).orderBy('id').execute();
+      const members = await trx.selectFrom('image_members').selectAll().orderBy('image_id').orderBy('member_id').execute();
+      const tasks = await trx.selectFrom('tasks').selectAll().orderBy('id').execute();
+      return {
+        seq,
+        images: await this.#hydrate(trx, rows),
+        deleted: deleted.map((d) => d.id),
+        members: members.map((m) => ({ ...m, status: m.status as ImageMember['status'] })),
+        tasks: tasks.map(rowToTask),
+      };
+    });
+  }
+
+  async position(opts?: IoOptions): Promise<number> {
+    throwIfAborted(opts);
+    const row = await this.#db.selectFrom('replication_state').select('value').where('name', '=', 'parent_seq').executeTakeFirst();
+    return row === undefined ? 0 : Number(row.value);
+  }
+
+  async apply(changes: readonly Change[], position: number, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    await this.#tx(async (trx) => {
+      for (const change of changes) await applyChange(trx, change);
+      await setPosition(trx, position);
+    });
+  }
+
+  async load(snapshot: Snapshot, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    await this.#tx(async (trx) => {
+      // Every entity is replaced; what the snapshot no longer has is deleted (and logged as such
+      // for this site's own followers).
+      const current = await trx.selectFrom('images').select('id').where('deleted_at', 'is', null).execute();
+      const keep = new Set(snapshot.images.map((i) => i.id));
+      for (const { id } of current) if (!keep.has(id)) await applyChange(trx, { seq: 0, entity: 'image', id, op: 'delete', body: { id }, at: '' });
+      for (const id of snapshot.deleted) {
+        await applyChange(trx, { seq: 0, entity: 'image', id, op: 'delete', body: { id }, at: '' });
+      }
+      for (const image of snapshot.images) await applyChange(trx, { seq: 0, entity: 'image', id: image.id, op: 'upsert', body: image, at: '' });
+      const members = await trx.selectFrom('image_members').select(['image_id', 'member_id']).execute();
+      const keepMembers = new Set(snapshot.members.map((m) => `${m.image_id}/${m.member_id}`));
+      for (const m of members) {
+        if (!keepMembers.has(`${m.image_id}/${m.member_id}`)) {
+          await applyChange(trx, { seq: 0, entity: 'member', id: `${m.image_id}/${m.member_id}`, op: 'delete', body: m, at: '' });
+        }
+      }
+      for (const m of snapshot.members) {
+        await applyChange(trx, { seq: 0, entity: 'member', id: `${m.image_id}/${m.member_id}`, op: 'upsert', body: m, at: '' });
+      }
+      for (const t of snapshot.tasks) await applyChange(trx, { seq: 0, entity: 'task', id: t.id, op: 'upsert', body: t, at: '' });
+      await setPosition(trx, snapshot.seq);
     });
   }
 
@@ -231,7 +339,7 @@ export class SqlCatalog implements Catalog {
 
   async createTask(task: Task, opts?: IoOptions): Promise<void> {
     throwIfAborted(opts);
-    await this.#db.transaction().execute(async (trx) => {
+    await this.#tx(async (trx) => {
       const existing = await trx.selectFrom('tasks').select('id').where('id', '=', task.id).executeTakeFirst();
       if (existing !== undefined) throw new ConflictError(`Task with identifier ${task.id} already exists`);
       await trx.insertInto('tasks').values(taskToRow(task)).execute();
@@ -247,7 +355,7 @@ export class SqlCatalog implements Catalog {
 
   async updateTask(id: string, mutate: (current: Task) => Task, opts?: IoOptions): Promise<Task> {
     throwIfAborted(opts);
-    return this.#db.transaction().execute(async (trx) => {
+    return this.#tx(async (trx) => {
       const row = await trx.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirst();
       if (row === undefined) throw new NotFoundError(`Task with identifier ${id} not found`);
       const current = rowToTask(row);
@@ -315,6 +423,70 @@ function rowToTask(r: TaskRow): Task {
     ...r, type: 'api_image_import', status: r.status as Task['status'], input: JSON.parse(r.input),
     result: r.result === null ? null : JSON.parse(r.result),
   };
+}
+
+async function lastSeqOf(db: Db): Promise<number> {
+  const row = await db.selectFrom('changes').select((eb) => eb.fn.max('seq').as('seq')).executeTakeFirst();
+  if (row?.seq !== null && row?.seq !== undefined) return Number(row.seq);
+  // An empty (or fully truncated) log still continues from the highest seq ever assigned.
+  const seqRow = await sql<{ seq: number }>`select seq from sqlite_sequence where name = 'changes'`.execute(db).catch(() => ({ rows: [] }));
+  return Number(seqRow.rows[0]?.seq ?? 0);
+}
+
+async function setPosition(trx: Transaction<CatalogTables>, position: number): Promise<void> {
+  await trx.insertInto('replication_state').values({ name: 'parent_seq', value: position })
+    .onConflict((oc) => oc.column('name').doUpdateSet({ value: position })).execute();
+}
+
+/**
+ * Applies one replicated change, idempotently (applying it twice leaves the same state), and
+ * appends it to this site's own change log.
+ */
+async function applyChange(trx: Transaction<CatalogTables>, change: Change): Promise<void> {
+  if (change.entity === 'image') {
+    if (change.op === 'upsert') {
+      const image = change.body as Image;
+      const { id: _id, ...row } = imageToRow(image);
+      await trx.insertInto('images').values(imageToRow(image)).onConflict((oc) => oc.column('id').doUpdateSet(row)).execute();
+      await deleteChildren(trx, image.id);
+      await writeChildren(trx, image);
+      await appendChange(trx, 'image', image.id, 'upsert', image);
+    } else {
+      const now = new Date().toISOString();
+      const existing = await trx.selectFrom('images').select(['id', 'deleted_at']).where('id', '=', change.id).executeTakeFirst();
+      if (existing !== undefined && existing.deleted_at !== null) return;
+      if (existing === undefined) {
+        // A tombstone, so that the id is never reused here either.
+        await trx.insertInto('images').values({
+          id: change.id, name: null, status: 'deleted', visibility: 'private', protected: 0, os_hidden: 0, checksum: null,
+          os_hash_algo: null, os_hash_value: null, size: null, virtual_size: null, disk_format: null, container_format: null,
+          min_disk: 0, min_ram: 0, owner: null, created_at: now, updated_at: now, deleted_at: now,
+        }).execute();
+      } else {
+        await trx.updateTable('images').set({ status: 'deleted', deleted_at: now, updated_at: now }).where('id', '=', change.id).execute();
+        await deleteChildren(trx, change.id);
+        await trx.deleteFrom('image_members').where('image_id', '=', change.id).execute();
+      }
+      await appendChange(trx, 'image', change.id, 'delete', { id: change.id });
+    }
+  } else if (change.entity === 'member') {
+    const m = change.body as ImageMember;
+    if (change.op === 'upsert') {
+      const image = await trx.selectFrom('images').select('id').where('id', '=', m.image_id).where('deleted_at', 'is', null).executeTakeFirst();
+      if (image === undefined) return; // the image's delete is later in the log
+      await trx.insertInto('image_members').values(m)
+        .onConflict((oc) => oc.columns(['image_id', 'member_id']).doUpdateSet({ status: m.status, updated_at: m.updated_at, created_at: m.created_at }))
+        .execute();
+    } else {
+      await trx.deleteFrom('image_members').where('image_id', '=', m.image_id).where('member_id', '=', m.member_id).execute();
+    }
+    await appendChange(trx, 'member', change.id, change.op, change.body);
+  } else {
+    const t = change.body as Task;
+    const { id: _id, ...row } = taskToRow(t);
+    await trx.insertInto('tasks').values(taskToRow(t)).onConflict((oc) => oc.column('id').doUpdateSet(row)).execute();
+    await appendChange(trx, 'task', t.id, 'upsert', t);
+  }
 }
 
 async function writeChildren(trx: Transaction<CatalogTables>, image: Image): Promise<void> {

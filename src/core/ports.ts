@@ -165,6 +165,46 @@ export interface BlobStore {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Replication: the change log a site serves, and the replica a follower applies it to.
+
+/** Every entity of a catalog at one point of its change log. */
+export interface Snapshot {
+  /** The change-log position the snapshot is consistent at. */
+  seq: number;
+  images: Image[];
+  /** Ids of deleted images (kept so that ids are never reused). */
+  deleted: string[];
+  members: ImageMember[];
+  tasks: Task[];
+}
+
+/** The serving side of replication (every site, so that sites cascade). */
+export interface ChangeLog {
+  /** The newest seq (0 for an empty log). */
+  lastSeq(opts?: IoOptions): Promise<number>;
+  /** The oldest retained seq (lastSeq + 1 when nothing is retained). */
+  firstSeq(opts?: IoOptions): Promise<number>;
+  /** Resolves once a change newer than `after` exists, or after `timeoutMs`, or on abort. */
+  waitForChange(after: number, timeoutMs: number, opts?: IoOptions): Promise<void>;
+  /** Drops all but the newest `keep` changes; returns how many were dropped. */
+  truncate(keep: number, opts?: IoOptions): Promise<number>;
+  snapshot(opts?: IoOptions): Promise<Snapshot>;
+}
+
+/**
+ * The following side: a replica applies its parent's changes. Each batch is applied in one
+ * transaction, idempotently, together with the parent position reached; applied changes are
+ * appended to the replica's own change log so that its children can follow it in turn.
+ */
+export interface Replica {
+  /** The parent's seq this replica has applied up to (0 when new). */
+  position(opts?: IoOptions): Promise<number>;
+  apply(changes: readonly Change[], position: number, opts?: IoOptions): Promise<void>;
+  /** Replaces the whole replica with a snapshot (after a 410 from the feed). */
+  load(snapshot: Snapshot, opts?: IoOptions): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Remote sources of image bytes (web-download, glance-download).
 
 export interface RemoteOpenOptions extends IoOptions {

@@ -1,0 +1,61 @@
+import type { FastifyInstance } from 'fastify';
+import { BadRequestError, ForbiddenError, GoneError } from '../../core/errors.ts';
+import type { ChangeLog, Catalog } from '../../core/ports.ts';
+import { resource } from '../resource.ts';
+import { queryParams } from '../glance/request-helpers.ts';
+
+export interface ReplicationDeps {
+  catalog: Catalog;
+  changeLog: ChangeLog;
+}
+
+const MAX_LIMIT = 5000;
+const MAX_WAIT_S = 60;
+
+function intParam(value: string | undefined, name: string, fallback: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value)) throw new BadRequestError(`${name} must be a whole number`);
+  return Math.min(Number(value), max);
+}
+
+/**
+ * The change feed every site serves (central and edge alike, so that sites cascade):
+ *   GET /outpost/v1/changes?since=SEQ&limit=N&wait=S → {changes, last_seq}; long-polls up to S
+ *     seconds when nothing is newer than SEQ; 410 when SEQ is older than the retained log;
+ *   GET /outpost/v1/snapshot → every entity and the seq it is consistent at.
+ * Both are for sites (and operators), not for projects.
+ */
+export function registerReplicationRoutes(app: FastifyInstance, deps: ReplicationDeps): void {
+  const assertSite = (ctx: { isAdmin: boolean; roles: readonly string[] }) => {
+    if (!ctx.isAdmin && !ctx.roles.includes('service')) throw new ForbiddenError('The change feed is for sites and administrators.');
+  };
+
+  resource(app, '/outpost/v1/changes', {
+    GET: async (req, reply) => {
+      assertSite(req.ctx);
+      const { map } = queryParams(req);
+      const since = intParam(map.get('since')?.at(-1), 'since', 0, Number.MAX_SAFE_INTEGER);
+      const limit = Math.max(1, intParam(map.get('limit')?.at(-1), 'limit', 500, MAX_LIMIT));
+      const wait = intParam(map.get('wait')?.at(-1), 'wait', 0, MAX_WAIT_S);
+      const first = await deps.changeLog.firstSeq();
+      if (since < first - 1) {
+        throw new GoneError(`Changes after ${since} are no longer retained (oldest is ${first}); reload from /outpost/v1/snapshot.`);
+      }
+      let changes = await deps.catalog.changesSince(since, limit, { signal: req.clientSignal });
+      if (changes.length === 0 && wait > 0) {
+        await deps.changeLog.waitForChange(since, wait * 1000, { signal: req.clientSignal });
+        changes = await deps.catalog.changesSince(since, limit, { signal: req.clientSignal });
+      }
+      reply.header('cache-control', 'no-store');
+      return { changes, last_seq: await deps.changeLog.lastSeq() };
+    },
+  });
+
+  resource(app, '/outpost/v1/snapshot', {
+    GET: async (req, reply) => {
+      assertSite(req.ctx);
+      reply.header('cache-control', 'no-store');
+      return deps.changeLog.snapshot({ signal: req.clientSignal });
+    },
+  });
+}

@@ -1,0 +1,132 @@
+import type { Change, Replica, Snapshot } from '../core/ports.ts';
+
+export interface FollowerOptions {
+  replica: Replica;
+  /** The parent site's base URL. */
+  parentUrl: string;
+  /** Headers for the parent (the site credential, later). */
+  headers?: Record<string, string>;
+  /** Changes per request (default 500). */
+  batch?: number;
+  /** Long-poll seconds per request (default 25). */
+  waitSeconds?: number;
+  /** Backoff after a failure: first delay and cap, ms (defaults 250 and 30 000). */
+  backoffMs?: { first: number; max: number };
+  log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+export interface FollowerStatus {
+  /** The parent's seq applied up to. */
+  position: number;
+  /** The parent's newest seq when it last answered. */
+  parentSeq: number | null;
+  /** When the parent last answered. */
+  lastContact: Date | null;
+  lastError: string | null;
+}
+
+/**
+ * Follows a parent's change feed into a replica: long-polls GET /outpost/v1/changes, applies
+ * each batch in one transaction, reloads from /outpost/v1/snapshot when the parent answers 410,
+ * and retries with capped exponential backoff and jitter while the parent is away.
+ */
+export class Follower {
+  readonly #o: FollowerOptions;
+  readonly #stop = new AbortController();
+  #loop: Promise<void> | undefined;
+  #status: FollowerStatus = { position: 0, parentSeq: null, lastContact: null, lastError: null };
+  readonly #progress = new EventTarget();
+
+  constructor(opts: FollowerOptions) {
+    this.#o = { ...opts, parentUrl: opts.parentUrl.replace(/\/+$/, '') };
+  }
+
+  status(): FollowerStatus {
+    return { ...this.#status };
+  }
+
+  async start(): Promise<void> {
+    this.#status.position = await this.#o.replica.position();
+    this.#loop = this.#run();
+  }
+
+  async close(): Promise<void> {
+    this.#stop.abort();
+    await this.#loop;
+  }
+
+  /** Resolves true once the replica has applied the parent's `seq`, false after `timeoutMs`. */
+  async waitFor(seq: number, timeoutMs: number): Promise<boolean> {
+    if (this.#status.position >= seq) return true;
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.#status.position >= seq) finish(true);
+      };
+      const finish = (ok: boolean) => {
+        clearTimeout(timer);
+        this.#progress.removeEventListener('applied', check);
+        resolve(ok);
+      };
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      this.#progress.addEventListener('applied', check);
+    });
+  }
+
+  async #run(): Promise<void> {
+    const signal = this.#stop.signal;
+    const backoff = this.#o.backoffMs ?? { first: 250, max: 30_000 };
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        await this.#step(signal);
+        failures = 0;
+      } catch (error) {
+        if (signal.aborted) return;
+        failures++;
+        const message = error instanceof Error ? error.message : String(error);
+        if (this.#status.lastError !== message) this.#o.log.warn({ parent: this.#o.parentUrl, err: message }, 'change feed unavailable; retrying');
+        this.#status.lastError = message;
+        const delay = Math.min(backoff.max, backoff.first * 2 ** (failures - 1)) * (0.5 + Math.random() / 2);
+        await new Promise((resolve) => {
+          const t = setTimeout(resolve, delay);
+          signal.addEventListener('abort', () => { clearTimeout(t); resolve(undefined); }, { once: true });
+        });
+      }
+    }
+  }
+
+  async #get(path: string, signal: AbortSignal, timeoutMs: number): Promise<Response> {
+    return fetch(`${this.#o.parentUrl}${path}`, {
+      headers: { accept: 'application/json', ...this.#o.headers },
+      signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+    });
+  }
+
+  async #step(signal: AbortSignal): Promise<void> {
+    const wait = this.#o.waitSeconds ?? 25;
+    const since = this.#status.position;
+    const res = await this.#get(`/outpost/v1/changes?since=${since}&limit=${this.#o.batch ?? 500}&wait=${wait}`, signal, (wait + 10) * 1000);
+    if (res.status === 410) {
+      await res.body?.cancel();
+      this.#o.log.info({ parent: this.#o.parentUrl, since }, 'change log truncated past our position; reloading from the snapshot');
+      const snap = await this.#get('/outpost/v1/snapshot', signal, 300_000);
+      if (!snap.ok) throw new Error(`snapshot: HTTP ${snap.status}`);
+      const snapshot = await snap.json() as Snapshot;
+      await this.#o.replica.load(snapshot);
+      this.#applied(snapshot.seq, snapshot.seq);
+      return;
+    }
+    if (!res.ok) {
+      await res.body?.cancel();
+      throw new Error(`changes: HTTP ${res.status}`);
+    }
+    const { changes, last_seq: parentSeq } = await res.json() as { changes: Change[]; last_seq: number };
+    if (changes.length > 0) await this.#o.replica.apply(changes, changes[changes.length - 1].seq);
+    this.#applied(changes.length > 0 ? changes[changes.length - 1].seq : since, parentSeq);
+  }
+
+  #applied(position: number, parentSeq: number): void {
+    this.#status = { position, parentSeq, lastContact: new Date(), lastError: null };
+    this.#progress.dispatchEvent(new Event('applied'));
+  }
+}
