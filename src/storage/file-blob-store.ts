@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -7,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { BadRequestError, NotFoundError, PayloadTooLargeError } from '../core/errors.ts';
 import type { BlobDigest, BlobStat, BlobStore, GetOptions, HasherFactory, IoOptions, PutOptions } from '../core/ports.ts';
 import { abortableSource } from './abortable-source.ts';
+import { BlobReadStream } from './blob-read-stream.ts';
 
 const KEY_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/;
 const TMP_DIR = '.incomplete';
@@ -171,12 +171,7 @@ export class FileBlobStore implements BlobStore {
     opts.signal?.throwIfAborted();
     const s = await this.stat(key, opts);
     if (s === undefined) throw new NotFoundError(`Image data for ${key} not found in store ${this.id}`);
-    return createReadStream(path, {
-      start: opts.start ?? 0,
-      end: opts.end,
-      highWaterMark: 1 << 20,
-      signal: opts.signal,
-    });
+    return new BlobReadStream(path, opts.start ?? 0, opts.end, opts.signal);
   }
 
   async stat(key: string, opts: IoOptions = {}): Promise<BlobStat | undefined> {

@@ -1,0 +1,246 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+export const execFileP = promisify(execFile);
+
+/** Clean-up steps run last-in first-out, on success, on failure and on SIGINT/SIGTERM. */
+export class Cleanup {
+  readonly #steps: { name: string; fn: () => Promise<void> | void }[] = [];
+  #running: Promise<void> | undefined;
+
+  /** Registers a step; the returned function runs it now (once) and unregisters it. */
+  add(name: string, fn: () => Promise<void> | void): () => Promise<void> {
+    const step = { name, fn };
+    this.#steps.push(step);
+    return async () => {
+      const i = this.#steps.indexOf(step);
+      if (i < 0) return;
+      this.#steps.splice(i, 1);
+      await fn();
+    };
+  }
+
+  run(): Promise<void> {
+    this.#running ??= (async () => {
+      while (this.#steps.length > 0) {
+        const step = this.#steps.pop()!;
+        try {
+          await step.fn();
+        } catch (e) {
+          process.stderr.write(`bench: clean-up "${step.name}" failed: ${(e as Error).message}\n`);
+        }
+      }
+    })();
+    return this.#running;
+  }
+}
+
+/** A free TCP port on 127.0.0.1 (bound and released; the benchmark is the only one asking). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+let clockTicks: number | undefined;
+export async function loadClockTicks(): Promise<number> {
+  const { stdout } = await execFileP('getconf', ['CLK_TCK']);
+  clockTicks = Number(stdout.trim()) || 100;
+  return clockTicks;
+}
+
+/**
+ * CPU seconds (user + system, threads included) spent by `pid` and every live descendant, plus
+ * what reaped children left in their parents' cutime/cstime (/proc/PID/stat fields 14-17).
+ */
+export function treeCpuSeconds(pid: number): number {
+  const procs = new Map<number, { ppid: number; ticks: number }>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    // Fields after "comm)" start at field 3 (state): field n is f[n - 3].
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    procs.set(Number(name), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) });
+  }
+  if (!procs.has(pid)) throw new Error(`process ${pid} is gone`);
+  const children = new Map<number, number[]>();
+  for (const [p, { ppid }] of procs) children.set(ppid, [...(children.get(ppid) ?? []), p]);
+  let ticks = 0;
+  const todo = [pid];
+  while (todo.length > 0) {
+    const p = todo.pop()!;
+    ticks += procs.get(p)?.ticks ?? 0;
+    todo.push(...(children.get(p) ?? []));
+  }
+  return ticks / (clockTicks ?? 100);
+}
+
+export interface Server {
+  name: string;
+  url: string;
+  /** The process whose tree's CPU time is charged to the server. */
+  pid: number;
+  stop(): Promise<void>;
+}
+
+function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill(signal);
+  if (!(await waitExit(child, 10_000))) {
+    child.kill('SIGKILL');
+    await waitExit(child, 5_000);
+  }
+}
+
+/** Polls `url` until it answers (any HTTP status) or `ms` pass. */
+async function waitHttp(url: string, ms: number, alive: () => boolean): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (!alive()) throw new Error(`server for ${url} exited`);
+    try {
+      const r = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+      await r.arrayBuffer();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error(`${url} not answering after ${ms} ms`);
+}
+
+/** Environment without OUTPOST_* keys, so only what the benchmark sets configures Outpost. */
+function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('OUTPOST_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
+/** `node bin/outpost.js serve` as its own process on 127.0.0.1 with a fresh data directory. */
+export async function startOutpost(repoRoot: string, dataDir: string, extraEnv: Record<string, string>, cleanup: Cleanup): Promise<Server> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(repoRoot, 'bin/outpost.js'), 'serve', '--listen', `127.0.0.1:${port}`, '--data', dataDir], {
+    cwd: repoRoot,
+    env: cleanEnv({ OUTPOST_LOG_LEVEL: 'warn', ...extraEnv }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stop = cleanup.add('stop outpost', () => stopChild(child));
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  child.stderr!.on('data', (d) => {
+    out += d;
+    process.stderr.write(`[outpost] ${d}`);
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`outpost serve did not start:\n${out}`)), 30_000);
+    const check = () => {
+      const m = /serving the Glance v2 API at (http:\/\/\S+)/.exec(out);
+      if (m !== null) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    };
+    child.stdout!.on('data', check);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`outpost serve exited with ${code}:\n${out}`));
+    });
+  });
+  if (!url.startsWith('http://127.0.0.1:')) throw new Error(`outpost listens on ${url}, not loopback`);
+  return { name: 'Outpost', url, pid: child.pid!, stop };
+}
+
+/** Our own nginx (temp prefix and config, sendfile on) serving `root` on 127.0.0.1. */
+export async function startNginx(root: string, prefix: string, cleanup: Cleanup): Promise<Server> {
+  const port = await freePort();
+  await mkdir(prefix, { recursive: true });
+  const conf = join(prefix, 'nginx.conf');
+  const tmp = (n: string) => join(prefix, n);
+  await writeFile(conf, `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes auto;
+daemon off;
+master_process on;
+pid ${tmp('nginx.pid')};
+error_log ${tmp('error.log')} warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  default_type application/octet-stream;
+  client_body_temp_path ${tmp('client_body')};
+  proxy_temp_path ${tmp('proxy')};
+  fastcgi_temp_path ${tmp('fastcgi')};
+  uwsgi_temp_path ${tmp('uwsgi')};
+  scgi_temp_path ${tmp('scgi')};
+  server {
+    listen 127.0.0.1:${port};
+    root ${root};
+    location / { }
+  }
+}
+`);
+  const child = spawn('nginx', ['-p', prefix, '-e', tmp('error.log'), '-c', conf], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const stop = cleanup.add('stop nginx', () => stopChild(child, 'SIGQUIT'));
+  const url = `http://127.0.0.1:${port}`;
+  await waitHttp(`${url}/`, 15_000, () => child.exitCode === null);
+  return { name: 'nginx', url, pid: child.pid!, stop };
+}
+
+export interface GlanceStart {
+  server?: Server;
+  /** Why Glance could not be started. */
+  failure?: string;
+}
+
+/**
+ * The real Glance (Debian glance-api) via glance-peer.sh --single --fresh in `dir`, installing it
+ * first when `install` (GLANCE_INSTALL=1). Stopped with glance-peer-stop.sh.
+ */
+export async function startGlance(peerDir: string, dir: string, install: boolean, cleanup: Cleanup): Promise<GlanceStart> {
+  const port = await freePort();
+  const stop = cleanup.add('stop glance', async () => {
+    await execFileP('bash', [join(peerDir, 'glance-peer-stop.sh'), '--dir', dir]).catch((e: Error) => {
+      process.stderr.write(`bench: glance-peer-stop.sh: ${e.message}\n`);
+    });
+  });
+  try {
+    const { stdout } = await execFileP('bash', [join(peerDir, 'glance-peer.sh'), '--single', '--fresh', '--port', String(port), '--dir', dir], {
+      env: { ...process.env, GLANCE_INSTALL: install ? '1' : '0' },
+      timeout: 20 * 60_000,
+      maxBuffer: 64 << 20,
+    });
+    const m = /PID (\d+) URL (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout);
+    if (m === null) return { failure: `glance-peer.sh said: ${stdout.trim().split('\n').at(-1)}` };
+    return { server: { name: 'Glance', url: m[2], pid: Number(m[1]), stop } };
+  } catch (e) {
+    await stop();
+    const err = e as Error & { stderr?: string; stdout?: string };
+    const why = (err.stderr ?? '').trim().split('\n').slice(-3).join(' / ') || err.message;
+    return { failure: `glance-peer.sh failed: ${why}` };
+  }
+}
