@@ -4,6 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { SERVE_NODE_FLAGS } from '../src/cli/runtime-flags.ts';
 
 export const execFileP = promisify(execFile);
 
@@ -141,10 +142,10 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-/** `node bin/outpost.js serve` as its own process on 127.0.0.1 with a fresh data directory. */
+/** `node bin/outpost.js serve` (with the flags it is meant to run with) as its own process on 127.0.0.1 with a fresh data directory. */
 export async function startOutpost(repoRoot: string, dataDir: string, extraEnv: Record<string, string>, cleanup: Cleanup): Promise<Server> {
   const port = await freePort();
-  const child = spawn(process.execPath, [join(repoRoot, 'bin/outpost.js'), 'serve', '--listen', `127.0.0.1:${port}`, '--data', dataDir], {
+  const child = spawn(process.execPath, [...SERVE_NODE_FLAGS, join(repoRoot, 'bin/outpost.js'), 'serve', '--listen', `127.0.0.1:${port}`, '--data', dataDir], {
     cwd: repoRoot,
     env: cleanEnv({ OUTPOST_LOG_LEVEL: 'warn', ...extraEnv }),
     stdio: ['ignore', 'pipe', 'pipe'],

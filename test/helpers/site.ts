@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startSite } from '../../src/api/site.ts';
+import { SERVE_NODE_FLAGS } from '../../src/cli/runtime-flags.ts';
 import { resolveConfig, type OutpostConfig } from '../../src/core/config.ts';
 
 export const REPO_ROOT = new URL('../..', import.meta.url).pathname;
@@ -53,7 +54,7 @@ export interface ServeProcess {
  * prints the URL it serves at.
  */
 export async function spawnServe(args: string[], env: Record<string, string> = {}): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'bin/outpost.js'), 'serve', ...args], {
+  const child = spawn(process.execPath, [...SERVE_NODE_FLAGS, join(REPO_ROOT, 'bin/outpost.js'), 'serve', ...args], {
     env: { ...process.env, OUTPOST_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
