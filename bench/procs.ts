@@ -4,7 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { SERVE_NODE_FLAGS } from '../src/cli/runtime-flags.ts';
+import { spawnServe } from '../src/testing/serve-process.ts';
 
 export const execFileP = promisify(execFile);
 
@@ -142,36 +142,17 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-/** `node bin/outpost.js serve` (with the flags it is meant to run with) as its own process on 127.0.0.1 with a fresh data directory. */
+/** `outpost serve` (src/testing/serve-process.ts) as its own process on 127.0.0.1 with a fresh data directory. */
 export async function startOutpost(repoRoot: string, dataDir: string, extraEnv: Record<string, string>, cleanup: Cleanup): Promise<Server> {
   const port = await freePort();
-  const child = spawn(process.execPath, [...SERVE_NODE_FLAGS, join(repoRoot, 'bin/outpost.js'), 'serve', '--listen', `127.0.0.1:${port}`, '--data', dataDir], {
+  const server = await spawnServe(['--listen', `127.0.0.1:${port}`, '--data', dataDir], {
     cwd: repoRoot,
     env: cleanEnv({ OUTPOST_LOG_LEVEL: 'warn', ...extraEnv }),
-    stdio: ['ignore', 'pipe', 'pipe'],
+    onStderr: (d) => process.stderr.write(`[outpost] ${d}`),
+    startTimeoutMs: 30_000,
   });
-  const stop = cleanup.add('stop outpost', () => stopChild(child));
-  let out = '';
-  child.stdout!.on('data', (d) => { out += d; });
-  child.stderr!.on('data', (d) => {
-    out += d;
-    process.stderr.write(`[outpost] ${d}`);
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`outpost serve did not start:\n${out}`)), 30_000);
-    const check = () => {
-      const m = /serving the Glance v2 API at (http:\/\/\S+)/.exec(out);
-      if (m !== null) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    };
-    child.stdout!.on('data', check);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`outpost serve exited with ${code}:\n${out}`));
-    });
-  });
+  const stop = cleanup.add('stop outpost', () => stopChild(server.child));
+  const { url, child } = server;
   if (!url.startsWith('http://127.0.0.1:')) throw new Error(`outpost listens on ${url}, not loopback`);
   return { name: 'Outpost', url, pid: child.pid!, stop };
 }

@@ -1,11 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startSite } from '../../src/api/site.ts';
-import { SERVE_NODE_FLAGS } from '../../src/cli/runtime-flags.ts';
 import { resolveConfig, type OutpostConfig } from '../../src/core/config.ts';
+import { spawnServe as spawnServeProcess, type ServeProcess } from '../../src/testing/serve-process.ts';
 
 export const REPO_ROOT = new URL('../..', import.meta.url).pathname;
 
@@ -42,48 +41,12 @@ export async function startTestSite(config: Record<string, unknown> = {}): Promi
   };
 }
 
-export interface ServeProcess {
-  url: string;
-  child: ChildProcess;
-  output: () => string;
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
-}
+export type { ServeProcess };
 
 /**
  * Runs `outpost serve ARGS` as its own process (the real binary, on this Node) and waits until it
  * prints the URL it serves at.
  */
 export async function spawnServe(args: string[], env: Record<string, string> = {}): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [...SERVE_NODE_FLAGS, join(REPO_ROOT, 'bin/outpost.js'), 'serve', ...args], {
-    env: { ...process.env, OUTPOST_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (d) => { out += d; });
-  child.stderr!.on('data', (d) => { out += d; });
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`outpost serve did not start:\n${out}`)), 20_000);
-    const check = () => {
-      const m = /serving the Glance v2 API at (http:\/\/\S+)/.exec(out);
-      if (m !== null) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    };
-    child.stdout!.on('data', check);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`outpost serve exited with ${code}:\n${out}`));
-    });
-  });
-  return {
-    url,
-    child,
-    output: () => out,
-    stop: (signal = 'SIGTERM') => new Promise((resolve) => {
-      if (child.exitCode !== null) return resolve(child.exitCode);
-      child.once('exit', (code) => resolve(code));
-      child.kill(signal);
-    }),
-  };
+  return spawnServeProcess(args, { env: { ...process.env, OUTPOST_LOG_LEVEL: 'warn', ...env } });
 }

@@ -1,0 +1,70 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { SERVE_NODE_FLAGS } from '../cli/runtime-flags.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/outpost.js', import.meta.url));
+
+export interface ServeProcess {
+  /** The URL the site printed it serves at. */
+  url: string;
+  child: ChildProcess;
+  /** Everything the process printed so far. */
+  output(): string;
+  /** Sends `signal` (default SIGTERM) and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface SpawnServeOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Called with each piece of stderr (e.g. to relay it). */
+  onStderr?: (text: string) => void;
+  startTimeoutMs?: number;
+}
+
+/**
+ * Runs `outpost serve ARGS` as its own process, on this Node with the flags serve is meant to run
+ * with, and resolves once it prints the URL it serves at. For tests, benchmarks and `outpost demo`.
+ */
+export async function spawnServe(args: readonly string[], opts: SpawnServeOptions = {}): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [...SERVE_NODE_FLAGS, BIN, 'serve', ...args], {
+    cwd: opts.cwd,
+    env: opts.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  child.stderr!.on('data', (d) => {
+    out += d;
+    opts.onStderr?.(String(d));
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`outpost serve did not start:\n${out}`));
+    }, opts.startTimeoutMs ?? 20_000);
+    const check = () => {
+      const m = /serving the Glance v2 API at (http:\/\/\S+)/.exec(out);
+      if (m !== null) {
+        clearTimeout(timer);
+        child.stdout!.off('data', check);
+        resolve(m[1]);
+      }
+    };
+    child.stdout!.on('data', check);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`outpost serve exited with ${code}:\n${out}`));
+    });
+  });
+  return {
+    url,
+    child,
+    output: () => out,
+    stop: (signal = 'SIGTERM') => new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
+      child.once('exit', (code) => resolve(code));
+      child.kill(signal);
+    }),
+  };
+}
