@@ -16,6 +16,7 @@ import { registerDiscoveryRoutes } from './glance/discovery-routes.ts';
 import { registerImageRoutes } from './glance/image-routes.ts';
 import { registerImportRoutes } from './glance/import-routes.ts';
 import { registerReplicationRoutes, type ReplicationDeps } from './outpost/replication-routes.ts';
+import { registerParentForwarding, SEQ_HEADER, type ParentLink } from './parent-forwarding.ts';
 import { negotiateVersionPath, versionsDocument } from './glance/versions.ts';
 
 declare module 'fastify' {
@@ -39,6 +40,8 @@ export interface AppDeps {
   /** `api_limit_max`, for the task list. */
   maxLimit: number;
   replication: ReplicationDeps;
+  /** Set on an edge: writes go to this parent (the composition root decides). */
+  parent?: ParentLink;
   /** Base URL of this site as clients reach it, without a trailing slash. */
   publicUrl: string;
   showLocations: boolean;
@@ -101,7 +104,13 @@ export function createApp(deps: AppDeps): FastifyInstance {
   });
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-openstack-request-id', req.id);
+    // After a write, the change-log position that includes it: an edge that forwarded the write
+    // waits for its replica to reach it (parent-forwarding.ts).
+    if (req.method !== 'GET' && req.method !== 'HEAD' && req.url.startsWith('/v2/') && reply.statusCode < 400) {
+      reply.header(SEQ_HEADER, String(await deps.replication.changeLog.lastSeq()));
+    }
   });
+  if (deps.parent !== undefined) registerParentForwarding(app, deps.parent);
   app.addHook('onResponse', async (req, reply) => {
     req.log.debug({ method: req.method, url: req.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request');
   });
@@ -144,7 +153,10 @@ export function createApp(deps: AppDeps): FastifyInstance {
   registerDiscoveryRoutes(app, deps);
   registerImageRoutes(app, deps);
   registerImportRoutes(app, deps);
-  registerReplicationRoutes(app, deps.replication);
+  // Long polls end when the site stops, instead of holding its shutdown for their whole wait.
+  const stopping = new AbortController();
+  app.addHook('preClose', async () => stopping.abort());
+  registerReplicationRoutes(app, deps.replication, stopping.signal);
   return app;
 }
 

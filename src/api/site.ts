@@ -12,6 +12,7 @@ import { HeaderAuthenticator } from '../identity/header-authenticator.ts';
 import { FileBlobStore } from '../storage/file-blob-store.ts';
 import { WorkerHasherFactory } from '../storage/worker-hasher.ts';
 import { HttpRemoteSource } from '../transfer/http-remote-source.ts';
+import { Follower } from '../replication/follower.ts';
 import { createApp } from './create-app.ts';
 
 export interface RunningSite {
@@ -59,13 +60,21 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     imageSizeCap: config.image_size_cap,
     log: logger,
   });
-  await runner.recover();
+  // Tasks are run (and recovered) where they were created: an edge's replicated tasks are central's.
+  if (config.role === 'central') await runner.recover();
   const imports = new ImportService({
     catalog, stores, images, staging, runner,
     methods: config.import_methods,
     checkUri: (uri) => remote.check(uri),
     imageSizeCap: config.image_size_cap,
   });
+
+  // The edge role: the catalog is a replica that follows the parent's change feed, and writes go
+  // to the parent. Everything else is wired the same for every role.
+  const follower = config.role === 'edge'
+    ? new Follower({ replica: catalog, parentUrl: config.parent!, log: logger, waitSeconds: config.feed_wait_seconds })
+    : undefined;
+  await follower?.start();
 
   const [host, port] = splitListen(config.listen);
   let publicUrl = config.public_url?.replace(/\/+$/, '') ?? '';
@@ -76,7 +85,12 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     imports,
     stores,
     maxLimit: config.api_limit_max,
-    replication: { catalog, changeLog: catalog },
+    replication: { catalog, changeLog: catalog, site: { id: config.site, role: config.role, parent: config.parent }, follower },
+    parent: follower === undefined ? undefined : {
+      url: config.parent!,
+      timeoutMs: config.parent_timeout_ms,
+      waitForReplica: (seq, timeoutMs) => follower.waitFor(seq, timeoutMs),
+    },
     get publicUrl() { return publicUrl; },
     showLocations: config.show_multiple_locations,
     showDirectUrl: config.show_image_direct_url,
@@ -91,6 +105,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     url,
     async close() {
       await app.close();
+      await follower?.close();
       await runner.close();
       await catalog.close();
       await hashers.close();

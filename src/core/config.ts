@@ -57,6 +57,13 @@ export interface OutpostConfig {
   show_image_direct_url: boolean;
   /** fdatasync each image before it becomes visible. */
   storage_sync: boolean;
+  /** Edge: how long a forwarded write may wait for the parent before answering 503, ms. */
+  parent_timeout_ms: number;
+  /**
+   * Edge: seconds a change-feed request long-polls. A silently cut link is noticed after this
+   * plus 5 s at most, so it bounds how long catching up takes once the link returns.
+   */
+  feed_wait_seconds: number;
   /** Import methods offered (Glance `enabled_import_methods`). */
   import_methods: readonly (typeof ALL_IMPORT_METHODS)[number][];
   import_filter: ImportFilterConfig;
@@ -95,6 +102,8 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   show_multiple_locations: { kind: 'boolean' },
   show_image_direct_url: { kind: 'boolean' },
   storage_sync: { kind: 'boolean' },
+  parent_timeout_ms: { kind: 'integer', min: 1 },
+  feed_wait_seconds: { kind: 'integer', min: 1 },
   import_methods: { kind: 'methods' },
   import_filter: { kind: 'import-filter' },
   glance_download_regions: { kind: 'regions' },
@@ -119,6 +128,8 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   show_multiple_locations: false,
   show_image_direct_url: false,
   storage_sync: true,
+  parent_timeout_ms: 5000,
+  feed_wait_seconds: 10,
   import_methods: [...ALL_IMPORT_METHODS],
   import_filter: {
     allowed_schemes: ['http', 'https'], disallowed_schemes: [], allowed_hosts: [], disallowed_hosts: [],
@@ -287,7 +298,14 @@ export function resolveConfig(sources: ConfigSources): OutpostConfig {
   if (typeof merged.site === 'string' && !ID_RE.test(merged.site)) {
     problems.push(`${origin.site ?? 'default'}: site must be 1-64 letters, digits, '_' or '-' (got "${merged.site}")`);
   }
-  if (merged.role === 'edge') problems.push(`${origin.role}: role "edge" is not available in this version yet (only "central")`);
+  if (merged.role === 'edge') {
+    if (typeof merged.parent !== 'string' || !/^https?:\/\/[^/]+/.test(merged.parent)) {
+      problems.push(`${origin.parent ?? origin.role}: an edge needs parent, the URL of its parent site (http://HOST:PORT)`);
+    }
+    if (merged.site === 'central') problems.push(`${origin.site ?? 'default'}: an edge needs its own site id (--site)`);
+  } else if (merged.parent !== null) {
+    problems.push(`${origin.parent}: parent is only for role "edge"`);
+  }
   if (merged.auth === 'keystone') problems.push(`${origin.auth}: auth "keystone" is not available in this version yet (only "none")`);
   const ids = (merged.stores as StoreConfig[]).map((s) => s.id);
   for (const dup of new Set(ids.filter((id, i) => ids.indexOf(id) !== i))) problems.push(`stores: store id "${dup}" is given twice`);

@@ -8,7 +8,7 @@ export interface FollowerOptions {
   headers?: Record<string, string>;
   /** Changes per request (default 500). */
   batch?: number;
-  /** Long-poll seconds per request (default 25). */
+  /** Long-poll seconds per request (default 10); a request is given up 5 s after that. */
   waitSeconds?: number;
   /** Backoff after a failure: first delay and cap, ms (defaults 250 and 30 000). */
   backoffMs?: { first: number; max: number };
@@ -103,9 +103,9 @@ export class Follower {
   }
 
   async #step(signal: AbortSignal): Promise<void> {
-    const wait = this.#o.waitSeconds ?? 25;
+    const wait = this.#o.waitSeconds ?? 10;
     const since = this.#status.position;
-    const res = await this.#get(`/outpost/v1/changes?since=${since}&limit=${this.#o.batch ?? 500}&wait=${wait}`, signal, (wait + 10) * 1000);
+    const res = await this.#get(`/outpost/v1/changes?since=${since}&limit=${this.#o.batch ?? 500}&wait=${wait}`, signal, (wait + 5) * 1000);
     if (res.status === 410) {
       await res.body?.cancel();
       this.#o.log.info({ parent: this.#o.parentUrl, since }, 'change log truncated past our position; reloading from the snapshot');

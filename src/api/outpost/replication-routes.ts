@@ -1,12 +1,16 @@
 import type { FastifyInstance } from 'fastify';
 import { BadRequestError, ForbiddenError, GoneError } from '../../core/errors.ts';
 import type { ChangeLog, Catalog } from '../../core/ports.ts';
+import type { FollowerStatus } from '../../replication/follower.ts';
 import { resource } from '../resource.ts';
 import { queryParams } from '../glance/request-helpers.ts';
 
 export interface ReplicationDeps {
   catalog: Catalog;
   changeLog: ChangeLog;
+  site: { id: string; role: 'central' | 'edge'; parent: string | null };
+  /** An edge's follower of its parent's feed. */
+  follower?: { status(): FollowerStatus };
 }
 
 const MAX_LIMIT = 5000;
@@ -25,7 +29,7 @@ function intParam(value: string | undefined, name: string, fallback: number, max
  *   GET /outpost/v1/snapshot → every entity and the seq it is consistent at.
  * Both are for sites (and operators), not for projects.
  */
-export function registerReplicationRoutes(app: FastifyInstance, deps: ReplicationDeps): void {
+export function registerReplicationRoutes(app: FastifyInstance, deps: ReplicationDeps, stopping: AbortSignal): void {
   const assertSite = (ctx: { isAdmin: boolean; roles: readonly string[] }) => {
     if (!ctx.isAdmin && !ctx.roles.includes('service')) throw new ForbiddenError('The change feed is for sites and administrators.');
   };
@@ -43,11 +47,31 @@ export function registerReplicationRoutes(app: FastifyInstance, deps: Replicatio
       }
       let changes = await deps.catalog.changesSince(since, limit, { signal: req.clientSignal });
       if (changes.length === 0 && wait > 0) {
-        await deps.changeLog.waitForChange(since, wait * 1000, { signal: req.clientSignal });
+        await deps.changeLog.waitForChange(since, wait * 1000, { signal: AbortSignal.any([req.clientSignal, stopping]) });
         changes = await deps.catalog.changesSince(since, limit, { signal: req.clientSignal });
       }
       reply.header('cache-control', 'no-store');
       return { changes, last_seq: await deps.changeLog.lastSeq() };
+    },
+  });
+
+  // GET /outpost/v1/status: the site's role, its parent, and how far its replica is behind.
+  resource(app, '/outpost/v1/status', {
+    GET: async () => {
+      const f = deps.follower?.status();
+      return {
+        site: deps.site.id,
+        role: deps.site.role,
+        parent: deps.site.parent,
+        last_seq: await deps.changeLog.lastSeq(),
+        replication: f === undefined ? null : {
+          position: f.position,
+          parent_seq: f.parentSeq,
+          lag_changes: f.parentSeq === null ? null : Math.max(0, f.parentSeq - f.position),
+          seconds_since_contact: f.lastContact === null ? null : (Date.now() - f.lastContact.getTime()) / 1000,
+          last_error: f.lastError,
+        },
+      };
     },
   });
 

@@ -1,0 +1,112 @@
+import { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ServiceUnavailableError } from '../core/errors.ts';
+
+/** An edge's link to its parent site. */
+export interface ParentLink {
+  /** The parent's base URL. */
+  url: string;
+  /** How long a forwarded request may wait for the parent before it fails with 503, ms. */
+  timeoutMs: number;
+  /**
+   * Resolves once this site's replica has applied the parent's change `seq` (true), or when
+   * `timeoutMs` passed (false).
+   */
+  waitForReplica(seq: number, timeoutMs: number): Promise<boolean>;
+}
+
+/** Response header carrying the site's change-log position after a write (x-outpost-seq). */
+export const SEQ_HEADER = 'x-outpost-seq';
+
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host',
+  'expect',
+]);
+
+/**
+ * Requests an edge passes to its parent instead of answering from its replica: every write to
+ * the Glance API (create, PATCH, delete, tags, members, actions, import, stage, upload), and image
+ * data (bytes are not cached at the edge yet).
+ */
+function forwarded(req: FastifyRequest): boolean {
+  const path = req.url.split('?')[0];
+  if (!path.startsWith('/v2/')) return false;
+  if (req.method !== 'GET' && req.method !== 'HEAD') return true;
+  return /^\/v2\/images\/[^/]+\/file$/.test(path);
+}
+
+/**
+ * The edge role's write path: the request goes to the parent (and on up to central) unchanged;
+ * the parent's status, headers and body come back unchanged — but only once the change has reached
+ * this site's replica, so a client that writes then reads here sees its write. With the parent
+ * unreachable the request fails promptly with 503 naming the parent; reads never come here.
+ */
+export function registerParentForwarding(app: FastifyInstance, parent: ParentLink): void {
+  const base = parent.url.replace(/\/+$/, '');
+  app.addHook('onRequest', async (req, reply) => {
+    if (!forwarded(req)) return;
+    await forward(req, reply, base, parent);
+    return reply;
+  });
+}
+
+async function forward(req: FastifyRequest, reply: FastifyReply, base: string, parent: ParentLink): Promise<void> {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
+  }
+  headers.set('x-forwarded-for', req.ip);
+  // The parent uses this request's id, so tasks and logs agree across sites.
+  headers.set('x-openstack-request-id', req.id);
+  const hasBody = req.method !== 'GET' && req.method !== 'HEAD'
+    && (req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined);
+
+  // The parent must answer within timeoutMs; a body being sent counts as progress.
+  const controller = new AbortController();
+  let timer = setTimeout(() => controller.abort(), parent.timeoutMs);
+  const progress = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => controller.abort(), parent.timeoutMs);
+  };
+  const gone = () => controller.abort();
+  req.raw.once('close', () => { if (!req.raw.complete) gone(); });
+  if (hasBody) req.raw.on('data', progress);
+
+  let res: Response;
+  try {
+    res = await fetch(`${base}${req.url}`, {
+      method: req.method,
+      headers,
+      body: hasBody ? (Readable.toWeb(req.raw) as ReadableStream) : undefined,
+      duplex: 'half',
+      redirect: 'manual',
+      signal: controller.signal,
+    } as RequestInit);
+  } catch (error) {
+    clearTimeout(timer);
+    const why = controller.signal.aborted ? `no answer within ${parent.timeoutMs} ms`
+      : ((error as Error).cause as Error | undefined)?.message ?? (error as Error).message;
+    throw new ServiceUnavailableError(`The parent site ${base} could not be reached (${why}); writes need it, reads are served here.`);
+  } finally {
+    req.raw.off('data', progress);
+  }
+  clearTimeout(timer);
+
+  if (res.ok) {
+    const seq = Number(res.headers.get(SEQ_HEADER));
+    if (Number.isSafeInteger(seq) && seq > 0) {
+      const caughtUp = await parent.waitForReplica(seq, parent.timeoutMs);
+      if (!caughtUp) req.log.warn({ seq }, 'the replica did not catch up with a forwarded write in time');
+    }
+  }
+  reply.code(res.status);
+  res.headers.forEach((value, name) => {
+    if (!HOP_BY_HOP.has(name) && name !== SEQ_HEADER) reply.header(name, value);
+  });
+  if (res.body === null || req.method === 'HEAD') {
+    reply.send();
+    return;
+  }
+  reply.send(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream));
+}
