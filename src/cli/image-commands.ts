@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
+import { CliError } from './cli-error.ts';
 
 /**
  * Operator verbs for image placement without the glance CLI: `outpost image copy` and
@@ -36,8 +37,6 @@ interface TaskBody {
 }
 
 const MiB = 1024 * 1024;
-
-export class CliError extends Error {}
 
 class ImageApi {
   readonly #o: ApiOptions;

@@ -3,7 +3,9 @@ import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { ConfigError, resolveConfig, type OutpostConfig } from '../core/config.ts';
 import { startSite } from '../api/site.ts';
-import { CliError, imageCommand } from './image-commands.ts';
+import { CliError } from './cli-error.ts';
+import { demoCommand } from './demo.ts';
+import { imageCommand } from './image-commands.ts';
 
 /** The `outpost` command (DESIGN.md §3 command-line contract). */
 async function loadConfig(file: string | undefined, flags: Record<string, unknown>): Promise<OutpostConfig> {
@@ -72,6 +74,7 @@ configCommand.command('check')
   });
 
 program.addCommand(imageCommand((line) => process.stdout.write(`${line}\n`)));
+program.addCommand(demoCommand((line) => process.stdout.write(`${line}\n`)));
 
 try {
   await program.parseAsync(process.argv);

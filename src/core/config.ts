@@ -138,8 +138,8 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   glance_download_regions: {},
 };
 
-/** Environment variables that are not configuration keys but are read elsewhere. */
-const OTHER_ENV = new Set(['OUTPOST_ADMIN_PASSWORD']);
+/** Environment variables that are not configuration keys but are read elsewhere (identity bootstrap; the operator verbs' --url). */
+const OTHER_ENV = new Set(['OUTPOST_ADMIN_PASSWORD', 'OUTPOST_URL']);
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
