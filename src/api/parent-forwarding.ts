@@ -30,6 +30,8 @@ const HOP_BY_HOP = new Set([
  */
 function forwarded(req: FastifyRequest): boolean {
   const path = req.url.split('?')[0];
+  // Site registrations travel up to central.
+  if (path === '/outpost/v1/sites' && req.method === 'POST') return true;
   if (!path.startsWith('/v2/')) return false;
   if (req.method !== 'GET' && req.method !== 'HEAD') return true;
   return /^\/v2\/images\/[^/]+\/file$/.test(path);
@@ -62,16 +64,44 @@ async function forward(req: FastifyRequest, reply: FastifyReply, base: string, p
   const hasBody = req.method !== 'GET' && req.method !== 'HEAD'
     && (req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined);
 
-  // The parent must answer within timeoutMs; a body being sent counts as progress.
+  // The parent must answer within timeoutMs; a body being sent counts as progress. Once the whole
+  // body is handed over, its last bytes may still be crossing a slow link (held in socket and WAN
+  // buffers, invisible from here) for longer than timeoutMs. So from then on, each time the timer
+  // expires the request gets another timeoutMs if the parent answered a probe sent meanwhile
+  // (reachable, merely slow), and fails with 503 if not (cut off).
   const controller = new AbortController();
-  let timer = setTimeout(() => controller.abort(), parent.timeoutMs);
+  const probes = new AbortController();
+  let bodySent = false;
+  let reachable = false;
+  const probe = () => {
+    reachable = false;
+    fetch(`${base}/outpost/v1/status`, { signal: AbortSignal.any([probes.signal, AbortSignal.timeout(parent.timeoutMs)]) })
+      .then(async (r) => { reachable = true; await r.body?.cancel(); }, () => undefined);
+  };
+  const expired = () => {
+    if (bodySent && reachable) {
+      probe();
+      timer = setTimeout(expired, parent.timeoutMs);
+    } else {
+      controller.abort();
+    }
+  };
+  let timer = setTimeout(expired, parent.timeoutMs);
   const progress = () => {
     clearTimeout(timer);
-    timer = setTimeout(() => controller.abort(), parent.timeoutMs);
+    timer = setTimeout(expired, parent.timeoutMs);
+  };
+  const sent = () => {
+    bodySent = true;
+    progress();
+    probe();
   };
   const gone = () => controller.abort();
   req.raw.once('close', () => { if (!req.raw.complete) gone(); });
-  if (hasBody) req.raw.on('data', progress);
+  if (hasBody) {
+    req.raw.on('data', progress);
+    req.raw.once('end', sent);
+  }
 
   let res: Response;
   try {
@@ -90,6 +120,8 @@ async function forward(req: FastifyRequest, reply: FastifyReply, base: string, p
     throw new ServiceUnavailableError(`The parent site ${base} could not be reached (${why}); writes need it, reads are served here.`);
   } finally {
     req.raw.off('data', progress);
+    req.raw.off('end', sent);
+    probes.abort();
   }
   clearTimeout(timer);
 
