@@ -106,7 +106,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
     reply.header('x-openstack-request-id', req.id);
     // After a write, the change-log position that includes it: an edge that forwarded the write
     // waits for its replica to reach it (parent-forwarding.ts).
-    if (req.method !== 'GET' && req.method !== 'HEAD' && req.url.startsWith('/v2/') && reply.statusCode < 400) {
+    if (req.method !== 'GET' && req.method !== 'HEAD' && (req.url.startsWith('/v2/') || req.url.startsWith('/outpost/v1/sites')) && reply.statusCode < 400) {
       reply.header(SEQ_HEADER, String(await deps.replication.changeLog.lastSeq()));
     }
   });

@@ -13,6 +13,11 @@ import { FileBlobStore } from '../storage/file-blob-store.ts';
 import { WorkerHasherFactory } from '../storage/worker-hasher.ts';
 import { HttpRemoteSource } from '../transfer/http-remote-source.ts';
 import { Follower } from '../replication/follower.ts';
+import { SiteRegistration } from '../replication/site-registration.ts';
+import { SiteRegistry } from '../core/site-registry.ts';
+import packageJson from '../../package.json' with { type: 'json' };
+
+const VERSION = packageJson.version;
 import { createApp } from './create-app.ts';
 
 export interface RunningSite {
@@ -75,6 +80,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     ? new Follower({ replica: catalog, parentUrl: config.parent!, log: logger, waitSeconds: config.feed_wait_seconds })
     : undefined;
   await follower?.start();
+  const sites = new SiteRegistry(catalog);
 
   const [host, port] = splitListen(config.listen);
   let publicUrl = config.public_url?.replace(/\/+$/, '') ?? '';
@@ -85,7 +91,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     imports,
     stores,
     maxLimit: config.api_limit_max,
-    replication: { catalog, changeLog: catalog, site: { id: config.site, role: config.role, parent: config.parent }, follower },
+    replication: { catalog, changeLog: catalog, sites, site: { id: config.site, role: config.role, parent: config.parent }, follower },
     parent: follower === undefined ? undefined : {
       url: config.parent!,
       timeoutMs: config.parent_timeout_ms,
@@ -99,12 +105,21 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   const address = app.server.address() as AddressInfo;
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   if (publicUrl === '') publicUrl = url;
+  // Central records itself; an edge registers with its parent (forwarded up to central) and
+  // refreshes that registration as a heartbeat.
+  const self = { id: config.site, labels: {}, public_url: publicUrl, stores: stores.list().map((s) => s.id), version: VERSION };
+  if (follower === undefined) await sites.registerSelf(self);
+  const registration = follower === undefined ? undefined : new SiteRegistration({
+    parentUrl: config.parent!, site: self, follower, log: logger,
+  });
+  registration?.start();
   logger.info({ url, role: config.role, site: config.site, stores: stores.list().map((s) => s.id) }, 'outpost site listening');
 
   return {
     url,
     async close() {
       await app.close();
+      registration?.close();
       await follower?.close();
       await runner.close();
       await catalog.close();

@@ -93,6 +93,14 @@ const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
+  '0004-sites': {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable('sites')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export async function migrate(db: Kysely<any>): Promise<void> {

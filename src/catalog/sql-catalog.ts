@@ -2,7 +2,7 @@ import { Kysely, SqliteDialect, sql, type Expression, type ExpressionBuilder, ty
 import { ConflictError, ImageNotFoundError, NotFoundError } from '../core/errors.ts';
 import { setProperty, type Image, type ImageMember } from '../core/image.ts';
 import type {
-  AttributeFilter, Catalog, Change, ChangeEntity, ChangeLog, ImageListQuery, IoOptions, Replica, Snapshot, SortKey,
+  AttributeFilter, Catalog, Change, ChangeEntity, ChangeLog, ImageListQuery, IoOptions, Replica, Site, Snapshot, SortKey,
   TaskListQuery,
 } from '../core/ports.ts';
 import type { Task } from '../core/task.ts';
@@ -237,6 +237,25 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica {
     });
   }
 
+  // -- sites ----------------------------------------------------------------------------------
+
+  async upsertSite(site: Site, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    await this.#tx(async (trx) => applyChange(trx, { seq: 0, entity: 'site', id: site.id, op: 'upsert', body: site, at: '' }));
+  }
+
+  async getSite(id: string, opts?: IoOptions): Promise<Site | undefined> {
+    throwIfAborted(opts);
+    const row = await this.#db.selectFrom('sites').select('body').where('id', '=', id).executeTakeFirst();
+    return row === undefined ? undefined : JSON.parse(row.body) as Site;
+  }
+
+  async listSites(opts?: IoOptions): Promise<Site[]> {
+    throwIfAborted(opts);
+    const rows = await this.#db.selectFrom('sites').select('body').orderBy('id').execute();
+    return rows.map((r) => JSON.parse(r.body) as Site);
+  }
+
   // -- change log and replica ----------------------------------------------------------------
 
   async lastSeq(opts?: IoOptions): Promise<number> {
@@ -284,12 +303,14 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica {
       const deleted = await trx.selectFrom('images').select('id').where('deleted_at', 'is not', null).orderBy('id').execute();
       const members = await trx.selectFrom('image_members').selectAll().orderBy('image_id').orderBy('member_id').execute();
       const tasks = await trx.selectFrom('tasks').selectAll().orderBy('id').execute();
+      const sites = await trx.selectFrom('sites').select('body').orderBy('id').execute();
       return {
         seq,
         images: await this.#hydrate(trx, rows),
         deleted: deleted.map((d) => d.id),
         members: members.map((m) => ({ ...m, status: m.status as ImageMember['status'] })),
         tasks: tasks.map(rowToTask),
+        sites: sites.map((r) => JSON.parse(r.body) as Site),
       };
     });
   }
@@ -331,6 +352,7 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica {
         await applyChange(trx, { seq: 0, entity: 'member', id: `${m.image_id}/${m.member_id}`, op: 'upsert', body: m, at: '' });
       }
       for (const t of snapshot.tasks) await applyChange(trx, { seq: 0, entity: 'task', id: t.id, op: 'upsert', body: t, at: '' });
+      for (const site of snapshot.sites ?? []) await applyChange(trx, { seq: 0, entity: 'site', id: site.id, op: 'upsert', body: site, at: '' });
       await setPosition(trx, snapshot.seq);
     });
   }
@@ -481,6 +503,10 @@ async function applyChange(trx: Transaction<CatalogTables>, change: Change): Pro
       await trx.deleteFrom('image_members').where('image_id', '=', m.image_id).where('member_id', '=', m.member_id).execute();
     }
     await appendChange(trx, 'member', change.id, change.op, change.body);
+  } else if (change.entity === 'site') {
+    const body = JSON.stringify(change.body);
+    await trx.insertInto('sites').values({ id: change.id, body }).onConflict((oc) => oc.column('id').doUpdateSet({ body })).execute();
+    await appendChange(trx, 'site', change.id, 'upsert', change.body);
   } else {
     const t = change.body as Task;
     const { id: _id, ...row } = taskToRow(t);

@@ -47,5 +47,6 @@ export interface CatalogTables {
   image_members: { image_id: string; member_id: string; status: string; created_at: string; updated_at: string };
   tasks: TaskRow;
   replication_state: { name: string; value: number };
+  sites: { id: string; body: string };
   changes: { seq: Generated<number>; entity: string; entity_id: string; op: string; body: string; at: string };
 }

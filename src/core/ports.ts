@@ -55,7 +55,7 @@ export interface ImageListQuery {
   marker?: Image;
 }
 
-export type ChangeEntity = 'image' | 'member' | 'task';
+export type ChangeEntity = 'image' | 'member' | 'task' | 'site';
 export interface Change {
   seq: number;
   entity: ChangeEntity;
@@ -102,9 +102,30 @@ export interface Catalog {
   /** Tasks, newest first unless sorted otherwise; `marker` continues after that task id. */
   listTasks(query: TaskListQuery, opts?: IoOptions): Promise<Task[]>;
 
+  /** Inserts or replaces a site's registration. */
+  upsertSite(site: Site, opts?: IoOptions): Promise<void>;
+  getSite(id: string, opts?: IoOptions): Promise<Site | undefined>;
+  listSites(opts?: IoOptions): Promise<Site[]>;
+
   /** Changes with seq > since, oldest first, at most `limit`. */
   changesSince(since: number, limit: number, opts?: IoOptions): Promise<Change[]>;
   close(): Promise<void>;
+}
+
+/** A site of the region, as it registered itself (and refreshes, as a heartbeat). */
+export interface Site {
+  id: string;
+  /** Null for central. */
+  parent: string | null;
+  labels: Record<string, string>;
+  public_url: string;
+  stores: string[];
+  version: string;
+  registered_at: string;
+  /** When the site last registered or refreshed its registration at central. */
+  last_contact: string;
+  /** How many changes the site's replica was behind its parent at its last refresh. */
+  lag_changes: number | null;
 }
 
 export interface TaskListQuery {
@@ -176,6 +197,7 @@ export interface Snapshot {
   deleted: string[];
   members: ImageMember[];
   tasks: Task[];
+  sites: Site[];
 }
 
 /** The serving side of replication (every site, so that sites cascade). */

@@ -2,11 +2,14 @@ import type { FastifyInstance } from 'fastify';
 import { BadRequestError, ForbiddenError, GoneError } from '../../core/errors.ts';
 import type { ChangeLog, Catalog } from '../../core/ports.ts';
 import type { FollowerStatus } from '../../replication/follower.ts';
+import type { SiteRegistry } from '../../core/site-registry.ts';
+import { jsonBody } from '../create-app.ts';
 import { resource } from '../resource.ts';
 import { queryParams } from '../glance/request-helpers.ts';
 
 export interface ReplicationDeps {
   catalog: Catalog;
+  sites: SiteRegistry;
   changeLog: ChangeLog;
   site: { id: string; role: 'central' | 'edge'; parent: string | null };
   /** An edge's follower of its parent's feed. */
@@ -53,6 +56,12 @@ export function registerReplicationRoutes(app: FastifyInstance, deps: Replicatio
       reply.header('cache-control', 'no-store');
       return { changes, last_seq: await deps.changeLog.lastSeq() };
     },
+  });
+
+  // POST registers (or refreshes) a site at central — an edge forwards it up; GET lists them all.
+  resource(app, '/outpost/v1/sites', {
+    GET: async () => ({ sites: await deps.sites.list() }),
+    POST: async (req) => deps.sites.register(req.ctx, await jsonBody(req), { signal: req.clientSignal }),
   });
 
   // GET /outpost/v1/status: the site's role, its parent, and how far its replica is behind.

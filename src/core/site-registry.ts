@@ -1,0 +1,67 @@
+import type { RequestContext } from './context.ts';
+import { BadRequestError, ConflictError, ForbiddenError } from './errors.ts';
+import type { Catalog, IoOptions, Site } from './ports.ts';
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+/**
+ * The region's sites. Each edge registers itself with its parent on start and refreshes the
+ * registration as a heartbeat; registrations are forwarded up to central, which keeps the tree
+ * (any depth) and refuses unknown or cyclic parents. Sites replicate down like every entity.
+ */
+export class SiteRegistry {
+  readonly #catalog: Catalog;
+  readonly #now: () => Date;
+
+  constructor(catalog: Catalog, now: () => Date = () => new Date()) {
+    this.#catalog = catalog;
+    this.#now = now;
+  }
+
+  /** Central's own record (no parent). */
+  async registerSelf(site: Omit<Site, 'registered_at' | 'last_contact' | 'lag_changes' | 'parent'>, opts: IoOptions = {}): Promise<void> {
+    const now = this.#now().toISOString();
+    const existing = await this.#catalog.getSite(site.id, opts);
+    await this.#catalog.upsertSite({ ...site, parent: null, registered_at: existing?.registered_at ?? now, last_contact: now, lag_changes: null }, opts);
+  }
+
+  /** POST /outpost/v1/sites at central: register or refresh a site (idempotent). */
+  async register(ctx: RequestContext, body: unknown, opts: IoOptions = {}): Promise<Site> {
+    if (!ctx.isAdmin && !ctx.roles.includes('service')) throw new ForbiddenError('Only sites and administrators register sites.');
+    const b = (body ?? {}) as Record<string, unknown>;
+    const id = b.id;
+    const parent = b.parent;
+    if (typeof id !== 'string' || !ID_RE.test(id)) throw new BadRequestError('A site needs an id of 1-64 letters, digits, \'_\' or \'-\'.');
+    if (typeof parent !== 'string' || parent === '') throw new BadRequestError(`Site ${id} needs a parent site id.`);
+    const labels = b.labels ?? {};
+    if (labels === null || typeof labels !== 'object' || Array.isArray(labels) || Object.values(labels).some((v) => typeof v !== 'string')) {
+      throw new BadRequestError('Site labels must be an object of strings.');
+    }
+    const stores = b.stores ?? [];
+    if (!Array.isArray(stores) || stores.some((s) => typeof s !== 'string')) throw new BadRequestError('Site stores must be a list of store ids.');
+    const lag = b.lag_changes ?? null;
+    if (lag !== null && (typeof lag !== 'number' || !Number.isSafeInteger(lag) || lag < 0)) throw new BadRequestError('lag_changes must be a whole number.');
+
+    // The parent must be known, and walking up from it must reach central without meeting `id`.
+    const sites = new Map((await this.#catalog.listSites(opts)).map((s) => [s.id, s]));
+    if (!sites.has(parent)) throw new ConflictError(`Site ${id} names an unknown parent site ${parent}.`);
+    for (let at: string | null = parent, hops = 0; at !== null; at = sites.get(at)?.parent ?? null, hops++) {
+      if (at === id || hops > sites.size) throw new ConflictError(`Site ${id} cannot have parent ${parent}: that would make a cycle.`);
+    }
+    const existing = sites.get(id);
+    if (existing?.parent === null) throw new ConflictError(`Site ${id} is central; it has no parent.`);
+    const now = this.#now().toISOString();
+    const site: Site = {
+      id, parent, labels: labels as Record<string, string>, stores: stores as string[],
+      public_url: typeof b.public_url === 'string' ? b.public_url : '',
+      version: typeof b.version === 'string' ? b.version : '',
+      registered_at: existing?.registered_at ?? now, last_contact: now, lag_changes: lag as number | null,
+    };
+    await this.#catalog.upsertSite(site, opts);
+    return site;
+  }
+
+  async list(opts: IoOptions = {}): Promise<Site[]> {
+    return this.#catalog.listSites(opts);
+  }
+}

@@ -1,0 +1,72 @@
+import type { FollowerStatus } from './follower.ts';
+
+export interface SiteRegistrationOptions {
+  parentUrl: string;
+  headers?: Record<string, string>;
+  /** What the site says of itself. */
+  site: { id: string; labels: Record<string, string>; public_url: string; stores: string[]; version: string };
+  follower: { status(): FollowerStatus };
+  /** Heartbeat interval (default 30 s). */
+  intervalMs?: number;
+  log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+/**
+ * An edge registers itself with its parent (which forwards it up to central) as soon as it can,
+ * and refreshes the registration as a heartbeat carrying its replication lag. Registration is
+ * idempotent; a refusal (unknown or cyclic parent) is logged, not retried in a tight loop.
+ */
+export class SiteRegistration {
+  readonly #o: SiteRegistrationOptions;
+  readonly #stop = new AbortController();
+  #timer: NodeJS.Timeout | undefined;
+  #registered = false;
+  /** The parent's site id, learnt from its /outpost/v1/status. */
+  #parentId: string | undefined;
+
+  constructor(opts: SiteRegistrationOptions) {
+    this.#o = { ...opts, parentUrl: opts.parentUrl.replace(/\/+$/, '') };
+  }
+
+  start(): void {
+    void this.#beat();
+  }
+
+  async #beat(): Promise<void> {
+    let next = this.#o.intervalMs ?? 30_000;
+    try {
+      const signal = AbortSignal.any([this.#stop.signal, AbortSignal.timeout(10_000)]);
+      if (this.#parentId === undefined) {
+        const status = await fetch(`${this.#o.parentUrl}/outpost/v1/status`, { headers: { accept: 'application/json', ...this.#o.headers }, signal });
+        if (!status.ok) throw new Error(`status: HTTP ${status.status}`);
+        this.#parentId = ((await status.json()) as { site: string }).site;
+      }
+      const f = this.#o.follower.status();
+      const res = await fetch(`${this.#o.parentUrl}/outpost/v1/sites`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json', ...this.#o.headers },
+        body: JSON.stringify({
+          ...this.#o.site, parent: this.#parentId, lag_changes: f.parentSeq === null ? null : Math.max(0, f.parentSeq - f.position),
+        }),
+        signal,
+      });
+      const text = await res.text();
+      if (res.ok) {
+        if (!this.#registered) this.#o.log.info({ parent: this.#o.parentUrl, site: this.#o.site.id }, 'registered with the parent site');
+        this.#registered = true;
+      } else {
+        this.#o.log.warn({ status: res.status, message: text.slice(0, 300) }, 'the parent refused this site\'s registration');
+      }
+    } catch (error) {
+      if (this.#stop.signal.aborted) return;
+      if (!this.#registered) next = Math.min(next, 2000); // not registered yet: try again soon
+      this.#o.log.warn({ parent: this.#o.parentUrl, err: (error as Error).message }, 'could not reach the parent to register');
+    }
+    if (!this.#stop.signal.aborted) this.#timer = setTimeout(() => void this.#beat(), next);
+  }
+
+  close(): void {
+    this.#stop.abort();
+    clearTimeout(this.#timer);
+  }
+}

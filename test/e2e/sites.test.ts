@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
+
+interface SiteJson { id: string; parent: string | null; public_url: string; stores: string[]; lag_changes: number | null; last_contact: string }
+
+async function sites(url: string): Promise<SiteJson[]> {
+  return ((await (await fetch(`${url}/outpost/v1/sites`)).json()) as { sites: SiteJson[] }).sites;
+}
+
+async function eventually<T>(get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await get();
+    if (ok(v)) return v;
+    if (Date.now() > end) assert.fail(`not reached in time: ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Sites register themselves, up to central, in a tree of any depth. */
+describe('site registration', { timeout: 60_000 }, () => {
+  let dir: string;
+  let central: ServeProcess;
+  let edge: ServeProcess;
+  let far: ServeProcess;
+  const edgeArgs = () => ['--role', 'edge', '--site', 'edge-1', '--parent', central.url, '--listen', '127.0.0.1:0', '--data', join(dir, 'edge')];
+
+  before(async () => {
+    dir = await tempDir();
+    central = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(dir, 'central')]);
+    edge = await spawnServe(edgeArgs());
+    far = await spawnServe(['--role', 'edge', '--site', 'far-1', '--parent', edge.url, '--listen', '127.0.0.1:0', '--data', join(dir, 'far')]);
+  });
+  after(async () => {
+    await far?.stop();
+    await edge?.stop();
+    await central?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('every site registers with its parent, the registration reaches central, and the list replicates down', async () => {
+    const atCentral = await eventually(() => sites(central.url), (s) => s.length === 3);
+    assert.deepEqual(atCentral.map((s) => [s.id, s.parent]), [['central', null], ['edge-1', 'central'], ['far-1', 'edge-1']]);
+    assert.equal(atCentral.find((s) => s.id === 'far-1')?.public_url, far.url);
+    assert.deepEqual(atCentral.find((s) => s.id === 'edge-1')?.stores, ['edge-1']);
+    await eventually(() => sites(far.url), (s) => s.length === 3);
+  });
+
+  it('refuses an unknown or cyclic parent with a clear 409', async () => {
+    const post = (body: unknown) => fetch(`${central.url}/outpost/v1/sites`, {
+      method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' }, body: JSON.stringify(body),
+    });
+    const cyclic = await post({ id: 'edge-1', parent: 'far-1' });
+    assert.equal(cyclic.status, 409);
+    assert.match((await cyclic.json() as { message: string }).message, /would make a cycle/);
+    const unknown = await post({ id: 'x-1', parent: 'nowhere' });
+    assert.equal(unknown.status, 409);
+    assert.match((await unknown.json() as { message: string }).message, /unknown parent site nowhere/);
+    assert.equal((await post({ id: 'central', parent: 'edge-1' })).status, 409);
+    assert.equal((await post({ id: 'bad id!', parent: 'central' })).status, 400);
+  });
+
+  it('restarting an edge does not duplicate it', async () => {
+    const before = (await sites(central.url)).find((s) => s.id === 'edge-1')!;
+    await edge.stop();
+    edge = await spawnServe(edgeArgs());
+    await eventually(() => sites(central.url), (s) => s.find((x) => x.id === 'edge-1')!.last_contact > before.last_contact);
+    assert.equal((await sites(central.url)).filter((s) => s.id === 'edge-1').length, 1);
+  });
+});
