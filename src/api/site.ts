@@ -77,7 +77,8 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   // The edge role: the catalog is a replica that follows the parent's change feed, and writes go
   // to the parent. Everything else is wired the same for every role.
   const follower = config.role === 'edge'
-    ? new Follower({ replica: catalog, parentUrl: config.parent!, log: logger, waitSeconds: config.feed_wait_seconds })
+    ? new Follower({ replica: catalog, parentUrl: config.parent!, log: logger, waitSeconds: config.feed_wait_seconds,
+      auditIntervalSeconds: config.audit_interval_seconds })
     : undefined;
   await follower?.start();
   const sites = new SiteRegistry(catalog);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Kysely, SqliteDialect, sql, type Expression, type ExpressionBuilder, type SqlBool, type Transaction } from 'kysely';
 import { ConflictError, ImageNotFoundError, NotFoundError } from '../core/errors.ts';
 import { setProperty, type Image, type ImageMember } from '../core/image.ts';
@@ -313,6 +314,25 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica {
         sites: sites.map((r) => JSON.parse(r.body) as Site),
       };
     });
+  }
+
+  async digest(opts?: IoOptions): Promise<{ seq: number; digests: Record<string, string> }> {
+    const snap = await this.snapshot(opts);
+    const hash = (items: unknown[], key: (x: any) => string) => {
+      const h = createHash('sha256');
+      for (const line of items.map((x) => `${key(x)} ${JSON.stringify(x)}`).sort()) h.update(line).update('\n');
+      return h.digest('hex');
+    };
+    return {
+      seq: snap.seq,
+      digests: {
+        images: hash(snap.images, (i) => i.id),
+        deleted: hash(snap.deleted, (id) => id),
+        members: hash(snap.members, (m) => `${m.image_id}/${m.member_id}`),
+        tasks: hash(snap.tasks, (t) => t.id),
+        sites: hash(snap.sites, (x) => x.id),
+      },
+    };
   }
 
   async position(opts?: IoOptions): Promise<number> {

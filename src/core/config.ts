@@ -64,6 +64,8 @@ export interface OutpostConfig {
    * plus 5 s at most, so it bounds how long catching up takes once the link returns.
    */
   feed_wait_seconds: number;
+  /** Edge: seconds between audits of the replica against the parent (0: only on demand). */
+  audit_interval_seconds: number;
   /** Import methods offered (Glance `enabled_import_methods`). */
   import_methods: readonly (typeof ALL_IMPORT_METHODS)[number][];
   import_filter: ImportFilterConfig;
@@ -104,6 +106,7 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   storage_sync: { kind: 'boolean' },
   parent_timeout_ms: { kind: 'integer', min: 1 },
   feed_wait_seconds: { kind: 'integer', min: 1 },
+  audit_interval_seconds: { kind: 'integer', min: 0 },
   import_methods: { kind: 'methods' },
   import_filter: { kind: 'import-filter' },
   glance_download_regions: { kind: 'regions' },
@@ -130,6 +133,7 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   storage_sync: true,
   parent_timeout_ms: 5000,
   feed_wait_seconds: 10,
+  audit_interval_seconds: 600,
   import_methods: [...ALL_IMPORT_METHODS],
   import_filter: {
     allowed_schemes: ['http', 'https'], disallowed_schemes: [], allowed_hosts: [], disallowed_hosts: [],

@@ -211,6 +211,11 @@ export interface ChangeLog {
   /** Drops all but the newest `keep` changes; returns how many were dropped. */
   truncate(keep: number, opts?: IoOptions): Promise<number>;
   snapshot(opts?: IoOptions): Promise<Snapshot>;
+  /**
+   * Digests of every entity kind at one seq, for the audit: a hash over the sorted entities of
+   * each kind, so that two catalogs at the same seq agree exactly when their contents do.
+   */
+  digest(opts?: IoOptions): Promise<{ seq: number; digests: Record<string, string> }>;
 }
 
 /**

@@ -1,7 +1,9 @@
-import type { Change, Replica, Snapshot } from '../core/ports.ts';
+import type { Change, ChangeLog, Replica, Snapshot } from '../core/ports.ts';
 
 export interface FollowerOptions {
-  replica: Replica;
+  replica: Replica & Pick<ChangeLog, 'digest'>;
+  /** Seconds between audits (0: only on demand). */
+  auditIntervalSeconds?: number;
   /** The parent site's base URL. */
   parentUrl: string;
   /** Headers for the parent (the site credential, later). */
@@ -23,7 +25,18 @@ export interface FollowerStatus {
   /** When the parent last answered. */
   lastContact: Date | null;
   lastError: string | null;
+  audit: AuditStatus;
 }
+
+export interface AuditStatus {
+  lastAt: Date | null;
+  /** Entity kinds that differed at the last audit and were repaired; null before the first. */
+  lastMismatch: string[] | null;
+  /** Audits that found and repaired a difference, since start. */
+  repairs: number;
+}
+
+export type AuditResult = { result: 'ok' | 'repaired'; seq: number; mismatched: string[] } | { result: 'busy'; seq: null; mismatched: [] };
 
 /**
  * Follows a parent's change feed into a replica: long-polls GET /outpost/v1/changes, applies
@@ -34,7 +47,10 @@ export class Follower {
   readonly #o: FollowerOptions;
   readonly #stop = new AbortController();
   #loop: Promise<void> | undefined;
-  #status: FollowerStatus = { position: 0, parentSeq: null, lastContact: null, lastError: null };
+  #status: FollowerStatus = {
+    position: 0, parentSeq: null, lastContact: null, lastError: null, audit: { lastAt: null, lastMismatch: null, repairs: 0 },
+  };
+  #auditTimer: NodeJS.Timeout | undefined;
   readonly #progress = new EventTarget();
 
   constructor(opts: FollowerOptions) {
@@ -42,16 +58,54 @@ export class Follower {
   }
 
   status(): FollowerStatus {
-    return { ...this.#status };
+    return { ...this.#status, audit: { ...this.#status.audit } };
   }
 
   async start(): Promise<void> {
     this.#status.position = await this.#o.replica.position();
     this.#loop = this.#run();
+    const every = this.#o.auditIntervalSeconds ?? 600;
+    if (every > 0) {
+      const tick = () => {
+        this.audit().catch((e: Error) => this.#o.log.warn({ err: e.message }, 'audit failed'))
+          .finally(() => { if (!this.#stop.signal.aborted) this.#auditTimer = setTimeout(tick, every * 1000); });
+      };
+      this.#auditTimer = setTimeout(tick, every * 1000);
+    }
+  }
+
+  /**
+   * Compares a digest of each entity kind of the replica with the parent's at the same seq; a
+   * difference (a row altered or lost behind the follower's back) is repaired by reloading the
+   * parent's snapshot, logged and counted.
+   */
+  async audit(): Promise<AuditResult> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const res = await this.#get('/outpost/v1/digest', this.#stop.signal, 60_000);
+      if (!res.ok) throw new Error(`digest: HTTP ${res.status}`);
+      const parent = await res.json() as { seq: number; digests: Record<string, string> };
+      if (!(await this.waitFor(parent.seq, 10_000)) || this.#status.position !== parent.seq) continue;
+      const local = await this.#o.replica.digest();
+      if (this.#status.position !== parent.seq) continue; // moved on meanwhile: compare again
+      const mismatched = Object.keys(parent.digests).filter((k) => parent.digests[k] !== local.digests[k]);
+      this.#status.audit.lastAt = new Date();
+      this.#status.audit.lastMismatch = mismatched;
+      if (mismatched.length === 0) return { result: 'ok', seq: parent.seq, mismatched };
+      this.#o.log.warn({ parent: this.#o.parentUrl, seq: parent.seq, mismatched }, 'audit: the replica differs from its parent; reloading from the snapshot');
+      const snap = await this.#get('/outpost/v1/snapshot', this.#stop.signal, 300_000);
+      if (!snap.ok) throw new Error(`snapshot: HTTP ${snap.status}`);
+      const snapshot = await snap.json() as Snapshot;
+      await this.#o.replica.load(snapshot);
+      this.#status.audit.repairs++;
+      this.#applied(snapshot.seq, snapshot.seq);
+      return { result: 'repaired', seq: parent.seq, mismatched };
+    }
+    return { result: 'busy', seq: null, mismatched: [] };
   }
 
   async close(): Promise<void> {
     this.#stop.abort();
+    clearTimeout(this.#auditTimer);
     await this.#loop;
   }
 
@@ -126,7 +180,7 @@ export class Follower {
   }
 
   #applied(position: number, parentSeq: number): void {
-    this.#status = { position, parentSeq, lastContact: new Date(), lastError: null };
+    this.#status = { ...this.#status, position, parentSeq, lastContact: new Date(), lastError: null };
     this.#progress.dispatchEvent(new Event('applied'));
   }
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
@@ -21,11 +22,13 @@ describe('change feed and follower', () => {
   let central: TestSite;
   let replica: SqlCatalog;
   let follower: Follower;
+  let replicaPath: string;
 
   before(async () => {
     central = await startTestSite();
-    replica = await SqlCatalog.openSqlite(join(await tempDir(), 'replica.sqlite'));
-    follower = new Follower({ replica, parentUrl: central.url, log: quiet, waitSeconds: 5 });
+    replicaPath = join(await tempDir(), 'replica.sqlite');
+    replica = await SqlCatalog.openSqlite(replicaPath);
+    follower = new Follower({ replica, parentUrl: central.url, log: quiet, waitSeconds: 5, auditIntervalSeconds: 0 });
     await follower.start();
   });
   after(async () => {
@@ -80,6 +83,29 @@ describe('change feed and follower', () => {
     assert.deepEqual(afterApply.images, before.images);
     assert.deepEqual(afterApply.members, before.members);
     assert.deepEqual(afterApply.deleted, before.deleted);
+  });
+
+  it('the audit finds a replica row altered behind the follower\'s back and repairs it', async () => {
+    const image = await createImage(central, { name: 'audited', os_distro: 'debian' });
+    await eventually(async () => (await replica.getImage(image.id)) !== undefined);
+    assert.deepEqual(await follower.audit(), { result: 'ok', seq: follower.status().position, mismatched: [] });
+
+    const db = new DatabaseSync(replicaPath);
+    db.prepare('update images set name = ? where id = ?').run('tampered', image.id);
+    db.prepare('delete from image_properties where image_id = ?').run(image.id);
+    db.close();
+    assert.equal((await replica.getImage(image.id))?.name, 'tampered');
+
+    const result = await follower.audit();
+    assert.equal(result.result, 'repaired');
+    assert.deepEqual(result.mismatched, ['images']);
+    const repaired = await replica.getImage(image.id);
+    assert.equal(repaired?.name, 'audited');
+    assert.equal(repaired?.properties.os_distro, 'debian');
+    assert.equal(follower.status().audit.repairs, 1);
+    assert.equal((await follower.audit()).result, 'ok');
+    const status = await call(central, 'POST', '/outpost/v1/audit', { headers: { accept: 'application/json' } });
+    expectStatus(status, 400);
   });
 
   it('a follower behind a truncated log reloads from the snapshot', async () => {

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { BadRequestError, ForbiddenError, GoneError } from '../../core/errors.ts';
 import type { ChangeLog, Catalog } from '../../core/ports.ts';
-import type { FollowerStatus } from '../../replication/follower.ts';
+import type { AuditResult, FollowerStatus } from '../../replication/follower.ts';
 import type { SiteRegistry } from '../../core/site-registry.ts';
 import { jsonBody } from '../create-app.ts';
 import { resource } from '../resource.ts';
@@ -13,7 +13,7 @@ export interface ReplicationDeps {
   changeLog: ChangeLog;
   site: { id: string; role: 'central' | 'edge'; parent: string | null };
   /** An edge's follower of its parent's feed. */
-  follower?: { status(): FollowerStatus };
+  follower?: { status(): FollowerStatus; audit(): Promise<AuditResult> };
 }
 
 const MAX_LIMIT = 5000;
@@ -79,8 +79,24 @@ export function registerReplicationRoutes(app: FastifyInstance, deps: Replicatio
           lag_changes: f.parentSeq === null ? null : Math.max(0, f.parentSeq - f.position),
           seconds_since_contact: f.lastContact === null ? null : (Date.now() - f.lastContact.getTime()) / 1000,
           last_error: f.lastError,
+          audit: { last_at: f.audit.lastAt, last_mismatch: f.audit.lastMismatch, repairs: f.audit.repairs },
         },
       };
+    },
+  });
+
+  // The audit: GET /outpost/v1/digest on every site; POST /outpost/v1/audit runs one now at an edge.
+  resource(app, '/outpost/v1/digest', {
+    GET: async (req) => {
+      assertSite(req.ctx);
+      return deps.changeLog.digest({ signal: req.clientSignal });
+    },
+  });
+  resource(app, '/outpost/v1/audit', {
+    POST: async (req) => {
+      assertSite(req.ctx);
+      if (deps.follower === undefined) throw new BadRequestError('Central has no parent to audit against.');
+      return deps.follower.audit();
     },
   });
 
