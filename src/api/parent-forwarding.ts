@@ -13,6 +13,14 @@ export interface ParentLink {
    * `timeoutMs` passed (false).
    */
   waitForReplica(seq: number, timeoutMs: number): Promise<boolean>;
+  /**
+   * `metadata_max_staleness`: once the parent has not been heard from for longer than this (ms),
+   * a single-image read is revalidated with the parent first (and answered from the replica if
+   * the parent cannot be reached). Undefined: never.
+   */
+  maxStalenessMs?: number;
+  /** When the parent last answered the change feed. */
+  lastContact(): Date | null;
 }
 
 /** Response header carrying the site's change-log position after a write (x-outpost-seq). */
@@ -46,10 +54,26 @@ function forwarded(req: FastifyRequest): boolean {
 export function registerParentForwarding(app: FastifyInstance, parent: ParentLink): void {
   const base = parent.url.replace(/\/+$/, '');
   app.addHook('onRequest', async (req, reply) => {
-    if (!forwarded(req)) return;
-    await forward(req, reply, base, parent);
-    return reply;
+    if (forwarded(req)) {
+      await forward(req, reply, base, parent);
+      return reply;
+    }
+    if (isStale(parent) && req.method === 'GET' && /^\/v2\/images\/[^/]+$/.test(req.url.split('?')[0])) {
+      try {
+        await forward(req, reply, base, parent);
+        return reply;
+      } catch {
+        return undefined; // the parent is away too: the replica answers
+      }
+    }
+    return undefined;
   });
+}
+
+function isStale(parent: ParentLink): boolean {
+  if (parent.maxStalenessMs === undefined) return false;
+  const last = parent.lastContact();
+  return last === null || Date.now() - last.getTime() > parent.maxStalenessMs;
 }
 
 async function forward(req: FastifyRequest, reply: FastifyReply, base: string, parent: ParentLink): Promise<void> {

@@ -97,6 +97,8 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
       url: config.parent!,
       timeoutMs: config.parent_timeout_ms,
       waitForReplica: (seq, timeoutMs) => follower.waitFor(seq, timeoutMs),
+      maxStalenessMs: config.metadata_max_staleness === null ? undefined : config.metadata_max_staleness * 1000,
+      lastContact: () => follower.status().lastContact,
     },
     get publicUrl() { return publicUrl; },
     showLocations: config.show_multiple_locations,

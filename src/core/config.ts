@@ -66,6 +66,11 @@ export interface OutpostConfig {
   feed_wait_seconds: number;
   /** Edge: seconds between audits of the replica against the parent (0: only on demand). */
   audit_interval_seconds: number;
+  /**
+   * Edge: seconds without news from the parent after which a single-image read is revalidated
+   * with the parent before answering (null: never).
+   */
+  metadata_max_staleness: number | null;
   /** Import methods offered (Glance `enabled_import_methods`). */
   import_methods: readonly (typeof ALL_IMPORT_METHODS)[number][];
   import_filter: ImportFilterConfig;
@@ -81,7 +86,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = 'string' | 'integer' | 'boolean' | 'stores' | 'nullable-string' | 'methods' | 'import-filter' | 'regions';
+type Kind = 'string' | 'integer' | 'nullable-integer' | 'boolean' | 'stores' | 'nullable-string' | 'methods' | 'import-filter' | 'regions';
 interface KeySpec {
   kind: Kind;
   values?: readonly string[];
@@ -107,6 +112,7 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   parent_timeout_ms: { kind: 'integer', min: 1 },
   feed_wait_seconds: { kind: 'integer', min: 1 },
   audit_interval_seconds: { kind: 'integer', min: 0 },
+  metadata_max_staleness: { kind: 'nullable-integer', min: 1 },
   import_methods: { kind: 'methods' },
   import_filter: { kind: 'import-filter' },
   glance_download_regions: { kind: 'regions' },
@@ -134,6 +140,7 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   parent_timeout_ms: 5000,
   feed_wait_seconds: 10,
   audit_interval_seconds: 600,
+  metadata_max_staleness: null,
   import_methods: [...ALL_IMPORT_METHODS],
   import_filter: {
     allowed_schemes: ['http', 'https'], disallowed_schemes: [], allowed_hosts: [], disallowed_hosts: [],
@@ -169,6 +176,7 @@ export interface ConfigSources {
 function coerceFromString(kind: Kind, raw: string): unknown {
   switch (kind) {
     case 'integer': return /^-?\d+$/.test(raw.trim()) ? Number(raw) : raw;
+    case 'nullable-integer': return raw === '' ? null : /^-?\d+$/.test(raw.trim()) ? Number(raw) : raw;
     case 'boolean': return raw === 'true' ? true : raw === 'false' ? false : raw;
     case 'stores': return raw.split(',').map((s) => s.trim()).filter(Boolean);
     case 'nullable-string': return raw === '' ? null : raw;
@@ -271,6 +279,9 @@ export function resolveConfig(sources: ConfigSources): OutpostConfig {
       case 'nullable-string':
         if (value !== null && typeof value !== 'string') problems.push(`${where}: ${key} must be a string`);
         break;
+      case 'nullable-integer':
+        if (value === null) break;
+      // falls through
       case 'integer':
         if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < (spec.min ?? 0)) {
           problems.push(`${where}: ${key} must be an integer ≥ ${spec.min ?? 0} (got ${JSON.stringify(value)})`);
