@@ -50,6 +50,7 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica {
   readonly #db: Kysely<CatalogTables>;
   /** Wakes long-polling feed readers after a commit that appended changes. */
   readonly #committed = new EventTarget();
+  #waiters = 0;
 
   private constructor(db: Kysely<CatalogTables>) {
     this.#db = db;
@@ -65,7 +66,8 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica {
   /** Runs a writing transaction, then wakes whoever waits for new changes. */
   async #tx<T>(fn: (trx: Transaction<CatalogTables>) => Promise<T>): Promise<T> {
     const result = await this.#db.transaction().execute(fn);
-    this.#committed.dispatchEvent(new Event('commit'));
+    // One read of the new position per commit, whatever the number of long polls waiting.
+    if (this.#waiters > 0) this.#committed.dispatchEvent(new CustomEvent('commit', { detail: await this.lastSeq() }));
     return result;
   }
 
@@ -271,7 +273,10 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica {
   }
 
   async waitForChange(after: number, timeoutMs: number, opts: IoOptions = {}): Promise<void> {
-    if ((await this.lastSeq(opts)) > after || timeoutMs <= 0) return;
+    opts.signal?.throwIfAborted();
+    if (timeoutMs <= 0) return;
+    // Listening starts before the position is read, so a commit in between is not missed.
+    this.#waiters++;
     await new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
@@ -279,13 +284,14 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica {
         opts.signal?.removeEventListener('abort', done);
         resolve();
       };
-      const onCommit = () => {
-        void this.lastSeq().then((seq) => { if (seq > after) done(); }, done);
+      const onCommit = (event: Event) => {
+        if ((event as CustomEvent<number>).detail > after) done();
       };
       const timer = setTimeout(done, timeoutMs);
       this.#committed.addEventListener('commit', onCommit);
       opts.signal?.addEventListener('abort', done, { once: true });
-    });
+      void this.lastSeq().then((seq) => { if (seq > after) done(); }, done);
+    }).finally(() => { this.#waiters--; });
   }
 
   async truncate(keep: number, opts?: IoOptions): Promise<number> {

@@ -51,6 +51,7 @@ export class Follower {
     position: 0, parentSeq: null, lastContact: null, lastError: null, audit: { lastAt: null, lastMismatch: null, repairs: 0 },
   };
   #auditTimer: NodeJS.Timeout | undefined;
+  #writing: Promise<void> = Promise.resolve();
   readonly #progress = new EventTarget();
 
   constructor(opts: FollowerOptions) {
@@ -92,12 +93,8 @@ export class Follower {
       this.#status.audit.lastMismatch = mismatched;
       if (mismatched.length === 0) return { result: 'ok', seq: parent.seq, mismatched };
       this.#o.log.warn({ parent: this.#o.parentUrl, seq: parent.seq, mismatched }, 'audit: the replica differs from its parent; reloading from the snapshot');
-      const snap = await this.#get('/outpost/v1/snapshot', this.#stop.signal, 300_000);
-      if (!snap.ok) throw new Error(`snapshot: HTTP ${snap.status}`);
-      const snapshot = await snap.json() as Snapshot;
-      await this.#o.replica.load(snapshot);
+      await this.#reload(this.#stop.signal);
       this.#status.audit.repairs++;
-      this.#applied(snapshot.seq, snapshot.seq);
       return { result: 'repaired', seq: parent.seq, mismatched };
     }
     return { result: 'busy', seq: null, mismatched: [] };
@@ -163,11 +160,7 @@ export class Follower {
     if (res.status === 410) {
       await res.body?.cancel();
       this.#o.log.info({ parent: this.#o.parentUrl, since }, 'change log truncated past our position; reloading from the snapshot');
-      const snap = await this.#get('/outpost/v1/snapshot', signal, 300_000);
-      if (!snap.ok) throw new Error(`snapshot: HTTP ${snap.status}`);
-      const snapshot = await snap.json() as Snapshot;
-      await this.#o.replica.load(snapshot);
-      this.#applied(snapshot.seq, snapshot.seq);
+      await this.#reload(signal);
       return;
     }
     if (!res.ok) {
@@ -175,8 +168,30 @@ export class Follower {
       throw new Error(`changes: HTTP ${res.status}`);
     }
     const { changes, last_seq: parentSeq } = await res.json() as { changes: Change[]; last_seq: number };
-    if (changes.length > 0) await this.#o.replica.apply(changes, changes[changes.length - 1].seq);
-    this.#applied(changes.length > 0 ? changes[changes.length - 1].seq : since, parentSeq);
+    await this.#exclusive(async () => {
+      // An audit may have reloaded the replica while this batch was on its way: it is stale then.
+      if (this.#status.position !== since) return;
+      if (changes.length > 0) await this.#o.replica.apply(changes, changes[changes.length - 1].seq);
+      this.#applied(changes.length > 0 ? changes[changes.length - 1].seq : since, parentSeq);
+    });
+  }
+
+  /** Replaces the replica with the parent's snapshot (after a 410, or to repair what an audit found). */
+  async #reload(signal: AbortSignal): Promise<void> {
+    const res = await this.#get('/outpost/v1/snapshot', signal, 300_000);
+    if (!res.ok) throw new Error(`snapshot: HTTP ${res.status}`);
+    const snapshot = await res.json() as Snapshot;
+    await this.#exclusive(async () => {
+      await this.#o.replica.load(snapshot);
+      this.#applied(snapshot.seq, snapshot.seq);
+    });
+  }
+
+  /** Runs replica writes one at a time (the feed loop and the audit both write). */
+  #exclusive(fn: () => Promise<void>): Promise<void> {
+    const run = this.#writing.then(fn);
+    this.#writing = run.catch(() => undefined);
+    return run;
   }
 
   #applied(position: number, parentSeq: number): void {
