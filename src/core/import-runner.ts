@@ -5,7 +5,7 @@ import {
 } from './import-service.ts';
 import type { BlobDigest, BlobStore, Catalog, RemoteSource } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
-import { TASK_TIME_TO_LIVE_MS, isTerminal, type Task } from './task.ts';
+import { endTask, type Task } from './task.ts';
 import { HEADER_BYTES, inspectVirtualSize } from './virtual-size.ts';
 
 /** A glance-download region: the image API of another region and how to authenticate there. */
@@ -166,10 +166,9 @@ export class ImportTaskRunner implements ImportRunner {
         return next;
       });
       if (method !== 'copy-image') await this.#o.staging.delete(imageId);
-      await this.#updateTask(task.id, (t) => ({
-        ...t, status: 'success', result: { image_id: imageId }, expires_at: this.#expiry(),
-        message: copied === task.input.backend.length ? t.message : `${t.message}; failed stores are listed in os_glance_failed_import`,
-      }));
+      await this.#updateTask(task.id, (t) => endTask(t, 'success',
+        copied === task.input.backend.length ? t.message : `${t.message}; failed stores are listed in os_glance_failed_import`,
+        { image_id: imageId }, this.#now()));
       this.#o.log.info({ task: task.id, image: imageId, method, stores: task.input.backend }, 'import task succeeded');
     } catch (error) {
       if (signal.aborted && signal.reason instanceof TaskAborted) return; // failed at the next start
@@ -225,9 +224,7 @@ export class ImportTaskRunner implements ImportRunner {
       }
       if (method !== 'copy-image' && current?.status !== 'uploading') await this.#o.staging.delete(task.image_id).catch(() => undefined);
     }
-    await this.#updateTask(task.id, (t) => (isTerminal(t.status) ? t : {
-      ...t, status: 'failure', message, expires_at: this.#expiry(), result: null,
-    })).catch(() => undefined);
+    await this.#updateTask(task.id, (t) => endTask(t, 'failure', message, null, this.#now())).catch(() => undefined);
   }
 
   /** web-download (and glance-download's data): the URL's bytes into the staging area. */
@@ -308,10 +305,6 @@ export class ImportTaskRunner implements ImportRunner {
       const next = mutate(t);
       return next === t ? t : { ...next, updated_at: this.#now().toISOString() };
     });
-  }
-
-  #expiry(): string {
-    return new Date(this.#now().getTime() + TASK_TIME_TO_LIVE_MS).toISOString();
   }
 }
 

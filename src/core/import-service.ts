@@ -8,7 +8,7 @@ import type { ImageService } from './image-service.ts';
 import type { BlobStore, Catalog, IoOptions, SortDir, TaskListQuery } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
 import {
-  IMPORT_METHODS, TASK_STATUSES, TASK_TIME_TO_LIVE_MS, isTerminal, type ImportMethod, type ImportRequest, type Task,
+  IMPORT_METHODS, TASK_STATUSES, endTask, isTerminal, type ImportMethod, type ImportRequest, type Task,
 } from './task.ts';
 
 /** Image properties Glance keeps for the import workflow (visible, read-only to clients). */
@@ -182,11 +182,8 @@ export class ImportService {
     }, call);
     await this.#o.catalog.createTask(task, call);
     if (superseded !== undefined) {
-      await this.#o.catalog.updateTask(superseded.id, (t) => (isTerminal(t.status) ? t : {
-        ...t, status: 'failure', result: null, updated_at: now,
-        expires_at: new Date(this.#now().getTime() + TASK_TIME_TO_LIVE_MS).toISOString(),
-        message: `Superseded: no progress for ${STALE_LOCK_MS / 60_000} minutes; the image lock went to task ${task.id}`,
-      }));
+      await this.#o.catalog.updateTask(superseded.id, (t) => endTask(t, 'failure',
+        `Superseded: no progress for ${STALE_LOCK_MS / 60_000} minutes; the image lock went to task ${task.id}`, null, this.#now()));
     }
     this.#o.runner.start(task);
     return task;

@@ -39,3 +39,15 @@ export const TASK_TIME_TO_LIVE_MS = 48 * 3600 * 1000;
 export function isTerminal(status: TaskStatus): boolean {
   return status === 'success' || status === 'failure';
 }
+
+/**
+ * A task that has ended: terminal status, no result on failure, and — as Glance does — an expiry
+ * `task_time_to_live` after now. A task that had already ended is returned unchanged.
+ */
+export function endTask(task: Task, status: 'success' | 'failure', message: string, result: Task['result'], now: Date): Task {
+  if (isTerminal(task.status)) return task;
+  return {
+    ...task, status, message, result: status === 'failure' ? null : result, updated_at: now.toISOString(),
+    expires_at: new Date(now.getTime() + TASK_TIME_TO_LIVE_MS).toISOString(),
+  };
+}
