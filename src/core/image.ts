@@ -59,12 +59,6 @@ export interface ImageMember {
   updated_at: string;
 }
 
-/** Base attributes a client may write (create body or PATCH), with their JSON types. */
-export const WRITABLE_BASE = [
-  'name', 'visibility', 'protected', 'os_hidden', 'disk_format', 'container_format', 'min_disk', 'min_ram',
-  'owner', 'tags',
-] as const;
-
 /** Attributes that are never writable by clients: "Attribute 'x' is read-only." (403). */
 export const READ_ONLY = [
   'created_at', 'updated_at', 'status', 'checksum', 'os_hash_algo', 'os_hash_value', 'size', 'virtual_size',

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { Image, ImageMember, ImageStatus, MemberStatus, Visibility } from './image.ts';
+import type { Image, ImageMember, MemberStatus, Visibility } from './image.ts';
 import type { Task, TaskStatus } from './task.ts';
 
 /** Options every I/O call accepts. */
@@ -137,8 +137,6 @@ export interface TaskListQuery {
   limit: number;
   marker?: Task;
 }
-
-export type StatusSet = readonly ImageStatus[];
 
 // ---------------------------------------------------------------------------------------------
 // BlobStore: image bytes.

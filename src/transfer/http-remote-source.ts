@@ -2,40 +2,18 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
+import type { ImportFilterConfig } from '../core/config.ts';
 import { BadRequestError } from '../core/errors.ts';
 import type { RemoteOpenOptions, RemoteSource } from '../core/ports.ts';
 
 /**
  * Import filtering (Glance's `[import_filtering_opts]`, hardened after the SSRF fix of bug
- * 2138602): for each of scheme, host and port, a non-empty allow list wins over the deny list.
- * Beyond Glance, addresses that are internal — loopback, link-local (cloud metadata), private,
+ * 2138602; the settings and their defaults are the `import_filter` key of src/core/config.ts):
+ * for each of scheme, host and port, a non-empty allow list wins over the deny list. Beyond
+ * Glance, addresses that are internal — loopback, link-local (cloud metadata), private,
  * unique-local, multicast, unspecified — are refused unless the host is explicitly allowed.
  */
-export interface ImportFilter {
-  allowed_schemes: readonly string[];
-  disallowed_schemes: readonly string[];
-  allowed_hosts: readonly string[];
-  disallowed_hosts: readonly string[];
-  allowed_ports: readonly number[];
-  disallowed_ports: readonly number[];
-  max_redirects: number;
-  /** Largest body accepted from a URL, bytes (null: only image_size_cap applies). */
-  max_size: number | null;
-  /** Gives up when no byte arrives for this long. */
-  timeout_ms: number;
-}
-
-export const DEFAULT_IMPORT_FILTER: ImportFilter = {
-  allowed_schemes: ['http', 'https'],
-  disallowed_schemes: [],
-  allowed_hosts: [],
-  disallowed_hosts: [],
-  allowed_ports: [80, 443],
-  disallowed_ports: [],
-  max_redirects: 5,
-  max_size: null,
-  timeout_ms: 30_000,
-};
+type ImportFilter = Readonly<ImportFilterConfig>;
 
 function internalAddresses(): BlockList {
   const b = new BlockList();

@@ -4,8 +4,6 @@
  */
 const VERSIONS = ['2.15', '2.13', '2.12', '2.11', '2.10', '2.9', '2.8', '2.7', '2.6', '2.5', '2.4', '2.3', '2.2', '2.1', '2.0'];
 
-export const CURRENT_MINOR = 15;
-
 export function versionsDocument(baseUrl: string): { versions: unknown[] } {
   return {
     versions: VERSIONS.map((v, i) => ({
