@@ -11,6 +11,7 @@ import type { ImageService } from '../core/image-service.ts';
 import type { ImportService } from '../core/import-service.ts';
 import { PATCH_MEDIA_TYPES } from '../core/image-patch.ts';
 import type { StoreRegistry } from '../core/stores.ts';
+import type { StoreDescription } from '../core/ports.ts';
 import { renderError } from './error-responses.ts';
 import { registerDiscoveryRoutes } from './glance/discovery-routes.ts';
 import { registerImageRoutes } from './glance/image-routes.ts';
@@ -37,6 +38,11 @@ export interface AppDeps {
   images: ImageService;
   imports: ImportService;
   stores: StoreRegistry;
+  /**
+   * The stores clients can name here (GET /v2/info/stores): the site's own at central; at an
+   * edge, whose writes go to central, central's as replicated.
+   */
+  storeDescriptions(): Promise<StoreDescription[]>;
   /** `api_limit_max`, for the task list. */
   maxLimit: number;
   replication: ReplicationDeps;

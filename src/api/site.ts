@@ -14,6 +14,7 @@ import { WorkerHasherFactory } from '../storage/worker-hasher.ts';
 import { HttpRemoteSource } from '../transfer/http-remote-source.ts';
 import { Follower } from '../replication/follower.ts';
 import { SiteRegistration } from '../replication/site-registration.ts';
+import { ChangeLogRetention } from '../replication/change-log-retention.ts';
 import { SiteRegistry } from '../core/site-registry.ts';
 import packageJson from '../../package.json' with { type: 'json' };
 
@@ -81,6 +82,9 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
       auditIntervalSeconds: config.audit_interval_seconds })
     : undefined;
   await follower?.start();
+  // Every site serves its change log to children, so every site trims it.
+  const retention = new ChangeLogRetention({ changeLog: catalog, keep: config.change_log_retain, log: logger });
+  retention.start();
   const sites = new SiteRegistry(catalog);
 
   const [host, port] = splitListen(config.listen);
@@ -91,6 +95,9 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     images,
     imports,
     stores,
+    storeDescriptions: follower === undefined
+      ? async () => stores.describe()
+      : async () => (await catalog.listSites()).find((s) => s.parent === null)?.store_details ?? stores.describe(),
     maxLimit: config.api_limit_max,
     replication: { catalog, changeLog: catalog, sites, site: { id: config.site, role: config.role, parent: config.parent }, follower },
     parent: follower === undefined ? undefined : {
@@ -110,7 +117,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   if (publicUrl === '') publicUrl = url;
   // Central records itself; an edge registers with its parent (forwarded up to central) and
   // refreshes that registration as a heartbeat.
-  const self = { id: config.site, labels: {}, public_url: publicUrl, stores: stores.list().map((s) => s.id), version: VERSION };
+  const self = { id: config.site, labels: {}, public_url: publicUrl, stores: stores.list().map((s) => s.id), store_details: stores.describe(), version: VERSION };
   if (follower === undefined) await sites.registerSelf(self);
   const registration = follower === undefined ? undefined : new SiteRegistration({
     parentUrl: config.parent!, site: self, follower, log: logger,
@@ -124,6 +131,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
       await app.close();
       registration?.close();
       await follower?.close();
+      await retention.close();
       await runner.close();
       await catalog.close();
       await hashers.close();

@@ -64,6 +64,11 @@ export interface OutpostConfig {
    * plus 5 s at most, so it bounds how long catching up takes once the link returns.
    */
   feed_wait_seconds: number;
+  /**
+   * How many of the newest changes the site's change log keeps for its followers; a follower
+   * further behind reloads from the snapshot (410 from the feed).
+   */
+  change_log_retain: number;
   /** Edge: seconds between audits of the replica against the parent (0: only on demand). */
   audit_interval_seconds: number;
   /**
@@ -111,6 +116,7 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   storage_sync: { kind: 'boolean' },
   parent_timeout_ms: { kind: 'integer', min: 1 },
   feed_wait_seconds: { kind: 'integer', min: 1 },
+  change_log_retain: { kind: 'integer', min: 1 },
   audit_interval_seconds: { kind: 'integer', min: 0 },
   metadata_max_staleness: { kind: 'nullable-integer', min: 1 },
   import_methods: { kind: 'methods' },
@@ -139,6 +145,7 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   storage_sync: true,
   parent_timeout_ms: 5000,
   feed_wait_seconds: 10,
+  change_log_retain: 100_000,
   audit_interval_seconds: 600,
   metadata_max_staleness: null,
   import_methods: [...ALL_IMPORT_METHODS],

@@ -113,6 +113,20 @@ export interface Catalog {
 }
 
 /** A site of the region, as it registered itself (and refreshes, as a heartbeat). */
+/**
+ * A store as `GET /v2/info/stores` describes it, and as a site's registration carries it so that
+ * it replicates with the site.
+ */
+export interface StoreDescription {
+  id: string;
+  type: string;
+  description: string;
+  weight: number;
+  read_only: boolean;
+  default: boolean;
+  properties: Record<string, unknown>;
+}
+
 export interface Site {
   id: string;
   /** Null for central. */
@@ -120,6 +134,8 @@ export interface Site {
   labels: Record<string, string>;
   public_url: string;
   stores: string[];
+  /** The stores as the site describes them (what an edge answers `GET /v2/info/stores` from). */
+  store_details?: StoreDescription[];
   version: string;
   registered_at: string;
   /** When the site last registered or refreshed its registration at central. */

@@ -1,6 +1,6 @@
 import type { RequestContext } from './context.ts';
 import { BadRequestError, ConflictError, ForbiddenError } from './errors.ts';
-import type { Catalog, IoOptions, Site } from './ports.ts';
+import type { Catalog, IoOptions, Site, StoreDescription } from './ports.ts';
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
@@ -39,6 +39,10 @@ export class SiteRegistry {
     }
     const stores = b.stores ?? [];
     if (!Array.isArray(stores) || stores.some((s) => typeof s !== 'string')) throw new BadRequestError('Site stores must be a list of store ids.');
+    const details = b.store_details ?? [];
+    if (!Array.isArray(details) || details.some((d) => d === null || typeof d !== 'object' || typeof d.id !== 'string' || !(stores as unknown[]).includes(d.id))) {
+      throw new BadRequestError('Site store_details must be a list of store descriptions, one per store id.');
+    }
     const lag = b.lag_changes ?? null;
     if (lag !== null && (typeof lag !== 'number' || !Number.isSafeInteger(lag) || lag < 0)) throw new BadRequestError('lag_changes must be a whole number.');
 
@@ -52,7 +56,7 @@ export class SiteRegistry {
     if (existing?.parent === null) throw new ConflictError(`Site ${id} is central; it has no parent.`);
     const now = this.#now().toISOString();
     const site: Site = {
-      id, parent, labels: labels as Record<string, string>, stores: stores as string[],
+      id, parent, labels: labels as Record<string, string>, stores: stores as string[], store_details: details as StoreDescription[],
       public_url: typeof b.public_url === 'string' ? b.public_url : '',
       version: typeof b.version === 'string' ? b.version : '',
       registered_at: existing?.registered_at ?? now, last_contact: now, lag_changes: lag as number | null,

@@ -1,5 +1,5 @@
 import { BadRequestError } from './errors.ts';
-import type { BlobStore } from './ports.ts';
+import type { BlobStore, StoreDescription } from './ports.ts';
 
 /** What an operator configured about one store (Glance multistore `enabled_backends` entry). */
 export interface StoreInfo {
@@ -25,6 +25,12 @@ export class StoreRegistry {
 
   list(): StoreInfo[] {
     return [...this.#stores.values()].map((s) => s.info);
+  }
+
+  describe(): StoreDescription[] {
+    return this.list().map((s) => ({
+      id: s.id, type: s.type, description: s.description, weight: s.weight, read_only: s.readOnly, default: s.id === this.defaultId, properties: s.properties,
+    }));
   }
 
   has(id: string): boolean {

@@ -1,10 +1,11 @@
+import type { Site } from '../core/ports.ts';
 import type { FollowerStatus } from './follower.ts';
 
 export interface SiteRegistrationOptions {
   parentUrl: string;
   headers?: Record<string, string>;
   /** What the site says of itself. */
-  site: { id: string; labels: Record<string, string>; public_url: string; stores: string[]; version: string };
+  site: Pick<Site, 'id' | 'labels' | 'public_url' | 'stores' | 'store_details' | 'version'>;
   follower: { status(): FollowerStatus };
   /** Heartbeat interval (default 30 s). */
   intervalMs?: number;

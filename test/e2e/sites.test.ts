@@ -30,7 +30,8 @@ describe('site registration', { timeout: 60_000 }, () => {
 
   before(async () => {
     dir = await tempDir();
-    central = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(dir, 'central')]);
+    central = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(dir, 'central'),
+      '--store', `fast=file:${join(dir, 'fast')}`, '--store', `bulk=file:${join(dir, 'bulk')}`]);
     edge = await spawnServe(edgeArgs());
     far = await spawnServe(['--role', 'edge', '--site', 'far-1', '--parent', edge.url, '--listen', '127.0.0.1:0', '--data', join(dir, 'far')]);
   });
@@ -49,6 +50,14 @@ describe('site registration', { timeout: 60_000 }, () => {
     await eventually(() => sites(far.url), (s) => s.length === 3);
   });
 
+  it('an edge answers /v2/info/stores with central\'s stores, replicated (its writes go to central)', async () => {
+    const get = async (url: string, path: string) => (await fetch(`${url}${path}`, { headers: { accept: 'application/json' } })).json();
+    const atCentral = await get(central.url, '/v2/info/stores');
+    assert.deepEqual(atCentral, { stores: [{ id: 'fast', default: 'true' }, { id: 'bulk' }] });
+    await eventually(() => get(far.url, '/v2/info/stores'), (s) => JSON.stringify(s) === JSON.stringify(atCentral));
+    assert.deepEqual(await get(far.url, '/v2/info/stores/detail'), await get(central.url, '/v2/info/stores/detail'));
+  });
+
   it('refuses an unknown or cyclic parent with a clear 409', async () => {
     const post = (body: unknown) => fetch(`${central.url}/outpost/v1/sites`, {
       method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' }, body: JSON.stringify(body),
@@ -61,6 +70,7 @@ describe('site registration', { timeout: 60_000 }, () => {
     assert.match((await unknown.json() as { message: string }).message, /unknown parent site nowhere/);
     assert.equal((await post({ id: 'central', parent: 'edge-1' })).status, 409);
     assert.equal((await post({ id: 'bad id!', parent: 'central' })).status, 400);
+    assert.equal((await post({ id: 'x-2', parent: 'central', stores: ['x-2'], store_details: [{ id: 'other' }] })).status, 400);
   });
 
   it('restarting an edge does not duplicate it', async () => {

@@ -22,33 +22,24 @@ export function registerDiscoveryRoutes(app: FastifyInstance, deps: AppDeps): vo
     },
   });
 
-  // GET /v2/info/stores: "default" and "read-only" are the strings "true" (discovery.py).
-  resource(app, '/v2/info/stores', {
-    GET: async () => ({
-      stores: deps.stores.list().map((s) => ({
-        id: s.id,
-        ...(s.description === '' ? {} : { description: s.description }),
-        ...(s.id === deps.stores.defaultId ? { default: 'true' } : {}),
-        ...(s.readOnly ? { 'read-only': 'true' } : {}),
-      })),
-    }),
+  // GET /v2/info/stores: "default" and "read-only" are the strings "true" (discovery.py); the
+  // detail adds type, weight and properties, for admins.
+  const stores = async (detail: boolean) => ({
+    stores: (await deps.storeDescriptions()).map((s) => ({
+      id: s.id,
+      ...(s.description === '' ? {} : { description: s.description }),
+      ...(s.default ? { default: 'true' } : {}),
+      ...(s.read_only ? { 'read-only': 'true' } : {}),
+      ...(detail ? { type: s.type, weight: s.weight, properties: s.properties } : {}),
+    })),
   });
+  resource(app, '/v2/info/stores', { GET: async () => stores(false) });
   resource(app, '/v2/info/stores/detail', {
     GET: async (req) => {
       if (!req.ctx.isAdmin && !req.ctx.roles.includes('service')) {
         throw new ForbiddenError('You are not authorized to complete stores_info_detail action.');
       }
-      return {
-        stores: deps.stores.list().map((s) => ({
-          id: s.id,
-          ...(s.description === '' ? {} : { description: s.description }),
-          ...(s.id === deps.stores.defaultId ? { default: 'true' } : {}),
-          ...(s.readOnly ? { 'read-only': 'true' } : {}),
-          type: s.type,
-          weight: s.weight,
-          properties: s.properties,
-        })),
-      };
+      return stores(true);
     },
   });
   resource(app, '/v2/info/import', {
