@@ -14,6 +14,8 @@ import type { StoreRegistry } from '../core/stores.ts';
 import type { StoreDescription } from '../core/ports.ts';
 import { renderError } from './error-responses.ts';
 import { registerDiscoveryRoutes } from './glance/discovery-routes.ts';
+import { registerCacheRoutes } from './glance/cache-routes.ts';
+import type { PullThroughImages } from '../cache/pull-through-images.ts';
 import { registerImageRoutes } from './glance/image-routes.ts';
 import { registerImportRoutes } from './glance/import-routes.ts';
 import { registerReplicationRoutes, type ReplicationDeps } from './outpost/replication-routes.ts';
@@ -46,6 +48,8 @@ export interface AppDeps {
   /** `api_limit_max`, for the task list. */
   maxLimit: number;
   replication: ReplicationDeps;
+  /** Set on an edge: its image cache, with the Glance cache API. */
+  cache?: PullThroughImages;
   /** Set on an edge: writes go to this parent (the composition root decides). */
   parent?: ParentLink;
   /** Base URL of this site as clients reach it, without a trailing slash. */
@@ -56,6 +60,9 @@ export interface AppDeps {
 
 /** The parsed body of a JSON request whose text is not JSON (see jsonBody). */
 const MALFORMED_JSON = Symbol('malformed JSON');
+
+/** How long in-flight requests may take to finish once the site is closing. */
+const CLOSE_GRACE_MS = 5000;
 
 /** Largest JSON request body accepted. */
 const JSON_BODY_LIMIT = 1 << 20;
@@ -150,18 +157,25 @@ export function createApp(deps: AppDeps): FastifyInstance {
     const path = req.url.split('?')[0];
     if (!KNOWN_PREFIXES.some((p) => path === p || path.startsWith(p.endsWith('/') ? p : `${p}/`))) {
       // glance/api/middleware/version_negotiation.py: unknown versions get the version list.
-      return reply.code(300).send(versionsDocument(deps.publicUrl));
+      return reply.code(300).send(versionsDocument(deps.publicUrl, deps.cache !== undefined));
     }
     const rendered = renderError(404, 'The resource could not be found.', req.headers.accept);
     return reply.code(404).type(rendered.contentType).send(rendered.body);
   });
 
   registerDiscoveryRoutes(app, deps);
+  if (deps.cache !== undefined) registerCacheRoutes(app, deps.images, deps.cache);
   registerImageRoutes(app, deps);
   registerImportRoutes(app, deps);
   // Long polls end when the site stops, instead of holding its shutdown for their whole wait.
   const stopping = new AbortController();
-  app.addHook('preClose', async () => stopping.abort());
+  // Closing: long polls end at once; other requests get a grace period, after which every
+  // connection is closed (a keep-alive connection Node does not see as idle would otherwise hold
+  // the close for the whole keep-alive timeout).
+  app.addHook('preClose', async () => {
+    stopping.abort();
+    setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS).unref();
+  });
   registerReplicationRoutes(app, deps.replication, stopping.signal);
   return app;
 }

@@ -32,17 +32,17 @@ const HOP_BY_HOP = new Set([
 ]);
 
 /**
- * Requests an edge passes to its parent instead of answering from its replica: every write to
- * the Glance API (create, PATCH, delete, tags, members, actions, import, stage, upload), and image
- * data (bytes are not cached at the edge yet).
+ * Requests an edge passes to its parent instead of answering itself: every write to the Glance
+ * API (create, PATCH, delete, tags, members, actions, import, stage, upload), and site
+ * registrations. Reads — image data included, through the site's cache — are answered here, and
+ * so is the cache API, which acts on this site's cache.
  */
 function forwarded(req: FastifyRequest): boolean {
   const path = req.url.split('?')[0];
   // Site registrations travel up to central.
   if (path === '/outpost/v1/sites' && req.method === 'POST') return true;
-  if (!path.startsWith('/v2/')) return false;
-  if (req.method !== 'GET' && req.method !== 'HEAD') return true;
-  return /^\/v2\/images\/[^/]+\/file$/.test(path);
+  if (!path.startsWith('/v2/') || path === '/v2/cache' || path.startsWith('/v2/cache/')) return false;
+  return req.method !== 'GET' && req.method !== 'HEAD';
 }
 
 /**

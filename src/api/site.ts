@@ -15,6 +15,9 @@ import { HttpRemoteSource } from '../transfer/http-remote-source.ts';
 import { Follower } from '../replication/follower.ts';
 import { SiteRegistration } from '../replication/site-registration.ts';
 import { ChangeLogRetention } from '../replication/change-log-retention.ts';
+import { CacheInvalidation } from '../cache/cache-invalidation.ts';
+import { PullThroughImages } from '../cache/pull-through-images.ts';
+import { HttpParentImageSource } from '../transfer/parent-image-source.ts';
 import { SiteRegistry } from '../core/site-registry.ts';
 import packageJson from '../../package.json' with { type: 'json' };
 
@@ -47,8 +50,22 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   // Import: a node-local staging area (Glance's reserved os_glance_staging_store), the task
   // runner, and the filtered HTTP client for web-download and glance-download.
   const staging = await FileBlobStore.create({ id: 'os_glance_staging_store', root: join(dataDir, 'staging'), hashers, sync: false });
+  // The edge role's image bytes: a cache in the site's default store, filled from the parent
+  // (pull-through, single flight) and invalidated through the replica's change log.
+  const cache = config.role !== 'edge' ? undefined : await PullThroughImages.create({
+    site: config.site,
+    index: catalog,
+    blobs: stores.blobs(stores.defaultId),
+    source: new HttpParentImageSource({ parentUrl: config.parent!, timeoutMs: config.parent_timeout_ms }),
+    spoolDir: join(dataDir, 'cache-spool'),
+    budgetBytes: config.cache_max_bytes,
+    log: logger,
+  });
+  const invalidation = cache === undefined ? undefined : new CacheInvalidation({ catalog, changeLog: catalog, cache, log: logger });
+  invalidation?.start();
   const images = new ImageService({
     catalog,
+    elsewhere: cache,
     stores,
     limits: { defaultLimit: config.limit_param_default, maxLimit: config.api_limit_max },
     imageSizeCap: config.image_size_cap,
@@ -95,6 +112,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     images,
     imports,
     stores,
+    cache,
     storeDescriptions: follower === undefined
       ? async () => stores.describe()
       : async () => (await catalog.listSites()).find((s) => s.parent === null)?.store_details ?? stores.describe(),
@@ -132,6 +150,8 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
       registration?.close();
       await follower?.close();
       await retention.close();
+      await invalidation?.close();
+      await cache?.close();
       await runner.close();
       await catalog.close();
       await hashers.close();

@@ -101,6 +101,15 @@ const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
+  // The edge cache's bookkeeping: local to the site, never in the change log.
+  '0005-cache': {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable('cache_entries')
+        .addColumn('image_id', 'text', (c) => c.primaryKey())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export async function migrate(db: Kysely<any>): Promise<void> {

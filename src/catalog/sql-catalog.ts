@@ -3,7 +3,7 @@ import { Kysely, SqliteDialect, sql, type Expression, type ExpressionBuilder, ty
 import { ConflictError, ImageNotFoundError, NotFoundError } from '../core/errors.ts';
 import { setProperty, type Image, type ImageMember } from '../core/image.ts';
 import type {
-  AttributeFilter, Catalog, Change, ChangeEntity, ChangeLog, ImageListQuery, IoOptions, Replica, Site, Snapshot, SortKey,
+  AttributeFilter, CacheEntry, CacheIndex, Catalog, Change, ChangeEntity, ChangeLog, ImageListQuery, IoOptions, Replica, Site, Snapshot, SortKey,
   TaskListQuery,
 } from '../core/ports.ts';
 import type { Task } from '../core/task.ts';
@@ -46,7 +46,7 @@ function throwIfAborted(opts: IoOptions | undefined): void {
  * PostgreSQL uses the same queries through another Kysely dialect. Every mutation and its
  * change-log row are written in one transaction.
  */
-export class SqlCatalog implements Catalog, ChangeLog, Replica {
+export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex {
   readonly #db: Kysely<CatalogTables>;
   /** Wakes long-polling feed readers after a commit that appended changes. */
   readonly #committed = new EventTarget();
@@ -259,6 +259,32 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica {
     return rows.map((r) => JSON.parse(r.body) as Site);
   }
 
+  // -- the edge cache's bookkeeping (local: not in the change log) ------------------------------
+
+  async listCacheEntries(opts?: IoOptions): Promise<CacheEntry[]> {
+    throwIfAborted(opts);
+    const rows = await this.#db.selectFrom('cache_entries').select('body').orderBy('image_id').execute();
+    return rows.map((r) => JSON.parse(r.body) as CacheEntry);
+  }
+
+  async getCacheEntry(imageId: string, opts?: IoOptions): Promise<CacheEntry | undefined> {
+    throwIfAborted(opts);
+    const row = await this.#db.selectFrom('cache_entries').select('body').where('image_id', '=', imageId).executeTakeFirst();
+    return row === undefined ? undefined : JSON.parse(row.body) as CacheEntry;
+  }
+
+  async putCacheEntry(entry: CacheEntry, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    const body = JSON.stringify(entry);
+    await this.#db.insertInto('cache_entries').values({ image_id: entry.image_id, body })
+      .onConflict((oc) => oc.column('image_id').doUpdateSet({ body })).execute();
+  }
+
+  async deleteCacheEntry(imageId: string, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    await this.#db.deleteFrom('cache_entries').where('image_id', '=', imageId).execute();
+  }
+
   // -- change log and replica ----------------------------------------------------------------
 
   async lastSeq(opts?: IoOptions): Promise<number> {
@@ -326,7 +352,7 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica {
     const snap = await this.snapshot(opts);
     const hash = (items: unknown[], key: (x: any) => string) => {
       const h = createHash('sha256');
-      for (const line of items.map((x) => `${key(x)} ${JSON.stringify(x)}`).sort()) h.update(line).update('\n');
+      for (const line of items.map((x) => `${key(x)} ${canonicalJson(x)}`).sort()) h.update(line).update('\n');
       return h.digest('hex');
     };
     return {
@@ -360,9 +386,14 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica {
     await this.#tx(async (trx) => {
       // Every entity is replaced; what the snapshot no longer has is deleted (and logged as such
       // for this site's own followers).
-      const current = await trx.selectFrom('images').select('id').where('deleted_at', 'is', null).execute();
-      const keep = new Set(snapshot.images.map((i) => i.id));
-      for (const { id } of current) if (!keep.has(id)) await applyChange(trx, { seq: 0, entity: 'image', id, op: 'delete', body: { id }, at: '' });
+      // An image the parent never had (live or tombstone) goes entirely, with its children and
+      // members (foreign keys cascade): a tombstone the parent lacks would fail every audit.
+      const known = new Set([...snapshot.images.map((i) => i.id), ...snapshot.deleted]);
+      for (const { id, deleted_at } of await trx.selectFrom('images').select(['id', 'deleted_at']).execute()) {
+        if (known.has(id)) continue;
+        if (deleted_at === null) await appendChange(trx, 'image', id, 'delete', { id });
+        await trx.deleteFrom('images').where('id', '=', id).execute();
+      }
       for (const id of snapshot.deleted) {
         await applyChange(trx, { seq: 0, entity: 'image', id, op: 'delete', body: { id }, at: '' });
       }
@@ -377,7 +408,17 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica {
       for (const m of snapshot.members) {
         await applyChange(trx, { seq: 0, entity: 'member', id: `${m.image_id}/${m.member_id}`, op: 'upsert', body: m, at: '' });
       }
+      const keepTasks = new Set(snapshot.tasks.map((t) => t.id));
+      for (const { id } of await trx.selectFrom('tasks').select('id').execute()) {
+        if (!keepTasks.has(id)) await applyChange(trx, { seq: 0, entity: 'task', id, op: 'delete', body: { id }, at: '' });
+      }
       for (const t of snapshot.tasks) await applyChange(trx, { seq: 0, entity: 'task', id: t.id, op: 'upsert', body: t, at: '' });
+      if (snapshot.sites !== undefined) { // absent from an older parent's snapshot: keep ours then
+        const keepSites = new Set(snapshot.sites.map((x) => x.id));
+        for (const { id } of await trx.selectFrom('sites').select('id').execute()) {
+          if (!keepSites.has(id)) await applyChange(trx, { seq: 0, entity: 'site', id, op: 'delete', body: { id }, at: '' });
+        }
+      }
       for (const site of snapshot.sites ?? []) await applyChange(trx, { seq: 0, entity: 'site', id: site.id, op: 'upsert', body: site, at: '' });
       await setPosition(trx, snapshot.seq);
     });
@@ -481,6 +522,13 @@ async function lastSeqOf(db: Db): Promise<number> {
   return Number(seqRow.rows[0]?.seq ?? 0);
 }
 
+/** JSON with object keys sorted, so that equal contents hash equally whatever order they were written in. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => (v === null || typeof v !== 'object' || Array.isArray(v)
+    ? v
+    : Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))));
+}
+
 async function setPosition(trx: Transaction<CatalogTables>, position: number): Promise<void> {
   await trx.insertInto('replication_state').values({ name: 'parent_seq', value: position })
     .onConflict((oc) => oc.column('name').doUpdateSet({ value: position })).execute();
@@ -529,6 +577,10 @@ async function applyChange(trx: Transaction<CatalogTables>, change: Change): Pro
       await trx.deleteFrom('image_members').where('image_id', '=', m.image_id).where('member_id', '=', m.member_id).execute();
     }
     await appendChange(trx, 'member', change.id, change.op, change.body);
+  } else if (change.op === 'delete') {
+    // A task or site is deleted only by a load whose snapshot no longer has it.
+    await trx.deleteFrom(change.entity === 'site' ? 'sites' : 'tasks').where('id', '=', change.id).execute();
+    await appendChange(trx, change.entity, change.id, 'delete', change.body);
   } else if (change.entity === 'site') {
     const body = JSON.stringify(change.body);
     await trx.insertInto('sites').values({ id: change.id, body }).onConflict((oc) => oc.column('id').doUpdateSet({ body })).execute();

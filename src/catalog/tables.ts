@@ -48,5 +48,6 @@ export interface CatalogTables {
   tasks: TaskRow;
   replication_state: { name: string; value: number };
   sites: { id: string; body: string };
+  cache_entries: { image_id: string; body: string };
   changes: { seq: Generated<number>; entity: string; entity_id: string; op: string; body: string; at: string };
 }

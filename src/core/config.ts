@@ -65,6 +65,11 @@ export interface OutpostConfig {
    */
   feed_wait_seconds: number;
   /**
+   * Edge: bytes the cached image copies may take together (Glance's image_cache_max_size); least
+   * recently used unpinned copies are evicted to make room.
+   */
+  cache_max_bytes: number;
+  /**
    * How many of the newest changes the site's change log keeps for its followers; a follower
    * further behind reloads from the snapshot (410 from the feed).
    */
@@ -117,6 +122,7 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   parent_timeout_ms: { kind: 'integer', min: 1 },
   feed_wait_seconds: { kind: 'integer', min: 1 },
   change_log_retain: { kind: 'integer', min: 1 },
+  cache_max_bytes: { kind: 'integer', min: 0 },
   audit_interval_seconds: { kind: 'integer', min: 0 },
   metadata_max_staleness: { kind: 'nullable-integer', min: 1 },
   import_methods: { kind: 'methods' },
@@ -146,6 +152,7 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   parent_timeout_ms: 5000,
   feed_wait_seconds: 10,
   change_log_retain: 100_000,
+  cache_max_bytes: 10 * 1024 ** 3,
   audit_interval_seconds: 600,
   metadata_max_staleness: null,
   import_methods: [...ALL_IMPORT_METHODS],

@@ -101,6 +101,15 @@ export class ServiceUnavailableError extends OutpostError {
   readonly code = 'service_unavailable';
 }
 
+/**
+ * Bytes that do not match the size, checksum or hash they must have (a copy being verified); as
+ * Glance's failed checksum verification, a server-side failure rather than the client's.
+ */
+export class DataMismatchError extends OutpostError {
+  readonly status = 502;
+  readonly code = 'data_mismatch';
+}
+
 /** Every concrete error class, for the documentation test and the HTTP mapping's self-check. */
 export const ERROR_CLASSES = [
   BadRequestError,
@@ -118,4 +127,5 @@ export const ERROR_CLASSES = [
   UnsupportedMediaTypeError,
   RangeNotSatisfiableError,
   ServiceUnavailableError,
+  DataMismatchError,
 ] as const;

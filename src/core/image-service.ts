@@ -12,7 +12,7 @@ import {
 import { applyPatch, type PatchDialect, type PatchOp } from './image-patch.ts';
 import { assertWritableName, isBaseWritable, repr, tooLong, validateAttribute } from './image-validation.ts';
 import { parseListQuery, type ListLimits, type QueryParams } from './list-query.ts';
-import type { BlobStore, Catalog, IoOptions } from './ports.ts';
+import type { BlobStore, Catalog, ImageBytesElsewhere, IoOptions } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
 import { HEADER_BYTES, inspectVirtualSize } from './virtual-size.ts';
 
@@ -24,6 +24,8 @@ export interface ImageServiceOptions {
   imageSizeCap: number;
   /** The node-local import staging area, whose data for an image goes when the image is deleted. */
   staging?: BlobStore;
+  /** Where the bytes of active images the site's stores do not hold come from (an edge's cache). */
+  elsewhere?: ImageBytesElsewhere;
   now?: () => Date;
 }
 
@@ -51,6 +53,7 @@ export class ImageService {
   readonly #limits: ListLimits;
   readonly #sizeCap: number;
   readonly #staging: BlobStore | undefined;
+  readonly #elsewhere: ImageBytesElsewhere | undefined;
   readonly #now: () => Date;
   readonly access = new AccessRules();
 
@@ -60,6 +63,7 @@ export class ImageService {
     this.#limits = opts.limits;
     this.#sizeCap = opts.imageSizeCap;
     this.#staging = opts.staging;
+    this.#elsewhere = opts.elsewhere;
     this.#now = opts.now ?? (() => new Date());
   }
 
@@ -349,7 +353,8 @@ export class ImageService {
     const location = [...image.locations]
       .filter((l) => this.#stores.has(l.store))
       .sort((a, b) => this.#stores.weight(b.store) - this.#stores.weight(a.store))[0];
-    if (location === undefined || image.size === null) return { kind: 'no-data', image };
+    const elsewhere = location === undefined && image.status === 'active' ? this.#elsewhere : undefined;
+    if ((location === undefined && elsewhere === undefined) || image.size === null) return { kind: 'no-data', image };
 
     const size = image.size;
     let start = 0;
@@ -363,6 +368,9 @@ export class ImageService {
         end = Math.min(range.end ?? size - 1, size - 1);
         if (start >= size || start > end) throw new RangeNotSatisfiableError('The Range requested is not available.');
       }
+    }
+    if (location === undefined) {
+      return { kind: 'data', image, stream: await elsewhere!.open(image, start, end, opts), start, end, partial: range !== undefined };
     }
     if (size === 0) {
       return { kind: 'data', image, stream: await this.#stores.blobs(location.store).get(image.id, opts), start: 0, end: -1, partial: false };

@@ -168,6 +168,11 @@ export interface BlobStat {
 }
 
 export interface PutOptions extends IoOptions {
+  /**
+   * If given, the write fails (and leaves nothing) unless the bytes hash to these: the check
+   * happens before the commit, so a copy that does not match never becomes visible.
+   */
+  expected?: { md5: string; sha512: string };
   /** If given, the write fails (and leaves nothing) unless exactly this many bytes arrive. */
   expectedSize?: number;
   /** The write fails (and leaves nothing) as soon as more bytes than this arrive. */
@@ -197,6 +202,53 @@ export interface BlobStore {
   list(opts?: IoOptions): AsyncIterable<string>;
   /** The location URL recorded for a key (file:///path, s3://bucket/key ...). */
   urlFor(key: string): string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The edge cache: what a site holds of images whose bytes live elsewhere.
+
+/** One image copy in a site's cache (local bookkeeping; not replicated). */
+export interface CacheEntry {
+  image_id: string;
+  size: number;
+  /** When the verified copy was committed (ISO 8601). */
+  cached_at: string;
+  last_accessed: string;
+  hits: number;
+  /** A pinned copy is never evicted (until `pinned_until`, if set). */
+  pinned: boolean;
+  pinned_until: string | null;
+}
+
+/** Port for the cache's bookkeeping, kept in the site's database so it survives restarts. */
+export interface CacheIndex {
+  listCacheEntries(opts?: IoOptions): Promise<CacheEntry[]>;
+  getCacheEntry(imageId: string, opts?: IoOptions): Promise<CacheEntry | undefined>;
+  putCacheEntry(entry: CacheEntry, opts?: IoOptions): Promise<void>;
+  deleteCacheEntry(imageId: string, opts?: IoOptions): Promise<void>;
+}
+
+/**
+ * Bytes of active images that none of the site's stores lists a location for: at an edge, its
+ * cache, filled from the parent. Without one (central), such an image has no data (204).
+ */
+export interface ImageBytesElsewhere {
+  /** The bytes [start, end] of the image. */
+  open(image: Image, start: number, end: number, opts?: IoOptions): Promise<Readable>;
+}
+
+/** Bytes of an image fetched from the parent site. */
+export interface ParentImageBytes {
+  /** The bytes [start, end] asked for (the whole image when no range was given). */
+  stream: AsyncIterable<Uint8Array>;
+}
+
+/**
+ * Port for an edge's parent as a source of image bytes. Unreachable (no answer within the
+ * configured timeout, or the link stalls mid-body) → ServiceUnavailableError naming the parent.
+ */
+export interface ParentImageSource {
+  open(imageId: string, opts?: GetOptions): Promise<ParentImageBytes>;
 }
 
 // ---------------------------------------------------------------------------------------------

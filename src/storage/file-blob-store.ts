@@ -3,7 +3,7 @@ import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Readable } from 'node:stream';
-import { BadRequestError, NotFoundError, PayloadTooLargeError } from '../core/errors.ts';
+import { BadRequestError, DataMismatchError, NotFoundError, PayloadTooLargeError } from '../core/errors.ts';
 import type { BlobDigest, BlobStat, BlobStore, GetOptions, HasherFactory, IoOptions, PutOptions } from '../core/ports.ts';
 import { abortableSource } from './abortable-source.ts';
 import { BlobReadStream } from './blob-read-stream.ts';
@@ -153,6 +153,9 @@ export class FileBlobStore implements BlobStore {
       }
       await writer.finish();
       const { md5, sha512 } = await hasher.digest();
+      if (opts.expected !== undefined && (md5 !== opts.expected.md5 || sha512 !== opts.expected.sha512)) {
+        throw new DataMismatchError(`The bytes of ${key} do not match the expected checksum and hash; nothing was stored.`);
+      }
       if (this.#sync) await file.datasync();
       await file.close();
       await rename(tmpPath, finalPath);

@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BadRequestError, NotFoundError, PayloadTooLargeError } from '../../src/core/errors.ts';
+import { BadRequestError, NotFoundError, PayloadTooLargeError, DataMismatchError } from '../../src/core/errors.ts';
 import type { BlobStore } from '../../src/core/ports.ts';
 
 /** A freshly opened, empty store and how to inspect and dispose of it. */
@@ -292,6 +292,19 @@ export function blobStoreConformance(name: string, open: () => Promise<BlobStore
         const bytes = randomBytes(5000);
         assert.deepEqual(await store.put('exact', chunked(bytes, [999]), { expectedSize: 5000 }), digestOf(bytes));
         assert.deepEqual(await store.put('zero', chunked(new Uint8Array(0)), { expectedSize: 0 }), digestOf(new Uint8Array(0)));
+      }));
+
+      it('expected hashes: a match commits; a mismatch → DataMismatchError, nothing visible, the old bytes kept', withStore(async (h) => {
+        const bytes = randomBytes(7000);
+        const digest = digestOf(bytes);
+        assert.deepEqual(await h.store.put('verified', chunked(bytes), { expected: { md5: digest.md5, sha512: digest.sha512 } }), digest);
+        const before = await h.residue();
+        const other = Buffer.from(bytes);
+        other[6999] ^= 1;
+        await assert.rejects(h.store.put('verified', chunked(other), { expected: { md5: digest.md5, sha512: digest.sha512 } }), DataMismatchError);
+        assert.deepEqual(Buffer.concat(await (await h.store.get('verified')).toArray()), bytes);
+        await assert.rejects(h.store.put('unverified', chunked(other), { expected: { md5: digest.md5, sha512: digest.sha512 } }), DataMismatchError);
+        await assertNothingLeft(h, 'unverified', before);
       }));
 
       it('maxSize exceeded → PayloadTooLargeError as soon as too many bytes arrive', withStore(async (h) => {

@@ -10,7 +10,8 @@ import {
   bytesOf, call, createImage, expectStatus, getImage, ids, listImages, patchImage, project, sleep, upload,
   type ImageJson,
 } from '../helpers/glance-client.ts';
-import { spawnServe, tempDir, type ServeProcess, type TestSite } from '../helpers/site.ts';
+import { eventually, startSiteChain, type SiteChain } from '../helpers/multi-site.ts';
+import { tempDir, type TestSite } from '../helpers/site.ts';
 
 const run = promisify(execFile);
 const cliSkip = await openstackClientsMissing();
@@ -29,8 +30,7 @@ const FEED_WAIT_SECONDS = 2;
  */
 describe('edge sites as separate processes (central ← edge ← far edge)', { timeout: 90_000 }, () => {
   let work: string;
-  const procs: ServeProcess[] = [];
-  const proxies: FaultProxy[] = [];
+  let chain: SiteChain;
   let central: TestSite;
   let edge: TestSite;
   let far: TestSite;
@@ -39,30 +39,16 @@ describe('edge sites as separate processes (central ← edge ← far edge)', { t
 
   before(async () => {
     work = await tempDir('outpost-e2e-edge-');
-    const childEnv = {
+    chain = await startSiteChain(work, {
       OUTPOST_PARENT_TIMEOUT_MS: String(PARENT_TIMEOUT_MS),
       OUTPOST_FEED_WAIT_SECONDS: String(FEED_WAIT_SECONDS),
       OUTPOST_STORAGE_SYNC: 'false',
-    };
-    const c = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'central'), '--role', 'central'], { OUTPOST_STORAGE_SYNC: 'false' });
-    procs.push(c);
-    central = siteAt(c.url);
-    wanA = await FaultProxy.start({ target: loopbackTarget(c.url) });
-    proxies.push(wanA);
-    const e = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'edge'), '--role', 'edge', '--site', 'edge-1', '--parent', wanA.url], childEnv);
-    procs.push(e);
-    edge = siteAt(e.url);
-    wanB = await FaultProxy.start({ target: loopbackTarget(e.url) });
-    proxies.push(wanB);
-    const f = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'far'), '--role', 'edge', '--site', 'far-1', '--parent', wanB.url], childEnv);
-    procs.push(f);
-    far = siteAt(f.url);
+    });
+    ({ central, edge, far, wanA, wanB } = chain);
   });
 
   after(async () => {
-    // Children first, so their followers do not log a vanished parent.
-    for (const p of [...procs].reverse()) await stopProcess(p);
-    for (const p of proxies) await p.close();
+    await chain?.close();
     if (work !== undefined) await rm(work, { recursive: true, force: true });
   });
 
@@ -409,25 +395,6 @@ describe('edge sites as separate processes (central ← edge ← far edge)', { t
   });
 });
 
-/** SIGTERM, then SIGKILL if the process has not exited within 10 s. */
-async function stopProcess(p: ServeProcess): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const killed = new Promise<void>((resolve) => {
-    timer = setTimeout(() => { p.child.kill('SIGKILL'); resolve(); }, 10_000);
-  });
-  await Promise.race([p.stop(), killed]);
-  clearTimeout(timer);
-}
-
-function siteAt(url: string): TestSite {
-  return { url, dataDir: '', request: (path, init) => fetch(`${url}${path}`, init), close: async () => undefined };
-}
-
-function loopbackTarget(url: string): { host: string; port: number } {
-  const u = new URL(url);
-  return { host: u.hostname, port: Number(u.port) };
-}
-
 async function status(site: TestSite): Promise<any> {
   const res = await call(site, 'GET', '/outpost/v1/status');
   expectStatus(res, 200);
@@ -445,14 +412,4 @@ function expectGlance503(res: { status: number; text: string; headers: Headers; 
   assert.equal(res.body.title, 'Service Unavailable');
   assert.match(res.body.message, /parent site .* could not be reached/);
   assert.ok(res.body.message.endsWith('<br /><br />\n\n\n'));
-}
-
-/** Polls `check` every 20 ms until it is true, failing after `timeoutMs`. */
-async function eventually(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (performance.now() > deadline) assert.fail(`not within ${timeoutMs} ms: ${what}`);
-    await sleep(20);
-  }
 }

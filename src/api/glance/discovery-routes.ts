@@ -8,8 +8,8 @@ import { versionsDocument } from './versions.ts';
 /** Versions, health, schemas and store/import discovery (glance/api/versions.py, v2/discovery.py). */
 export function registerDiscoveryRoutes(app: FastifyInstance, deps: AppDeps): void {
   const schemas = schemaDocuments();
-  resource(app, '/', { GET: async (_req, reply) => reply.code(300).send(versionsDocument(deps.publicUrl)) });
-  resource(app, '/versions', { GET: async () => versionsDocument(deps.publicUrl) });
+  resource(app, '/', { GET: async (_req, reply) => reply.code(300).send(versionsDocument(deps.publicUrl, deps.cache !== undefined)) });
+  resource(app, '/versions', { GET: async () => versionsDocument(deps.publicUrl, deps.cache !== undefined) });
   resource(app, '/healthcheck', { GET: async (_req, reply) => reply.type('text/plain').send('OK') });
 
   resource(app, '/v2/schemas/:name', {

@@ -1,12 +1,15 @@
 /**
  * The version document of glance/api/versions.py. Every entry links to the same /v2/ endpoint;
- * the list is what Outpost implements (v2.15 adds GET /v2/info/stores/detail).
+ * the list is what Outpost implements (v2.15 adds GET /v2/info/stores/detail). As in Glance, the
+ * cache API's versions (2.14, and 2.16 with its status-code fixes) are listed only where a cache
+ * is enabled — an edge site; glanceclient's cache commands look for them.
  */
 const VERSIONS = ['2.15', '2.13', '2.12', '2.11', '2.10', '2.9', '2.8', '2.7', '2.6', '2.5', '2.4', '2.3', '2.2', '2.1', '2.0'];
+const CACHE_VERSIONS = ['2.16', ...VERSIONS.slice(0, 1), '2.14', ...VERSIONS.slice(1)];
 
-export function versionsDocument(baseUrl: string): { versions: unknown[] } {
+export function versionsDocument(baseUrl: string, cache: boolean): { versions: unknown[] } {
   return {
-    versions: VERSIONS.map((v, i) => ({
+    versions: (cache ? CACHE_VERSIONS : VERSIONS).map((v, i) => ({
       id: `v${v}`,
       status: i === 0 ? 'CURRENT' : 'SUPPORTED',
       links: [{ rel: 'self', href: `${baseUrl}/v2/` }],
@@ -17,6 +20,6 @@ export function versionsDocument(baseUrl: string): { versions: unknown[] } {
 /** `/v2.N/...` (an advertised N) is the same as `/v2/...` (version negotiation middleware). */
 export function negotiateVersionPath(url: string): string {
   const m = /^\/v2\.(\d+)(\/.*)?$/.exec(url.split('?')[0]);
-  if (m === null || !VERSIONS.includes(`2.${m[1]}`)) return url;
+  if (m === null || !CACHE_VERSIONS.includes(`2.${m[1]}`)) return url;
   return `/v2${url.slice(`/v2.${m[1]}`.length)}`;
 }

@@ -1,0 +1,90 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { PullThroughImages } from '../../cache/pull-through-images.ts';
+import type { RequestContext } from '../../core/context.ts';
+import { BadRequestError, ForbiddenError, ImageNotFoundError, NotFoundError } from '../../core/errors.ts';
+import type { Image } from '../../core/image.ts';
+import type { ImageService } from '../../core/image-service.ts';
+import { jsonBody } from '../create-app.ts';
+import { resource } from '../resource.ts';
+import { header } from './request-helpers.ts';
+
+type IdParams = { id: string };
+
+/**
+ * The Glance cache API of an edge site (glance/api/v2/cached_images.py, API 2.14/2.16): it acts
+ * on this site's cache only, and is for administrators ("All default to admin-only"). Outpost adds
+ * pins: `PUT /outpost/v1/cache/{id}/pin` (optional body `{"until": ISO 8601}`), and `DELETE` of the
+ * same to unpin.
+ */
+export function registerCacheRoutes(app: FastifyInstance, images: ImageService, cache: PullThroughImages): void {
+  const enforce = (ctx: RequestContext, action: string) => {
+    if (!ctx.isAdmin) throw new ForbiddenError(`You are not authorized to complete ${action} action.`);
+  };
+  // Glance looks the image up without the visibility rules (authorization_layer=False).
+  const image = async (req: FastifyRequest): Promise<Image | undefined> => {
+    try {
+      return await images.get(req.ctx, (req.params as IdParams).id, { signal: req.clientSignal });
+    } catch (error) {
+      if (error instanceof ImageNotFoundError) return undefined;
+      throw error;
+    }
+  };
+  const activeImage = async (req: FastifyRequest): Promise<Image> => {
+    const found = await image(req);
+    if (found === undefined) throw new NotFoundError(`Image ${(req.params as IdParams).id} not found.`);
+    // "Only images with status active can be targeted for queueing"
+    if (found.status !== 'active') throw new BadRequestError('Only images with status active can be targeted for queueing');
+    return found;
+  };
+
+  resource(app, '/v2/cache', {
+    GET: async (req) => {
+      enforce(req.ctx, 'cache_list');
+      return cache.list();
+    },
+    DELETE: async (req, reply) => {
+      enforce(req.ctx, 'cache_delete');
+      // "If provided 'x-image-cache-clear-target' must be 'cache', 'queue' or empty string."
+      const target = (header(req, 'x-image-cache-clear-target') ?? '').toLowerCase();
+      if (target !== '' && target !== 'cache' && target !== 'queue') {
+        throw new BadRequestError('If provided \'x-image-cache-clear-target\' must be \'cache\', \'queue\' or empty string.');
+      }
+      await cache.clear(target === '' ? 'both' : target);
+      return reply.code(204).send();
+    },
+  });
+
+  resource(app, '/v2/cache/:id', {
+    PUT: async (req, reply) => {
+      enforce(req.ctx, 'cache_image');
+      cache.prefetch(await activeImage(req));
+      return reply.code(202).send();
+    },
+    DELETE: async (req, reply) => {
+      enforce(req.ctx, 'cache_delete');
+      const id = (req.params as IdParams).id;
+      const known = (await image(req)) !== undefined;
+      // 404 "only if image is not present in cache or queue list" either.
+      if (!(await cache.evict(id)) && !known) throw new NotFoundError(`Image ${id} not found.`);
+      return reply.code(204).send();
+    },
+  });
+
+  resource(app, '/outpost/v1/cache/:id/pin', {
+    PUT: async (req, reply) => {
+      enforce(req.ctx, 'cache_pin');
+      const body = (await jsonBody(req)) ?? {};
+      const until = (body as { until?: unknown }).until ?? null;
+      if (until !== null && (typeof until !== 'string' || Number.isNaN(Date.parse(until)))) {
+        throw new BadRequestError('"until" must be a date and time (ISO 8601) or null.');
+      }
+      const held = await cache.pin(await activeImage(req), until === null ? null : new Date(until).toISOString(), { signal: req.clientSignal });
+      return reply.code(held ? 200 : 202).send({ image_id: (req.params as IdParams).id, pinned: true, until, held });
+    },
+    DELETE: async (req, reply) => {
+      enforce(req.ctx, 'cache_pin');
+      await cache.unpin((req.params as IdParams).id, { signal: req.clientSignal });
+      return reply.code(204).send();
+    },
+  });
+}

@@ -1,0 +1,61 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Catalog, ChangeLog } from '../core/ports.ts';
+
+export interface CacheInvalidationOptions {
+  /** The site's own catalog (at an edge, the replica the follower writes). */
+  catalog: Catalog;
+  changeLog: ChangeLog;
+  cache: { invalidate(imageId: string): Promise<void>; entries(): { image_id: string }[] };
+  log: { warn(obj: object, msg: string): void };
+}
+
+/**
+ * The bytes of an active image never change, so a cached copy needs no TTL: it goes when its
+ * image does. This loop follows the site's own change log (which the replica's follower appends
+ * to) and drops the copy of every image deleted; at start, and whenever the log was trimmed past
+ * its position, it checks every held copy against the catalog instead. A deactivated image's
+ * copy is kept but blocked: only an active image's bytes are served from the cache.
+ */
+export class CacheInvalidation {
+  readonly #o: CacheInvalidationOptions;
+  readonly #stop = new AbortController();
+  #running: Promise<void> | undefined;
+
+  constructor(opts: CacheInvalidationOptions) {
+    this.#o = opts;
+  }
+
+  start(): void {
+    this.#running = this.#loop();
+  }
+
+  async #loop(): Promise<void> {
+    const { catalog, changeLog, cache, log } = this.#o;
+    const signal = this.#stop.signal;
+    let position = -1;
+    while (!signal.aborted) {
+      try {
+        if (position < 0 || position < (await changeLog.firstSeq({ signal })) - 1) {
+          position = await changeLog.lastSeq({ signal });
+          for (const { image_id } of cache.entries()) {
+            if ((await catalog.getImage(image_id, { signal })) === undefined) await cache.invalidate(image_id);
+          }
+        }
+        await changeLog.waitForChange(position, 60_000, { signal });
+        const changes = await catalog.changesSince(position, 1000, { signal });
+        for (const c of changes) if (c.entity === 'image' && c.op === 'delete') await cache.invalidate(c.id);
+        position = changes.at(-1)?.seq ?? position;
+      } catch (error) {
+        if (signal.aborted) return;
+        log.warn({ err: (error as Error).message }, 'cache invalidation failed; retrying');
+        position = -1;
+        await sleep(1000, undefined, { signal }).catch(() => undefined);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#stop.abort();
+    await this.#running;
+  }
+}

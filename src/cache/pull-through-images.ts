@@ -1,0 +1,392 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { NotFoundError, PayloadTooLargeError } from '../core/errors.ts';
+import type { Image } from '../core/image.ts';
+import type { BlobStore, CacheEntry, CacheIndex, IoOptions, ParentImageSource } from '../core/ports.ts';
+
+export interface PullThroughImagesOptions {
+  /** The site's id, for messages. */
+  site: string;
+  index: CacheIndex;
+  /** Where verified copies are kept, under the image id (the site's default store). */
+  blobs: BlobStore;
+  source: ParentImageSource;
+  /** Scratch directory for fills in progress; emptied at start. */
+  spoolDir: string;
+  /** Bytes the cached copies may take together (`cache_max_bytes`). */
+  budgetBytes: number;
+  log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  now?: () => Date;
+}
+
+/** Bytes read from a spool file at a time. */
+const READ_CHUNK = 256 << 10;
+
+/**
+ * One upstream transfer of one image, shared by every client that asks for it meanwhile (single
+ * flight). The bytes go to a spool file, which clients follow as it grows, and at the same time
+ * into the store, whose put verifies size, md5 and sha512 before it commits.
+ */
+class Fill {
+  readonly image: Image;
+  readonly path: string;
+  readonly pin: { until: string | null } | undefined;
+  readonly abort = new AbortController();
+  /** Bytes in the spool file so far. */
+  written = 0;
+  state: 'running' | 'committed' | 'failed' = 'running';
+  error: Error | undefined;
+  /** Clients following the spool; the last one out removes it once the fill has ended. */
+  readers = 0;
+  /** Resolves once the spool file exists. */
+  opened: Promise<void> = Promise.resolve();
+  /** Resolves when the fill has ended, committed or not. */
+  ended: Promise<void> = Promise.resolve();
+  #wake: (() => void)[] = [];
+
+  constructor(image: Image, path: string, pin: { until: string | null } | undefined) {
+    this.image = image;
+    this.path = path;
+    this.pin = pin;
+  }
+
+  /** Resolves at the next write or the end of the fill (or when `signal` aborts). */
+  next(signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      this.#wake.push(done);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  changed(): void {
+    const wake = this.#wake;
+    this.#wake = [];
+    for (const f of wake) f();
+  }
+}
+
+/** What GET /v2/cache shows (glance/api/v2/cached_images.py), plus Outpost's pins. */
+export interface CacheListing {
+  cached_images: { image_id: string; hits: number; last_accessed: number; last_modified: number; size: number }[];
+  queued_images: string[];
+}
+
+/**
+ * An edge site's image bytes: copies it holds are served from its store; a miss is fetched from
+ * the parent once, however many clients ask at the same time, and streamed to all of them as it
+ * arrives while it is written to the store. A copy becomes visible only once its size, md5 and
+ * sha512 match the image; a fill that fails (corrupt bytes, a cut link) commits nothing and ends
+ * every waiting client's response before its last byte, so no client can take a partial or wrong
+ * image for a whole one.
+ *
+ * Budget: cached copies together stay within `budgetBytes`; unpinned ones are evicted least
+ * recently used first; pinned ones never, and a copy that would only fit by evicting them is
+ * refused (PayloadTooLargeError, as Glance answers a full store). A GET that cannot be admitted
+ * is passed through from the parent without being kept.
+ */
+export class PullThroughImages {
+  readonly #o: PullThroughImagesOptions;
+  readonly #now: () => Date;
+  /** The index, in memory (write-through), so that admission decisions are taken at once. */
+  readonly #entries = new Map<string, CacheEntry>();
+  readonly #fills = new Map<string, Fill>();
+  readonly #stop = new AbortController();
+
+  private constructor(opts: PullThroughImagesOptions) {
+    this.#o = opts;
+    this.#now = opts.now ?? (() => new Date());
+  }
+
+  /**
+   * Empties the spool (fills a crash interrupted are simply gone: nothing of them was ever
+   * visible) and loads the index, dropping entries whose copy is missing.
+   */
+  static async create(opts: PullThroughImagesOptions): Promise<PullThroughImages> {
+    const cache = new PullThroughImages(opts);
+    await rm(opts.spoolDir, { recursive: true, force: true });
+    await mkdir(opts.spoolDir, { recursive: true });
+    for (const entry of await opts.index.listCacheEntries()) {
+      const stat = await opts.blobs.stat(entry.image_id);
+      if (stat?.size === entry.size) cache.#entries.set(entry.image_id, entry);
+      else await opts.index.deleteCacheEntry(entry.image_id);
+    }
+    return cache;
+  }
+
+  /** Whether the site holds a verified copy of the image. */
+  holds(imageId: string): boolean {
+    return this.#entries.has(imageId);
+  }
+
+  /**
+   * The bytes [start, end] of an active image: from the held copy, from the fill in progress,
+   * or from a new fill (a whole-image read) or straight from the parent (a range, or an image
+   * the budget cannot admit).
+   */
+  async open(image: Image, start: number, end: number, opts: IoOptions = {}): Promise<Readable> {
+    const id = image.id;
+    if (!this.#fills.has(id) && this.#entries.has(id)) {
+      try {
+        const stream = await this.#o.blobs.get(id, { start, end, signal: opts.signal });
+        this.#touch(id);
+        return stream;
+      } catch (error) {
+        if (!(error instanceof NotFoundError)) throw error;
+        this.#forget(id); // the copy went missing behind our back: fetch it again
+      }
+    }
+    let fill = this.#fills.get(id);
+    if (fill === undefined) {
+      const whole = start === 0 && end === (image.size ?? 0) - 1;
+      if (!whole || !verifiable(image) || !this.#makeRoom(image.size!)) {
+        if (whole) this.#o.log.warn({ image: id, size: image.size }, 'image passed through without caching: the cache budget is held by pinned copies');
+        return this.#passThrough(id, start, end, opts);
+      }
+      fill = this.#startFill(image, undefined);
+    }
+    return Readable.from(this.#follow(fill, start, end, opts.signal), { objectMode: false, highWaterMark: 1 << 20 });
+  }
+
+  /** PUT /v2/cache/{id}: fetch a copy now unless one is held or coming. */
+  prefetch(image: Image): void {
+    if (this.#entries.has(image.id) || this.#fills.has(image.id)) return;
+    this.#admit(image);
+    this.#startFill(image, undefined);
+  }
+
+  /**
+   * Pins the image (fetching it first if needed): a pinned copy is never evicted, until `until`
+   * if given. Returns false when the copy is being fetched (pinned once it is committed).
+   */
+  async pin(image: Image, until: string | null, opts: IoOptions = {}): Promise<boolean> {
+    const entry = this.#entries.get(image.id);
+    if (entry !== undefined) {
+      const pinned = { ...entry, pinned: true, pinned_until: until };
+      this.#entries.set(image.id, pinned);
+      await this.#o.index.putCacheEntry(pinned, opts);
+      return true;
+    }
+    const fill = this.#fills.get(image.id);
+    if (fill !== undefined) {
+      await fill.ended;
+      opts.signal?.throwIfAborted();
+      return this.pin(image, until, opts);
+    }
+    this.#admit(image);
+    this.#startFill(image, { until });
+    return false;
+  }
+
+  async unpin(imageId: string, opts: IoOptions = {}): Promise<void> {
+    const entry = this.#entries.get(imageId);
+    if (entry === undefined) throw new NotFoundError(`Site ${this.#o.site} holds no copy of image ${imageId}.`);
+    const unpinned = { ...entry, pinned: false, pinned_until: null };
+    this.#entries.set(imageId, unpinned);
+    await this.#o.index.putCacheEntry(unpinned, opts);
+  }
+
+  /** GET /v2/cache. */
+  list(): CacheListing {
+    const epoch = (iso: string) => Date.parse(iso) / 1000;
+    return {
+      cached_images: [...this.#entries.values()].map((e) => ({
+        image_id: e.image_id, hits: e.hits, last_accessed: epoch(e.last_accessed), last_modified: epoch(e.cached_at), size: e.size,
+      })),
+      queued_images: [...this.#fills.keys()],
+    };
+  }
+
+  /** Every held copy with its pin, for the site's inventory. */
+  entries(): CacheEntry[] {
+    return [...this.#entries.values()].map((e) => ({ ...e, pinned: this.#isPinned(e) }));
+  }
+
+  /**
+   * DELETE /v2/cache/{id}: drops the copy (pinned or not) and stops a fill no client is
+   * waiting for. Returns false when there was neither.
+   */
+  async evict(imageId: string): Promise<boolean> {
+    const fill = this.#fills.get(imageId);
+    if (fill !== undefined && fill.readers === 0) fill.abort.abort();
+    const held = this.#entries.has(imageId);
+    if (held) await this.#drop(imageId);
+    return held || fill !== undefined;
+  }
+
+  /** DELETE /v2/cache: `cache` drops every copy, `queue` stops idle fills, `both` does both. */
+  async clear(target: 'cache' | 'queue' | 'both'): Promise<void> {
+    if (target !== 'cache') for (const fill of this.#fills.values()) if (fill.readers === 0) fill.abort.abort();
+    if (target !== 'queue') for (const id of [...this.#entries.keys()]) await this.#drop(id);
+  }
+
+  /**
+   * The image was deleted (or can no longer be served): its copy is dropped and a fill in
+   * progress is stopped, ending its clients' responses.
+   */
+  async invalidate(imageId: string): Promise<void> {
+    this.#fills.get(imageId)?.abort.abort();
+    if (this.#entries.has(imageId)) {
+      await this.#drop(imageId);
+      this.#o.log.info({ image: imageId }, 'dropped the cached copy of a deleted image');
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#stop.abort();
+    await Promise.all([...this.#fills.values()].map((f) => f.ended));
+  }
+
+  // -- internals ---------------------------------------------------------------------------------
+
+  #admit(image: Image): void {
+    if (!verifiable(image)) throw new NotFoundError(`Image ${image.id} has no data to cache.`);
+    if (!this.#makeRoom(image.size!)) {
+      const held = this.#used(true);
+      throw new PayloadTooLargeError(
+        `Site ${this.#o.site} cannot cache image ${image.id} (${image.size} bytes): its cache budget is ${this.#o.budgetBytes} bytes, `
+        + `${held} of them held by pinned copies and fills in progress. Unpin or delete cached images, or raise cache_max_bytes.`,
+      );
+    }
+  }
+
+  /** Bytes taken by copies and fills (only pinned copies and fills when `pinnedOnly`). */
+  #used(pinnedOnly: boolean): number {
+    let used = 0;
+    for (const e of this.#entries.values()) if (!pinnedOnly || this.#isPinned(e)) used += e.size;
+    for (const f of this.#fills.values()) used += f.image.size ?? 0;
+    return used;
+  }
+
+  /** Evicts least recently used unpinned copies until `size` more bytes fit; false if they cannot. */
+  #makeRoom(size: number): boolean {
+    if (this.#used(true) + size > this.#o.budgetBytes) return false;
+    let used = this.#used(false);
+    const lru = [...this.#entries.values()].filter((e) => !this.#isPinned(e)).sort((a, b) => a.last_accessed.localeCompare(b.last_accessed));
+    for (const victim of lru) {
+      if (used + size <= this.#o.budgetBytes) break;
+      used -= victim.size;
+      this.#o.log.info({ image: victim.image_id, size: victim.size }, 'evicted the least recently used cached copy');
+      void this.#drop(victim.image_id).catch((error: Error) => this.#o.log.warn({ image: victim.image_id, err: error.message }, 'could not remove an evicted copy'));
+    }
+    return used + size <= this.#o.budgetBytes;
+  }
+
+  #isPinned(e: CacheEntry): boolean {
+    return e.pinned && (e.pinned_until === null || Date.parse(e.pinned_until) > this.#now().getTime());
+  }
+
+  async #drop(imageId: string): Promise<void> {
+    this.#entries.delete(imageId);
+    await this.#o.index.deleteCacheEntry(imageId);
+    await this.#o.blobs.delete(imageId);
+  }
+
+  #forget(imageId: string): void {
+    this.#entries.delete(imageId);
+    void this.#o.index.deleteCacheEntry(imageId).catch(() => undefined);
+  }
+
+  #touch(imageId: string): void {
+    const entry = this.#entries.get(imageId);
+    if (entry === undefined) return;
+    const touched = { ...entry, hits: entry.hits + 1, last_accessed: this.#now().toISOString() };
+    this.#entries.set(imageId, touched);
+    void this.#o.index.putCacheEntry(touched).catch((error: Error) => this.#o.log.warn({ err: error.message }, 'could not record a cache hit'));
+  }
+
+  #startFill(image: Image, pin: { until: string | null } | undefined): Fill {
+    const fill = new Fill(image, join(this.#o.spoolDir, `${image.id}.${randomBytes(6).toString('hex')}`), pin);
+    this.#fills.set(image.id, fill);
+    let spool: FileHandle | undefined;
+    fill.opened = open(fill.path, 'w').then((fh) => { spool = fh; });
+    fill.opened.catch(() => undefined);
+    fill.ended = this.#runFill(fill, () => spool!).finally(async () => {
+      if (this.#fills.get(image.id) === fill) this.#fills.delete(image.id);
+      fill.changed();
+      await spool?.close().catch(() => undefined);
+      if (fill.readers === 0) await unlink(fill.path).catch(() => undefined);
+    });
+    return fill;
+  }
+
+  async #runFill(fill: Fill, spool: () => FileHandle): Promise<void> {
+    const { image } = fill;
+    const signal = AbortSignal.any([fill.abort.signal, this.#stop.signal]);
+    const started = Date.now();
+    try {
+      await fill.opened;
+      const upstream = await this.#o.source.open(image.id, { signal });
+      async function* tee(): AsyncGenerator<Uint8Array> {
+        for await (const chunk of upstream.stream) {
+          await spool().write(chunk);
+          fill.written += chunk.length;
+          fill.changed();
+          yield chunk;
+        }
+      }
+      await this.#o.blobs.put(image.id, tee(), {
+        signal, expectedSize: image.size!, expected: { md5: image.checksum!, sha512: image.os_hash_value! },
+      });
+      const now = this.#now().toISOString();
+      const entry: CacheEntry = {
+        image_id: image.id, size: image.size!, cached_at: now, last_accessed: now, hits: 0,
+        pinned: fill.pin !== undefined, pinned_until: fill.pin?.until ?? null,
+      };
+      this.#entries.set(image.id, entry);
+      await this.#o.index.putCacheEntry(entry);
+      fill.state = 'committed';
+      this.#o.log.info({ image: image.id, size: image.size, ms: Date.now() - started }, 'cached a verified copy from the parent');
+    } catch (error) {
+      fill.state = 'failed';
+      fill.error = error as Error;
+      this.#o.log.warn({ image: image.id, err: (error as Error).message }, 'could not cache the image: nothing was kept');
+    }
+  }
+
+  /**
+   * A client's view of a fill: the bytes [start, end] as they reach the spool. The last byte is
+   * held back until the copy is verified, so a fill that fails ends the response short.
+   */
+  async* #follow(fill: Fill, start: number, end: number, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
+    fill.readers++;
+    let fh: FileHandle | undefined;
+    try {
+      await fill.opened;
+      fh = await open(fill.path, 'r');
+      for (let pos = start; pos <= end;) {
+        signal?.throwIfAborted();
+        if (fill.state === 'failed') throw fill.error ?? new Error('the fill failed');
+        const limit = fill.state === 'committed' ? end + 1 : Math.min(fill.written, end);
+        if (pos < limit) {
+          const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, limit - pos));
+          const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+          if (bytesRead === 0) throw new Error(`the spool of image ${fill.image.id} ended at ${pos}`);
+          pos += bytesRead;
+          yield buf.subarray(0, bytesRead);
+        } else {
+          await fill.next(signal);
+        }
+      }
+    } finally {
+      await fh?.close();
+      fill.readers--;
+      if (fill.state !== 'running' && fill.readers === 0) await unlink(fill.path).catch(() => undefined);
+    }
+  }
+
+  async #passThrough(imageId: string, start: number, end: number, opts: IoOptions): Promise<Readable> {
+    const { stream } = await this.#o.source.open(imageId, { start, end, signal: opts.signal });
+    return Readable.from(stream, { objectMode: false });
+  }
+}
+
+/** Only an image with its size and both hashes can be verified, so only such an image is cached. */
+function verifiable(image: Image): boolean {
+  return image.status === 'active' && image.size !== null && image.checksum !== null && image.os_hash_value !== null && image.os_hash_algo === 'sha512';
+}
