@@ -1,7 +1,7 @@
 import { execFileP } from './procs.ts';
 
 /** Every client request goes to loopback: refuse anything else. */
-function assertLoopback(url: string): void {
+export function assertLoopback(url: string): void {
   const { hostname } = new URL(url);
   if (hostname !== '127.0.0.1') throw new Error(`refusing non-loopback URL ${url}`);
 }

@@ -2,6 +2,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
+import { cpus, hostname, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { spawnServe } from '../src/testing/serve-process.ts';
@@ -51,6 +52,67 @@ export function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/** Runs a benchmark's main with a Cleanup that also runs on SIGINT/SIGTERM/SIGHUP; sets the exit code. */
+export async function runBench(main: (cleanup: Cleanup) => Promise<number>): Promise<void> {
+  const cleanup = new Cleanup();
+  let interrupted = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    process.stderr.write(`\nbench: ${sig}, cleaning up\n`);
+    void cleanup.run().finally(() => process.exit(130));
+  };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of signals) process.on(s, onSignal);
+  try {
+    if (Number(process.versions.node.split('.')[0]) < 24) throw new Error(`needs Node 24 (this is ${process.version}); run with PATH=$PWD/node_modules/.bin:$PATH`);
+    process.exitCode = await main(cleanup);
+  } catch (e) {
+    process.stderr.write(`bench: ${(e as Error).stack ?? e}\n`);
+    process.exitCode = 1;
+  } finally {
+    await cleanup.run();
+    for (const s of signals) process.off(s, onSignal);
+  }
+}
+
+/** `--name` as a positive integer (`dflt` when not given). */
+export function positiveInt(name: string, v: string | undefined, dflt: number): number {
+  const n = v === undefined ? dflt : Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`);
+  return n;
+}
+
+export async function sh(cmd: string, args: string[]): Promise<string> {
+  try {
+    return (await execFileP(cmd, args)).stdout.trimEnd();
+  } catch (e) {
+    return `(${cmd} failed: ${(e as Error).message.split('\n')[0]})`;
+  }
+}
+
+export const loadNow = () => loadavg().map((l) => l.toFixed(2)).join(' ');
+
+/** Date, host, CPU, memory, load average, Node and the versions of `packages` (dpkg), one line each. */
+export async function machineFacts(packages: string[]): Promise<string[]> {
+  const dpkg = packages.length === 0 ? '' : `; packages: ${await sh('dpkg-query', ['-W', '-f', '${Package} ${Version}; ', ...packages])}`;
+  return [
+    `Date: ${new Date().toISOString()}`,
+    `Host: ${hostname()}, kernel ${await sh('uname', ['-r'])}`,
+    `CPU: nproc = ${await sh('nproc', [])}, ${cpus()[0]?.model ?? 'unknown model'}`,
+    `Memory (free -m):\n\n\`\`\`\n${await sh('free', ['-m'])}\n\`\`\``,
+    `Load average at start: ${loadNow()}`,
+    `Node ${process.version}; ${await sh('curl', ['--version']).then((s) => s.split('\n')[0].split(' ').slice(0, 2).join(' '))}${dpkg}`,
+  ];
+}
+
+/** Resident set size of process `pid` in KiB (VmRSS of /proc/PID/status). */
+export function rssKiB(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (m === null) throw new Error(`no VmRSS for process ${pid}`);
+  return Number(m[1]);
 }
 
 let clockTicks: number | undefined;
@@ -142,19 +204,22 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-/** `outpost serve` (src/testing/serve-process.ts) as its own process on 127.0.0.1 with a fresh data directory. */
-export async function startOutpost(repoRoot: string, dataDir: string, extraEnv: Record<string, string>, cleanup: Cleanup): Promise<Server> {
+/**
+ * `outpost serve [ARGS]` (src/testing/serve-process.ts) as its own process on 127.0.0.1 with a
+ * fresh data directory; `args` adds e.g. `--role edge --site ID --parent URL`.
+ */
+export async function startOutpost(repoRoot: string, dataDir: string, extraEnv: Record<string, string>, cleanup: Cleanup, args: string[] = [], name = 'Outpost'): Promise<Server> {
   const port = await freePort();
-  const server = await spawnServe(['--listen', `127.0.0.1:${port}`, '--data', dataDir], {
+  const server = await spawnServe(['--listen', `127.0.0.1:${port}`, '--data', dataDir, ...args], {
     cwd: repoRoot,
     env: cleanEnv({ OUTPOST_LOG_LEVEL: 'warn', ...extraEnv }),
-    onStderr: (d) => process.stderr.write(`[outpost] ${d}`),
+    onStderr: (d) => process.stderr.write(`[${name}] ${d}`),
     startTimeoutMs: 30_000,
   });
-  const stop = cleanup.add('stop outpost', () => stopChild(server.child));
+  const stop = cleanup.add(`stop ${name}`, () => stopChild(server.child));
   const { url, child } = server;
-  if (!url.startsWith('http://127.0.0.1:')) throw new Error(`outpost listens on ${url}, not loopback`);
-  return { name: 'Outpost', url, pid: child.pid!, stop };
+  if (!url.startsWith('http://127.0.0.1:')) throw new Error(`${name} listens on ${url}, not loopback`);
+  return { name, url, pid: child.pid!, stop };
 }
 
 /** Our own nginx (temp prefix and config, sendfile on) serving `root` on 127.0.0.1. */

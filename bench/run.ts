@@ -5,13 +5,13 @@
  *
  *   npm run bench [-- --size-mib 256 --quick]      (see --help)
  */
-import { cpus, hostname, loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ApiSystem, catTarget, httpTarget, makeTestFile, measureDownloads, rotate, type DownloadTarget, type RunPlan, type SystemResult } from './measure.ts';
-import { Cleanup, execFileP, loadClockTicks, startGlance, startNginx, startOutpost } from './procs.ts';
-import { compare, markdownTable, RECORDED_GLANCE, runsList, summarize, systemsTable, textTable, writeDocs, type Summary } from './report.ts';
+import { execFileP, loadClockTicks, loadNow, machineFacts, positiveInt as int, runBench, sh, startGlance, startNginx, startOutpost, type Cleanup } from './procs.ts';
+import { compare, markdownTable, RECORDED_GLANCE, RUN_SECTION, runsList, summarize, systemsTable, textTable, writeDocs, type Summary } from './report.ts';
 
 const REPO_ROOT = new URL('..', import.meta.url).pathname;
 const HELP = `usage: node bench/run.ts [options]
@@ -52,11 +52,6 @@ function options() {
     process.stdout.write(`${HELP}\n`);
     process.exit(0);
   }
-  const int = (name: string, v: string | undefined, dflt: number) => {
-    const n = v === undefined ? dflt : Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`);
-    return n;
-  };
   const quick = values.quick;
   const outpostEnv: Record<string, string> = {};
   for (const kv of values['outpost-env']) {
@@ -84,177 +79,134 @@ function options() {
   };
 }
 
-async function sh(cmd: string, args: string[]): Promise<string> {
-  try {
-    return (await execFileP(cmd, args)).stdout.trimEnd();
-  } catch (e) {
-    return `(${cmd} failed: ${(e as Error).message.split('\n')[0]})`;
-  }
-}
-
-async function machineFacts(): Promise<string[]> {
-  const dpkg = await sh('dpkg-query', ['-W', '-f', '${Package} ${Version}; ', 'curl', 'wrk', 'nginx-light', 'nginx-common', 'glance-api']);
-  return [
-    `Date: ${new Date().toISOString()}`,
-    `Host: ${hostname()}, kernel ${await sh('uname', ['-r'])}`,
-    `CPU: nproc = ${await sh('nproc', [])}, ${cpus()[0]?.model ?? 'unknown model'}`,
-    `Memory (free -m):\n\n\`\`\`\n${await sh('free', ['-m'])}\n\`\`\``,
-    `Load average at start: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`,
-    `Node ${process.version}; ${await sh('curl', ['--version']).then((s) => s.split('\n')[0].split(' ').slice(0, 2).join(' '))}; packages: ${dpkg}`,
-  ];
-}
-
-async function main(): Promise<number> {
+async function main(cleanup: Cleanup): Promise<number> {
   const opts = options();
-  if (Number(process.versions.node.split('.')[0]) < 24) throw new Error(`needs Node 24 (this is ${process.version}); run with PATH=$PWD/node_modules/.bin:$PATH`);
-  const cleanup = new Cleanup();
-  let interrupted = false;
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (interrupted) return;
-    interrupted = true;
-    process.stderr.write(`\nbench: ${sig}, cleaning up\n`);
-    void cleanup.run().finally(() => process.exit(130));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  process.on('SIGHUP', onSignal);
+  await loadClockTicks();
+  const size = opts.sizeMiB * 2 ** 20;
+  const facts = await machineFacts(['curl', 'wrk', 'nginx-light', 'nginx-common', 'glance-api']);
+  process.stderr.write(`${facts.join('\n')}\n`);
 
-  try {
-    await loadClockTicks();
-    const size = opts.sizeMiB * 2 ** 20;
-    const facts = await machineFacts();
-    process.stderr.write(`${facts.join('\n')}\n`);
+  // Disk: the source file, one kept copy in Outpost and in Glance, one upload in flight, slack.
+  const df = (await execFileP('df', ['-Pk', opts.tmp])).stdout.trim().split('\n')[1].split(/\s+/);
+  const availBytes = Number(df[3]) * 1024;
+  const needBytes = 4 * size + 2 * 2 ** 30;
+  process.stderr.write(`Disk (df ${opts.tmp}): ${(availBytes / 2 ** 30).toFixed(1)} GiB available, ${(needBytes / 2 ** 30).toFixed(1)} GiB needed\n`);
+  if (availBytes < needBytes) throw new Error(`not enough disk space in ${opts.tmp}`);
 
-    // Disk: the source file, one kept copy in Outpost and in Glance, one upload in flight, slack.
-    const df = (await execFileP('df', ['-Pk', opts.tmp])).stdout.trim().split('\n')[1].split(/\s+/);
-    const availBytes = Number(df[3]) * 1024;
-    const needBytes = 4 * size + 2 * 2 ** 30;
-    process.stderr.write(`Disk (df ${opts.tmp}): ${(availBytes / 2 ** 30).toFixed(1)} GiB available, ${(needBytes / 2 ** 30).toFixed(1)} GiB needed\n`);
-    if (availBytes < needBytes) throw new Error(`not enough disk space in ${opts.tmp}`);
+  const tmp = await mkdtemp(join(opts.tmp, 'outpost-bench-'));
+  cleanup.add('remove temp dir', () => rm(tmp, { recursive: true, force: true }));
+  const filesDir = join(tmp, 'files');
+  await execFileP('mkdir', ['-p', filesDir]);
+  process.stderr.write(`Making a ${opts.sizeMiB} MiB random file in ${filesDir}\n`);
+  const file = await makeTestFile(join(filesDir, 'image.bin'), size);
+  const loads: string[] = [];
+  const noteLoad = (when: string) => loads.push(`${when}: ${loadNow()}`);
 
-    const tmp = await mkdtemp(join(opts.tmp, 'outpost-bench-'));
-    cleanup.add('remove temp dir', () => rm(tmp, { recursive: true, force: true }));
-    const filesDir = join(tmp, 'files');
-    await execFileP('mkdir', ['-p', filesDir]);
-    process.stderr.write(`Making a ${opts.sizeMiB} MiB random file in ${filesDir}\n`);
-    const file = await makeTestFile(join(filesDir, 'image.bin'), size);
-    const loads: string[] = [];
-    const noteLoad = (when: string) => loads.push(`${when}: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-
-    // Every server runs for the whole benchmark; they are measured in turns, round by round, in a
-    // rotating order, so the noise of a shared machine falls on all of them alike.
-    let glance: ApiSystem | undefined;
-    let glanceNote: string;
-    if (!opts.glance) {
-      glanceNote = 'Glance was not run (--no-glance): its figures are BASELINE.md\'s, recorded, not measured in this run.';
+  // Every server runs for the whole benchmark; they are measured in turns, round by round, in a
+  // rotating order, so the noise of a shared machine falls on all of them alike.
+  let glance: ApiSystem | undefined;
+  let glanceNote: string;
+  if (!opts.glance) {
+    glanceNote = 'Glance was not run (--no-glance): its figures are BASELINE.md\'s, recorded, not measured in this run.';
+  } else {
+    process.stderr.write(`Starting Glance (glance-peer.sh --single${opts.glanceInstall ? ', GLANCE_INSTALL=1' : ''})\n`);
+    const started = await startGlance(opts.glanceDir, join(tmp, 'glance'), opts.glanceInstall, cleanup);
+    if (started.server === undefined) {
+      glanceNote = `Glance could not be started here (${started.failure}): its figures are BASELINE.md's, recorded, not measured in this run.`;
+      process.stderr.write(`${glanceNote}\n`);
     } else {
-      process.stderr.write(`Starting Glance (glance-peer.sh --single${opts.glanceInstall ? ', GLANCE_INSTALL=1' : ''})\n`);
-      const started = await startGlance(opts.glanceDir, join(tmp, 'glance'), opts.glanceInstall, cleanup);
-      if (started.server === undefined) {
-        glanceNote = `Glance could not be started here (${started.failure}): its figures are BASELINE.md's, recorded, not measured in this run.`;
-        process.stderr.write(`${glanceNote}\n`);
-      } else {
-        glance = new ApiSystem(started.server);
-        process.stderr.write(`Glance at ${glance.server.url} (PID ${glance.server.pid})\n`);
-        glanceNote = `Glance ${await sh('dpkg-query', ['-W', '-f', '${Version}', 'glance-api'])} measured in this run (glance-peer.sh --single: 2 workers, SQLite, file store).`;
-      }
+      glance = new ApiSystem(started.server);
+      process.stderr.write(`Glance at ${glance.server.url} (PID ${glance.server.pid})\n`);
+      glanceNote = `Glance ${await sh('dpkg-query', ['-W', '-f', '${Version}', 'glance-api'])} measured in this run (glance-peer.sh --single: 2 workers, SQLite, file store).`;
     }
-    const outpost = new ApiSystem(await startOutpost(REPO_ROOT, join(tmp, 'outpost-data'), opts.outpostEnv, cleanup));
-    process.stderr.write(`Outpost at ${outpost.server.url} (PID ${outpost.server.pid})\n`);
-    if (Object.keys(opts.outpostEnv).length > 0) outpost.result.note = `run with ${Object.entries(opts.outpostEnv).map(([k, v]) => `${k}=${v}`).join(' ')}`;
-    const nginx = await startNginx(filesDir, join(tmp, 'nginx'), cleanup);
-    process.stderr.write(`nginx at ${nginx.url} (PID ${nginx.pid})\n`);
-    const apis = glance === undefined ? [outpost] : [outpost, glance];
-    for (const a of apis) await a.prepare(file, opts.plan);
-
-    noteLoad('before uploads');
-    for (let round = 0; round < opts.plan.runs; round++) {
-      for (const a of rotate(apis, round)) await a.upload(file, `${round + 1}/${opts.plan.runs}`, round === opts.plan.runs - 1);
-    }
-
-    noteLoad('before downloads');
-    const nginxResult: SystemResult = { name: 'nginx (sendfile)', measured: true };
-    const catResult: SystemResult = { name: 'cat > /dev/null', measured: true };
-    const targets: DownloadTarget[] = apis.map((a) => httpTarget(a.result, a.server.pid, () => a.downloadUrl, file));
-    targets.splice(1, 0, httpTarget(nginxResult, nginx.pid, () => `${nginx.url}/image.bin`, file));
-    targets.push(catTarget(catResult, file));
-    await measureDownloads(targets, file, opts.plan.runs);
-
-    noteLoad('before GETs');
-    for (const a of apis) await a.wrk(opts.plan, 2, undefined);
-    for (let round = 0; round < opts.plan.wrkRuns; round++) {
-      for (const a of rotate(apis, round)) await a.wrk(opts.plan, opts.plan.wrkSeconds, `${round + 1}/${opts.plan.wrkRuns}`);
-    }
-    noteLoad('at end');
-
-    await nginx.stop();
-    await outpost.server.stop();
-    await glance?.server.stop();
-
-    const results: SystemResult[] = [outpost.result, nginxResult, catResult, ...(glance === undefined ? [] : [glance.result])];
-    const glanceSummary: Summary = glance === undefined ? RECORDED_GLANCE : summarize(glance.result, size);
-    const summaries = [summarize(outpost.result, size), summarize(nginxResult, size), summarize(catResult, size), glanceSummary];
-    const rows = compare(summaries[0], glanceSummary, summaries[1], summaries[2]);
-
-    process.stdout.write(`\n${textTable(rows)}\n\n${glanceNote}\nLoad average ${loads.join('; ')}\n`);
-
-    if (opts.docs !== undefined) {
-      const cmd = `node bench/run.ts ${process.argv.slice(2).join(' ')}`.trim();
-      const md = [
-        `## Results: ${new Date().toISOString().slice(0, 10)}${opts.quick ? ' (quick run)' : ''}`,
-        '',
-        `Command: \`${cmd}\` — image ${opts.sizeMiB} MiB (${size.toLocaleString('en-US')} bytes, random), ${opts.plan.runs} timed uploads and downloads per system (median), ` +
-          `wrk -t${opts.plan.wrkThreads} -c${opts.plan.wrkConns} -d${opts.plan.wrkSeconds}s --latency × ${opts.plan.wrkRuns} (median by req/s) with ${opts.plan.catalog} images in the catalog. MB = 10^6 bytes.`,
-        '',
-        '### Machine',
-        '',
-        ...facts.map((f) => `- ${f.replace(/\n/g, '\n  ')}`),
-        `- Load average ${loads.join('; ')}`,
-        '',
-        '### Targets',
-        '',
-        markdownTable(['Measure', 'Outpost', 'Reference', 'Ratio', 'Target', 'Result'], rows.map((r) => [r.measure, r.outpost, r.reference, r.ratio, r.target, r.result])),
-        '',
-        glanceNote,
-        ...(glance === undefined ? [] : ['', `For comparison, BASELINE.md recorded Glance at ${RECORDED_GLANCE.uploadMBps} MB/s upload and ${RECORDED_GLANCE.rps} req/s GET on a quieter machine of this kind; ` +
-          `Outpost's figures in this run are ${(summaries[0].uploadMBps / RECORDED_GLANCE.uploadMBps).toFixed(2)}× and ${(summaries[0].rps / RECORDED_GLANCE.rps).toFixed(1)}× those recorded figures.`]),
-        '',
-        '### Medians per system',
-        '',
-        systemsTable(summaries),
-        '',
-        '### Every run',
-        '',
-        runsList(results),
-        '',
-        '### Method',
-        '',
-        '- Every server listens on 127.0.0.1: Outpost (`node bin/outpost.js serve`, fresh data directory, `OUTPOST_LOG_LEVEL=warn`, ' +
-          'default configuration otherwise, so `storage_sync` is on and each upload is fdatasync\'d before it commits), our own nginx ' +
-          '(temp prefix, `sendfile on`, serving the source file) and Glance run side by side for the whole benchmark and are measured in turns, ' +
-          'round by round, in an order that rotates each round, so that the load of the shared machine falls on each of them alike.',
-        '- Each system first gets one untimed upload and one untimed download (warm-up: lazy start-up, page cache).',
-        '- Upload: `curl -T FILE -H "Content-Type: application/octet-stream" -H "Expect:"` to `PUT /v2/images/{id}/file` of a new image, ' +
-          '`sync` before each; MB/s = bytes / curl time_total (until the server answers 204); the result is checked (active, size, md5, sha512).',
-        '- Download: `curl -o /dev/null` after one untimed warm-up, so the file is in the page cache.',
-        '- CPU: utime+stime (with reaped children) of the server process and its descendants from /proc/PID/stat, before and after each transfer.',
-        '- A single curl on loopback is client-bound near the top; the 2 CPUs are shared by the client, the server and anything else running.',
-      ].join('\n');
-      await writeDocs(opts.docs, md);
-      process.stderr.write(`Wrote ${opts.docs}\n`);
-    }
-    return 0;
-  } finally {
-    await cleanup.run();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    process.off('SIGHUP', onSignal);
   }
+  const outpost = new ApiSystem(await startOutpost(REPO_ROOT, join(tmp, 'outpost-data'), opts.outpostEnv, cleanup));
+  process.stderr.write(`Outpost at ${outpost.server.url} (PID ${outpost.server.pid})\n`);
+  if (Object.keys(opts.outpostEnv).length > 0) outpost.result.note = `run with ${Object.entries(opts.outpostEnv).map(([k, v]) => `${k}=${v}`).join(' ')}`;
+  const nginx = await startNginx(filesDir, join(tmp, 'nginx'), cleanup);
+  process.stderr.write(`nginx at ${nginx.url} (PID ${nginx.pid})\n`);
+  const apis = glance === undefined ? [outpost] : [outpost, glance];
+  for (const a of apis) await a.prepare(file, opts.plan);
+
+  noteLoad('before uploads');
+  for (let round = 0; round < opts.plan.runs; round++) {
+    for (const a of rotate(apis, round)) await a.upload(file, `${round + 1}/${opts.plan.runs}`, round === opts.plan.runs - 1);
+  }
+
+  noteLoad('before downloads');
+  const nginxResult: SystemResult = { name: 'nginx (sendfile)', measured: true };
+  const catResult: SystemResult = { name: 'cat > /dev/null', measured: true };
+  const targets: DownloadTarget[] = apis.map((a) => httpTarget(a.result, a.server.pid, () => a.downloadUrl, file));
+  targets.splice(1, 0, httpTarget(nginxResult, nginx.pid, () => `${nginx.url}/image.bin`, file));
+  targets.push(catTarget(catResult, file));
+  await measureDownloads(targets, file, opts.plan.runs);
+
+  noteLoad('before GETs');
+  for (const a of apis) await a.wrk(opts.plan, 2, undefined);
+  for (let round = 0; round < opts.plan.wrkRuns; round++) {
+    for (const a of rotate(apis, round)) await a.wrk(opts.plan, opts.plan.wrkSeconds, `${round + 1}/${opts.plan.wrkRuns}`);
+  }
+  noteLoad('at end');
+
+  await nginx.stop();
+  await outpost.server.stop();
+  await glance?.server.stop();
+
+  const results: SystemResult[] = [outpost.result, nginxResult, catResult, ...(glance === undefined ? [] : [glance.result])];
+  const glanceSummary: Summary = glance === undefined ? RECORDED_GLANCE : summarize(glance.result, size);
+  const summaries = [summarize(outpost.result, size), summarize(nginxResult, size), summarize(catResult, size), glanceSummary];
+  const rows = compare(summaries[0], glanceSummary, summaries[1], summaries[2]);
+
+  const header = ['Measure', 'Outpost', 'Reference', 'Ratio', 'Target', 'Result'];
+  const cells = rows.map((r) => [r.measure, r.outpost, r.reference, r.ratio, r.target, r.result]);
+  process.stdout.write(`\n${textTable(header, cells)}\n\n${glanceNote}\nLoad average ${loads.join('; ')}\n`);
+
+  if (opts.docs !== undefined) {
+    const cmd = `node bench/run.ts ${process.argv.slice(2).join(' ')}`.trim();
+    const md = [
+      `## Results: ${new Date().toISOString().slice(0, 10)}${opts.quick ? ' (quick run)' : ''}`,
+      '',
+      `Command: \`${cmd}\` — image ${opts.sizeMiB} MiB (${size.toLocaleString('en-US')} bytes, random), ${opts.plan.runs} timed uploads and downloads per system (median), ` +
+        `wrk -t${opts.plan.wrkThreads} -c${opts.plan.wrkConns} -d${opts.plan.wrkSeconds}s --latency × ${opts.plan.wrkRuns} (median by req/s) with ${opts.plan.catalog} images in the catalog. MB = 10^6 bytes.`,
+      '',
+      '### Machine',
+      '',
+      ...facts.map((f) => `- ${f.replace(/\n/g, '\n  ')}`),
+      `- Load average ${loads.join('; ')}`,
+      '',
+      '### Targets',
+      '',
+      markdownTable(header, cells),
+      '',
+      glanceNote,
+      ...(glance === undefined ? [] : ['', `For comparison, BASELINE.md recorded Glance at ${RECORDED_GLANCE.uploadMBps} MB/s upload and ${RECORDED_GLANCE.rps} req/s GET on a quieter machine of this kind; ` +
+        `Outpost's figures in this run are ${(summaries[0].uploadMBps / RECORDED_GLANCE.uploadMBps).toFixed(2)}× and ${(summaries[0].rps / RECORDED_GLANCE.rps).toFixed(1)}× those recorded figures.`]),
+      '',
+      '### Medians per system',
+      '',
+      systemsTable(summaries),
+      '',
+      '### Every run',
+      '',
+      runsList(results),
+      '',
+      '### Method',
+      '',
+      '- Every server listens on 127.0.0.1: Outpost (`node bin/outpost.js serve`, fresh data directory, `OUTPOST_LOG_LEVEL=warn`, ' +
+        'default configuration otherwise, so `storage_sync` is on and each upload is fdatasync\'d before it commits), our own nginx ' +
+        '(temp prefix, `sendfile on`, serving the source file) and Glance run side by side for the whole benchmark and are measured in turns, ' +
+        'round by round, in an order that rotates each round, so that the load of the shared machine falls on each of them alike.',
+      '- Each system first gets one untimed upload and one untimed download (warm-up: lazy start-up, page cache).',
+      '- Upload: `curl -T FILE -H "Content-Type: application/octet-stream" -H "Expect:"` to `PUT /v2/images/{id}/file` of a new image, ' +
+        '`sync` before each; MB/s = bytes / curl time_total (until the server answers 204); the result is checked (active, size, md5, sha512).',
+      '- Download: `curl -o /dev/null` after one untimed warm-up, so the file is in the page cache.',
+      '- CPU: utime+stime (with reaped children) of the server process and its descendants from /proc/PID/stat, before and after each transfer.',
+      '- A single curl on loopback is client-bound near the top; the 2 CPUs are shared by the client, the server and anything else running.',
+    ].join('\n');
+    await writeDocs(opts.docs, md, RUN_SECTION);
+    process.stderr.write(`Wrote ${opts.docs}\n`);
+  }
+  return 0;
 }
 
-try {
-  process.exitCode = await main();
-} catch (e) {
-  process.stderr.write(`bench: ${(e as Error).stack ?? e}\n`);
-  process.exitCode = 1;
-}
+await runBench(main);

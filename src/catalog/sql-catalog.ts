@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { createHash } from 'node:crypto';
 import { Kysely, SqliteDialect, sql, type Expression, type ExpressionBuilder, type SqlBool, type Transaction } from 'kysely';
 import { ConflictError, ImageNotFoundError, NotFoundError } from '../core/errors.ts';
@@ -53,6 +54,8 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex {
   #waiters = 0;
 
   private constructor(db: Kysely<CatalogTables>) {
+    // Every waiting long poll listens: hundreds of followers are expected, not a leak.
+    setMaxListeners(0, this.#committed);
     this.#db = db;
   }
 

@@ -1,0 +1,259 @@
+/**
+ * Catalog propagation benchmark: central ← edge ← far edge, each its own `outpost serve` process
+ * on 127.0.0.1. Makes changes at central one at a time and measures, per change, the time from
+ * central's 2xx answer to the change being committed at the edge (1 hop) and the far edge
+ * (2 hops); then again with extra lightweight followers long-polling central's feed, with
+ * central's RSS sampled throughout. Prints a table and writes a section of docs/benchmarks.md.
+ *
+ *   npm run bench:propagation [-- --changes 1000 --followers 200 --quick]   (see --help)
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { api, createImage } from './clients.ts';
+import { FeedFollower, FollowerPool, now } from './feed.ts';
+import { loadClockTicks, loadNow, machineFacts, positiveInt, rssKiB, runBench, startOutpost, treeCpuSeconds, type Cleanup, type Server } from './procs.ts';
+import { fmt, markdownTable, median, percentile, textTable, writeDocs, type DocSection } from './report.ts';
+
+const REPO_ROOT = new URL('..', import.meta.url).pathname;
+const HELP = `usage: node bench/propagation.ts [options]
+  --changes N       changes (image creations) at central per phase (default 1000; --quick 200)
+  --followers N     extra followers of central's feed in the second phase (default 200; --quick 50)
+  --interval-ms N   pause after each change's 2xx before the next change (default 20; 0: back to back)
+  --wait S          long-poll seconds of the extra followers (default 10, as an edge's follower)
+  --quick           short run (and no docs unless --docs)
+  --docs PATH       write results there (default docs/benchmarks.md on full runs)
+  --no-docs         do not write the results file
+  --tmp DIR         where the temp directory goes (default ${tmpdir()})`;
+
+const TARGETS = { hop1: 250, hop2: 500, loaded: 1000, rssGrowth: 0.10 };
+const SECTION: DocSection = {
+  tag: 'bench:propagation',
+  by: '`npm run bench:propagation` (bench/propagation.ts)',
+  intro: '## Catalog propagation\n\nHow fast a change made at central is visible at an edge and a far edge, alone and with many followers on central\'s feed. Run it with `npm run bench:propagation` (about 1.5 minutes) or `npm run bench:propagation -- --quick` (`--help` lists the options). The part between the `bench:propagation` markers is rewritten by each full run; the findings after it are kept.',
+};
+
+function options() {
+  const { values } = parseArgs({
+    options: {
+      changes: { type: 'string' },
+      followers: { type: 'string' },
+      'interval-ms': { type: 'string' },
+      wait: { type: 'string', default: '10' },
+      quick: { type: 'boolean', default: false },
+      docs: { type: 'string' },
+      'no-docs': { type: 'boolean', default: false },
+      tmp: { type: 'string', default: tmpdir() },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${HELP}\n`);
+    process.exit(0);
+  }
+  const quick = values.quick;
+  const interval = values['interval-ms'] === undefined ? 20 : Number(values['interval-ms']);
+  if (!Number.isInteger(interval) || interval < 0) throw new Error('--interval-ms must be a whole number');
+  return {
+    changes: positiveInt('changes', values.changes, quick ? 200 : 1000),
+    followers: positiveInt('followers', values.followers, quick ? 50 : 200),
+    intervalMs: interval,
+    waitS: positiveInt('wait', values.wait, 10),
+    quick,
+    docs: values['no-docs'] ? undefined : values.docs ?? (quick ? undefined : join(REPO_ROOT, 'docs/benchmarks.md')),
+    tmp: values.tmp,
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const mib = (kib: number) => `${(kib / 1024).toFixed(1)} MiB`;
+const lastSeq = async (site: Server) => (await api(site.url, 'GET', '/outpost/v1/status') as { last_seq: number }).last_seq;
+
+/** A follower of `site`'s feed that has had its first answer (it starts one change back). */
+async function attach(site: Server, waitS: number, cleanup: Cleanup): Promise<FeedFollower> {
+  const f = new FeedFollower(site.url, Math.max(0, (await lastSeq(site)) - 1), waitS);
+  cleanup.add(`stop following ${site.name}`, () => f.close());
+  if (!(await f.until(() => f.responses > 0, 30_000))) throw new Error(`${site.name}'s feed does not answer`);
+  return f;
+}
+
+interface Change { id: string; at: number }
+
+/** `n` image creations at central, one after another, `intervalMs` apart: each id and when its 2xx arrived. */
+async function makeChanges(central: Server, label: string, n: number, intervalMs: number): Promise<Change[]> {
+  const out: Change[] = [];
+  for (let i = 0; i < n; i++) {
+    const id = await createImage(central.url, `propagation-${label}-${i}`);
+    out.push({ id, at: now() });
+    if ((i + 1) % 200 === 0) log(`  ${label}: ${i + 1}/${n} changes`);
+    if (intervalMs > 0) await sleep(intervalMs);
+  }
+  return out;
+}
+
+interface Stat { p50: number; p99: number; max: number; n: number; missing: number; early: number }
+
+/** Propagation delays of `changes` to the followers whose arrivals are `seen`; an arrival before the 2xx counts as 0. */
+function stat(changes: Change[], seen: Map<string, number>[]): Stat {
+  const ms: number[] = [];
+  let missing = 0;
+  let early = 0;
+  for (const m of seen) {
+    for (const c of changes) {
+      const at = m.get(c.id);
+      if (at === undefined) missing++;
+      else {
+        if (at < c.at) early++;
+        ms.push(Math.max(0, at - c.at));
+      }
+    }
+  }
+  return { p50: percentile(ms, 50), p99: percentile(ms, 99), max: percentile(ms, 100), n: ms.length, missing, early };
+}
+
+/** The 1-hop and 2-hop followers wait for the phase's last change; returns their delays. */
+async function hops(watchers: FeedFollower[], changes: Change[]): Promise<Stat[]> {
+  const lastId = changes[changes.length - 1].id;
+  await Promise.all(watchers.map((w) => w.until(() => w.seen.has(lastId), 60_000)));
+  return watchers.map((w) => stat(changes, [w.seen]));
+}
+
+async function main(cleanup: Cleanup): Promise<number> {
+  const opts = options();
+  await loadClockTicks();
+  const facts = await machineFacts([]);
+  log(facts.join('\n'));
+  const loads: string[] = [];
+  const noteLoad = (when: string) => loads.push(`${when}: ${loadNow()}`);
+
+  const tmp = await mkdtemp(join(opts.tmp, 'outpost-propagation-'));
+  cleanup.add('remove temp dir', () => rm(tmp, { recursive: true, force: true }));
+  const central = await startOutpost(REPO_ROOT, join(tmp, 'central'), {}, cleanup, ['--role', 'central', '--auth', 'none'], 'central');
+  const edge = await startOutpost(REPO_ROOT, join(tmp, 'edge'), {}, cleanup, ['--role', 'edge', '--site', 'edge-1', '--parent', central.url, '--auth', 'none'], 'edge');
+  const far = await startOutpost(REPO_ROOT, join(tmp, 'far'), {}, cleanup, ['--role', 'edge', '--site', 'far-1', '--parent', edge.url, '--auth', 'none'], 'far edge');
+  for (const s of [central, edge, far]) log(`${s.name} at ${s.url} (PID ${s.pid})`);
+
+  // One follower of each edge's own feed: an image arriving there is committed at that edge.
+  const watchers = [await attach(edge, 10, cleanup), await attach(far, 10, cleanup)];
+  log('Warm-up: 50 changes');
+  await hops(watchers, await makeChanges(central, 'warm-up', 50, opts.intervalMs));
+
+  noteLoad('before phase 1');
+  log(`Phase 1: ${opts.changes} changes, central ← edge ← far edge`);
+  let cpu = treeCpuSeconds(central.pid);
+  const changes1 = await makeChanges(central, 'alone', opts.changes, opts.intervalMs);
+  const [edge1, far1] = await hops(watchers, changes1);
+  const cpu1 = treeCpuSeconds(central.pid) - cpu;
+
+  noteLoad('before phase 2');
+  log(`Phase 2: ${opts.followers} more followers on central, ${opts.changes} changes`);
+  const rss = { before: rssKiB(central.pid), attached: 0, during: [] as number[], after: 0, detached: 0 };
+  const pool = await FollowerPool.start({ base: central.url, since: (await lastSeq(central)) - 1, count: opts.followers, waitS: opts.waitS });
+  const closePool = cleanup.add('stop the followers', () => pool.close());
+  await sleep(1000);
+  rss.attached = rssKiB(central.pid);
+  const sampler = setInterval(() => rss.during.push(rssKiB(central.pid)), 250);
+  cpu = treeCpuSeconds(central.pid);
+  const changes2 = await makeChanges(central, `with-${opts.followers}-followers`, opts.changes, opts.intervalMs);
+  const [edge2, far2] = await hops(watchers, changes2);
+  const collected = await pool.collect(changes2[changes2.length - 1].id, 60_000);
+  const cpu2 = treeCpuSeconds(central.pid) - cpu;
+  clearInterval(sampler);
+  rss.after = rssKiB(central.pid);
+  noteLoad('after phase 2');
+  await closePool();
+  await sleep(1000);
+  rss.detached = rssKiB(central.pid);
+  const fan = stat(changes2, collected.seen);
+  const answers = collected.responses - opts.followers; // less the one each had on attaching
+
+  // A leak grows with the changes; garbage V8 has not collected yet rises once to a plateau. So
+  // "flat" compares the highest RSS of the second half of the changes with that of the first.
+  const half = Math.floor(rss.during.length / 2);
+  const [peak1, peak2] = [percentile(rss.during.slice(0, half), 100), percentile(rss.during.slice(half), 100)];
+  const growth = (peak2 - peak1) / peak1;
+  const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
+  const ms = (s: Stat) => `p50 ${fmt(s.p50, 1)} / p99 ${fmt(s.p99, 1)} / max ${fmt(s.max, 1)} ms${s.missing > 0 ? ` (${s.missing} never arrived)` : ''}`;
+  const N = opts.followers;
+  const row = (label: string, s: Stat, p99: number) => [label, ms(s), `p99 ≤ ${p99} ms`, verdict(s.p99 <= p99 && s.missing === 0)];
+  const header = ['Measure', 'Measured', 'Target', 'Result'];
+  const rows = [
+    row('Central → edge (1 hop)', edge1, TARGETS.hop1),
+    row('Central → far edge (2 hops)', far1, TARGETS.hop2),
+    row(`Central → ${N} followers (${fan.n.toLocaleString('en-US')} arrivals)`, fan, TARGETS.loaded),
+    row(`Central → edge (1 hop), ${N} followers`, edge2, TARGETS.loaded),
+    row(`Central → far edge (2 hops), ${N} followers`, far2, TARGETS.loaded),
+    [`Central RSS, ${N} followers: peak in the 1st → 2nd half of the changes`, `${mib(peak1)} → ${mib(peak2)} (${growth >= 0 ? '+' : ''}${(growth * 100).toFixed(1)} %)`,
+      `flat (≤ +${TARGETS.rssGrowth * 100} %)`, verdict(growth <= TARGETS.rssGrowth)],
+  ];
+  const rssRows = [
+    ['before the followers attach', mib(rss.before)],
+    [`${N} followers attached, idle (1 s later)`, mib(rss.attached)],
+    [`during the ${opts.changes} changes (${rss.during.length} samples): min / median / max`, `${mib(percentile(rss.during, 0))} / ${mib(median(rss.during))} / ${mib(percentile(rss.during, 100))}`],
+    [`after the ${opts.changes} changes, followers still attached`, mib(rss.after)],
+    ['1 s after the followers left', mib(rss.detached)],
+  ];
+  const perChange = (s: number, changes: Change[]) => {
+    const seconds = (changes[changes.length - 1].at - changes[0].at) / 1000;
+    return `${fmt(s, 2)} CPU-s in ${fmt(seconds, 1)} s (${fmt(s / seconds * 100, 0)} % of a core, ${fmt(s / opts.changes * 1000, 2)} ms per change)`;
+  };
+  const notes = [
+    `Central's CPU during the changes: alone ${perChange(cpu1, changes1)}; with ${N} followers ${perChange(cpu2, changes2)}, ` +
+      `${answers.toLocaleString('en-US')} feed answers to the followers (${fmt(answers / opts.changes, 0)} per change), ` +
+      `${fmt((cpu2 - cpu1) / answers * 1e6, 0)} µs of central CPU per answer beyond phase 1's.`,
+    `Arrivals at central's followers before the writer had its 2xx (counted as 0 ms): ${fan.early.toLocaleString('en-US')} of ${fan.n.toLocaleString('en-US')}; ` +
+      `feed errors: ${collected.errors + watchers.reduce((n, w) => n + w.errors, 0)}; followers that missed the last change: ${collected.incomplete}.`,
+    `Load average ${loads.join('; ')}`,
+  ];
+  process.stdout.write(`\n${textTable(header, rows)}\n\nCentral RSS:\n${textTable(['When', 'VmRSS'], rssRows)}\n\n${notes.join('\n')}\n`);
+
+  if (opts.docs !== undefined) {
+    const cmd = `node bench/propagation.ts ${process.argv.slice(2).join(' ')}`.trim();
+    const md = [
+      `### Results: ${new Date().toISOString().slice(0, 10)}${opts.quick ? ' (quick run)' : ''}`,
+      '',
+      `Command: \`${cmd}\` — ${opts.changes} changes per phase (image creations at central, one at a time, ${opts.intervalMs} ms pause after each 2xx), ` +
+        `${N} extra followers in phase 2 (long poll ${opts.waitS} s).`,
+      '',
+      '#### Machine',
+      '',
+      ...facts.map((f) => `- ${f.replace(/\n/g, '\n  ')}`),
+      `- Load average ${loads.join('; ')}`,
+      '',
+      '#### Targets',
+      '',
+      markdownTable(header, rows),
+      '',
+      '#### Central RSS (VmRSS of the central process)',
+      '',
+      markdownTable(['When', 'VmRSS'], rssRows),
+      '',
+      ...notes.slice(0, 2),
+      '',
+      '#### Method',
+      '',
+      '- Three `outpost serve` processes on 127.0.0.1 (port 0), each with its own fresh data directory, default configuration, `--auth none`, ' +
+        '`OUTPOST_LOG_LEVEL=warn`: central, an edge (`--parent` central) and a far edge (`--parent` the edge). Their followers long-poll 10 s (the default).',
+      `- A change is \`POST /v2/images\` at central (a new queued image), one at a time, the next sent ${opts.intervalMs} ms after the previous 2xx, ` +
+        'so that without extra followers each change travels on its own (when central falls behind, followers get several changes in one answer: see answers per change). ' +
+        '50 untimed changes warm up first. The clock starts when the writer has read the 2xx answer.',
+      '- Visibility at a site is observed by one long-poll client on that site\'s own feed (`GET /outpost/v1/changes?since=..&wait=10`): an edge ' +
+        're-serves the feed from its own change log, written in the transaction that applies each change to its replica, so a change that arrives ' +
+        'there is committed at that edge (a GET there shows it). The client waits on the server; it does not poll.',
+      `- Phase 2 adds ${N} in-process followers of central's feed (the same long-poll client, \`limit=500&wait=${opts.waitS}\`, each with its own connection), ` +
+        'run in a worker thread so their work does not delay the writer\'s and the edges\' clocks; they all attach (one answer each) before the changes start. ' +
+        'Timestamps are `performance.timeOrigin + performance.now()` in each thread.',
+      '- p50/p99 are nearest-rank percentiles over all changes (and, for the followers, over all followers × changes). ' +
+        'RSS is VmRSS of /proc/PID/status of the central process, sampled every 250 ms during phase 2; "flat" means the highest RSS of the second half of the changes ' +
+        'is within +10 % of the highest of the first half: a leak keeps growing with the changes, garbage not yet collected rises once to a plateau.',
+      `- Everything (the three sites, the writer, the followers) shares the ${availableParallelism()} CPUs of this machine.`,
+    ].join('\n');
+    await writeDocs(opts.docs, md, SECTION);
+    log(`Wrote ${opts.docs}`);
+  }
+  return 0;
+}
+
+await runBench(main);
