@@ -119,11 +119,6 @@ export class PullThroughImages {
     return cache;
   }
 
-  /** Whether the site holds a verified copy of the image. */
-  holds(imageId: string): boolean {
-    return this.#entries.has(imageId);
-  }
-
   /**
    * The bytes [start, end] of an active image: from the held copy, from the fill in progress,
    * or from a new fill (a whole-image read) or straight from the parent (a range, or an image
