@@ -2,7 +2,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
-import { cpus, hostname, loadavg } from 'node:os';
+import { cpus, hostname, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { spawnServe } from '../src/testing/serve-process.ts';
@@ -79,6 +79,22 @@ export async function runBench(main: (cleanup: Cleanup) => Promise<number>): Pro
 }
 
 /** `--name` as a positive integer (`dflt` when not given). */
+/** The options every benchmark has; spread them into its own parseArgs options. */
+export const COMMON_BENCH_OPTIONS = {
+  quick: { type: 'boolean', default: false },
+  docs: { type: 'string' },
+  'no-docs': { type: 'boolean', default: false },
+  tmp: { type: 'string', default: tmpdir() },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+/** --help: prints the benchmark's usage and exits. */
+export function exitOnHelp(help: boolean, usage: string): void {
+  if (!help) return;
+  process.stdout.write(`${usage}\n`);
+  process.exit(0);
+}
+
 export function positiveInt(name: string, v: string | undefined, dflt: number): number {
   const n = v === undefined ? dflt : Number(v);
   if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`);

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { api, createImage } from './clients.ts';
 import { FeedFollower, FollowerPool, now } from './feed.ts';
-import { loadClockTicks, loadNow, machineFacts, positiveInt, rssKiB, runBench, startOutpost, treeCpuSeconds, type Cleanup, type Server } from './procs.ts';
+import { COMMON_BENCH_OPTIONS, exitOnHelp, loadClockTicks, loadNow, machineFacts, positiveInt, rssKiB, runBench, startOutpost, treeCpuSeconds, type Cleanup, type Server } from './procs.ts';
 import { fmt, markdownTable, median, percentile, textTable, writeDocs, type DocSection } from './report.ts';
 
 const REPO_ROOT = new URL('..', import.meta.url).pathname;
@@ -41,17 +41,10 @@ function options() {
       followers: { type: 'string' },
       'interval-ms': { type: 'string' },
       wait: { type: 'string', default: '10' },
-      quick: { type: 'boolean', default: false },
-      docs: { type: 'string' },
-      'no-docs': { type: 'boolean', default: false },
-      tmp: { type: 'string', default: tmpdir() },
-      help: { type: 'boolean', short: 'h', default: false },
+      ...COMMON_BENCH_OPTIONS,
     },
   });
-  if (values.help) {
-    process.stdout.write(`${HELP}\n`);
-    process.exit(0);
-  }
+  exitOnHelp(values.help, HELP);
   const quick = values.quick;
   const interval = values['interval-ms'] === undefined ? 20 : Number(values['interval-ms']);
   if (!Number.isInteger(interval) || interval < 0) throw new Error('--interval-ms must be a whole number');

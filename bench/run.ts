@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ApiSystem, catTarget, httpTarget, makeTestFile, measureDownloads, rotate, type DownloadTarget, type RunPlan, type SystemResult } from './measure.ts';
-import { execFileP, loadClockTicks, loadNow, machineFacts, positiveInt as int, runBench, sh, startGlance, startNginx, startOutpost, type Cleanup } from './procs.ts';
+import { COMMON_BENCH_OPTIONS, execFileP, exitOnHelp, loadClockTicks, loadNow, machineFacts, positiveInt as int, runBench, sh, startGlance, startNginx, startOutpost, type Cleanup } from './procs.ts';
 import { compare, markdownTable, RECORDED_GLANCE, RUN_SECTION, runsList, summarize, systemsTable, textTable, writeDocs, type Summary } from './report.ts';
 
 const REPO_ROOT = new URL('..', import.meta.url).pathname;
@@ -37,21 +37,14 @@ function options() {
       'wrk-seconds': { type: 'string' },
       'wrk-runs': { type: 'string' },
       catalog: { type: 'string', default: '200' },
-      quick: { type: 'boolean', default: false },
       'no-glance': { type: 'boolean', default: false },
       'no-glance-install': { type: 'boolean', default: false },
       'glance-dir': { type: 'string', default: '/work/shared/glance' },
       'outpost-env': { type: 'string', multiple: true, default: [] },
-      docs: { type: 'string' },
-      'no-docs': { type: 'boolean', default: false },
-      tmp: { type: 'string', default: tmpdir() },
-      help: { type: 'boolean', short: 'h', default: false },
+      ...COMMON_BENCH_OPTIONS,
     },
   });
-  if (values.help) {
-    process.stdout.write(`${HELP}\n`);
-    process.exit(0);
-  }
+  exitOnHelp(values.help, HELP);
   const quick = values.quick;
   const outpostEnv: Record<string, string> = {};
   for (const kv of values['outpost-env']) {

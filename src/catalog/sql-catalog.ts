@@ -270,12 +270,6 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex {
     return rows.map((r) => JSON.parse(r.body) as CacheEntry);
   }
 
-  async getCacheEntry(imageId: string, opts?: IoOptions): Promise<CacheEntry | undefined> {
-    throwIfAborted(opts);
-    const row = await this.#db.selectFrom('cache_entries').select('body').where('image_id', '=', imageId).executeTakeFirst();
-    return row === undefined ? undefined : JSON.parse(row.body) as CacheEntry;
-  }
-
   async putCacheEntry(entry: CacheEntry, opts?: IoOptions): Promise<void> {
     throwIfAborted(opts);
     const body = JSON.stringify(entry);

@@ -223,7 +223,6 @@ export interface CacheEntry {
 /** Port for the cache's bookkeeping, kept in the site's database so it survives restarts. */
 export interface CacheIndex {
   listCacheEntries(opts?: IoOptions): Promise<CacheEntry[]>;
-  getCacheEntry(imageId: string, opts?: IoOptions): Promise<CacheEntry | undefined>;
   putCacheEntry(entry: CacheEntry, opts?: IoOptions): Promise<void>;
   deleteCacheEntry(imageId: string, opts?: IoOptions): Promise<void>;
 }

@@ -3,8 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
 import { catalogConformance } from './catalog-conformance.ts';
+import { changeLogConformance, replicaConformance } from './replication-conformance.ts';
 
-catalogConformance('SqlCatalog (SQLite file)', async () => {
+/** A SqlCatalog on its own SQLite file: the Catalog, ChangeLog and Replica ports' SQL adapter. */
+async function open() {
   const dir = await mkdtemp(join(tmpdir(), 'outpost-catalog-'));
   const catalog = await SqlCatalog.openSqlite(join(dir, 'catalog.sqlite'));
   return {
@@ -14,4 +16,8 @@ catalogConformance('SqlCatalog (SQLite file)', async () => {
       await rm(dir, { recursive: true, force: true });
     },
   };
-});
+}
+
+catalogConformance('SqlCatalog (SQLite file)', open);
+changeLogConformance('SqlCatalog (SQLite file)', open);
+replicaConformance('SqlCatalog (SQLite file)', open);
