@@ -51,6 +51,20 @@ describe('configuration', () => {
     assert.deepEqual(e.stores.map((s) => s.path), ['/x', '/y']);
   });
 
+  it('takes site labels as KEY=VALUE flags, KEY=VALUE,… or JSON in the environment, and an object in the file', () => {
+    assert.deepEqual(resolveConfig({}).labels, {});
+    assert.deepEqual(resolveConfig({ flags: { labels: ['region=north', 'tier=far-edge'] } }).labels, { region: 'north', tier: 'far-edge' });
+    assert.deepEqual(resolveConfig({ env: { OUTPOST_LABELS: 'region=north, rack=r1=a' } }).labels, { region: 'north', rack: 'r1=a' });
+    assert.deepEqual(resolveConfig({ env: { OUTPOST_LABELS: '{"gpu":"yes"}' } }).labels, { gpu: 'yes' });
+    assert.deepEqual(resolveConfig({ file: { labels: { zone: 'z1' } }, flags: { labels: ['zone=z2'] } }).labels, { zone: 'z2' });
+    const p = problems(() => resolveConfig({ file: { labels: { ok: 'x', n: 5 } }, flags: { labels: ['novalue', 'bad key=1', 'a=1', 'a=2'] } }));
+    for (const expected of [/label "novalue" is not of the form KEY=VALUE/, /label key "bad key" must be/, /label a is given twice/]) {
+      assert.ok(p.some((x) => expected.test(x)), `${expected} in ${JSON.stringify(p)}`);
+    }
+    assert.ok(problems(() => resolveConfig({ file: { labels: { n: 5 } } })).some((x) => /label n must have a string value/.test(x)));
+    assert.ok(problems(() => resolveConfig({ file: { labels: 'x' } })).some((x) => /labels must be an object/.test(x)));
+  });
+
   it('rejects unknown keys and reports every problem at once', () => {
     const p = problems(() => resolveConfig({
       file: { listen: 'nowhere', colour: 'blue', api_limit_max: -1 },

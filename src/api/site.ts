@@ -135,7 +135,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   if (publicUrl === '') publicUrl = url;
   // Central records itself; an edge registers with its parent (forwarded up to central) and
   // refreshes that registration as a heartbeat.
-  const self = { id: config.site, labels: {}, public_url: publicUrl, stores: stores.list().map((s) => s.id), store_details: stores.describe(), version: VERSION };
+  const self = { id: config.site, labels: { ...config.labels }, public_url: publicUrl, stores: stores.list().map((s) => s.id), store_details: stores.describe(), version: VERSION };
   if (follower === undefined) await sites.registerSelf(self);
   const registration = follower === undefined ? undefined : new SiteRegistration({
     parentUrl: config.parent!, site: self, follower, log: logger,

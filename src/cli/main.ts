@@ -32,6 +32,7 @@ function serveFlags(o: Record<string, unknown>): Record<string, unknown> {
     public_url: o.publicUrl,
   };
   if (Array.isArray(o.store) && o.store.length > 0) flags.stores = o.store;
+  if (Array.isArray(o.label) && o.label.length > 0) flags.labels = o.label;
   return flags;
 }
 
@@ -48,6 +49,7 @@ program.command('serve')
   .option('--data <dir>', 'data directory (default ./data)')
   .option('--parent <url>', 'parent site URL (edge role)')
   .option('--store <id=file:path>', 'a store; repeatable, the first is the default', (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .option('--label <key=value>', 'a label of this site; repeatable', (v: string, acc: string[]) => [...acc, v], [] as string[])
   .addOption(new Option('--auth <mode>', 'authentication').choices(['none', 'keystone']))
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
   .option('--public-url <url>', 'base URL clients reach this site at')

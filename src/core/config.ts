@@ -40,6 +40,8 @@ export interface OutpostConfig {
   listen: string;
   data: string;
   parent: string | null;
+  /** Labels of this site (placement policies select sites by them), e.g. {"region": "north"}. */
+  labels: Readonly<Record<string, string>>;
   stores: readonly StoreConfig[];
   auth: 'none' | 'keystone';
   log_level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -96,7 +98,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = 'string' | 'integer' | 'nullable-integer' | 'boolean' | 'stores' | 'nullable-string' | 'methods' | 'import-filter' | 'regions';
+type Kind = 'string' | 'integer' | 'nullable-integer' | 'boolean' | 'stores' | 'nullable-string' | 'methods' | 'import-filter' | 'regions' | 'labels';
 interface KeySpec {
   kind: Kind;
   values?: readonly string[];
@@ -109,6 +111,7 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   listen: { kind: 'string' },
   data: { kind: 'string' },
   parent: { kind: 'nullable-string' },
+  labels: { kind: 'labels' },
   stores: { kind: 'stores' },
   auth: { kind: 'string', values: ['none', 'keystone'] },
   log_level: { kind: 'string', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
@@ -139,6 +142,7 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   listen: '127.0.0.1:9292',
   data: './data',
   parent: null,
+  labels: {},
   stores: [],
   auth: 'none',
   log_level: 'info',
@@ -195,6 +199,9 @@ function coerceFromString(kind: Kind, raw: string): unknown {
     case 'stores': return raw.split(',').map((s) => s.trim()).filter(Boolean);
     case 'nullable-string': return raw === '' ? null : raw;
     case 'methods': return raw.split(',').map((s) => s.trim()).filter(Boolean);
+    case 'labels':
+      if (!raw.trim().startsWith('{')) return raw.split(',').map((s) => s.trim()).filter(Boolean);
+    // falls through: a JSON object
     case 'import-filter':
     case 'regions':
       try {
@@ -318,6 +325,9 @@ export function resolveConfig(sources: ConfigSources): OutpostConfig {
       case 'regions':
         merged[key] = checkRegions(value, where, problems);
         break;
+      case 'labels':
+        merged[key] = checkLabels(value, where, problems);
+        break;
     }
   }
 
@@ -351,6 +361,45 @@ export function resolveConfig(sources: ConfigSources): OutpostConfig {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+const LABEL_KEY_RE = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/;
+
+/** `KEY=VALUE` (as --label and OUTPOST_LABELS entries). */
+export function parseLabelSpec(spec: string): { key: string; value: string } | undefined {
+  const i = spec.indexOf('=');
+  return i <= 0 ? undefined : { key: spec.slice(0, i).trim(), value: spec.slice(i + 1).trim() };
+}
+
+/** Labels: an object of strings, or a list of KEY=VALUE strings; keys as Kubernetes-style names. */
+function checkLabels(value: unknown, where: string, problems: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  let entries: [string, unknown][];
+  if (Array.isArray(value)) {
+    entries = [];
+    for (const spec of value) {
+      const parsed = typeof spec === 'string' ? parseLabelSpec(spec) : undefined;
+      if (parsed === undefined) problems.push(`${where}: label ${JSON.stringify(spec)} is not of the form KEY=VALUE`);
+      else entries.push([parsed.key, parsed.value]);
+    }
+  } else if (isObject(value)) {
+    entries = Object.entries(value);
+  } else {
+    problems.push(`${where}: labels must be an object of strings (or KEY=VALUE,KEY=VALUE)`);
+    return out;
+  }
+  for (const [k, v] of entries) {
+    if (!LABEL_KEY_RE.test(k)) {
+      problems.push(`${where}: label key ${JSON.stringify(k)} must be 1-63 letters, digits, '.', '_', '/' or '-'`);
+    } else if (typeof v !== 'string' || v.length > 255) {
+      problems.push(`${where}: label ${k} must have a string value of at most 255 characters`);
+    } else if (Object.hasOwn(out, k)) {
+      problems.push(`${where}: label ${k} is given twice`);
+    } else {
+      Object.defineProperty(out, k, { value: v, enumerable: true });
+    }
+  }
+  return out;
 }
 
 function checkImportFilter(value: unknown, where: string, problems: string[]): ImportFilterConfig {

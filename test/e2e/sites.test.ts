@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
 
-interface SiteJson { id: string; parent: string | null; public_url: string; stores: string[]; lag_changes: number | null; last_contact: string }
+interface SiteJson { id: string; parent: string | null; labels: Record<string, string>; public_url: string; stores: string[]; lag_changes: number | null; last_contact: string }
 
 async function sites(url: string): Promise<SiteJson[]> {
   return ((await (await fetch(`${url}/outpost/v1/sites`)).json()) as { sites: SiteJson[] }).sites;
@@ -26,14 +26,16 @@ describe('site registration', { timeout: 60_000 }, () => {
   let central: ServeProcess;
   let edge: ServeProcess;
   let far: ServeProcess;
-  const edgeArgs = () => ['--role', 'edge', '--site', 'edge-1', '--parent', central.url, '--listen', '127.0.0.1:0', '--data', join(dir, 'edge')];
+  const edgeArgs = (...labels: string[]) => ['--role', 'edge', '--site', 'edge-1', '--parent', central.url, '--listen', '127.0.0.1:0',
+    '--data', join(dir, 'edge'), ...labels.flatMap((l) => ['--label', l])];
 
   before(async () => {
     dir = await tempDir();
     central = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(dir, 'central'),
       '--store', `fast=file:${join(dir, 'fast')}`, '--store', `bulk=file:${join(dir, 'bulk')}`]);
-    edge = await spawnServe(edgeArgs());
-    far = await spawnServe(['--role', 'edge', '--site', 'far-1', '--parent', edge.url, '--listen', '127.0.0.1:0', '--data', join(dir, 'far')]);
+    edge = await spawnServe(edgeArgs('region=north', 'tier=edge'));
+    far = await spawnServe(['--role', 'edge', '--site', 'far-1', '--parent', edge.url, '--listen', '127.0.0.1:0', '--data', join(dir, 'far')],
+      { OUTPOST_LABELS: 'region=north,tier=far-edge' });
   });
   after(async () => {
     await far?.stop();
@@ -48,6 +50,13 @@ describe('site registration', { timeout: 60_000 }, () => {
     assert.equal(atCentral.find((s) => s.id === 'far-1')?.public_url, far.url);
     assert.deepEqual(atCentral.find((s) => s.id === 'edge-1')?.stores, ['edge-1']);
     await eventually(() => sites(far.url), (s) => s.length === 3);
+  });
+
+  it('each site\'s labels (--label, OUTPOST_LABELS) reach central and replicate down', async () => {
+    const labels = (list: SiteJson[]) => Object.fromEntries(list.map((s) => [s.id, s.labels]));
+    const expected = { central: {}, 'edge-1': { region: 'north', tier: 'edge' }, 'far-1': { region: 'north', tier: 'far-edge' } };
+    await eventually(() => sites(central.url), (s) => JSON.stringify(labels(s)) === JSON.stringify(expected));
+    await eventually(() => sites(far.url), (s) => JSON.stringify(labels(s)) === JSON.stringify(expected));
   });
 
   it('an edge answers /v2/info/stores with central\'s stores, replicated (its writes go to central)', async () => {
@@ -73,11 +82,13 @@ describe('site registration', { timeout: 60_000 }, () => {
     assert.equal((await post({ id: 'x-2', parent: 'central', stores: ['x-2'], store_details: [{ id: 'other' }] })).status, 400);
   });
 
-  it('restarting an edge does not duplicate it', async () => {
+  it('restarting an edge does not duplicate it, and takes its new labels', async () => {
     const before = (await sites(central.url)).find((s) => s.id === 'edge-1')!;
     await edge.stop();
-    edge = await spawnServe(edgeArgs());
+    edge = await spawnServe(edgeArgs('region=south'));
     await eventually(() => sites(central.url), (s) => s.find((x) => x.id === 'edge-1')!.last_contact > before.last_contact);
-    assert.equal((await sites(central.url)).filter((s) => s.id === 'edge-1').length, 1);
+    const after = (await sites(central.url)).filter((s) => s.id === 'edge-1');
+    assert.equal(after.length, 1);
+    assert.deepEqual(after[0].labels, { region: 'south' });
   });
 });
