@@ -18,6 +18,7 @@ import { registerCacheRoutes } from './glance/cache-routes.ts';
 import type { PullThroughImages } from '../cache/pull-through-images.ts';
 import { registerImageRoutes } from './glance/image-routes.ts';
 import { registerImportRoutes } from './glance/import-routes.ts';
+import { registerCopyRoutes } from './outpost/copy-routes.ts';
 import { registerReplicationRoutes, type ReplicationDeps } from './outpost/replication-routes.ts';
 import { registerParentForwarding, SEQ_HEADER, type ParentLink } from './parent-forwarding.ts';
 import { negotiateVersionPath, versionsDocument } from './glance/versions.ts';
@@ -66,6 +67,9 @@ const CLOSE_GRACE_MS = 5000;
 
 /** Largest JSON request body accepted. */
 const JSON_BODY_LIMIT = 1 << 20;
+
+/** Paths of writes that change the catalog (answered with the change-log position, SEQ_HEADER). */
+const WRITE_PREFIXES = ['/v2/', '/outpost/v1/sites', '/outpost/v1/images/'];
 
 /** Paths that are Outpost's own or Glance's; any other first segment gets the version list (300). */
 const KNOWN_PREFIXES = ['/v2/', '/v2', '/outpost/', '/identity/', '/healthcheck', '/metrics', '/dashboard'];
@@ -119,7 +123,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
     reply.header('x-openstack-request-id', req.id);
     // After a write, the change-log position that includes it: an edge that forwarded the write
     // waits for its replica to reach it (parent-forwarding.ts).
-    if (req.method !== 'GET' && req.method !== 'HEAD' && (req.url.startsWith('/v2/') || req.url.startsWith('/outpost/v1/sites')) && reply.statusCode < 400) {
+    if (req.method !== 'GET' && req.method !== 'HEAD' && WRITE_PREFIXES.some((p) => req.url.startsWith(p)) && reply.statusCode < 400) {
       reply.header(SEQ_HEADER, String(await deps.replication.changeLog.lastSeq()));
     }
   });
@@ -177,6 +181,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
     setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS).unref();
   });
   registerReplicationRoutes(app, deps.replication, stopping.signal);
+  registerCopyRoutes(app, deps.images);
   return app;
 }
 

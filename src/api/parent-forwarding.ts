@@ -33,15 +33,17 @@ const HOP_BY_HOP = new Set([
 
 /**
  * Requests an edge passes to its parent instead of answering itself: every write to the Glance
- * API (create, PATCH, delete, tags, members, actions, import, stage, upload), and site
- * registrations. Reads — image data included, through the site's cache — are answered here, and
- * so is the cache API, which acts on this site's cache.
+ * API (create, PATCH, delete, tags, members, actions, import, stage), and the records that travel
+ * up to central (site registrations, copies held at sites). Reads — image data included, through
+ * the site's cache — are answered here, and so are the cache API, which acts on this site's cache,
+ * and uploads, whose bytes stay in this site's store (ImageService.upload records them at central).
  */
 function forwarded(req: FastifyRequest): boolean {
   const path = req.url.split('?')[0];
-  // Site registrations travel up to central.
   if (path === '/outpost/v1/sites' && req.method === 'POST') return true;
+  if (/^\/outpost\/v1\/images\/[^/]+\/locations\/[^/]+$/.test(path)) return true;
   if (!path.startsWith('/v2/') || path === '/v2/cache' || path.startsWith('/v2/cache/')) return false;
+  if (req.method === 'PUT' && /^\/v2\/images\/[^/]+\/file$/.test(path)) return false;
   return req.method !== 'GET' && req.method !== 'HEAD';
 }
 

@@ -18,6 +18,8 @@ import { ChangeLogRetention } from '../replication/change-log-retention.ts';
 import { CacheInvalidation } from '../cache/cache-invalidation.ts';
 import { PullThroughImages } from '../cache/pull-through-images.ts';
 import { HttpParentImageSource } from '../transfer/parent-image-source.ts';
+import { SiteImageSource } from '../transfer/site-image-source.ts';
+import { ParentCopyRegistry } from '../replication/parent-copy-registry.ts';
 import { SiteRegistry } from '../core/site-registry.ts';
 import packageJson from '../../package.json' with { type: 'json' };
 
@@ -50,22 +52,47 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   // Import: a node-local staging area (Glance's reserved os_glance_staging_store), the task
   // runner, and the filtered HTTP client for web-download and glance-download.
   const staging = await FileBlobStore.create({ id: 'os_glance_staging_store', root: join(dataDir, 'staging'), hashers, sync: false });
-  // The edge role's image bytes: a cache in the site's default store, filled from the parent
-  // (pull-through, single flight) and invalidated through the replica's change log.
-  const cache = config.role !== 'edge' ? undefined : await PullThroughImages.create({
+  // The edge role: the catalog is a replica that follows the parent's change feed, and writes go
+  // to the parent. Everything else is wired the same for every role.
+  const follower = config.role === 'edge'
+    ? new Follower({ replica: catalog, parentUrl: config.parent!, log: logger, waitSeconds: config.feed_wait_seconds,
+      auditIntervalSeconds: config.audit_interval_seconds })
+    : undefined;
+  await follower?.start();
+  const parentLink = follower === undefined ? undefined : {
+    url: config.parent!,
+    timeoutMs: config.parent_timeout_ms,
+    waitForReplica: (seq: number, timeoutMs: number) => follower.waitFor(seq, timeoutMs),
+    maxStalenessMs: config.metadata_max_staleness === null ? undefined : config.metadata_max_staleness * 1000,
+    lastContact: () => follower.status().lastContact,
+  };
+  // Image bytes the site's stores do not hold: a cache in the site's default store, filled from
+  // the parent at an edge and from the sites holding a copy at central (pull-through, single
+  // flight), and invalidated through the site's change log.
+  const cache = await PullThroughImages.create({
     site: config.site,
     index: catalog,
     blobs: stores.blobs(stores.defaultId),
-    source: new HttpParentImageSource({ parentUrl: config.parent!, timeoutMs: config.parent_timeout_ms }),
+    source: config.role === 'edge'
+      ? new HttpParentImageSource({ parentUrl: config.parent!, timeoutMs: config.parent_timeout_ms })
+      : new SiteImageSource({ catalog, self: config.site, timeoutMs: config.parent_timeout_ms }),
     spoolDir: join(dataDir, 'cache-spool'),
     budgetBytes: config.cache_max_bytes,
     log: logger,
   });
-  const invalidation = cache === undefined ? undefined : new CacheInvalidation({ catalog, changeLog: catalog, cache, log: logger });
-  invalidation?.start();
+  const invalidation = new CacheInvalidation({
+    catalog, changeLog: catalog, log: logger,
+    held: () => cache.entries().map((e) => e.image_id),
+    drop: async (id) => {
+      await cache.invalidate(id);
+      for (const s of stores.list()) await stores.blobs(s.id).delete(id);
+    },
+  });
+  invalidation.start();
   const images = new ImageService({
     catalog,
     elsewhere: cache,
+    copies: parentLink === undefined ? undefined : new ParentCopyRegistry({ parentUrl: parentLink.url, timeoutMs: parentLink.timeoutMs, waitForReplica: parentLink.waitForReplica, log: logger }),
     stores,
     limits: { defaultLimit: config.limit_param_default, maxLimit: config.api_limit_max },
     imageSizeCap: config.image_size_cap,
@@ -92,13 +119,6 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     imageSizeCap: config.image_size_cap,
   });
 
-  // The edge role: the catalog is a replica that follows the parent's change feed, and writes go
-  // to the parent. Everything else is wired the same for every role.
-  const follower = config.role === 'edge'
-    ? new Follower({ replica: catalog, parentUrl: config.parent!, log: logger, waitSeconds: config.feed_wait_seconds,
-      auditIntervalSeconds: config.audit_interval_seconds })
-    : undefined;
-  await follower?.start();
   // Every site serves its change log to children, so every site trims it.
   const retention = new ChangeLogRetention({ changeLog: catalog, keep: config.change_log_retain, log: logger });
   retention.start();
@@ -112,19 +132,14 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     images,
     imports,
     stores,
-    cache,
+    // Glance's cache API is an edge's (central's cache only holds copies other sites own).
+    cache: follower === undefined ? undefined : cache,
     storeDescriptions: follower === undefined
       ? async () => stores.describe()
       : async () => (await catalog.listSites()).find((s) => s.parent === null)?.store_details ?? stores.describe(),
     maxLimit: config.api_limit_max,
     replication: { catalog, changeLog: catalog, sites, site: { id: config.site, role: config.role, parent: config.parent }, follower },
-    parent: follower === undefined ? undefined : {
-      url: config.parent!,
-      timeoutMs: config.parent_timeout_ms,
-      waitForReplica: (seq, timeoutMs) => follower.waitFor(seq, timeoutMs),
-      maxStalenessMs: config.metadata_max_staleness === null ? undefined : config.metadata_max_staleness * 1000,
-      lastContact: () => follower.status().lastContact,
-    },
+    parent: parentLink,
     get publicUrl() { return publicUrl; },
     showLocations: config.show_multiple_locations,
     showDirectUrl: config.show_image_direct_url,
@@ -150,8 +165,8 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
       registration?.close();
       await follower?.close();
       await retention.close();
-      await invalidation?.close();
-      await cache?.close();
+      await invalidation.close();
+      await cache.close();
       await runner.close();
       await catalog.close();
       await hashers.close();

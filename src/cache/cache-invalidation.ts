@@ -5,15 +5,19 @@ export interface CacheInvalidationOptions {
   /** The site's own catalog (at an edge, the replica the follower writes). */
   catalog: Catalog;
   changeLog: ChangeLog;
-  cache: { invalidate(imageId: string): Promise<void>; entries(): { image_id: string }[] };
+  /** Ids of the images the site holds copies of that are not located here (its cache). */
+  held(): string[];
+  /** Drops every copy the site holds of a deleted image (cached or located in its stores). */
+  drop(imageId: string): Promise<void>;
   log: { warn(obj: object, msg: string): void };
 }
 
 /**
  * The bytes of an active image never change, so a cached copy needs no TTL: it goes when its
  * image does. This loop follows the site's own change log (which the replica's follower appends
- * to) and drops the copy of every image deleted; at start, and whenever the log was trimmed past
- * its position, it checks every held copy against the catalog instead. A deactivated image's
+ * to) and drops the copies of every image deleted — cached ones, and at an edge the bytes of an
+ * image uploaded there, which central's delete cannot reach; at start, and whenever the log was
+ * trimmed past its position, it checks every cached copy against the catalog instead. A deactivated image's
  * copy is kept but blocked: only an active image's bytes are served from the cache.
  */
 export class CacheInvalidation {
@@ -30,20 +34,20 @@ export class CacheInvalidation {
   }
 
   async #loop(): Promise<void> {
-    const { catalog, changeLog, cache, log } = this.#o;
+    const { catalog, changeLog, log } = this.#o;
     const signal = this.#stop.signal;
     let position = -1;
     while (!signal.aborted) {
       try {
         if (position < 0 || position < (await changeLog.firstSeq({ signal })) - 1) {
           position = await changeLog.lastSeq({ signal });
-          for (const { image_id } of cache.entries()) {
-            if ((await catalog.getImage(image_id, { signal })) === undefined) await cache.invalidate(image_id);
+          for (const id of this.#o.held()) {
+            if ((await catalog.getImage(id, { signal })) === undefined) await this.#o.drop(id);
           }
         }
         await changeLog.waitForChange(position, 60_000, { signal });
         const changes = await catalog.changesSince(position, 1000, { signal });
-        for (const c of changes) if (c.entity === 'image' && c.op === 'delete') await cache.invalidate(c.id);
+        for (const c of changes) if (c.entity === 'image' && c.op === 'delete') await this.#o.drop(c.id);
         position = changes.at(-1)?.seq ?? position;
       } catch (error) {
         if (signal.aborted) return;

@@ -10,7 +10,7 @@ export interface PullThroughImagesOptions {
   /** The site's id, for messages. */
   site: string;
   index: CacheIndex;
-  /** Where verified copies are kept, under the image id (the site's default store). */
+  /** Where verified copies are kept, under `cacheKey(image id)` (the site's default store). */
   blobs: BlobStore;
   source: ParentImageSource;
   /** Scratch directory for fills in progress; emptied at start. */
@@ -112,7 +112,7 @@ export class PullThroughImages {
     await rm(opts.spoolDir, { recursive: true, force: true });
     await mkdir(opts.spoolDir, { recursive: true });
     for (const entry of await opts.index.listCacheEntries()) {
-      const stat = await opts.blobs.stat(entry.image_id);
+      const stat = await opts.blobs.stat(cacheKey(entry.image_id));
       if (stat?.size === entry.size) cache.#entries.set(entry.image_id, entry);
       else await opts.index.deleteCacheEntry(entry.image_id);
     }
@@ -128,7 +128,7 @@ export class PullThroughImages {
     const id = image.id;
     if (!this.#fills.has(id) && this.#entries.has(id)) {
       try {
-        const stream = await this.#o.blobs.get(id, { start, end, signal: opts.signal });
+        const stream = await this.#o.blobs.get(cacheKey(id), { start, end, signal: opts.signal });
         this.#touch(id);
         return stream;
       } catch (error) {
@@ -279,7 +279,7 @@ export class PullThroughImages {
   async #drop(imageId: string): Promise<void> {
     this.#entries.delete(imageId);
     await this.#o.index.deleteCacheEntry(imageId);
-    await this.#o.blobs.delete(imageId);
+    await this.#o.blobs.delete(cacheKey(imageId));
   }
 
   #forget(imageId: string): void {
@@ -325,7 +325,7 @@ export class PullThroughImages {
           yield chunk;
         }
       }
-      await this.#o.blobs.put(image.id, tee(), {
+      await this.#o.blobs.put(cacheKey(image.id), tee(), {
         signal, expectedSize: image.size!, expected: { md5: image.checksum!, sha512: image.os_hash_value! },
       });
       const now = this.#now().toISOString();
@@ -379,6 +379,14 @@ export class PullThroughImages {
     const { stream } = await this.#o.source.open(imageId, { start, end, signal: opts.signal });
     return Readable.from(stream, { objectMode: false });
   }
+}
+
+/**
+ * A cached copy's key in the store: apart from the image's own key, which a location (an upload
+ * here, a copy placed here) uses, so evicting a cached copy can never remove a located one.
+ */
+export function cacheKey(imageId: string): string {
+  return `${imageId}.cached`;
 }
 
 /** Only an image with its size and both hashes can be verified, so only such an image is cached. */

@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { AccessRules } from './access.ts';
 import type { RequestContext } from './context.ts';
 import {
-  BadRequestError, ForbiddenError, GoneError, ImageNotFoundError, NotFoundError, OutpostError,
+  BadRequestError, ConflictError, ForbiddenError, GoneError, ImageNotFoundError, NotFoundError, OutpostError,
   PayloadTooLargeError, RangeNotSatisfiableError,
 } from './errors.ts';
 import {
@@ -12,7 +12,7 @@ import {
 import { applyPatch, type PatchDialect, type PatchOp } from './image-patch.ts';
 import { assertWritableName, isBaseWritable, repr, tooLong, validateAttribute } from './image-validation.ts';
 import { parseListQuery, type ListLimits, type QueryParams } from './list-query.ts';
-import type { BlobStore, Catalog, ImageBytesElsewhere, IoOptions } from './ports.ts';
+import type { BlobDigest, BlobStore, Catalog, CopyRegistry, ImageBytesElsewhere, IoOptions, VerifiedCopy } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
 import { HEADER_BYTES, inspectVirtualSize } from './virtual-size.ts';
 
@@ -24,8 +24,13 @@ export interface ImageServiceOptions {
   imageSizeCap: number;
   /** The node-local import staging area, whose data for an image goes when the image is deleted. */
   staging?: BlobStore;
-  /** Where the bytes of active images the site's stores do not hold come from (an edge's cache). */
+  /** Where the bytes of active images the site's stores do not hold come from (the site's cache). */
   elsewhere?: ImageBytesElsewhere;
+  /**
+   * Set where the catalog is a replica (an edge): uploads are stored in this site's store and
+   * recorded here, at central, instead of in the local catalog.
+   */
+  copies?: CopyRegistry;
   now?: () => Date;
 }
 
@@ -54,6 +59,7 @@ export class ImageService {
   readonly #sizeCap: number;
   readonly #staging: BlobStore | undefined;
   readonly #elsewhere: ImageBytesElsewhere | undefined;
+  readonly #copies: CopyRegistry | undefined;
   readonly #now: () => Date;
   readonly access = new AccessRules();
 
@@ -64,6 +70,7 @@ export class ImageService {
     this.#sizeCap = opts.imageSizeCap;
     this.#staging = opts.staging;
     this.#elsewhere = opts.elsewhere;
+    this.#copies = opts.copies;
     this.#now = opts.now ?? (() => new Date());
   }
 
@@ -283,6 +290,11 @@ export class ImageService {
    * PUT /v2/images/{id}/file. queued → saving; the bytes are streamed into the store while size,
    * md5 and sha512 are computed; → active with the location recorded. On any failure the image
    * returns to queued and the store keeps nothing (the BlobStore's put is atomic).
+   *
+   * Where the catalog is a replica (an edge), the bytes stay in this site's store and the copy is
+   * recorded at central (CopyRegistry): the image becomes active there with this site's store in
+   * its `stores`. Central is asked whether it can be reached before any byte is read, and the
+   * image stays `queued` at central until the copy is recorded.
    */
   async upload(ctx: RequestContext, id: string, data: AsyncIterable<Uint8Array>, req: UploadRequest = {}): Promise<Image> {
     const image = await this.get(ctx, id, req);
@@ -294,38 +306,21 @@ export class ImageService {
     if (req.declaredSize !== undefined && req.declaredSize > this.#sizeCap) {
       throw new PayloadTooLargeError(`Image exceeds the storage quota: image_size_cap is ${this.#sizeCap} bytes.`);
     }
+    if (this.#copies !== undefined) return this.#uploadHere(ctx, image, storeId, data, req, this.#copies);
     await this.#catalog.updateImage(image.id, (current) => {
-      if (current.disk_format === null || current.container_format === null) {
-        throw new BadRequestError('Properties disk_format, container_format must be set prior to saving data.');
-      }
-      assertTransition(current.status, 'saving');
+      assertUploadable(current);
       return { ...current, status: 'saving', updated_at: this.#timestamp() };
     }, req);
 
-    // The first bytes are kept for format inspection (virtual_size).
-    let head = new Uint8Array(0);
-    async function* peek(): AsyncGenerator<Uint8Array> {
-      for await (const chunk of data) {
-        if (head.length < HEADER_BYTES) head = Buffer.concat([head, chunk.subarray(0, HEADER_BYTES - head.length)]);
-        yield chunk;
-      }
-    }
     let stored = false;
     try {
-      const digest = await blobs.put(image.id, peek(), {
-        signal: req.signal, expectedSize: req.declaredSize, maxSize: this.#sizeCap,
-      });
+      const { digest, virtualSize } = await this.#store(image, blobs, data, req);
       stored = true;
       return await this.#catalog.updateImage(image.id, (current) => {
         if (current.status !== 'saving') throw new GoneError('Image deleted during upload. Data was not saved.');
         return {
           ...current,
-          status: 'active',
-          size: digest.size,
-          virtual_size: inspectVirtualSize(current.disk_format, head, digest.size),
-          checksum: digest.md5,
-          os_hash_algo: 'sha512',
-          os_hash_value: digest.sha512,
+          ...verifiedAttributes(digest, virtualSize),
           locations: [{ store: storeId, url: blobs.urlFor(image.id) }],
           updated_at: this.#timestamp(),
         };
@@ -335,10 +330,77 @@ export class ImageService {
       await this.#catalog.updateImage(image.id, (current) => (
         current.status === 'saving' ? { ...current, status: 'queued', size: null, virtual_size: null, updated_at: this.#timestamp() } : current
       )).catch(() => undefined);
-      if (error instanceof OutpostError) throw error;
-      if (req.signal?.aborted) throw new BadRequestError('The upload was interrupted before all data arrived.');
-      throw error;
+      throw uploadError(error, req);
     }
+  }
+
+  /** An upload at a site whose catalog is a replica: stored here, recorded at central. */
+  async #uploadHere(ctx: RequestContext, image: Image, storeId: string, data: AsyncIterable<Uint8Array>, req: UploadRequest, copies: CopyRegistry): Promise<Image> {
+    assertUploadable(image);
+    await copies.reachable(req);
+    const blobs = this.#stores.blobs(storeId);
+    let stored = false;
+    try {
+      const { digest, virtualSize } = await this.#store(image, blobs, data, req);
+      stored = true;
+      await copies.record(ctx, image.id, {
+        store: storeId, url: blobs.urlFor(image.id), size: digest.size, checksum: digest.md5,
+        os_hash_algo: 'sha512', os_hash_value: digest.sha512, virtual_size: virtualSize,
+      }, req);
+      return await this.get(ctx, image.id);
+    } catch (error) {
+      if (stored) await blobs.delete(image.id).catch(() => undefined);
+      throw uploadError(error, req);
+    }
+  }
+
+  /** Streams the bytes into the store; the first bytes are kept for format inspection (virtual_size). */
+  async #store(image: Image, blobs: BlobStore, data: AsyncIterable<Uint8Array>, req: UploadRequest): Promise<{ digest: BlobDigest; virtualSize: number | null }> {
+    let head = new Uint8Array(0);
+    async function* peek(): AsyncGenerator<Uint8Array> {
+      for await (const chunk of data) {
+        if (head.length < HEADER_BYTES) head = Buffer.concat([head, chunk.subarray(0, HEADER_BYTES - head.length)]);
+        yield chunk;
+      }
+    }
+    const digest = await blobs.put(image.id, peek(), { signal: req.signal, expectedSize: req.declaredSize, maxSize: this.#sizeCap });
+    return { digest, virtualSize: inspectVirtualSize(image.disk_format, head, digest.size) };
+  }
+
+  /**
+   * PUT /outpost/v1/images/{id}/locations/{store} (central): records a verified copy held in a
+   * store of another site. A queued image becomes active with it (an upload at an edge); an
+   * active or deactivated one gains the location if the digests match its own. The store must be
+   * one a registered site declared. Sites (the `service` role), administrators and whoever may
+   * upload the image's data may record a copy.
+   */
+  async addCopy(ctx: RequestContext, id: string, body: unknown, opts: IoOptions = {}): Promise<Image> {
+    const image = await this.get(ctx, id, opts);
+    if (!ctx.roles.includes('service')) this.access.assertCanModify(ctx, image, 'upload_image');
+    const copy = parseVerifiedCopy(body);
+    const known = new Set((await this.#catalog.listSites(opts)).flatMap((s) => s.stores));
+    if (!known.has(copy.store) && !this.#stores.has(copy.store)) {
+      throw new ConflictError(`No registered site has a store ${copy.store}.`);
+    }
+    if (copy.size > this.#sizeCap) throw new PayloadTooLargeError(`Image exceeds the storage quota: image_size_cap is ${this.#sizeCap} bytes.`);
+    return this.#catalog.updateImage(image.id, (current) => {
+      const location = { store: copy.store, url: copy.url };
+      if (current.status === 'queued') {
+        assertUploadable(current);
+        return {
+          ...current,
+          ...verifiedAttributes({ size: copy.size, md5: copy.checksum, sha512: copy.os_hash_value }, copy.virtual_size),
+          locations: [location],
+          updated_at: this.#timestamp(),
+        };
+      }
+      if (current.status !== 'active' && current.status !== 'deactivated') assertTransition(current.status, 'active');
+      if (current.size !== copy.size || current.checksum !== copy.checksum || current.os_hash_value !== copy.os_hash_value) {
+        throw new ConflictError(`The copy in store ${copy.store} does not match image ${current.id}'s size, checksum and hash.`);
+      }
+      if (current.locations.some((l) => l.store === copy.store)) return current;
+      return { ...current, locations: [...current.locations, location], updated_at: this.#timestamp() };
+    }, opts);
   }
 
   /**
@@ -378,4 +440,42 @@ export class ImageService {
     const stream = await this.#stores.blobs(location.store).get(image.id, { ...opts, start, end });
     return { kind: 'data', image, stream, start, end, partial: range !== undefined };
   }
+}
+
+/** Glance's checks before image data is accepted: formats set, and queued → saving allowed. */
+function assertUploadable(image: Image): void {
+  if (image.disk_format === null || image.container_format === null) {
+    throw new BadRequestError('Properties disk_format, container_format must be set prior to saving data.');
+  }
+  assertTransition(image.status, 'saving');
+}
+
+function verifiedAttributes(digest: Pick<BlobDigest, 'size' | 'md5' | 'sha512'>, virtualSize: number | null): Partial<Image> {
+  return {
+    status: 'active', size: digest.size, virtual_size: virtualSize, checksum: digest.md5, os_hash_algo: 'sha512', os_hash_value: digest.sha512,
+  };
+}
+
+function uploadError(error: unknown, req: IoOptions): unknown {
+  if (error instanceof OutpostError) return error;
+  if (req.signal?.aborted) return new BadRequestError('The upload was interrupted before all data arrived.');
+  return error;
+}
+
+const HEX = (n: number) => new RegExp(`^[0-9a-f]{${n}}$`);
+
+/** The body of PUT /outpost/v1/images/{id}/locations/{store}, with the store from the path. */
+function parseVerifiedCopy(body: unknown): VerifiedCopy {
+  const b = (body ?? {}) as Record<string, unknown>;
+  const problems: string[] = [];
+  if (typeof b.store !== 'string' || b.store === '') problems.push('store');
+  if (typeof b.url !== 'string' || b.url === '') problems.push('url');
+  if (!Number.isSafeInteger(b.size) || (b.size as number) < 0) problems.push('size');
+  if (typeof b.checksum !== 'string' || !HEX(32).test(b.checksum)) problems.push('checksum (32 hex digits)');
+  if (b.os_hash_algo !== 'sha512') problems.push('os_hash_algo ("sha512")');
+  if (typeof b.os_hash_value !== 'string' || !HEX(128).test(b.os_hash_value)) problems.push('os_hash_value (128 hex digits)');
+  const vs = b.virtual_size ?? null;
+  if (vs !== null && (!Number.isSafeInteger(vs) || (vs as number) < 0)) problems.push('virtual_size');
+  if (problems.length > 0) throw new BadRequestError(`A copy needs valid ${problems.join(', ')}.`);
+  return b as unknown as VerifiedCopy;
 }

@@ -1,3 +1,4 @@
+import type { RequestContext } from './context.ts';
 import type { Readable } from 'node:stream';
 import type { Image, ImageMember, MemberStatus, Visibility } from './image.ts';
 import type { Task, TaskStatus } from './task.ts';
@@ -225,6 +226,31 @@ export interface CacheIndex {
   listCacheEntries(opts?: IoOptions): Promise<CacheEntry[]>;
   putCacheEntry(entry: CacheEntry, opts?: IoOptions): Promise<void>;
   deleteCacheEntry(imageId: string, opts?: IoOptions): Promise<void>;
+}
+
+/** A copy of an image's bytes held in one store, with the digests its bytes were verified to have. */
+export interface VerifiedCopy {
+  store: string;
+  url: string;
+  size: number;
+  checksum: string;
+  os_hash_algo: 'sha512';
+  os_hash_value: string;
+  virtual_size: number | null;
+}
+
+/**
+ * Port: where a site that does not own the catalog (an edge) records a copy of image bytes it now
+ * holds — central's catalog, reached through the parent (PUT /outpost/v1/images/{id}/locations/{store}).
+ */
+export interface CopyRegistry {
+  /** Resolves if the catalog's owner can be reached now; ServiceUnavailableError if not. */
+  reachable(opts?: IoOptions): Promise<void>;
+  /**
+   * Records the copy for the caller (a queued image becomes active with it) and resolves once
+   * this site's replica shows it. A refusal comes back as the owner's error.
+   */
+  record(ctx: RequestContext, imageId: string, copy: VerifiedCopy, opts?: IoOptions): Promise<void>;
 }
 
 /**

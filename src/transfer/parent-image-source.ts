@@ -8,6 +8,8 @@ export interface HttpParentImageSourceOptions {
   headers?: Record<string, string>;
   /** The parent must start answering within this, and never pause longer mid-body, ms. */
   timeoutMs: number;
+  /** How messages name the source (default "the parent site URL"). */
+  name?: string;
 }
 
 /**
@@ -30,7 +32,7 @@ export class HttpParentImageSource implements ParentImageSource {
     let timer = setTimeout(() => idle.abort(), this.#o.timeoutMs);
     const signal = opts.signal === undefined ? idle.signal : AbortSignal.any([opts.signal, idle.signal]);
     const unreachable = (why: string) =>
-      new ServiceUnavailableError(`The parent site ${this.#base} could not be reached (${why}); only images this site holds can be downloaded now.`);
+      new ServiceUnavailableError(`${this.#o.name ?? `The parent site ${this.#base}`} could not be reached (${why}); only images this site holds can be downloaded now.`);
     const headers: Record<string, string> = { ...this.#o.headers };
     if (opts.start !== undefined || opts.end !== undefined) headers.range = `bytes=${opts.start ?? 0}-${opts.end ?? ''}`;
     let res: Response;
@@ -44,7 +46,7 @@ export class HttpParentImageSource implements ParentImageSource {
     if (res.status === 404 || res.status === 204 || res.body === null) {
       clearTimeout(timer);
       await res.body?.cancel();
-      throw new NotFoundError(`The parent site has no data for image ${imageId}.`);
+      throw new NotFoundError(`${this.#o.name ?? 'The parent site'} has no data for image ${imageId}.`);
     }
     if (!res.ok) {
       clearTimeout(timer);

@@ -1,0 +1,21 @@
+import type { FastifyInstance } from 'fastify';
+import type { ImageService } from '../../core/image-service.ts';
+import { jsonBody } from '../create-app.ts';
+import { resource } from '../resource.ts';
+
+/**
+ * PUT /outpost/v1/images/{id}/locations/{store} → 204: records a verified copy of the image's
+ * bytes held in a store of another site (ImageService.addCopy). An edge forwards it to its parent,
+ * so it reaches central from any depth; an edge sends it after an upload there.
+ * Body: {url, size, checksum, os_hash_algo: "sha512", os_hash_value, virtual_size}.
+ */
+export function registerCopyRoutes(app: FastifyInstance, images: ImageService): void {
+  resource(app, '/outpost/v1/images/:id/locations/:store', {
+    PUT: async (req, reply) => {
+      const { id, store } = req.params as { id: string; store: string };
+      const body = await jsonBody(req);
+      await images.addCopy(req.ctx, id, { ...(body as object), store }, { signal: req.clientSignal });
+      return reply.code(204).send();
+    },
+  });
+}

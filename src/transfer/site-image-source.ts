@@ -1,0 +1,47 @@
+import { NotFoundError, ServiceUnavailableError } from '../core/errors.ts';
+import type { Catalog, GetOptions, ParentImageBytes, ParentImageSource } from '../core/ports.ts';
+import { HttpParentImageSource } from './parent-image-source.ts';
+
+export interface SiteImageSourceOptions {
+  /** This site's catalog: the image's locations and the registered sites' stores and URLs. */
+  catalog: Catalog;
+  /** This site's id (never asked for its own copies). */
+  self: string;
+  headers?: Record<string, string>;
+  timeoutMs: number;
+}
+
+/**
+ * Central's source of bytes it does not hold itself: the sites that hold a verified copy (an image
+ * uploaded at an edge lives in that edge's store). Each such site is asked in turn, at its
+ * registered public URL, `GET /v2/images/{id}/file` — which it serves from its own store.
+ */
+export class SiteImageSource implements ParentImageSource {
+  readonly #o: SiteImageSourceOptions;
+
+  constructor(opts: SiteImageSourceOptions) {
+    this.#o = opts;
+  }
+
+  async open(imageId: string, opts: GetOptions = {}): Promise<ParentImageBytes> {
+    const image = await this.#o.catalog.getImage(imageId, opts);
+    const stores = new Set(image?.locations.map((l) => l.store) ?? []);
+    const holders = (await this.#o.catalog.listSites(opts))
+      .filter((s) => s.id !== this.#o.self && s.public_url !== '' && s.stores.some((id) => stores.has(id)));
+    if (holders.length === 0) throw new NotFoundError(`No site holds a copy of image ${imageId}.`);
+    let last: Error | undefined;
+    for (const site of holders) {
+      try {
+        const source = new HttpParentImageSource({
+          parentUrl: site.public_url, headers: this.#o.headers, timeoutMs: this.#o.timeoutMs, name: `Site ${site.id} (${site.public_url})`,
+        });
+        return await source.open(imageId, opts);
+      } catch (error) {
+        opts.signal?.throwIfAborted();
+        last = error as Error;
+      }
+    }
+    throw last instanceof ServiceUnavailableError || last instanceof NotFoundError ? last
+      : new ServiceUnavailableError(`No site holding image ${imageId} could be reached.`);
+  }
+}

@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { openstackClientsMissing } from '../helpers/clients.ts';
+import { bytesOf, call, createImage, expectStatus, getImage, project, upload, type ImageJson } from '../helpers/glance-client.ts';
+import { download, eventually, startSiteChain, type SiteChain } from '../helpers/multi-site.ts';
+import { tempDir, type TestSite } from '../helpers/site.ts';
+
+const run = promisify(execFile);
+const cliSkip = await openstackClientsMissing();
+const CHILD_ENV = { OUTPOST_PARENT_TIMEOUT_MS: '1500', OUTPOST_FEED_WAIT_SECONDS: '2', OUTPOST_STORAGE_SYNC: 'false' };
+const sha512 = (b: Uint8Array) => createHash('sha512').update(b).digest('hex');
+const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
+
+/**
+ * Uploads at an edge (seed 004: a VM snapshot taken there): the bytes stay in the edge's own store,
+ * central records the copy, and every other site reads them through central.
+ */
+describe('uploads at an edge: stored there, recorded at central', { timeout: 120_000 }, () => {
+  let work: string;
+  let chain: SiteChain;
+  let central: TestSite;
+  let edge: TestSite;
+  let far: TestSite;
+
+  before(async () => {
+    work = await tempDir('outpost-e2e-upload-');
+    chain = await startSiteChain(work, CHILD_ENV);
+    ({ central, edge, far } = chain);
+  });
+  after(async () => {
+    await chain?.close();
+    if (work !== undefined) await rm(work, { recursive: true, force: true });
+  });
+
+  it('an upload at the far edge makes the image active at central with far-1 in stores; every site reads the same bytes', async () => {
+    const data = bytesOf(3 * 1024 * 1024 + 5, 41);
+    const image = await createImage(far, { name: 'snapshot-at-far', disk_format: 'raw', container_format: 'bare' });
+    expectStatus(await upload(far, image.id, data), 204);
+    // The client that uploaded at the far edge reads its write there at once.
+    const atFar = await getImage(far, image.id);
+    assert.equal(atFar.status, 'active');
+    assert.equal(atFar.stores, 'far-1');
+    const atCentral = await getImage(central, image.id);
+    assert.deepEqual(
+      [atCentral.status, atCentral.size, atCentral.checksum, atCentral.os_hash_algo, atCentral.os_hash_value, atCentral.stores],
+      ['active', data.length, md5(data), 'sha512', sha512(data), 'far-1'],
+    );
+    assert.ok((await readdir(join(work, 'far', 'stores', 'far-1'))).includes(image.id), 'the bytes are in far-1\'s store');
+    // Central holds no copy: it reads from far-1; the edge pulls through central.
+    for (const site of [far, central, edge]) {
+      const d = await download(site.url, image.id);
+      assert.deepEqual([d.status, d.length, d.sha512, d.broken], [200, data.length, sha512(data), false], site.url);
+    }
+    assert.ok(!(await readdir(join(work, 'central', 'stores', 'central'))).includes(image.id), 'central did not take a located copy');
+  });
+
+  it('deleting the image at central removes the bytes from the store of the edge that took the upload', async () => {
+    const data = bytesOf(64 * 1024, 42);
+    const image = await createImage(edge, { name: 'to-delete', disk_format: 'raw', container_format: 'bare' });
+    expectStatus(await upload(edge, image.id, data), 204);
+    const store = join(work, 'edge', 'stores', 'edge-1');
+    assert.ok((await readdir(store)).includes(image.id));
+    expectStatus(await call(central, 'DELETE', `/v2/images/${image.id}`), 204);
+    await eventually('the edge drops the deleted image\'s bytes', 1000, async () => !(await readdir(store)).includes(image.id));
+  });
+
+  it('refuses what Glance refuses: a second upload (409), another project\'s image (403/404), formats unset (400); nothing is kept', async () => {
+    const data = bytesOf(4096, 43);
+    const image = await createImage(edge, { name: 'once', disk_format: 'raw', container_format: 'bare' });
+    expectStatus(await upload(edge, image.id, data), 204);
+    expectStatus(await upload(edge, image.id, data), 409);
+    const mine = await createImage(edge, { name: 'p1-image', disk_format: 'raw', container_format: 'bare' }, project('p1'));
+    assert.ok([403, 404].includes((await upload(edge, mine.id, data, project('p2'))).status));
+    const bare = await createImage(edge, { name: 'no-formats' });
+    expectStatus(await upload(edge, bare.id, data), 400);
+    const kept = await readdir(join(work, 'edge', 'stores', 'edge-1'));
+    assert.ok(!kept.includes(mine.id) && !kept.includes(bare.id));
+    assert.equal((await getImage(central, bare.id)).status, 'queued');
+  });
+
+  it('PUT /outpost/v1/images/{id}/locations/{store} checks what it records', async () => {
+    const put = (id: string, store: string, body: unknown, as = {}) => call(central, 'PUT', `/outpost/v1/images/${id}/locations/${store}`, { as, json: body });
+    const data = bytesOf(1000, 44);
+    const copy = { url: 'file:///x', size: data.length, checksum: md5(data), os_hash_algo: 'sha512', os_hash_value: sha512(data), virtual_size: null };
+    const image = await createImage(central, { name: 'record', disk_format: 'raw', container_format: 'bare' });
+    expectStatus(await put(image.id, 'edge-1', { ...copy, checksum: 'nope' }), 400);
+    expectStatus(await put(image.id, 'nowhere', copy), 409);
+    const other = await createImage(central, { name: 'p1', disk_format: 'raw', container_format: 'bare' }, project('p1'));
+    assert.ok([403, 404].includes((await put(other.id, 'edge-1', copy, project('p2'))).status));
+    expectStatus(await put(image.id, 'edge-1', copy), 204);
+    const recorded: ImageJson = await getImage(central, image.id);
+    assert.deepEqual([recorded.status, recorded.size, recorded.stores], ['active', 1000, 'edge-1']);
+    // Active now: another site's copy must have the same digests; the same copy again changes nothing.
+    expectStatus(await put(image.id, 'far-1', { ...copy, size: 999 }), 409);
+    expectStatus(await put(image.id, 'far-1', copy), 204);
+    assert.equal((await getImage(central, image.id)).stores, 'edge-1,far-1');
+  });
+
+  it('openstack image create --file at an edge (as Nova snapshots there) stores the bytes at the edge', { skip: cliSkip }, async () => {
+    const data = bytesOf(2 * 1024 * 1024, 45);
+    const file = join(work, 'snap.img');
+    await writeFile(file, data);
+    const env = { ...process.env, HOME: work, PYTHONWARNINGS: 'ignore', OS_AUTH_TYPE: 'none', OS_ENDPOINT: edge.url };
+    const out = await run('openstack', ['image', 'create', '--disk-format', 'raw', '--container-format', 'bare', '--file', file, '-f', 'json', 'cli-snapshot'], { env, cwd: work });
+    const id = (JSON.parse(out.stdout) as { id: string }).id;
+    const atCentral = await getImage(central, id);
+    assert.deepEqual([atCentral.status, atCentral.os_hash_value, atCentral.stores], ['active', sha512(data), 'edge-1']);
+  });
+});
