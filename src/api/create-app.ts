@@ -49,6 +49,8 @@ export interface AppDeps {
   /** `api_limit_max`, for the task list. */
   maxLimit: number;
   replication: ReplicationDeps;
+  /** Central: per image, the stores of other sites holding a verified copy (their inventories). */
+  heldStores?(imageIds: readonly string[]): Promise<Map<string, string[]>>;
   /** Set on an edge: its image cache, with the Glance cache API. */
   cache?: PullThroughImages;
   /** Set on an edge: writes go to this parent (the composition root decides). */

@@ -4,6 +4,8 @@ import { ServiceUnavailableError } from '../core/errors.ts';
 
 /** An edge's link to its parent site. */
 export interface ParentLink {
+  /** This site's id. */
+  site: string;
   /** The parent's base URL. */
   url: string;
   /** How long a forwarded request may wait for the parent before it fails with 503, ms. */
@@ -33,14 +35,18 @@ const HOP_BY_HOP = new Set([
 
 /**
  * Requests an edge passes to its parent instead of answering itself: every write to the Glance
- * API (create, PATCH, delete, tags, members, actions, import, stage), and the records that travel
- * up to central (site registrations, copies held at sites). Reads — image data included, through
+ * API (create, PATCH, delete, tags, members, actions, import, stage), the records that travel up
+ * to central (site registrations, inventories, copies held at sites), and reads of other sites'
+ * inventories. Reads — image data included, through
  * the site's cache — are answered here, and so are the cache API, which acts on this site's cache,
  * and uploads, whose bytes stay in this site's store (ImageService.upload records them at central).
  */
-function forwarded(req: FastifyRequest): boolean {
+function forwarded(req: FastifyRequest, site: string): boolean {
   const path = req.url.split('?')[0];
   if (path === '/outpost/v1/sites' && req.method === 'POST') return true;
+  // Inventories: reports go up; another site's is known at central.
+  const inventory = /^\/outpost\/v1\/sites\/([^/]+)\/inventory$/.exec(path);
+  if (inventory !== null) return req.method !== 'GET' || inventory[1] !== site;
   if (/^\/outpost\/v1\/images\/[^/]+\/locations\/[^/]+$/.test(path)) return true;
   if (!path.startsWith('/v2/') || path === '/v2/cache' || path.startsWith('/v2/cache/')) return false;
   if (req.method === 'PUT' && /^\/v2\/images\/[^/]+\/file$/.test(path)) return false;
@@ -56,7 +62,7 @@ function forwarded(req: FastifyRequest): boolean {
 export function registerParentForwarding(app: FastifyInstance, parent: ParentLink): void {
   const base = parent.url.replace(/\/+$/, '');
   app.addHook('onRequest', async (req, reply) => {
-    if (forwarded(req)) {
+    if (forwarded(req, parent.site)) {
       await forward(req, reply, base, parent);
       return reply;
     }

@@ -21,6 +21,8 @@ import { HttpParentImageSource } from '../transfer/parent-image-source.ts';
 import { SiteImageSource } from '../transfer/site-image-source.ts';
 import { ParentCopyRegistry } from '../replication/parent-copy-registry.ts';
 import { SiteRegistry } from '../core/site-registry.ts';
+import { SiteInventories } from '../core/site-inventory.ts';
+import { InventoryReporter, parentInventorySink } from '../replication/inventory-reporter.ts';
 import packageJson from '../../package.json' with { type: 'json' };
 
 const VERSION = packageJson.version;
@@ -60,6 +62,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     : undefined;
   await follower?.start();
   const parentLink = follower === undefined ? undefined : {
+    site: config.site,
     url: config.parent!,
     timeoutMs: config.parent_timeout_ms,
     waitForReplica: (seq: number, timeoutMs: number) => follower.waitFor(seq, timeoutMs),
@@ -123,6 +126,15 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   const retention = new ChangeLogRetention({ changeLog: catalog, keep: config.change_log_retain, log: logger });
   retention.start();
   const sites = new SiteRegistry(catalog);
+  // Every site tells central what it holds; central keeps the reports (its own included).
+  const inventories = new SiteInventories(catalog, catalog);
+  const reporter = new InventoryReporter({
+    catalog, storeIds: stores.list().map((s) => s.id), cacheStore: stores.defaultId, cache, log: logger,
+    reportLocated: parentLink !== undefined,
+    send: parentLink === undefined
+      ? (images, opts) => catalog.putInventory({ site: config.site, reported_at: new Date().toISOString(), images }, opts)
+      : parentInventorySink(parentLink.url, config.site, parentLink.timeoutMs),
+  });
 
   const [host, port] = splitListen(config.listen);
   let publicUrl = config.public_url?.replace(/\/+$/, '') ?? '';
@@ -138,7 +150,11 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
       ? async () => stores.describe()
       : async () => (await catalog.listSites()).find((s) => s.parent === null)?.store_details ?? stores.describe(),
     maxLimit: config.api_limit_max,
-    replication: { catalog, changeLog: catalog, sites, site: { id: config.site, role: config.role, parent: config.parent }, follower },
+    replication: {
+      catalog, changeLog: catalog, sites, site: { id: config.site, role: config.role, parent: config.parent }, follower,
+      inventories, localInventory: () => reporter.current(),
+    },
+    heldStores: follower === undefined ? (ids) => inventories.storesHolding(ids) : undefined,
     parent: parentLink,
     get publicUrl() { return publicUrl; },
     showLocations: config.show_multiple_locations,
@@ -156,6 +172,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     parentUrl: config.parent!, site: self, follower, log: logger,
   });
   registration?.start();
+  reporter.start();
   logger.info({ url, role: config.role, site: config.site, stores: stores.list().map((s) => s.id) }, 'outpost site listening');
 
   return {
@@ -163,6 +180,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     async close() {
       await app.close();
       registration?.close();
+      await reporter.close();
       await follower?.close();
       await retention.close();
       await invalidation.close();

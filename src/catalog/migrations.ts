@@ -110,6 +110,22 @@ const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
+  '0006-inventory': {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable('site_inventories')
+        .addColumn('site_id', 'text', (c) => c.primaryKey())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createTable('inventory_copies')
+        .addColumn('image_id', 'text', (c) => c.notNull())
+        .addColumn('site_id', 'text', (c) => c.notNull())
+        .addColumn('store', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('inventory_copies_pk', ['image_id', 'site_id', 'store'])
+        .execute();
+      await db.schema.createIndex('inventory_copies_site').on('inventory_copies').column('site_id').execute();
+      await db.schema.createIndex('image_locations_store').on('image_locations').columns(['store', 'image_id']).execute();
+    },
+  },
 };
 
 export async function migrate(db: Kysely<any>): Promise<void> {

@@ -4,8 +4,8 @@ import { Kysely, SqliteDialect, sql, type Expression, type ExpressionBuilder, ty
 import { ConflictError, ImageNotFoundError, NotFoundError } from '../core/errors.ts';
 import { setProperty, type Image, type ImageMember } from '../core/image.ts';
 import type {
-  AttributeFilter, CacheEntry, CacheIndex, Catalog, Change, ChangeEntity, ChangeLog, ImageListQuery, IoOptions, Replica, Site, Snapshot, SortKey,
-  TaskListQuery,
+  AttributeFilter, CacheEntry, CacheIndex, Catalog, Change, ChangeEntity, ChangeLog, ImageListQuery, InventoryStore, IoOptions, Replica, Site,
+  SiteInventory, Snapshot, SortKey, TaskListQuery,
 } from '../core/ports.ts';
 import type { Task } from '../core/task.ts';
 import { migrate } from './migrations.ts';
@@ -47,7 +47,7 @@ function throwIfAborted(opts: IoOptions | undefined): void {
  * PostgreSQL uses the same queries through another Kysely dialect. Every mutation and its
  * change-log row are written in one transaction.
  */
-export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex {
+export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, InventoryStore {
   readonly #db: Kysely<CatalogTables>;
   /** Wakes long-polling feed readers after a commit that appended changes. */
   readonly #committed = new EventTarget();
@@ -260,6 +260,52 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex {
     throwIfAborted(opts);
     const rows = await this.#db.selectFrom('sites').select('body').orderBy('id').execute();
     return rows.map((r) => JSON.parse(r.body) as Site);
+  }
+
+  async imagesInStores(storeIds: readonly string[], opts?: IoOptions): Promise<Image[]> {
+    throwIfAborted(opts);
+    if (storeIds.length === 0) return [];
+    const rows = await this.#db.selectFrom('images').selectAll()
+      .where('deleted_at', 'is', null)
+      .where('id', 'in', (eb) => eb.selectFrom('image_locations').select('image_id').where('store', 'in', [...storeIds]))
+      .orderBy('id').execute();
+    return this.#hydrate(this.#db, rows);
+  }
+
+  // -- inventories sites reported (central; not in the change log) ---------------------------------
+
+  async putInventory(inventory: SiteInventory, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    const body = JSON.stringify(inventory);
+    await this.#db.transaction().execute(async (trx) => {
+      await trx.insertInto('site_inventories').values({ site_id: inventory.site, body })
+        .onConflict((oc) => oc.column('site_id').doUpdateSet({ body })).execute();
+      await trx.deleteFrom('inventory_copies').where('site_id', '=', inventory.site).execute();
+      const copies = [...new Map(inventory.images.map((i) => [`${i.image_id}/${i.store}`, i])).values()]
+        .map((i) => ({ image_id: i.image_id, site_id: inventory.site, store: i.store }));
+      // SQLite allows 32766 bound parameters per statement: 3 per row.
+      for (let i = 0; i < copies.length; i += 5000) await trx.insertInto('inventory_copies').values(copies.slice(i, i + 5000)).execute();
+    });
+  }
+
+  async getInventory(siteId: string, opts?: IoOptions): Promise<SiteInventory | undefined> {
+    throwIfAborted(opts);
+    const row = await this.#db.selectFrom('site_inventories').select('body').where('site_id', '=', siteId).executeTakeFirst();
+    return row === undefined ? undefined : JSON.parse(row.body) as SiteInventory;
+  }
+
+  async storesHolding(imageIds: readonly string[], opts?: IoOptions): Promise<Map<string, string[]>> {
+    throwIfAborted(opts);
+    const out = new Map<string, string[]>();
+    if (imageIds.length === 0) return out;
+    const rows = await this.#db.selectFrom('inventory_copies').select(['image_id', 'store'])
+      .where('image_id', 'in', [...imageIds]).orderBy('image_id').orderBy('store').execute();
+    for (const r of rows) {
+      const stores = out.get(r.image_id) ?? [];
+      if (!stores.includes(r.store)) stores.push(r.store);
+      out.set(r.image_id, stores);
+    }
+    return out;
   }
 
   // -- the edge cache's bookkeeping (local: not in the change log) ------------------------------

@@ -49,5 +49,7 @@ export interface CatalogTables {
   replication_state: { name: string; value: number };
   sites: { id: string; body: string };
   cache_entries: { image_id: string; body: string };
+  site_inventories: { site_id: string; body: string };
+  inventory_copies: { image_id: string; site_id: string; store: string };
   changes: { seq: Generated<number>; entity: string; entity_id: string; op: string; body: string; at: string };
 }

@@ -107,6 +107,8 @@ export interface Catalog {
   upsertSite(site: Site, opts?: IoOptions): Promise<void>;
   getSite(id: string, opts?: IoOptions): Promise<Site | undefined>;
   listSites(opts?: IoOptions): Promise<Site[]>;
+  /** The (not deleted) images with a location in one of these stores, by id. */
+  imagesInStores(storeIds: readonly string[], opts?: IoOptions): Promise<Image[]>;
 
   /** Changes with seq > since, oldest first, at most `limit`. */
   changesSince(since: number, limit: number, opts?: IoOptions): Promise<Change[]>;
@@ -251,6 +253,37 @@ export interface CopyRegistry {
    * this site's replica shows it. A refusal comes back as the owner's error.
    */
   record(ctx: RequestContext, imageId: string, copy: VerifiedCopy, opts?: IoOptions): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inventory: what each site holds, reported up to central.
+
+/** One verified copy a site holds: located in its store (`stored`) or cached (`cached`, `pinned`). */
+export interface InventoryItem {
+  image_id: string;
+  store: string;
+  size: number;
+  state: 'stored' | 'pinned' | 'cached';
+  /** Since when the copy is held (ISO 8601). */
+  since: string;
+  /** Downloads served from a cached copy (null for a stored one). */
+  hits: number | null;
+  last_accessed: string | null;
+}
+
+export interface SiteInventory {
+  site: string;
+  reported_at: string;
+  images: InventoryItem[];
+}
+
+/** Port: the inventories sites reported (kept at central, outside the change log). */
+export interface InventoryStore {
+  /** Replaces the site's inventory. */
+  putInventory(inventory: SiteInventory, opts?: IoOptions): Promise<void>;
+  getInventory(siteId: string, opts?: IoOptions): Promise<SiteInventory | undefined>;
+  /** For each of these images, the stores of the sites that reported holding a copy of it. */
+  storesHolding(imageIds: readonly string[], opts?: IoOptions): Promise<Map<string, string[]>>;
 }
 
 /**

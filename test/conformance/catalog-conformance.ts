@@ -801,6 +801,24 @@ export function catalogConformance(name: string, open: () => Promise<CatalogHand
       }));
     });
 
+    describe('imagesInStores', () => {
+      it('returns the live images with a location in any of the stores, by id, hydrated', withCatalog(async (catalog) => {
+        const loc = (store: string) => ({ store, url: `file:///${store}` });
+        const a = makeImage({ status: 'active', locations: [loc('edge-1')] });
+        const b = makeImage({ status: 'active', locations: [loc('central'), loc('edge-2')], tags: ['t'] });
+        const c = makeImage({ status: 'active', locations: [loc('central')] });
+        const gone = makeImage({ status: 'active', locations: [loc('edge-1')] });
+        for (const i of [a, b, c, gone]) await catalog.createImage(i);
+        await catalog.deleteImage(gone.id);
+        const ids = (images: Image[]) => images.map((i) => i.id);
+        assert.deepEqual(ids(await catalog.imagesInStores(['edge-1'])), [a.id]);
+        assert.deepEqual(ids(await catalog.imagesInStores(['edge-1', 'edge-2'])), [a.id, b.id].sort());
+        assert.deepEqual((await catalog.imagesInStores(['edge-2']))[0], b);
+        assert.deepEqual(await catalog.imagesInStores([]), []);
+        assert.deepEqual(await catalog.imagesInStores(['nowhere']), []);
+      }));
+    });
+
     describe('AbortSignal', () => {
       it('rejects every call made with an aborted signal, changing nothing', withCatalog(async (catalog) => {
         const image = makeImage();

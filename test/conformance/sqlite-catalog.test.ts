@@ -3,9 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
 import { catalogConformance } from './catalog-conformance.ts';
+import { inventoryConformance } from './inventory-conformance.ts';
 import { changeLogConformance, replicaConformance } from './replication-conformance.ts';
 
-/** A SqlCatalog on its own SQLite file: the Catalog, ChangeLog and Replica ports' SQL adapter. */
+/** A SqlCatalog on its own SQLite file: the Catalog, ChangeLog, Replica and InventoryStore ports' SQL adapter. */
 async function open() {
   const dir = await mkdtemp(join(tmpdir(), 'outpost-catalog-'));
   const catalog = await SqlCatalog.openSqlite(join(dir, 'catalog.sqlite'));
@@ -21,3 +22,7 @@ async function open() {
 catalogConformance('SqlCatalog (SQLite file)', open);
 changeLogConformance('SqlCatalog (SQLite file)', open);
 replicaConformance('SqlCatalog (SQLite file)', open);
+inventoryConformance('SqlCatalog (SQLite file)', async () => {
+  const handle = await open();
+  return { inventory: handle.catalog, cleanup: handle.cleanup };
+});

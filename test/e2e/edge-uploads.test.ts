@@ -101,6 +101,46 @@ describe('uploads at an edge: stored there, recorded at central', { timeout: 120
     assert.equal((await getImage(central, image.id)).stores, 'edge-1,far-1');
   });
 
+  it('every site reports what it holds up to central: the inventory, and the sites in an image\'s stores', async () => {
+    type Inventory = { site: string; images: { image_id: string; store: string; size: number; state: string; hits: number | null }[] };
+    const inventory = async (at: TestSite, site: string) => {
+      const res = await call<Inventory>(at, 'GET', `/outpost/v1/sites/${site}/inventory`);
+      expectStatus(res, 200);
+      return res.body;
+    };
+    const states = (inv: Inventory, id: string) => inv.images.filter((i) => i.image_id === id).map((i) => `${i.store}:${i.state}`);
+    const data = bytesOf(256 * 1024, 46);
+    const image = await createImage(far, { name: 'inventoried', disk_format: 'raw', container_format: 'bare' });
+    expectStatus(await upload(far, image.id, data), 204);
+    // Read at the edge: central pulls it from far-1 and caches it, the edge caches it too.
+    assert.equal((await download(edge.url, image.id)).sha512, sha512(data));
+    await eventually('central shows every site holding a copy', 10_000, async () =>
+      (await getImage(central, image.id)).stores === 'far-1,central,edge-1');
+    for (const [site, expected] of [['far-1', 'far-1:stored'], ['edge-1', 'edge-1:cached'], ['central', 'central:cached']]) {
+      await eventually(`${site} reports ${expected}`, 10_000, async () => states(await inventory(central, site), image.id).join() === expected);
+    }
+    // At an edge, its own inventory is answered there; another site's comes from central.
+    assert.deepEqual(states(await inventory(edge, 'edge-1'), image.id), ['edge-1:cached']);
+    assert.deepEqual(states(await inventory(far, 'edge-1'), image.id), ['edge-1:cached']);
+    // A pin, then an eviction, reach central.
+    expectStatus(await call(edge, 'PUT', `/outpost/v1/cache/${image.id}/pin`), 200);
+    await eventually('the pin is reported', 10_000, async () => states(await inventory(central, 'edge-1'), image.id)[0] === 'edge-1:pinned');
+    expectStatus(await call(edge, 'DELETE', `/v2/cache/${image.id}`), 204);
+    await eventually('the eviction is reported', 10_000, async () => (await getImage(central, image.id)).stores === 'far-1,central');
+    assert.deepEqual(states(await inventory(central, 'edge-1'), image.id), []);
+  });
+
+  it('an inventory report is checked: a registered site, its own stores, sites and administrators only', async () => {
+    const put = (site: string, images: unknown[], as = {}) => call(central, 'PUT', `/outpost/v1/sites/${site}/inventory`, { as, json: { images } });
+    const good = { image_id: 'x', store: 'edge-1', size: 1, state: 'cached', since: new Date().toISOString(), hits: 0, last_accessed: null };
+    expectStatus(await put('nowhere', []), 404);
+    expectStatus(await put('edge-1', [{ ...good, store: 'central' }]), 400);
+    expectStatus(await put('edge-1', [{ ...good, state: 'lost' }]), 400);
+    expectStatus(await put('edge-1', [good], project('p1')), 403);
+    expectStatus(await call(central, 'GET', '/outpost/v1/sites/edge-1/inventory', { as: project('p1') }), 403);
+    expectStatus(await call(central, 'GET', '/outpost/v1/sites/nowhere/inventory'), 404);
+  });
+
   it('openstack image create --file at an edge (as Nova snapshots there) stores the bytes at the edge', { skip: cliSkip }, async () => {
     const data = bytesOf(2 * 1024 * 1024, 45);
     const file = join(work, 'snap.img');

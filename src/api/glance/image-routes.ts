@@ -12,9 +12,14 @@ type IdParams = { id: string };
 /** Routes of glance/api/v2/router.py for images, image data, tags, members and actions. */
 export function registerImageRoutes(app: FastifyInstance, deps: AppDeps): void {
   const { images } = deps;
-  const view = (image: Parameters<typeof imageView>[0]) => imageView(image, {
-    stores: deps.stores, showLocations: deps.showLocations, showDirectUrl: deps.showDirectUrl,
-  });
+  type Image = Parameters<typeof imageView>[0];
+  const views = async (list: Image[]) => {
+    const held = await deps.heldStores?.(list.map((i) => i.id));
+    return list.map((image) => imageView(image, {
+      stores: deps.stores, showLocations: deps.showLocations, showDirectUrl: deps.showDirectUrl, held: held?.get(image.id),
+    }));
+  };
+  const view = async (image: Image) => (await views([image]))[0];
   const storeIds = deps.stores.list().map((s) => s.id).join(',');
 
   resource(app, '/v2/images', {
@@ -22,7 +27,7 @@ export function registerImageRoutes(app: FastifyInstance, deps: AppDeps): void {
       const { pairs, map } = queryParams(req);
       const { images: page, more } = await images.list(req.ctx, map, { signal: req.clientSignal });
       const { first, next } = pageLinks('/v2/images', pairs, more ? page[page.length - 1].id : undefined);
-      return { images: page.map(view), first, schema: '/v2/schemas/images', ...(next === undefined ? {} : { next }) };
+      return { images: await views(page), first, schema: '/v2/schemas/images', ...(next === undefined ? {} : { next }) };
     },
     POST: async (req, reply) => {
       const image = await images.create(req.ctx, await jsonBody(req), { signal: req.clientSignal });
@@ -30,7 +35,7 @@ export function registerImageRoutes(app: FastifyInstance, deps: AppDeps): void {
         .header('Location', `${deps.publicUrl}/v2/images/${image.id}`)
         .header('OpenStack-image-store-ids', storeIds)
         .header('OpenStack-image-import-methods', deps.imports.methods.join(','))
-        .send(view(image));
+        .send(await view(image));
     },
   });
 

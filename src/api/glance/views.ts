@@ -9,16 +9,20 @@ export function isoSeconds(iso: string): string {
 
 export interface ImageViewOptions {
   stores: StoreRegistry;
+  /** Stores of sites reported holding a verified copy (central: from their inventories). */
+  held?: readonly string[];
   showLocations: boolean;
   showDirectUrl: boolean;
 }
 
 /**
  * The image JSON of glance/api/v2/images.py `ResponseSerializer._format_image`: custom properties,
- * then the base attributes (null when unset), links, and `stores` when the image has copies.
+ * then the base attributes (null when unset), links, and `stores` when the image has copies: its
+ * locations' stores by weight, then those of other sites holding a copy (`held`).
  */
 export function imageView(image: Image, opts: ImageViewOptions): Record<string, unknown> {
   const storeIds = orderedStoreIds(image.locations, (s) => opts.stores.weight(s));
+  for (const s of opts.held ?? []) if (!storeIds.includes(s)) storeIds.push(s);
   const view: Record<string, unknown> = {
     ...image.properties,
     name: image.name,

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { BadRequestError, ForbiddenError, GoneError } from '../../core/errors.ts';
-import type { ChangeLog, Catalog } from '../../core/ports.ts';
+import type { ChangeLog, Catalog, InventoryItem } from '../../core/ports.ts';
+import type { SiteInventories } from '../../core/site-inventory.ts';
 import type { AuditResult, FollowerStatus } from '../../replication/follower.ts';
 import type { SiteRegistry } from '../../core/site-registry.ts';
 import { jsonBody } from '../create-app.ts';
@@ -14,6 +15,10 @@ export interface ReplicationDeps {
   site: { id: string; role: 'central' | 'edge'; parent: string | null };
   /** An edge's follower of its parent's feed. */
   follower?: { status(): FollowerStatus; audit(): Promise<AuditResult> };
+  /** The inventories sites reported (meaningful at central, where they arrive). */
+  inventories: SiteInventories;
+  /** What this site holds now. */
+  localInventory(): Promise<InventoryItem[]>;
 }
 
 const MAX_LIMIT = 5000;
@@ -62,6 +67,21 @@ export function registerReplicationRoutes(app: FastifyInstance, deps: Replicatio
   resource(app, '/outpost/v1/sites', {
     GET: async () => ({ sites: await deps.sites.list() }),
     POST: async (req) => deps.sites.register(req.ctx, await jsonBody(req), { signal: req.clientSignal }),
+  });
+
+  // A site's inventory: PUT by the site (an edge's parent forwards it up to central); GET answers
+  // for this site from what it holds, for another from its last report (an edge forwards it).
+  resource(app, '/outpost/v1/sites/:id/inventory', {
+    GET: async (req) => {
+      assertSite(req.ctx);
+      const { id } = req.params as { id: string };
+      if (id === deps.site.id) return { site: id, reported_at: new Date().toISOString(), images: await deps.localInventory() };
+      return deps.inventories.get(id, { signal: req.clientSignal });
+    },
+    PUT: async (req, reply) => {
+      await deps.inventories.report(req.ctx, (req.params as { id: string }).id, await jsonBody(req), { signal: req.clientSignal });
+      return reply.code(204).send();
+    },
   });
 
   // GET /outpost/v1/status: the site's role, its parent, and how far its replica is behind.

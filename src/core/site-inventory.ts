@@ -1,0 +1,61 @@
+import type { RequestContext } from './context.ts';
+import { BadRequestError, ForbiddenError, NotFoundError } from './errors.ts';
+import type { Catalog, InventoryItem, InventoryStore, IoOptions, SiteInventory } from './ports.ts';
+
+const STATES: readonly InventoryItem['state'][] = ['stored', 'pinned', 'cached'];
+
+/**
+ * What each site holds, as it reports it up to central (`PUT /outpost/v1/sites/{id}/inventory`,
+ * forwarded by every parent) and as central answers for it (`GET …/inventory`). Central also uses
+ * the reports to show, in an image's `stores`, every site that holds a verified copy.
+ */
+export class SiteInventories {
+  readonly #catalog: Catalog;
+  readonly #store: InventoryStore;
+  readonly #now: () => Date;
+
+  constructor(catalog: Catalog, store: InventoryStore, now: () => Date = () => new Date()) {
+    this.#catalog = catalog;
+    this.#store = store;
+    this.#now = now;
+  }
+
+  /** A site's report: replaces what it reported before. Sites (the `service` role) and administrators only. */
+  async report(ctx: RequestContext, siteId: string, body: unknown, opts: IoOptions = {}): Promise<void> {
+    if (!ctx.isAdmin && !ctx.roles.includes('service')) throw new ForbiddenError('Only sites and administrators report inventories.');
+    const site = await this.#catalog.getSite(siteId, opts);
+    if (site === undefined) throw new NotFoundError(`No site ${siteId} is registered.`);
+    const images = (body as { images?: unknown } | null)?.images;
+    if (!Array.isArray(images)) throw new BadRequestError('An inventory is {"images": [...]}.');
+    await this.#store.putInventory({ site: siteId, reported_at: this.#now().toISOString(), images: images.map((i, n) => parseItem(i, n, site.stores)) }, opts);
+  }
+
+  /** GET /outpost/v1/sites/{id}/inventory at central: the site's last report (empty before its first). */
+  async get(siteId: string, opts: IoOptions = {}): Promise<SiteInventory | { site: string; reported_at: null; images: [] }> {
+    if ((await this.#catalog.getSite(siteId, opts)) === undefined) throw new NotFoundError(`No site ${siteId} is registered.`);
+    return (await this.#store.getInventory(siteId, opts)) ?? { site: siteId, reported_at: null, images: [] };
+  }
+
+  /** Per image, the stores of the sites that reported a verified copy of it. */
+  storesHolding(imageIds: readonly string[], opts: IoOptions = {}): Promise<Map<string, string[]>> {
+    return this.#store.storesHolding(imageIds, opts);
+  }
+}
+
+function parseItem(raw: unknown, n: number, stores: readonly string[]): InventoryItem {
+  const i = (raw ?? {}) as Record<string, unknown>;
+  const bad = (what: string) => new BadRequestError(`Inventory item ${n}: ${what}.`);
+  if (typeof i.image_id !== 'string' || i.image_id === '') throw bad('image_id is required');
+  if (typeof i.store !== 'string' || !stores.includes(i.store)) throw bad(`store must be one of the site's stores (${stores.join(', ')})`);
+  if (!Number.isSafeInteger(i.size) || (i.size as number) < 0) throw bad('size must be a whole number');
+  if (!STATES.includes(i.state as InventoryItem['state'])) throw bad(`state must be one of ${STATES.join(', ')}`);
+  if (typeof i.since !== 'string' || Number.isNaN(Date.parse(i.since))) throw bad('since must be a time');
+  const hits = i.hits ?? null;
+  if (hits !== null && (!Number.isSafeInteger(hits) || (hits as number) < 0)) throw bad('hits must be a whole number');
+  const last = i.last_accessed ?? null;
+  if (last !== null && (typeof last !== 'string' || Number.isNaN(Date.parse(last)))) throw bad('last_accessed must be a time');
+  return {
+    image_id: i.image_id, store: i.store, size: i.size as number, state: i.state as InventoryItem['state'], since: i.since,
+    hits: hits as number | null, last_accessed: last as string | null,
+  };
+}

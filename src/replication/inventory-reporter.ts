@@ -1,0 +1,98 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { CacheEntry, Catalog, InventoryItem, IoOptions } from '../core/ports.ts';
+
+export interface InventoryReporterOptions {
+  catalog: Catalog;
+  /** The site's stores; cached copies live in `cacheStore`. */
+  storeIds: readonly string[];
+  cacheStore: string;
+  cache: { entries(): CacheEntry[] };
+  /** Delivers the inventory: to the parent (an edge), or into central's own InventoryStore. */
+  send(images: InventoryItem[], opts: IoOptions): Promise<void>;
+  /**
+   * Whether the reports include the copies located in the site's stores (default true). Central's
+   * are its catalog's locations already, and are every image it has: it reports its cache only.
+   */
+  reportLocated?: boolean;
+  /** How often the inventory is looked at, ms (default 2000). */
+  checkMs?: number;
+  /** An unchanged inventory is sent again after this, ms, with its hit counts (default 60 s). */
+  refreshMs?: number;
+  log: { warn(obj: object, msg: string): void };
+}
+
+/**
+ * Keeps central told what this site holds: the copies located in its stores (uploads here) and
+ * its cached copies. The inventory is looked at every `checkMs` and sent when a copy came or went
+ * (or a pin changed), and in any case every `refreshMs`; a failed send is retried at the next look.
+ */
+export class InventoryReporter {
+  readonly #o: InventoryReporterOptions;
+  readonly #stop = new AbortController();
+  #running: Promise<void> | undefined;
+
+  constructor(opts: InventoryReporterOptions) {
+    this.#o = opts;
+  }
+
+  /** What the site holds now (`located`: with the copies located in its stores). */
+  async current(opts: IoOptions & { located?: boolean } = {}): Promise<InventoryItem[]> {
+    const { storeIds, cacheStore } = this.#o;
+    const stored = opts.located === false ? [] : (await this.#o.catalog.imagesInStores(storeIds, opts)).flatMap((image) => image.locations
+      .filter((l) => storeIds.includes(l.store))
+      .map((l): InventoryItem => ({
+        image_id: image.id, store: l.store, size: image.size ?? 0, state: 'stored', since: image.updated_at, hits: null, last_accessed: null,
+      })));
+    const cached = this.#o.cache.entries().map((e): InventoryItem => ({
+      image_id: e.image_id, store: cacheStore, size: e.size, state: e.pinned ? 'pinned' : 'cached', since: e.cached_at,
+      hits: e.hits, last_accessed: e.last_accessed,
+    }));
+    return [...stored, ...cached];
+  }
+
+  start(): void {
+    this.#running = this.#loop();
+  }
+
+  async #loop(): Promise<void> {
+    const signal = this.#stop.signal;
+    let sentKey: string | undefined;
+    let sentAt = 0;
+    while (!signal.aborted) {
+      try {
+        const images = await this.current({ signal, located: this.#o.reportLocated ?? true });
+        const key = JSON.stringify(images.map((i) => [i.image_id, i.store, i.state]));
+        if (key !== sentKey || Date.now() - sentAt >= (this.#o.refreshMs ?? 60_000)) {
+          await this.#o.send(images, { signal });
+          sentKey = key;
+          sentAt = Date.now();
+        }
+      } catch (error) {
+        if (signal.aborted) return;
+        this.#o.log.warn({ err: (error as Error).message }, 'could not report this site\'s inventory; retrying');
+      }
+      await sleep(this.#o.checkMs ?? 2000, undefined, { signal }).catch(() => undefined);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#stop.abort();
+    await this.#running;
+  }
+}
+
+/** An edge's InventoryReporter `send`: `PUT {parent}/outpost/v1/sites/{site}/inventory`, which each parent passes up to central. */
+export function parentInventorySink(parentUrl: string, site: string, timeoutMs: number): InventoryReporterOptions['send'] {
+  const url = `${parentUrl.replace(/\/+$/, '')}/outpost/v1/sites/${encodeURIComponent(site)}/inventory`;
+  return async (images, opts) => {
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const res = await fetch(url, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ images }),
+      signal: opts.signal === undefined ? timeout : AbortSignal.any([opts.signal, timeout]),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`the parent answered HTTP ${res.status}: ${text.slice(0, 200)}`);
+  };
+}

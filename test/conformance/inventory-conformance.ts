@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { InventoryItem, InventoryStore, SiteInventory } from '../../src/core/ports.ts';
+
+export interface InventoryHandle {
+  inventory: InventoryStore;
+  cleanup(): Promise<void>;
+}
+
+const item = (image_id: string, store: string, state: InventoryItem['state'] = 'cached'): InventoryItem => ({
+  image_id, store, size: 10, state, since: '2026-01-01T00:00:00.000Z', hits: state === 'stored' ? null : 3, last_accessed: null,
+});
+const report = (site: string, images: InventoryItem[]): SiteInventory => ({ site, reported_at: '2026-01-02T00:00:00.000Z', images });
+
+/** The contract of the `InventoryStore` port (src/core/ports.ts), run against one adapter. */
+export function inventoryConformance(name: string, open: () => Promise<InventoryHandle>): void {
+  const withStore = (fn: (inventory: InventoryStore) => Promise<void>) => async () => {
+    const handle = await open();
+    try {
+      await fn(handle.inventory);
+    } finally {
+      await handle.cleanup();
+    }
+  };
+
+  describe(`InventoryStore conformance: ${name}`, () => {
+    it('keeps each site\'s last report as it was given; an unknown site has none', withStore(async (inventory) => {
+      assert.equal(await inventory.getInventory('edge-1'), undefined);
+      const first = report('edge-1', [item('i1', 'edge-1'), item('i2', 'edge-1', 'stored')]);
+      await inventory.putInventory(first);
+      assert.deepEqual(await inventory.getInventory('edge-1'), first);
+      const second = report('edge-1', [item('i2', 'edge-1', 'stored')]);
+      await inventory.putInventory(second);
+      assert.deepEqual(await inventory.getInventory('edge-1'), second);
+    }));
+
+    it('storesHolding: per image, the stores of every site whose last report holds it', withStore(async (inventory) => {
+      await inventory.putInventory(report('edge-1', [item('i1', 'edge-1'), item('i2', 'edge-1', 'pinned')]));
+      await inventory.putInventory(report('edge-2', [item('i1', 'edge-2'), item('i1', 'edge-2')]));
+      assert.deepEqual(await inventory.storesHolding(['i1', 'i2', 'i3']), new Map([['i1', ['edge-1', 'edge-2']], ['i2', ['edge-1']]]));
+      // A new report replaces the old one: copies it no longer lists are no longer held.
+      await inventory.putInventory(report('edge-1', []));
+      assert.deepEqual(await inventory.storesHolding(['i1', 'i2']), new Map([['i1', ['edge-2']]]));
+      assert.deepEqual(await inventory.storesHolding([]), new Map());
+    }));
+
+    it('rejects calls made with an aborted signal', withStore(async (inventory) => {
+      const signal = AbortSignal.abort();
+      await assert.rejects(inventory.putInventory(report('edge-1', [item('i1', 'edge-1')]), { signal }));
+      await assert.rejects(inventory.getInventory('edge-1', { signal }));
+      await assert.rejects(inventory.storesHolding(['i1'], { signal }));
+      assert.equal(await inventory.getInventory('edge-1'), undefined);
+    }));
+  });
+}
