@@ -12,7 +12,9 @@ import type { ImportService } from '../core/import-service.ts';
 import { PATCH_MEDIA_TYPES } from '../core/image-patch.ts';
 import type { StoreRegistry } from '../core/stores.ts';
 import type { StoreDescription } from '../core/ports.ts';
-import { renderError } from './error-responses.ts';
+import { renderError, renderKeystoneError } from './error-responses.ts';
+import type { IdentityService } from '../core/identity/identity-service.ts';
+import { identityIsPublic, registerIdentityRoutes } from './identity/identity-routes.ts';
 import { registerDiscoveryRoutes } from './glance/discovery-routes.ts';
 import { registerCacheRoutes } from './glance/cache-routes.ts';
 import type { PullThroughImages } from '../cache/pull-through-images.ts';
@@ -55,6 +57,8 @@ export interface AppDeps {
   cache?: PullThroughImages;
   /** Set on an edge: writes go to this parent (the composition root decides). */
   parent?: ParentLink;
+  /** With `auth: keystone`: the Keystone v3 subset at /identity/v3. */
+  identity?: IdentityService;
   /** Base URL of this site as clients reach it, without a trailing slash. */
   publicUrl: string;
   showLocations: boolean;
@@ -72,6 +76,16 @@ const JSON_BODY_LIMIT = 1 << 20;
 
 /** Paths of writes that change the catalog (answered with the change-log position, SEQ_HEADER). */
 const WRITE_PREFIXES = ['/v2/', '/outpost/v1/sites', '/outpost/v1/images/'];
+
+/**
+ * Whether a request acts as someone: the Glance API, Outpost's own API but the site status
+ * (which parents are probed with), and identity's but its version document and getting a token.
+ */
+function needsCaller(method: string, path: string): boolean {
+  if (path.startsWith('/v2/')) return true;
+  if (path.startsWith('/outpost/')) return path !== '/outpost/v1/status';
+  return path.startsWith('/identity') && !identityIsPublic(method, path);
+}
 
 /** Paths that are Outpost's own or Glance's; any other first segment gets the version list (300). */
 const KNOWN_PREFIXES = ['/v2/', '/v2', '/outpost/', '/identity/', '/healthcheck', '/metrics', '/dashboard'];
@@ -117,7 +131,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
       if (!reply.raw.writableFinished) controller.abort(new Error('the client went away'));
     });
     req.clientSignal = controller.signal;
-    if (req.url.startsWith('/v2/') || req.url.startsWith('/outpost/')) {
+    if (needsCaller(req.method, req.url.split('?')[0])) {
       req.ctx = await deps.authenticator.authenticate(req.headers, controller.signal);
     }
   });
@@ -155,7 +169,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
     // Glance answers every unsupported PATCH media type with Accept-Patch (images.py update), also
     // when the Content-Type is too malformed for Fastify to reach the route at all.
     if (status === 415 && req.method === 'PATCH') reply.header('Accept-Patch', PATCH_MEDIA_TYPES.join(', '));
-    const rendered = renderError(status, message, req.headers.accept);
+    const rendered = req.url.startsWith('/identity') ? renderKeystoneError(status, message) : renderError(status, message, req.headers.accept);
     return reply.code(status).type(rendered.contentType).send(rendered.body);
   });
 
@@ -170,6 +184,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
   });
 
   registerDiscoveryRoutes(app, deps);
+  if (deps.identity !== undefined) registerIdentityRoutes(app, deps.identity, () => deps.publicUrl);
   if (deps.cache !== undefined) registerCacheRoutes(app, deps.images, deps.cache);
   registerImageRoutes(app, deps);
   registerImportRoutes(app, deps);

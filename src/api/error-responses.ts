@@ -52,3 +52,8 @@ export function renderError(status: number, message: string, accept: string | un
   }
   return { contentType: 'text/plain; charset=UTF-8', body: `${code}\n\n${message}\n\n   ` };
 }
+
+/** Keystone's error body (keystone/server/flask/application.py): {"error": {"code", "message", "title"}}. */
+export function renderKeystoneError(status: number, message: string): RenderedError {
+  return { contentType: 'application/json', body: JSON.stringify({ error: { code: status, message, title: STATUS_CODES[status] ?? 'Error' } }) };
+}

@@ -44,6 +44,8 @@ const HOP_BY_HOP = new Set([
 function forwarded(req: FastifyRequest, site: string): boolean {
   const path = req.url.split('?')[0];
   if (path === '/outpost/v1/sites' && req.method === 'POST') return true;
+  // Identity is central's: tokens and every change to users, projects and roles (reads are local).
+  if (path.startsWith('/identity/')) return req.method !== 'GET' && req.method !== 'HEAD';
   // Inventories: reports go up; another site's is known at central.
   const inventory = /^\/outpost\/v1\/sites\/([^/]+)\/inventory$/.exec(path);
   if (inventory !== null) return req.method !== 'GET' || inventory[1] !== site;

@@ -9,6 +9,10 @@ import { ImportTaskRunner, type GlanceRegion } from '../core/import-runner.ts';
 import { ImportService } from '../core/import-service.ts';
 import { StoreRegistry } from '../core/stores.ts';
 import { HeaderAuthenticator } from '../identity/header-authenticator.ts';
+import { JoseTokens } from '../identity/jose-tokens.ts';
+import { KeystoneAuthenticator } from '../identity/keystone-authenticator.ts';
+import { ScryptPasswords } from '../identity/scrypt-passwords.ts';
+import { IdentityService } from '../core/identity/identity-service.ts';
 import { FileBlobStore } from '../storage/file-blob-store.ts';
 import { WorkerHasherFactory } from '../storage/worker-hasher.ts';
 import { HttpRemoteSource } from '../transfer/http-remote-source.ts';
@@ -31,6 +35,8 @@ import { createApp } from './create-app.ts';
 export interface RunningSite {
   /** The URL the site answers at (with the real port when 0 was asked for). */
   url: string;
+  /** Set when this start generated the bootstrap admin's password (to be shown once). */
+  generatedAdminPassword?: string;
   close(): Promise<void>;
 }
 
@@ -39,7 +45,12 @@ export interface RunningSite {
  * HTTP app according to the configuration, and starts listening. The role decides the wiring here
  * and nowhere else.
  */
-export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger): Promise<RunningSite> {
+export interface StartOptions {
+  /** auth keystone, central: the bootstrap admin's password (OUTPOST_ADMIN_PASSWORD); generated if unset and none exists yet. */
+  adminPassword?: string;
+}
+
+export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger, options: StartOptions = {}): Promise<RunningSite> {
   const dataDir = resolve(config.data);
   await mkdir(dataDir, { recursive: true });
   const hashers = new WorkerHasherFactory();
@@ -54,10 +65,36 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   // Import: a node-local staging area (Glance's reserved os_glance_staging_store), the task
   // runner, and the filtered HTTP client for web-download and glance-download.
   const staging = await FileBlobStore.create({ id: 'os_glance_staging_store', root: join(dataDir, 'staging'), hashers, sync: false });
+  // Identity: central issues tokens (and keeps password hashes and the private signing key);
+  // every site verifies them against its own replica of identity's public records.
+  const keystone = config.auth === 'keystone';
+  const isCentral = config.role === 'central';
+  const tokens = new JoseTokens(catalog);
+  const identity = new IdentityService({
+    store: catalog, verifier: tokens, signer: isCentral ? tokens : undefined, passwords: isCentral ? new ScryptPasswords() : undefined,
+    tokenTtlSeconds: config.token_ttl_seconds, sites: (o) => catalog.listSites(o),
+  });
+  let generatedAdminPassword: string | undefined;
+  if (keystone && isCentral) {
+    await tokens.ensureSigningKey();
+    ({ generatedPassword: generatedAdminPassword } = await identity.bootstrap(options.adminPassword));
+  }
+  // What this site presents to its parent: its site credential (auth keystone).
+  const siteHeaders: Record<string, string> = config.site_token === null ? {} : { 'x-auth-token': config.site_token };
+  // What central presents to the sites it reads images from: a credential of its own, renewed.
+  let centralCredential: { token: string; renewAt: number } | undefined;
+  const centralHeaders = async (): Promise<Record<string, string>> => {
+    if (!keystone) return {};
+    if (centralCredential === undefined || Date.now() > centralCredential.renewAt) {
+      centralCredential = { token: await identity.siteToken(null, config.site, 3600), renewAt: Date.now() + 1800_000 };
+    }
+    return { 'x-auth-token': centralCredential.token };
+  };
+
   // The edge role: the catalog is a replica that follows the parent's change feed, and writes go
   // to the parent. Everything else is wired the same for every role.
   const follower = config.role === 'edge'
-    ? new Follower({ replica: catalog, parentUrl: config.parent!, log: logger, waitSeconds: config.feed_wait_seconds,
+    ? new Follower({ replica: catalog, parentUrl: config.parent!, headers: siteHeaders, log: logger, waitSeconds: config.feed_wait_seconds,
       auditIntervalSeconds: config.audit_interval_seconds })
     : undefined;
   await follower?.start();
@@ -77,8 +114,8 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     index: catalog,
     blobs: stores.blobs(stores.defaultId),
     source: config.role === 'edge'
-      ? new HttpParentImageSource({ parentUrl: config.parent!, timeoutMs: config.parent_timeout_ms })
-      : new SiteImageSource({ catalog, self: config.site, timeoutMs: config.parent_timeout_ms }),
+      ? new HttpParentImageSource({ parentUrl: config.parent!, headers: siteHeaders, timeoutMs: config.parent_timeout_ms })
+      : new SiteImageSource({ catalog, self: config.site, headers: centralHeaders, timeoutMs: config.parent_timeout_ms }),
     spoolDir: join(dataDir, 'cache-spool'),
     budgetBytes: config.cache_max_bytes,
     log: logger,
@@ -95,7 +132,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   const images = new ImageService({
     catalog,
     elsewhere: cache,
-    copies: parentLink === undefined ? undefined : new ParentCopyRegistry({ parentUrl: parentLink.url, timeoutMs: parentLink.timeoutMs, waitForReplica: parentLink.waitForReplica, log: logger }),
+    copies: parentLink === undefined ? undefined : new ParentCopyRegistry({ parentUrl: parentLink.url, headers: siteHeaders, timeoutMs: parentLink.timeoutMs, waitForReplica: parentLink.waitForReplica, log: logger }),
     stores,
     limits: { defaultLimit: config.limit_param_default, maxLimit: config.api_limit_max },
     imageSizeCap: config.image_size_cap,
@@ -133,14 +170,15 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     reportLocated: parentLink !== undefined,
     send: parentLink === undefined
       ? (images, opts) => catalog.putInventory({ site: config.site, reported_at: new Date().toISOString(), images }, opts)
-      : parentInventorySink(parentLink.url, config.site, parentLink.timeoutMs),
+      : parentInventorySink(parentLink.url, config.site, parentLink.timeoutMs, siteHeaders),
   });
 
   const [host, port] = splitListen(config.listen);
   let publicUrl = config.public_url?.replace(/\/+$/, '') ?? '';
   const app = createApp({
     logger,
-    authenticator: new HeaderAuthenticator(),
+    authenticator: keystone ? new KeystoneAuthenticator(identity) : new HeaderAuthenticator(),
+    identity: keystone ? identity : undefined,
     images,
     imports,
     stores,
@@ -153,6 +191,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     replication: {
       catalog, changeLog: catalog, sites, site: { id: config.site, role: config.role, parent: config.parent }, follower,
       inventories, localInventory: () => reporter.current(),
+      siteCredential: keystone && isCentral ? (ctx, site, ttl) => identity.siteToken(ctx, site, ttl) : undefined,
     },
     heldStores: follower === undefined ? (ids) => inventories.storesHolding(ids) : undefined,
     parent: parentLink,
@@ -169,7 +208,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   const self = { id: config.site, labels: { ...config.labels }, public_url: publicUrl, stores: stores.list().map((s) => s.id), store_details: stores.describe(), version: VERSION };
   if (follower === undefined) await sites.registerSelf(self);
   const registration = follower === undefined ? undefined : new SiteRegistration({
-    parentUrl: config.parent!, site: self, follower, log: logger,
+    parentUrl: config.parent!, headers: siteHeaders, site: self, follower, log: logger,
   });
   registration?.start();
   reporter.start();
@@ -177,6 +216,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
 
   return {
     url,
+    generatedAdminPassword,
     async close() {
       await app.close();
       registration?.close();

@@ -126,6 +126,20 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.createIndex('image_locations_store').on('image_locations').columns(['store', 'image_id']).execute();
     },
   },
+  '0007-identity': {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable('identity_records')
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('id', 'text', (c) => c.notNull())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('identity_records_pk', ['kind', 'id'])
+        .execute();
+      await db.schema.createTable('identity_secrets')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('value', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export async function migrate(db: Kysely<any>): Promise<void> {

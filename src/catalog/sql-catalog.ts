@@ -2,10 +2,11 @@ import { setMaxListeners } from 'node:events';
 import { createHash } from 'node:crypto';
 import { Kysely, SqliteDialect, sql, type Expression, type ExpressionBuilder, type SqlBool, type Transaction } from 'kysely';
 import { ConflictError, ImageNotFoundError, NotFoundError } from '../core/errors.ts';
+import { IDENTITY_KINDS } from '../core/ports.ts';
 import { setProperty, type Image, type ImageMember } from '../core/image.ts';
 import type {
-  AttributeFilter, CacheEntry, CacheIndex, Catalog, Change, ChangeEntity, ChangeLog, ImageListQuery, InventoryStore, IoOptions, Replica, Site,
-  SiteInventory, Snapshot, SortKey, TaskListQuery,
+  AttributeFilter, CacheEntry, CacheIndex, Catalog, Change, ChangeEntity, ChangeLog, IdentityKind, IdentityRecord, IdentityStore, ImageListQuery,
+  InventoryStore, IoOptions, Replica, Site, SiteInventory, Snapshot, SortKey, TaskListQuery,
 } from '../core/ports.ts';
 import type { Task } from '../core/task.ts';
 import { migrate } from './migrations.ts';
@@ -47,7 +48,7 @@ function throwIfAborted(opts: IoOptions | undefined): void {
  * PostgreSQL uses the same queries through another Kysely dialect. Every mutation and its
  * change-log row are written in one transaction.
  */
-export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, InventoryStore {
+export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, InventoryStore, IdentityStore {
   readonly #db: Kysely<CatalogTables>;
   /** Wakes long-polling feed readers after a commit that appended changes. */
   readonly #committed = new EventTarget();
@@ -272,6 +273,46 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Inve
     return this.#hydrate(this.#db, rows);
   }
 
+  // -- identity (public records through the change log; secrets local) ---------------------------
+
+  async putIdentity(record: IdentityRecord, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    await this.#tx(async (trx) => applyChange(trx, { seq: 0, entity: record.kind, id: record.id, op: 'upsert', body: record.body, at: '' }));
+  }
+
+  async deleteIdentity(kind: IdentityKind, id: string, opts?: IoOptions): Promise<boolean> {
+    throwIfAborted(opts);
+    return this.#tx(async (trx) => {
+      const row = await trx.selectFrom('identity_records').select('id').where('kind', '=', kind).where('id', '=', id).executeTakeFirst();
+      if (row === undefined) return false;
+      await applyChange(trx, { seq: 0, entity: kind, id, op: 'delete', body: { id }, at: '' });
+      return true;
+    });
+  }
+
+  async getIdentity(kind: IdentityKind, id: string, opts?: IoOptions): Promise<Record<string, unknown> | undefined> {
+    throwIfAborted(opts);
+    const row = await this.#db.selectFrom('identity_records').select('body').where('kind', '=', kind).where('id', '=', id).executeTakeFirst();
+    return row === undefined ? undefined : JSON.parse(row.body) as Record<string, unknown>;
+  }
+
+  async listIdentity(kind: IdentityKind, opts?: IoOptions): Promise<Record<string, unknown>[]> {
+    throwIfAborted(opts);
+    const rows = await this.#db.selectFrom('identity_records').select('body').where('kind', '=', kind).orderBy('id').execute();
+    return rows.map((r) => JSON.parse(r.body) as Record<string, unknown>);
+  }
+
+  async getSecret(name: string, opts?: IoOptions): Promise<string | undefined> {
+    throwIfAborted(opts);
+    return (await this.#db.selectFrom('identity_secrets').select('value').where('name', '=', name).executeTakeFirst())?.value;
+  }
+
+  async setSecret(name: string, value: string | null, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    if (value === null) await this.#db.deleteFrom('identity_secrets').where('name', '=', name).execute();
+    else await this.#db.insertInto('identity_secrets').values({ name, value }).onConflict((oc) => oc.column('name').doUpdateSet({ value })).execute();
+  }
+
   // -- inventories sites reported (central; not in the change log) ---------------------------------
 
   async putInventory(inventory: SiteInventory, opts?: IoOptions): Promise<void> {
@@ -380,6 +421,7 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Inve
       const members = await trx.selectFrom('image_members').selectAll().orderBy('image_id').orderBy('member_id').execute();
       const tasks = await trx.selectFrom('tasks').selectAll().orderBy('id').execute();
       const sites = await trx.selectFrom('sites').select('body').orderBy('id').execute();
+      const identity = await trx.selectFrom('identity_records').selectAll().orderBy('kind').orderBy('id').execute();
       return {
         seq,
         images: await this.#hydrate(trx, rows),
@@ -387,6 +429,7 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Inve
         members: members.map((m) => ({ ...m, status: m.status as ImageMember['status'] })),
         tasks: tasks.map(rowToTask),
         sites: sites.map((r) => JSON.parse(r.body) as Site),
+        identity: identity.map((r) => ({ kind: r.kind as IdentityKind, id: r.id, body: JSON.parse(r.body) as Record<string, unknown> })),
       };
     });
   }
@@ -406,6 +449,7 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Inve
         members: hash(snap.members, (m) => `${m.image_id}/${m.member_id}`),
         tasks: hash(snap.tasks, (t) => t.id),
         sites: hash(snap.sites, (x) => x.id),
+        identity: hash(snap.identity ?? [], (r) => `${r.kind}/${r.id}`),
       },
     };
   }
@@ -463,6 +507,13 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Inve
         }
       }
       for (const site of snapshot.sites ?? []) await applyChange(trx, { seq: 0, entity: 'site', id: site.id, op: 'upsert', body: site, at: '' });
+      if (snapshot.identity !== undefined) {
+        const keep = new Set(snapshot.identity.map((r) => `${r.kind}/${r.id}`));
+        for (const r of await trx.selectFrom('identity_records').select(['kind', 'id']).execute()) {
+          if (!keep.has(`${r.kind}/${r.id}`)) await applyChange(trx, { seq: 0, entity: r.kind as IdentityKind, id: r.id, op: 'delete', body: { id: r.id }, at: '' });
+        }
+        for (const r of snapshot.identity) await applyChange(trx, { seq: 0, entity: r.kind, id: r.id, op: 'upsert', body: r.body, at: '' });
+      }
       await setPosition(trx, snapshot.seq);
     });
   }
@@ -620,6 +671,15 @@ async function applyChange(trx: Transaction<CatalogTables>, change: Change): Pro
       await trx.deleteFrom('image_members').where('image_id', '=', m.image_id).where('member_id', '=', m.member_id).execute();
     }
     await appendChange(trx, 'member', change.id, change.op, change.body);
+  } else if ((IDENTITY_KINDS as readonly string[]).includes(change.entity)) {
+    if (change.op === 'upsert') {
+      const body = JSON.stringify(change.body);
+      await trx.insertInto('identity_records').values({ kind: change.entity, id: change.id, body })
+        .onConflict((oc) => oc.columns(['kind', 'id']).doUpdateSet({ body })).execute();
+    } else {
+      await trx.deleteFrom('identity_records').where('kind', '=', change.entity).where('id', '=', change.id).execute();
+    }
+    await appendChange(trx, change.entity, change.id, change.op, change.body);
   } else if (change.op === 'delete') {
     // A task or site is deleted only by a load whose snapshot no longer has it.
     await trx.deleteFrom(change.entity === 'site' ? 'sites' : 'tasks').where('id', '=', change.id).execute();

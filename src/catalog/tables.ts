@@ -51,5 +51,7 @@ export interface CatalogTables {
   cache_entries: { image_id: string; body: string };
   site_inventories: { site_id: string; body: string };
   inventory_copies: { image_id: string; site_id: string; store: string };
+  identity_records: { kind: string; id: string; body: string };
+  identity_secrets: { name: string; value: string };
   changes: { seq: Generated<number>; entity: string; entity_id: string; op: string; body: string; at: string };
 }

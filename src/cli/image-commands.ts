@@ -38,7 +38,7 @@ interface TaskBody {
 
 const MiB = 1024 * 1024;
 
-class ImageApi {
+export class ImageApi {
   readonly #o: ApiOptions;
 
   constructor(o: ApiOptions) {
@@ -142,11 +142,11 @@ function summary(image: ImageBody): string {
     + (failed.length > 0 ? `; failed stores: ${failed.join(',')}` : '');
 }
 
-function apiOptions(cmd: Command): ApiOptions {
+export function apiOptions(cmd: Command): ApiOptions {
   return cmd.optsWithGlobals() as ApiOptions;
 }
 
-function withApiOptions(cmd: Command): Command {
+export function withApiOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--url <url>', 'Outpost site (Glance v2 endpoint)').env('OUTPOST_URL').default('http://127.0.0.1:9292'))
     .addOption(new Option('--token <token>', 'X-Auth-Token to send').env('OS_AUTH_TOKEN'))

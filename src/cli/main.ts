@@ -6,6 +6,7 @@ import { startSite } from '../api/site.ts';
 import { CliError } from './cli-error.ts';
 import { demoCommand } from './demo.ts';
 import { imageCommand } from './image-commands.ts';
+import { siteCommand } from './site-commands.ts';
 
 /** The `outpost` command (DESIGN.md §3 command-line contract). */
 async function loadConfig(file: string | undefined, flags: Record<string, unknown>): Promise<OutpostConfig> {
@@ -56,8 +57,12 @@ program.command('serve')
   .action(async (o: Record<string, unknown>) => {
     const config = await loadConfig(o.config as string | undefined, serveFlags(o));
     const logger = pino({ level: config.log_level });
-    const site = await startSite(config, logger);
+    const site = await startSite(config, logger, { adminPassword: process.env.OUTPOST_ADMIN_PASSWORD });
     process.stdout.write(`outpost ${config.role} site "${config.site}" serving the Glance v2 API at ${site.url}\n`);
+    if (site.generatedAdminPassword !== undefined) {
+      process.stdout.write(`identity: created user "admin" (project "admin", domain "Default") with the password ${site.generatedAdminPassword}\n`
+        + '  (shown only now; set OUTPOST_ADMIN_PASSWORD to choose it)\n');
+    }
     const stop = async () => {
       await site.close();
       process.exit(0);
@@ -77,6 +82,7 @@ configCommand.command('check')
 
 program.addCommand(imageCommand((line) => process.stdout.write(`${line}\n`)));
 program.addCommand(demoCommand((line) => process.stdout.write(`${line}\n`)));
+program.addCommand(siteCommand((line) => process.stdout.write(`${line}\n`)));
 
 try {
   await program.parseAsync(process.argv);

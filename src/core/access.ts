@@ -16,7 +16,8 @@ export class AccessRules {
    * glance.db.is_image_visible does).
    */
   canSee(ctx: RequestContext, image: Image, isMember: boolean): boolean {
-    if (ctx.isAdmin) return true;
+    // Sites (the `service` role) replicate and pull every image for their own clients.
+    if (ctx.isAdmin || ctx.roles.includes('service')) return true;
     if (image.visibility === 'public' || image.visibility === 'community') return true;
     if (ctx.projectId !== null && image.owner === ctx.projectId) return true;
     return image.visibility === 'shared' && isMember;

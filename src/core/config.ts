@@ -44,6 +44,13 @@ export interface OutpostConfig {
   labels: Readonly<Record<string, string>>;
   stores: readonly StoreConfig[];
   auth: 'none' | 'keystone';
+  /** auth keystone: lifetime of the tokens central issues, seconds. */
+  token_ttl_seconds: number;
+  /**
+   * An edge's site credential (`outpost site add NAME` prints it): the token it presents to its
+   * parent with auth keystone. Secret.
+   */
+  site_token: string | null;
   log_level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Base URL clients reach this site at (version document links); default http://<listen>. */
   public_url: string | null;
@@ -114,6 +121,8 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   labels: { kind: 'labels' },
   stores: { kind: 'stores' },
   auth: { kind: 'string', values: ['none', 'keystone'] },
+  token_ttl_seconds: { kind: 'integer', min: 60 },
+  site_token: { kind: 'nullable-string' },
   log_level: { kind: 'string', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
   public_url: { kind: 'nullable-string' },
   image_size_cap: { kind: 'integer', min: 1 },
@@ -145,6 +154,8 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   labels: {},
   stores: [],
   auth: 'none',
+  token_ttl_seconds: 3600,
+  site_token: null,
   log_level: 'info',
   public_url: null,
   image_size_cap: 1024 ** 4,
@@ -345,7 +356,6 @@ export function resolveConfig(sources: ConfigSources): OutpostConfig {
   } else if (merged.parent !== null) {
     problems.push(`${origin.parent}: parent is only for role "edge"`);
   }
-  if (merged.auth === 'keystone') problems.push(`${origin.auth}: auth "keystone" is not available in this version yet (only "none")`);
   const ids = (merged.stores as StoreConfig[]).map((s) => s.id);
   for (const dup of new Set(ids.filter((id, i) => ids.indexOf(id) !== i))) problems.push(`stores: store id "${dup}" is given twice`);
 

@@ -354,16 +354,24 @@ export class ImageService {
     }
   }
 
-  /** Streams the bytes into the store; the first bytes are kept for format inspection (virtual_size). */
+  /**
+   * Streams the bytes into the store, handing the store `data` itself (a request body stays a
+   * stream the store can read without a layer per chunk); the first bytes, for format inspection
+   * (virtual_size), are then read back from the stored copy. If that read fails, the copy goes.
+   */
   async #store(image: Image, blobs: BlobStore, data: AsyncIterable<Uint8Array>, req: UploadRequest): Promise<{ digest: BlobDigest; virtualSize: number | null }> {
-    let head = new Uint8Array(0);
-    async function* peek(): AsyncGenerator<Uint8Array> {
-      for await (const chunk of data) {
-        if (head.length < HEADER_BYTES) head = Buffer.concat([head, chunk.subarray(0, HEADER_BYTES - head.length)]);
-        yield chunk;
+    const digest = await blobs.put(image.id, data, { signal: req.signal, expectedSize: req.declaredSize, maxSize: this.#sizeCap });
+    let head: Uint8Array = new Uint8Array(0);
+    try {
+      if (digest.size > 0) {
+        const parts: Uint8Array[] = [];
+        for await (const part of await blobs.get(image.id, { start: 0, end: Math.min(HEADER_BYTES, digest.size) - 1 })) parts.push(part as Uint8Array);
+        head = Buffer.concat(parts);
       }
+    } catch (error) {
+      await blobs.delete(image.id).catch(() => undefined);
+      throw error;
     }
-    const digest = await blobs.put(image.id, peek(), { signal: req.signal, expectedSize: req.declaredSize, maxSize: this.#sizeCap });
     return { digest, virtualSize: inspectVirtualSize(image.disk_format, head, digest.size) };
   }
 

@@ -56,7 +56,10 @@ export interface ImageListQuery {
   marker?: Image;
 }
 
-export type ChangeEntity = 'image' | 'member' | 'task' | 'site';
+export const IDENTITY_KINDS = ['domain', 'project', 'user', 'role', 'assignment', 'signing_key', 'revocation'] as const;
+/** Identity's public records, replicated to every site (never a password hash or private key). */
+export type IdentityKind = (typeof IDENTITY_KINDS)[number];
+export type ChangeEntity = 'image' | 'member' | 'task' | 'site' | IdentityKind;
 export interface Change {
   seq: number;
   entity: ChangeEntity;
@@ -322,6 +325,30 @@ export interface Snapshot {
   members: ImageMember[];
   tasks: Task[];
   sites: Site[];
+  /** Identity's public records (absent from an older parent's snapshot). */
+  identity?: IdentityRecord[];
+}
+
+export interface IdentityRecord {
+  kind: IdentityKind;
+  id: string;
+  body: Record<string, unknown>;
+}
+
+/**
+ * Port: identity's records. Public ones (domains, projects, users without secrets, roles,
+ * assignments, public signing keys, revocations) are written through the change log and replicate
+ * to every site; secrets (password hashes, private keys) stay in the site that wrote them.
+ */
+export interface IdentityStore {
+  putIdentity(record: IdentityRecord, opts?: IoOptions): Promise<void>;
+  /** Returns whether there was such a record. */
+  deleteIdentity(kind: IdentityKind, id: string, opts?: IoOptions): Promise<boolean>;
+  getIdentity(kind: IdentityKind, id: string, opts?: IoOptions): Promise<Record<string, unknown> | undefined>;
+  listIdentity(kind: IdentityKind, opts?: IoOptions): Promise<Record<string, unknown>[]>;
+  getSecret(name: string, opts?: IoOptions): Promise<string | undefined>;
+  /** Sets (or with null removes) a local secret: never in the change log or a snapshot. */
+  setSecret(name: string, value: string | null, opts?: IoOptions): Promise<void>;
 }
 
 /** The serving side of replication (every site, so that sites cascade). */
@@ -390,4 +417,43 @@ export interface Hasher {
 }
 export interface HasherFactory {
   create(): Hasher;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identity: signed tokens and password hashes.
+
+/** What a token asserts (JWS payload): who, scoped to which project, with which roles, until when. */
+export interface TokenClaims {
+  /** The user id. */
+  sub: string;
+  /** The project the token is scoped to (absent: unscoped). */
+  project?: string;
+  /** Role ids assigned on `project` when the token was issued. */
+  roles: string[];
+  methods: string[];
+  /** Keystone's audit id: revocations name it. */
+  audit_id: string;
+  /** Issued at / expires at, seconds since the epoch. */
+  iat: number;
+  exp: number;
+}
+
+/** Port: signs tokens (central, with the private key of its current signing key). */
+export interface TokenSigner {
+  sign(claims: TokenClaims, opts?: IoOptions): Promise<string>;
+}
+
+/**
+ * Port: checks a token's signature against the public signing keys this site has (replicated),
+ * and its expiry. Anything else — a wrong or removed key, altered claims, `alg: none`, expired —
+ * is UnauthorizedError.
+ */
+export interface TokenVerifier {
+  verify(token: string, opts?: IoOptions): Promise<TokenClaims>;
+}
+
+/** Port: a memory-hard password hash (central only; hashes never leave it). */
+export interface PasswordHasher {
+  hash(password: string): Promise<string>;
+  verify(password: string, hash: string): Promise<boolean>;
 }

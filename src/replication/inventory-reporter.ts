@@ -59,6 +59,9 @@ export class InventoryReporter {
     let sentKey: string | undefined;
     let sentAt = 0;
     while (!signal.aborted) {
+      // A look every interval, the first one interval after start (the site registers first).
+      await sleep(this.#o.checkMs ?? 2000, undefined, { signal }).catch(() => undefined);
+      if (signal.aborted) return;
       try {
         const images = await this.current({ signal, located: this.#o.reportLocated ?? true });
         const key = JSON.stringify(images.map((i) => [i.image_id, i.store, i.state]));
@@ -71,7 +74,6 @@ export class InventoryReporter {
         if (signal.aborted) return;
         this.#o.log.warn({ err: (error as Error).message }, 'could not report this site\'s inventory; retrying');
       }
-      await sleep(this.#o.checkMs ?? 2000, undefined, { signal }).catch(() => undefined);
     }
   }
 
@@ -82,13 +84,13 @@ export class InventoryReporter {
 }
 
 /** An edge's InventoryReporter `send`: `PUT {parent}/outpost/v1/sites/{site}/inventory`, which each parent passes up to central. */
-export function parentInventorySink(parentUrl: string, site: string, timeoutMs: number): InventoryReporterOptions['send'] {
+export function parentInventorySink(parentUrl: string, site: string, timeoutMs: number, headers: Record<string, string> = {}): InventoryReporterOptions['send'] {
   const url = `${parentUrl.replace(/\/+$/, '')}/outpost/v1/sites/${encodeURIComponent(site)}/inventory`;
   return async (images, opts) => {
     const timeout = AbortSignal.timeout(timeoutMs);
     const res = await fetch(url, {
       method: 'PUT',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
       body: JSON.stringify({ images }),
       signal: opts.signal === undefined ? timeout : AbortSignal.any([opts.signal, timeout]),
     });

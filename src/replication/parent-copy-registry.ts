@@ -6,6 +6,8 @@ import type { CopyRegistry, IoOptions, VerifiedCopy } from '../core/ports.ts';
 
 export interface ParentCopyRegistryOptions {
   parentUrl: string;
+  /** This site's credential (auth keystone), sent with every request. */
+  headers?: Record<string, string>;
   /** The parent must answer within this, ms (`parent_timeout_ms`). */
   timeoutMs: number;
   /** Resolves once this site's replica has applied the parent's change `seq` (false: timed out). */
@@ -21,7 +23,8 @@ const BY_STATUS: Record<number, new (message: string) => OutpostError> = {
 /**
  * An edge's CopyRegistry: `PUT {parent}/outpost/v1/images/{id}/locations/{store}`, which each
  * parent passes on up to central, on behalf of the caller. With `auth: none` the caller is sent as
- * the X-Project-Id / X-User-Id / X-Roles headers it was identified by.
+ * the X-Project-Id / X-User-Id / X-Roles headers it was identified by; with `auth: keystone` the
+ * site's credential (the service role) vouches for the upload this site allowed.
  */
 export class ParentCopyRegistry implements CopyRegistry {
   readonly #o: ParentCopyRegistryOptions;
@@ -42,7 +45,7 @@ export class ParentCopyRegistry implements CopyRegistry {
     const { store, ...body } = copy;
     const res = await this.#fetch(`/outpost/v1/images/${encodeURIComponent(imageId)}/locations/${encodeURIComponent(store)}`, {
       method: 'PUT',
-      headers: { 'content-type': 'application/json', accept: 'application/json', ...callerHeaders(ctx) },
+      headers: { 'content-type': 'application/json', accept: 'application/json', ...callerHeaders(ctx), ...this.#o.headers },
       body: JSON.stringify(body),
     }, opts);
     const text = await res.text();

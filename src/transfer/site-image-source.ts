@@ -7,7 +7,8 @@ export interface SiteImageSourceOptions {
   catalog: Catalog;
   /** This site's id (never asked for its own copies). */
   self: string;
-  headers?: Record<string, string>;
+  /** Headers that identify this site to the others (its credential), fetched per transfer. */
+  headers?: () => Promise<Record<string, string>>;
   timeoutMs: number;
 }
 
@@ -30,10 +31,11 @@ export class SiteImageSource implements ParentImageSource {
       .filter((s) => s.id !== this.#o.self && s.public_url !== '' && s.stores.some((id) => stores.has(id)));
     if (holders.length === 0) throw new NotFoundError(`No site holds a copy of image ${imageId}.`);
     let last: Error | undefined;
+    const headers = await this.#o.headers?.();
     for (const site of holders) {
       try {
         const source = new HttpParentImageSource({
-          parentUrl: site.public_url, headers: this.#o.headers, timeoutMs: this.#o.timeoutMs, name: `Site ${site.id} (${site.public_url})`,
+          parentUrl: site.public_url, headers, timeoutMs: this.#o.timeoutMs, name: `Site ${site.id} (${site.public_url})`,
         });
         return await source.open(imageId, opts);
       } catch (error) {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
 import { catalogConformance } from './catalog-conformance.ts';
+import { identityStoreConformance } from './identity-store-conformance.ts';
 import { inventoryConformance } from './inventory-conformance.ts';
 import { changeLogConformance, replicaConformance } from './replication-conformance.ts';
 
@@ -25,4 +26,8 @@ replicaConformance('SqlCatalog (SQLite file)', open);
 inventoryConformance('SqlCatalog (SQLite file)', async () => {
   const handle = await open();
   return { inventory: handle.catalog, cleanup: handle.cleanup };
+});
+identityStoreConformance('SqlCatalog (SQLite file)', async () => {
+  const handle = await open();
+  return { store: handle.catalog, cleanup: handle.cleanup };
 });

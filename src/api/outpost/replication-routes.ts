@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { BadRequestError, ForbiddenError, GoneError } from '../../core/errors.ts';
+import type { RequestContext } from '../../core/context.ts';
 import type { ChangeLog, Catalog, InventoryItem } from '../../core/ports.ts';
 import type { SiteInventories } from '../../core/site-inventory.ts';
 import type { AuditResult, FollowerStatus } from '../../replication/follower.ts';
@@ -19,6 +20,8 @@ export interface ReplicationDeps {
   inventories: SiteInventories;
   /** What this site holds now. */
   localInventory(): Promise<InventoryItem[]>;
+  /** Central with auth keystone: a new site's credential (`outpost site add`). */
+  siteCredential?(ctx: RequestContext, site: string, ttlSeconds: number): Promise<string>;
 }
 
 const MAX_LIMIT = 5000;
@@ -68,6 +71,22 @@ export function registerReplicationRoutes(app: FastifyInstance, deps: Replicatio
     GET: async () => ({ sites: await deps.sites.list() }),
     POST: async (req) => deps.sites.register(req.ctx, await jsonBody(req), { signal: req.clientSignal }),
   });
+
+  // POST /outpost/v1/sites/{id}/credential (central, admin): the token site {id} presents to its
+  // parent (config site_token). Body: optional {"ttl_seconds": N}, default one year.
+  if (deps.siteCredential !== undefined) {
+    const issue = deps.siteCredential;
+    resource(app, '/outpost/v1/sites/:id/credential', {
+      POST: async (req, reply) => {
+        const { id } = req.params as { id: string };
+        if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(id)) throw new BadRequestError('A site id is 1-64 letters, digits, \'_\' or \'-\'.');
+        const ttl = ((await jsonBody(req)) as { ttl_seconds?: unknown } | undefined)?.ttl_seconds ?? 365 * 86400;
+        if (!Number.isSafeInteger(ttl) || (ttl as number) < 60) throw new BadRequestError('ttl_seconds must be a whole number ≥ 60.');
+        const token = await issue(req.ctx, id, ttl as number);
+        return reply.code(201).send({ site: id, token, expires_at: new Date(Date.now() + (ttl as number) * 1000).toISOString() });
+      },
+    });
+  }
 
   // A site's inventory: PUT by the site (an edge's parent forwards it up to central); GET answers
   // for this site from what it holds, for another from its last report (an edge forwards it).

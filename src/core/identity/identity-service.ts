@@ -1,0 +1,407 @@
+import { randomBytes } from 'node:crypto';
+import type { RequestContext } from '../context.ts';
+import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.ts';
+import type { IdentityKind, IdentityStore, IoOptions, PasswordHasher, Site, TokenClaims, TokenSigner, TokenVerifier } from '../ports.ts';
+import { DEFAULT_DOMAIN_ID, predictableId } from './ids.ts';
+
+export interface Domain { id: string; name: string; enabled: boolean; description: string }
+export interface Project { id: string; name: string; domain_id: string; enabled: boolean; description: string }
+export interface User { id: string; name: string; domain_id: string; enabled: boolean; default_project_id: string | null }
+export interface Role { id: string; name: string }
+export interface Assignment { user_id: string; project_id: string; role_id: string }
+/** A revocation: of one token (audit_id), or of every token of a user or project issued before `issued_before`. */
+export interface Revocation { id: string; audit_id?: string; user_id?: string; project_id?: string; issued_before: string; expires_at: string }
+
+/** Keystone's default roles; a role implies those after it (admin ⇒ member ⇒ reader). */
+export const DEFAULT_ROLES = ['admin', 'member', 'reader'] as const;
+/** The role sites act with (feed, registration, inventory, recording copies). */
+export const SERVICE_ROLE = 'service';
+
+export interface IdentityServiceOptions {
+  store: IdentityStore;
+  verifier: TokenVerifier;
+  /** Central only: issues tokens and keeps password hashes. */
+  signer?: TokenSigner;
+  passwords?: PasswordHasher;
+  /** Token lifetime, seconds. */
+  tokenTtlSeconds: number;
+  /** The region's sites, for the service catalog (one image endpoint per site). */
+  sites(opts?: IoOptions): Promise<Site[]>;
+  now?: () => Date;
+}
+
+type TokenBody = Record<string, unknown>;
+
+/**
+ * The Keystone v3 subset Outpost serves (keystone/api/auth.py, users.py, projects.py, roles.py):
+ * password authentication to a token, token validation and revocation, and the projects, users,
+ * roles and role assignments an operator manages. Tokens are JWS signed by central; every site
+ * checks them itself against its replica (signature, expiry, revocations, and that the user,
+ * project and role assignments still exist), so a cut-off edge keeps authenticating.
+ */
+export class IdentityService {
+  readonly #o: IdentityServiceOptions;
+  readonly #now: () => Date;
+
+  constructor(opts: IdentityServiceOptions) {
+    this.#o = opts;
+    this.#now = opts.now ?? (() => new Date());
+  }
+
+  // -- bootstrap ------------------------------------------------------------------------------
+
+  /**
+   * Central's first start (and every start, idempotently): the default domain, the default and
+   * service roles, the `admin` project and user with the admin role. The admin password is set
+   * when given, or generated (and returned, to be shown once) when the admin has none yet.
+   */
+  async bootstrap(adminPassword: string | undefined, opts: IoOptions = {}): Promise<{ generatedPassword?: string }> {
+    const { store } = this.#o;
+    if (await store.getIdentity('domain', DEFAULT_DOMAIN_ID, opts) === undefined) {
+      await this.#put('domain', { id: DEFAULT_DOMAIN_ID, name: 'Default', enabled: true, description: 'The default domain' }, opts);
+    }
+    for (const name of [...DEFAULT_ROLES, SERVICE_ROLE]) await this.ensureRole(name, opts);
+    const project = await this.ensureProject('admin', DEFAULT_DOMAIN_ID, opts);
+    const existing = await this.#findByName<User>('user', 'admin', DEFAULT_DOMAIN_ID, opts);
+    const admin = existing ?? await this.createUser(null, { name: 'admin', domain_id: DEFAULT_DOMAIN_ID, default_project_id: project.id }, opts);
+    await this.assign(admin.id, project.id, predictableId('role', '', 'admin'), opts);
+    let generatedPassword: string | undefined;
+    if (adminPassword !== undefined) {
+      await this.setPassword(admin.id, adminPassword);
+    } else if (await store.getSecret(`password:${admin.id}`, opts) === undefined) {
+      generatedPassword = randomBytes(18).toString('base64url');
+      await this.setPassword(admin.id, generatedPassword);
+    }
+    return { generatedPassword };
+  }
+
+  async setPassword(userId: string, password: string): Promise<void> {
+    if (this.#o.passwords === undefined) throw new ForbiddenError('Passwords are kept at central only.');
+    if (password.length < 1) throw new BadRequestError('A password cannot be empty.');
+    await this.#o.store.setSecret(`password:${userId}`, await this.#o.passwords.hash(password));
+  }
+
+  // -- tokens ---------------------------------------------------------------------------------
+
+  /**
+   * A site's credential (central): a token of the site's own user (`site-NAME`, created once) with
+   * the service role on the `service` project, valid for `ttlSeconds`. Deleting the user revokes it.
+   */
+  async siteToken(ctx: RequestContext | null, site: string, ttlSeconds: number, opts: IoOptions = {}): Promise<string> {
+    assertAdmin(ctx);
+    if (this.#o.signer === undefined) throw new ForbiddenError('Site credentials are issued by central.');
+    const project = await this.ensureProject('service', DEFAULT_DOMAIN_ID, opts);
+    const role = await this.ensureRole(SERVICE_ROLE, opts);
+    const name = `site-${site}`;
+    const user = await this.#findByName<User>('user', name, DEFAULT_DOMAIN_ID, opts)
+      ?? await this.createUser(null, { name, domain_id: DEFAULT_DOMAIN_ID, default_project_id: project.id }, opts);
+    await this.assign(user.id, project.id, role.id, opts);
+    const iat = Math.floor(this.#now().getTime() / 1000);
+    return this.#o.signer.sign({
+      sub: user.id, project: project.id, roles: [role.id], methods: ['site'], audit_id: randomBytes(16).toString('base64url').slice(0, 22),
+      iat, exp: iat + ttlSeconds,
+    }, opts);
+  }
+
+  /** POST /identity/v3/auth/tokens with the password method. Returns the token and its body. */
+  async authenticate(body: unknown, opts: IoOptions = {}): Promise<{ token: string; body: TokenBody }> {
+    const { signer, passwords } = this.#o;
+    if (signer === undefined || passwords === undefined) throw new ForbiddenError('Tokens are issued by central.');
+    const auth = object(object(body, 'body').auth, 'auth');
+    const identity = object(auth.identity, 'auth.identity');
+    const methods = identity.methods;
+    if (!Array.isArray(methods) || !methods.includes('password')) {
+      throw new UnauthorizedError('The request you have made requires authentication: only the password method is supported.');
+    }
+    const given = object(object(identity.password, 'auth.identity.password').user, 'auth.identity.password.user');
+    const user = await this.#resolve<User>('user', given, opts);
+    const hash = user === undefined ? undefined : await this.#o.store.getSecret(`password:${user.id}`, opts);
+    // One answer for an unknown user, a disabled one and a wrong password (as Keystone).
+    if (user === undefined || !user.enabled || hash === undefined || typeof given.password !== 'string'
+      || !(await passwords.verify(given.password, hash))) {
+      throw new UnauthorizedError('The request you have made requires authentication.');
+    }
+    let project: Project | undefined;
+    let roles: string[] = [];
+    if (auth.scope !== undefined && auth.scope !== null) {
+      const scope = object(auth.scope, 'auth.scope');
+      if (scope.project === undefined) throw new BadRequestError('Only project scope is supported.');
+      project = await this.#resolve<Project>('project', object(scope.project, 'auth.scope.project'), opts);
+      if (project === undefined || !project.enabled) throw new UnauthorizedError(`User ${user.id} has no access to that project.`);
+      roles = await this.#roleIds(user.id, project.id, opts);
+      if (roles.length === 0) throw new UnauthorizedError(`User ${user.id} has no access to project ${project.id}.`);
+    }
+    const iat = Math.floor(this.#now().getTime() / 1000);
+    const claims: TokenClaims = {
+      sub: user.id, ...(project === undefined ? {} : { project: project.id }), roles, methods: ['password'],
+      audit_id: randomBytes(16).toString('base64url').slice(0, 22), iat, exp: iat + this.#o.tokenTtlSeconds,
+    };
+    const token = await signer.sign(claims, opts);
+    return { token, body: await this.#tokenBody(claims, opts) };
+  }
+
+  /** GET /identity/v3/auth/tokens: the subject token's body, if it is valid here. */
+  async validate(ctx: RequestContext, subjectToken: string | undefined, opts: IoOptions = {}): Promise<TokenBody> {
+    const claims = await this.check(subjectToken ?? '', opts);
+    if (!ctx.isAdmin && !ctx.roles.includes(SERVICE_ROLE) && ctx.userId !== claims.sub) {
+      throw new ForbiddenError('You are not authorized to validate that token.');
+    }
+    return this.#tokenBody(claims, opts);
+  }
+
+  /** DELETE /identity/v3/auth/tokens: revokes the subject token (its owner or an administrator). */
+  async revoke(ctx: RequestContext, subjectToken: string | undefined, opts: IoOptions = {}): Promise<void> {
+    const claims = await this.check(subjectToken ?? '', opts);
+    if (!ctx.isAdmin && ctx.userId !== claims.sub) throw new ForbiddenError('You are not authorized to revoke that token.');
+    await this.#revoke({ audit_id: claims.audit_id }, new Date(claims.exp * 1000), opts);
+  }
+
+  /**
+   * Every site's check of a token: signature and expiry (TokenVerifier), then against this site's
+   * replica: not revoked, the user and project still there and enabled, and of the roles it
+   * carries only those still assigned. Returns the claims with the roles that remain.
+   */
+  async check(token: string, opts: IoOptions = {}): Promise<TokenClaims> {
+    if (token === '') throw new UnauthorizedError('The request you have made requires authentication.');
+    const claims = await this.#o.verifier.verify(token, opts);
+    const { store } = this.#o;
+    for (const r of await store.listIdentity('revocation', opts) as unknown as Revocation[]) {
+      const hit = (r.audit_id !== undefined && r.audit_id === claims.audit_id)
+        || (r.user_id !== undefined && r.user_id === claims.sub && claims.iat <= Date.parse(r.issued_before) / 1000)
+        || (r.project_id !== undefined && r.project_id === claims.project && claims.iat <= Date.parse(r.issued_before) / 1000);
+      if (hit) throw new UnauthorizedError('The token has been revoked.');
+    }
+    const user = await store.getIdentity('user', claims.sub, opts) as unknown as User | undefined;
+    if (user === undefined || !user.enabled) throw new UnauthorizedError('The token\'s user no longer exists or is disabled.');
+    if (claims.project === undefined) return { ...claims, roles: [] };
+    const project = await store.getIdentity('project', claims.project, opts) as unknown as Project | undefined;
+    if (project === undefined || !project.enabled) throw new UnauthorizedError('The token\'s project no longer exists or is disabled.');
+    const assigned = new Set(await this.#roleIds(claims.sub, claims.project, opts));
+    const roles = claims.roles.filter((r) => assigned.has(r));
+    if (roles.length === 0) throw new UnauthorizedError('The token\'s user no longer has a role on its project.');
+    return { ...claims, roles };
+  }
+
+  /** The request context a valid token gives (roles by name, with the roles they imply). */
+  async contextFor(token: string, opts: IoOptions = {}): Promise<RequestContext> {
+    const claims = await this.check(token, opts);
+    const names = new Set<string>();
+    for (const id of claims.roles) {
+      const role = await this.#o.store.getIdentity('role', id, opts) as unknown as Role | undefined;
+      if (role === undefined) continue;
+      const implied = DEFAULT_ROLES.indexOf(role.name as (typeof DEFAULT_ROLES)[number]);
+      for (const name of implied < 0 ? [role.name] : DEFAULT_ROLES.slice(implied)) names.add(name);
+    }
+    const roles = [...names];
+    return Object.freeze({ projectId: claims.project ?? null, userId: claims.sub, roles: Object.freeze(roles), isAdmin: roles.includes('admin') });
+  }
+
+  // -- projects, users, roles, assignments (administrators) -----------------------------------
+
+  async ensureRole(name: string, opts: IoOptions = {}): Promise<Role> {
+    const id = predictableId('role', '', name);
+    const existing = await this.#o.store.getIdentity('role', id, opts) as unknown as Role | undefined;
+    return existing ?? this.#put('role', { id, name }, opts);
+  }
+
+  async ensureProject(name: string, domainId: string, opts: IoOptions = {}): Promise<Project> {
+    return (await this.#findByName<Project>('project', name, domainId, opts))
+      ?? this.#put('project', { id: predictableId('project', domainId, name), name, domain_id: domainId, enabled: true, description: '' }, opts);
+  }
+
+  async createProject(ctx: RequestContext | null, body: unknown, opts: IoOptions = {}): Promise<Project> {
+    assertAdmin(ctx);
+    const b = object(body, 'project');
+    const name = nameOf(b);
+    const domainId = typeof b.domain_id === 'string' ? b.domain_id : DEFAULT_DOMAIN_ID;
+    await this.#domain(domainId, opts);
+    if (await this.#findByName('project', name, domainId, opts) !== undefined) throw new ConflictError(`Duplicate entry: a project named ${name} exists in domain ${domainId}.`);
+    const id = typeof b.id === 'string' && b.id !== '' ? b.id : predictableId('project', domainId, name);
+    if (await this.#o.store.getIdentity('project', id, opts) !== undefined) throw new ConflictError(`Duplicate entry: project ${id} exists.`);
+    return this.#put('project', { id, name, domain_id: domainId, enabled: b.enabled !== false, description: typeof b.description === 'string' ? b.description : '' }, opts);
+  }
+
+  async createUser(ctx: RequestContext | null, body: unknown, opts: IoOptions = {}): Promise<User> {
+    if (ctx !== null) assertAdmin(ctx);
+    const b = object(body, 'user');
+    const name = nameOf(b);
+    const domainId = typeof b.domain_id === 'string' ? b.domain_id : DEFAULT_DOMAIN_ID;
+    await this.#domain(domainId, opts);
+    if (await this.#findByName('user', name, domainId, opts) !== undefined) throw new ConflictError(`Duplicate entry: a user named ${name} exists in domain ${domainId}.`);
+    const id = typeof b.id === 'string' && b.id !== '' ? b.id : predictableId('user', domainId, name);
+    if (await this.#o.store.getIdentity('user', id, opts) !== undefined) throw new ConflictError(`Duplicate entry: user ${id} exists.`);
+    const user = await this.#put('user', {
+      id, name, domain_id: domainId, enabled: b.enabled !== false,
+      default_project_id: typeof b.default_project_id === 'string' ? b.default_project_id : null,
+    }, opts);
+    if (typeof b.password === 'string') await this.setPassword(id, b.password);
+    return user;
+  }
+
+  async createRole(ctx: RequestContext, body: unknown, opts: IoOptions = {}): Promise<Role> {
+    assertAdmin(ctx);
+    const name = nameOf(object(body, 'role'));
+    if (await this.#o.store.getIdentity('role', predictableId('role', '', name), opts) !== undefined) throw new ConflictError(`Duplicate entry: role ${name} exists.`);
+    return this.ensureRole(name, opts);
+  }
+
+  async list(ctx: RequestContext, kind: 'project' | 'user' | 'role' | 'domain', filters: { name?: string; domain_id?: string } = {}, opts: IoOptions = {}): Promise<Record<string, unknown>[]> {
+    assertAdmin(ctx);
+    return (await this.#o.store.listIdentity(kind, opts)).filter((r) =>
+      (filters.name === undefined || r.name === filters.name) && (filters.domain_id === undefined || r.domain_id === filters.domain_id));
+  }
+
+  async get(ctx: RequestContext, kind: 'project' | 'user' | 'role' | 'domain', id: string, opts: IoOptions = {}): Promise<Record<string, unknown>> {
+    if (!(kind === 'user' && ctx.userId === id) && !(kind === 'project' && ctx.projectId === id)) assertAdmin(ctx);
+    const record = await this.#o.store.getIdentity(kind, id, opts);
+    if (record === undefined) throw new NotFoundError(`Could not find ${kind}: ${id}.`);
+    return record;
+  }
+
+  /** Deleting a user or project revokes its tokens and drops its role assignments. */
+  async delete(ctx: RequestContext, kind: 'project' | 'user' | 'role', id: string, opts: IoOptions = {}): Promise<void> {
+    assertAdmin(ctx);
+    if (!(await this.#o.store.deleteIdentity(kind, id, opts))) throw new NotFoundError(`Could not find ${kind}: ${id}.`);
+    const field = ({ project: 'project_id', user: 'user_id', role: 'role_id' } as const)[kind];
+    for (const a of await this.#assignments(opts)) {
+      if (a[field] === id) await this.#o.store.deleteIdentity('assignment', assignmentId(a), opts);
+    }
+    if (kind !== 'role') await this.#revoke(kind === 'user' ? { user_id: id } : { project_id: id }, new Date(this.#now().getTime() + this.#o.tokenTtlSeconds * 1000), opts);
+    if (kind === 'user') await this.#o.store.setSecret(`password:${id}`, null, opts);
+  }
+
+  /** PUT /identity/v3/projects/{p}/users/{u}/roles/{r} (idempotent). */
+  async grant(ctx: RequestContext, projectId: string, userId: string, roleId: string, opts: IoOptions = {}): Promise<void> {
+    assertAdmin(ctx);
+    for (const [kind, id] of [['project', projectId], ['user', userId], ['role', roleId]] as const) {
+      if (await this.#o.store.getIdentity(kind, id, opts) === undefined) throw new NotFoundError(`Could not find ${kind}: ${id}.`);
+    }
+    await this.assign(userId, projectId, roleId, opts);
+  }
+
+  /** DELETE …/roles/{r}: the user's tokens on that project lose the role at once, everywhere. */
+  async ungrant(ctx: RequestContext, projectId: string, userId: string, roleId: string, opts: IoOptions = {}): Promise<void> {
+    assertAdmin(ctx);
+    if (!(await this.#o.store.deleteIdentity('assignment', assignmentId({ user_id: userId, project_id: projectId, role_id: roleId }), opts))) {
+      throw new NotFoundError(`Could not find role assignment of ${roleId} to ${userId} on ${projectId}.`);
+    }
+  }
+
+  async assign(userId: string, projectId: string, roleId: string, opts: IoOptions = {}): Promise<void> {
+    const a: Assignment = { user_id: userId, project_id: projectId, role_id: roleId };
+    if (await this.#o.store.getIdentity('assignment', assignmentId(a), opts) === undefined) {
+      await this.#o.store.putIdentity({ kind: 'assignment', id: assignmentId(a), body: { ...a } }, opts);
+    }
+  }
+
+  /** GET /identity/v3/role_assignments (optionally for one user or project). */
+  async listAssignments(ctx: RequestContext, filters: { user_id?: string; project_id?: string }, opts: IoOptions = {}): Promise<Assignment[]> {
+    assertAdmin(ctx);
+    return (await this.#assignments(opts)).filter((a) =>
+      (filters.user_id === undefined || a.user_id === filters.user_id) && (filters.project_id === undefined || a.project_id === filters.project_id));
+  }
+
+  // -- internals ------------------------------------------------------------------------------
+
+  async #put<T extends object>(kind: IdentityKind, record: T & { id: string }, opts: IoOptions): Promise<T> {
+    await this.#o.store.putIdentity({ kind, id: record.id, body: { ...record } }, opts);
+    return record;
+  }
+
+  async #revoke(what: Partial<Revocation>, expiresAt: Date, opts: IoOptions): Promise<void> {
+    const now = this.#now().toISOString();
+    const id = what.audit_id !== undefined ? `audit:${what.audit_id}` : `${what.user_id !== undefined ? `user:${what.user_id}` : `project:${what.project_id}`}:${now}`;
+    await this.#put('revocation', { id, ...what, issued_before: now, expires_at: expiresAt.toISOString() }, opts);
+  }
+
+  async #assignments(opts: IoOptions): Promise<Assignment[]> {
+    return await this.#o.store.listIdentity('assignment', opts) as unknown as Assignment[];
+  }
+
+  async #roleIds(userId: string, projectId: string, opts: IoOptions): Promise<string[]> {
+    return (await this.#assignments(opts)).filter((a) => a.user_id === userId && a.project_id === projectId).map((a) => a.role_id);
+  }
+
+  async #domain(id: string, opts: IoOptions): Promise<Domain> {
+    const d = await this.#o.store.getIdentity('domain', id, opts) as unknown as Domain | undefined;
+    if (d === undefined) throw new NotFoundError(`Could not find domain: ${id}.`);
+    return d;
+  }
+
+  async #findByName<T extends { name: string; domain_id: string }>(kind: 'project' | 'user', name: string, domainId: string, opts: IoOptions): Promise<T | undefined> {
+    return (await this.#o.store.listIdentity(kind, opts) as unknown as T[]).find((r) => r.name === name && r.domain_id === domainId);
+  }
+
+  /** A user or project named by id, or by name with its domain (by id or name). */
+  async #resolve<T extends { name: string; domain_id: string }>(kind: 'project' | 'user', given: Record<string, unknown>, opts: IoOptions): Promise<T | undefined> {
+    if (typeof given.id === 'string') return await this.#o.store.getIdentity(kind, given.id, opts) as unknown as T | undefined;
+    if (typeof given.name !== 'string') throw new BadRequestError(`A ${kind} needs an id, or a name and a domain.`);
+    const d = object(given.domain ?? {}, `${kind}.domain`);
+    let domainId: string | undefined;
+    if (typeof d.id === 'string') domainId = d.id;
+    else if (typeof d.name === 'string') domainId = (await this.#o.store.listIdentity('domain', opts)).find((x) => x.name === d.name)?.id as string | undefined;
+    else throw new BadRequestError(`A ${kind} named by name needs its domain (id or name).`);
+    return domainId === undefined ? undefined : this.#findByName<T>(kind, given.name, domainId, opts);
+  }
+
+  /** Keystone's token body (keystone/models/token_model.py as rendered by the v3 API). */
+  async #tokenBody(claims: TokenClaims, opts: IoOptions): Promise<TokenBody> {
+    const { store } = this.#o;
+    const domainRef = async (id: string) => ({ id, name: (await store.getIdentity('domain', id, opts))?.name ?? id });
+    const user = await store.getIdentity('user', claims.sub, opts) as unknown as User;
+    const token: TokenBody = {
+      methods: claims.methods,
+      user: { domain: await domainRef(user.domain_id), id: user.id, name: user.name, password_expires_at: null },
+      audit_ids: [claims.audit_id],
+      expires_at: keystoneTime(claims.exp),
+      issued_at: keystoneTime(claims.iat),
+    };
+    if (claims.project !== undefined) {
+      const project = await store.getIdentity('project', claims.project, opts) as unknown as Project;
+      token.project = { domain: await domainRef(project.domain_id), id: project.id, name: project.name };
+      token.is_domain = false;
+      token.roles = (await Promise.all(claims.roles.map((id) => store.getIdentity('role', id, opts))))
+        .filter((r) => r !== undefined).map((r) => ({ id: r.id, name: r.name }));
+      token.catalog = await this.#catalog(opts);
+    }
+    return { token };
+  }
+
+  /** The service catalog: the image service with one region per site, and central's identity service. */
+  async #catalog(opts: IoOptions): Promise<unknown[]> {
+    const sites = (await this.#o.sites(opts)).filter((s) => s.public_url !== '');
+    const central = sites.find((s) => s.parent === null);
+    const ordered = central === undefined ? sites : [central, ...sites.filter((s) => s !== central)];
+    const endpoints = (service: string, list: { region: string; url: string }[]) => list.flatMap(({ region, url }) =>
+      (['public', 'internal', 'admin'] as const).map((iface) => ({ id: `${service}-${region}-${iface}`, interface: iface, region, region_id: region, url })));
+    return [
+      { id: 'image', type: 'image', name: 'glance', endpoints: endpoints('image', ordered.map((s) => ({ region: s.id, url: s.public_url }))) },
+      ...(central === undefined ? [] : [{
+        id: 'identity', type: 'identity', name: 'keystone', endpoints: endpoints('identity', [{ region: central.id, url: `${central.public_url}/identity/v3` }]),
+      }]),
+    ];
+  }
+}
+
+function assignmentId(a: Assignment): string {
+  return `${a.user_id}/${a.project_id}/${a.role_id}`;
+}
+
+function assertAdmin(ctx: RequestContext | null): void {
+  if (ctx !== null && !ctx.isAdmin) throw new ForbiddenError('You are not authorized to perform the requested action: admin required.');
+}
+
+function object(value: unknown, what: string): Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new BadRequestError(`Invalid input for field '${what}': expected an object.`);
+  return value as Record<string, unknown>;
+}
+
+function nameOf(b: Record<string, unknown>): string {
+  if (typeof b.name !== 'string' || b.name.trim() === '' || b.name.length > 255) throw new BadRequestError('A name of 1-255 characters is required.');
+  return b.name;
+}
+
+/** Keystone's time format: `2015-11-05T22:00:11.000000Z`. */
+function keystoneTime(seconds: number): string {
+  return new Date(seconds * 1000).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}

@@ -1,0 +1,171 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { FaultProxy } from '../../src/testing/fault-proxy.ts';
+import { openstackClientsMissing } from '../helpers/clients.ts';
+import { bytesOf } from '../helpers/glance-client.ts';
+import { eventually, loopbackTarget, stopProcess } from '../helpers/multi-site.ts';
+import { spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
+
+const run = promisify(execFile);
+const cliSkip = await openstackClientsMissing();
+const PASSWORD = 'correct horse';
+const EDGE_ENV = { OUTPOST_AUTH: 'keystone', OUTPOST_PARENT_TIMEOUT_MS: '1500', OUTPOST_FEED_WAIT_SECONDS: '2', OUTPOST_STORAGE_SYNC: 'false' };
+
+/**
+ * auth keystone across sites, each its own process: central issues tokens; the edge (behind a
+ * FaultProxy) and the far edge check them against their replicas, also while cut off.
+ */
+describe('identity: Keystone v3 tokens signed by central, checked at every site', { timeout: 180_000 }, () => {
+  let work: string;
+  let central: ServeProcess;
+  let edge: ServeProcess;
+  let far: ServeProcess;
+  let wan: FaultProxy;
+
+  const api = (url: string, path: string, init: RequestInit & { token?: string } = {}) =>
+    fetch(`${url}${path}`, { ...init, headers: { accept: 'application/json', ...(init.token === undefined ? {} : { 'x-auth-token': init.token }), ...init.headers } });
+  const token = async (user: string, password: string, project: string): Promise<string> => {
+    const res = await api(central.url, '/identity/v3/auth/tokens', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ auth: {
+        identity: { methods: ['password'], password: { user: { name: user, domain: { id: 'default' }, password } } },
+        scope: { project: { name: project, domain: { id: 'default' } } },
+      } }),
+    });
+    assert.equal(res.status, 201, await res.clone().text());
+    return res.headers.get('x-subject-token')!;
+  };
+  const json = async (res: Response) => {
+    assert.ok(res.ok, `${res.status} ${await res.clone().text()}`);
+    return res.json() as Promise<any>;
+  };
+  let admin: string;
+
+  before(async () => {
+    work = await tempDir('outpost-e2e-identity-');
+    central = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'central'), '--auth', 'keystone'],
+      { OUTPOST_ADMIN_PASSWORD: PASSWORD, OUTPOST_STORAGE_SYNC: 'false' });
+    admin = await token('admin', PASSWORD, 'admin');
+    const credential = async (site: string) => (await json(await api(central.url, `/outpost/v1/sites/${site}/credential`, { method: 'POST', token: admin }))).token as string;
+    wan = await FaultProxy.start({ target: loopbackTarget(central.url) });
+    edge = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'edge'), '--role', 'edge', '--site', 'edge-1', '--parent', wan.url],
+      { ...EDGE_ENV, OUTPOST_SITE_TOKEN: await credential('edge-1') });
+    far = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'far'), '--role', 'edge', '--site', 'far-1', '--parent', edge.url],
+      { ...EDGE_ENV, OUTPOST_SITE_TOKEN: await credential('far-1') });
+    await eventually('both edges registered', 15_000, async () =>
+      (await json(await api(central.url, '/outpost/v1/sites', { token: admin }))).sites.length === 3);
+  });
+  after(async () => {
+    for (const p of [far, edge]) if (p !== undefined) await stopProcess(p);
+    await wan?.close();
+    if (central !== undefined) await stopProcess(central);
+    if (work !== undefined) await rm(work, { recursive: true, force: true });
+  });
+
+  it('without a token, or with a forged one, every site answers 401', async () => {
+    const [h, p] = admin.split('.');
+    const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
+    const altered = `${h}.${Buffer.from(JSON.stringify({ ...claims, project: 'other' })).toString('base64url')}.${admin.split('.')[2]}`;
+    const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${p}.`;
+    for (const site of [central, edge, far]) {
+      assert.equal((await api(site.url, '/v2/images')).status, 401);
+      for (const bad of [altered, none, 'garbage']) assert.equal((await api(site.url, '/v2/images', { token: bad })).status, 401, `${site.url} ${bad.slice(0, 20)}`);
+      assert.equal((await api(site.url, '/v2/images', { token: admin })).status, 200);
+    }
+    const wrong = await api(central.url, '/identity/v3/auth/tokens', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'admin', domain: { id: 'default' }, password: 'no' } } } } }),
+    });
+    assert.equal(wrong.status, 401);
+    assert.equal((await wrong.json() as { error: { code: number } }).error.code, 401);
+  });
+
+  it('project A\'s private image: invisible to B at every site, cut off or not; shared and accepted, B sees it', async () => {
+    for (const [name, project] of [['alice', 'proj-a'], ['bob', 'proj-b']]) {
+      const p = await json(await api(central.url, '/identity/v3/projects', { method: 'POST', token: admin, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ project: { name: project } }) }));
+      const u = await json(await api(central.url, '/identity/v3/users', { method: 'POST', token: admin, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: { name, password: 'pw' } }) }));
+      const roles = await json(await api(central.url, '/identity/v3/roles?name=member', { token: admin }));
+      assert.equal((await api(central.url, `/identity/v3/projects/${p.project.id}/users/${u.user.id}/roles/${roles.roles[0].id}`, { method: 'PUT', token: admin })).status, 204);
+    }
+    const alice = await token('alice', 'pw', 'proj-a');
+    const bob = await token('bob', 'pw', 'proj-b');
+    const created = await json(await api(edge.url, '/v2/images', {
+      method: 'POST', token: alice, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'a-private', disk_format: 'raw', container_format: 'bare' }),
+    }));
+    const data = bytesOf(64 * 1024, 51);
+    assert.equal((await api(central.url, `/v2/images/${created.id}/file`, { method: 'PUT', token: alice, headers: { 'content-type': 'application/octet-stream' }, body: data })).status, 204);
+    await eventually('the image reaches the far edge', 10_000, async () => (await api(far.url, `/v2/images/${created.id}`, { token: alice })).status === 200);
+    const check = async (bobSees: boolean) => {
+      for (const site of [central, edge, far]) {
+        assert.equal((await api(site.url, `/v2/images/${created.id}`, { token: bob })).status, bobSees ? 200 : 404, site.url);
+        assert.equal((await api(site.url, `/v2/images/${created.id}/file`, { token: bob })).status, bobSees ? 200 : 404, site.url);
+      }
+    };
+    await check(false);
+    wan.blackhole();
+    try {
+      for (const site of [edge, far]) assert.equal((await api(site.url, `/v2/images/${created.id}`, { token: bob })).status, 404);
+    } finally {
+      wan.heal();
+    }
+    const bobProject = JSON.parse(Buffer.from(bob.split('.')[1], 'base64url').toString()).project;
+    await json(await api(central.url, `/v2/images/${created.id}`, { method: 'PATCH', token: alice, headers: { 'content-type': 'application/openstack-images-v2.1-json-patch' }, body: JSON.stringify([{ op: 'replace', path: '/visibility', value: 'shared' }]) }));
+    await json(await api(central.url, `/v2/images/${created.id}/members`, { method: 'POST', token: alice, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ member: bobProject }) }));
+    await json(await api(central.url, `/v2/images/${created.id}/members/${bobProject}`, { method: 'PUT', token: bob, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ status: 'accepted' }) }));
+    await eventually('the membership reaches the far edge', 10_000, async () => (await api(far.url, `/v2/images/${created.id}`, { token: bob })).status === 200);
+    await check(true);
+  });
+
+  it('cut off: a token issued before the cut works at the edge and far edge; one revoked before the cut does not', async () => {
+    const kept = await token('admin', PASSWORD, 'admin');
+    const revoked = await token('admin', PASSWORD, 'admin');
+    assert.equal((await api(central.url, '/identity/v3/auth/tokens', { method: 'DELETE', token: admin, headers: { 'x-subject-token': revoked } })).status, 204);
+    const image = await json(await api(central.url, '/v2/images', {
+      method: 'POST', token: kept, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'boot-me', disk_format: 'raw', container_format: 'bare' }),
+    }));
+    const data = bytesOf(256 * 1024, 52);
+    await api(central.url, `/v2/images/${image.id}/file`, { method: 'PUT', token: kept, headers: { 'content-type': 'application/octet-stream' }, body: data });
+    // The edge holds the bytes (a download through it), and both replicas have the revocation.
+    await eventually('the image is active at the edge', 10_000, async () => (await json(await api(edge.url, `/v2/images/${image.id}`, { token: kept }))).status === 'active');
+    assert.equal((await api(edge.url, `/v2/images/${image.id}/file`, { token: kept })).status, 200);
+    await eventually('the revocation reaches the far edge', 10_000, async () => (await api(far.url, '/v2/images', { token: revoked })).status === 401);
+    wan.blackhole();
+    try {
+      for (const site of [edge, far]) {
+        assert.equal((await api(site.url, '/v2/images', { token: kept })).status, 200);
+        assert.equal((await api(site.url, `/v2/images/${image.id}`, { token: kept })).status, 200);
+        assert.equal((await api(site.url, '/v2/images', { token: revoked })).status, 401);
+      }
+      const file = await api(edge.url, `/v2/images/${image.id}/file`, { token: kept });
+      assert.equal(createHash('sha512').update(Buffer.from(await file.arrayBuffer())).digest('hex'), createHash('sha512').update(data).digest('hex'));
+    } finally {
+      wan.heal();
+    }
+  });
+
+  it('the openstack and glance CLIs authenticate with a password, at central and at an edge by region', { skip: cliSkip }, async () => {
+    const env = {
+      ...process.env, HOME: work, PYTHONWARNINGS: 'ignore', OS_AUTH_URL: `${central.url}/identity/v3`, OS_USERNAME: 'admin', OS_PASSWORD: PASSWORD,
+      OS_PROJECT_NAME: 'admin', OS_USER_DOMAIN_NAME: 'Default', OS_PROJECT_DOMAIN_NAME: 'Default', OS_IDENTITY_API_VERSION: '3',
+    };
+    const openstack = async (...args: string[]) => (await run('openstack', args, { env, cwd: work })).stdout;
+    const issued = JSON.parse(await openstack('token', 'issue', '-f', 'json'));
+    assert.match(issued.id, /^ey/);
+    const file = join(work, 'cli.img');
+    const data = bytesOf(512 * 1024, 53);
+    await writeFile(file, data);
+    const created = JSON.parse(await openstack('image', 'create', '--disk-format', 'raw', '--container-format', 'bare', '--file', file, '-f', 'json', 'cli-keystone'));
+    assert.match(JSON.parse(await openstack('image', 'show', '-f', 'json', created.id)).status, /active/);
+    await eventually('the image reaches edge-1', 10_000, async () => (await openstack('--os-region-name', 'edge-1', 'image', 'list', '-f', 'value', '-c', 'ID')).includes(created.id));
+    await openstack('--os-region-name', 'edge-1', 'image', 'save', '--file', join(work, 'saved.img'), created.id);
+    const saved = await run('sha512sum', [join(work, 'saved.img')]);
+    assert.equal(saved.stdout.split(' ')[0], createHash('sha512').update(data).digest('hex'));
+    const glance = await run('glance', ['image-list'], { env, cwd: work });
+    assert.match(glance.stdout, /cli-keystone/);
+  });
+});

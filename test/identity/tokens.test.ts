@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
+import { ADMIN_CONTEXT } from '../../src/core/context.ts';
+import { UnauthorizedError } from '../../src/core/errors.ts';
+import { IdentityService } from '../../src/core/identity/identity-service.ts';
+import { IDENTITY_NAMESPACE, predictableId, uuid5 } from '../../src/core/identity/ids.ts';
+import { JoseTokens } from '../../src/identity/jose-tokens.ts';
+import { ScryptPasswords } from '../../src/identity/scrypt-passwords.ts';
+
+const run = promisify(execFile);
+
+/** Central and an edge replica (fed by snapshots), with a clock the tests move. */
+describe('tokens: issued by central, checked by every site against its replica', () => {
+  let dir: string;
+  let central: SqlCatalog;
+  let edge: SqlCatalog;
+  let clock = new Date('2026-01-01T00:00:00Z');
+  const now = () => clock;
+  let centralTokens: JoseTokens;
+  let identity: IdentityService;
+  let atEdge: IdentityService;
+  const sync = async () => edge.load(await central.snapshot());
+  const login = async (name: string, password: string, project = 'admin') => (await identity.authenticate({
+    auth: {
+      identity: { methods: ['password'], password: { user: { name, domain: { name: 'Default' }, password } } },
+      scope: { project: { name: project, domain: { id: 'default' } } },
+    },
+  })).token;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'outpost-tokens-'));
+    central = await SqlCatalog.openSqlite(join(dir, 'central.sqlite'));
+    edge = await SqlCatalog.openSqlite(join(dir, 'edge.sqlite'));
+    centralTokens = new JoseTokens(central, now);
+    await centralTokens.ensureSigningKey();
+    const sites = async () => [];
+    identity = new IdentityService({ store: central, verifier: centralTokens, signer: centralTokens, passwords: new ScryptPasswords(), tokenTtlSeconds: 600, sites, now });
+    atEdge = new IdentityService({ store: edge, verifier: new JoseTokens(edge, now), tokenTtlSeconds: 600, sites, now });
+    await identity.bootstrap('secret');
+    await sync();
+  });
+  after(async () => {
+    await central?.close();
+    await edge?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a password gives a token the edge accepts offline, as the admin of the admin project', async () => {
+    const token = await login('admin', 'secret');
+    const ctx = await atEdge.contextFor(token);
+    assert.deepEqual([ctx.isAdmin, ctx.projectId, [...ctx.roles].sort()], [true, predictableId('project', 'default', 'admin'), ['admin', 'member', 'reader']]);
+    await assert.rejects(login('admin', 'wrong'), UnauthorizedError);
+    await assert.rejects(login('nobody', 'secret'), UnauthorizedError);
+  });
+
+  it('refuses expired, forged, altered and alg:none tokens', async () => {
+    const token = await login('admin', 'secret');
+    clock = new Date(clock.getTime() + 601_000);
+    await assert.rejects(atEdge.contextFor(token), /expired/);
+    clock = new Date(clock.getTime() - 601_000);
+    const [h, p, sig] = token.split('.');
+    const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
+    const altered = Buffer.from(JSON.stringify({ ...claims, sub: 'someone-else' })).toString('base64url');
+    await assert.rejects(atEdge.contextFor(`${h}.${altered}.${sig}`), UnauthorizedError);
+    const none = Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url');
+    await assert.rejects(atEdge.contextFor(`${none}.${p}.`), UnauthorizedError);
+    // Signed by a key of another deployment, with this deployment's kid.
+    const otherDir = await SqlCatalog.openSqlite(join(dir, 'other.sqlite'));
+    const other = new JoseTokens(otherDir, now);
+    await other.ensureSigningKey();
+    const forged = await other.sign({ ...claims, sub: claims.sub });
+    const kid = JSON.parse(Buffer.from(h, 'base64url').toString()).kid;
+    const [, fp, fsig] = forged.split('.');
+    const forgedHeader = Buffer.from(JSON.stringify({ alg: 'EdDSA', kid, typ: 'JWT' })).toString('base64url');
+    await assert.rejects(atEdge.contextFor(`${forgedHeader}.${fp}.${fsig}`), UnauthorizedError);
+    await assert.rejects(atEdge.contextFor(forged), /does not know/);
+    await otherDir.close();
+  });
+
+  it('revocations and removed role assignments reach the edge through replication', async () => {
+    await identity.createUser(ADMIN_CONTEXT, { name: 'alice', password: 'pw' });
+    const demo = await identity.createProject(ADMIN_CONTEXT, { name: 'demo' });
+    const alice = predictableId('user', 'default', 'alice');
+    const member = predictableId('role', '', 'member');
+    await identity.grant(ADMIN_CONTEXT, demo.id, alice, member);
+    await sync();
+    const t1 = await login('alice', 'pw', 'demo');
+    const t2 = await login('alice', 'pw', 'demo');
+    assert.deepEqual([...(await atEdge.contextFor(t1)).roles].sort(), ['member', 'reader']);
+    await identity.revoke(ADMIN_CONTEXT, t1);
+    await sync();
+    await assert.rejects(atEdge.contextFor(t1), /revoked/);
+    assert.equal((await atEdge.contextFor(t2)).projectId, demo.id);
+    await identity.ungrant(ADMIN_CONTEXT, demo.id, alice, member);
+    await sync();
+    await assert.rejects(atEdge.contextFor(t2), /no longer has a role/);
+  });
+
+  it('after a key rotation old tokens still verify; once the old key is removed they are refused', async () => {
+    const before = await login('admin', 'secret');
+    const [h] = before.split('.');
+    const oldKid = JSON.parse(Buffer.from(h, 'base64url').toString()).kid;
+    await centralTokens.rotate();
+    await sync();
+    const afterRotation = await login('admin', 'secret');
+    assert.notEqual(JSON.parse(Buffer.from(afterRotation.split('.')[0], 'base64url').toString()).kid, oldKid);
+    assert.equal((await atEdge.contextFor(before)).isAdmin, true);
+    assert.equal((await atEdge.contextFor(afterRotation)).isAdmin, true);
+    await central.deleteIdentity('signing_key', oldKid);
+    await sync();
+    await assert.rejects(atEdge.contextFor(before), /does not know/);
+    assert.equal((await atEdge.contextFor(afterRotation)).isAdmin, true);
+  });
+
+  it('ids are UUIDv5 of kind, domain and name (as Python\'s uuid5 computes them), the same in every deployment', async () => {
+    const { stdout } = await run('python3', ['-c', `import uuid; print(uuid.uuid5(uuid.UUID('${IDENTITY_NAMESPACE}'), 'project:default:demo').hex)`]);
+    assert.equal(predictableId('project', 'default', 'demo'), stdout.trim());
+    assert.equal(uuid5('6ba7b810-9dad-11d1-80b4-00c04fd430c8', 'python.org'), '886313e1-3b8a-5372-9b90-0c9aee199e5d');
+    const otherDb = await SqlCatalog.openSqlite(join(dir, 'deployment-2.sqlite'));
+    const otherTokens = new JoseTokens(otherDb, now);
+    await otherTokens.ensureSigningKey();
+    const other = new IdentityService({ store: otherDb, verifier: otherTokens, signer: otherTokens, passwords: new ScryptPasswords(), tokenTtlSeconds: 600, sites: async () => [] });
+    await other.bootstrap('x');
+    const demo = await other.createProject(ADMIN_CONTEXT, { name: 'demo' });
+    assert.equal(demo.id, (await central.getIdentity('project', demo.id))?.id);
+    await otherDb.close();
+  });
+});
