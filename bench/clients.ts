@@ -35,6 +35,17 @@ export async function createImage(base: string, name: string): Promise<string> {
 export const getImage = (base: string, id: string) => api(base, 'GET', `/v2/images/${id}`) as Promise<ImageRecord>;
 export const deleteImage = async (base: string, id: string) => { await api(base, 'DELETE', `/v2/images/${id}`); };
 
+/** Polls GET /v2/images/{id} at `base` until the image is `status` there (it has replicated), failing after `timeoutMs`. */
+export async function waitForImage(base: string, id: string, status: string, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const seen = await getImage(base, id).then((i) => i.status, () => 'absent');
+    if (seen === status) return;
+    if (Date.now() > end) throw new Error(`image ${id} is ${seen} at ${base} after ${timeoutMs} ms, not ${status}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** Creates `n` queued images (`concurrency` requests at a time), so the catalog is not empty. */
 export async function fillCatalog(base: string, n: number, concurrency = 4): Promise<void> {
   let next = 0;
@@ -68,6 +79,36 @@ export async function curlDownload(url: string, expectedBytes: number): Promise<
   const [code, bytes, seconds] = stdout.trim().split(' ');
   if (code !== '200' || Number(bytes) !== expectedBytes) throw new Error(`download ${url}: HTTP ${code}, ${bytes} bytes (expected ${expectedBytes})`);
   return Number(seconds);
+}
+
+export interface HashedDownload {
+  /** HTTP status ('000' when curl failed before one). */
+  code: string;
+  bytes: number;
+  seconds: number;
+  sha512: string;
+  /** curl's or the pipe's error, if any. */
+  error?: string;
+}
+
+/**
+ * `curl URL | sha512sum`: the status, byte count and time curl saw and the body's sha512, hashed
+ * by another process as it arrives (nothing is kept). Does not throw for a failed transfer.
+ */
+export async function curlSha512(url: string): Promise<HashedDownload> {
+  assertLoopback(url);
+  const args = [...CURL, '-w', '%{stderr}%{http_code} %{size_download} %{time_total}\n', url];
+  const parse = (stdout: string, stderr: string, error?: string): HashedDownload => {
+    const [code = '000', bytes = '0', seconds = 'NaN'] = stderr.trim().split('\n').at(-1)?.split(' ') ?? [];
+    return { code, bytes: Number(bytes), seconds: Number(seconds), sha512: stdout.split(' ')[0], error };
+  };
+  try {
+    const { stdout, stderr } = await execFileP('bash', ['-c', 'set -o pipefail; curl "$@" | sha512sum', 'curl-sha512', ...args]);
+    return parse(stdout, stderr);
+  } catch (e) {
+    const err = e as Error & { stdout?: string; stderr?: string };
+    return parse(err.stdout ?? '', err.stderr ?? '', (err.stderr ?? err.message).trim().split('\n')[0]);
+  }
 }
 
 export interface WrkResult {

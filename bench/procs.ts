@@ -124,6 +124,27 @@ export async function machineFacts(packages: string[]): Promise<string[]> {
   ];
 }
 
+/** Fails unless `dir`'s file system has `needBytes` free (df); logs both figures. */
+export async function checkDisk(dir: string, needBytes: number): Promise<void> {
+  const df = (await execFileP('df', ['-Pk', dir])).stdout.trim().split('\n')[1].split(/\s+/);
+  const availBytes = Number(df[3]) * 1024;
+  process.stderr.write(`Disk (df ${dir}): ${(availBytes / 2 ** 30).toFixed(1)} GiB available, ${(needBytes / 2 ** 30).toFixed(1)} GiB needed\n`);
+  if (availBytes < needBytes) throw new Error(`not enough disk space in ${dir}`);
+}
+
+/** Load averages noted at named moments of a run (`note(when)`), for the report. */
+export class LoadNotes {
+  readonly list: string[] = [];
+
+  note(when: string): void {
+    this.list.push(`${when}: ${loadNow()}`);
+  }
+
+  toString(): string {
+    return `Load average ${this.list.join('; ')}`;
+  }
+}
+
 /** Resident set size of process `pid` in KiB (VmRSS of /proc/PID/status). */
 export function rssKiB(pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

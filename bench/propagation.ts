@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { api, createImage } from './clients.ts';
 import { FeedFollower, FollowerPool, now } from './feed.ts';
-import { COMMON_BENCH_OPTIONS, exitOnHelp, loadClockTicks, loadNow, machineFacts, positiveInt, rssKiB, runBench, startOutpost, treeCpuSeconds, type Cleanup, type Server } from './procs.ts';
-import { fmt, markdownTable, median, percentile, textTable, writeDocs, type DocSection } from './report.ts';
+import { COMMON_BENCH_OPTIONS, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt, rssKiB, runBench, startOutpost, treeCpuSeconds, type Cleanup, type Server } from './procs.ts';
+import { fmt, markdownTable, median, percentile, resultsHead, textTable, writeDocs, type DocSection } from './report.ts';
 
 const REPO_ROOT = new URL('..', import.meta.url).pathname;
 const HELP = `usage: node bench/propagation.ts [options]
@@ -118,8 +118,7 @@ async function main(cleanup: Cleanup): Promise<number> {
   await loadClockTicks();
   const facts = await machineFacts([]);
   log(facts.join('\n'));
-  const loads: string[] = [];
-  const noteLoad = (when: string) => loads.push(`${when}: ${loadNow()}`);
+  const loads = new LoadNotes();
 
   const tmp = await mkdtemp(join(opts.tmp, 'outpost-propagation-'));
   cleanup.add('remove temp dir', () => rm(tmp, { recursive: true, force: true }));
@@ -133,14 +132,14 @@ async function main(cleanup: Cleanup): Promise<number> {
   log('Warm-up: 50 changes');
   await hops(watchers, await makeChanges(central, 'warm-up', 50, opts.intervalMs));
 
-  noteLoad('before phase 1');
+  loads.note('before phase 1');
   log(`Phase 1: ${opts.changes} changes, central ← edge ← far edge`);
   let cpu = treeCpuSeconds(central.pid);
   const changes1 = await makeChanges(central, 'alone', opts.changes, opts.intervalMs);
   const [edge1, far1] = await hops(watchers, changes1);
   const cpu1 = treeCpuSeconds(central.pid) - cpu;
 
-  noteLoad('before phase 2');
+  loads.note('before phase 2');
   log(`Phase 2: ${opts.followers} more followers on central, ${opts.changes} changes`);
   const rss = { before: rssKiB(central.pid), attached: 0, during: [] as number[], after: 0, detached: 0 };
   const pool = await FollowerPool.start({ base: central.url, since: (await lastSeq(central)) - 1, count: opts.followers, waitS: opts.waitS });
@@ -155,7 +154,7 @@ async function main(cleanup: Cleanup): Promise<number> {
   const cpu2 = treeCpuSeconds(central.pid) - cpu;
   clearInterval(sampler);
   rss.after = rssKiB(central.pid);
-  noteLoad('after phase 2');
+  loads.note('after phase 2');
   await closePool();
   await sleep(1000);
   rss.detached = rssKiB(central.pid);
@@ -198,27 +197,17 @@ async function main(cleanup: Cleanup): Promise<number> {
       `${fmt((cpu2 - cpu1) / answers * 1e6, 0)} µs of central CPU per answer beyond phase 1's.`,
     `Arrivals at central's followers before the writer had its 2xx (counted as 0 ms): ${fan.early.toLocaleString('en-US')} of ${fan.n.toLocaleString('en-US')}; ` +
       `feed errors: ${collected.errors + watchers.reduce((n, w) => n + w.errors, 0)}; followers that missed the last change: ${collected.incomplete}.`,
-    `Load average ${loads.join('; ')}`,
+    `${loads}`,
   ];
   process.stdout.write(`\n${textTable(header, rows)}\n\nCentral RSS:\n${textTable(['When', 'VmRSS'], rssRows)}\n\n${notes.join('\n')}\n`);
 
   if (opts.docs !== undefined) {
-    const cmd = `node bench/propagation.ts ${process.argv.slice(2).join(' ')}`.trim();
     const md = [
-      `### Results: ${new Date().toISOString().slice(0, 10)}${opts.quick ? ' (quick run)' : ''}`,
-      '',
-      `Command: \`${cmd}\` — ${opts.changes} changes per phase (image creations at central, one at a time, ${opts.intervalMs} ms pause after each 2xx), ` +
-        `${N} extra followers in phase 2 (long poll ${opts.waitS} s).`,
-      '',
-      '#### Machine',
-      '',
-      ...facts.map((f) => `- ${f.replace(/\n/g, '\n  ')}`),
-      `- Load average ${loads.join('; ')}`,
-      '',
-      '#### Targets',
-      '',
-      markdownTable(header, rows),
-      '',
+      ...resultsHead({
+        level: 3, script: 'bench/propagation.ts', quick: opts.quick, facts, loads, targets: markdownTable(header, rows),
+        what: `${opts.changes} changes per phase (image creations at central, one at a time, ${opts.intervalMs} ms pause after each 2xx), ` +
+          `${N} extra followers in phase 2 (long poll ${opts.waitS} s).`,
+      }),
       '#### Central RSS (VmRSS of the central process)',
       '',
       markdownTable(['When', 'VmRSS'], rssRows),

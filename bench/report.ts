@@ -1,5 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Sample, SystemResult } from './measure.ts';
+import type { LoadNotes } from './procs.ts';
 
 const GIB = 2 ** 30;
 
@@ -148,6 +149,42 @@ export function runsList(results: SystemResult[]): string {
     if (r.note) lines.push(`- ${r.name}: ${r.note}`);
   }
   return lines.join('\n');
+}
+
+export interface ResultsHead {
+  /** Heading level of "Results" (its subsections are one deeper). */
+  level: number;
+  /** The benchmark's script, e.g. bench/cache.ts (the command line is taken from process.argv). */
+  script: string;
+  quick: boolean;
+  /** What the command ran, after its command line. */
+  what: string;
+  /** procs.ts machineFacts and the load averages of the run. */
+  facts: string[];
+  loads: LoadNotes;
+  /** The targets table (markdown). */
+  targets: string;
+}
+
+/** The start of a benchmark's results in the docs: dated heading, command, machine, targets table. */
+export function resultsHead(r: ResultsHead): string[] {
+  const h = '#'.repeat(r.level);
+  const cmd = `node ${r.script} ${process.argv.slice(2).join(' ')}`.trim();
+  return [
+    `${h} Results: ${new Date().toISOString().slice(0, 10)}${r.quick ? ' (quick run)' : ''}`,
+    '',
+    `Command: \`${cmd}\` — ${r.what}`,
+    '',
+    `${h}# Machine`,
+    '',
+    ...r.facts.map((f) => `- ${f.replace(/\n/g, '\n  ')}`),
+    `- ${r.loads}`,
+    '',
+    `${h}# Targets`,
+    '',
+    r.targets,
+    '',
+  ];
 }
 
 /** A generated part of a docs file: `<!-- TAG:begin ... -->` … `<!-- TAG:end -->`. */

@@ -10,8 +10,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ApiSystem, catTarget, httpTarget, makeTestFile, measureDownloads, rotate, type DownloadTarget, type RunPlan, type SystemResult } from './measure.ts';
-import { COMMON_BENCH_OPTIONS, execFileP, exitOnHelp, loadClockTicks, loadNow, machineFacts, positiveInt as int, runBench, sh, startGlance, startNginx, startOutpost, type Cleanup } from './procs.ts';
-import { compare, markdownTable, RECORDED_GLANCE, RUN_SECTION, runsList, summarize, systemsTable, textTable, writeDocs, type Summary } from './report.ts';
+import { checkDisk, COMMON_BENCH_OPTIONS, execFileP, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt as int, runBench, sh, startGlance, startNginx, startOutpost, type Cleanup } from './procs.ts';
+import { compare, markdownTable, RECORDED_GLANCE, resultsHead, RUN_SECTION, runsList, summarize, systemsTable, textTable, writeDocs, type Summary } from './report.ts';
 
 const REPO_ROOT = new URL('..', import.meta.url).pathname;
 const HELP = `usage: node bench/run.ts [options]
@@ -80,11 +80,7 @@ async function main(cleanup: Cleanup): Promise<number> {
   process.stderr.write(`${facts.join('\n')}\n`);
 
   // Disk: the source file, one kept copy in Outpost and in Glance, one upload in flight, slack.
-  const df = (await execFileP('df', ['-Pk', opts.tmp])).stdout.trim().split('\n')[1].split(/\s+/);
-  const availBytes = Number(df[3]) * 1024;
-  const needBytes = 4 * size + 2 * 2 ** 30;
-  process.stderr.write(`Disk (df ${opts.tmp}): ${(availBytes / 2 ** 30).toFixed(1)} GiB available, ${(needBytes / 2 ** 30).toFixed(1)} GiB needed\n`);
-  if (availBytes < needBytes) throw new Error(`not enough disk space in ${opts.tmp}`);
+  await checkDisk(opts.tmp, 4 * size + 2 * 2 ** 30);
 
   const tmp = await mkdtemp(join(opts.tmp, 'outpost-bench-'));
   cleanup.add('remove temp dir', () => rm(tmp, { recursive: true, force: true }));
@@ -92,8 +88,7 @@ async function main(cleanup: Cleanup): Promise<number> {
   await execFileP('mkdir', ['-p', filesDir]);
   process.stderr.write(`Making a ${opts.sizeMiB} MiB random file in ${filesDir}\n`);
   const file = await makeTestFile(join(filesDir, 'image.bin'), size);
-  const loads: string[] = [];
-  const noteLoad = (when: string) => loads.push(`${when}: ${loadNow()}`);
+  const loads = new LoadNotes();
 
   // Every server runs for the whole benchmark; they are measured in turns, round by round, in a
   // rotating order, so the noise of a shared machine falls on all of them alike.
@@ -121,12 +116,12 @@ async function main(cleanup: Cleanup): Promise<number> {
   const apis = glance === undefined ? [outpost] : [outpost, glance];
   for (const a of apis) await a.prepare(file, opts.plan);
 
-  noteLoad('before uploads');
+  loads.note('before uploads');
   for (let round = 0; round < opts.plan.runs; round++) {
     for (const a of rotate(apis, round)) await a.upload(file, `${round + 1}/${opts.plan.runs}`, round === opts.plan.runs - 1);
   }
 
-  noteLoad('before downloads');
+  loads.note('before downloads');
   const nginxResult: SystemResult = { name: 'nginx (sendfile)', measured: true };
   const catResult: SystemResult = { name: 'cat > /dev/null', measured: true };
   const targets: DownloadTarget[] = apis.map((a) => httpTarget(a.result, a.server.pid, () => a.downloadUrl, file));
@@ -134,12 +129,12 @@ async function main(cleanup: Cleanup): Promise<number> {
   targets.push(catTarget(catResult, file));
   await measureDownloads(targets, file, opts.plan.runs);
 
-  noteLoad('before GETs');
+  loads.note('before GETs');
   for (const a of apis) await a.wrk(opts.plan, 2, undefined);
   for (let round = 0; round < opts.plan.wrkRuns; round++) {
     for (const a of rotate(apis, round)) await a.wrk(opts.plan, opts.plan.wrkSeconds, `${round + 1}/${opts.plan.wrkRuns}`);
   }
-  noteLoad('at end');
+  loads.note('at end');
 
   await nginx.stop();
   await outpost.server.stop();
@@ -152,25 +147,15 @@ async function main(cleanup: Cleanup): Promise<number> {
 
   const header = ['Measure', 'Outpost', 'Reference', 'Ratio', 'Target', 'Result'];
   const cells = rows.map((r) => [r.measure, r.outpost, r.reference, r.ratio, r.target, r.result]);
-  process.stdout.write(`\n${textTable(header, cells)}\n\n${glanceNote}\nLoad average ${loads.join('; ')}\n`);
+  process.stdout.write(`\n${textTable(header, cells)}\n\n${glanceNote}\n${loads}\n`);
 
   if (opts.docs !== undefined) {
-    const cmd = `node bench/run.ts ${process.argv.slice(2).join(' ')}`.trim();
     const md = [
-      `## Results: ${new Date().toISOString().slice(0, 10)}${opts.quick ? ' (quick run)' : ''}`,
-      '',
-      `Command: \`${cmd}\` — image ${opts.sizeMiB} MiB (${size.toLocaleString('en-US')} bytes, random), ${opts.plan.runs} timed uploads and downloads per system (median), ` +
-        `wrk -t${opts.plan.wrkThreads} -c${opts.plan.wrkConns} -d${opts.plan.wrkSeconds}s --latency × ${opts.plan.wrkRuns} (median by req/s) with ${opts.plan.catalog} images in the catalog. MB = 10^6 bytes.`,
-      '',
-      '### Machine',
-      '',
-      ...facts.map((f) => `- ${f.replace(/\n/g, '\n  ')}`),
-      `- Load average ${loads.join('; ')}`,
-      '',
-      '### Targets',
-      '',
-      markdownTable(header, cells),
-      '',
+      ...resultsHead({
+        level: 2, script: 'bench/run.ts', quick: opts.quick, facts, loads, targets: markdownTable(header, cells),
+        what: `image ${opts.sizeMiB} MiB (${size.toLocaleString('en-US')} bytes, random), ${opts.plan.runs} timed uploads and downloads per system (median), ` +
+          `wrk -t${opts.plan.wrkThreads} -c${opts.plan.wrkConns} -d${opts.plan.wrkSeconds}s --latency × ${opts.plan.wrkRuns} (median by req/s) with ${opts.plan.catalog} images in the catalog. MB = 10^6 bytes.`,
+      }),
       glanceNote,
       ...(glance === undefined ? [] : ['', `For comparison, BASELINE.md recorded Glance at ${RECORDED_GLANCE.uploadMBps} MB/s upload and ${RECORDED_GLANCE.rps} req/s GET on a quieter machine of this kind; ` +
         `Outpost's figures in this run are ${(summaries[0].uploadMBps / RECORDED_GLANCE.uploadMBps).toFixed(2)}× and ${(summaries[0].rps / RECORDED_GLANCE.rps).toFixed(1)}× those recorded figures.`]),

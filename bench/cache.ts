@@ -1,0 +1,245 @@
+/**
+ * Edge image cache benchmark (issue 5): central and two edges, each its own `outpost serve`
+ * process on 127.0.0.1, one edge linked to central directly and one through a FaultProxy (no
+ * faults) that counts the bytes on the link. Measures, against references taken in the same run
+ * on the same machine:
+ *
+ *   1. a cache hit at the edge (MB/s) against nginx (sendfile) serving the same file;
+ *   2. a cold miss at the edge (seconds) against the same download straight from central;
+ *   3. the bytes central sends the edge while N clients ask it for the same cold image at once.
+ *
+ * Prints a table and writes a section of docs/benchmarks.md.
+ *
+ *   npm run bench:cache [-- --size 256MiB --clients 20 --reps 5 --quick]   (see --help)
+ */
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { CacheListing } from '../src/cache/pull-through-images.ts';
+import { FaultProxy } from '../src/testing/fault-proxy.ts';
+import { api, createImage, curlDownload, curlSha512, curlUpload, getImage, waitForImage } from './clients.ts';
+import { httpTarget, makeTestFile, measureDownloads, type DownloadTarget, type SystemResult } from './measure.ts';
+import {
+  checkDisk, COMMON_BENCH_OPTIONS, execFileP, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt, runBench, sh, startNginx, startOutpost,
+  type Cleanup, type Server,
+} from './procs.ts';
+import { fmt, markdownTable, median, percentile, resultsHead, runsList, textTable, writeDocs, type DocSection } from './report.ts';
+
+const REPO_ROOT = new URL('..', import.meta.url).pathname;
+const MiB = 2 ** 20;
+const GiB = 2 ** 30;
+const HELP = `usage: node bench/cache.ts [options]
+  --size SIZE       image size: MiB, or a number with B, KiB, MiB or GiB, e.g. 256MiB (default 1GiB; --quick 256MiB)
+  --reps N          timed downloads per system for the hit and cold-miss tests, median reported (default 5; --quick 1)
+  --clients N       concurrent cold clients in the upstream-bytes test (default 20)
+  --quick           short run (and no docs unless --docs)
+  --docs PATH       write results there (default docs/benchmarks.md on full runs)
+  --no-docs         do not write the results file
+  --tmp DIR         where the temp directory goes (default ${tmpdir()})`;
+
+/** Hit ≥ 0.8× nginx; cold miss ≤ 1.15× a direct download; upstream bytes 1.0× the image (headers: pass below 1.01×). */
+const TARGETS = { hit: 0.8, miss: 1.15, upstream: 1.01 };
+const SECTION: DocSection = {
+  tag: 'bench:cache',
+  by: '`npm run bench:cache` (bench/cache.ts)',
+  intro: '## Edge image cache\n\nImage bytes at an edge: a cache hit against nginx, a cold miss against a download straight from central, and the bytes central sends for many concurrent cold clients. ' +
+    'Run it with `npm run bench:cache` (1 GiB image, about 3 minutes) or `npm run bench:cache -- --quick` (`--help` lists the options). ' +
+    'The part between the `bench:cache` markers is rewritten by each full run; the findings after it are kept.',
+};
+
+function parseSize(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(b|kib|mib|gib)?$/i.exec(v.trim());
+  const unit = { b: 1, kib: 2 ** 10, mib: MiB, gib: GiB }[(m?.[2] ?? 'mib').toLowerCase() as 'b' | 'kib' | 'mib' | 'gib'];
+  const bytes = m === null ? Number.NaN : Math.round(Number(m[1]) * unit);
+  if (!(bytes >= 1)) throw new Error(`--size ${v}: expected e.g. 1GiB, 256MiB or 512 (MiB)`);
+  return bytes;
+}
+
+function options() {
+  const { values } = parseArgs({
+    options: {
+      size: { type: 'string' },
+      reps: { type: 'string' },
+      clients: { type: 'string', default: '20' },
+      ...COMMON_BENCH_OPTIONS,
+    },
+  });
+  exitOnHelp(values.help, HELP);
+  const quick = values.quick;
+  return {
+    size: parseSize(values.size ?? (quick ? '256MiB' : '1GiB')),
+    reps: positiveInt('reps', values.reps, quick ? 1 : 5),
+    clients: positiveInt('clients', values.clients, 20),
+    quick,
+    docs: values['no-docs'] ? undefined : values.docs ?? (quick ? undefined : join(REPO_ROOT, 'docs/benchmarks.md')),
+    tmp: values.tmp,
+  };
+}
+
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const sizeText = (n: number) => (n % MiB === 0 ? `${n / MiB} MiB` : `${n.toLocaleString('en-US')} bytes`);
+
+async function main(cleanup: Cleanup): Promise<number> {
+  const opts = options();
+  const { size, reps, clients: N } = opts;
+  await loadClockTicks();
+  const dirty = await sh('git', ['--no-optional-locks', '-C', REPO_ROOT, 'status', '--porcelain', '--', 'src', 'bin']);
+  const facts = [
+    ...await machineFacts(['curl', 'nginx-light', 'nginx-common', 'coreutils']),
+    `Outpost: commit ${await sh('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'])}${dirty === '' ? '' : ` with uncommitted changes in ${dirty.split('\n').length} file(s) of src/ and bin/`}`,
+  ];
+  log(facts.join('\n'));
+  const loads = new LoadNotes();
+
+  // Disk: the source file, central's copy, each edge's copy and fill spool, slack.
+  await checkDisk(opts.tmp, 6 * size + 2 * GiB);
+  const tmp = await mkdtemp(join(opts.tmp, 'outpost-cache-'));
+  cleanup.add('remove temp dir', () => rm(tmp, { recursive: true, force: true }));
+  const filesDir = join(tmp, 'files');
+  await mkdir(filesDir);
+  log(`Making a ${sizeText(size)} random file in ${filesDir}`);
+  const file = await makeTestFile(join(filesDir, 'image.bin'), size);
+
+  // Default configuration (storage_sync on, cache_max_bytes 10 GiB unless the image needs more).
+  const edgeEnv: Record<string, string> = size * 2 > 10 * GiB ? { OUTPOST_CACHE_MAX_BYTES: String(2 * size) } : {};
+  const site = (dir: string, name: string, env: Record<string, string>, args: string[]) =>
+    startOutpost(REPO_ROOT, join(tmp, dir), env, cleanup, ['--auth', 'none', ...args], name);
+  const central = await site('central', 'central', {}, ['--role', 'central']);
+  const edge = await site('edge', 'edge', edgeEnv, ['--role', 'edge', '--site', 'edge-1', '--parent', central.url]);
+  const { hostname, port } = new URL(central.url);
+  const wan = await FaultProxy.start({ target: { host: hostname, port: Number(port) } });
+  cleanup.add('close the proxy', () => wan.close());
+  const counted = await site('counted-edge', 'counted edge', edgeEnv, ['--role', 'edge', '--site', 'edge-2', '--parent', wan.url]);
+  const nginx = await startNginx(filesDir, join(tmp, 'nginx'), cleanup);
+  for (const s of [central, edge, counted, nginx]) log(`${s.name} at ${s.url} (PID ${s.pid})`);
+  log(`proxy ${wan.url} → central, the counted edge's parent`);
+
+  log('Uploading the image to central');
+  const id = await createImage(central.url, 'bench-cache');
+  await curlUpload(central.url, id, file.path);
+  const image = await getImage(central.url, id);
+  if (image.status !== 'active' || image.size !== size || image.os_hash_value !== file.sha512) throw new Error(`central's image ${id} is ${JSON.stringify(image)}`);
+  for (const s of [edge, counted]) await waitForImage(s.url, id, 'active', 60_000);
+
+  const fileUrl = (s: Server) => `${s.url}/v2/images/${id}/file`;
+  const held = async (s: Server) => (await api(s.url, 'GET', '/v2/cache') as CacheListing).cached_images.find((c) => c.image_id === id);
+  const sync = () => execFileP('sync');
+
+  // 2. Cold miss at the edge against the same download from central, in rotating turns. Each
+  //    cold read first drops the edge's copy; after it the edge must hold a verified copy again.
+  const direct: SystemResult = { name: 'central, direct', measured: true };
+  const cold: SystemResult = { name: 'edge, cold miss', measured: true };
+  const coldTargets: DownloadTarget[] = [
+    { result: cold, pid: edge.pid, read: async () => {
+      await api(edge.url, 'DELETE', `/v2/cache/${id}`);
+      if ((await held(edge)) !== undefined) throw new Error('the edge still holds the image after DELETE /v2/cache/{id}');
+      await sync();
+      const seconds = await curlDownload(fileUrl(edge), size);
+      if ((await held(edge))?.size !== size) throw new Error('the edge kept no verified copy after a cold miss');
+      return seconds;
+    } },
+    { result: direct, pid: central.pid, read: async () => {
+      await sync();
+      return curlDownload(fileUrl(central), size);
+    } },
+  ];
+  loads.note('before cold misses');
+  log(`Cold miss at the edge against central, direct: 1 untimed + ${reps} timed rounds`);
+  await measureDownloads(coldTargets, file, reps);
+
+  // 1. Cache hit (the copy the last cold miss left) against nginx serving the source file.
+  const hit: SystemResult = { name: 'edge, cache hit', measured: true };
+  const ngx: SystemResult = { name: 'nginx (sendfile)', measured: true };
+  const hitsBefore = (await held(edge))!.hits;
+  loads.note('before hits');
+  log(`Cache hit at the edge against nginx: 1 untimed + ${reps} timed rounds`);
+  await measureDownloads([httpTarget(hit, edge.pid, () => fileUrl(edge), file), httpTarget(ngx, nginx.pid, () => `${nginx.url}/image.bin`, file)], file, reps);
+  const hitsAfter = (await held(edge))?.hits;
+  if (hitsAfter !== hitsBefore + reps + 1) throw new Error(`the edge counted ${hitsAfter} hits, expected ${hitsBefore + reps + 1}: not every read was a hit`);
+
+  // 3. N concurrent cold clients at the counted edge; bytes on its link to central.
+  if ((await held(counted)) !== undefined) throw new Error('the counted edge already holds the image');
+  loads.note('before the burst');
+  log(`${N} concurrent cold clients at the counted edge (curl | sha512sum)`);
+  wan.resetStats();
+  const started = performance.now();
+  const bodies = await Promise.all(Array.from({ length: N }, () => curlSha512(fileUrl(counted))));
+  const burstS = (performance.now() - started) / 1000;
+  const link = wan.stats();
+  loads.note('at end');
+  const upstream = link.toClient.forwarded;
+  const whole = bodies.filter((b) => b.code === '200' && b.bytes === size && b.sha512 === file.sha512).length;
+  for (const b of bodies) if (b.error !== undefined) log(`  client failed: HTTP ${b.code}, ${b.bytes} bytes: ${b.error}`);
+  const keptCopy = (await held(counted))?.size === size;
+
+  await nginx.stop();
+  for (const s of [counted, edge, central]) await s.stop();
+
+  // Report.
+  const mbps = (r: SystemResult) => median(r.download!.map((s) => s.mbps));
+  const seconds = (r: SystemResult) => median(r.download!.map((s) => size / (s.mbps * 1e6)));
+  const cpuPerGiB = (r: SystemResult) => median(r.download!.map((s) => s.cpuS * GiB / size));
+  const ratio = (x: number, digits = 2) => `${x.toFixed(digits)}×`;
+  const verdict = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
+  const hitRatio = mbps(hit) / mbps(ngx);
+  const missRatio = seconds(cold) / seconds(direct);
+  const upRatio = upstream / size;
+  const header = ['Measure', 'Edge', 'Reference', 'Ratio', 'Target', 'Result'];
+  const rows = [
+    ['Cache hit at the edge, MB/s', fmt(mbps(hit)), `${fmt(mbps(ngx))} (nginx sendfile, same file)`, ratio(hitRatio), `≥ ${TARGETS.hit}× nginx`, verdict(hitRatio >= TARGETS.hit)],
+    ['Cold miss at the edge, s', `${fmt(seconds(cold), 2)} (${fmt(mbps(cold))} MB/s)`, `${fmt(seconds(direct), 2)} (${fmt(mbps(direct))} MB/s, central direct)`,
+      ratio(missRatio), `≤ ${TARGETS.miss}× direct`, verdict(missRatio <= TARGETS.miss)],
+    [`Bytes central → edge, ${N} concurrent cold clients`, upstream.toLocaleString('en-US'), `${size.toLocaleString('en-US')} (image size)`, ratio(upRatio, 4),
+      `1.0× (pass: < ${TARGETS.upstream}×)`, verdict(upRatio >= 1 && upRatio < TARGETS.upstream)],
+    [`Clients with the whole image (200, size, sha512), ${N} concurrent`, `${whole} of ${N}`, '—', '—', 'all', verdict(whole === N && keptCopy)],
+    ['Cache hit, server CPU-s per GiB', fmt(cpuPerGiB(hit), 2), `${fmt(cpuPerGiB(ngx), 2)} (nginx)`, ratio(cpuPerGiB(hit) / cpuPerGiB(ngx)), '—', '—'],
+    ['Cold miss, edge CPU-s per GiB', fmt(cpuPerGiB(cold), 2), `${fmt(cpuPerGiB(direct), 2)} (central serving it direct)`, ratio(cpuPerGiB(cold) / cpuPerGiB(direct)), '—', '—'],
+  ];
+  const times = bodies.map((b) => b.seconds);
+  const notes = [
+    `Burst: ${N} clients in ${fmt(burstS, 1)} s (per client ${fmt(percentile(times, 0), 1)} / ${fmt(median(times), 1)} / ${fmt(percentile(times, 100), 1)} s min / median / max, ` +
+      `each piping its body into sha512sum); meanwhile the edge sent central ${link.toTarget.forwarded.toLocaleString('en-US')} bytes of requests ` +
+      `(${link.connections.accepted} new connection(s) through the proxy) and ${keptCopy ? 'kept' : 'did NOT keep'} a verified copy.`,
+    `Upstream bytes beyond the image: ${(upstream - size).toLocaleString('en-US')} (HTTP response headers of the fill, and any feed or registration answer on the same link during the burst).`,
+    `${loads}`,
+  ];
+  process.stdout.write(`\n${textTable(header, rows)}\n\n${notes.join('\n')}\n`);
+
+  if (opts.docs !== undefined) {
+    const md = [
+      ...resultsHead({
+        level: 3, script: 'bench/cache.ts', quick: opts.quick, facts, loads, targets: markdownTable(header, rows),
+        what: `image ${sizeText(size)} (${size.toLocaleString('en-US')} bytes, random), ${reps} timed downloads per system for the hit and cold-miss tests (median), ` +
+          `${N} concurrent cold clients for the upstream bytes. MB = 10^6 bytes.`,
+      }),
+      ...notes.slice(0, 2),
+      '',
+      '#### Every run',
+      '',
+      runsList([hit, ngx, cold, direct]),
+      '',
+      '#### Method',
+      '',
+      '- Three `outpost serve` processes on 127.0.0.1 (port 0), each with its own fresh data directory, `--auth none`, `OUTPOST_LOG_LEVEL=warn`, default configuration otherwise ' +
+        '(so `storage_sync` is on: a cached copy is fdatasync\'d before it commits): central; an edge (`--role edge --parent` central); and a counted edge whose `--parent` is a ' +
+        'FaultProxy (src/testing/fault-proxy.ts, in the benchmark\'s process, no faults) in front of central. Our own nginx (temp prefix, `sendfile on`) serves the source file. ' +
+        'The image is uploaded once to central; the edges learn of it through replication and hold no copy at first.',
+      '- Cold miss: `curl -o /dev/null` of `GET /v2/images/{id}/file` at the edge right after `DELETE /v2/cache/{id}` there, so the edge fetches the image from central, streams it ' +
+        'to the client as it arrives and keeps a verified copy (size, md5, sha512; checked in `GET /v2/cache` after each); against the same `curl` straight from central. ' +
+        `One untimed round, then ${reps} rounds in an order that rotates each round, \`sync\` before each download. Time = curl's time_total.`,
+      `- Cache hit: \`curl -o /dev/null\` from the edge (the copy the last cold miss left; the edge's hit counter is checked to have grown by one per read) and from nginx, the same bytes, ` +
+        `both in the page cache: one untimed read each, then ${reps} rounds in rotating order.`,
+      `- Upstream bytes: ${N} clients at once run \`curl URL | sha512sum\` against the counted edge, which holds no copy; the proxy's \`stats().toClient.forwarded\` counts ` +
+        'every byte central\'s side of the link wrote to the edge during the burst, on every connection. HTTP response headers (and any feed long-poll answer that happens to ' +
+        'complete on the link meanwhile) make it slightly more than the image: 1.0× is met when it is below 1.01×. Each client\'s status, byte count and sha512 are checked.',
+      '- CPU: utime+stime (with reaped children) of the server process and its descendants from /proc/PID/stat, before and after each transfer (for a cold miss, the edge\'s alone).',
+      `- Everything (the sites, nginx, the proxy, the clients) shares the ${availableParallelism()} CPUs of this machine.`,
+    ].join('\n');
+    await writeDocs(opts.docs, md, SECTION);
+    log(`Wrote ${opts.docs}`);
+  }
+  return 0;
+}
+
+await runBench(main);
