@@ -127,10 +127,11 @@ function toMs(value: string): number {
   return m[2] === 'us' ? n / 1000 : m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000;
 }
 
-/** wrk -t THREADS -c CONNS -d SECONDS --latency URL, parsed. */
-export async function runWrk(url: string, threads: number, conns: number, seconds: number): Promise<WrkResult> {
+/** wrk -t THREADS -c CONNS -d SECONDS --latency [-H 'NAME: VALUE']... URL, parsed. */
+export async function runWrk(url: string, threads: number, conns: number, seconds: number, headers: Record<string, string> = {}): Promise<WrkResult> {
   assertLoopback(url);
-  const { stdout } = await execFileP('wrk', ['-t', String(threads), '-c', String(conns), '-d', `${seconds}s`, '--timeout', '10s', '--latency', url], {
+  const h = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
+  const { stdout } = await execFileP('wrk', ['-t', String(threads), '-c', String(conns), '-d', `${seconds}s`, '--timeout', '10s', '--latency', ...h, url], {
     timeout: (seconds + 60) * 1000,
   });
   const num = (re: RegExp) => {

@@ -53,6 +53,8 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Inve
   /** Wakes long-polling feed readers after a commit that appended changes. */
   readonly #committed = new EventTarget();
   #waiters = 0;
+  /** Bumped by every write that may touch identity records (one process per database file). */
+  #identityVersion = 0;
 
   private constructor(db: Kysely<CatalogTables>) {
     // Every waiting long poll listens: hundreds of followers are expected, not a leak.
@@ -275,19 +277,32 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Inve
 
   // -- identity (public records through the change log; secrets local) ---------------------------
 
+  identityVersion(): number {
+    return this.#identityVersion;
+  }
+
   async putIdentity(record: IdentityRecord, opts?: IoOptions): Promise<void> {
     throwIfAborted(opts);
-    await this.#tx(async (trx) => applyChange(trx, { seq: 0, entity: record.kind, id: record.id, op: 'upsert', body: record.body, at: '' }));
+    await this.#identityWrite(() => this.#tx(async (trx) => applyChange(trx, { seq: 0, entity: record.kind, id: record.id, op: 'upsert', body: record.body, at: '' })));
+  }
+
+  /** Runs a write that may change identity records; the version moves once it has committed (or failed). */
+  async #identityWrite<T>(write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } finally {
+      this.#identityVersion++;
+    }
   }
 
   async deleteIdentity(kind: IdentityKind, id: string, opts?: IoOptions): Promise<boolean> {
     throwIfAborted(opts);
-    return this.#tx(async (trx) => {
+    return this.#identityWrite(() => this.#tx(async (trx) => {
       const row = await trx.selectFrom('identity_records').select('id').where('kind', '=', kind).where('id', '=', id).executeTakeFirst();
       if (row === undefined) return false;
       await applyChange(trx, { seq: 0, entity: kind, id, op: 'delete', body: { id }, at: '' });
       return true;
-    });
+    }));
   }
 
   async getIdentity(kind: IdentityKind, id: string, opts?: IoOptions): Promise<Record<string, unknown> | undefined> {
@@ -462,15 +477,15 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Inve
 
   async apply(changes: readonly Change[], position: number, opts?: IoOptions): Promise<void> {
     throwIfAborted(opts);
-    await this.#tx(async (trx) => {
+    await this.#identityWrite(() => this.#tx(async (trx) => {
       for (const change of changes) await applyChange(trx, change);
       await setPosition(trx, position);
-    });
+    }));
   }
 
   async load(snapshot: Snapshot, opts?: IoOptions): Promise<void> {
     throwIfAborted(opts);
-    await this.#tx(async (trx) => {
+    await this.#identityWrite(() => this.#tx(async (trx) => {
       // Every entity is replaced; what the snapshot no longer has is deleted (and logged as such
       // for this site's own followers).
       // An image the parent never had (live or tombstone) goes entirely, with its children and
@@ -515,7 +530,7 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Inve
         for (const r of snapshot.identity) await applyChange(trx, { seq: 0, entity: r.kind, id: r.id, op: 'upsert', body: r.body, at: '' });
       }
       await setPosition(trx, snapshot.seq);
-    });
+    }));
   }
 
   // -- tasks ----------------------------------------------------------------------------------

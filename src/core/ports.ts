@@ -346,6 +346,11 @@ export interface IdentityStore {
   deleteIdentity(kind: IdentityKind, id: string, opts?: IoOptions): Promise<boolean>;
   getIdentity(kind: IdentityKind, id: string, opts?: IoOptions): Promise<Record<string, unknown> | undefined>;
   listIdentity(kind: IdentityKind, opts?: IoOptions): Promise<Record<string, unknown>[]>;
+  /**
+   * A number that changes whenever identity records may have changed (a write or a replicated
+   * batch), read without I/O: what was checked against the records stays valid while it holds.
+   */
+  identityVersion(): number;
   getSecret(name: string, opts?: IoOptions): Promise<string | undefined>;
   /** Sets (or with null removes) a local secret: never in the change log or a snapshot. */
   setSecret(name: string, value: string | null, opts?: IoOptions): Promise<void>;

@@ -33,6 +33,25 @@ export function identityStoreConformance(name: string, open: () => Promise<Ident
       assert.deepEqual(changes, ['project/p1/upsert', 'user/p1/upsert', 'project/p1/upsert', 'project/p1/delete']);
     }));
 
+    it('identityVersion moves with every identity write and replicated batch, not with reads or secrets', withStore(async (store) => {
+      const v0 = store.identityVersion();
+      await store.getIdentity('user', 'x');
+      await store.listIdentity('user');
+      await store.setSecret('s', 'v');
+      assert.equal(store.identityVersion(), v0);
+      await store.putIdentity({ kind: 'user', id: 'u', body: { id: 'u' } });
+      const v1 = store.identityVersion();
+      assert.notEqual(v1, v0);
+      await store.deleteIdentity('user', 'u');
+      const v2 = store.identityVersion();
+      assert.notEqual(v2, v1);
+      await store.apply([], 0);
+      const v3 = store.identityVersion();
+      assert.notEqual(v3, v2);
+      await store.load(await store.snapshot());
+      assert.notEqual(store.identityVersion(), v3);
+    }));
+
     it('keeps secrets local: not in the change log, the snapshot or the digest', withStore(async (store) => {
       const before = await store.lastSeq();
       const digest = await store.digest();

@@ -12,6 +12,9 @@ export interface Assignment { user_id: string; project_id: string; role_id: stri
 /** A revocation: of one token (audit_id), or of every token of a user or project issued before `issued_before`. */
 export interface Revocation { id: string; audit_id?: string; user_id?: string; project_id?: string; issued_before: string; expires_at: string }
 
+/** How many checked tokens are remembered. */
+const CHECKED_TOKENS_MAX = 10_000;
+
 /** Keystone's default roles; a role implies those after it (admin ⇒ member ⇒ reader). */
 export const DEFAULT_ROLES = ['admin', 'member', 'reader'] as const;
 /** The role sites act with (feed, registration, inventory, recording copies). */
@@ -42,6 +45,12 @@ type TokenBody = Record<string, unknown>;
 export class IdentityService {
   readonly #o: IdentityServiceOptions;
   readonly #now: () => Date;
+  /**
+   * Tokens already checked, with the identity version they were checked at: while no identity
+   * record changed and the token has not expired, the same answer holds (a request with a known
+   * token costs a map lookup). Bounded; the oldest entries go first.
+   */
+  readonly #checked = new Map<string, { ctx: RequestContext; version: number; exp: number }>();
 
   constructor(opts: IdentityServiceOptions) {
     this.#o = opts;
@@ -184,6 +193,9 @@ export class IdentityService {
 
   /** The request context a valid token gives (roles by name, with the roles they imply). */
   async contextFor(token: string, opts: IoOptions = {}): Promise<RequestContext> {
+    const version = this.#o.store.identityVersion();
+    const known = this.#checked.get(token);
+    if (known !== undefined && known.version === version && known.exp * 1000 > this.#now().getTime()) return known.ctx;
     const claims = await this.check(token, opts);
     const names = new Set<string>();
     for (const id of claims.roles) {
@@ -193,7 +205,10 @@ export class IdentityService {
       for (const name of implied < 0 ? [role.name] : DEFAULT_ROLES.slice(implied)) names.add(name);
     }
     const roles = [...names];
-    return Object.freeze({ projectId: claims.project ?? null, userId: claims.sub, roles: Object.freeze(roles), isAdmin: roles.includes('admin') });
+    const ctx: RequestContext = Object.freeze({ projectId: claims.project ?? null, userId: claims.sub, roles: Object.freeze(roles), isAdmin: roles.includes('admin') });
+    if (this.#checked.size >= CHECKED_TOKENS_MAX) this.#checked.delete(this.#checked.keys().next().value!);
+    this.#checked.set(token, { ctx, version, exp: claims.exp });
+    return ctx;
   }
 
   // -- projects, users, roles, assignments (administrators) -----------------------------------
