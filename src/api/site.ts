@@ -12,6 +12,7 @@ import { HeaderAuthenticator } from '../identity/header-authenticator.ts';
 import { JoseTokens } from '../identity/jose-tokens.ts';
 import { KeystoneAuthenticator } from '../identity/keystone-authenticator.ts';
 import { ScryptPasswords } from '../identity/scrypt-passwords.ts';
+import { TrustedIssuers } from '../identity/trusted-issuers.ts';
 import { IdentityService } from '../core/identity/identity-service.ts';
 import { FileBlobStore } from '../storage/file-blob-store.ts';
 import { WorkerHasherFactory } from '../storage/worker-hasher.ts';
@@ -72,6 +73,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   const tokens = new JoseTokens(catalog);
   const identity = new IdentityService({
     store: catalog, verifier: tokens, signer: isCentral ? tokens : undefined, passwords: isCentral ? new ScryptPasswords() : undefined,
+    federation: isCentral && Object.keys(config.trusted_issuers).length > 0 ? new TrustedIssuers(config.trusted_issuers) : undefined,
     tokenTtlSeconds: config.token_ttl_seconds, sites: (o) => catalog.listSites(o),
   });
   let generatedAdminPassword: string | undefined;

@@ -26,6 +26,16 @@ export interface ImportFilterConfig {
   timeout_ms: number;
 }
 
+/** A trusted external token issuer (see `trusted_issuers`). */
+export interface TrustedIssuer {
+  jwks?: { keys: Record<string, unknown>[] };
+  jwks_url?: string;
+  domain?: string;
+  user_claim?: string;
+  project_claim?: string;
+  roles_claim?: string;
+}
+
 /** A glance-download region: another region's image API and the token to use there. */
 export interface RegionConfig {
   url: string;
@@ -51,6 +61,12 @@ export interface OutpostConfig {
    * parent with auth keystone. Secret.
    */
   site_token: string | null;
+  /**
+   * auth keystone, central: external identity providers whose tokens are accepted (federation),
+   * by issuer (`iss`): their JWKS (inline `jwks` or `jwks_url`), the domain their users and
+   * projects go to, and the claims naming user, project and roles.
+   */
+  trusted_issuers: Readonly<Record<string, TrustedIssuer>>;
   log_level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Base URL clients reach this site at (version document links); default http://<listen>. */
   public_url: string | null;
@@ -105,7 +121,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = 'string' | 'integer' | 'nullable-integer' | 'boolean' | 'stores' | 'nullable-string' | 'methods' | 'import-filter' | 'regions' | 'labels';
+type Kind = 'string' | 'integer' | 'nullable-integer' | 'boolean' | 'stores' | 'nullable-string' | 'methods' | 'import-filter' | 'regions' | 'labels' | 'issuers';
 interface KeySpec {
   kind: Kind;
   values?: readonly string[];
@@ -123,6 +139,7 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   auth: { kind: 'string', values: ['none', 'keystone'] },
   token_ttl_seconds: { kind: 'integer', min: 60 },
   site_token: { kind: 'nullable-string' },
+  trusted_issuers: { kind: 'issuers' },
   log_level: { kind: 'string', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
   public_url: { kind: 'nullable-string' },
   image_size_cap: { kind: 'integer', min: 1 },
@@ -156,6 +173,7 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   auth: 'none',
   token_ttl_seconds: 3600,
   site_token: null,
+  trusted_issuers: {},
   log_level: 'info',
   public_url: null,
   image_size_cap: 1024 ** 4,
@@ -214,6 +232,7 @@ function coerceFromString(kind: Kind, raw: string): unknown {
       if (!raw.trim().startsWith('{')) return raw.split(',').map((s) => s.trim()).filter(Boolean);
     // falls through: a JSON object
     case 'import-filter':
+    case 'issuers':
     case 'regions':
       try {
         return JSON.parse(raw);
@@ -339,6 +358,9 @@ export function resolveConfig(sources: ConfigSources): OutpostConfig {
       case 'labels':
         merged[key] = checkLabels(value, where, problems);
         break;
+      case 'issuers':
+        merged[key] = checkIssuers(value, where, problems);
+        break;
     }
   }
 
@@ -408,6 +430,31 @@ function checkLabels(value: unknown, where: string, problems: string[]): Record<
     } else {
       Object.defineProperty(out, k, { value: v, enumerable: true });
     }
+  }
+  return out;
+}
+
+function checkIssuers(value: unknown, where: string, problems: string[]): Record<string, TrustedIssuer> {
+  const out: Record<string, TrustedIssuer> = {};
+  if (!isObject(value)) {
+    problems.push(`${where}: trusted_issuers must be an object of issuer → {jwks | jwks_url, domain, user_claim, project_claim, roles_claim}`);
+    return out;
+  }
+  for (const [issuer, v] of Object.entries(value)) {
+    if (!isObject(v)) {
+      problems.push(`${where}: trusted_issuers.${issuer} must be an object`);
+      continue;
+    }
+    for (const k of Object.keys(v)) {
+      if (!['jwks', 'jwks_url', 'domain', 'user_claim', 'project_claim', 'roles_claim'].includes(k)) problems.push(`${where}: trusted_issuers.${issuer}: unknown key "${k}"`);
+      else if (k !== 'jwks' && typeof v[k] !== 'string') problems.push(`${where}: trusted_issuers.${issuer}.${k} must be a string`);
+    }
+    const jwksOk = isObject(v.jwks) && Array.isArray(v.jwks.keys);
+    if (jwksOk === (typeof v.jwks_url === 'string')) {
+      problems.push(`${where}: trusted_issuers.${issuer} needs either jwks ({"keys": [...]}) or jwks_url`);
+      continue;
+    }
+    Object.defineProperty(out, issuer, { value: v as TrustedIssuer, enumerable: true });
   }
   return out;
 }

@@ -462,3 +462,25 @@ export interface PasswordHasher {
   hash(password: string): Promise<string>;
   verify(password: string, hash: string): Promise<boolean>;
 }
+
+/** What a trusted external identity provider's token asserts, once verified. */
+export interface ExternalIdentity {
+  issuer: string;
+  /** Domain name the issuer's users and projects live in (created on first use). */
+  domain: string;
+  user: string;
+  project: string | null;
+  /** Role names. */
+  roles: string[];
+  exp: number;
+}
+
+/**
+ * Port: tokens of trusted external issuers (federation). `accepts` says, without verifying,
+ * whether a token claims to come from one of them; `verify` checks it against that issuer's keys
+ * (UnauthorizedError otherwise).
+ */
+export interface ExternalTokenVerifier {
+  accepts(token: string): boolean;
+  verify(token: string, opts?: IoOptions): Promise<ExternalIdentity>;
+}

@@ -12,6 +12,8 @@ import { IdentityService } from '../../src/core/identity/identity-service.ts';
 import { IDENTITY_NAMESPACE, predictableId, uuid5 } from '../../src/core/identity/ids.ts';
 import { JoseTokens } from '../../src/identity/jose-tokens.ts';
 import { ScryptPasswords } from '../../src/identity/scrypt-passwords.ts';
+import { TrustedIssuers } from '../../src/identity/trusted-issuers.ts';
+import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 
 const run = promisify(execFile);
 
@@ -130,5 +132,68 @@ describe('tokens: issued by central, checked by every site against its replica',
     const demo = await other.createProject(ADMIN_CONTEXT, { name: 'demo' });
     assert.equal(demo.id, (await central.getIdentity('project', demo.id))?.id);
     await otherDb.close();
+  });
+});
+
+describe('federation: tokens of a trusted external issuer', () => {
+  let dir: string;
+  let central: SqlCatalog;
+  let edge: SqlCatalog;
+  let identity: IdentityService;
+  let sign: (claims: Record<string, unknown>, key?: CryptoKey) => Promise<string>;
+  const ISSUER = 'https://idp.example.test';
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'outpost-federation-'));
+    central = await SqlCatalog.openSqlite(join(dir, 'central.sqlite'));
+    edge = await SqlCatalog.openSqlite(join(dir, 'edge.sqlite'));
+    const idp = await generateKeyPair('ES256', { extractable: true });
+    const jwk = { ...(await exportJWK(idp.publicKey)), kid: 'idp-1', alg: 'ES256' };
+    sign = (claims, key = idp.privateKey) => new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' })
+      .setIssuer(ISSUER).setIssuedAt().setExpirationTime('1h').sign(key);
+    const tokens = new JoseTokens(central);
+    await tokens.ensureSigningKey();
+    identity = new IdentityService({
+      store: central, verifier: tokens, signer: tokens, passwords: new ScryptPasswords(), tokenTtlSeconds: 600, sites: async () => [],
+      federation: new TrustedIssuers({ [ISSUER]: { jwks: { keys: [jwk] }, domain: 'partners' } }),
+    });
+    await identity.bootstrap('secret');
+  });
+  after(async () => {
+    await central?.close();
+    await edge?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('creates the asserted user, project and role assignment once; a second use creates nothing', async () => {
+    const claims = { preferred_username: 'carol', project: 'research', roles: ['member', 'no-such-role'] };
+    const before = await central.lastSeq();
+    const ctx = await identity.contextFor(await sign(claims));
+    const domain = predictableId('domain', '', 'partners');
+    assert.deepEqual([ctx.projectId, ctx.userId, [...ctx.roles].sort(), ctx.isAdmin],
+      [predictableId('project', domain, 'research'), predictableId('user', domain, 'carol'), ['member', 'reader'], false]);
+    const created = (await central.changesSince(before, 100)).map((c) => c.entity);
+    assert.deepEqual(created.sort(), ['assignment', 'domain', 'project', 'user']);
+    const again = await central.lastSeq();
+    const ctx2 = await identity.contextFor(await sign(claims));
+    assert.deepEqual(ctx2, ctx);
+    assert.equal(await central.lastSeq(), again, 'nothing new on the second use');
+  });
+
+  it('refuses a token signed by another key, or from an issuer not configured', async () => {
+    const other = await generateKeyPair('ES256');
+    await assert.rejects(identity.contextFor(await sign({ preferred_username: 'mallory', project: 'research', roles: ['admin'] }, other.privateKey)), UnauthorizedError);
+    const stranger = await new SignJWT({ preferred_username: 'x', project: 'p', roles: ['admin'] }).setProtectedHeader({ alg: 'ES256' })
+      .setIssuer('https://elsewhere.test').setExpirationTime('1h').sign(other.privateKey);
+    await assert.rejects(identity.contextFor(stranger), UnauthorizedError);
+  });
+
+  it('exchanges the external token for a region token (token method) that every site accepts offline', async () => {
+    const { token, body } = await identity.authenticate({ auth: { identity: { methods: ['token'], token: { id: await sign({ preferred_username: 'dave', project: 'research', roles: ['reader'] }) } } } });
+    assert.equal((body.token as { project: { name: string } }).project.name, 'research');
+    await edge.load(await central.snapshot());
+    const atEdge = new IdentityService({ store: edge, verifier: new JoseTokens(edge), tokenTtlSeconds: 600, sites: async () => [] });
+    const ctx = await atEdge.contextFor(token);
+    assert.deepEqual([...ctx.roles], ['reader']);
   });
 });

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { RequestContext } from '../context.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.ts';
-import type { IdentityKind, IdentityStore, IoOptions, PasswordHasher, Site, TokenClaims, TokenSigner, TokenVerifier } from '../ports.ts';
+import type {
+  ExternalIdentity, ExternalTokenVerifier, IdentityKind, IdentityStore, IoOptions, PasswordHasher, Site, TokenClaims, TokenSigner, TokenVerifier,
+} from '../ports.ts';
 import { DEFAULT_DOMAIN_ID, predictableId } from './ids.ts';
 
 export interface Domain { id: string; name: string; enabled: boolean; description: string }
@@ -26,6 +28,8 @@ export interface IdentityServiceOptions {
   /** Central only: issues tokens and keeps password hashes. */
   signer?: TokenSigner;
   passwords?: PasswordHasher;
+  /** Central: tokens of trusted external issuers, whose users, projects and assignments are created on first use. */
+  federation?: ExternalTokenVerifier;
   /** Token lifetime, seconds. */
   tokenTtlSeconds: number;
   /** The region's sites, for the service catalog (one image endpoint per site). */
@@ -112,28 +116,47 @@ export class IdentityService {
     }, opts);
   }
 
-  /** POST /identity/v3/auth/tokens with the password method. Returns the token and its body. */
+  /**
+   * POST /identity/v3/auth/tokens: the `password` method, or the `token` method with a token of
+   * this region (rescoping it) or of a trusted external issuer (federation: its user, project and
+   * role assignments are created on first use). Returns the new token and its body.
+   */
   async authenticate(body: unknown, opts: IoOptions = {}): Promise<{ token: string; body: TokenBody }> {
     const { signer, passwords } = this.#o;
     if (signer === undefined || passwords === undefined) throw new ForbiddenError('Tokens are issued by central.');
     const auth = object(object(body, 'body').auth, 'auth');
     const identity = object(auth.identity, 'auth.identity');
-    const methods = identity.methods;
-    if (!Array.isArray(methods) || !methods.includes('password')) {
-      throw new UnauthorizedError('The request you have made requires authentication: only the password method is supported.');
-    }
-    const given = object(object(identity.password, 'auth.identity.password').user, 'auth.identity.password.user');
-    const user = await this.#resolve<User>('user', given, opts);
-    const hash = user === undefined ? undefined : await this.#o.store.getSecret(`password:${user.id}`, opts);
-    // One answer for an unknown user, a disabled one and a wrong password (as Keystone).
-    if (user === undefined || !user.enabled || hash === undefined || typeof given.password !== 'string'
-      || !(await passwords.verify(given.password, hash))) {
-      throw new UnauthorizedError('The request you have made requires authentication.');
+    const methods = Array.isArray(identity.methods) ? identity.methods : [];
+    let user: User | undefined;
+    let asserted: string | null = null;
+    if (methods.includes('password')) {
+      const given = object(object(identity.password, 'auth.identity.password').user, 'auth.identity.password.user');
+      user = await this.#resolve<User>('user', given, opts);
+      const hash = user === undefined ? undefined : await this.#o.store.getSecret(`password:${user.id}`, opts);
+      // One answer for an unknown user, a disabled one and a wrong password (as Keystone).
+      if (user === undefined || !user.enabled || hash === undefined || typeof given.password !== 'string'
+        || !(await passwords.verify(given.password, hash))) {
+        throw new UnauthorizedError('The request you have made requires authentication.');
+      }
+    } else if (methods.includes('token')) {
+      const presented = object(identity.token, 'auth.identity.token').id;
+      if (typeof presented !== 'string') throw new BadRequestError('The token method needs auth.identity.token.id.');
+      if (this.#o.federation?.accepts(presented) === true) {
+        const federated = await this.#federate(await this.#o.federation.verify(presented, opts), opts);
+        user = federated.user;
+        asserted = federated.project?.id ?? null;
+      } else {
+        const claims = await this.check(presented, opts);
+        user = await this.#o.store.getIdentity('user', claims.sub, opts) as unknown as User;
+        asserted = claims.project ?? null;
+      }
+    } else {
+      throw new UnauthorizedError('The request you have made requires authentication: the password and token methods are supported.');
     }
     let project: Project | undefined;
     let roles: string[] = [];
-    if (auth.scope !== undefined && auth.scope !== null) {
-      const scope = object(auth.scope, 'auth.scope');
+    if ((auth.scope !== undefined && auth.scope !== null) || asserted !== null) {
+      const scope = auth.scope === undefined || auth.scope === null ? { project: { id: asserted } } : object(auth.scope, 'auth.scope');
       if (scope.project === undefined) throw new BadRequestError('Only project scope is supported.');
       project = await this.#resolve<Project>('project', object(scope.project, 'auth.scope.project'), opts);
       if (project === undefined || !project.enabled) throw new UnauthorizedError(`User ${user.id} has no access to that project.`);
@@ -142,7 +165,7 @@ export class IdentityService {
     }
     const iat = Math.floor(this.#now().getTime() / 1000);
     const claims: TokenClaims = {
-      sub: user.id, ...(project === undefined ? {} : { project: project.id }), roles, methods: ['password'],
+      sub: user.id, ...(project === undefined ? {} : { project: project.id }), roles, methods: methods.includes('password') ? ['password'] : ['token'],
       audit_id: randomBytes(16).toString('base64url').slice(0, 22), iat, exp: iat + this.#o.tokenTtlSeconds,
     };
     const token = await signer.sign(claims, opts);
@@ -191,12 +214,27 @@ export class IdentityService {
     return { ...claims, roles };
   }
 
-  /** The request context a valid token gives (roles by name, with the roles they imply). */
+  /**
+   * The request context a valid token gives (roles by name, with the roles they imply): a token
+   * of this region, or at central one of a trusted external issuer.
+   */
   async contextFor(token: string, opts: IoOptions = {}): Promise<RequestContext> {
-    const version = this.#o.store.identityVersion();
     const known = this.#checked.get(token);
-    if (known !== undefined && known.version === version && known.exp * 1000 > this.#now().getTime()) return known.ctx;
+    if (known !== undefined && known.version === this.#o.store.identityVersion() && known.exp * 1000 > this.#now().getTime()) return known.ctx;
+    if (this.#o.federation?.accepts(token) === true) {
+      const asserted = await this.#o.federation.verify(token, opts);
+      const { user, project } = await this.#federate(asserted, opts);
+      if (project === undefined) throw new UnauthorizedError('The token names no project.');
+      const version = this.#o.store.identityVersion();
+      return this.#remember(token, { sub: user.id, project: project.id, roles: await this.#roleIds(user.id, project.id, opts), exp: asserted.exp }, opts, version);
+    }
+    const version = this.#o.store.identityVersion();
     const claims = await this.check(token, opts);
+    return this.#remember(token, claims, opts, version);
+  }
+
+  /** The context of checked claims, remembered with the identity version read before the check. */
+  async #remember(token: string, claims: Pick<TokenClaims, 'sub' | 'project' | 'roles' | 'exp'>, opts: IoOptions, version: number): Promise<RequestContext> {
     const names = new Set<string>();
     for (const id of claims.roles) {
       const role = await this.#o.store.getIdentity('role', id, opts) as unknown as Role | undefined;
@@ -209,6 +247,30 @@ export class IdentityService {
     if (this.#checked.size >= CHECKED_TOKENS_MAX) this.#checked.delete(this.#checked.keys().next().value!);
     this.#checked.set(token, { ctx, version, exp: claims.exp });
     return ctx;
+  }
+
+  /**
+   * Federation: the user, project and role assignments a trusted issuer asserts, created once
+   * (predictable ids in the issuer's domain; only roles that exist here are assigned). A second
+   * use of the same assertion writes nothing.
+   */
+  async #federate(a: ExternalIdentity, opts: IoOptions): Promise<{ user: User; project: Project | undefined }> {
+    const { store } = this.#o;
+    const domainId = predictableId('domain', '', a.domain);
+    if (await store.getIdentity('domain', domainId, opts) === undefined) {
+      await this.#put('domain', { id: domainId, name: a.domain, enabled: true, description: `Users and projects asserted by ${a.issuer}` }, opts);
+    }
+    const user = await this.#findByName<User>('user', a.user, domainId, opts)
+      ?? await this.createUser(null, { name: a.user, domain_id: domainId }, opts);
+    if (!user.enabled) throw new UnauthorizedError(`User ${user.id} is disabled.`);
+    const project = a.project === null ? undefined : await this.ensureProject(a.project, domainId, opts);
+    if (project !== undefined) {
+      for (const name of a.roles) {
+        const role = await store.getIdentity('role', predictableId('role', '', name), opts) as unknown as Role | undefined;
+        if (role !== undefined) await this.assign(user.id, project.id, role.id, opts);
+      }
+    }
+    return { user, project };
   }
 
   // -- projects, users, roles, assignments (administrators) -----------------------------------
