@@ -108,7 +108,7 @@ async function main(cleanup: Cleanup): Promise<number> {
       glanceNote = `Glance ${await sh('dpkg-query', ['-W', '-f', '${Version}', 'glance-api'])} measured in this run (glance-peer.sh --single: 2 workers, SQLite, file store).`;
     }
   }
-  const outpost = new ApiSystem(await startOutpost(REPO_ROOT, join(tmp, 'outpost-data'), opts.outpostEnv, cleanup));
+  const outpost = new ApiSystem(await startOutpost(REPO_ROOT, join(tmp, 'outpost-data'), opts.outpostEnv, cleanup, ['--auth', 'none']));
   process.stderr.write(`Outpost at ${outpost.server.url} (PID ${outpost.server.pid})\n`);
   if (Object.keys(opts.outpostEnv).length > 0) outpost.result.note = `run with ${Object.entries(opts.outpostEnv).map(([k, v]) => `${k}=${v}`).join(' ')}`;
   const nginx = await startNginx(filesDir, join(tmp, 'nginx'), cleanup);

@@ -27,8 +27,17 @@ describe('configuration', () => {
     assert.equal(c.role, 'central');
     assert.equal(c.site, 'central');
     assert.equal(c.listen, '127.0.0.1:9292');
+    assert.equal(c.auth, 'keystone');
     assert.deepEqual(c.stores.map((s) => [s.id, s.path]), [['central', './data/stores/central']]);
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.stores[0]));
+  });
+
+  it('refuses auth none on an address other than loopback, unless insecure_auth_none says so', () => {
+    assert.equal(resolveConfig({ flags: { auth: 'none', listen: '127.0.0.1:1' } }).auth, 'none');
+    assert.equal(resolveConfig({ flags: { auth: 'none', listen: '[::1]:1' } }).auth, 'none');
+    assert.ok(problems(() => resolveConfig({ flags: { auth: 'none', listen: '0.0.0.0:9292' } })).some((p) => /anyone who can reach 0\.0\.0\.0:9292 an administrator/.test(p)));
+    assert.equal(resolveConfig({ flags: { auth: 'none', listen: '0.0.0.0:1', insecure_auth_none: true } }).auth, 'none');
+    assert.equal(resolveConfig({ flags: { listen: '0.0.0.0:1' } }).auth, 'keystone');
   });
 
   it('layers file < environment < flags', () => {

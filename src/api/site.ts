@@ -72,7 +72,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   const isCentral = config.role === 'central';
   const tokens = new JoseTokens(catalog);
   const identity = new IdentityService({
-    store: catalog, verifier: tokens, signer: isCentral ? tokens : undefined, passwords: isCentral ? new ScryptPasswords() : undefined,
+    store: catalog, verifier: tokens, signer: isCentral ? tokens : undefined, keys: isCentral ? tokens : undefined, passwords: isCentral ? new ScryptPasswords() : undefined,
     federation: isCentral && Object.keys(config.trusted_issuers).length > 0 ? new TrustedIssuers(config.trusted_issuers) : undefined,
     tokenTtlSeconds: config.token_ttl_seconds, sites: (o) => catalog.listSites(o),
   });
@@ -88,7 +88,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   const centralHeaders = async (): Promise<Record<string, string>> => {
     if (!keystone) return {};
     if (centralCredential === undefined || Date.now() > centralCredential.renewAt) {
-      centralCredential = { token: await identity.siteToken(null, config.site, 3600), renewAt: Date.now() + 1800_000 };
+      centralCredential = { token: await identity.siteToken(null, config.site, 3600, { record: false }), renewAt: Date.now() + 600_000 };
     }
     return { 'x-auth-token': centralCredential.token };
   };

@@ -61,7 +61,8 @@ export function demoCommand(print: (line: string) => void): Command {
 
       try {
         for (const [i, site] of SITES.entries()) {
-          const args = ['--site', site.id, '--listen', `127.0.0.1:${base === 0 ? 0 : base + i}`, '--data', join(root, site.id)];
+          // The demo runs on loopback with identity headers (auth none), so that no credentials are needed.
+          const args = ['--site', site.id, '--listen', `127.0.0.1:${base === 0 ? 0 : base + i}`, '--data', join(root, site.id), '--auth', 'none'];
           if (site.parent !== undefined) args.push('--role', 'edge', '--parent', running.get(site.parent)!.url);
           const started = await spawnServe(args, {
             env: { ...process.env, OUTPOST_LOG_LEVEL: process.env.OUTPOST_LOG_LEVEL ?? 'warn', OUTPOST_FEED_WAIT_SECONDS: '5' },

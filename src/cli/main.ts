@@ -6,7 +6,7 @@ import { startSite } from '../api/site.ts';
 import { CliError } from './cli-error.ts';
 import { demoCommand } from './demo.ts';
 import { imageCommand } from './image-commands.ts';
-import { siteCommand } from './site-commands.ts';
+import { keysCommand, siteCommand } from './site-commands.ts';
 
 /** The `outpost` command (DESIGN.md §3 command-line contract). */
 async function loadConfig(file: string | undefined, flags: Record<string, unknown>): Promise<OutpostConfig> {
@@ -30,6 +30,7 @@ async function loadConfig(file: string | undefined, flags: Record<string, unknow
 function serveFlags(o: Record<string, unknown>): Record<string, unknown> {
   const flags: Record<string, unknown> = {
     role: o.role, site: o.site, listen: o.listen, data: o.data, parent: o.parent, auth: o.auth, log_level: o.logLevel,
+    insecure_auth_none: o.insecureAuthNone === true ? true : undefined,
     public_url: o.publicUrl,
   };
   if (Array.isArray(o.store) && o.store.length > 0) flags.stores = o.store;
@@ -51,7 +52,8 @@ program.command('serve')
   .option('--parent <url>', 'parent site URL (edge role)')
   .option('--store <id=file:path>', 'a store; repeatable, the first is the default', (v: string, acc: string[]) => [...acc, v], [] as string[])
   .option('--label <key=value>', 'a label of this site; repeatable', (v: string, acc: string[]) => [...acc, v], [] as string[])
-  .addOption(new Option('--auth <mode>', 'authentication').choices(['none', 'keystone']))
+  .addOption(new Option('--auth <mode>', 'authentication (default keystone)').choices(['none', 'keystone']))
+  .option('--insecure-auth-none', 'allow --auth none on an address other than loopback')
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
   .option('--public-url <url>', 'base URL clients reach this site at')
   .action(async (o: Record<string, unknown>) => {
@@ -83,6 +85,7 @@ configCommand.command('check')
 program.addCommand(imageCommand((line) => process.stdout.write(`${line}\n`)));
 program.addCommand(demoCommand((line) => process.stdout.write(`${line}\n`)));
 program.addCommand(siteCommand((line) => process.stdout.write(`${line}\n`)));
+program.addCommand(keysCommand((line) => process.stdout.write(`${line}\n`)));
 
 try {
   await program.parseAsync(process.argv);

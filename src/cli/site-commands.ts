@@ -20,3 +20,24 @@ export function siteCommand(print: (line: string) => void): Command {
     });
   return site;
 }
+
+/** `outpost keys list|rotate|remove KID`: central's token signing keys (admin; auth keystone). */
+export function keysCommand(print: (line: string) => void): Command {
+  const keys = new Command('keys').description('the keys central signs tokens with');
+  withApiOptions(keys.command('list')).description('list the signing keys (active and retired)').action(async (_o: unknown, cmd: Command) => {
+    const res = await new ImageApi(apiOptions(cmd)).call('GET', '/outpost/v1/signing-keys');
+    for (const k of ((await res.json()) as { signing_keys: { kid: string; state: string; created_at: string }[] }).signing_keys) {
+      print(`${k.kid}  ${k.state.padEnd(7)}  ${k.created_at}`);
+    }
+  });
+  withApiOptions(keys.command('rotate')).description('sign new tokens with a new key; the old one keeps verifying its tokens').action(async (_o: unknown, cmd: Command) => {
+    const res = await new ImageApi(apiOptions(cmd)).call('POST', '/outpost/v1/signing-keys/rotate');
+    print(`new active key ${((await res.json()) as { kid: string }).kid}`);
+  });
+  withApiOptions(keys.command('remove')).description('remove a retired key: its tokens are refused at every site once the change arrives')
+    .argument('<kid>', 'the key id').action(async (kid: string, _o: unknown, cmd: Command) => {
+      await new ImageApi(apiOptions(cmd)).call('DELETE', `/outpost/v1/signing-keys/${encodeURIComponent(kid)}`);
+      print(`removed key ${kid}`);
+    });
+  return keys;
+}

@@ -54,6 +54,8 @@ export interface OutpostConfig {
   labels: Readonly<Record<string, string>>;
   stores: readonly StoreConfig[];
   auth: 'none' | 'keystone';
+  /** Allow `auth: none` on an address other than loopback (anyone who reaches it is an administrator). */
+  insecure_auth_none: boolean;
   /** auth keystone: lifetime of the tokens central issues, seconds. */
   token_ttl_seconds: number;
   /**
@@ -137,6 +139,7 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   labels: { kind: 'labels' },
   stores: { kind: 'stores' },
   auth: { kind: 'string', values: ['none', 'keystone'] },
+  insecure_auth_none: { kind: 'boolean' },
   token_ttl_seconds: { kind: 'integer', min: 60 },
   site_token: { kind: 'nullable-string' },
   trusted_issuers: { kind: 'issuers' },
@@ -170,7 +173,8 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   parent: null,
   labels: {},
   stores: [],
-  auth: 'none',
+  auth: 'keystone',
+  insecure_auth_none: false,
   token_ttl_seconds: 3600,
   site_token: null,
   trusted_issuers: {},
@@ -378,6 +382,11 @@ export function resolveConfig(sources: ConfigSources): OutpostConfig {
   } else if (merged.parent !== null) {
     problems.push(`${origin.parent}: parent is only for role "edge"`);
   }
+  // auth none trusts identity headers: only where nobody else can reach the site.
+  if (merged.auth === 'none' && merged.insecure_auth_none !== true && lm !== null && !isLoopbackHost(lm[1])) {
+    problems.push(`${origin.auth ?? 'default'}: auth "none" makes anyone who can reach ${listen} an administrator; use auth "keystone", `
+      + 'listen on a loopback address, or set insecure_auth_none');
+  }
   const ids = (merged.stores as StoreConfig[]).map((s) => s.id);
   for (const dup of new Set(ids.filter((id, i) => ids.indexOf(id) !== i))) problems.push(`stores: store id "${dup}" is given twice`);
 
@@ -389,6 +398,10 @@ export function resolveConfig(sources: ConfigSources): OutpostConfig {
     }];
   }
   return deepFreeze(merged as unknown as OutpostConfig);
+}
+
+function isLoopbackHost(host: string): boolean {
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === '[::1]' || host === 'localhost';
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -448,6 +448,14 @@ export interface TokenSigner {
   sign(claims: TokenClaims, opts?: IoOptions): Promise<string>;
 }
 
+/** Port: central's signing keys (public halves replicate as `signing_key` records). */
+export interface SigningKeys {
+  /** A new active key; the previous one is retired (it still verifies the tokens it signed). */
+  rotate(opts?: IoOptions): Promise<string>;
+  /** Removes a retired key everywhere: the tokens it signed are refused once the change arrives. */
+  remove(kid: string, opts?: IoOptions): Promise<boolean>;
+}
+
 /**
  * Port: checks a token's signature against the public signing keys this site has (replicated),
  * and its expiry. Anything else — a wrong or removed key, altered claims, `alg: none`, expired —

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { SignJWT, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK, jwtVerify, type CryptoKey, type JWK } from 'jose';
 import { UnauthorizedError } from '../core/errors.ts';
-import type { IdentityStore, IoOptions, TokenClaims, TokenSigner, TokenVerifier } from '../core/ports.ts';
+import { ConflictError } from '../core/errors.ts';
+import type { IdentityStore, IoOptions, SigningKeys, TokenClaims, TokenSigner, TokenVerifier } from '../core/ports.ts';
 
 /** A public signing key as replicated (`signing_key` records). */
 export interface SigningKeyRecord {
@@ -22,7 +23,7 @@ const ISSUER = 'outpost';
  * EdDSA is accepted (`alg: none` and every other algorithm are refused), the key is chosen by the
  * token's `kid` among the keys this site has, and an expired token is refused.
  */
-export class JoseTokens implements TokenSigner, TokenVerifier {
+export class JoseTokens implements TokenSigner, TokenVerifier, SigningKeys {
   readonly #store: IdentityStore;
   /** Imported public keys by kid (a key record never changes but for its state). */
   readonly #keys = new Map<string, CryptoKey>();
@@ -52,6 +53,15 @@ export class JoseTokens implements TokenSigner, TokenVerifier {
     const record: SigningKeyRecord = { kid, jwk, created_at: this.#now().toISOString(), state: 'active' };
     await this.#store.putIdentity({ kind: 'signing_key', id: kid, body: { ...record } }, opts);
     return kid;
+  }
+
+  async remove(kid: string, opts: IoOptions = {}): Promise<boolean> {
+    const record = await this.#store.getIdentity('signing_key', kid, opts) as unknown as SigningKeyRecord | undefined;
+    if (record === undefined) return false;
+    if (record.state === 'active') throw new ConflictError(`Key ${kid} is the active signing key: rotate first.`);
+    await this.#store.deleteIdentity('signing_key', kid, opts);
+    await this.#store.setSecret(`signing_key:${kid}`, null, opts);
+    return true;
   }
 
   async sign(claims: TokenClaims, opts: IoOptions = {}): Promise<string> {

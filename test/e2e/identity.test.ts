@@ -9,7 +9,7 @@ import { FaultProxy } from '../../src/testing/fault-proxy.ts';
 import { openstackClientsMissing } from '../helpers/clients.ts';
 import { bytesOf } from '../helpers/glance-client.ts';
 import { eventually, loopbackTarget, stopProcess } from '../helpers/multi-site.ts';
-import { spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
+import { REPO_ROOT, spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
 
 const run = promisify(execFile);
 const cliSkip = await openstackClientsMissing();
@@ -148,6 +148,30 @@ describe('identity: Keystone v3 tokens signed by central, checked at every site'
     }
   });
 
+  it('a keystone central started without OUTPOST_ADMIN_PASSWORD prints a generated admin password once, which then works', async () => {
+    const data = join(work, 'defaults');
+    const first = await spawnServe(['--listen', '127.0.0.1:0', '--data', data], { OUTPOST_AUTH: 'keystone' });
+    let password: string;
+    try {
+      await eventually('the password is printed', 5000, async () => /with the password (\S+)/.test(first.output()));
+      password = /with the password (\S+)/.exec(first.output())![1];
+      assert.equal((await api(first.url, '/v2/images')).status, 401);
+    } finally {
+      await stopProcess(first);
+    }
+    const second = await spawnServe(['--listen', '127.0.0.1:0', '--data', data], { OUTPOST_AUTH: 'keystone' });
+    try {
+      const res = await api(second.url, '/identity/v3/auth/tokens', {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password } } } } }),
+      });
+      assert.equal(res.status, 201);
+      assert.doesNotMatch(second.output(), /with the password/);
+    } finally {
+      await stopProcess(second);
+    }
+  });
+
   it('the openstack and glance CLIs authenticate with a password, at central and at an edge by region', { skip: cliSkip }, async () => {
     const env = {
       ...process.env, HOME: work, PYTHONWARNINGS: 'ignore', OS_AUTH_URL: `${central.url}/identity/v3`, OS_USERNAME: 'admin', OS_PASSWORD: PASSWORD,
@@ -167,5 +191,31 @@ describe('identity: Keystone v3 tokens signed by central, checked at every site'
     assert.equal(saved.stdout.split(' ')[0], createHash('sha512').update(data).digest('hex'));
     const glance = await run('glance', ['image-list'], { env, cwd: work });
     assert.match(glance.stdout, /cli-keystone/);
+  });
+
+  it('key rotation (outpost keys): old tokens verify until their key is removed, then every site refuses them', async () => {
+    const cli = async (...args: string[]) => (await run(process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), ...args, '--url', central.url, '--token', admin])).stdout;
+    const old = await token('admin', PASSWORD, 'admin');
+    const oldKid = JSON.parse(Buffer.from(old.split('.')[0], 'base64url').toString()).kid;
+    assert.match(await cli('keys', 'rotate'), /new active key/);
+    const fresh = await token('admin', PASSWORD, 'admin');
+    assert.notEqual(JSON.parse(Buffer.from(fresh.split('.')[0], 'base64url').toString()).kid, oldKid);
+    await eventually('the new key reaches the far edge', 10_000, async () => (await api(far.url, '/v2/images', { token: fresh })).status === 200);
+    for (const site of [central, edge, far]) assert.equal((await api(site.url, '/v2/images', { token: old })).status, 200);
+    assert.match(await cli('keys', 'list'), new RegExp(`${oldKid}\\s+retired`));
+    // The sites' credentials were signed with the old key: removing it is refused until they have new ones.
+    await assert.rejects(cli('keys', 'remove', oldKid), /409.*sites edge-1, far-1/s);
+    const credential = async (site: string) => /OUTPOST_SITE_TOKEN=(\S+)/.exec(await cli('site', 'add', site))![1];
+    await stopProcess(far);
+    await stopProcess(edge);
+    edge = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'edge'), '--role', 'edge', '--site', 'edge-1', '--parent', wan.url],
+      { ...EDGE_ENV, OUTPOST_SITE_TOKEN: await credential('edge-1') });
+    far = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'far'), '--role', 'edge', '--site', 'far-1', '--parent', edge.url],
+      { ...EDGE_ENV, OUTPOST_SITE_TOKEN: await credential('far-1') });
+    admin = fresh;
+    assert.match(await cli('keys', 'remove', oldKid), /removed key/);
+    await eventually('the removal reaches the far edge', 10_000, async () => (await api(far.url, '/v2/images', { token: old })).status === 401);
+    for (const site of [central, edge]) assert.equal((await api(site.url, '/v2/images', { token: old })).status, 401);
+    for (const site of [central, edge, far]) assert.equal((await api(site.url, '/v2/images', { token: fresh })).status, 200);
   });
 });

@@ -27,7 +27,7 @@ export async function tempDir(prefix = 'outpost-test-'): Promise<string> {
 export async function startTestSite(config: Record<string, unknown> = {}): Promise<TestSite> {
   const dataDir = await tempDir();
   const resolved: OutpostConfig = resolveConfig({
-    flags: { listen: '127.0.0.1:0', data: dataDir, log_level: 'silent', storage_sync: false, ...config },
+    flags: { listen: '127.0.0.1:0', data: dataDir, log_level: 'silent', storage_sync: false, auth: 'none', ...config },
   });
   const site = await startSite(resolved, pino({ level: 'silent' }));
   return {
@@ -45,8 +45,9 @@ export type { ServeProcess };
 
 /**
  * Runs `outpost serve ARGS` as its own process (the real binary, on this Node) and waits until it
- * prints the URL it serves at.
+ * prints the URL it serves at. Tests act through identity headers (`auth: none`) unless they say
+ * otherwise (`--auth keystone`, or OUTPOST_AUTH in `env`).
  */
 export async function spawnServe(args: string[], env: Record<string, string> = {}): Promise<ServeProcess> {
-  return spawnServeProcess(args, { env: { ...process.env, OUTPOST_LOG_LEVEL: 'warn', ...env } });
+  return spawnServeProcess(args, { env: { ...process.env, OUTPOST_LOG_LEVEL: 'warn', OUTPOST_AUTH: 'none', ...env } });
 }

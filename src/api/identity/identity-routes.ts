@@ -101,6 +101,20 @@ export function registerIdentityRoutes(app: FastifyInstance, identity: IdentityS
     },
   });
 
+  // Outpost's own: central's signing keys (public halves), rotation and removal.
+  resource(app, '/outpost/v1/signing-keys', {
+    GET: async (req) => ({ signing_keys: await identity.listKeys(req.ctx, { signal: req.clientSignal }) }),
+  });
+  resource(app, '/outpost/v1/signing-keys/rotate', {
+    POST: async (req, reply) => reply.code(201).send({ kid: await identity.rotateKey(req.ctx, { signal: req.clientSignal }) }),
+  });
+  resource(app, '/outpost/v1/signing-keys/:kid', {
+    DELETE: async (req, reply) => {
+      await identity.removeKey(req.ctx, (req.params as { kid: string }).kid, { signal: req.clientSignal });
+      return reply.code(204).send();
+    },
+  });
+
   function withLinks(record: Record<string, unknown>, plural: string): Record<string, unknown> {
     return { ...record, links: { self: `${publicUrl()}/identity/v3/${plural}/${String(record.id)}` } };
   }

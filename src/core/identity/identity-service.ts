@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import type { RequestContext } from '../context.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.ts';
 import type {
-  ExternalIdentity, ExternalTokenVerifier, IdentityKind, IdentityStore, IoOptions, PasswordHasher, Site, TokenClaims, TokenSigner, TokenVerifier,
+  ExternalIdentity, ExternalTokenVerifier, IdentityKind, IdentityStore, IoOptions, PasswordHasher, SigningKeys, Site, TokenClaims, TokenSigner,
+  TokenVerifier,
 } from '../ports.ts';
 import { DEFAULT_DOMAIN_ID, predictableId } from './ids.ts';
 
@@ -28,6 +29,8 @@ export interface IdentityServiceOptions {
   /** Central only: issues tokens and keeps password hashes. */
   signer?: TokenSigner;
   passwords?: PasswordHasher;
+  /** Central: rotation and removal of the signing keys. */
+  keys?: SigningKeys;
   /** Central: tokens of trusted external issuers, whose users, projects and assignments are created on first use. */
   federation?: ExternalTokenVerifier;
   /** Token lifetime, seconds. */
@@ -99,8 +102,11 @@ export class IdentityService {
   /**
    * A site's credential (central): a token of the site's own user (`site-NAME`, created once) with
    * the service role on the `service` project, valid for `ttlSeconds`. Deleting the user revokes it.
+   * The user record notes which key signed the site's latest credential (`credential_kid`), so that
+   * removing that key is refused while the credential is valid. `record: false` is for central's
+   * own short-lived credential, which it renews itself.
    */
-  async siteToken(ctx: RequestContext | null, site: string, ttlSeconds: number, opts: IoOptions = {}): Promise<string> {
+  async siteToken(ctx: RequestContext | null, site: string, ttlSeconds: number, opts: IoOptions & { record?: boolean } = {}): Promise<string> {
     assertAdmin(ctx);
     if (this.#o.signer === undefined) throw new ForbiddenError('Site credentials are issued by central.');
     const project = await this.ensureProject('service', DEFAULT_DOMAIN_ID, opts);
@@ -110,10 +116,15 @@ export class IdentityService {
       ?? await this.createUser(null, { name, domain_id: DEFAULT_DOMAIN_ID, default_project_id: project.id }, opts);
     await this.assign(user.id, project.id, role.id, opts);
     const iat = Math.floor(this.#now().getTime() / 1000);
-    return this.#o.signer.sign({
+    const token = await this.#o.signer.sign({
       sub: user.id, project: project.id, roles: [role.id], methods: ['site'], audit_id: randomBytes(16).toString('base64url').slice(0, 22),
       iat, exp: iat + ttlSeconds,
     }, opts);
+    if (opts.record !== false) {
+      const kid = String((JSON.parse(Buffer.from(token.split('.')[0], 'base64url').toString()) as { kid?: unknown }).kid);
+      await this.#put('user', { ...user, credential_kid: kid, credential_expires_at: new Date((iat + ttlSeconds) * 1000).toISOString() }, opts);
+    }
+    return token;
   }
 
   /**
@@ -271,6 +282,40 @@ export class IdentityService {
       }
     }
     return { user, project };
+  }
+
+  // -- signing keys (administrators, central) -------------------------------------------------
+
+  /** GET /outpost/v1/signing-keys: the public keys every site verifies with. */
+  async listKeys(ctx: RequestContext, opts: IoOptions = {}): Promise<Record<string, unknown>[]> {
+    assertAdmin(ctx);
+    return this.#o.store.listIdentity('signing_key', opts);
+  }
+
+  /** POST /outpost/v1/signing-keys/rotate. */
+  async rotateKey(ctx: RequestContext, opts: IoOptions = {}): Promise<string> {
+    assertAdmin(ctx);
+    if (this.#o.keys === undefined) throw new ForbiddenError('Signing keys are central\'s.');
+    return this.#o.keys.rotate(opts);
+  }
+
+  /**
+   * DELETE /outpost/v1/signing-keys/{kid}: a retired key; its tokens are refused everywhere.
+   * Refused while a site's valid credential was signed with it (the site would be locked out):
+   * issue the site a new credential first (`outpost site add NAME`) and restart it with it.
+   */
+  async removeKey(ctx: RequestContext, kid: string, opts: IoOptions = {}): Promise<void> {
+    assertAdmin(ctx);
+    if (this.#o.keys === undefined) throw new ForbiddenError('Signing keys are central\'s.');
+    const now = this.#now().toISOString();
+    const sites = (await this.#o.store.listIdentity('user', opts))
+      .filter((u) => u.credential_kid === kid && typeof u.credential_expires_at === 'string' && u.credential_expires_at > now)
+      .map((u) => String(u.name).replace(/^site-/, ''));
+    if (sites.length > 0) {
+      throw new ConflictError(`Key ${kid} signed the credentials of sites ${sites.join(', ')}: issue them new ones (outpost site add NAME) `
+        + 'and restart them with those before removing it.');
+    }
+    if (!(await this.#o.keys.remove(kid, opts))) throw new NotFoundError(`No signing key ${kid}.`);
   }
 
   // -- projects, users, roles, assignments (administrators) -----------------------------------
