@@ -11,6 +11,7 @@ import { StoreRegistry } from '../core/stores.ts';
 import { HeaderAuthenticator } from '../identity/header-authenticator.ts';
 import { JoseTokens } from '../identity/jose-tokens.ts';
 import { KeystoneAuthenticator } from '../identity/keystone-authenticator.ts';
+import { RemoteKeystoneAuthenticator } from '../identity/remote-keystone-authenticator.ts';
 import { ScryptPasswords } from '../identity/scrypt-passwords.ts';
 import { TrustedIssuers } from '../identity/trusted-issuers.ts';
 import { IdentityService } from '../core/identity/identity-service.ts';
@@ -69,6 +70,8 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   // Identity: central issues tokens (and keeps password hashes and the private signing key);
   // every site verifies them against its own replica of identity's public records.
   const keystone = config.auth === 'keystone';
+  // With keystone_url, an existing Keystone issues and validates the tokens; Outpost's own identity stays off.
+  const remoteKeystone = keystone && config.keystone_url !== null;
   const isCentral = config.role === 'central';
   const tokens = new JoseTokens(catalog);
   const identity = new IdentityService({
@@ -77,7 +80,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     tokenTtlSeconds: config.token_ttl_seconds, sites: (o) => catalog.listSites(o),
   });
   let generatedAdminPassword: string | undefined;
-  if (keystone && isCentral) {
+  if (keystone && isCentral && !remoteKeystone) {
     await tokens.ensureSigningKey();
     ({ generatedPassword: generatedAdminPassword } = await identity.bootstrap(options.adminPassword));
   }
@@ -86,7 +89,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   // What central presents to the sites it reads images from: a credential of its own, renewed.
   let centralCredential: { token: string; renewAt: number } | undefined;
   const centralHeaders = async (): Promise<Record<string, string>> => {
-    if (!keystone) return {};
+    if (!keystone || remoteKeystone) return {};
     if (centralCredential === undefined || Date.now() > centralCredential.renewAt) {
       centralCredential = { token: await identity.siteToken(null, config.site, 3600, { record: false }), renewAt: Date.now() + 600_000 };
     }
@@ -179,8 +182,10 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   let publicUrl = config.public_url?.replace(/\/+$/, '') ?? '';
   const app = createApp({
     logger,
-    authenticator: keystone ? new KeystoneAuthenticator(identity) : new HeaderAuthenticator(),
-    identity: keystone ? identity : undefined,
+    authenticator: remoteKeystone
+      ? new RemoteKeystoneAuthenticator({ url: config.keystone_url!, serviceToken: config.keystone_service_token, timeoutMs: config.parent_timeout_ms })
+      : keystone ? new KeystoneAuthenticator(identity) : new HeaderAuthenticator(),
+    identity: keystone && !remoteKeystone ? identity : undefined,
     images,
     imports,
     stores,
@@ -193,7 +198,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     replication: {
       catalog, changeLog: catalog, sites, site: { id: config.site, role: config.role, parent: config.parent }, follower,
       inventories, localInventory: () => reporter.current(),
-      siteCredential: keystone && isCentral ? (ctx, site, ttl) => identity.siteToken(ctx, site, ttl) : undefined,
+      siteCredential: keystone && isCentral && !remoteKeystone ? (ctx, site, ttl) => identity.siteToken(ctx, site, ttl) : undefined,
     },
     heldStores: follower === undefined ? (ids) => inventories.storesHolding(ids) : undefined,
     parent: parentLink,

@@ -56,6 +56,14 @@ export interface OutpostConfig {
   auth: 'none' | 'keystone';
   /** Allow `auth: none` on an address other than loopback (anyone who reaches it is an administrator). */
   insecure_auth_none: boolean;
+  /**
+   * auth keystone: an existing Keystone's v3 URL to validate tokens against instead of Outpost's
+   * own identity service (tokens remembered until they expire, so a cut-off site keeps accepting
+   * those it has seen). Null: Outpost's own.
+   */
+  keystone_url: string | null;
+  /** With keystone_url: a service token to validate with (default: each token validates itself). Secret. */
+  keystone_service_token: string | null;
   /** auth keystone: lifetime of the tokens central issues, seconds. */
   token_ttl_seconds: number;
   /**
@@ -140,6 +148,8 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   stores: { kind: 'stores' },
   auth: { kind: 'string', values: ['none', 'keystone'] },
   insecure_auth_none: { kind: 'boolean' },
+  keystone_url: { kind: 'nullable-string' },
+  keystone_service_token: { kind: 'nullable-string' },
   token_ttl_seconds: { kind: 'integer', min: 60 },
   site_token: { kind: 'nullable-string' },
   trusted_issuers: { kind: 'issuers' },
@@ -175,6 +185,8 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   stores: [],
   auth: 'keystone',
   insecure_auth_none: false,
+  keystone_url: null,
+  keystone_service_token: null,
   token_ttl_seconds: 3600,
   site_token: null,
   trusted_issuers: {},
@@ -381,6 +393,9 @@ export function resolveConfig(sources: ConfigSources): OutpostConfig {
     if (merged.site === 'central') problems.push(`${origin.site ?? 'default'}: an edge needs its own site id (--site)`);
   } else if (merged.parent !== null) {
     problems.push(`${origin.parent}: parent is only for role "edge"`);
+  }
+  if (typeof merged.keystone_url === 'string' && !/^https?:\/\/[^/]+/.test(merged.keystone_url)) {
+    problems.push(`${origin.keystone_url}: keystone_url must be the http(s) URL of a Keystone v3 API`);
   }
   // auth none trusts identity headers: only where nobody else can reach the site.
   if (merged.auth === 'none' && merged.insecure_auth_none !== true && lm !== null && !isLoopbackHost(lm[1])) {

@@ -219,3 +219,59 @@ describe('identity: Keystone v3 tokens signed by central, checked at every site'
     for (const site of [central, edge, far]) assert.equal((await api(site.url, '/v2/images', { token: fresh })).status, 200);
   });
 });
+
+/**
+ * keystone_url: a site validating tokens against an existing Keystone — here the Keystone v3 API of
+ * another Outpost central, reached through a FaultProxy — and, cut off from it, still accepting
+ * the tokens it has seen until they expire.
+ */
+describe('identity: tokens of an existing Keystone (keystone_url)', { timeout: 60_000 }, () => {
+  let work: string;
+  let keystone: ServeProcess;
+  let site: ServeProcess;
+  let link: FaultProxy;
+  const issue = async () => {
+    const res = await fetch(`${keystone.url}/identity/v3/auth/tokens`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ auth: {
+        identity: { methods: ['password'], password: { user: { name: 'admin', domain: { id: 'default' }, password: PASSWORD } } },
+        scope: { project: { name: 'admin', domain: { id: 'default' } } },
+      } }),
+    });
+    assert.equal(res.status, 201);
+    return res.headers.get('x-subject-token')!;
+  };
+  const images = (token: string) => fetch(`${site.url}/v2/images`, { headers: { 'x-auth-token': token } });
+
+  before(async () => {
+    work = await tempDir('outpost-e2e-keystone-url-');
+    keystone = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'keystone'), '--auth', 'keystone'], { OUTPOST_ADMIN_PASSWORD: PASSWORD });
+    link = await FaultProxy.start({ target: loopbackTarget(keystone.url) });
+    site = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'site'), '--auth', 'keystone'],
+      { OUTPOST_KEYSTONE_URL: `${link.url}/identity/v3`, OUTPOST_PARENT_TIMEOUT_MS: '1500' });
+  });
+  after(async () => {
+    if (site !== undefined) await stopProcess(site);
+    await link?.close();
+    if (keystone !== undefined) await stopProcess(keystone);
+    if (work !== undefined) await rm(work, { recursive: true, force: true });
+  });
+
+  it('accepts the Keystone\'s tokens, refuses others, and cut off keeps accepting those it has seen', async () => {
+    const seen = await issue();
+    const unseen = await issue();
+    assert.equal((await images(seen)).status, 200);
+    assert.equal((await images('not-a-token')).status, 401);
+    assert.equal((await fetch(`${site.url}/identity/v3/auth/tokens`, { method: 'POST' })).status, 404, 'the site does not issue tokens itself');
+    link.blackhole();
+    try {
+      assert.equal((await images(seen)).status, 200);
+      const t0 = performance.now();
+      assert.equal((await images(unseen)).status, 503);
+      assert.ok(performance.now() - t0 < 4000, 'the 503 comes within the timeout');
+    } finally {
+      link.heal();
+    }
+    assert.equal((await images(unseen)).status, 200);
+  });
+});
