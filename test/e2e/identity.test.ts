@@ -141,8 +141,18 @@ describe('identity: Keystone v3 tokens signed by central, checked at every site'
         assert.equal((await api(site.url, `/v2/images/${image.id}`, { token: kept })).status, 200);
         assert.equal((await api(site.url, '/v2/images', { token: revoked })).status, 401);
       }
-      const file = await api(edge.url, `/v2/images/${image.id}/file`, { token: kept });
-      assert.equal(createHash('sha512').update(Buffer.from(await file.arrayBuffer())).digest('hex'), createHash('sha512').update(data).digest('hex'));
+      for (const site of [edge, far]) {
+        const file = await api(site.url, `/v2/images/${image.id}/file`, { token: kept });
+        assert.equal(createHash('sha512').update(Buffer.from(await file.arrayBuffer())).digest('hex'), createHash('sha512').update(data).digest('hex'), site.url);
+      }
+      // Forged while cut off: altered claims, alg none.
+      const [h, p, sig] = kept.split('.');
+      const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
+      const altered = `${h}.${Buffer.from(JSON.stringify({ ...claims, exp: claims.exp + 86400 })).toString('base64url')}.${sig}`;
+      for (const site of [edge, far]) {
+        assert.equal((await api(site.url, '/v2/images', { token: altered })).status, 401);
+        assert.equal((await api(site.url, '/v2/images', { token: `${Buffer.from('{"alg":"none"}').toString('base64url')}.${p}.` })).status, 401);
+      }
     } finally {
       wan.heal();
     }

@@ -102,6 +102,18 @@ describe('tokens: issued by central, checked by every site against its replica',
     await identity.ungrant(ADMIN_CONTEXT, demo.id, alice, member);
     await sync();
     await assert.rejects(atEdge.contextFor(t2), /no longer has a role/);
+    // Disabling the user (PATCH) refuses its tokens; enabling it again accepts them.
+    await identity.grant(ADMIN_CONTEXT, demo.id, alice, member);
+    const t3 = await login('alice', 'pw', 'demo');
+    await identity.update(ADMIN_CONTEXT, 'user', alice, { enabled: false });
+    await sync();
+    await assert.rejects(atEdge.contextFor(t3), /disabled/);
+    await assert.rejects(login('alice', 'pw', 'demo'), UnauthorizedError);
+    await identity.update(ADMIN_CONTEXT, 'user', alice, { enabled: true, password: 'pw2' });
+    await sync();
+    assert.equal((await atEdge.contextFor(t3)).projectId, demo.id);
+    await assert.rejects(login('alice', 'pw', 'demo'), UnauthorizedError);
+    assert.ok(await login('alice', 'pw2', 'demo'));
   });
 
   it('after a key rotation old tokens still verify; once the old key is removed they are refused', async () => {

@@ -74,6 +74,13 @@ export function registerIdentityRoutes(app: FastifyInstance, identity: IdentityS
           return reply.code(204).send();
         },
       }),
+      ...(kind === 'user' || kind === 'project' ? {
+        PATCH: async (req) => {
+          const body = await jsonBody(req) as Record<string, unknown> | undefined;
+          if (body?.[kind] === undefined) throw new BadRequestError(`Expecting to find ${kind} in request body.`);
+          return { [kind]: withLinks(await identity.update(req.ctx, kind, (req.params as { id: string }).id, body[kind], { signal: req.clientSignal }), plural) };
+        },
+      } : {}),
     });
   }
 

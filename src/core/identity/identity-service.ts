@@ -373,6 +373,29 @@ export class IdentityService {
       (filters.name === undefined || r.name === filters.name) && (filters.domain_id === undefined || r.domain_id === filters.domain_id));
   }
 
+  /**
+   * PATCH /identity/v3/users/{id} and /projects/{id}: `enabled`, `description`, a user's
+   * `default_project_id` and `password`. Disabling a user or project refuses its tokens at every
+   * site as soon as the change arrives.
+   */
+  async update(ctx: RequestContext, kind: 'project' | 'user', id: string, body: unknown, opts: IoOptions = {}): Promise<Record<string, unknown>> {
+    assertAdmin(ctx);
+    const b = object(body, kind);
+    const current = await this.#o.store.getIdentity(kind, id, opts);
+    if (current === undefined) throw new NotFoundError(`Could not find ${kind}: ${id}.`);
+    const allowed = kind === 'user' ? ['enabled', 'description', 'default_project_id', 'password'] : ['enabled', 'description'];
+    const next = { ...current };
+    for (const [k, v] of Object.entries(b)) {
+      if (!allowed.includes(k)) throw new BadRequestError(`${kind} attribute '${k}' cannot be changed here (only ${allowed.join(', ')}).`);
+      if (k === 'enabled' && typeof v !== 'boolean') throw new BadRequestError('enabled must be true or false.');
+      if (k === 'password') continue;
+      next[k] = v;
+    }
+    if (kind === 'user' && typeof b.password === 'string') await this.setPassword(id, b.password);
+    await this.#o.store.putIdentity({ kind, id, body: next }, opts);
+    return next;
+  }
+
   async get(ctx: RequestContext, kind: 'project' | 'user' | 'role' | 'domain', id: string, opts: IoOptions = {}): Promise<Record<string, unknown>> {
     if (!(kind === 'user' && ctx.userId === id) && !(kind === 'project' && ctx.projectId === id)) assertAdmin(ctx);
     const record = await this.#o.store.getIdentity(kind, id, opts);
