@@ -42,16 +42,16 @@ export interface RunningSite {
   close(): Promise<void>;
 }
 
-/**
- * The composition root: wires a site's adapters (catalog, stores, identity) to the core and the
- * HTTP app according to the configuration, and starts listening. The role decides the wiring here
- * and nowhere else.
- */
 export interface StartOptions {
   /** auth keystone, central: the bootstrap admin's password (OUTPOST_ADMIN_PASSWORD); generated if unset and none exists yet. */
   adminPassword?: string;
 }
 
+/**
+ * The composition root: wires a site's adapters (catalog, stores, identity) to the core and the
+ * HTTP app according to the configuration, and starts listening. The role decides the wiring here
+ * and nowhere else.
+ */
 export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger, options: StartOptions = {}): Promise<RunningSite> {
   const dataDir = resolve(config.data);
   await mkdir(dataDir, { recursive: true });
