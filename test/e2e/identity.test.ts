@@ -199,6 +199,11 @@ describe('identity: Keystone v3 tokens signed by central, checked at every site'
     await openstack('--os-region-name', 'edge-1', 'image', 'save', '--file', join(work, 'saved.img'), created.id);
     const saved = await run('sha512sum', [join(work, 'saved.img')]);
     assert.equal(saved.stdout.split(' ')[0], createHash('sha512').update(data).digest('hex'));
+    // Create and show at the edge too: the upload stays in the edge's store, central records it.
+    const atEdge = JSON.parse(await openstack('--os-region-name', 'edge-1', 'image', 'create', '--disk-format', 'raw', '--container-format', 'bare',
+      '--file', file, '-f', 'json', 'cli-keystone-edge'));
+    assert.equal(JSON.parse(await openstack('--os-region-name', 'edge-1', 'image', 'show', '-f', 'json', atEdge.id)).status, 'active');
+    assert.equal((await json(await api(central.url, `/v2/images/${atEdge.id}`, { token: admin }))).stores, 'edge-1');
     const glance = await run('glance', ['image-list'], { env, cwd: work });
     assert.match(glance.stdout, /cli-keystone/);
   });
