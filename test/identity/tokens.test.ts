@@ -116,6 +116,21 @@ describe('tokens: issued by central, checked by every site against its replica',
     assert.ok(await login('alice', 'pw2', 'demo'));
   });
 
+  it('a revocation is dropped once every token it could refuse has expired', async () => {
+    const t = await login('admin', 'secret');
+    await identity.revoke(ADMIN_CONTEXT, t);
+    const count = async () => (await central.listIdentity('revocation')).length;
+    const before = await count();
+    clock = new Date(clock.getTime() + 3600_000);
+    try {
+      await identity.revoke(ADMIN_CONTEXT, await login('admin', 'secret'));
+      assert.ok(await count() < before + 1, 'the expired revocations went');
+      assert.ok((await central.listIdentity('revocation')).every((r) => String(r.expires_at) > clock.toISOString()));
+    } finally {
+      clock = new Date(clock.getTime() - 3600_000);
+    }
+  });
+
   it('after a key rotation old tokens still verify; once the old key is removed they are refused', async () => {
     const before = await login('admin', 'secret');
     const [h] = before.split('.');

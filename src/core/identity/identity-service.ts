@@ -453,8 +453,12 @@ export class IdentityService {
     return record;
   }
 
+  /** Records a revocation, and drops those that outlived every token they could refuse. */
   async #revoke(what: Partial<Revocation>, expiresAt: Date, opts: IoOptions): Promise<void> {
     const now = this.#now().toISOString();
+    for (const r of await this.#o.store.listIdentity('revocation', opts) as unknown as Revocation[]) {
+      if (r.expires_at < now) await this.#o.store.deleteIdentity('revocation', r.id, opts);
+    }
     const id = what.audit_id !== undefined ? `audit:${what.audit_id}` : `${what.user_id !== undefined ? `user:${what.user_id}` : `project:${what.project_id}`}:${now}`;
     await this.#put('revocation', { id, ...what, issued_before: now, expires_at: expiresAt.toISOString() }, opts);
   }
