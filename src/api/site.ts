@@ -95,6 +95,9 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     }
     return { 'x-auth-token': centralCredential.token };
   };
+  // Central's own site user and role assignment are made now, so that they have reached every
+  // site's replica by the time central first reads from one.
+  if (keystone && isCentral && !remoteKeystone) await centralHeaders();
 
   // The edge role: the catalog is a replica that follows the parent's change feed, and writes go
   // to the parent. Everything else is wired the same for every role.

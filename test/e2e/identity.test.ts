@@ -204,6 +204,10 @@ describe('identity: Keystone v3 tokens signed by central, checked at every site'
       '--file', file, '-f', 'json', 'cli-keystone-edge'));
     assert.equal(JSON.parse(await openstack('--os-region-name', 'edge-1', 'image', 'show', '-f', 'json', atEdge.id)).status, 'active');
     assert.equal((await json(await api(central.url, `/v2/images/${atEdge.id}`, { token: admin }))).stores, 'edge-1');
+    // Central reads it from the edge with its own credential, which the edge checks.
+    const fromCentral = await api(central.url, `/v2/images/${atEdge.id}/file`, { token: admin });
+    assert.equal(fromCentral.status, 200, await fromCentral.clone().text());
+    assert.equal(createHash('sha512').update(Buffer.from(await fromCentral.arrayBuffer())).digest('hex'), createHash('sha512').update(data).digest('hex'));
     const glance = await run('glance', ['image-list'], { env, cwd: work });
     assert.match(glance.stdout, /cli-keystone/);
   });
