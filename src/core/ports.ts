@@ -415,6 +415,10 @@ export interface RemoteSource {
 
 /** Computes size, md5 and sha512 of a byte stream, possibly off the event loop. */
 export interface Hasher {
+  /**
+   * Adds a chunk. The promise settles once the hasher no longer needs the chunk's memory: the
+   * caller may then reuse or free it (FileBlobStore reuses its shared batches on that promise).
+   */
   update(chunk: Uint8Array): Promise<void>;
   digest(): Promise<{ md5: string; sha512: string }>;
   /** Releases resources without producing a digest. */

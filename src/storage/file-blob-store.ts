@@ -2,84 +2,173 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Readable } from 'node:stream';
+import { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
 import { BadRequestError, DataMismatchError, NotFoundError, PayloadTooLargeError } from '../core/errors.ts';
-import type { BlobDigest, BlobStat, BlobStore, GetOptions, HasherFactory, IoOptions, PutOptions } from '../core/ports.ts';
+import type { BlobDigest, BlobStat, BlobStore, GetOptions, Hasher, HasherFactory, IoOptions, PutOptions } from '../core/ports.ts';
 import { abortableSource } from './abortable-source.ts';
 import { BlobReadStream } from './blob-read-stream.ts';
+import { drainReadable } from './drain-readable.ts';
 
 const KEY_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/;
 const TMP_DIR = '.incomplete';
-/** Bytes gathered before one write: a few large writes rather than one per network chunk. */
-const WRITE_BATCH = 1 << 20;
+/**
+ * Bytes gathered before they are hashed and written: the hashing threads and the file write all
+ * read the same shared memory, so each byte is copied once on the event loop. Each batch costs
+ * two messages to the hashing threads, their answers and a write: 4 MiB batches take ~0.2 CPU-s
+ * per GiB less of the event loop than 1 MiB ones (docs/benchmarks.md).
+ */
+const BATCH = 4 << 20;
+/** Batches being hashed or written at once (16 MiB per upload); past it the source waits. */
+const MAX_BATCHES = 4;
+/**
+ * Largest single write. The page cache takes a write in folios as large as the write allows, and
+ * on the VM measured large folios often come from memory the host must fault in again: writing
+ * 1 GiB with dd cost 0.2-0.3 CPU-s of system time 64-256 KiB at a time (every run), but 1.2-3.1
+ * CPU-s in half the runs 512 KiB-4 MiB at a time (docs/benchmarks.md).
+ */
+const WRITE_MAX = 256 << 10;
 /** With sync on, start an fdatasync every this many bytes, so little is left for the last one. */
 const SYNC_EVERY = 64 << 20;
 
 /**
- * Writes chunks to a file through two reused buffers: one is written while the other fills. The
- * chunks are copied, so a producer may reuse its buffers as soon as add() returns.
+ * Hashes and writes a stream of chunks. add() copies a chunk into a batch of shared memory (so the
+ * caller may reuse or release the chunk as soon as add() returns); each full batch goes to the
+ * hasher, which reads it in place (WorkerHasherFactory), and to the file, one write after the
+ * other; the batch is filled again once both are done with it. The size checks run before a
+ * chunk is taken.
  */
-class BatchedWriter {
+class HashedFileWriter {
   readonly #file: FileHandle;
+  readonly #hasher: Hasher;
   readonly #sync: boolean;
-  #filling: Buffer = Buffer.allocUnsafeSlow(WRITE_BATCH);
-  #spare: Buffer | undefined;
+  readonly #opts: PutOptions;
+  /** Batches ready to be filled again. */
+  readonly #free: Buffer[] = [];
+  #filling: Buffer | undefined;
   #filled = 0;
+  /** Batches being hashed or written. */
+  #busy = 0;
+  /** Resolved when a batch comes back, or when the writer fails. */
+  #wake: (() => void) | undefined;
+  #error: { error: unknown } | undefined;
+  /** The writes, in order: each starts when the previous one is done. */
   #writing: Promise<void> = Promise.resolve();
   #syncing: Promise<void> | undefined;
   #written = 0;
   #syncedAt = 0;
+  #size = 0;
 
-  constructor(file: FileHandle, sync: boolean) {
+  constructor(file: FileHandle, hasher: Hasher, sync: boolean, opts: PutOptions) {
     this.#file = file;
+    this.#hasher = hasher;
     this.#sync = sync;
+    this.#opts = opts;
   }
 
-  async add(chunk: Uint8Array): Promise<void> {
+  /** Bytes taken so far. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /**
+   * Takes a chunk (copied before this returns). False when the caller should wait for ready()
+   * before the next one: as many batches as allowed are being hashed or written.
+   */
+  add(chunk: Uint8Array): boolean {
+    if (this.#error !== undefined) throw this.#error.error;
+    this.#size += chunk.length;
+    const { maxSize, expectedSize } = this.#opts;
+    if (maxSize !== undefined && this.#size > maxSize) {
+      throw new PayloadTooLargeError(`Image exceeds the storage quota: more than ${maxSize} bytes.`);
+    }
+    if (expectedSize !== undefined && this.#size > expectedSize) {
+      throw new BadRequestError(`Image size mismatch: more than the declared ${expectedSize} bytes arrived.`);
+    }
     for (let offset = 0; offset < chunk.length;) {
-      const n = Math.min(WRITE_BATCH - this.#filled, chunk.length - offset);
-      this.#filling.set(chunk.subarray(offset, offset + n), this.#filled);
+      // Past MAX_BATCHES only while one large chunk is taken: its caller waits afterwards.
+      this.#filling ??= this.#free.pop() ?? Buffer.from(new SharedArrayBuffer(BATCH));
+      const n = Math.min(BATCH - this.#filled, chunk.length - offset);
+      // Buffer#fill with a buffer as long as the range is one memcpy; TypedArray#set into shared
+      // memory is V8's relaxed atomic copy, about 3× the CPU (0.08 against 0.03 s per GiB).
+      this.#filling.fill(offset === 0 && n === chunk.length ? chunk : chunk.subarray(offset, offset + n), this.#filled, this.#filled + n);
       this.#filled += n;
       offset += n;
-      if (this.#filled === WRITE_BATCH) await this.#flush();
+      if (this.#filled === BATCH) this.#dispatch();
     }
+    return this.#busy < MAX_BATCHES;
   }
 
-  /** Writes what is left and waits for every write and background sync. */
-  async finish(): Promise<void> {
-    if (this.#filled > 0) await this.#flush();
-    await this.#writing;
+  /** Resolves when add() may be called again; rejects if a write failed. */
+  async ready(): Promise<void> {
+    while (this.#error === undefined && this.#busy >= MAX_BATCHES) {
+      await new Promise<void>((resolve) => { this.#wake = resolve; });
+    }
+    if (this.#error !== undefined) throw this.#error.error;
+  }
+
+  /** Hashes and writes what is left; waits for every write and background sync; the digest. */
+  async finish(): Promise<{ md5: string; sha512: string }> {
+    if (this.#filled > 0) this.#dispatch();
+    while (this.#error === undefined && this.#busy > 0) {
+      await new Promise<void>((resolve) => { this.#wake = resolve; });
+    }
+    await this.#syncing;
+    if (this.#error !== undefined) throw this.#error.error;
+    return this.#hasher.digest();
+  }
+
+  /** After a failure: stops the hasher and waits until no write or sync is running, before the file is closed. */
+  async settle(): Promise<void> {
+    this.#hasher.abort();
+    await this.#writing.catch(() => undefined);
     await this.#syncing;
   }
 
-  /** Waits until no write or sync is running (after a failure, before the file is closed). */
-  async settle(): Promise<void> {
-    await this.#writing.catch(() => undefined);
-    await this.#syncing?.catch(() => undefined);
-  }
-
-  async #flush(): Promise<void> {
-    await this.#writing; // the previous write is done with the spare buffer (or failed: throw)
-    const full = this.#filling;
-    const length = this.#filled;
-    this.#filling = this.#spare ?? Buffer.allocUnsafeSlow(WRITE_BATCH);
-    this.#spare = full;
+  #dispatch(): void {
+    const batch = this.#filling!;
+    const bytes = batch.subarray(0, this.#filled);
+    this.#filling = undefined;
     this.#filled = 0;
-    this.#writing = this.#write(full, length);
-    this.#writing.catch(() => undefined); // observed by the next flush, finish or settle
+    this.#busy++;
+    const hashed = this.#hasher.update(bytes);
+    const written = this.#writing.then(() => this.#write(bytes));
+    this.#writing = written;
+    Promise.all([hashed, written]).then(() => {
+      this.#busy--;
+      if (this.#free.length < MAX_BATCHES) this.#free.push(batch); // (not the extra ones a large chunk needed)
+      this.#notify();
+    }, (error: unknown) => {
+      this.#error ??= { error };
+      this.#notify();
+    });
   }
 
-  async #write(buffer: Buffer, length: number): Promise<void> {
-    const { bytesWritten } = await this.#file.write(buffer, 0, length);
-    if (bytesWritten !== length) throw new Error(`short write: ${bytesWritten} of ${length} bytes`);
-    this.#written += length;
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  async #write(bytes: Buffer): Promise<void> {
+    for (let offset = 0; offset < bytes.length;) {
+      const length = Math.min(WRITE_MAX, bytes.length - offset);
+      const { bytesWritten } = await this.#file.write(bytes, offset, length);
+      if (bytesWritten !== length) throw new Error(`short write: ${bytesWritten} of ${length} bytes`);
+      offset += length;
+    }
+    this.#written += bytes.length;
     if (this.#sync && this.#syncing === undefined && this.#written - this.#syncedAt >= SYNC_EVERY) {
       this.#syncedAt = this.#written;
-      const syncing: Promise<void> = this.#file.datasync().finally(() => {
+      // A failed background sync fails the upload: Linux reports a writeback error to one
+      // fdatasync only, so the last one, before the commit, might not see it again.
+      const syncing: Promise<void> = this.#file.datasync().then(() => {
         if (this.#syncing === syncing) this.#syncing = undefined;
+      }, (error: unknown) => {
+        this.#error ??= { error };
+        this.#notify();
       });
       this.#syncing = syncing;
-      syncing.catch(() => undefined); // observed by finish or settle
     }
   }
 }
@@ -127,32 +216,40 @@ export class FileBlobStore implements BlobStore {
     return pathToFileURL(this.#path(key)).href;
   }
 
+  /**
+   * Streams `data` into a temporary file while size, md5 and sha512 are computed, then renames it
+   * into place. Each chunk is copied before the next one is pulled and never used afterwards, so
+   * a source may reuse or release a chunk once the next one is asked for.
+   *
+   * A Node Readable (an HTTP request body) is read in flowing mode, each chunk taken as the stream
+   * emits it, pausing the stream while the hashing threads or the disk catch up: no promise per
+   * chunk. When it is the request itself (an http.IncomingMessage with no other reader), each
+   * chunk is a buffer Node's HTTP parser allocated for it alone and handed to this reader only:
+   * its memory is released as soon as it is copied, instead of piling up as external memory the
+   * garbage collector frees only with full collections (docs/benchmarks.md). Any other source's
+   * chunks are left as they are.
+   */
   async put(key: string, data: AsyncIterable<Uint8Array>, opts: PutOptions = {}): Promise<BlobDigest> {
     const finalPath = this.#path(key);
     opts.signal?.throwIfAborted();
     const tmpPath = join(this.#root, TMP_DIR, `${key}.${randomBytes(6).toString('hex')}`);
     const file = await open(tmpPath, 'wx');
-    const hasher = this.#hashers.create();
-    const writer = new BatchedWriter(file, this.#sync);
-    let size = 0;
+    const writer = new HashedFileWriter(file, this.#hashers.create(), this.#sync, opts);
     try {
-      for await (const chunk of abortableSource(data, opts.signal)) {
-        opts.signal?.throwIfAborted();
-        size += chunk.length;
-        if (opts.maxSize !== undefined && size > opts.maxSize) {
-          throw new PayloadTooLargeError(`Image exceeds the storage quota: more than ${opts.maxSize} bytes.`);
+      if (data instanceof Readable && data.listenerCount('readable') === 0) {
+        await drainReadable(data, writer, { signal: opts.signal, release: data instanceof IncomingMessage });
+      } else {
+        for await (const chunk of abortableSource(data, opts.signal)) {
+          opts.signal?.throwIfAborted();
+          if (!writer.add(chunk)) await writer.ready();
         }
-        if (opts.expectedSize !== undefined && size > opts.expectedSize) {
-          throw new BadRequestError(`Image size mismatch: more than the declared ${opts.expectedSize} bytes arrived.`);
-        }
-        await Promise.all([hasher.update(chunk), writer.add(chunk)]);
       }
       opts.signal?.throwIfAborted();
+      const { size } = writer;
       if (opts.expectedSize !== undefined && size !== opts.expectedSize) {
         throw new BadRequestError(`Image size mismatch: ${size} bytes arrived, ${opts.expectedSize} were declared.`);
       }
-      await writer.finish();
-      const { md5, sha512 } = await hasher.digest();
+      const { md5, sha512 } = await writer.finish();
       if (opts.expected !== undefined && (md5 !== opts.expected.md5 || sha512 !== opts.expected.sha512)) {
         throw new DataMismatchError(`The bytes of ${key} do not match the expected checksum and hash; nothing was stored.`);
       }
@@ -161,7 +258,6 @@ export class FileBlobStore implements BlobStore {
       await rename(tmpPath, finalPath);
       return { size, md5, sha512 };
     } catch (error) {
-      hasher.abort();
       await writer.settle();
       await file.close().catch(() => undefined);
       await rm(tmpPath, { force: true });

@@ -7,7 +7,7 @@ import { parentPort } from 'node:worker_threads';
  */
 export type HashRequest =
   | { type: 'start'; id: number; algorithm: string }
-  | { type: 'data'; id: number; buffer: SharedArrayBuffer; length: number }
+  | { type: 'data'; id: number; buffer: SharedArrayBuffer; offset: number; length: number }
   | { type: 'end'; id: number }
   | { type: 'abort'; id: number };
 export type HashReply = { type: 'ack'; id: number; length: number } | { type: 'digest'; id: number; hex: string };
@@ -20,7 +20,7 @@ function serve(port: NonNullable<typeof parentPort>): void {
       hashes.set(m.id, createHash(m.algorithm));
       break;
     case 'data':
-      hashes.get(m.id)?.update(new Uint8Array(m.buffer, 0, m.length));
+      hashes.get(m.id)?.update(new Uint8Array(m.buffer, m.offset, m.length));
       port.postMessage({ type: 'ack', id: m.id, length: m.length } satisfies HashReply);
       break;
     case 'end':

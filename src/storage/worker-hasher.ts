@@ -6,6 +6,15 @@ const ALGORITHMS = ['md5', 'sha512'] as const;
 const BATCH = 1 << 20;
 /** Bytes one stream may have handed to each hashing thread and not yet seen hashed. */
 const MAX_IN_FLIGHT = 16 << 20;
+/** Shared chunks at least this large are hashed in place; smaller ones are copied into a batch. */
+const SHARED_MIN = 64 << 10;
+
+/** Bytes posted to the hashing threads: one of the stream's own batches, or a caller's shared memory. */
+interface Posted {
+  buffer: SharedArrayBuffer;
+  /** Set for a caller's bytes: called once every thread has hashed them. */
+  done?: () => void;
+}
 
 interface Stream {
   /** Bytes posted and not yet acknowledged, summed over the threads. */
@@ -13,8 +22,8 @@ interface Stream {
   waiters: (() => void)[];
   /** Resolvers of the digest of each algorithm, by thread index. */
   digests: ((hex: string) => void)[];
-  /** Batches posted and not yet acknowledged by every thread, oldest first. */
-  posted: SharedArrayBuffer[];
+  /** Bytes posted and not yet acknowledged by every thread, oldest first. */
+  posted: Posted[];
   /** Acknowledgements received per thread and not yet matched to a posted batch. */
   acks: number[];
   /**
@@ -27,7 +36,13 @@ interface Stream {
 /**
  * Computes md5 and sha512 at the same time on two worker threads (one per algorithm), so an
  * upload is hashed at the speed of the slower hash instead of the sum of both, and the event loop
- * stays free. Bytes are copied once, into a SharedArrayBuffer both threads read.
+ * stays free. Bytes are copied once, into a SharedArrayBuffer both threads read — or not at all
+ * when the caller's chunk already lives in shared memory (a view of a SharedArrayBuffer of at
+ * least SHARED_MIN bytes): both threads then read the caller's memory, and the promise update()
+ * returns resolves only once they are done with it, so the caller must not change those bytes
+ * before. (For a copied chunk it resolves as soon as the chunk is copied and the threads are not
+ * too far behind.) Either way, update()'s promise settling means the hasher no longer needs the
+ * chunk.
  */
 export class WorkerHasherFactory implements HasherFactory {
   #workers: Worker[] | undefined;
@@ -55,7 +70,9 @@ export class WorkerHasherFactory implements HasherFactory {
     // Each thread acknowledges batches in the order they were posted.
     s.acks[index]++;
     while (s.posted.length > 0 && s.acks.every((n) => n > 0)) {
-      s.free.push(s.posted.shift()!);
+      const hashed = s.posted.shift()!;
+      if (hashed.done === undefined) s.free.push(hashed.buffer);
+      else hashed.done();
       for (let i = 0; i < s.acks.length; i++) s.acks[i]--;
     }
     if (s.inFlight <= MAX_IN_FLIGHT * ALGORITHMS.length) for (const wake of s.waiters.splice(0)) wake();
@@ -71,17 +88,26 @@ export class WorkerHasherFactory implements HasherFactory {
 
     let batch = new SharedArrayBuffer(BATCH);
     let filled = 0;
+    const post = (buffer: SharedArrayBuffer, offset: number, length: number, done?: () => void) => {
+      for (const w of workers) w.postMessage({ type: 'data', id, buffer, offset, length } satisfies HashRequest);
+      stream.inFlight += length * workers.length;
+      stream.posted.push({ buffer, done });
+    };
     const flush = () => {
       if (filled === 0) return;
-      for (const w of workers) w.postMessage({ type: 'data', id, buffer: batch, length: filled } satisfies HashRequest);
-      stream.inFlight += filled * workers.length;
-      stream.posted.push(batch);
+      post(batch, 0, filled);
       batch = stream.free.pop() ?? new SharedArrayBuffer(BATCH);
       filled = 0;
     };
 
     return {
       update: async (chunk: Uint8Array) => {
+        if (chunk.buffer instanceof SharedArrayBuffer && chunk.length >= SHARED_MIN) {
+          flush(); // bytes copied earlier go first
+          const { promise, resolve } = Promise.withResolvers<void>();
+          post(chunk.buffer, chunk.byteOffset, chunk.length, resolve);
+          return promise;
+        }
         for (let offset = 0; offset < chunk.length;) {
           const n = Math.min(BATCH - filled, chunk.length - offset);
           new Uint8Array(batch, filled, n).set(chunk.subarray(offset, offset + n));
@@ -103,6 +129,9 @@ export class WorkerHasherFactory implements HasherFactory {
       abort: () => {
         for (const w of workers) w.postMessage({ type: 'abort', id } satisfies HashRequest);
         for (const wake of stream.waiters.splice(0)) wake();
+        // Shared chunks not yet hashed: settled now, so no caller waits for a digest that will not
+        // come. A thread may still be reading one; what it computes is thrown away with the hash.
+        for (const p of stream.posted.splice(0)) p.done?.();
         this.#streams.delete(id);
       },
     };
