@@ -708,7 +708,7 @@ class FillReadStream extends Readable {
  * A cached copy's key in the store: apart from the image's own key, which a location (an upload
  * here, a copy placed here) uses, so evicting a cached copy can never remove a located one.
  */
-export function cacheKey(imageId: string): string {
+function cacheKey(imageId: string): string {
   return `${imageId}.cached`;
 }
 

@@ -19,9 +19,9 @@ export interface Revocation { id: string; audit_id?: string; user_id?: string; p
 const CHECKED_TOKENS_MAX = 10_000;
 
 /** Keystone's default roles; a role implies those after it (admin ⇒ member ⇒ reader). */
-export const DEFAULT_ROLES = ['admin', 'member', 'reader'] as const;
+const DEFAULT_ROLES = ['admin', 'member', 'reader'] as const;
 /** The role sites act with (feed, registration, inventory, recording copies). */
-export const SERVICE_ROLE = 'service';
+const SERVICE_ROLE = 'service';
 
 export interface IdentityServiceOptions {
   store: IdentityStore;
