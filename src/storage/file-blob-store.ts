@@ -233,7 +233,18 @@ export class FileBlobStore implements BlobStore {
     const finalPath = this.#path(key);
     opts.signal?.throwIfAborted();
     const tmpPath = join(this.#root, TMP_DIR, `${key}.${randomBytes(6).toString('hex')}`);
-    const file = await open(tmpPath, 'wx');
+    // A stream that fails while the file is being opened (a client resetting its upload) must not
+    // emit an 'error' nobody listens to, which would end the process: the guard hears it, and the
+    // read below finds the stream already failed and rejects with its error.
+    const guard = () => undefined;
+    if (data instanceof Readable) data.on('error', guard);
+    let file: FileHandle;
+    try {
+      file = await open(tmpPath, 'wx');
+    } catch (error) {
+      if (data instanceof Readable) data.off('error', guard);
+      throw error;
+    }
     const writer = new HashedFileWriter(file, this.#hashers.create(), this.#sync, opts);
     try {
       if (data instanceof Readable && data.listenerCount('readable') === 0) {
@@ -262,6 +273,8 @@ export class FileBlobStore implements BlobStore {
       await file.close().catch(() => undefined);
       await rm(tmpPath, { force: true });
       throw error;
+    } finally {
+      if (data instanceof Readable) data.off('error', guard);
     }
   }
 

@@ -120,6 +120,16 @@ describe('FileBlobStore.put with a Node stream', () => {
     assert.equal(await store.stat('broken-stream'), undefined);
   });
 
+  it('fails with the error of a stream that fails before the file is open, and leaves nothing behind', async () => {
+    class Broken extends Error {}
+    const source = new Readable({ read() { /* never more */ } });
+    const put = store.put('early-broken-stream', source);
+    source.destroy(new Broken('reset while opening'));
+    await assert.rejects(put, Broken);
+    assert.deepEqual(await partials(), []);
+    assert.equal(await store.stat('early-broken-stream'), undefined);
+  });
+
   it('stops a stream that waits for bytes when the signal aborts, and destroys it', async () => {
     const source = new Readable({ read() { /* never more */ } });
     source.push(randomBytes(100_000));
