@@ -29,6 +29,7 @@ import { SiteImageSource } from '../transfer/site-image-source.ts';
 import { ParentCopyRegistry } from '../replication/parent-copy-registry.ts';
 import { SiteRegistry } from '../core/site-registry.ts';
 import { SiteInventories } from '../core/site-inventory.ts';
+import { SiteRemoval } from '../core/site-removal.ts';
 import { InventoryReporter, parentInventorySink } from '../replication/inventory-reporter.ts';
 import packageJson from '../../package.json' with { type: 'json' };
 
@@ -202,6 +203,10 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
       catalog, changeLog: catalog, sites, site: { id: config.site, role: config.role, parent: config.parent }, follower,
       inventories, localInventory: () => reporter.current(),
       siteCredential: keystone && isCentral && !remoteKeystone ? (ctx, site, ttl) => identity.siteToken(ctx, site, ttl) : undefined,
+      removal: isCentral ? new SiteRemoval({
+        catalog, inventories: catalog, log: logger,
+        revokeCredentials: keystone && !remoteKeystone ? (ctx, site, o) => identity.revokeSiteCredentials(ctx, site, o) : undefined,
+      }) : undefined,
     },
     heldStores: follower === undefined ? (ids) => inventories.storesHolding(ids) : (ids) => cache.storesHolding(ids),
     parent: parentLink,
