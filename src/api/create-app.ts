@@ -53,6 +53,8 @@ export interface AppDeps {
    * at central every site's (their inventories), at an edge its own cache's.
    */
   heldStores?(imageIds: readonly string[]): Promise<Map<string, string[]>>;
+  /** Every store's weight in the region, for the order of an image's `stores` (default: this site's stores'). */
+  storeWeights?(): Promise<(storeId: string) => number>;
   /** Set on an edge: its image cache, with the Glance cache API. */
   cache?: PullThroughImages;
   /** Set on an edge: writes go to this parent (the composition root decides). */

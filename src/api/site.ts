@@ -209,6 +209,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
       }) : undefined,
     },
     heldStores: follower === undefined ? (ids) => inventories.storesHolding(ids) : (ids) => cache.storesHolding(ids),
+    storeWeights: () => region.weights(),
     parent: parentLink,
     get publicUrl() { return publicUrl; },
     showLocations: config.show_multiple_locations,

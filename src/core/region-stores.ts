@@ -29,6 +29,16 @@ export class RegionStores {
   }
 
   /**
+   * Every store's weight in the region (the site's own from its configuration, the others' from
+   * the descriptions their sites registered), so that every site orders an image's `stores` alike.
+   */
+  async weights(opts: IoOptions = {}): Promise<(storeId: string) => number> {
+    const weights = new Map((await this.#sites(opts)).flatMap((s) => (s.store_details ?? []).map((d) => [d.id, d.weight] as const)));
+    for (const s of this.#local.list()) weights.set(s.id, s.weight);
+    return (id) => weights.get(id) ?? 0;
+  }
+
+  /**
    * The refusal for a store a request at this site may not name (undefined when it may):
    * `upload` → 400 (as Glance's X-Image-Meta-Store on an upload); `import` (any method, copy-image
    * included) and `delete` (DELETE /v2/stores/{store}/{image}) → 409, Glance's status for an

@@ -27,8 +27,12 @@ describe('the store model: which stores exist, which may be named where, what im
 
   before(async () => {
     work = await tempDir('outpost-e2e-stores-');
-    const c = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'central'),
-      '--store', `central=file:${join(work, 'central', 'stores', 'central')}`, '--store', `bulk=file:${join(work, 'bulk')}`], ENV);
+    // Weights that order central's stores otherwise than their ids do: every site must show that order.
+    const config = join(work, 'central.json');
+    await writeFile(config, JSON.stringify({ stores: [
+      { id: 'central', path: join(work, 'central', 'stores', 'central'), weight: 10 }, { id: 'bulk', path: join(work, 'bulk'), weight: 0 },
+    ] }));
+    const c = await spawnServe(['--config', config, '--listen', '127.0.0.1:0', '--data', join(work, 'central')], ENV);
     procs.push(c);
     const e = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'edge'), '--role', 'edge', '--site', 'edge-1', '--parent', c.url], CHILD_ENV);
     procs.push(e);
@@ -84,7 +88,8 @@ describe('the store model: which stores exist, which may be named where, what im
     // Unknown stores keep Glance's answers; central's own stores work as in Glance.
     expectStatus(await call(central, 'POST', `/v2/images/${image.id}/import`, { json: { method: { name: 'copy-image' }, stores: ['nowhere'] } }), 409);
     expectStatus(await call(central, 'POST', `/v2/images/${image.id}/import`, { json: { method: { name: 'copy-image' }, stores: ['bulk'] } }), 202);
-    await eventually('copied to bulk', 15_000, async () => (await getImage(central, image.id)).stores === 'bulk,central');
+    await eventually('copied to bulk', 15_000, async () => (await getImage(central, image.id)).stores === 'central,bulk');
+    await eventually('the edge shows the same stores, in the same order (by weight)', 10_000, async () => (await getImage(edge, image.id)).stores === 'central,bulk');
     expectStatus(await call(central, 'DELETE', `/v2/stores/bulk/${image.id}`), 204);
   });
 
