@@ -43,16 +43,18 @@ export interface AppDeps {
   images: ImageService;
   imports: ImportService;
   stores: StoreRegistry;
-  /**
-   * The stores clients can name here (GET /v2/info/stores): the site's own at central; at an
-   * edge, whose writes go to central, central's as replicated.
-   */
+  /** The stores a request at this site may name (GET /v2/info/stores): the site's own. */
   storeDescriptions(): Promise<StoreDescription[]>;
   /** `api_limit_max`, for the task list. */
   maxLimit: number;
   replication: ReplicationDeps;
-  /** Central: per image, the stores of other sites holding a verified copy (their inventories). */
+  /**
+   * Per image, stores holding a cached verified copy, added to its `stores` after its locations':
+   * at central every site's (their inventories), at an edge its own cache's.
+   */
   heldStores?(imageIds: readonly string[]): Promise<Map<string, string[]>>;
+  /** Every store's weight in the region, for the order of an image's `stores` (default: this site's stores'). */
+  storeWeights?(): Promise<(storeId: string) => number>;
   /** Set on an edge: its image cache, with the Glance cache API. */
   cache?: PullThroughImages;
   /** Set on an edge: writes go to this parent (the composition root decides). */

@@ -8,6 +8,7 @@ import { ImageService } from '../core/image-service.ts';
 import { ImportTaskRunner, type GlanceRegion } from '../core/import-runner.ts';
 import { ImportService } from '../core/import-service.ts';
 import { StoreRegistry } from '../core/stores.ts';
+import { RegionStores } from '../core/region-stores.ts';
 import { HeaderAuthenticator } from '../identity/header-authenticator.ts';
 import { JoseTokens } from '../identity/jose-tokens.ts';
 import { KeystoneAuthenticator } from '../identity/keystone-authenticator.ts';
@@ -28,6 +29,7 @@ import { SiteImageSource } from '../transfer/site-image-source.ts';
 import { ParentCopyRegistry } from '../replication/parent-copy-registry.ts';
 import { SiteRegistry } from '../core/site-registry.ts';
 import { SiteInventories } from '../core/site-inventory.ts';
+import { SiteRemoval } from '../core/site-removal.ts';
 import { InventoryReporter, parentInventorySink } from '../replication/inventory-reporter.ts';
 import packageJson from '../../package.json' with { type: 'json' };
 
@@ -137,8 +139,9 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     },
   });
   invalidation.start();
+  const region = new RegionStores({ site: config.site, local: stores, sites: (o) => catalog.listSites(o) });
   const images = new ImageService({
-    catalog,
+    catalog, region,
     elsewhere: cache,
     copies: parentLink === undefined ? undefined : new ParentCopyRegistry({ parentUrl: parentLink.url, headers: siteHeaders, timeoutMs: parentLink.timeoutMs, waitForReplica: parentLink.waitForReplica, log: logger }),
     stores,
@@ -161,7 +164,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   // Tasks are run (and recovered) where they were created: an edge's replicated tasks are central's.
   if (config.role === 'central') await runner.recover();
   const imports = new ImportService({
-    catalog, stores, images, staging, runner,
+    catalog, stores, region, images, staging, runner,
     methods: config.import_methods,
     checkUri: (uri) => remote.check(uri),
     imageSizeCap: config.image_size_cap,
@@ -194,16 +197,19 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     stores,
     // Glance's cache API is an edge's (central's cache only holds copies other sites own).
     cache: follower === undefined ? undefined : cache,
-    storeDescriptions: follower === undefined
-      ? async () => stores.describe()
-      : async () => (await catalog.listSites()).find((s) => s.parent === null)?.store_details ?? stores.describe(),
+    storeDescriptions: async () => stores.describe(),
     maxLimit: config.api_limit_max,
     replication: {
       catalog, changeLog: catalog, sites, site: { id: config.site, role: config.role, parent: config.parent }, follower,
       inventories, localInventory: () => reporter.current(),
       siteCredential: keystone && isCentral && !remoteKeystone ? (ctx, site, ttl) => identity.siteToken(ctx, site, ttl) : undefined,
+      removal: isCentral ? new SiteRemoval({
+        catalog, inventories: catalog, log: logger,
+        revokeCredentials: keystone && !remoteKeystone ? (ctx, site, o) => identity.revokeSiteCredentials(ctx, site, o) : undefined,
+      }) : undefined,
     },
-    heldStores: follower === undefined ? (ids) => inventories.storesHolding(ids) : undefined,
+    heldStores: follower === undefined ? (ids) => inventories.storesHolding(ids) : (ids) => cache.storesHolding(ids),
+    storeWeights: () => region.weights(),
     parent: parentLink,
     get publicUrl() { return publicUrl; },
     showLocations: config.show_multiple_locations,

@@ -367,6 +367,11 @@ export class PullThroughImages {
     };
   }
 
+  /** Per image, this cache's store if it holds a verified copy (what an edge adds to an image's `stores`). */
+  async storesHolding(imageIds: readonly string[]): Promise<Map<string, string[]>> {
+    return new Map(imageIds.filter((id) => this.#entries.has(id)).map((id) => [id, [this.#o.blobs.id]]));
+  }
+
   /** Every held copy with its pin, for the site's inventory. */
   entries(): CacheEntry[] {
     return [...this.#entries.values()].map((e) => ({ ...e, pinned: this.#isPinned(e) }));

@@ -253,6 +253,15 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Inve
     await this.#tx(async (trx) => applyChange(trx, { seq: 0, entity: 'site', id: site.id, op: 'upsert', body: site, at: '' }));
   }
 
+  async deleteSite(id: string, opts?: IoOptions): Promise<boolean> {
+    throwIfAborted(opts);
+    return this.#tx(async (trx) => {
+      if ((await trx.selectFrom('sites').select('id').where('id', '=', id).executeTakeFirst()) === undefined) return false;
+      await applyChange(trx, { seq: 0, entity: 'site', id, op: 'delete', body: { id }, at: '' });
+      return true;
+    });
+  }
+
   async getSite(id: string, opts?: IoOptions): Promise<Site | undefined> {
     throwIfAborted(opts);
     const row = await this.#db.selectFrom('sites').select('body').where('id', '=', id).executeTakeFirst();
@@ -341,6 +350,14 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Inve
         .map((i) => ({ image_id: i.image_id, site_id: inventory.site, store: i.store }));
       // SQLite allows 32766 bound parameters per statement: 3 per row.
       for (let i = 0; i < copies.length; i += 5000) await trx.insertInto('inventory_copies').values(copies.slice(i, i + 5000)).execute();
+    });
+  }
+
+  async deleteInventory(siteId: string, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    await this.#db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('inventory_copies').where('site_id', '=', siteId).execute();
+      await trx.deleteFrom('site_inventories').where('site_id', '=', siteId).execute();
     });
   }
 
@@ -696,7 +713,7 @@ async function applyChange(trx: Transaction<CatalogTables>, change: Change): Pro
     }
     await appendChange(trx, change.entity, change.id, change.op, change.body);
   } else if (change.op === 'delete') {
-    // A task or site is deleted only by a load whose snapshot no longer has it.
+    // A task is deleted only by a load whose snapshot no longer has it; a site also by deleteSite.
     await trx.deleteFrom(change.entity === 'site' ? 'sites' : 'tasks').where('id', '=', change.id).execute();
     await appendChange(trx, change.entity, change.id, 'delete', change.body);
   } else if (change.entity === 'site') {

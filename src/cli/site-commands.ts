@@ -1,8 +1,12 @@
 import { Command } from 'commander';
 import { CliError } from './cli-error.ts';
 import { ImageApi, apiOptions, withApiOptions } from './image-commands.ts';
+import type { SiteRemovalReport } from '../core/site-removal.ts';
 
-/** `outpost site add NAME`: asks central for the credential site NAME presents to its parent. */
+/**
+ * `outpost site add NAME`: asks central for the credential site NAME presents to its parent.
+ * `outpost site remove NAME`: takes site NAME out of the region (DELETE /outpost/v1/sites/NAME).
+ */
 export function siteCommand(print: (line: string) => void): Command {
   const site = new Command('site').description('sites of the region');
   withApiOptions(site.command('add'))
@@ -17,6 +21,16 @@ export function siteCommand(print: (line: string) => void): Command {
       const body = await res.json() as { token: string; expires_at: string };
       print(`site ${name}: credential valid until ${body.expires_at}. Start the site with`);
       print(`  OUTPOST_SITE_TOKEN=${body.token}`);
+    });
+  withApiOptions(site.command('remove'))
+    .description('remove a site from the region (central, admin): its endpoints, credential, inventory and the copies in its stores')
+    .argument('<name>', 'the site id')
+    .action(async (name: string, _o: unknown, cmd: Command) => {
+      const res = await new ImageApi(apiOptions(cmd)).call('DELETE', `/outpost/v1/sites/${encodeURIComponent(name)}`);
+      const r = await res.json() as SiteRemovalReport;
+      print(`removed site ${name} (stores ${r.stores.join(', ')}${r.credential_revoked ? '; credential revoked' : ''})`);
+      if (r.images_with_copy_removed.length > 0) print(`images that lost their copy at ${name} but keep another: ${r.images_with_copy_removed.join(' ')}`);
+      if (r.images_without_copy.length > 0) print(`images whose only copy was at ${name}, now queued (upload their data again): ${r.images_without_copy.join(' ')}`);
     });
   return site;
 }

@@ -13,6 +13,7 @@ import { applyPatch, type PatchDialect, type PatchOp } from './image-patch.ts';
 import { assertWritableName, isBaseWritable, repr, tooLong, validateAttribute } from './image-validation.ts';
 import { parseListQuery, type ListLimits, type QueryParams } from './list-query.ts';
 import type { BlobDigest, BlobStore, Catalog, CopyRegistry, ImageBytesElsewhere, IoOptions, VerifiedCopy } from './ports.ts';
+import type { RegionStores } from './region-stores.ts';
 import type { StoreRegistry } from './stores.ts';
 import { HEADER_BYTES, inspectVirtualSize } from './virtual-size.ts';
 
@@ -31,6 +32,8 @@ export interface ImageServiceOptions {
    * recorded here, at central, instead of in the local catalog.
    */
   copies?: CopyRegistry;
+  /** The region's stores: explains why a store an upload names is not one of this site's. */
+  region?: RegionStores;
   now?: () => Date;
 }
 
@@ -60,6 +63,7 @@ export class ImageService {
   readonly #staging: BlobStore | undefined;
   readonly #elsewhere: ImageBytesElsewhere | undefined;
   readonly #copies: CopyRegistry | undefined;
+  readonly #region: RegionStores | undefined;
   readonly #now: () => Date;
   readonly access = new AccessRules();
 
@@ -71,6 +75,7 @@ export class ImageService {
     this.#staging = opts.staging;
     this.#elsewhere = opts.elsewhere;
     this.#copies = opts.copies;
+    this.#region = opts.region;
     this.#now = opts.now ?? (() => new Date());
   }
 
@@ -300,6 +305,9 @@ export class ImageService {
     const image = await this.get(ctx, id, req);
     this.access.assertCanModify(ctx, image, 'upload_image');
     const storeId = req.storeId ?? this.#stores.defaultId;
+    // Only this site's own stores: the bytes are stored where the upload arrives.
+    const refusal = await this.#region?.refusal(storeId, 'upload', req);
+    if (refusal !== undefined) throw refusal;
     const blobs = this.#stores.blobs(storeId);
     // glance_store raises StoreAddDisabled for a read-only store, which image_data.py answers 410.
     if (this.#stores.isReadOnly(storeId)) throw new GoneError(`Store ${storeId} is read-only: images cannot be added to it.`);

@@ -6,6 +6,7 @@ import {
 import { assertTransition, isUuid, setProperty, type Image } from './image.ts';
 import type { ImageService } from './image-service.ts';
 import type { BlobStore, Catalog, IoOptions, SortDir, TaskListQuery } from './ports.ts';
+import type { RegionStores } from './region-stores.ts';
 import type { StoreRegistry } from './stores.ts';
 import {
   IMPORT_METHODS, TASK_STATUSES, endTask, isTerminal, type ImportMethod, type ImportRequest, type Task,
@@ -47,6 +48,8 @@ export interface ImportServiceOptions {
   /** Checks a web-download URI against the import filtering rules; throws BadRequestError. */
   checkUri: (uri: string) => void;
   imageSizeCap: number;
+  /** The region's stores: explains why another site's store cannot be named here. */
+  region?: RegionStores;
   now?: () => Date;
 }
 
@@ -147,7 +150,7 @@ export class ImportService {
     }
     const superseded = await this.#assertNoLiveLock(image, call);
 
-    const targets = this.#targetStores(req, image, call.storeHeader);
+    const targets = await this.#targetStores(req, image, call.storeHeader, call);
     if (targets.length === 0) {
       // copy-image: every store asked for holds the image already — nothing to do, no task.
       if (method === 'copy-image') return undefined;
@@ -231,7 +234,7 @@ export class ImportService {
   }
 
   /** Store selection of images.py `import_image` (multistore rules of API-NOTES §1.8). */
-  #targetStores(req: ImportRequest, image: Image, header: string | undefined): string[] {
+  async #targetStores(req: ImportRequest, image: Image, header: string | undefined, opts: IoOptions): Promise<string[]> {
     const stores = this.#o.stores;
     if (req.all_stores === true && (req.stores !== undefined || header !== undefined)) {
       throw new BadRequestError('All_stores parameter can\'t be used with x-image-meta-store header or stores parameter');
@@ -245,7 +248,7 @@ export class ImportService {
     } else {
       targets = req.stores ?? [header ?? stores.defaultId];
       for (const id of targets) {
-        if (!stores.has(id)) throw new ConflictError(`Store for identifier ${id} not found`);
+        if (!stores.has(id)) throw await this.#o.region?.refusal(id, 'import', opts) ?? new ConflictError(`Store for identifier ${id} not found`);
         if (stores.isReadOnly(id)) throw new ConflictError(`Store ${id} is read-only`);
       }
     }
@@ -268,7 +271,7 @@ export class ImportService {
    */
   async deleteFromStore(ctx: RequestContext, storeId: string, id: string, opts: IoOptions = {}): Promise<void> {
     if (!ctx.isAdmin) throw new ForbiddenError('You are not authorized to complete delete_image_location action.');
-    if (!this.#o.stores.has(storeId)) throw new ConflictError(`Unknown store ${storeId}.`);
+    if (!this.#o.stores.has(storeId)) throw await this.#o.region?.refusal(storeId, 'delete', opts) ?? new ConflictError(`Unknown store ${storeId}.`);
     const image = await this.#o.images.get(ctx, id, opts);
     const updated = await this.#o.catalog.updateImage(image.id, (current) => {
       if (current.status !== 'active') {

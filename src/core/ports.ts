@@ -108,6 +108,8 @@ export interface Catalog {
 
   /** Inserts or replaces a site's registration. */
   upsertSite(site: Site, opts?: IoOptions): Promise<void>;
+  /** Deletes a site's registration (a `site` delete in the change log, so it replicates); false when there was none. */
+  deleteSite(id: string, opts?: IoOptions): Promise<boolean>;
   getSite(id: string, opts?: IoOptions): Promise<Site | undefined>;
   listSites(opts?: IoOptions): Promise<Site[]>;
   /** The (not deleted) images with a location in one of these stores, by id. */
@@ -285,6 +287,8 @@ export interface InventoryStore {
   /** Replaces the site's inventory. */
   putInventory(inventory: SiteInventory, opts?: IoOptions): Promise<void>;
   getInventory(siteId: string, opts?: IoOptions): Promise<SiteInventory | undefined>;
+  /** Forgets a site's inventory and the copies it listed (a removed site). */
+  deleteInventory(siteId: string, opts?: IoOptions): Promise<void>;
   /** For each of these images, the stores of the sites that reported holding a copy of it. */
   storesHolding(imageIds: readonly string[], opts?: IoOptions): Promise<Map<string, string[]>>;
 }

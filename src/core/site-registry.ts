@@ -1,6 +1,7 @@
 import type { RequestContext } from './context.ts';
 import { BadRequestError, ConflictError, ForbiddenError } from './errors.ts';
 import type { Catalog, IoOptions, Site, StoreDescription } from './ports.ts';
+import { storesOwnedElsewhere } from './region-stores.ts';
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
@@ -21,6 +22,7 @@ export class SiteRegistry {
   /** Central's own record (no parent). */
   async registerSelf(site: Omit<Site, 'registered_at' | 'last_contact' | 'lag_changes' | 'parent'>, opts: IoOptions = {}): Promise<void> {
     const now = this.#now().toISOString();
+    assertOwnStores(site.id, site.stores, await this.#catalog.listSites(opts));
     const existing = await this.#catalog.getSite(site.id, opts);
     await this.#catalog.upsertSite({ ...site, parent: null, registered_at: existing?.registered_at ?? now, last_contact: now, lag_changes: null }, opts);
   }
@@ -54,6 +56,7 @@ export class SiteRegistry {
     }
     const existing = sites.get(id);
     if (existing?.parent === null) throw new ConflictError(`Site ${id} is central; it has no parent.`);
+    assertOwnStores(id, stores as string[], [...sites.values()]);
     const now = this.#now().toISOString();
     const site: Site = {
       id, parent, labels: labels as Record<string, string>, stores: stores as string[], store_details: details as StoreDescription[],
@@ -67,5 +70,14 @@ export class SiteRegistry {
 
   async list(opts: IoOptions = {}): Promise<Site[]> {
     return this.#catalog.listSites(opts);
+  }
+}
+
+/** A store id is unique in the region: a site may not declare a store another site owns (409). */
+function assertOwnStores(id: string, stores: readonly string[], sites: readonly Site[]): void {
+  const taken = storesOwnedElsewhere(id, stores, sites);
+  if (taken.length > 0) {
+    throw new ConflictError(`Site ${id} cannot have ${taken.map((t) => `store ${t.store} (site ${t.owner} has it)`).join(', ')}: `
+      + 'store ids are unique in the region; start the site with --store naming stores of its own.');
   }
 }

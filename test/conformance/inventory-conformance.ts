@@ -44,11 +44,21 @@ export function inventoryConformance(name: string, open: () => Promise<Inventory
       assert.deepEqual(await inventory.storesHolding([]), new Map());
     }));
 
+    it('deleteInventory forgets a site\'s report and the copies it listed; other sites keep theirs', withStore(async (inventory) => {
+      await inventory.putInventory(report('edge-1', [item('i1', 'edge-1')]));
+      await inventory.putInventory(report('edge-2', [item('i1', 'edge-2')]));
+      await inventory.deleteInventory('edge-1');
+      await inventory.deleteInventory('never-reported');
+      assert.equal(await inventory.getInventory('edge-1'), undefined);
+      assert.deepEqual(await inventory.storesHolding(['i1']), new Map([['i1', ['edge-2']]]));
+    }));
+
     it('rejects calls made with an aborted signal', withStore(async (inventory) => {
       const signal = AbortSignal.abort();
       await assert.rejects(inventory.putInventory(report('edge-1', [item('i1', 'edge-1')]), { signal }));
       await assert.rejects(inventory.getInventory('edge-1', { signal }));
       await assert.rejects(inventory.storesHolding(['i1'], { signal }));
+      await assert.rejects(inventory.deleteInventory('edge-1', { signal }));
       assert.equal(await inventory.getInventory('edge-1'), undefined);
     }));
   });

@@ -86,6 +86,7 @@ function scenario(rec: Records) {
   const task = rec.task(kept.id);
   const central = rec.site('central', null);
   const edge = rec.site('site-a', 'central', { labels: { region: 'north' } });
+  const removed = rec.site('site-gone', 'central');
   const later = rec.at();
 
   const image = (i: Image) => (c: ReplicatedCatalog) => c.getImage(i.id);
@@ -111,9 +112,10 @@ function scenario(rec: Records) {
       label: 'updateTask', run: (c) => c.updateTask(task.id, (t) => ({ ...t, status: 'processing', message: 'Copied 1 MiB', updated_at: later })),
       change: ['task', 'upsert', task.id], stored: (c) => c.getTask(task.id),
     },
-    ...[central, edge, { ...edge, last_contact: later, lag_changes: 3 }].map((s, i): Step => ({
+    ...[central, edge, { ...edge, last_contact: later, lag_changes: 3 }, removed].map((s, i): Step => ({
       label: `upsertSite ${s.id} #${i}`, run: (c) => c.upsertSite(s), change: ['site', 'upsert', s.id], stored: (c) => c.getSite(s.id),
     })),
+    { label: 'deleteSite', run: async (c) => assert.equal(await c.deleteSite(removed.id), true), change: ['site', 'delete', removed.id] },
   ];
   return {
     steps, kept, gone, other, memberA, task, edge,
@@ -222,6 +224,8 @@ export function changeLogConformance(name: string, open: Open, options: Conforma
         await assert.rejects(call(), error, label);
         assert.equal(await c.lastSeq(), before.last, label);
       }
+      assert.equal(await c.deleteSite('site-never'), false, 'deleteSite (unknown)');
+      assert.equal(await c.lastSeq(), before.last, 'deleteSite (unknown)');
       assert.deepEqual(await c.digest(), before.digest);
     }));
 

@@ -15,8 +15,9 @@ export function registerImageRoutes(app: FastifyInstance, deps: AppDeps): void {
   type Image = Parameters<typeof imageView>[0];
   const views = async (list: Image[]) => {
     const held = await deps.heldStores?.(list.map((i) => i.id));
+    const weight = await deps.storeWeights?.() ?? ((s: string) => deps.stores.weight(s));
     return list.map((image) => imageView(image, {
-      stores: deps.stores, showLocations: deps.showLocations, showDirectUrl: deps.showDirectUrl, held: held?.get(image.id),
+      weight, showLocations: deps.showLocations, showDirectUrl: deps.showDirectUrl, held: held?.get(image.id),
     }));
   };
   const view = async (image: Image) => (await views([image]))[0];

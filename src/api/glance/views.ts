@@ -1,6 +1,5 @@
 import type { Image, ImageMember } from '../../core/image.ts';
 import { orderedStoreIds } from '../../core/image.ts';
-import type { StoreRegistry } from '../../core/stores.ts';
 
 /** `YYYY-MM-DDTHH:MM:SSZ`, as glance.common.timeutils.isotime. */
 export function isoSeconds(iso: string): string {
@@ -8,8 +7,9 @@ export function isoSeconds(iso: string): string {
 }
 
 export interface ImageViewOptions {
-  stores: StoreRegistry;
-  /** Stores of sites reported holding a verified copy (central: from their inventories). */
+  /** A store's weight (region-wide): an image's `stores` are ordered by weight, then id. */
+  weight(storeId: string): number;
+  /** Stores holding a verified cached copy (central: every site's, from their inventories; an edge: its own). */
   held?: readonly string[];
   showLocations: boolean;
   showDirectUrl: boolean;
@@ -21,7 +21,7 @@ export interface ImageViewOptions {
  * locations' stores by weight, then those of other sites holding a copy (`held`).
  */
 export function imageView(image: Image, opts: ImageViewOptions): Record<string, unknown> {
-  const storeIds = orderedStoreIds(image.locations, (s) => opts.stores.weight(s));
+  const storeIds = orderedStoreIds(image.locations, opts.weight);
   for (const s of opts.held ?? []) if (!storeIds.includes(s)) storeIds.push(s);
   const view: Record<string, unknown> = {
     ...image.properties,

@@ -5,6 +5,7 @@ import type { ChangeLog, Catalog, InventoryItem } from '../../core/ports.ts';
 import type { SiteInventories } from '../../core/site-inventory.ts';
 import type { AuditResult, FollowerStatus } from '../../replication/follower.ts';
 import type { SiteRegistry } from '../../core/site-registry.ts';
+import type { SiteRemoval } from '../../core/site-removal.ts';
 import { jsonBody } from '../create-app.ts';
 import { resource } from '../resource.ts';
 import { queryParams } from '../glance/request-helpers.ts';
@@ -20,6 +21,8 @@ export interface ReplicationDeps {
   inventories: SiteInventories;
   /** What this site holds now. */
   localInventory(): Promise<InventoryItem[]>;
+  /** Central: removes a site (DELETE /outpost/v1/sites/{id}; an edge forwards it up). */
+  removal?: SiteRemoval;
   /** Central with auth keystone: a new site's credential (`outpost site add`). */
   siteCredential?(ctx: RequestContext, site: string, ttlSeconds: number): Promise<string>;
 }
@@ -71,6 +74,14 @@ export function registerReplicationRoutes(app: FastifyInstance, deps: Replicatio
     GET: async () => ({ sites: await deps.sites.list() }),
     POST: async (req) => deps.sites.register(req.ctx, await jsonBody(req), { signal: req.clientSignal }),
   });
+
+  // DELETE /outpost/v1/sites/{id} (central, admin) → 200 with what the removal changed.
+  if (deps.removal !== undefined) {
+    const removal = deps.removal;
+    resource(app, '/outpost/v1/sites/:id', {
+      DELETE: async (req) => removal.remove(req.ctx, (req.params as { id: string }).id, { signal: req.clientSignal }),
+    });
+  }
 
   // POST /outpost/v1/sites/{id}/credential (central, admin): the token site {id} presents to its
   // parent (config site_token). Body: optional {"ttl_seconds": N}, default one year.

@@ -128,6 +128,20 @@ export class IdentityService {
   }
 
   /**
+   * Revokes site `site`'s credentials (central, a removed site): deletes its user, which revokes
+   * every token of it at every site once the change arrives. False when the site never had one.
+   * A later `siteToken` for the same name makes the user again, and only tokens issued from then
+   * on are accepted.
+   */
+  async revokeSiteCredentials(ctx: RequestContext, site: string, opts: IoOptions = {}): Promise<boolean> {
+    assertAdmin(ctx);
+    const user = await this.#findByName<User>('user', `site-${site}`, DEFAULT_DOMAIN_ID, opts);
+    if (user === undefined) return false;
+    await this.delete(ctx, 'user', user.id, opts);
+    return true;
+  }
+
+  /**
    * POST /identity/v3/auth/tokens: the `password` method, or the `token` method with a token of
    * this region (rescoping it) or of a trusted external issuer (federation: its user, project and
    * role assignments are created on first use). Returns the new token and its body.
