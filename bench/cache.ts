@@ -56,7 +56,7 @@ const SECTION: DocSection = {
   by: '`npm run bench:cache` (bench/cache.ts)',
   intro: '## Edge image cache\n\nImage bytes at an edge: a cache hit against nginx, a cold miss against a download straight from central (on loopback and over a bandwidth-limited link), ' +
     'and the bytes central sends for many concurrent cold clients. ' +
-    'Run it with `npm run bench:cache` (1 GiB image, about 9 minutes) or `npm run bench:cache -- --quick` (`--help` lists the options). ' +
+    'Run it with `npm run bench:cache` (1 GiB image, 5 rounds, about 13 minutes) or `npm run bench:cache -- --quick` (`--help` lists the options). ' +
     'The part between the `bench:cache` markers is rewritten by each full run; the findings after it are kept.',
 };
 
@@ -224,7 +224,7 @@ async function main(cleanup: Cleanup): Promise<number> {
   const hitsBefore = (await held(edge))!.hits;
   loads.note('before hits');
   log(`Cache hit at the edge against nginx: 1 untimed + ${reps} timed rounds`);
-  await measureDownloads([httpTarget(hit, edge.pid, () => fileUrl(edge), file), ...(typeof nginx === 'string' ? [] : [httpTarget(ngx, nginx.pid, () => `${nginx.url}/image.bin`, file)])], file, reps);
+  await measureDownloads([httpTarget(hit, edge.pid, () => fileUrl(edge), file), ...(typeof nginx === 'string' ? [] : [httpTarget(ngx, undefined, () => `${nginx.url}/image.bin`, file)])], file, reps);
   const hitsAfter = (await held(edge))?.hits;
   if (hitsAfter !== hitsBefore + reps + 1) throw new Error(`the edge counted ${hitsAfter} hits, expected ${hitsBefore + reps + 1}: not every read was a hit`);
 

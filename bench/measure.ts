@@ -135,13 +135,14 @@ export class ApiSystem {
 /** Something a 1 GiB file can be read from: a server URL (curl -o /dev/null) or `cat`. */
 export interface DownloadTarget {
   result: SystemResult;
-  /** Server charged with the CPU time; undefined for cat. */
+  /** Server charged with the CPU time; undefined: not measured (cat, nginx). */
   pid: number | undefined;
   /** Seconds to read the whole file once. */
   read(): Promise<number>;
 }
 
-export function httpTarget(result: SystemResult, pid: number, url: () => string, file: TestFile): DownloadTarget {
+/** `pid` undefined: the server's CPU is not measured (nginx: sendfile's copy is charged to the client on loopback). */
+export function httpTarget(result: SystemResult, pid: number | undefined, url: () => string, file: TestFile): DownloadTarget {
   return { result, pid, read: () => curlDownload(url(), file.size) };
 }
 

@@ -33,7 +33,7 @@ const TARGETS = { hop1: 250, hop2: 500, loaded: 1000, rssGrowth: 0.10 };
 const SECTION: DocSection = {
   tag: 'bench:propagation',
   by: '`npm run bench:propagation` (bench/propagation.ts)',
-  intro: '## Catalog propagation\n\nHow fast a change made at central is visible at an edge and a far edge, alone and with many followers on central\'s feed. Run it with `npm run bench:propagation` (about 5 minutes) or `npm run bench:propagation -- --quick` (`--help` lists the options). The part between the `bench:propagation` markers is rewritten by each full run; the findings after it are kept.',
+  intro: '## Catalog propagation\n\nHow fast a change made at central is visible at an edge and a far edge, alone and with many followers on central\'s feed. Run it with `npm run bench:propagation` (5 rounds, about 3 minutes) or `npm run bench:propagation -- --quick` (`--help` lists the options). The part between the `bench:propagation` markers is rewritten by each full run; the findings after it are kept.',
 };
 
 function options() {

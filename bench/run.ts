@@ -131,7 +131,7 @@ async function main(cleanup: Cleanup): Promise<number> {
   const nginxResult: SystemResult = { name: 'nginx (sendfile)' };
   const catResult: SystemResult = { name: 'cat > /dev/null' };
   const targets: DownloadTarget[] = apis.map((a) => httpTarget(a.result, a.server.pid, () => a.downloadUrl, file));
-  if (typeof nginx !== 'string') targets.splice(1, 0, httpTarget(nginxResult, nginx.pid, () => `${nginx.url}/image.bin`, file));
+  if (typeof nginx !== 'string') targets.splice(1, 0, httpTarget(nginxResult, undefined, () => `${nginx.url}/image.bin`, file));
   targets.push(catTarget(catResult, file));
   await measureDownloads(targets, file, opts.plan.runs);
 

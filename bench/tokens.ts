@@ -38,7 +38,7 @@ const PASSWORD = 'bench-password';
 const SECTION: DocSection = {
   tag: 'bench:tokens',
   by: '`npm run bench:tokens` (bench/tokens.ts)',
-  intro: '## Token validation\n\nWhat checking a Keystone token costs an edge per request. Run it with `npm run bench:tokens` (about 2 minutes) or `npm run bench:tokens -- --quick` (`--help` lists the options). The part between the `bench:tokens` markers is rewritten by each full run.',
+  intro: '## Token validation\n\nWhat checking a Keystone token costs an edge per request. Run it with `npm run bench:tokens` (5 rounds, about 3 minutes) or `npm run bench:tokens -- --quick` (`--help` lists the options). The part between the `bench:tokens` markers is rewritten by each full run.',
 };
 
 function options() {
