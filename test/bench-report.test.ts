@@ -2,6 +2,7 @@
 // load, PASS/FAIL only against a reference measured in the same run, quiet-machine targets marked.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { compare } from '../bench/report.ts';
 import { compareRow, EXIT_NOT_MEASURED, fmtSpread, median, outcome, spread, withLoad, type Series } from '../bench/rounds.ts';
 
 const quietLoad = { start: 0.5, end: 0.8 };
@@ -65,5 +66,25 @@ describe('benchmark rounds', () => {
     const { value, load } = await withLoad(async () => 42, () => loads.shift()!);
     assert.equal(value, 42);
     assert.deepEqual(load, { start: 1.25, end: 3.5 });
+  });
+
+  it("bench/run.ts's table: Glance missing → its lines not measured, no PASS for them, no CPU comparison with nginx", () => {
+    const load = quietLoad;
+    const outpost = {
+      name: 'Outpost', upload: [{ mbps: 400, cpuS: 4, load }], download: [{ mbps: 2000, cpuS: 0.4, load }],
+      get: [{ rps: 9000, p50ms: 1.5, p99ms: 4, requests: 90_000, non2xx: 0, socketErrors: '', load }],
+    };
+    const nginx = { result: { name: 'nginx', download: [{ mbps: 2100, cpuS: Number.NaN, load }] } };
+    const cat = { name: 'cat', download: [{ mbps: 9000, cpuS: Number.NaN, load }] };
+    const rows = compare(outpost, { name: 'Glance', missing: 'could not be started: no glance-api' }, nginx, cat, 2 ** 30);
+    const glanceRows = rows.filter((r) => r.reference.startsWith('Glance'));
+    assert.ok(glanceRows.length >= 5);
+    for (const r of glanceRows) {
+      assert.equal(r.ratio, 'not measured (could not be started: no glance-api)');
+      assert.doesNotMatch(r.result, /PASS|FAIL/);
+    }
+    assert.deepEqual(rows.filter((r) => r.verdict === 'not measured').map((r) => r.measure), ['Upload 1 image, MB/s', 'GET /v2/images/{id}, req/s']);
+    assert.ok(rows.every((r) => !(r.measure.includes('CPU') && r.reference.includes('nginx'))));
+    assert.equal(outcome(rows).code, EXIT_NOT_MEASURED);
   });
 });
