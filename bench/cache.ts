@@ -242,7 +242,11 @@ async function main(cleanup: Cleanup): Promise<number> {
     const { value: bodies, load } = await withLoad(() => Promise.all(Array.from({ length: N }, () => curlSha512(fileUrl(counted)))));
     const burstS = (performance.now() - started) / 1000;
     const link = wan.stats();
-    for (const b of bodies) if (b.error !== undefined) log(`  client failed: HTTP ${b.code}, ${b.bytes} bytes: ${b.error}`);
+    for (const b of bodies) {
+      if (b.error !== undefined || b.code !== '200' || b.bytes !== size || b.sha512 !== file.sha512) {
+        log(`  client failed: HTTP ${b.code}, ${b.bytes} bytes, sha512 ${b.sha512 === file.sha512 ? 'right' : 'wrong'}${b.error === undefined ? '' : `: ${b.error}`}`);
+      }
+    }
     const burst: Burst = {
       seconds: burstS, load, times: bodies.map((b) => b.seconds), upstream: link.toClient.forwarded, requestBytes: link.toTarget.forwarded,
       connections: link.connections.accepted, whole: bodies.filter((b) => b.code === '200' && b.bytes === size && b.sha512 === file.sha512).length,
@@ -268,12 +272,18 @@ async function main(cleanup: Cleanup): Promise<number> {
     compareRow({
       measure: 'Cache hit at the edge, MB/s', subject: mbpsOf(hit),
       reference: typeof nginx === 'string' ? { label: 'nginx', missing: nginx } : { label: 'nginx sendfile, same file', series: mbpsOf(ngx) },
-      target: { text: `≥ ${TARGETS.hit}× nginx`, met: (x) => x >= TARGETS.hit },
+      target: {
+        text: `≥ ${TARGETS.hit}× nginx`, met: (x) => x >= TARGETS.hit,
+        quietOnly: 'the edge copies each byte through user space, nginx\'s sendfile does not: with the CPUs taken by other work, nginx gets more done per CPU-second',
+      },
     }),
     ...(wanRun ? [compareRow({
       measure: `Cold miss at the edge over a ${opts.linkMBps} MB/s link, s`, subject: secondsOf(wanCold), format: two,
       reference: { label: 'central direct through an identical link', series: secondsOf(wanDirect) },
-      target: { text: `≤ ${TARGETS.miss}× direct`, met: (x) => x <= TARGETS.miss },
+      target: {
+        text: `≤ ${TARGETS.miss}× direct`, met: (x) => x <= TARGETS.miss,
+        quietOnly: 'the edge hashes md5 and sha512 of every byte as it arrives, which keeps up with the link only while it has the CPU for it',
+      },
     })] : []),
     compareRow({
       measure: `Cold miss at the edge on loopback, s (not judged: verifying alone needs ≥ ${fmt(floor.seconds, 2)} s here, ${floorRatio.toFixed(1)}× a direct download)`,
