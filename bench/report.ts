@@ -4,13 +4,13 @@ import type { Sample, SystemResult } from './measure.ts';
 import type { LoadNotes } from './procs.ts';
 import { compareRow, fmt, fmtLoad, fmtSpread, seriesOf, type Reference, type Row, type Series } from './rounds.ts';
 
-// Benchmarks written before bench/rounds.ts import these from here.
+// Also exported here, where benchmarks have long imported them from.
 export { fmt, median, percentile } from './rounds.ts';
 
 const GIB = 2 ** 30;
 
 /** A system's figure per round (MB/s, CPU-s per GiB of `size`, req/s, ms), each with its round's load. */
-export const figures = {
+const figures = {
   uploadMBps: (r: SystemResult) => seriesOf(r.upload ?? [], (s) => s.mbps),
   uploadCpuPerGiB: (r: SystemResult, size: number) => seriesOf(r.upload ?? [], (s: Sample) => s.cpuS * GIB / size),
   downloadMBps: (r: SystemResult) => seriesOf(r.download ?? [], (s) => s.mbps),
