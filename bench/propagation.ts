@@ -203,7 +203,12 @@ async function main(cleanup: Cleanup): Promise<number> {
   const N = opts.followers;
   const ms = (n: number) => `${fmt(n, 1)} ms`;
   const p99 = (rounds: PhaseRound[], f: (r: PhaseRound) => Stat): Series => seriesOf(rounds, (r) => f(r).p99);
-  const p99Row = (measure: string, series: Series, limit: number) => compareRow({ measure, subject: series, format: ms, target: { text: `≤ ${limit} ms`, met: (x) => x <= limit } });
+  // Each hop waits for a turn on a CPU at the receiving site: met with a large margin at load 1-4,
+  // missed at 21-27 (the run of 2026-12-04 in docs/benchmarks.md).
+  const quietOnly = 'every hop needs a turn on a CPU at the site it reaches; with many runnable processes per CPU those turns wait';
+  const p99Row = (measure: string, series: Series, limit: number) => compareRow({
+    measure, subject: series, format: ms, target: { text: `≤ ${limit} ms`, met: (x) => x <= limit, quietOnly },
+  });
   const all = [...phase1, ...phase2];
   const rows = [
     p99Row('Central → edge (1 hop), p99', p99(phase1, (r) => r.edge), TARGETS.hop1),
