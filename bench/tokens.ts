@@ -169,7 +169,10 @@ async function main(cleanup: Cleanup): Promise<number> {
   const rows = [
     compareRow({
       measure: 'Token check at the edge, CPU per request (repeated token; keystone − none, per round)', subject: check, format: us,
-      target: { text: `< ${TARGET_MS * 1000} µs`, met: (x) => x < TARGET_MS * 1000 },
+      target: {
+        text: `< ${TARGET_MS * 1000} µs`, met: (x) => x < TARGET_MS * 1000,
+        quietOnly: 'the check is the difference of two edges\' CPU per request, a few µs, which other work on the CPUs drowns in noise (a negative median says so)',
+      },
     }),
     compareRow({ measure: 'Edge CPU per request, auth keystone', subject: perRequest(ks), reference: { label: 'auth none', series: perRequest(plain) }, format: us }),
     compareRow({ measure: 'Requests/s, auth keystone', subject: seriesOf(ks, (m) => m.wrk.rps), reference: { label: 'auth none', series: seriesOf(plain, (m) => m.wrk.rps) } }),
