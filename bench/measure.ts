@@ -3,6 +3,7 @@ import { createHash, randomFillSync } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { createImage, curlDownload, curlUpload, deleteImage, fillCatalog, getImage, runWrk, type WrkResult } from './clients.ts';
 import { execFileP, treeCpuSeconds, type Server } from './procs.ts';
+import { withLoad, type LoadSpan } from './rounds.ts';
 
 export interface TestFile {
   path: string;
@@ -33,19 +34,19 @@ export async function makeTestFile(path: string, size: number): Promise<TestFile
   return { path, size, md5: md5.digest('hex'), sha512: sha512.digest('hex') };
 }
 
-/** One timed transfer: throughput in MB/s (10^6 bytes) and the server's CPU seconds (NaN: none). */
+/** One timed transfer: throughput in MB/s (10^6 bytes), the server's CPU seconds (NaN: none) and the load meanwhile. */
 export interface Sample {
   mbps: number;
   cpuS: number;
+  load: LoadSpan;
 }
 
+/** What was measured on one system in this run, round by round. */
 export interface SystemResult {
   name: string;
-  /** false: figures copied from BASELINE.md, not measured in this run. */
-  measured: boolean;
   upload?: Sample[];
   download?: Sample[];
-  get?: WrkResult[];
+  get?: (WrkResult & { load: LoadSpan })[];
   note?: string;
 }
 
@@ -68,12 +69,13 @@ export function rotate<T>(items: T[], round: number): T[] {
   return [...items.slice(k), ...items.slice(0, k)];
 }
 
-async function cpuAround<T>(pid: number | undefined, fn: () => Promise<T>): Promise<{ value: T; cpuS: number }> {
+/** Runs one timed transfer, noting the server's CPU seconds and the load average around it. */
+async function cpuAround<T>(pid: number | undefined, fn: () => Promise<T>): Promise<{ value: T; cpuS: number; load: LoadSpan }> {
   const before = pid === undefined ? 0 : treeCpuSeconds(pid);
-  const value = await fn();
-  if (pid === undefined) return { value, cpuS: Number.NaN };
+  const { value, load } = await withLoad(fn);
+  if (pid === undefined) return { value, cpuS: Number.NaN, load };
   await sleep(200); // let the server finish whatever follows its answer
-  return { value, cpuS: treeCpuSeconds(pid) - before };
+  return { value, cpuS: treeCpuSeconds(pid) - before, load };
 }
 
 /** A Glance-API server under test (Outpost or Glance) and what was measured on it. */
@@ -85,7 +87,7 @@ export class ApiSystem {
 
   constructor(server: Server) {
     this.server = server;
-    this.result = { name: server.name, measured: true, upload: [], download: [], get: [] };
+    this.result = { name: server.name, upload: [], download: [], get: [] };
   }
 
   /** Fills the catalog and runs one untimed upload (lazy start-up, page cache steady state). */
@@ -105,13 +107,13 @@ export class ApiSystem {
     const base = this.server.url;
     const id = await createImage(base, `bench-upload-${label}`);
     await execFileP('sync');
-    const { value: seconds, cpuS } = await cpuAround(this.server.pid, () => curlUpload(base, id, file.path));
+    const { value: seconds, cpuS, load } = await cpuAround(this.server.pid, () => curlUpload(base, id, file.path));
     const image = await getImage(base, id);
     if (image.status !== 'active' || image.size !== file.size || image.checksum !== file.md5 || (image.os_hash_value ?? file.sha512) !== file.sha512) {
       throw new Error(`${this.server.name}: uploaded image ${id} is ${JSON.stringify({ status: image.status, size: image.size, checksum: image.checksum, os_hash_value: image.os_hash_value })}`);
     }
-    this.result.upload!.push({ mbps: mb(file.size, seconds), cpuS });
-    log(`  ${this.server.name} upload ${label}: ${mb(file.size, seconds).toFixed(0)} MB/s, server ${cpuS.toFixed(2)} CPU-s`);
+    this.result.upload!.push({ mbps: mb(file.size, seconds), cpuS, load });
+    log(`  ${this.server.name} upload ${label}: ${mb(file.size, seconds).toFixed(0)} MB/s, server ${cpuS.toFixed(2)} CPU-s, load ${load.start.toFixed(2)} → ${load.end.toFixed(2)}`);
     if (keep) this.kept = id;
     else await deleteImage(base, id);
   }
@@ -122,24 +124,25 @@ export class ApiSystem {
 
   /** One wrk run on GET /v2/images/{kept} (`seconds` long; recorded unless a warm-up). */
   async wrk(plan: RunPlan, seconds: number, label: string | undefined): Promise<void> {
-    const r = await runWrk(`${this.server.url}/v2/images/${this.kept}`, plan.wrkThreads, plan.wrkConns, seconds);
+    const { value: r, load } = await withLoad(() => runWrk(`${this.server.url}/v2/images/${this.kept}`, plan.wrkThreads, plan.wrkConns, seconds));
     if (r.non2xx > 0) throw new Error(`${this.server.name}: wrk saw ${r.non2xx} non-2xx answers`);
     if (label === undefined) return;
-    this.result.get!.push(r);
-    log(`  ${this.server.name} GET ${label}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50ms.toFixed(2)} ms, p99 ${r.p99ms.toFixed(2)} ms${r.socketErrors ? `, socket errors ${r.socketErrors}` : ''}`);
+    this.result.get!.push({ ...r, load });
+    log(`  ${this.server.name} GET ${label}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50ms.toFixed(2)} ms, p99 ${r.p99ms.toFixed(2)} ms${r.socketErrors ? `, socket errors ${r.socketErrors}` : ''}, load ${load.start.toFixed(2)} → ${load.end.toFixed(2)}`);
   }
 }
 
 /** Something a 1 GiB file can be read from: a server URL (curl -o /dev/null) or `cat`. */
 export interface DownloadTarget {
   result: SystemResult;
-  /** Server charged with the CPU time; undefined for cat. */
+  /** Server charged with the CPU time; undefined: not measured (cat, nginx). */
   pid: number | undefined;
   /** Seconds to read the whole file once. */
   read(): Promise<number>;
 }
 
-export function httpTarget(result: SystemResult, pid: number, url: () => string, file: TestFile): DownloadTarget {
+/** `pid` undefined: the server's CPU is not measured (nginx: sendfile's copy is charged to the client on loopback). */
+export function httpTarget(result: SystemResult, pid: number | undefined, url: () => string, file: TestFile): DownloadTarget {
   return { result, pid, read: () => curlDownload(url(), file.size) };
 }
 
@@ -165,9 +168,9 @@ export async function measureDownloads(targets: DownloadTarget[], file: TestFile
   for (const t of targets) await t.read();
   for (let round = 0; round < runs; round++) {
     for (const t of rotate(targets, round)) {
-      const { value: seconds, cpuS } = await cpuAround(t.pid, () => t.read());
-      (t.result.download ??= []).push({ mbps: mb(file.size, seconds), cpuS });
-      log(`  ${t.result.name} download ${round + 1}/${runs}: ${mb(file.size, seconds).toFixed(0)} MB/s${Number.isFinite(cpuS) ? `, server ${cpuS.toFixed(2)} CPU-s` : ''}`);
+      const { value: seconds, cpuS, load } = await cpuAround(t.pid, () => t.read());
+      (t.result.download ??= []).push({ mbps: mb(file.size, seconds), cpuS, load });
+      log(`  ${t.result.name} download ${round + 1}/${runs}: ${mb(file.size, seconds).toFixed(0)} MB/s${Number.isFinite(cpuS) ? `, server ${cpuS.toFixed(2)} CPU-s` : ''}, load ${load.start.toFixed(2)} → ${load.end.toFixed(2)}`);
     }
   }
 }

@@ -11,17 +11,18 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ApiSystem, catTarget, httpTarget, makeTestFile, measureDownloads, rotate, type DownloadTarget, type RunPlan, type SystemResult } from './measure.ts';
 import { checkDisk, COMMON_BENCH_OPTIONS, execFileP, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt as int, runBench, sh, startGlance, startNginx, startOutpost, type Cleanup } from './procs.ts';
-import { compare, markdownTable, RECORDED_GLANCE, resultsHead, RUN_SECTION, runsList, summarize, systemsTable, textTable, writeDocs, type Summary } from './report.ts';
+import { compare, loadOf, markdownTable, resultsHead, RUN_SECTION, runsList, systemsTable, textTable, writeDocs, type Measured } from './report.ts';
+import { outcome, ROW_HEADER, rowCells } from './rounds.ts';
 
 const REPO_ROOT = new URL('..', import.meta.url).pathname;
 const HELP = `usage: node bench/run.ts [options]
   --size-mib N         image size in MiB (default 1024)
-  --runs N             timed uploads/downloads per system, median reported (default 3; --quick 1)
+  --rounds N           timed uploads and downloads per system, median of all reported (default 5; --quick 1)
   --wrk-seconds N      length of each wrk run (default 10; --quick 3)
-  --wrk-runs N         wrk runs per system, median reported (default 3; --quick 1)
+  --wrk-rounds N       wrk runs per system, median of all reported (default 5; --quick 1)
   --catalog N          images in each catalog during the GET test (default 200)
-  --quick              short run: --runs 1 --wrk-runs 1 --wrk-seconds 3 (and no docs unless --docs)
-  --no-glance          do not start Glance; compare with BASELINE.md's recorded figures
+  --quick              short run: --rounds 1 --wrk-rounds 1 --wrk-seconds 3 (and no docs unless --docs)
+  --no-glance          do not start Glance: its comparisons are "not measured", no PASS/FAIL (exit code 3)
   --no-glance-install  do not apt-get install glance-api when it is missing
   --glance-dir DIR     where glance-peer.sh lives (default /work/shared/glance)
   --outpost-env K=V    extra environment for outpost serve (repeatable; recorded in the output)
@@ -33,9 +34,9 @@ function options() {
   const { values } = parseArgs({
     options: {
       'size-mib': { type: 'string', default: '1024' },
-      runs: { type: 'string' },
+      rounds: { type: 'string' },
       'wrk-seconds': { type: 'string' },
-      'wrk-runs': { type: 'string' },
+      'wrk-rounds': { type: 'string' },
       catalog: { type: 'string', default: '200' },
       'no-glance': { type: 'boolean', default: false },
       'no-glance-install': { type: 'boolean', default: false },
@@ -55,8 +56,8 @@ function options() {
   return {
     sizeMiB: int('size-mib', values['size-mib'], 1024),
     plan: {
-      runs: int('runs', values.runs, quick ? 1 : 3),
-      wrkRuns: int('wrk-runs', values['wrk-runs'], quick ? 1 : 3),
+      runs: int('rounds', values.rounds, quick ? 1 : 5),
+      wrkRuns: int('wrk-rounds', values['wrk-rounds'], quick ? 1 : 5),
       wrkSeconds: int('wrk-seconds', values['wrk-seconds'], quick ? 3 : 10),
       wrkThreads: 2,
       wrkConns: 16,
@@ -91,16 +92,20 @@ async function main(cleanup: Cleanup): Promise<number> {
   const loads = new LoadNotes();
 
   // Every server runs for the whole benchmark; they are measured in turns, round by round, in a
-  // rotating order, so the noise of a shared machine falls on all of them alike.
+  // rotating order, so the noise of a shared machine falls on all of them alike. A reference that
+  // cannot be started is "not measured": no target is judged against it.
   let glance: ApiSystem | undefined;
+  let glanceMissing: string | undefined;
   let glanceNote: string;
   if (!opts.glance) {
-    glanceNote = 'Glance was not run (--no-glance): its figures are BASELINE.md\'s, recorded, not measured in this run.';
+    glanceMissing = 'not run: --no-glance';
+    glanceNote = 'Glance was not run (--no-glance): its comparisons are not measured and not judged.';
   } else {
     process.stderr.write(`Starting Glance (glance-peer.sh --single${opts.glanceInstall ? ', GLANCE_INSTALL=1' : ''})\n`);
     const started = await startGlance(opts.glanceDir, join(tmp, 'glance'), opts.glanceInstall, cleanup);
     if (started.server === undefined) {
-      glanceNote = `Glance could not be started here (${started.failure}): its figures are BASELINE.md's, recorded, not measured in this run.`;
+      glanceMissing = `could not be started: ${started.failure}`;
+      glanceNote = `Glance could not be started here (${started.failure}): its comparisons are not measured and not judged.`;
       process.stderr.write(`${glanceNote}\n`);
     } else {
       glance = new ApiSystem(started.server);
@@ -111,8 +116,9 @@ async function main(cleanup: Cleanup): Promise<number> {
   const outpost = new ApiSystem(await startOutpost(REPO_ROOT, join(tmp, 'outpost-data'), opts.outpostEnv, cleanup, ['--auth', 'none']));
   process.stderr.write(`Outpost at ${outpost.server.url} (PID ${outpost.server.pid})\n`);
   if (Object.keys(opts.outpostEnv).length > 0) outpost.result.note = `run with ${Object.entries(opts.outpostEnv).map(([k, v]) => `${k}=${v}`).join(' ')}`;
-  const nginx = await startNginx(filesDir, join(tmp, 'nginx'), cleanup);
-  process.stderr.write(`nginx at ${nginx.url} (PID ${nginx.pid})\n`);
+  const nginx = await startNginx(filesDir, join(tmp, 'nginx'), cleanup).catch((e: Error) => `could not be started: ${e.message.split('\n')[0]}`);
+  if (typeof nginx === 'string') process.stderr.write(`nginx ${nginx}\n`);
+  else process.stderr.write(`nginx at ${nginx.url} (PID ${nginx.pid})\n`);
   const apis = glance === undefined ? [outpost] : [outpost, glance];
   for (const a of apis) await a.prepare(file, opts.plan);
 
@@ -122,10 +128,10 @@ async function main(cleanup: Cleanup): Promise<number> {
   }
 
   loads.note('before downloads');
-  const nginxResult: SystemResult = { name: 'nginx (sendfile)', measured: true };
-  const catResult: SystemResult = { name: 'cat > /dev/null', measured: true };
+  const nginxResult: SystemResult = { name: 'nginx (sendfile)' };
+  const catResult: SystemResult = { name: 'cat > /dev/null' };
   const targets: DownloadTarget[] = apis.map((a) => httpTarget(a.result, a.server.pid, () => a.downloadUrl, file));
-  targets.splice(1, 0, httpTarget(nginxResult, nginx.pid, () => `${nginx.url}/image.bin`, file));
+  if (typeof nginx !== 'string') targets.splice(1, 0, httpTarget(nginxResult, undefined, () => `${nginx.url}/image.bin`, file));
   targets.push(catTarget(catResult, file));
   await measureDownloads(targets, file, opts.plan.runs);
 
@@ -136,33 +142,33 @@ async function main(cleanup: Cleanup): Promise<number> {
   }
   loads.note('at end');
 
-  await nginx.stop();
+  if (typeof nginx !== 'string') await nginx.stop();
   await outpost.server.stop();
   await glance?.server.stop();
 
-  const results: SystemResult[] = [outpost.result, nginxResult, catResult, ...(glance === undefined ? [] : [glance.result])];
-  const glanceSummary: Summary = glance === undefined ? RECORDED_GLANCE : summarize(glance.result, size);
-  const summaries = [summarize(outpost.result, size), summarize(nginxResult, size), summarize(catResult, size), glanceSummary];
-  const rows = compare(summaries[0], glanceSummary, summaries[1], summaries[2]);
-
-  const header = ['Measure', 'Outpost', 'Reference', 'Ratio', 'Target', 'Result'];
-  const cells = rows.map((r) => [r.measure, r.outpost, r.reference, r.ratio, r.target, r.result]);
-  process.stdout.write(`\n${textTable(header, cells)}\n\n${glanceNote}\n${loads}\n`);
+  const measuredGlance: Measured = glance === undefined ? { name: 'Glance', missing: glanceMissing! } : { result: glance.result };
+  const measuredNginx: Measured = typeof nginx === 'string' ? { name: 'nginx', missing: nginx } : { result: nginxResult };
+  const results: SystemResult[] = [outpost.result, ...(typeof nginx === 'string' ? [] : [nginxResult]), catResult, ...(glance === undefined ? [] : [glance.result])];
+  const rows = compare(outpost.result, measuredGlance, measuredNginx, catResult, size);
+  const end = outcome(rows);
+  const cells = rows.map(rowCells);
+  process.stdout.write(`\n${textTable(ROW_HEADER, cells)}\n\n${glanceNote}\n${loads}\n${end.message}\n`);
 
   if (opts.docs !== undefined) {
     const md = [
       ...resultsHead({
-        level: 2, script: 'bench/run.ts', quick: opts.quick, facts, loads, targets: markdownTable(header, cells),
-        what: `image ${opts.sizeMiB} MiB (${size.toLocaleString('en-US')} bytes, random), ${opts.plan.runs} timed uploads and downloads per system (median), ` +
-          `wrk -t${opts.plan.wrkThreads} -c${opts.plan.wrkConns} -d${opts.plan.wrkSeconds}s --latency × ${opts.plan.wrkRuns} (median by req/s) with ${opts.plan.catalog} images in the catalog. MB = 10^6 bytes.`,
+        level: 2, script: 'bench/run.ts', quick: opts.quick, facts, loads, targets: markdownTable(ROW_HEADER, cells),
+        what: `image ${opts.sizeMiB} MiB (${size.toLocaleString('en-US')} bytes, random), ${opts.plan.runs} rounds of one timed upload and one timed download per system, ` +
+          `${opts.plan.wrkRuns} rounds of wrk -t${opts.plan.wrkThreads} -c${opts.plan.wrkConns} -d${opts.plan.wrkSeconds}s --latency per system, with ${opts.plan.catalog} images in the catalog ` +
+          `(load average over all rounds ${loadOf(results)}). MB = 10^6 bytes.`,
       }),
       glanceNote,
-      ...(glance === undefined ? [] : ['', `For comparison, BASELINE.md recorded Glance at ${RECORDED_GLANCE.uploadMBps} MB/s upload and ${RECORDED_GLANCE.rps} req/s GET on a quieter machine of this kind; ` +
-        `Outpost's figures in this run are ${(summaries[0].uploadMBps / RECORDED_GLANCE.uploadMBps).toFixed(2)}× and ${(summaries[0].rps / RECORDED_GLANCE.rps).toFixed(1)}× those recorded figures.`]),
       '',
-      '### Medians per system',
+      end.message,
       '',
-      systemsTable(summaries),
+      '### Medians per system [min–max]',
+      '',
+      systemsTable(results, size),
       '',
       '### Every run',
       '',
@@ -178,13 +184,15 @@ async function main(cleanup: Cleanup): Promise<number> {
       '- Upload: `curl -T FILE -H "Content-Type: application/octet-stream" -H "Expect:"` to `PUT /v2/images/{id}/file` of a new image, ' +
         '`sync` before each; MB/s = bytes / curl time_total (until the server answers 204); the result is checked (active, size, md5, sha512).',
       '- Download: `curl -o /dev/null` after one untimed warm-up, so the file is in the page cache.',
-      '- CPU: utime+stime (with reaped children) of the server process and its descendants from /proc/PID/stat, before and after each transfer.',
+      '- CPU: utime+stime (with reaped children) of the server process and its descendants from /proc/PID/stat, before and after each transfer. ' +
+        'Not compared with nginx: with sendfile on loopback the kernel\'s copy into the client\'s socket is charged to curl, not to nginx, so nginx\'s figure leaves out work Outpost\'s includes.',
+      '- Load: the 1-minute load average (os.loadavg()) at the start and end of every timed transfer and wrk run.',
       '- A single curl on loopback is client-bound near the top; the 2 CPUs are shared by the client, the server and anything else running.',
     ].join('\n');
     await writeDocs(opts.docs, md, RUN_SECTION);
     process.stderr.write(`Wrote ${opts.docs}\n`);
   }
-  return 0;
+  return end.code;
 }
 
 await runBench(main);
