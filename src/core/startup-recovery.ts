@@ -59,11 +59,11 @@ export class StartupRecovery {
   }
 
   /** Steps 1 and 2, then starts step 3 in the background (stopped by close()). */
-  async recover(): Promise<void> {
-    await this.removePartials();
+  async recover(opts: IoOptions = {}): Promise<void> {
+    await this.removePartials(opts);
     if (this.#o.ownsCatalog) {
       await this.#o.tasks.recover();
-      await this.revertInterrupted();
+      await this.revertInterrupted(opts);
     }
     this.#checking = this.checkCopies({ signal: this.#stop.signal })
       .catch((error: unknown) => {
@@ -154,6 +154,7 @@ export class StartupRecovery {
       if (batch.length >= (this.#o.pageSize ?? 500)) await flush();
     }
     await flush();
+    if (report.missing.size === 0) this.#o.log.info({ checked: report.checked }, 'every copy recorded in this site\'s stores is present');
     for (const [store, ids] of report.missing) {
       const path = this.#o.stores.list().find((s) => s.id === store)?.properties.data_dir;
       this.#o.log.warn({ store, path, missing: ids.length, examples: ids.slice(0, EXAMPLES) },
