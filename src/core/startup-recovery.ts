@@ -1,3 +1,4 @@
+import { ImageNotFoundError } from './errors.ts';
 import type { Image } from './image.ts';
 import { FAILED_PROPERTY, IMPORTING_PROPERTY, LOCK_PROPERTY, setStoreList, storeList } from './import-service.ts';
 import type { BlobStore, Catalog, ImageListQuery, IoOptions } from './ports.ts';
@@ -50,12 +51,14 @@ const EXAMPLES = 5;
 export class StartupRecovery {
   readonly #o: StartupRecoveryOptions;
   readonly #now: () => Date;
+  readonly #pageSize: number;
   readonly #stop = new AbortController();
   #checking: Promise<unknown> = Promise.resolve();
 
   constructor(opts: StartupRecoveryOptions) {
     this.#o = opts;
     this.#now = opts.now ?? (() => new Date());
+    this.#pageSize = opts.pageSize ?? 500;
   }
 
   /** Steps 1 and 2, then starts step 3 in the background (stopped by close()). */
@@ -114,7 +117,9 @@ export class StartupRecovery {
           setStoreList(next, FAILED_PROPERTY, [...storeList(current, FAILED_PROPERTY).filter((s) => !targets.includes(s)), ...targets]);
         }
         return next;
-      }, opts).catch(() => undefined); // deleted meanwhile
+      }, opts).catch((error: unknown) => {
+        if (!(error instanceof ImageNotFoundError)) throw error; // deleted meanwhile
+      });
       if (dropped === undefined) continue;
       // Bytes of the interrupted write: a copy committed before its location was recorded, the
       // copies an unfinished import had made, and staged data.
@@ -151,7 +156,7 @@ export class StartupRecovery {
           report.missing.set(location.store, ids);
         });
       }
-      if (batch.length >= (this.#o.pageSize ?? 500)) await flush();
+      if (batch.length >= this.#pageSize) await flush();
     }
     await flush();
     if (report.missing.size === 0) this.#o.log.info({ checked: report.checked }, 'every copy recorded in this site\'s stores is present');
@@ -171,10 +176,10 @@ export class StartupRecovery {
     for (;;) {
       const page = await this.#o.catalog.listImages({
         scope: { admin: true, projectId: null, visibility: 'all', memberStatus: 'all' },
-        base, properties: {}, tags: [], sort: [{ key: 'id', dir: 'asc' }], limit: this.#o.pageSize ?? 500, marker,
+        base, properties: {}, tags: [], sort: [{ key: 'id', dir: 'asc' }], limit: this.#pageSize, marker,
       }, opts);
       yield* page;
-      if (page.length < (this.#o.pageSize ?? 500)) return;
+      if (page.length < this.#pageSize) return;
       marker = page.at(-1);
     }
   }
