@@ -7,6 +7,7 @@ import type { OutpostConfig } from '../core/config.ts';
 import { ImageService } from '../core/image-service.ts';
 import { ImportTaskRunner, type GlanceRegion } from '../core/import-runner.ts';
 import { ImportService } from '../core/import-service.ts';
+import { StartupRecovery } from '../core/startup-recovery.ts';
 import { StoreRegistry } from '../core/stores.ts';
 import { RegionStores } from '../core/region-stores.ts';
 import { HeaderAuthenticator } from '../identity/header-authenticator.ts';
@@ -161,8 +162,10 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     imageSizeCap: config.image_size_cap,
     log: logger,
   });
-  // Tasks are run (and recovered) where they were created: an edge's replicated tasks are central's.
-  if (config.role === 'central') await runner.recover();
+  // What a stopped process left: partial writes everywhere; interrupted tasks and uploads where
+  // the catalog is authoritative (an edge's replicated images and tasks are central's).
+  const recovery = new StartupRecovery({ catalog, stores, staging, ownsCatalog: config.role === 'central', tasks: runner, log: logger });
+  await recovery.recover();
   const imports = new ImportService({
     catalog, stores, region, images, staging, runner,
     methods: config.import_methods,
@@ -242,6 +245,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
       await invalidation.close();
       await cache.close();
       await runner.close();
+      await recovery.close();
       await catalog.close();
       await hashers.close();
     },

@@ -48,7 +48,8 @@ export interface UploadRequest extends IoOptions {
 export type ByteRange = { kind: 'range'; start: number; end?: number } | { kind: 'suffix'; length: number };
 
 export type Download =
-  | { kind: 'no-data'; image: Image }
+  /** `missing`: the stores whose recorded copy is gone (absent, or not of the image's size). */
+  | { kind: 'no-data'; image: Image; missing?: string[] }
   | { kind: 'data'; image: Image; stream: Readable; start: number; end: number; partial: boolean };
 
 /**
@@ -422,17 +423,25 @@ export class ImageService {
   /**
    * GET /v2/images/{id}/file. 204 (no-data) when the image has no bytes; deactivated images are
    * forbidden to non-admins; a single range gives a partial answer (206), an unsatisfiable one 416.
+   *
+   * The recorded copies are tried by store weight, first usable one wins (glance/location.py
+   * ImageProxy.get_data). A copy whose file is gone, or is not of the image's size, is skipped;
+   * when none is left the answer is no-data, with the stores that lost theirs: Glance's
+   * filesystem store raises glance_store NotFound for a missing file (_drivers/filesystem.py
+   * _resolve_location), which image_data.py's ResponseSerializer.download turns into
+   * `webob.exc.HTTPNoContent` — 204 with no body, which glanceclient reports as "Image … has no
+   * data", and openstacksdk as a checksum mismatch with nothing written.
    */
   async download(ctx: RequestContext, id: string, range: ByteRange | undefined, opts: IoOptions = {}): Promise<Download> {
     const image = await this.get(ctx, id, opts);
     if (image.status === 'deactivated' && !ctx.isAdmin) {
       throw new ForbiddenError('The requested image has been deactivated. Image data download is forbidden.');
     }
-    const location = [...image.locations]
+    const locations = [...image.locations]
       .filter((l) => this.#stores.has(l.store))
-      .sort((a, b) => this.#stores.weight(b.store) - this.#stores.weight(a.store))[0];
-    const elsewhere = location === undefined && image.status === 'active' ? this.#elsewhere : undefined;
-    if ((location === undefined && elsewhere === undefined) || image.size === null) return { kind: 'no-data', image };
+      .sort((a, b) => this.#stores.weight(b.store) - this.#stores.weight(a.store));
+    const elsewhere = locations.length === 0 && image.status === 'active' ? this.#elsewhere : undefined;
+    if ((locations.length === 0 && elsewhere === undefined) || image.size === null) return { kind: 'no-data', image };
 
     const size = image.size;
     let start = 0;
@@ -447,14 +456,22 @@ export class ImageService {
         if (start >= size || start > end) throw new RangeNotSatisfiableError('The Range requested is not available.');
       }
     }
-    if (location === undefined) {
-      return { kind: 'data', image, stream: await elsewhere!.open(image, start, end, opts), start, end, partial: range !== undefined };
+    if (elsewhere !== undefined) {
+      return { kind: 'data', image, stream: await elsewhere.open(image, start, end, opts), start, end, partial: range !== undefined };
     }
-    if (size === 0) {
-      return { kind: 'data', image, stream: await this.#stores.blobs(location.store).get(image.id, opts), start: 0, end: -1, partial: false };
+    const missing: string[] = [];
+    for (const location of locations) {
+      const blobs = this.#stores.blobs(location.store);
+      try {
+        if ((await blobs.stat(image.id, opts))?.size !== size) throw new NotFoundError(`The copy of ${image.id} in store ${location.store} is gone`);
+        if (size === 0) return { kind: 'data', image, stream: await blobs.get(image.id, opts), start: 0, end: -1, partial: false };
+        return { kind: 'data', image, stream: await blobs.get(image.id, { ...opts, start, end }), start, end, partial: range !== undefined };
+      } catch (error) {
+        if (!(error instanceof NotFoundError)) throw error;
+        missing.push(location.store);
+      }
     }
-    const stream = await this.#stores.blobs(location.store).get(image.id, { ...opts, start, end });
-    return { kind: 'data', image, stream, start, end, partial: range !== undefined };
+    return { kind: 'no-data', image, missing };
   }
 }
 

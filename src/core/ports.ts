@@ -208,6 +208,12 @@ export interface BlobStore {
   /** Deleting an absent key is not an error. */
   delete(key: string, opts?: IoOptions): Promise<void>;
   list(opts?: IoOptions): AsyncIterable<string>;
+  /**
+   * Removes the partial writes no put() of this store object is running: what a process that
+   * stopped mid-write left (a temporary file, a pending multipart upload). Committed keys and
+   * writes in progress are never touched. Returns how many were removed.
+   */
+  removePartial(opts?: IoOptions): Promise<number>;
   /** The location URL recorded for a key (file:///path, s3://bucket/key ...). */
   urlFor(key: string): string;
 }

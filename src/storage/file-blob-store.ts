@@ -184,13 +184,15 @@ export interface FileBlobStoreOptions {
 /**
  * BlobStore on a local directory: `<root>/<key>` holds committed bytes; writes go to
  * `<root>/.incomplete/<key>.<random>` and are renamed into place only after every byte arrived
- * and was hashed. Partial files are removed on error and abort, and at start.
+ * and was hashed. Partial files are removed on error and abort, and by removePartial() (at start).
  */
 export class FileBlobStore implements BlobStore {
   readonly id: string;
   readonly #root: string;
   readonly #hashers: HasherFactory;
   readonly #sync: boolean;
+  /** Names (under TMP_DIR) of the temporary files this object's puts are writing. */
+  readonly #writing = new Set<string>();
 
   private constructor(opts: FileBlobStoreOptions) {
     this.id = opts.id;
@@ -199,12 +201,23 @@ export class FileBlobStore implements BlobStore {
     this.#sync = opts.sync ?? true;
   }
 
-  /** Creates the directories and removes incomplete files a crash may have left. */
+  /** Creates the directories (what a crash left in them goes with removePartial()). */
   static async create(opts: FileBlobStoreOptions): Promise<FileBlobStore> {
     const store = new FileBlobStore(opts);
-    await rm(join(store.#root, TMP_DIR), { recursive: true, force: true });
     await mkdir(join(store.#root, TMP_DIR), { recursive: true });
     return store;
+  }
+
+  /** Removes every file under TMP_DIR but the ones this object's puts are writing. */
+  async removePartial(opts: IoOptions = {}): Promise<number> {
+    let removed = 0;
+    for (const name of await readdir(join(this.#root, TMP_DIR))) {
+      opts.signal?.throwIfAborted();
+      if (this.#writing.has(name)) continue;
+      await rm(join(this.#root, TMP_DIR, name), { recursive: true, force: true });
+      removed++;
+    }
+    return removed;
   }
 
   #path(key: string): string {
@@ -232,19 +245,24 @@ export class FileBlobStore implements BlobStore {
   async put(key: string, data: AsyncIterable<Uint8Array>, opts: PutOptions = {}): Promise<BlobDigest> {
     const finalPath = this.#path(key);
     opts.signal?.throwIfAborted();
-    const tmpPath = join(this.#root, TMP_DIR, `${key}.${randomBytes(6).toString('hex')}`);
+    const tmpName = `${key}.${randomBytes(6).toString('hex')}`;
+    const tmpPath = join(this.#root, TMP_DIR, tmpName);
+    this.#writing.add(tmpName);
     // A stream that fails while the file is being opened (a client resetting its upload) must not
     // emit an 'error' nobody listens to, which would end the process: the guard hears it, and the
     // read below finds the stream already failed and rejects with its error.
     const guard = () => undefined;
     if (data instanceof Readable) data.on('error', guard);
-    let file: FileHandle;
     try {
-      file = await open(tmpPath, 'wx');
-    } catch (error) {
+      return await this.#write(tmpPath, finalPath, key, data, opts);
+    } finally {
+      this.#writing.delete(tmpName);
       if (data instanceof Readable) data.off('error', guard);
-      throw error;
     }
+  }
+
+  async #write(tmpPath: string, finalPath: string, key: string, data: AsyncIterable<Uint8Array>, opts: PutOptions): Promise<BlobDigest> {
+    const file = await open(tmpPath, 'wx');
     const writer = new HashedFileWriter(file, this.#hashers.create(), this.#sync, opts);
     try {
       if (data instanceof Readable && data.listenerCount('readable') === 0) {
@@ -273,8 +291,6 @@ export class FileBlobStore implements BlobStore {
       await file.close().catch(() => undefined);
       await rm(tmpPath, { force: true });
       throw error;
-    } finally {
-      if (data instanceof Readable) data.off('error', guard);
     }
   }
 

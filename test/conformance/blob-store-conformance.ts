@@ -20,6 +20,11 @@ export interface BlobStoreHandle {
    * files beside and above the root, in a sandbox `open` created), as sorted names.
    */
   surroundings?(): Promise<string[]>;
+  /**
+   * Leaves what a process that died while writing `key` would have left (for a directory: a
+   * temporary file; for S3: a pending multipart upload), for the removePartial tests.
+   */
+  leavePartial(key: string): Promise<void>;
   /** Removes what `open` created. */
   cleanup(): Promise<void>;
 }
@@ -203,6 +208,35 @@ export function blobStoreConformance(name: string, open: () => Promise<BlobStore
         gated.release();
         assert.equal((await pending).size, 601_000);
         assert.deepEqual(await list(store), ['in-progress', 'other']);
+      }));
+    });
+
+    describe('removePartial', () => {
+      it('removes what a dead writer left and keeps every committed key and its bytes', withStore(async (h) => {
+        const bytes = randomBytes(100_000);
+        await put(h.store, 'kept', bytes);
+        await put(h.store, 'dead', Buffer.from('committed before the writer died'));
+        const committed = await h.residue();
+        await h.leavePartial('dead');
+        await h.leavePartial('other');
+        assert.notDeepEqual(await h.residue(), committed, 'leavePartial leaves something');
+        assert.equal(await h.store.removePartial(), 2);
+        assert.deepEqual(await h.residue(), committed);
+        assert.deepEqual(await list(h.store), ['dead', 'kept']);
+        assert.deepEqual(await read(h.store, 'kept'), bytes);
+        assert.equal(await h.store.removePartial(), 0);
+      }));
+
+      it('leaves a write in progress alone: it commits afterwards', withStore(async (h) => {
+        const gated = gatedSource([randomBytes(300_000)], [randomBytes(1000)]);
+        const pending = h.store.put('in-progress', gated.source);
+        await gated.reached;
+        await h.leavePartial('in-progress');
+        assert.equal(await h.store.removePartial(), 1);
+        gated.release();
+        assert.equal((await pending).size, 301_000);
+        assert.deepEqual(await list(h.store), ['in-progress']);
+        assert.deepEqual(await h.residue(), ['in-progress']);
       }));
     });
 

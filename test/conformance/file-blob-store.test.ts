@@ -31,6 +31,7 @@ blobStoreConformance('FileBlobStore', async () => {
     store,
     residue: () => filesUnder(root),
     surroundings: () => filesUnder(sandbox, root),
+    leavePartial: (key) => writeFile(join(root, '.incomplete', `${key}.dead01`), 'half of it'),
     cleanup: () => rm(sandbox, { recursive: true, force: true }),
   };
 });

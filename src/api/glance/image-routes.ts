@@ -70,7 +70,12 @@ export function registerImageRoutes(app: FastifyInstance, deps: AppDeps): void {
     GET: async (req, reply) => {
       const range = parseRange(header(req, 'range'), header(req, 'content-range'));
       const result = await images.download(req.ctx, (req.params as IdParams).id, range, { signal: req.clientSignal });
-      if (result.kind === 'no-data') return reply.code(204).send();
+      if (result.kind === 'no-data') {
+        if (result.missing !== undefined) {
+          req.log.warn({ image: result.image.id, stores: result.missing }, 'the image\'s recorded copies are gone from their stores: answered 204 No Content, as Glance does');
+        }
+        return reply.code(204).send();
+      }
       const { image, stream, start, end, partial } = result;
       reply.header('Content-Type', 'application/octet-stream');
       if (image.checksum !== null) reply.header('Content-MD5', image.checksum);

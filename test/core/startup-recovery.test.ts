@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
+import { ADMIN_CONTEXT } from '../../src/core/context.ts';
+import type { Image } from '../../src/core/image.ts';
+import { ImageService } from '../../src/core/image-service.ts';
+import { StartupRecovery } from '../../src/core/startup-recovery.ts';
+import { StoreRegistry } from '../../src/core/stores.ts';
+import { FileBlobStore } from '../../src/storage/file-blob-store.ts';
+import { WorkerHasherFactory } from '../../src/storage/worker-hasher.ts';
+import { tempDir } from '../helpers/site.ts';
+
+const once = (bytes: string) => (async function* () { yield Buffer.from(bytes); })();
+
+/**
+ * The states a stop can leave an image in, made directly in a real catalog and real stores (as a
+ * process killed at that point leaves them), and what StartupRecovery makes of them.
+ */
+describe('StartupRecovery', () => {
+  let dir: string;
+  let catalog: SqlCatalog;
+  let stores: StoreRegistry;
+  let staging: FileBlobStore;
+  let images: ImageService;
+  const hashers = new WorkerHasherFactory();
+  const warnings: string[] = [];
+  const log = { info: () => undefined, warn: (_: object, msg: string) => { warnings.push(msg); } };
+  const recovery = (ownsCatalog: boolean) => new StartupRecovery({ catalog, stores, staging, ownsCatalog, tasks: { recover: async () => 0 }, log, pageSize: 2 });
+
+  before(async () => {
+    dir = await tempDir();
+    catalog = await SqlCatalog.openSqlite(join(dir, 'catalog.sqlite'));
+    const store = async (id: string) => ({
+      info: { id, type: 'file' as const, description: '', weight: 0, readOnly: false, properties: { data_dir: join(dir, id) } },
+      blobs: await FileBlobStore.create({ id, root: join(dir, id), hashers, sync: false }),
+    });
+    stores = new StoreRegistry([await store('a'), await store('b')]);
+    staging = await FileBlobStore.create({ id: 'staging', root: join(dir, 'staging'), hashers, sync: false });
+    images = new ImageService({ catalog, stores, limits: { defaultLimit: 25, maxLimit: 1000 }, imageSizeCap: 1 << 30, staging });
+  });
+  after(async () => {
+    await catalog.close();
+    await hashers.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A raw/bare image put in `status` with `changes`, as a stop left it. */
+  async function left(status: Image['status'], changes: Partial<Image> = {}): Promise<Image> {
+    const image = await images.create(ADMIN_CONTEXT, { disk_format: 'raw', container_format: 'bare' });
+    return catalog.updateImage(image.id, (c) => ({ ...c, status, ...changes }));
+  }
+
+  it('returns saving, importing and half-staged images to queued with their bytes; leaves the others alone', async () => {
+    const saving = await left('saving');
+    await stores.blobs('b').put(saving.id, once('committed, location never recorded'));
+    const importing = await left('importing', {
+      size: 4, locations: [{ store: 'a', url: 'file:///a' }],
+      properties: { os_glance_import_task: 'gone-task', os_glance_importing_to_stores: 'a,b', os_glance_failed_import: '' },
+    });
+    await stores.blobs('a').put(importing.id, once('half'));
+    await staging.put(importing.id, once('staged'));
+    const halfStaged = await left('uploading');
+    await staging.put(halfStaged.id, once('staged, size never recorded'));
+    const staged = await left('uploading', { size: 6 });
+    await staging.put(staged.id, once('staged'));
+    const active = await images.create(ADMIN_CONTEXT, { disk_format: 'raw', container_format: 'bare' });
+    await images.upload(ADMIN_CONTEXT, active.id, once('active'));
+    const queued = await images.create(ADMIN_CONTEXT, { disk_format: 'raw', container_format: 'bare' });
+
+    // An edge only cleans its own bytes: the replica is central's.
+    const edge = recovery(false);
+    await edge.recover();
+    await edge.close();
+    assert.equal((await catalog.getImage(saving.id))?.status, 'saving');
+
+    const reverted = await recovery(true).revertInterrupted();
+    assert.deepEqual(reverted.sort(), [saving.id, importing.id, halfStaged.id].sort());
+    for (const id of reverted) {
+      const image = (await catalog.getImage(id))!;
+      assert.equal(image.status, 'queued');
+      assert.equal(image.size, null);
+      assert.deepEqual(image.locations, []);
+      assert.equal(await stores.blobs('a').stat(id), undefined);
+      assert.equal(await stores.blobs('b').stat(id), undefined);
+      assert.equal(await staging.stat(id), undefined);
+    }
+    const imp = (await catalog.getImage(importing.id))!;
+    assert.equal(imp.properties.os_glance_import_task, undefined, 'the lock is released');
+    assert.equal(imp.properties.os_glance_importing_to_stores, '');
+    assert.equal(imp.properties.os_glance_failed_import, 'a,b');
+    assert.equal((await catalog.getImage(staged.id))?.status, 'uploading', 'a complete stage can still be imported');
+    assert.equal((await staging.stat(staged.id))?.size, 6);
+    assert.equal((await catalog.getImage(active.id))?.status, 'active');
+    assert.equal((await stores.blobs('a').stat(active.id))?.size, 6);
+    assert.equal((await catalog.getImage(queued.id))?.status, 'queued');
+    // A client can upload again.
+    assert.equal((await images.upload(ADMIN_CONTEXT, saving.id, once('again'))).status, 'active');
+  });
+
+  it('removes partial writes in every store and the staging area, and nothing committed', async () => {
+    const kept = await images.create(ADMIN_CONTEXT, { disk_format: 'raw', container_format: 'bare' });
+    await images.upload(ADMIN_CONTEXT, kept.id, once('kept'));
+    for (const d of ['a', 'b', 'staging']) await writeFile(join(dir, d, '.incomplete', `${kept.id}.dead01`), 'partial');
+    assert.equal(await recovery(false).removePartials(), 3);
+    assert.equal((await stores.blobs('a').stat(kept.id))?.size, 4);
+  });
+
+  it('finds the recorded copies that are not in their store, or not of the image\'s size', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const image = await images.create(ADMIN_CONTEXT, { disk_format: 'raw', container_format: 'bare' });
+      await images.upload(ADMIN_CONTEXT, image.id, once(`image ${i}`));
+      ids.push(image.id);
+    }
+    await stores.blobs('a').delete(ids[1]);
+    await writeFile(join(dir, 'a', ids[3]), 'truncated');
+    warnings.length = 0;
+    const report = await recovery(false).checkCopies();
+    assert.deepEqual(report.missing.get('a')?.sort(), [ids[1], ids[3]].sort());
+    assert.equal(report.missing.size, 1);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0], /^2 image\(s\) recorded in store a have no data there/);
+    assert.match(warnings[0], /point store a back at its old path/);
+  });
+});
