@@ -1,4 +1,3 @@
-import { mkdir } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
@@ -15,6 +14,7 @@ import { RemoteKeystoneAuthenticator } from '../identity/remote-keystone-authent
 import { ScryptPasswords } from '../identity/scrypt-passwords.ts';
 import { TrustedIssuers } from '../identity/trusted-issuers.ts';
 import { IdentityService } from '../core/identity/identity-service.ts';
+import { DataDirectory } from '../storage/data-directory.ts';
 import { FileBlobStore } from '../storage/file-blob-store.ts';
 import { WorkerHasherFactory } from '../storage/worker-hasher.ts';
 import { HttpRemoteSource } from '../transfer/http-remote-source.ts';
@@ -53,10 +53,21 @@ export interface StartOptions {
  * and nowhere else.
  */
 export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger, options: StartOptions = {}): Promise<RunningSite> {
-  const dataDir = resolve(config.data);
-  await mkdir(dataDir, { recursive: true });
+  // The data directory first: private, this site's, and held by this process alone (or a refusal).
+  const directory = await DataDirectory.open({ path: config.data, site: config.site, role: config.role, log: logger });
+  try {
+    const site = await startSiteIn(directory, config, logger, options);
+    return { ...site, async close() { await site.close(); await directory.close(); } };
+  } catch (error) {
+    await directory.close();
+    throw error;
+  }
+}
+
+async function startSiteIn(directory: DataDirectory, config: OutpostConfig, logger: FastifyBaseLogger, options: StartOptions): Promise<RunningSite> {
+  const dataDir = directory.path;
   const hashers = new WorkerHasherFactory();
-  const catalog = await SqlCatalog.openSqlite(join(dataDir, 'catalog.sqlite'));
+  const catalog = await SqlCatalog.openSqlite(directory.catalogPath);
   const stores = new StoreRegistry(await Promise.all(config.stores.map(async (s) => {
     const root = isAbsolute(s.path) ? s.path : resolve(s.path);
     return {

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { ConfigError, resolveConfig, type OutpostConfig } from '../core/config.ts';
+import { StartupError } from '../core/startup-error.ts';
 import { startSite } from '../api/site.ts';
 import { CliError } from './cli-error.ts';
 import { demoCommand } from './demo.ts';
@@ -94,7 +95,7 @@ try {
     process.stderr.write(`outpost: ${e.message}\n`);
     process.exit(2);
   }
-  if (e instanceof CliError) {
+  if (e instanceof CliError || e instanceof StartupError) {
     process.stderr.write(`outpost: ${e.message}\n`);
     process.exit(1);
   }

@@ -199,11 +199,14 @@ export class FileBlobStore implements BlobStore {
     this.#sync = opts.sync ?? true;
   }
 
-  /** Creates the directories and removes incomplete files a crash may have left. */
+  /**
+   * Creates the directories (new ones 0700: image bytes are the service user's alone) and removes
+   * incomplete files a crash may have left.
+   */
   static async create(opts: FileBlobStoreOptions): Promise<FileBlobStore> {
     const store = new FileBlobStore(opts);
     await rm(join(store.#root, TMP_DIR), { recursive: true, force: true });
-    await mkdir(join(store.#root, TMP_DIR), { recursive: true });
+    await mkdir(join(store.#root, TMP_DIR), { recursive: true, mode: 0o700 });
     return store;
   }
 
