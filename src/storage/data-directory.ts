@@ -70,7 +70,6 @@ export class DataDirectory {
 
     const lockPath = join(path, LOCK_FILE);
     await createPrivate(lockPath);
-    await makePrivate(lockPath, 0o600, 'lock file', log);
     const lock = new DatabaseSync(lockPath, { timeout: 0 });
     try {
       lock.exec('BEGIN EXCLUSIVE');
