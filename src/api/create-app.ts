@@ -146,8 +146,11 @@ export function createApp(deps: AppDeps): FastifyInstance {
     }
   });
   if (deps.parent !== undefined) registerParentForwarding(app, deps.parent);
-  app.addHook('onResponse', async (req, reply) => {
-    req.log.debug({ method: req.method, url: req.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request');
+  // One line per request at info, with its request id (reqId, from req.log), once answered:
+  // fastify's own request logging (disableRequestLogging above) would write two.
+  app.addHook('onResponse', (req, reply, done) => {
+    req.log.info({ method: req.method, url: req.originalUrl, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
+    done();
   });
 
   app.setErrorHandler(async (error, req, reply) => {

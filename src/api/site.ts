@@ -1,4 +1,3 @@
-import { mkdir } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
@@ -17,6 +16,8 @@ import { RemoteKeystoneAuthenticator } from '../identity/remote-keystone-authent
 import { ScryptPasswords } from '../identity/scrypt-passwords.ts';
 import { TrustedIssuers } from '../identity/trusted-issuers.ts';
 import { IdentityService } from '../core/identity/identity-service.ts';
+import { DataDirectory } from '../storage/data-directory.ts';
+import { StartupError } from '../core/startup-error.ts';
 import { FileBlobStore } from '../storage/file-blob-store.ts';
 import { WorkerHasherFactory } from '../storage/worker-hasher.ts';
 import { HttpRemoteSource } from '../transfer/http-remote-source.ts';
@@ -40,13 +41,16 @@ import { createApp } from './create-app.ts';
 export interface RunningSite {
   /** The URL the site answers at (with the real port when 0 was asked for). */
   url: string;
-  /** Set when this start generated the bootstrap admin's password (to be shown once). */
+  /** Set when this start generated the bootstrap admin's password (to be shown once), which it does only once listening. */
   generatedAdminPassword?: string;
   close(): Promise<void>;
 }
 
 export interface StartOptions {
-  /** auth keystone, central: the bootstrap admin's password (OUTPOST_ADMIN_PASSWORD); generated if unset and none exists yet. */
+  /**
+   * auth keystone, central: the bootstrap admin's password (OUTPOST_ADMIN_PASSWORD), used only while
+   * the admin has none (else ignored, with a warning); generated if unset.
+   */
   adminPassword?: string;
 }
 
@@ -56,10 +60,21 @@ export interface StartOptions {
  * and nowhere else.
  */
 export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger, options: StartOptions = {}): Promise<RunningSite> {
-  const dataDir = resolve(config.data);
-  await mkdir(dataDir, { recursive: true });
+  // The data directory first: private, this site's, and held by this process alone (or a refusal).
+  const directory = await DataDirectory.open({ path: config.data, site: config.site, role: config.role, log: logger });
+  try {
+    const site = await startSiteIn(directory, config, logger, options);
+    return { ...site, async close() { await site.close(); await directory.close(); } };
+  } catch (error) {
+    await directory.close();
+    throw error;
+  }
+}
+
+async function startSiteIn(directory: DataDirectory, config: OutpostConfig, logger: FastifyBaseLogger, options: StartOptions): Promise<RunningSite> {
+  const dataDir = directory.path;
   const hashers = new WorkerHasherFactory();
-  const catalog = await SqlCatalog.openSqlite(join(dataDir, 'catalog.sqlite'));
+  const catalog = await SqlCatalog.openSqlite(directory.catalogPath);
   const stores = new StoreRegistry(await Promise.all(config.stores.map(async (s) => {
     const root = isAbsolute(s.path) ? s.path : resolve(s.path);
     return {
@@ -82,10 +97,10 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     federation: isCentral && Object.keys(config.trusted_issuers).length > 0 ? new TrustedIssuers(config.trusted_issuers) : undefined,
     tokenTtlSeconds: config.token_ttl_seconds, sites: (o) => catalog.listSites(o),
   });
-  let generatedAdminPassword: string | undefined;
-  if (keystone && isCentral && !remoteKeystone) {
+  const bootstrapping = keystone && isCentral && !remoteKeystone;
+  if (bootstrapping) {
     await tokens.ensureSigningKey();
-    ({ generatedPassword: generatedAdminPassword } = await identity.bootstrap(options.adminPassword));
+    await identity.bootstrapRecords();
   }
   // What this site presents to its parent: its site credential (auth keystone).
   const siteHeaders: Record<string, string> = config.site_token === null ? {} : { 'x-auth-token': config.site_token };
@@ -218,7 +233,35 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     showLocations: config.show_multiple_locations,
     showDirectUrl: config.show_image_direct_url,
   });
-  await app.listen({ host, port });
+  // What runs before the site listens: stopped when it closes, or when it cannot listen.
+  const stopServices = async () => {
+    await follower?.close();
+    await retention.close();
+    await invalidation.close();
+    await cache.close();
+    await runner.close();
+    await recovery.close();
+    await catalog.close();
+    await hashers.close();
+  };
+  try {
+    await app.listen({ host, port });
+  } catch (error) {
+    await app.close();
+    await stopServices();
+    throw listenRefusal(error, config.listen);
+  }
+  // The admin's password is set (or generated) only now, so that a start that fails before it
+  // listens never loses a generated password the operator has not seen.
+  let generatedAdminPassword: string | undefined;
+  if (bootstrapping) {
+    const outcome = await identity.bootstrapAdminPassword(options.adminPassword);
+    generatedAdminPassword = outcome.generatedPassword;
+    if (outcome.ignored) {
+      logger.warn('OUTPOST_ADMIN_PASSWORD is set but ignored: the admin user already has a password (the variable is only used at bootstrap); '
+        + 'change it with `openstack user set --password NEW admin`');
+    }
+  }
   const address = app.server.address() as AddressInfo;
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   if (publicUrl === '') publicUrl = url;
@@ -240,16 +283,19 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
       await app.close();
       registration?.close();
       await reporter.close();
-      await follower?.close();
-      await retention.close();
-      await invalidation.close();
-      await cache.close();
-      await runner.close();
-      await recovery.close();
-      await catalog.close();
-      await hashers.close();
+      await stopServices();
     },
   };
+}
+
+/** An address that cannot be listened on, as one line for the operator (StartupError); other errors as they are. */
+function listenRefusal(error: unknown, listen: string): unknown {
+  const why = {
+    EADDRINUSE: 'is already in use; stop what listens there, or choose another address with --listen HOST:PORT (port 0: any free port)',
+    EACCES: 'cannot be listened on: permission denied (ports below 1024 need privileges); choose another with --listen HOST:PORT',
+    EADDRNOTAVAIL: 'is not an address of this host; choose another with --listen HOST:PORT',
+  }[String((error as NodeJS.ErrnoException).code)];
+  return why === undefined ? error : new StartupError(`${listen} ${why}`, { cause: error });
 }
 
 function splitListen(listen: string): [string, number] {

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Catalog, ChangeLog } from '../core/ports.ts';
+import { describeError } from '../core/describe-error.ts';
 
 export interface CacheInvalidationOptions {
   /** The site's own catalog (at an edge, the replica the follower writes). */
@@ -51,7 +52,7 @@ export class CacheInvalidation {
         position = changes.at(-1)?.seq ?? position;
       } catch (error) {
         if (signal.aborted) return;
-        log.warn({ err: (error as Error).message }, 'cache invalidation failed; retrying');
+        log.warn({ err: describeError(error) }, 'cache invalidation failed; retrying');
         position = -1;
         await sleep(1000, undefined, { signal }).catch(() => undefined);
       }

@@ -6,6 +6,7 @@ import { Readable, type Writable } from 'node:stream';
 import { NotFoundError, PayloadTooLargeError } from '../core/errors.ts';
 import type { Image } from '../core/image.ts';
 import type { BlobStore, CacheEntry, CacheIndex, IoOptions, ParentImageSource } from '../core/ports.ts';
+import { describeError } from '../core/describe-error.ts';
 
 export interface PullThroughImagesOptions {
   /** The site's id, for messages. */
@@ -442,7 +443,7 @@ export class PullThroughImages {
       if (used + size <= this.#o.budgetBytes) break;
       used -= victim.size;
       this.#o.log.info({ image: victim.image_id, size: victim.size }, 'evicted the least recently used cached copy');
-      void this.#drop(victim.image_id).catch((error: Error) => this.#o.log.warn({ image: victim.image_id, err: error.message }, 'could not remove an evicted copy'));
+      void this.#drop(victim.image_id).catch((error: Error) => this.#o.log.warn({ image: victim.image_id, err: describeError(error) }, 'could not remove an evicted copy'));
     }
     return used + size <= this.#o.budgetBytes;
   }
@@ -467,7 +468,7 @@ export class PullThroughImages {
     if (entry === undefined) return;
     const touched = { ...entry, hits: entry.hits + 1, last_accessed: this.#now().toISOString() };
     this.#entries.set(imageId, touched);
-    void this.#o.index.putCacheEntry(touched).catch((error: Error) => this.#o.log.warn({ err: error.message }, 'could not record a cache hit'));
+    void this.#o.index.putCacheEntry(touched).catch((error: Error) => this.#o.log.warn({ err: describeError(error) }, 'could not record a cache hit'));
   }
 
   #startFill(image: Image, pin: { until: string | null } | undefined): Fill {
@@ -532,7 +533,7 @@ export class PullThroughImages {
     } catch (error) {
       fill.state = 'failed';
       fill.error = error as Error;
-      this.#o.log.warn({ image: image.id, err: (error as Error).message }, 'could not cache the image: nothing was kept');
+      this.#o.log.warn({ image: image.id, err: describeError(error) }, 'could not cache the image: nothing was kept');
     }
   }
 

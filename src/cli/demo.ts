@@ -68,7 +68,7 @@ export function demoCommand(print: (line: string) => void): Command {
             env: { ...process.env, OUTPOST_LOG_LEVEL: process.env.OUTPOST_LOG_LEVEL ?? 'warn', OUTPOST_FEED_WAIT_SECONDS: '5' },
             onStderr: (text) => process.stderr.write(`[${site.id}] ${text}`),
           }).catch((e: Error) => {
-            const busy = /EADDRINUSE/.test(e.message) ? ' (the port is in use: try --base-port 0 or another port)' : '';
+            const busy = /is already in use/.test(e.message) ? ' (the port is in use: try --base-port 0 or another port)' : '';
             throw new CliError(`site ${site.id} did not start${busy}`);
           });
           running.set(site.id, started);

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { ConfigError, resolveConfig, type OutpostConfig } from '../core/config.ts';
+import { StartupError } from '../core/startup-error.ts';
 import { startSite } from '../api/site.ts';
 import { CliError } from './cli-error.ts';
 import { demoCommand } from './demo.ts';
@@ -58,13 +59,16 @@ program.command('serve')
   .option('--public-url <url>', 'base URL clients reach this site at')
   .action(async (o: Record<string, unknown>) => {
     const config = await loadConfig(o.config as string | undefined, serveFlags(o));
+    // stdout carries the structured log alone (JSON lines); what is for the person starting the
+    // site (this line, the generated admin password, why a start failed) goes to stderr, never
+    // into the log (docs/operations.md, "Logs").
     const logger = pino({ level: config.log_level });
     const site = await startSite(config, logger, { adminPassword: process.env.OUTPOST_ADMIN_PASSWORD });
-    process.stdout.write(`outpost ${config.role} site "${config.site}" serving the Glance v2 API at ${site.url}\n`);
-    if (site.generatedAdminPassword !== undefined) {
-      process.stdout.write(`identity: created user "admin" (project "admin", domain "Default") with the password ${site.generatedAdminPassword}\n`
-        + '  (shown only now; set OUTPOST_ADMIN_PASSWORD to choose it)\n');
-    }
+    const password = site.generatedAdminPassword === undefined ? ''
+      : `identity: created user "admin" (project "admin", domain "Default") with the password ${site.generatedAdminPassword}\n`
+        + '  (shown only now, and never logged; change it with `openstack user set --password NEW admin`)\n';
+    // One write, so that whoever waits for the first line gets the password with it.
+    process.stderr.write(`outpost ${config.role} site "${config.site}" serving the Glance v2 API at ${site.url}\n${password}`);
     const stop = async () => {
       await site.close();
       process.exit(0);
@@ -94,7 +98,7 @@ try {
     process.stderr.write(`outpost: ${e.message}\n`);
     process.exit(2);
   }
-  if (e instanceof CliError) {
+  if (e instanceof CliError || e instanceof StartupError) {
     process.stderr.write(`outpost: ${e.message}\n`);
     process.exit(1);
   }

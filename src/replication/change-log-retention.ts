@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChangeLog } from '../core/ports.ts';
+import { describeError } from '../core/describe-error.ts';
 
 export interface ChangeLogRetentionOptions {
   changeLog: ChangeLog;
@@ -41,7 +42,7 @@ export class ChangeLogRetention {
         await changeLog.waitForChange(last, 60_000, { signal });
       } catch (error) {
         if (signal.aborted) return;
-        log.warn({ err: (error as Error).message }, 'could not trim the change log');
+        log.warn({ err: describeError(error) }, 'could not trim the change log');
         await sleep(5000, undefined, { signal }).catch(() => {});
       }
     }

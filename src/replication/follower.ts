@@ -1,4 +1,5 @@
 import type { Change, ChangeLog, Replica, Snapshot } from '../core/ports.ts';
+import { describeError } from '../core/describe-error.ts';
 
 export interface FollowerOptions {
   replica: Replica & Pick<ChangeLog, 'digest'>;
@@ -68,7 +69,7 @@ export class Follower {
     const every = this.#o.auditIntervalSeconds ?? 600;
     if (every > 0) {
       const tick = () => {
-        this.audit().catch((e: Error) => this.#o.log.warn({ err: e.message }, 'audit failed'))
+        this.audit().catch((e: unknown) => this.#o.log.warn({ err: describeError(e) }, 'audit failed'))
           .finally(() => { if (!this.#stop.signal.aborted) this.#auditTimer = setTimeout(tick, every * 1000); });
       };
       this.#auditTimer = setTimeout(tick, every * 1000);
@@ -134,7 +135,7 @@ export class Follower {
       } catch (error) {
         if (signal.aborted) return;
         failures++;
-        const message = error instanceof Error ? error.message : String(error);
+        const message = describeError(error);
         if (this.#status.lastError !== message) this.#o.log.warn({ parent: this.#o.parentUrl, err: message }, 'change feed unavailable; retrying');
         this.#status.lastError = message;
         const delay = Math.min(backoff.max, backoff.first * 2 ** (failures - 1)) * (0.5 + Math.random() / 2);

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CacheEntry, Catalog, InventoryItem, IoOptions } from '../core/ports.ts';
+import { describeError } from '../core/describe-error.ts';
 
 export interface InventoryReporterOptions {
   catalog: Catalog;
@@ -72,7 +73,7 @@ export class InventoryReporter {
         }
       } catch (error) {
         if (signal.aborted) return;
-        this.#o.log.warn({ err: (error as Error).message }, 'could not report this site\'s inventory; retrying');
+        this.#o.log.warn({ err: describeError(error) }, 'could not report this site\'s inventory; retrying');
       }
     }
   }

@@ -1,5 +1,6 @@
 import type { Site } from '../core/ports.ts';
 import type { FollowerStatus } from './follower.ts';
+import { describeError } from '../core/describe-error.ts';
 
 export interface SiteRegistrationOptions {
   parentUrl: string;
@@ -61,7 +62,7 @@ export class SiteRegistration {
     } catch (error) {
       if (this.#stop.signal.aborted) return;
       if (!this.#registered) next = Math.min(next, 2000); // not registered yet: try again soon
-      this.#o.log.warn({ parent: this.#o.parentUrl, err: (error as Error).message }, 'could not reach the parent to register');
+      this.#o.log.warn({ parent: this.#o.parentUrl, err: describeError(error) }, 'could not reach the parent to register');
     }
     if (!this.#stop.signal.aborted) this.#timer = setTimeout(() => void this.#beat(), next);
   }

@@ -201,10 +201,13 @@ export class FileBlobStore implements BlobStore {
     this.#sync = opts.sync ?? true;
   }
 
-  /** Creates the directories (what a crash left in them goes with removePartial()). */
+  /**
+   * Creates the directories (new ones 0700: image bytes are the service user's alone); what a
+   * crash left in them goes with removePartial().
+   */
   static async create(opts: FileBlobStoreOptions): Promise<FileBlobStore> {
     const store = new FileBlobStore(opts);
-    await mkdir(join(store.#root, TMP_DIR), { recursive: true });
+    await mkdir(join(store.#root, TMP_DIR), { recursive: true, mode: 0o700 });
     return store;
   }
 

@@ -10,6 +10,10 @@ export interface ServeProcess {
   child: ChildProcess;
   /** Everything the process printed so far. */
   output(): string;
+  /** What it printed on stdout so far: the JSON log. */
+  stdout(): string;
+  /** What it printed on stderr so far: the lines for the person who started it. */
+  stderr(): string;
   /** Sends `signal` (default SIGTERM) and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -33,9 +37,15 @@ export async function spawnServe(args: readonly string[], opts: SpawnServeOption
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  child.stdout!.on('data', (d) => { out += d; });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => {
+    out += d;
+    stdout += d;
+  });
   child.stderr!.on('data', (d) => {
     out += d;
+    stderr += d;
     opts.onStderr?.(String(d));
   });
   const url = await new Promise<string>((resolve, reject) => {
@@ -43,15 +53,16 @@ export async function spawnServe(args: readonly string[], opts: SpawnServeOption
       child.kill('SIGKILL');
       reject(new Error(`outpost serve did not start:\n${out}`));
     }, opts.startTimeoutMs ?? 20_000);
+    // The line is on stderr (stdout carries the JSON log).
     const check = () => {
       const m = /serving the Glance v2 API at (http:\/\/\S+)/.exec(out);
       if (m !== null) {
         clearTimeout(timer);
-        child.stdout!.off('data', check);
+        child.stderr!.off('data', check);
         resolve(m[1]);
       }
     };
-    child.stdout!.on('data', check);
+    child.stderr!.on('data', check);
     child.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`outpost serve exited with ${code}:\n${out}`));
@@ -61,6 +72,8 @@ export async function spawnServe(args: readonly string[], opts: SpawnServeOption
     url,
     child,
     output: () => out,
+    stdout: () => stdout,
+    stderr: () => stderr,
     stop: (signal = 'SIGTERM') => new Promise((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
       child.once('exit', (code) => resolve(code));

@@ -1,5 +1,6 @@
 import { NotFoundError, ServiceUnavailableError } from '../core/errors.ts';
 import type { GetOptions, ParentImageBytes, ParentImageSource } from '../core/ports.ts';
+import { describeError } from '../core/describe-error.ts';
 
 export interface HttpParentImageSourceOptions {
   /** The parent site's base URL. */
@@ -64,7 +65,7 @@ export class HttpParentImageSource implements ParentImageSource {
         }
       } catch (error) {
         opts.signal?.throwIfAborted();
-        throw idle.signal.aborted ? unreachable(`the transfer stalled for ${timeoutMs} ms`) : unreachable(`the transfer broke: ${(error as Error).message}`);
+        throw idle.signal.aborted ? unreachable(`the transfer stalled for ${timeoutMs} ms`) : unreachable(`the transfer broke: ${describeError(error)}`);
       } finally {
         clearTimeout(timer);
       }

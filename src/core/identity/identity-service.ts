@@ -12,6 +12,8 @@ export interface Project { id: string; name: string; domain_id: string; enabled:
 export interface User { id: string; name: string; domain_id: string; enabled: boolean; default_project_id: string | null }
 export interface Role { id: string; name: string }
 export interface Assignment { user_id: string; project_id: string; role_id: string }
+/** What bootstrapAdminPassword did: generated a password (to show once), or ignored the one given. */
+export interface AdminPasswordOutcome { generatedPassword?: string; ignored: boolean }
 /** A revocation: of one token (audit_id), or of every token of a user or project issued before `issued_before`. */
 export interface Revocation { id: string; audit_id?: string; user_id?: string; project_id?: string; issued_before: string; expires_at: string }
 
@@ -67,11 +69,19 @@ export class IdentityService {
   // -- bootstrap ------------------------------------------------------------------------------
 
   /**
-   * Central's first start (and every start, idempotently): the default domain, the default and
-   * service roles, the `admin` project and user with the admin role. The admin password is set
-   * when given, or generated (and returned, to be shown once) when the admin has none yet.
+   * Central's first start (and every start, idempotently): the records of bootstrapRecords, then
+   * the admin's password as bootstrapAdminPassword sets it.
    */
-  async bootstrap(adminPassword: string | undefined, opts: IoOptions = {}): Promise<{ generatedPassword?: string }> {
+  async bootstrap(adminPassword: string | undefined, opts: IoOptions = {}): Promise<AdminPasswordOutcome> {
+    await this.bootstrapRecords(opts);
+    return this.bootstrapAdminPassword(adminPassword, opts);
+  }
+
+  /**
+   * The default domain, the default and service roles, the `admin` project and user with the
+   * admin role (idempotently).
+   */
+  async bootstrapRecords(opts: IoOptions = {}): Promise<void> {
     const { store } = this.#o;
     if (await store.getIdentity('domain', DEFAULT_DOMAIN_ID, opts) === undefined) {
       await this.#put('domain', { id: DEFAULT_DOMAIN_ID, name: 'Default', enabled: true, description: 'The default domain' }, opts);
@@ -81,14 +91,24 @@ export class IdentityService {
     const existing = await this.#findByName<User>('user', 'admin', DEFAULT_DOMAIN_ID, opts);
     const admin = existing ?? await this.createUser(null, { name: 'admin', domain_id: DEFAULT_DOMAIN_ID, default_project_id: project.id }, opts);
     await this.assign(admin.id, project.id, predictableId('role', '', 'admin'), opts);
-    let generatedPassword: string | undefined;
-    if (adminPassword !== undefined) {
-      await this.setPassword(admin.id, adminPassword);
-    } else if (await store.getSecret(`password:${admin.id}`, opts) === undefined) {
-      generatedPassword = randomBytes(18).toString('base64url');
-      await this.setPassword(admin.id, generatedPassword);
+  }
+
+  /**
+   * The bootstrap admin's password, set only while the admin has none (after bootstrapRecords):
+   * `adminPassword` when given (OUTPOST_ADMIN_PASSWORD), else a generated one, returned to be shown
+   * once. Once the admin has a password, a different one given is ignored (`ignored`), never a
+   * reset: the password is changed through the API (PATCH /identity/v3/users/{id}).
+   */
+  async bootstrapAdminPassword(adminPassword: string | undefined, opts: IoOptions = {}): Promise<AdminPasswordOutcome> {
+    const admin = await this.#findByName<User>('user', 'admin', DEFAULT_DOMAIN_ID, opts);
+    if (admin === undefined) throw new NotFoundError('The admin user does not exist yet (bootstrapRecords makes it).');
+    const hash = await this.#o.store.getSecret(`password:${admin.id}`, opts);
+    if (hash !== undefined) {
+      return { ignored: adminPassword !== undefined && !(await this.#o.passwords?.verify(adminPassword, hash)) };
     }
-    return { generatedPassword };
+    const password = adminPassword ?? randomBytes(18).toString('base64url');
+    await this.setPassword(admin.id, password);
+    return { generatedPassword: adminPassword === undefined ? password : undefined, ignored: false };
   }
 
   async setPassword(userId: string, password: string): Promise<void> {
