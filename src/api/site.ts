@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import type { Server as HttpsServer } from 'node:https';
 import type { FastifyBaseLogger } from 'fastify';
 import { SqlCatalog } from '../catalog/sql-catalog.ts';
 import type { OutpostConfig } from '../core/config.ts';
@@ -29,6 +30,8 @@ import { ParentCopyRegistry } from '../replication/parent-copy-registry.ts';
 import { SiteRegistry } from '../core/site-registry.ts';
 import { SiteInventories } from '../core/site-inventory.ts';
 import { InventoryReporter, parentInventorySink } from '../replication/inventory-reporter.ts';
+import { ParentClient, TrustedConnections } from '../links/parent-client.ts';
+import { readCaBundle, readServerTls } from './tls-files.ts';
 import packageJson from '../../package.json' with { type: 'json' };
 
 const VERSION = packageJson.version;
@@ -39,6 +42,12 @@ export interface RunningSite {
   url: string;
   /** Set when this start generated the bootstrap admin's password (to be shown once). */
   generatedAdminPassword?: string;
+  /**
+   * With TLS on: reads tls_cert and tls_key again and serves them to new connections (the
+   * listener and open connections stay). Throws ConfigError, keeping the current certificate,
+   * when the files are not usable. False when TLS is off.
+   */
+  reloadTls(): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -54,6 +63,9 @@ export interface StartOptions {
  */
 export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger, options: StartOptions = {}): Promise<RunningSite> {
   const dataDir = resolve(config.data);
+  // TLS: the site's certificate, and whom its links to other sites trust (read first: a bad file stops the start).
+  const serverTls = await readServerTls(config);
+  const links = new TrustedConnections(config.role === 'edge' ? await readCaBundle('parent_ca', config.parent_ca) : await readCaBundle('sites_ca', config.sites_ca));
   await mkdir(dataDir, { recursive: true });
   const hashers = new WorkerHasherFactory();
   const catalog = await SqlCatalog.openSqlite(join(dataDir, 'catalog.sqlite'));
@@ -100,15 +112,18 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   if (keystone && isCentral && !remoteKeystone) await centralHeaders();
 
   // The edge role: the catalog is a replica that follows the parent's change feed, and writes go
-  // to the parent. Everything else is wired the same for every role.
-  const follower = config.role === 'edge'
-    ? new Follower({ replica: catalog, parentUrl: config.parent!, headers: siteHeaders, log: logger, waitSeconds: config.feed_wait_seconds,
-      auditIntervalSeconds: config.audit_interval_seconds })
+  // to the parent, all through the one link to it. Everything else is wired the same for every role.
+  const parent = config.role === 'edge'
+    ? new ParentClient({ url: config.parent!, headers: siteHeaders, timeoutMs: config.parent_timeout_ms, connections: links, trustKey: 'parent_ca' })
+    : undefined;
+  const follower = parent !== undefined
+    ? new Follower({ replica: catalog, parent, log: logger, waitSeconds: config.feed_wait_seconds, auditIntervalSeconds: config.audit_interval_seconds })
     : undefined;
   await follower?.start();
-  const parentLink = follower === undefined ? undefined : {
+  const parentLink = parent === undefined || follower === undefined ? undefined : {
     site: config.site,
-    url: config.parent!,
+    url: parent.url,
+    client: parent,
     timeoutMs: config.parent_timeout_ms,
     waitForReplica: (seq: number, timeoutMs: number) => follower.waitFor(seq, timeoutMs),
     maxStalenessMs: config.metadata_max_staleness === null ? undefined : config.metadata_max_staleness * 1000,
@@ -121,9 +136,9 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     site: config.site,
     index: catalog,
     blobs: stores.blobs(stores.defaultId),
-    source: config.role === 'edge'
-      ? new HttpParentImageSource({ parentUrl: config.parent!, headers: siteHeaders, timeoutMs: config.parent_timeout_ms })
-      : new SiteImageSource({ catalog, self: config.site, headers: centralHeaders, timeoutMs: config.parent_timeout_ms }),
+    source: parent !== undefined
+      ? new HttpParentImageSource({ parent, timeoutMs: config.parent_timeout_ms })
+      : new SiteImageSource({ catalog, self: config.site, headers: centralHeaders, timeoutMs: config.parent_timeout_ms, connections: links }),
     spoolDir: join(dataDir, 'cache-spool'),
     budgetBytes: config.cache_max_bytes,
     log: logger,
@@ -140,7 +155,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   const images = new ImageService({
     catalog,
     elsewhere: cache,
-    copies: parentLink === undefined ? undefined : new ParentCopyRegistry({ parentUrl: parentLink.url, headers: siteHeaders, timeoutMs: parentLink.timeoutMs, waitForReplica: parentLink.waitForReplica, log: logger }),
+    copies: parentLink === undefined ? undefined : new ParentCopyRegistry({ parent: parentLink.client, timeoutMs: parentLink.timeoutMs, waitForReplica: parentLink.waitForReplica, log: logger }),
     stores,
     limits: { defaultLimit: config.limit_param_default, maxLimit: config.api_limit_max },
     imageSizeCap: config.image_size_cap,
@@ -176,9 +191,9 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   const reporter = new InventoryReporter({
     catalog, storeIds: stores.list().map((s) => s.id), cacheStore: stores.defaultId, cache, log: logger,
     reportLocated: parentLink !== undefined,
-    send: parentLink === undefined
+    send: parent === undefined
       ? (images, opts) => catalog.putInventory({ site: config.site, reported_at: new Date().toISOString(), images }, opts)
-      : parentInventorySink(parentLink.url, config.site, parentLink.timeoutMs, siteHeaders),
+      : parentInventorySink(parent, config.site),
   });
 
   const [host, port] = splitListen(config.listen);
@@ -208,18 +223,17 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     get publicUrl() { return publicUrl; },
     showLocations: config.show_multiple_locations,
     showDirectUrl: config.show_image_direct_url,
+    tls: serverTls,
   });
   await app.listen({ host, port });
   const address = app.server.address() as AddressInfo;
-  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  const url = `${serverTls === undefined ? 'http' : 'https'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   if (publicUrl === '') publicUrl = url;
   // Central records itself; an edge registers with its parent (forwarded up to central) and
   // refreshes that registration as a heartbeat.
   const self = { id: config.site, labels: { ...config.labels }, public_url: publicUrl, stores: stores.list().map((s) => s.id), store_details: stores.describe(), version: VERSION };
   if (follower === undefined) await sites.registerSelf(self);
-  const registration = follower === undefined ? undefined : new SiteRegistration({
-    parentUrl: config.parent!, headers: siteHeaders, site: self, follower, log: logger,
-  });
+  const registration = parent === undefined || follower === undefined ? undefined : new SiteRegistration({ parent, site: self, follower, log: logger });
   registration?.start();
   reporter.start();
   logger.info({ url, role: config.role, site: config.site, stores: stores.list().map((s) => s.id) }, 'outpost site listening');
@@ -227,6 +241,13 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   return {
     url,
     generatedAdminPassword,
+    async reloadTls() {
+      const fresh = await readServerTls(config);
+      if (fresh === undefined) return false;
+      (app.server as unknown as HttpsServer).setSecureContext(fresh);
+      logger.info({ cert: config.tls_cert }, 'TLS certificate and key reloaded; new connections get them');
+      return true;
+    },
     async close() {
       await app.close();
       registration?.close();
@@ -238,6 +259,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
       await runner.close();
       await catalog.close();
       await hashers.close();
+      await links.close();
     },
   };
 }

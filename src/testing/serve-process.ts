@@ -44,7 +44,7 @@ export async function spawnServe(args: readonly string[], opts: SpawnServeOption
       reject(new Error(`outpost serve did not start:\n${out}`));
     }, opts.startTimeoutMs ?? 20_000);
     const check = () => {
-      const m = /serving the Glance v2 API at (http:\/\/\S+)/.exec(out);
+      const m = /serving the Glance v2 API at (https?:\/\/\S+)/.exec(out);
       if (m !== null) {
         clearTimeout(timer);
         child.stdout!.off('data', check);
