@@ -74,6 +74,15 @@ describe('configuration', () => {
     assert.ok(problems(() => resolveConfig({ file: { labels: 'x' } })).some((x) => /labels must be an object/.test(x)));
   });
 
+  it('takes TLS files as keys, flags and OUTPOST_TLS_* variables: a certificate with its key, parent_ca for an edge', () => {
+    const c = resolveConfig({ env: { OUTPOST_TLS_CERT: '/tls/cert.pem', OUTPOST_TLS_KEY: '/tls/key.pem', OUTPOST_SITES_CA: '/tls/ca.pem' } });
+    assert.deepEqual([c.tls_cert, c.tls_key, c.sites_ca, c.parent_ca], ['/tls/cert.pem', '/tls/key.pem', '/tls/ca.pem', null]);
+    const edge = resolveConfig({ flags: { role: 'edge', site: 'e', parent: 'https://central.example:9292', parent_ca: '/tls/ca.pem' } });
+    assert.equal(edge.parent_ca, '/tls/ca.pem');
+    assert.ok(problems(() => resolveConfig({ flags: { tls_cert: '/tls/cert.pem' } })).some((p) => /tls_cert and tls_key go together/.test(p)));
+    assert.ok(problems(() => resolveConfig({ flags: { parent_ca: '/tls/ca.pem' } })).some((p) => /parent_ca is only for role "edge"/.test(p)));
+  });
+
   it('rejects unknown keys and reports every problem at once', () => {
     const p = problems(() => resolveConfig({
       file: { listen: 'nowhere', colour: 'blue', api_limit_max: -1 },

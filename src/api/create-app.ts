@@ -65,6 +65,8 @@ export interface AppDeps {
   publicUrl: string;
   showLocations: boolean;
   showDirectUrl: boolean;
+  /** Serve https with this certificate and key (the server is then a node https.Server). */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 /** The parsed body of a JSON request whose text is not JSON (see jsonBody). */
@@ -112,6 +114,8 @@ export function createApp(deps: AppDeps): FastifyInstance {
     // Requests the router refuses before any route (a malformed %-escape in the path, a path
     // parameter longer than maxParamLength) get a Glance-shaped error and a request id too.
     frameworkErrors: answerFrameworkError,
+    // Typed as the plain HTTP server: an https.Server answers the same requests.
+    ...(deps.tls === undefined ? {} : { https: deps.tls }),
   });
 
   // Bodies: JSON (and both JSON-patch media types) parsed here; malformed JSON becomes Glance's 400

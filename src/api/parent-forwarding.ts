@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ServiceUnavailableError } from '../core/errors.ts';
+import type { ParentClient } from '../links/parent-client.ts';
 
 /** An edge's link to its parent site. */
 export interface ParentLink {
@@ -8,6 +9,8 @@ export interface ParentLink {
   site: string;
   /** The parent's base URL. */
   url: string;
+  /** The link to the parent (TLS trust); forwarded requests carry their client's headers, not the site's credential. */
+  client: Pick<ParentClient, 'fetch'>;
   /** How long a forwarded request may wait for the parent before it fails with 503, ms. */
   timeoutMs: number;
   /**
@@ -110,7 +113,7 @@ async function forward(req: FastifyRequest, reply: FastifyReply, base: string, p
   let reachable = false;
   const probe = () => {
     reachable = false;
-    fetch(`${base}/outpost/v1/status`, { signal: AbortSignal.any([probes.signal, AbortSignal.timeout(parent.timeoutMs)]) })
+    parent.client.fetch('/outpost/v1/status', { signal: AbortSignal.any([probes.signal, AbortSignal.timeout(parent.timeoutMs)]) }, { timeoutMs: null, credential: false })
       .then(async (r) => { reachable = true; await r.body?.cancel(); }, () => undefined);
   };
   const expired = () => {
@@ -140,14 +143,14 @@ async function forward(req: FastifyRequest, reply: FastifyReply, base: string, p
 
   let res: Response;
   try {
-    res = await fetch(`${base}${req.url}`, {
+    res = await parent.client.fetch(req.url, {
       method: req.method,
       headers,
       body: hasBody ? (Readable.toWeb(req.raw) as ReadableStream) : undefined,
       duplex: 'half',
       redirect: 'manual',
       signal: controller.signal,
-    } as RequestInit);
+    } as RequestInit, { timeoutMs: null, credential: false });
   } catch (error) {
     clearTimeout(timer);
     const why = controller.signal.aborted ? `no answer within ${parent.timeoutMs} ms`

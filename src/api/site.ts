@@ -1,5 +1,6 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import type { Server as HttpsServer } from 'node:https';
 import type { FastifyBaseLogger } from 'fastify';
 import { SqlCatalog } from '../catalog/sql-catalog.ts';
 import type { OutpostConfig } from '../core/config.ts';
@@ -33,6 +34,8 @@ import { SiteRegistry } from '../core/site-registry.ts';
 import { SiteInventories } from '../core/site-inventory.ts';
 import { SiteRemoval } from '../core/site-removal.ts';
 import { InventoryReporter, parentInventorySink } from '../replication/inventory-reporter.ts';
+import { ParentClient, TrustedConnections } from '../links/parent-client.ts';
+import { readCaBundle, readServerTls, type ServerTls } from './tls-files.ts';
 import packageJson from '../../package.json' with { type: 'json' };
 
 const VERSION = packageJson.version;
@@ -43,6 +46,12 @@ export interface RunningSite {
   url: string;
   /** Set when this start generated the bootstrap admin's password (to be shown once), which it does only once listening. */
   generatedAdminPassword?: string;
+  /**
+   * With TLS on: reads tls_cert and tls_key again and serves them to new connections (the
+   * listener and open connections stay). Throws ConfigError, keeping the current certificate,
+   * when the files are not usable. False when TLS is off.
+   */
+  reloadTls(): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -60,10 +69,20 @@ export interface StartOptions {
  * and nowhere else.
  */
 export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger, options: StartOptions = {}): Promise<RunningSite> {
-  // The data directory first: private, this site's, and held by this process alone (or a refusal).
-  const directory = await DataDirectory.open({ path: config.data, site: config.site, role: config.role, log: logger });
+  // TLS: the site's certificate, and whom its links to other sites trust (read first: a bad file
+  // stops the start before the data directory is touched).
+  const serverTls = await readServerTls(config);
+  const links = new TrustedConnections(config.role === 'edge' ? await readCaBundle('parent_ca', config.parent_ca) : await readCaBundle('sites_ca', config.sites_ca));
+  // The data directory next: private, this site's, and held by this process alone (or a refusal).
+  let directory: DataDirectory;
   try {
-    const site = await startSiteIn(directory, config, logger, options);
+    directory = await DataDirectory.open({ path: config.data, site: config.site, role: config.role, log: logger });
+  } catch (error) {
+    await links.close();
+    throw error;
+  }
+  try {
+    const site = await startSiteIn(directory, { serverTls, links }, config, logger, options);
     return { ...site, async close() { await site.close(); await directory.close(); } };
   } catch (error) {
     await directory.close();
@@ -71,7 +90,13 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
   }
 }
 
-async function startSiteIn(directory: DataDirectory, config: OutpostConfig, logger: FastifyBaseLogger, options: StartOptions): Promise<RunningSite> {
+/** What startSite reads before the data directory: the site's certificate and whom its links trust. */
+interface SiteTls {
+  serverTls: ServerTls | undefined;
+  links: TrustedConnections;
+}
+
+async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteTls, config: OutpostConfig, logger: FastifyBaseLogger, options: StartOptions): Promise<RunningSite> {
   const dataDir = directory.path;
   const hashers = new WorkerHasherFactory();
   const catalog = await SqlCatalog.openSqlite(directory.catalogPath);
@@ -118,15 +143,18 @@ async function startSiteIn(directory: DataDirectory, config: OutpostConfig, logg
   if (keystone && isCentral && !remoteKeystone) await centralHeaders();
 
   // The edge role: the catalog is a replica that follows the parent's change feed, and writes go
-  // to the parent. Everything else is wired the same for every role.
-  const follower = config.role === 'edge'
-    ? new Follower({ replica: catalog, parentUrl: config.parent!, headers: siteHeaders, log: logger, waitSeconds: config.feed_wait_seconds,
-      auditIntervalSeconds: config.audit_interval_seconds })
+  // to the parent, all through the one link to it. Everything else is wired the same for every role.
+  const parent = config.role === 'edge'
+    ? new ParentClient({ url: config.parent!, headers: siteHeaders, timeoutMs: config.parent_timeout_ms, connections: links, trustKey: 'parent_ca' })
+    : undefined;
+  const follower = parent !== undefined
+    ? new Follower({ replica: catalog, parent, log: logger, waitSeconds: config.feed_wait_seconds, auditIntervalSeconds: config.audit_interval_seconds })
     : undefined;
   await follower?.start();
-  const parentLink = follower === undefined ? undefined : {
+  const parentLink = parent === undefined || follower === undefined ? undefined : {
     site: config.site,
-    url: config.parent!,
+    url: parent.url,
+    client: parent,
     timeoutMs: config.parent_timeout_ms,
     waitForReplica: (seq: number, timeoutMs: number) => follower.waitFor(seq, timeoutMs),
     maxStalenessMs: config.metadata_max_staleness === null ? undefined : config.metadata_max_staleness * 1000,
@@ -139,9 +167,9 @@ async function startSiteIn(directory: DataDirectory, config: OutpostConfig, logg
     site: config.site,
     index: catalog,
     blobs: stores.blobs(stores.defaultId),
-    source: config.role === 'edge'
-      ? new HttpParentImageSource({ parentUrl: config.parent!, headers: siteHeaders, timeoutMs: config.parent_timeout_ms })
-      : new SiteImageSource({ catalog, self: config.site, headers: centralHeaders, timeoutMs: config.parent_timeout_ms }),
+    source: parent !== undefined
+      ? new HttpParentImageSource({ parent, timeoutMs: config.parent_timeout_ms })
+      : new SiteImageSource({ catalog, self: config.site, headers: centralHeaders, timeoutMs: config.parent_timeout_ms, connections: links }),
     spoolDir: join(dataDir, 'cache-spool'),
     budgetBytes: config.cache_max_bytes,
     log: logger,
@@ -159,7 +187,7 @@ async function startSiteIn(directory: DataDirectory, config: OutpostConfig, logg
   const images = new ImageService({
     catalog, region,
     elsewhere: cache,
-    copies: parentLink === undefined ? undefined : new ParentCopyRegistry({ parentUrl: parentLink.url, headers: siteHeaders, timeoutMs: parentLink.timeoutMs, waitForReplica: parentLink.waitForReplica, log: logger }),
+    copies: parentLink === undefined ? undefined : new ParentCopyRegistry({ parent: parentLink.client, timeoutMs: parentLink.timeoutMs, waitForReplica: parentLink.waitForReplica, log: logger }),
     stores,
     limits: { defaultLimit: config.limit_param_default, maxLimit: config.api_limit_max },
     imageSizeCap: config.image_size_cap,
@@ -197,9 +225,9 @@ async function startSiteIn(directory: DataDirectory, config: OutpostConfig, logg
   const reporter = new InventoryReporter({
     catalog, storeIds: stores.list().map((s) => s.id), cacheStore: stores.defaultId, cache, log: logger,
     reportLocated: parentLink !== undefined,
-    send: parentLink === undefined
+    send: parent === undefined
       ? (images, opts) => catalog.putInventory({ site: config.site, reported_at: new Date().toISOString(), images }, opts)
-      : parentInventorySink(parentLink.url, config.site, parentLink.timeoutMs, siteHeaders),
+      : parentInventorySink(parent, config.site),
   });
 
   const [host, port] = splitListen(config.listen);
@@ -232,6 +260,7 @@ async function startSiteIn(directory: DataDirectory, config: OutpostConfig, logg
     get publicUrl() { return publicUrl; },
     showLocations: config.show_multiple_locations,
     showDirectUrl: config.show_image_direct_url,
+    tls: serverTls,
   });
   // What runs before the site listens: stopped when it closes, or when it cannot listen.
   const stopServices = async () => {
@@ -243,6 +272,7 @@ async function startSiteIn(directory: DataDirectory, config: OutpostConfig, logg
     await recovery.close();
     await catalog.close();
     await hashers.close();
+    await links.close();
   };
   try {
     await app.listen({ host, port });
@@ -263,15 +293,13 @@ async function startSiteIn(directory: DataDirectory, config: OutpostConfig, logg
     }
   }
   const address = app.server.address() as AddressInfo;
-  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  const url = `${serverTls === undefined ? 'http' : 'https'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   if (publicUrl === '') publicUrl = url;
   // Central records itself; an edge registers with its parent (forwarded up to central) and
   // refreshes that registration as a heartbeat.
   const self = { id: config.site, labels: { ...config.labels }, public_url: publicUrl, stores: stores.list().map((s) => s.id), store_details: stores.describe(), version: VERSION };
   if (follower === undefined) await sites.registerSelf(self);
-  const registration = follower === undefined ? undefined : new SiteRegistration({
-    parentUrl: config.parent!, headers: siteHeaders, site: self, follower, log: logger,
-  });
+  const registration = parent === undefined || follower === undefined ? undefined : new SiteRegistration({ parent, site: self, follower, log: logger });
   registration?.start();
   reporter.start();
   logger.info({ url, role: config.role, site: config.site, stores: stores.list().map((s) => s.id) }, 'outpost site listening');
@@ -279,6 +307,13 @@ async function startSiteIn(directory: DataDirectory, config: OutpostConfig, logg
   return {
     url,
     generatedAdminPassword,
+    async reloadTls() {
+      const fresh = await readServerTls(config);
+      if (fresh === undefined) return false;
+      (app.server as unknown as HttpsServer).setSecureContext(fresh);
+      logger.info({ cert: config.tls_cert }, 'TLS certificate and key reloaded; new connections get them');
+      return true;
+    },
     async close() {
       await app.close();
       registration?.close();

@@ -33,6 +33,7 @@ function serveFlags(o: Record<string, unknown>): Record<string, unknown> {
     role: o.role, site: o.site, listen: o.listen, data: o.data, parent: o.parent, auth: o.auth, log_level: o.logLevel,
     insecure_auth_none: o.insecureAuthNone === true ? true : undefined,
     public_url: o.publicUrl,
+    tls_cert: o.tlsCert, tls_key: o.tlsKey, parent_ca: o.parentCa, sites_ca: o.sitesCa,
   };
   if (Array.isArray(o.store) && o.store.length > 0) flags.stores = o.store;
   if (Array.isArray(o.label) && o.label.length > 0) flags.labels = o.label;
@@ -57,6 +58,10 @@ program.command('serve')
   .option('--insecure-auth-none', 'allow --auth none on an address other than loopback')
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
   .option('--public-url <url>', 'base URL clients reach this site at')
+  .option('--tls-cert <file>', 'serve https with this certificate chain (PEM; with --tls-key; reloaded on SIGHUP)')
+  .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
+  .option('--parent-ca <file>', 'edge: CA bundle (PEM) the https parent is verified against (default: the system\'s trust store)')
+  .option('--sites-ca <file>', 'central: CA bundle (PEM) the sites\' https URLs are verified against (default: the system\'s trust store)')
   .action(async (o: Record<string, unknown>) => {
     const config = await loadConfig(o.config as string | undefined, serveFlags(o));
     // stdout carries the structured log alone (JSON lines); what is for the person starting the
@@ -75,6 +80,12 @@ program.command('serve')
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+    // SIGHUP: a renewed certificate on disk is served to new connections; nothing else stops.
+    if (config.tls_cert !== null) {
+      process.on('SIGHUP', () => {
+        site.reloadTls().catch((e: Error) => logger.error({ err: e.message }, 'TLS reload failed; still serving the previous certificate'));
+      });
+    }
   });
 
 const configCommand = program.command('config').description('configuration tools');

@@ -78,8 +78,16 @@ export interface OutpostConfig {
    */
   trusted_issuers: Readonly<Record<string, TrustedIssuer>>;
   log_level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-  /** Base URL clients reach this site at (version document links); default http://<listen>. */
+  /** Base URL clients reach this site at (version document links); default http(s)://<listen>. */
   public_url: string | null;
+  /** The site serves https with this certificate chain (PEM file; with tls_key). Reloaded on SIGHUP. */
+  tls_cert: string | null;
+  /** The private key of tls_cert (PEM file). Secret. */
+  tls_key: string | null;
+  /** Edge: CA bundle (PEM file) the parent's https certificate is verified against (null: the system's trust store). */
+  parent_ca: string | null;
+  /** Central: CA bundle (PEM file) the sites' https certificates are verified against when central reads their copies (null: the system's trust store). */
+  sites_ca: string | null;
   /** Glance `image_size_cap`: the largest image accepted, in bytes (default 1 TiB). */
   image_size_cap: number;
   /** Glance `limit_param_default`. */
@@ -155,6 +163,10 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   trusted_issuers: { kind: 'issuers' },
   log_level: { kind: 'string', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
   public_url: { kind: 'nullable-string' },
+  tls_cert: { kind: 'nullable-string' },
+  tls_key: { kind: 'nullable-string' },
+  parent_ca: { kind: 'nullable-string' },
+  sites_ca: { kind: 'nullable-string' },
   image_size_cap: { kind: 'integer', min: 1 },
   limit_param_default: { kind: 'integer', min: 1 },
   api_limit_max: { kind: 'integer', min: 1 },
@@ -192,6 +204,10 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   trusted_issuers: {},
   log_level: 'info',
   public_url: null,
+  tls_cert: null,
+  tls_key: null,
+  parent_ca: null,
+  sites_ca: null,
   image_size_cap: 1024 ** 4,
   limit_param_default: 25,
   api_limit_max: 1000,
@@ -388,12 +404,16 @@ export function resolveConfig(sources: ConfigSources): OutpostConfig {
   }
   if (merged.role === 'edge') {
     if (typeof merged.parent !== 'string' || !/^https?:\/\/[^/]+/.test(merged.parent)) {
-      problems.push(`${origin.parent ?? origin.role}: an edge needs parent, the URL of its parent site (http://HOST:PORT)`);
+      problems.push(`${origin.parent ?? origin.role}: an edge needs parent, the URL of its parent site (http://HOST:PORT or https://HOST:PORT)`);
     }
     if (merged.site === 'central') problems.push(`${origin.site ?? 'default'}: an edge needs its own site id (--site)`);
   } else if (merged.parent !== null) {
     problems.push(`${origin.parent}: parent is only for role "edge"`);
   }
+  if ((merged.tls_cert === null) !== (merged.tls_key === null)) {
+    problems.push(`${origin.tls_cert ?? origin.tls_key}: tls_cert and tls_key go together (the certificate and its private key)`);
+  }
+  if (merged.parent_ca !== null && merged.role !== 'edge') problems.push(`${origin.parent_ca}: parent_ca is only for role "edge"`);
   if (typeof merged.keystone_url === 'string' && !/^https?:\/\/[^/]+/.test(merged.keystone_url)) {
     problems.push(`${origin.keystone_url}: keystone_url must be the http(s) URL of a Keystone v3 API`);
   }

@@ -1,14 +1,13 @@
 import type { Change, ChangeLog, Replica, Snapshot } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
+import type { ParentClient } from '../links/parent-client.ts';
 
 export interface FollowerOptions {
   replica: Replica & Pick<ChangeLog, 'digest'>;
   /** Seconds between audits (0: only on demand). */
   auditIntervalSeconds?: number;
-  /** The parent site's base URL. */
-  parentUrl: string;
-  /** Headers for the parent (the site credential, later). */
-  headers?: Record<string, string>;
+  /** The link to the parent site (its URL, the site credential, TLS trust). */
+  parent: Pick<ParentClient, 'url' | 'fetch'>;
   /** Changes per request (default 500). */
   batch?: number;
   /** Long-poll seconds per request (default 10); a request is given up 5 s after that. */
@@ -56,7 +55,7 @@ export class Follower {
   readonly #progress = new EventTarget();
 
   constructor(opts: FollowerOptions) {
-    this.#o = { ...opts, parentUrl: opts.parentUrl.replace(/\/+$/, '') };
+    this.#o = opts;
   }
 
   status(): FollowerStatus {
@@ -93,7 +92,7 @@ export class Follower {
       this.#status.audit.lastAt = new Date();
       this.#status.audit.lastMismatch = mismatched;
       if (mismatched.length === 0) return { result: 'ok', seq: parent.seq, mismatched };
-      this.#o.log.warn({ parent: this.#o.parentUrl, seq: parent.seq, mismatched }, 'audit: the replica differs from its parent; reloading from the snapshot');
+      this.#o.log.warn({ parent: this.#o.parent.url, seq: parent.seq, mismatched }, 'audit: the replica differs from its parent; reloading from the snapshot');
       await this.#reload(this.#stop.signal);
       this.#status.audit.repairs++;
       return { result: 'repaired', seq: parent.seq, mismatched };
@@ -136,7 +135,7 @@ export class Follower {
         if (signal.aborted) return;
         failures++;
         const message = describeError(error);
-        if (this.#status.lastError !== message) this.#o.log.warn({ parent: this.#o.parentUrl, err: message }, 'change feed unavailable; retrying');
+        if (this.#status.lastError !== message) this.#o.log.warn({ parent: this.#o.parent.url, err: message }, 'change feed unavailable; retrying');
         this.#status.lastError = message;
         const delay = Math.min(backoff.max, backoff.first * 2 ** (failures - 1)) * (0.5 + Math.random() / 2);
         await new Promise((resolve) => {
@@ -148,10 +147,7 @@ export class Follower {
   }
 
   async #get(path: string, signal: AbortSignal, timeoutMs: number): Promise<Response> {
-    return fetch(`${this.#o.parentUrl}${path}`, {
-      headers: { accept: 'application/json', ...this.#o.headers },
-      signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
-    });
+    return this.#o.parent.fetch(path, { headers: { accept: 'application/json' } }, { signal, timeoutMs });
   }
 
   async #step(signal: AbortSignal): Promise<void> {
@@ -160,7 +156,7 @@ export class Follower {
     const res = await this.#get(`/outpost/v1/changes?since=${since}&limit=${this.#o.batch ?? 500}&wait=${wait}`, signal, (wait + 5) * 1000);
     if (res.status === 410) {
       await res.body?.cancel();
-      this.#o.log.info({ parent: this.#o.parentUrl, since }, 'change log truncated past our position; reloading from the snapshot');
+      this.#o.log.info({ parent: this.#o.parent.url, since }, 'change log truncated past our position; reloading from the snapshot');
       await this.#reload(signal);
       return;
     }

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CacheEntry, Catalog, InventoryItem, IoOptions } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
+import type { ParentClient } from '../links/parent-client.ts';
 
 export interface InventoryReporterOptions {
   catalog: Catalog;
@@ -85,16 +86,14 @@ export class InventoryReporter {
 }
 
 /** An edge's InventoryReporter `send`: `PUT {parent}/outpost/v1/sites/{site}/inventory`, which each parent passes up to central. */
-export function parentInventorySink(parentUrl: string, site: string, timeoutMs: number, headers: Record<string, string> = {}): InventoryReporterOptions['send'] {
-  const url = `${parentUrl.replace(/\/+$/, '')}/outpost/v1/sites/${encodeURIComponent(site)}/inventory`;
+export function parentInventorySink(parent: Pick<ParentClient, 'fetch'>, site: string): InventoryReporterOptions['send'] {
+  const path = `/outpost/v1/sites/${encodeURIComponent(site)}/inventory`;
   return async (images, opts) => {
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const res = await fetch(url, {
+    const res = await parent.fetch(path, {
       method: 'PUT',
-      headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
       body: JSON.stringify({ images }),
-      signal: opts.signal === undefined ? timeout : AbortSignal.any([opts.signal, timeout]),
-    });
+    }, opts);
     const text = await res.text();
     if (!res.ok) throw new Error(`the parent answered HTTP ${res.status}: ${text.slice(0, 200)}`);
   };

@@ -3,12 +3,12 @@ import {
   BadRequestError, ConflictError, ForbiddenError, GoneError, NotFoundError, OutpostError, PayloadTooLargeError, ServiceUnavailableError,
 } from '../core/errors.ts';
 import type { CopyRegistry, IoOptions, VerifiedCopy } from '../core/ports.ts';
+import type { ParentClient } from '../links/parent-client.ts';
 
 export interface ParentCopyRegistryOptions {
-  parentUrl: string;
-  /** This site's credential (auth keystone), sent with every request. */
-  headers?: Record<string, string>;
-  /** The parent must answer within this, ms (`parent_timeout_ms`). */
+  /** The link to the parent site, with this site's credential (auth keystone) and `parent_timeout_ms`. */
+  parent: Pick<ParentClient, 'url' | 'fetch'>;
+  /** How long a recorded copy may wait for the replica to catch up, ms (`parent_timeout_ms`). */
   timeoutMs: number;
   /** Resolves once this site's replica has applied the parent's change `seq` (false: timed out). */
   waitForReplica(seq: number, timeoutMs: number): Promise<boolean>;
@@ -28,15 +28,13 @@ const BY_STATUS: Record<number, new (message: string) => OutpostError> = {
  */
 export class ParentCopyRegistry implements CopyRegistry {
   readonly #o: ParentCopyRegistryOptions;
-  readonly #base: string;
 
   constructor(opts: ParentCopyRegistryOptions) {
     this.#o = opts;
-    this.#base = opts.parentUrl.replace(/\/+$/, '');
   }
 
   async reachable(opts: IoOptions = {}): Promise<void> {
-    const res = await this.#fetch('/outpost/v1/status', { headers: { accept: 'application/json' } }, opts);
+    const res = await this.#fetch('/outpost/v1/status', { headers: { accept: 'application/json' } }, { ...opts, credential: false });
     await res.body?.cancel();
     if (!res.ok) throw this.#unreachable(`HTTP ${res.status}`);
   }
@@ -45,7 +43,7 @@ export class ParentCopyRegistry implements CopyRegistry {
     const { store, ...body } = copy;
     const res = await this.#fetch(`/outpost/v1/images/${encodeURIComponent(imageId)}/locations/${encodeURIComponent(store)}`, {
       method: 'PUT',
-      headers: { 'content-type': 'application/json', accept: 'application/json', ...callerHeaders(ctx), ...this.#o.headers },
+      headers: { 'content-type': 'application/json', accept: 'application/json', ...callerHeaders(ctx) },
       body: JSON.stringify(body),
     }, opts);
     const text = await res.text();
@@ -64,18 +62,17 @@ export class ParentCopyRegistry implements CopyRegistry {
     }
   }
 
-  async #fetch(path: string, init: RequestInit, opts: IoOptions): Promise<Response> {
-    const timeout = AbortSignal.timeout(this.#o.timeoutMs);
+  async #fetch(path: string, init: RequestInit, opts: IoOptions & { credential?: boolean }): Promise<Response> {
     try {
-      return await fetch(`${this.#base}${path}`, { ...init, signal: opts.signal === undefined ? timeout : AbortSignal.any([opts.signal, timeout]) });
+      return await this.#o.parent.fetch(path, init, opts);
     } catch (error) {
       opts.signal?.throwIfAborted();
-      throw this.#unreachable(timeout.aborted ? `no answer within ${this.#o.timeoutMs} ms` : String(((error as Error).cause as Error | undefined)?.message ?? error));
+      throw this.#unreachable((error as Error).message);
     }
   }
 
   #unreachable(why: string): ServiceUnavailableError {
-    return new ServiceUnavailableError(`The parent site ${this.#base} could not be reached (${why}); uploads at this site need it, reads are served here.`);
+    return new ServiceUnavailableError(`The parent site ${this.#o.parent.url} could not be reached (${why}); uploads at this site need it, reads are served here.`);
   }
 }
 

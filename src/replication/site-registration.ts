@@ -1,10 +1,11 @@
 import type { Site } from '../core/ports.ts';
+import type { ParentClient } from '../links/parent-client.ts';
 import type { FollowerStatus } from './follower.ts';
 import { describeError } from '../core/describe-error.ts';
 
 export interface SiteRegistrationOptions {
-  parentUrl: string;
-  headers?: Record<string, string>;
+  /** The link to the parent site (its URL, the site credential, TLS trust). */
+  parent: Pick<ParentClient, 'url' | 'fetch'>;
   /** What the site says of itself. */
   site: Pick<Site, 'id' | 'labels' | 'public_url' | 'stores' | 'store_details' | 'version'>;
   follower: { status(): FollowerStatus };
@@ -27,7 +28,7 @@ export class SiteRegistration {
   #parentId: string | undefined;
 
   constructor(opts: SiteRegistrationOptions) {
-    this.#o = { ...opts, parentUrl: opts.parentUrl.replace(/\/+$/, '') };
+    this.#o = opts;
   }
 
   start(): void {
@@ -37,24 +38,23 @@ export class SiteRegistration {
   async #beat(): Promise<void> {
     let next = this.#o.intervalMs ?? 30_000;
     try {
-      const signal = AbortSignal.any([this.#stop.signal, AbortSignal.timeout(10_000)]);
+      const opts = { signal: this.#stop.signal, timeoutMs: 10_000 };
       if (this.#parentId === undefined) {
-        const status = await fetch(`${this.#o.parentUrl}/outpost/v1/status`, { headers: { accept: 'application/json', ...this.#o.headers }, signal });
+        const status = await this.#o.parent.fetch('/outpost/v1/status', { headers: { accept: 'application/json' } }, opts);
         if (!status.ok) throw new Error(`status: HTTP ${status.status}`);
         this.#parentId = ((await status.json()) as { site: string }).site;
       }
       const f = this.#o.follower.status();
-      const res = await fetch(`${this.#o.parentUrl}/outpost/v1/sites`, {
+      const res = await this.#o.parent.fetch('/outpost/v1/sites', {
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json', ...this.#o.headers },
+        headers: { 'content-type': 'application/json', accept: 'application/json' },
         body: JSON.stringify({
           ...this.#o.site, parent: this.#parentId, lag_changes: f.parentSeq === null ? null : Math.max(0, f.parentSeq - f.position),
         }),
-        signal,
-      });
+      }, opts);
       const text = await res.text();
       if (res.ok) {
-        if (!this.#registered) this.#o.log.info({ parent: this.#o.parentUrl, site: this.#o.site.id }, 'registered with the parent site');
+        if (!this.#registered) this.#o.log.info({ parent: this.#o.parent.url, site: this.#o.site.id }, 'registered with the parent site');
         this.#registered = true;
       } else {
         this.#o.log.warn({ status: res.status, message: text.slice(0, 300) }, 'the parent refused this site\'s registration');
@@ -62,7 +62,7 @@ export class SiteRegistration {
     } catch (error) {
       if (this.#stop.signal.aborted) return;
       if (!this.#registered) next = Math.min(next, 2000); // not registered yet: try again soon
-      this.#o.log.warn({ parent: this.#o.parentUrl, err: describeError(error) }, 'could not reach the parent to register');
+      this.#o.log.warn({ parent: this.#o.parent.url, err: describeError(error) }, 'could not reach the parent to register');
     }
     if (!this.#stop.signal.aborted) this.#timer = setTimeout(() => void this.#beat(), next);
   }

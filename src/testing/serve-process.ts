@@ -55,7 +55,7 @@ export async function spawnServe(args: readonly string[], opts: SpawnServeOption
     }, opts.startTimeoutMs ?? 20_000);
     // The line is on stderr (stdout carries the JSON log).
     const check = () => {
-      const m = /serving the Glance v2 API at (http:\/\/\S+)/.exec(out);
+      const m = /serving the Glance v2 API at (https?:\/\/\S+)/.exec(out);
       if (m !== null) {
         clearTimeout(timer);
         child.stderr!.off('data', check);

@@ -1,12 +1,11 @@
 import { NotFoundError, ServiceUnavailableError } from '../core/errors.ts';
 import type { GetOptions, ParentImageBytes, ParentImageSource } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
+import type { ParentClient } from '../links/parent-client.ts';
 
 export interface HttpParentImageSourceOptions {
-  /** The parent site's base URL. */
-  parentUrl: string;
-  /** Headers every request carries (the site's credential). */
-  headers?: Record<string, string>;
+  /** The link to the parent site (its URL, the site's credential, TLS trust). */
+  parent: Pick<ParentClient, 'url' | 'fetch'>;
   /** The parent must start answering within this, and never pause longer mid-body, ms. */
   timeoutMs: number;
   /** How messages name the source (default "the parent site URL"). */
@@ -21,11 +20,9 @@ export interface HttpParentImageSourceOptions {
  */
 export class HttpParentImageSource implements ParentImageSource {
   readonly #o: HttpParentImageSourceOptions;
-  readonly #base: string;
 
   constructor(opts: HttpParentImageSourceOptions) {
     this.#o = opts;
-    this.#base = opts.parentUrl.replace(/\/+$/, '');
   }
 
   async open(imageId: string, opts: GetOptions = {}): Promise<ParentImageBytes> {
@@ -33,16 +30,16 @@ export class HttpParentImageSource implements ParentImageSource {
     let timer = setTimeout(() => idle.abort(), this.#o.timeoutMs);
     const signal = opts.signal === undefined ? idle.signal : AbortSignal.any([opts.signal, idle.signal]);
     const unreachable = (why: string) =>
-      new ServiceUnavailableError(`${this.#o.name ?? `The parent site ${this.#base}`} could not be reached (${why}); only images this site holds can be downloaded now.`);
-    const headers: Record<string, string> = { ...this.#o.headers };
+      new ServiceUnavailableError(`${this.#o.name ?? `The parent site ${this.#o.parent.url}`} could not be reached (${why}); only images this site holds can be downloaded now.`);
+    const headers: Record<string, string> = {};
     if (opts.start !== undefined || opts.end !== undefined) headers.range = `bytes=${opts.start ?? 0}-${opts.end ?? ''}`;
     let res: Response;
     try {
-      res = await fetch(`${this.#base}/v2/images/${encodeURIComponent(imageId)}/file`, { headers, signal });
+      res = await this.#o.parent.fetch(`/v2/images/${encodeURIComponent(imageId)}/file`, { headers, signal }, { timeoutMs: null });
     } catch (error) {
       clearTimeout(timer);
       opts.signal?.throwIfAborted();
-      throw unreachable(idle.signal.aborted ? `no answer within ${this.#o.timeoutMs} ms` : String(((error as Error).cause as Error | undefined)?.message ?? error));
+      throw unreachable(idle.signal.aborted ? `no answer within ${this.#o.timeoutMs} ms` : (error as Error).message);
     }
     if (res.status === 404 || res.status === 204 || res.body === null) {
       clearTimeout(timer);

@@ -1,5 +1,6 @@
 import { NotFoundError, ServiceUnavailableError } from '../core/errors.ts';
 import type { Catalog, GetOptions, ParentImageBytes, ParentImageSource } from '../core/ports.ts';
+import { ParentClient, type TrustedConnections } from '../links/parent-client.ts';
 import { HttpParentImageSource } from './parent-image-source.ts';
 
 export interface SiteImageSourceOptions {
@@ -10,6 +11,8 @@ export interface SiteImageSourceOptions {
   /** Headers that identify this site to the others (its credential), fetched per transfer. */
   headers?: () => Promise<Record<string, string>>;
   timeoutMs: number;
+  /** The site's connection pool, with the TLS trust for the sites' https URLs (`sites_ca`). */
+  connections: TrustedConnections;
 }
 
 /**
@@ -34,9 +37,10 @@ export class SiteImageSource implements ParentImageSource {
     const headers = await this.#o.headers?.();
     for (const site of holders) {
       try {
-        const source = new HttpParentImageSource({
-          parentUrl: site.public_url, headers, timeoutMs: this.#o.timeoutMs, name: `Site ${site.id} (${site.public_url})`,
+        const parent = new ParentClient({
+          url: site.public_url, headers, timeoutMs: this.#o.timeoutMs, connections: this.#o.connections, trustKey: 'sites_ca',
         });
+        const source = new HttpParentImageSource({ parent, timeoutMs: this.#o.timeoutMs, name: `Site ${site.id} (${site.public_url})` });
         return await source.open(imageId, opts);
       } catch (error) {
         opts.signal?.throwIfAborted();

@@ -4,6 +4,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
+import { ParentClient } from '../../src/links/parent-client.ts';
 import { Follower } from '../../src/replication/follower.ts';
 import { bytesOf, call, createActiveImage, createImage, expectStatus, patchImage } from '../helpers/glance-client.ts';
 import { startTestSite, tempDir, type TestSite } from '../helpers/site.ts';
@@ -28,7 +29,7 @@ describe('change feed and follower', () => {
     central = await startTestSite();
     replicaPath = join(await tempDir(), 'replica.sqlite');
     replica = await SqlCatalog.openSqlite(replicaPath);
-    follower = new Follower({ replica, parentUrl: central.url, log: quiet, waitSeconds: 5, auditIntervalSeconds: 0 });
+    follower = new Follower({ replica, parent: new ParentClient({ url: central.url, timeoutMs: 5000 }), log: quiet, waitSeconds: 5, auditIntervalSeconds: 0 });
     await follower.start();
   });
   after(async () => {
@@ -122,7 +123,7 @@ describe('change feed and follower', () => {
       const { changes } = (await call<{ changes: unknown[] }>(site, 'GET', '/outpost/v1/changes?since=4')).body;
       assert.ok(changes.length <= 3, `kept ${changes.length} changes`);
 
-      const f = new Follower({ replica: late, parentUrl: site.url, log: quiet, waitSeconds: 1 });
+      const f = new Follower({ replica: late, parent: new ParentClient({ url: site.url, timeoutMs: 5000 }), log: quiet, waitSeconds: 1 });
       await f.start();
       await eventually(async () => (await late.getImage(a.id)) !== undefined);
       assert.equal(await late.getImage(gone.id), undefined);

@@ -1,0 +1,111 @@
+import type { Agent, fetch as UndiciFetch, RequestInit as UndiciRequestInit } from 'undici';
+
+/**
+ * Whom https connections to other sites trust, and their connection pool: one undici Agent per
+ * site, shared by every ParentClient using it. `ca` (PEM, one or more certificates) replaces the
+ * system's trust store for these connections; without it the system's store is used.
+ * Verification is never switched off. undici is loaded at the first request, so a site that never
+ * calls another (a central no edge uploads to) does not pay for loading it.
+ */
+export class TrustedConnections {
+  readonly #ca: string | Buffer | undefined;
+  #pool: Promise<{ fetch: typeof UndiciFetch; agent: Agent }> | undefined;
+
+  constructor(ca?: string | Buffer | null) {
+    this.#ca = ca ?? undefined;
+  }
+
+  /** undici's fetch and the Agent to pass it as `dispatcher`. */
+  pool(): Promise<{ fetch: typeof UndiciFetch; agent: Agent }> {
+    this.#pool ??= import('undici').then((u) => ({
+      fetch: u.fetch, agent: this.#ca === undefined ? new u.Agent() : new u.Agent({ connect: { ca: this.#ca } }),
+    }));
+    return this.#pool;
+  }
+
+  /** Closes the pool's connections (requests still running fail). */
+  async close(): Promise<void> {
+    if (this.#pool !== undefined) await (await this.#pool).agent.destroy();
+  }
+}
+
+export interface ParentClientOptions {
+  /** The other site's base URL (http:// or https://). */
+  url: string;
+  /** Headers every request carries unless told otherwise (the site's credential). */
+  headers?: Readonly<Record<string, string>>;
+  /** Default bound on a request, ms: its answer, body included, must have arrived by then. */
+  timeoutMs: number;
+  /** The connection pool with its TLS trust; default a pool of its own trusting the system's trust store. */
+  connections?: TrustedConnections;
+  /** The configuration key that sets the trust, named when a certificate cannot be verified (e.g. "parent_ca"). */
+  trustKey?: string;
+}
+
+export interface LinkFetchOptions {
+  /** The caller's own signal (client gone, service stopping): its abort error is passed on as it is. */
+  signal?: AbortSignal;
+  /** This request's bound instead of the default, ms; null: none (the caller bounds it itself). */
+  timeoutMs?: number | null;
+  /** Whether the site's credential headers are sent (default true); a forwarded request carries its client's own. */
+  credential?: boolean;
+}
+
+/** Error codes of Node's TLS layer that mean the peer's certificate was not accepted. */
+const CERT_PROBLEM = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS|ERR_SSL|ALTNAME/;
+
+/**
+ * The one client for a link to another site (DESIGN.md §4 "src/links/"): an edge's parent, or a
+ * site central reads image copies from. It holds the base URL, the credential headers, the
+ * default timeout and the TLS trust, and composes the caller's signal with the timeout.
+ *
+ * A request that fails without an answer rejects with an Error whose message says why, fit for a
+ * log line or a 503 (`no answer within N ms`, the connection error, or which certificate could not
+ * be verified and the key that sets the trust) and whose `cause` is the underlying error; an abort
+ * by the caller's own signal rejects with that abort as it is. There is no fallback: an https URL
+ * is only ever reached over verified TLS.
+ */
+export class ParentClient {
+  /** The base URL, without a trailing slash. */
+  readonly url: string;
+  readonly #o: ParentClientOptions;
+  readonly #connections: TrustedConnections;
+
+  constructor(opts: ParentClientOptions) {
+    this.#o = opts;
+    this.url = opts.url.replace(/\/+$/, '');
+    this.#connections = opts.connections ?? new TrustedConnections();
+  }
+
+  /** `path` (starting with '/', with its query) under the base URL. */
+  async fetch(path: string, init: RequestInit = {}, opts: LinkFetchOptions = {}): Promise<Response> {
+    const timeoutMs = opts.timeoutMs === undefined ? this.#o.timeoutMs : opts.timeoutMs;
+    const timeout = timeoutMs === null ? undefined : AbortSignal.timeout(timeoutMs);
+    const own = [init.signal ?? undefined, opts.signal].filter((s): s is AbortSignal => s !== undefined);
+    const signals = timeout === undefined ? own : [...own, timeout];
+    const headers = new Headers(init.headers);
+    if (opts.credential !== false) for (const [name, value] of Object.entries(this.#o.headers ?? {})) headers.set(name, value);
+    const { fetch, agent } = await this.#connections.pool();
+    try {
+      const res = await fetch(`${this.url}${path}`, {
+        ...init,
+        headers,
+        signal: signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals),
+        dispatcher: agent,
+      } as unknown as UndiciRequestInit);
+      return res as unknown as Response;
+    } catch (error) {
+      if (own.some((s) => s.aborted)) throw error;
+      if (timeout?.aborted === true) throw new Error(`no answer within ${timeoutMs} ms`, { cause: error });
+      const cause = ((error as Error).cause ?? error) as NodeJS.ErrnoException;
+      throw new Error(this.#describe(cause), { cause });
+    }
+  }
+
+  #describe(cause: NodeJS.ErrnoException): string {
+    const message = cause.message ?? String(cause);
+    if (typeof cause.code !== 'string' || !CERT_PROBLEM.test(cause.code)) return message;
+    const trust = this.#o.trustKey === undefined ? 'the system trust store' : `${this.#o.trustKey} (or the system trust store without it)`;
+    return `the TLS certificate of ${this.url} was not accepted: ${message} (${cause.code}); the CA that signed it must be in ${trust}`;
+  }
+}
