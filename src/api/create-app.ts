@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import Fastify, {
@@ -211,13 +211,24 @@ function answerFrameworkError(error: FastifyError, req: FastifyRequest, reply: F
 
 /**
  * Requests Node's HTTP parser rejects (a byte not allowed in the request line or a header, headers
- * too large, ...) never reach a route. They get a Glance-shaped error too — negotiated on the
- * Accept header when it can be read from the raw bytes — with a request id, and the connection is
- * closed (what follows in it cannot be parsed either).
+ * too large, a body shorter than its Content-Length when the client half-closes, ...) get a
+ * Glance-shaped error too — negotiated on the Accept header when it can be read from the raw
+ * bytes — with a request id, unless the app already answers that request; the connection is
+ * closed (what follows in it cannot be parsed either). Exactly one answer per request.
  */
 function answerClientError(error: Error, socket: Socket): void {
   const { code, rawPacket } = error as Error & { code?: string; rawPacket?: unknown };
   if (code === 'ECONNRESET' || socket.destroyed) return;
+  // The error is in the body of a request already handed to the app (a body cut short by the
+  // client's half-close, a malformed chunk) that has answered or is answering: a second answer
+  // would answer nothing (Node's own handler also stays silent while a response is in flight).
+  // The connection cannot carry another request: it ends once that answer is out.
+  const { parser, _httpMessage: inFlight } = socket as Socket & { parser?: { incoming: { complete: boolean } | null }; _httpMessage?: ServerResponse | null };
+  if (parser?.incoming != null && !parser.incoming.complete && (inFlight == null || inFlight.headersSent)) {
+    if (inFlight == null || inFlight.writableFinished) socket.end();
+    else inFlight.once('finish', () => socket.end());
+    return;
+  }
   const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
   const raw = Buffer.isBuffer(rawPacket) ? rawPacket.toString('latin1') : '';
   const accept = /\r\naccept:[ \t]*([^\r\n]*)/i.exec(raw)?.[1];
