@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { METHODS, STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import Fastify, {
@@ -111,6 +111,11 @@ export function createApp(deps: AppDeps): FastifyInstance {
     // parameter longer than maxParamLength) get a Glance-shaped error and a request id too.
     frameworkErrors: answerFrameworkError,
   });
+
+  // Every method Node's HTTP parser knows is routed, so a known path answers any method it does
+  // not take with 405 and Allow (resource.ts), and an unknown path answers 404 (or the version
+  // list) whatever the method, at every role. CONNECT never reaches the app (Node closes it).
+  for (const method of METHODS) if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method);
 
   // Bodies: JSON (and both JSON-patch media types) parsed here; malformed JSON becomes Glance's 400
   // in jsonBody(), so that a route checking the media type first (upload, PATCH) still answers 415.
