@@ -23,6 +23,11 @@ export interface ParentLink {
   maxStalenessMs?: number;
   /** When the parent last answered the change feed. */
   lastContact(): Date | null;
+  /**
+   * Whether the parent is known to be away (src/links/parent-reachability.ts), told of every
+   * request passed on: while it is, a stale single-image read answers from the replica at once.
+   */
+  reachability: { readonly reachable: boolean; answered(): void; failed(why: string): void };
 }
 
 /** Socket errors that mean the parent was never reached. */
@@ -66,7 +71,9 @@ function forwarded(req: FastifyRequest, site: string): boolean {
  * The edge role's write path: the request goes to the parent (and on up to central) unchanged;
  * the parent's status, headers and body come back unchanged — but only once the change has reached
  * this site's replica, so a client that writes then reads here sees its write. With the parent
- * unreachable the request fails promptly with 503 naming the parent; reads never come here.
+ * unreachable the request fails promptly with 503 naming the parent; reads never come here, but
+ * for a single-image read while the replica is stale (metadata_max_staleness), which the parent
+ * answers unless it is known to be away.
  */
 export function registerParentForwarding(app: FastifyInstance, parent: ParentLink): void {
   const base = parent.url.replace(/\/+$/, '');
@@ -78,7 +85,7 @@ export function registerParentForwarding(app: FastifyInstance, parent: ParentLin
       await forward(req, reply, base, parent, bodyLimit);
       return reply;
     }
-    if (isStale(parent) && req.method === 'GET' && /^\/v2\/images\/[^/]+$/.test(req.url.split('?')[0])) {
+    if (isStale(parent) && parent.reachability.reachable && req.method === 'GET' && /^\/v2\/images\/[^/]+$/.test(req.url.split('?')[0])) {
       try {
         await forward(req, reply, base, parent, bodyLimit);
         return reply;
@@ -187,7 +194,11 @@ async function forward(req: FastifyRequest, reply: FastifyReply, base: string, p
     progress();
     probe();
   };
-  const gone = () => controller.abort();
+  let clientGone = false;
+  const gone = () => {
+    clientGone = true;
+    controller.abort();
+  };
   req.raw.once('close', () => { if (!req.raw.complete) gone(); });
   if (streamed) {
     req.raw.on('data', progress);
@@ -214,6 +225,7 @@ async function forward(req: FastifyRequest, reply: FastifyReply, base: string, p
     if (!controller.signal.aborted && cause?.code !== undefined && !UNREACHABLE.has(cause.code)) {
       throw new BadGatewayError(`The parent site ${base} closed the connection before it answered (${why}).`);
     }
+    if (!clientGone) parent.reachability.failed(why);
     throw new ServiceUnavailableError(`The parent site ${base} could not be reached (${why}); writes need it, reads are served here.`);
   } finally {
     req.raw.off('data', progress);
@@ -221,6 +233,7 @@ async function forward(req: FastifyRequest, reply: FastifyReply, base: string, p
     probes.abort();
   }
   clearTimeout(timer);
+  parent.reachability.answered();
 
   if (res.ok) {
     const seq = Number(res.headers.get(SEQ_HEADER));

@@ -19,6 +19,7 @@ import { FileBlobStore } from '../storage/file-blob-store.ts';
 import { WorkerHasherFactory } from '../storage/worker-hasher.ts';
 import { HttpRemoteSource } from '../transfer/http-remote-source.ts';
 import { Follower } from '../replication/follower.ts';
+import { ParentReachability } from '../links/parent-reachability.ts';
 import { SiteRegistration } from '../replication/site-registration.ts';
 import { ChangeLogRetention } from '../replication/change-log-retention.ts';
 import { CacheInvalidation } from '../cache/cache-invalidation.ts';
@@ -101,9 +102,12 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
 
   // The edge role: the catalog is a replica that follows the parent's change feed, and writes go
   // to the parent. Everything else is wired the same for every role.
+  const reachability = config.role === 'edge'
+    ? new ParentReachability({ parentUrl: config.parent!, headers: siteHeaders, timeoutMs: config.parent_timeout_ms, log: logger })
+    : undefined;
   const follower = config.role === 'edge'
     ? new Follower({ replica: catalog, parentUrl: config.parent!, headers: siteHeaders, log: logger, waitSeconds: config.feed_wait_seconds,
-      auditIntervalSeconds: config.audit_interval_seconds })
+      auditIntervalSeconds: config.audit_interval_seconds, reachability })
     : undefined;
   await follower?.start();
   const parentLink = follower === undefined ? undefined : {
@@ -113,6 +117,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
     waitForReplica: (seq: number, timeoutMs: number) => follower.waitFor(seq, timeoutMs),
     maxStalenessMs: config.metadata_max_staleness === null ? undefined : config.metadata_max_staleness * 1000,
     lastContact: () => follower.status().lastContact,
+    reachability: reachability!,
   };
   // Image bytes the site's stores do not hold: a cache in the site's default store, filled from
   // the parent at an edge and from the sites holding a copy at central (pull-through, single
@@ -232,6 +237,7 @@ export async function startSite(config: OutpostConfig, logger: FastifyBaseLogger
       registration?.close();
       await reporter.close();
       await follower?.close();
+      reachability?.close();
       await retention.close();
       await invalidation.close();
       await cache.close();

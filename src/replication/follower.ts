@@ -15,6 +15,8 @@ export interface FollowerOptions {
   /** Backoff after a failure: first delay and cap, ms (defaults 250 and 30 000). */
   backoffMs?: { first: number; max: number };
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  /** Told whether each request reached the parent (src/links/parent-reachability.ts). */
+  reachability?: { answered(): void; failed(why: string): void };
 }
 
 export interface FollowerStatus {
@@ -147,10 +149,17 @@ export class Follower {
   }
 
   async #get(path: string, signal: AbortSignal, timeoutMs: number): Promise<Response> {
-    return fetch(`${this.#o.parentUrl}${path}`, {
-      headers: { accept: 'application/json', ...this.#o.headers },
-      signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
-    });
+    try {
+      const res = await fetch(`${this.#o.parentUrl}${path}`, {
+        headers: { accept: 'application/json', ...this.#o.headers },
+        signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+      });
+      this.#o.reachability?.answered();
+      return res;
+    } catch (error) {
+      if (!signal.aborted) this.#o.reachability?.failed(((error as Error).cause as Error | undefined)?.message ?? (error as Error).message);
+      throw error;
+    }
   }
 
   async #step(signal: AbortSignal): Promise<void> {

@@ -135,6 +135,34 @@ describe('edge answers (central ← wan ← edge, separate processes)', { timeou
     }
   });
 
+  describe('a parent known to be away (item 5)', () => {
+    it('with metadata_max_staleness, single-image reads answer from the replica at once, not after parent_timeout_ms each', async () => {
+      const image = await createImage(central, { name: 'before-cut' });
+      await atEdge(image.id);
+      wan.blackhole();
+      try {
+        expectStatus(await call(central, 'PATCH', `/v2/images/${image.id}`, {
+          body: JSON.stringify([{ op: 'replace', path: '/name', value: 'after-cut' }]), headers: { 'content-type': 'application/openstack-images-v2.1-json-patch' },
+        }), 200);
+        // Reads for 7 s: well past the 1 s staleness bound and two parent timeouts.
+        const cutAt = performance.now();
+        const times: number[] = [];
+        while (performance.now() - cutAt < 7000) {
+          const t0 = performance.now();
+          const res = await call(edge, 'GET', `/v2/images/${image.id}`);
+          times.push(Math.round(performance.now() - t0));
+          expectStatus(res, 200);
+          assert.equal(res.body.name, 'before-cut', 'the replica answers');
+        }
+        // One read may wait for the parent (that is how the edge learns it is away); no other does.
+        assert.ok(times.filter((ms) => ms >= 1000).length <= 1, `read times (ms): ${times.join(', ')}`);
+      } finally {
+        wan.heal();
+      }
+      await eventually('the edge answers with the parent\'s view once it is back', 15_000, async () => (await call(edge, 'GET', `/v2/images/${image.id}`)).body?.name === 'after-cut');
+    });
+  });
+
   describe('deactivated images (item 6)', () => {
     it('an admin downloads a deactivated image at the edge (200 with the data), as at central; others get 403', async () => {
       const data = bytesOf(64 << 10, 6);
