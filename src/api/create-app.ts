@@ -71,6 +71,14 @@ const MALFORMED_JSON = Symbol('malformed JSON');
 /** How long in-flight requests may take to finish once the site is closing. */
 const CLOSE_GRACE_MS = 5000;
 
+/**
+ * A connection on which no byte moves either way for this long is closed (fastify's
+ * connectionTimeout, the socket's idle timeout): a client that stalls mid-request cannot hold it
+ * for ever. Longer than the longest quiet stretch of a live request: a change-feed long poll
+ * (≤ 60 s), a cache fill waiting on its parent (parent_timeout_ms per stall).
+ */
+const IDLE_CONNECTION_MS = 120_000;
+
 /** Largest JSON request body accepted. */
 const JSON_BODY_LIMIT = 1 << 20;
 
@@ -99,6 +107,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
     loggerInstance: deps.logger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: JSON_BODY_LIMIT,
+    connectionTimeout: IDLE_CONNECTION_MS,
     // glance/api/middleware/context.py: an incoming X-Openstack-Request-ID is honoured (≤ 64 chars).
     genReqId: (req) => {
       const given = req.headers['x-openstack-request-id'];
@@ -164,6 +173,9 @@ export function createApp(deps: AppDeps): FastifyInstance {
       // Fastify's own client errors (body too large, bad content-type header, ...).
       status = (error as { statusCode: number }).statusCode;
       message = (error as Error).message;
+    } else if (clientGone(req)) {
+      // A client that went away mid-request (a body cut off, a closed connection) is not an error.
+      req.log.debug({ err: (error as Error).message, method: req.method, url: req.url }, 'the client went away before the answer');
     } else {
       req.log.error({ err: error, method: req.method, url: req.url }, 'unexpected error');
     }
@@ -205,6 +217,11 @@ export function createApp(deps: AppDeps): FastifyInstance {
   registerReplicationRoutes(app, deps.replication, stopping.signal);
   registerCopyRoutes(app, deps.images);
   return app;
+}
+
+/** Whether the client closed its connection before the request was answered. */
+function clientGone(req: FastifyRequest): boolean {
+  return req.clientSignal?.aborted === true || req.raw.socket?.destroyed === true || (req.raw.destroyed && !req.raw.complete);
 }
 
 /** Answers what the router refuses before any route, in Glance's shape (see the option above). */
