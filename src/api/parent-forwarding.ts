@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { BadGatewayError, BadRequestError, PayloadTooLargeError, ServiceUnavailableError } from '../core/errors.ts';
+import { BadRequestError, PayloadTooLargeError, ServiceUnavailableError } from '../core/errors.ts';
 
 /** An edge's link to its parent site. */
 export interface ParentLink {
@@ -29,9 +29,6 @@ export interface ParentLink {
    */
   reachability: { readonly reachable: boolean; answered(): void; failed(why: string): void };
 }
-
-/** Socket errors that mean the parent was never reached. */
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 
 /** Response header carrying the site's change-log position after a write (x-outpost-seq). */
 export const SEQ_HEADER = 'x-outpost-seq';
@@ -158,7 +155,7 @@ async function forward(req: FastifyRequest, reply: FastifyReply, base: string, p
     && (req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined);
   // A JSON body is read whole first (before the parent's clock starts), and handed over as one
   // buffer: the parent's answer is then relayed even when it closes the connection without
-  // reading all of it (a streamed body would end in EPIPE instead of the answer).
+  // reading all of it (with a streamed body, fetch fails with EPIPE and the answer is lost).
   const streamed = hasBody && STREAMED_BODY.test(req.url.split('?')[0]);
   const buffered = hasBody && !streamed ? await readBody(req, bodyLimit) : undefined;
 
@@ -219,13 +216,11 @@ async function forward(req: FastifyRequest, reply: FastifyReply, base: string, p
     } as RequestInit);
   } catch (error) {
     clearTimeout(timer);
-    const cause = (error as Error).cause as (Error & { code?: string }) | undefined;
-    const why = controller.signal.aborted ? `no answer within ${parent.timeoutMs} ms` : cause?.message ?? (error as Error).message;
-    // Connected, then closed before an answer (a reset, a broken pipe): the parent is there.
-    if (!controller.signal.aborted && cause?.code !== undefined && !UNREACHABLE.has(cause.code)) {
-      throw new BadGatewayError(`The parent site ${base} closed the connection before it answered (${why}).`);
-    }
+    const why = controller.signal.aborted ? `no answer within ${parent.timeoutMs} ms`
+      : ((error as Error).cause as Error | undefined)?.message ?? (error as Error).message;
     if (!clientGone) parent.reachability.failed(why);
+    // Only a connection closed without any answer comes here (an answer sent before the close is
+    // relayed, see above): a reset from the parent and one from a cut link look the same.
     throw new ServiceUnavailableError(`The parent site ${base} could not be reached (${why}); writes need it, reads are served here.`);
   } finally {
     req.raw.off('data', progress);

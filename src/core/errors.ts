@@ -110,15 +110,6 @@ export class DataMismatchError extends OutpostError {
   readonly code = 'data_mismatch';
 }
 
-/**
- * A parent site that was reached but closed the connection before it answered (an edge passing a
- * request on): the parent is there, so this is not "unreachable".
- */
-export class BadGatewayError extends OutpostError {
-  readonly status = 502;
-  readonly code = 'bad_gateway';
-}
-
 /** Every concrete error class, for the documentation test and the HTTP mapping's self-check. */
 export const ERROR_CLASSES = [
   BadRequestError,
@@ -137,5 +128,4 @@ export const ERROR_CLASSES = [
   RangeNotSatisfiableError,
   ServiceUnavailableError,
   DataMismatchError,
-  BadGatewayError,
 ] as const;
