@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES } from 'node:http';
+import { METHODS, STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import Fastify, {
@@ -75,6 +75,14 @@ const MALFORMED_JSON = Symbol('malformed JSON');
 /** How long in-flight requests may take to finish once the site is closing. */
 const CLOSE_GRACE_MS = 5000;
 
+/**
+ * A connection on which no byte moves either way for this long is closed (fastify's
+ * connectionTimeout, the socket's idle timeout): a client that stalls mid-request cannot hold it
+ * for ever. Longer than the longest quiet stretch of a live request: a change-feed long poll
+ * (≤ 60 s), a cache fill waiting on its parent (parent_timeout_ms per stall).
+ */
+const IDLE_CONNECTION_MS = 120_000;
+
 /** Largest JSON request body accepted. */
 const JSON_BODY_LIMIT = 1 << 20;
 
@@ -103,6 +111,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
     loggerInstance: deps.logger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: JSON_BODY_LIMIT,
+    connectionTimeout: IDLE_CONNECTION_MS,
     // glance/api/middleware/context.py: an incoming X-Openstack-Request-ID is honoured (≤ 64 chars).
     genReqId: (req) => {
       const given = req.headers['x-openstack-request-id'];
@@ -117,6 +126,11 @@ export function createApp(deps: AppDeps): FastifyInstance {
     // Typed as the plain HTTP server: an https.Server answers the same requests.
     ...(deps.tls === undefined ? {} : { https: deps.tls }),
   });
+
+  // Every method Node's HTTP parser knows is routed, so a known path answers any method it does
+  // not take with 405 and Allow (resource.ts), and an unknown path answers 404 (or the version
+  // list) whatever the method, at every role. CONNECT never reaches the app (Node closes it).
+  for (const method of METHODS) if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method);
 
   // Bodies: JSON (and both JSON-patch media types) parsed here; malformed JSON becomes Glance's 400
   // in jsonBody(), so that a route checking the media type first (upload, PATCH) still answers 415.
@@ -168,6 +182,9 @@ export function createApp(deps: AppDeps): FastifyInstance {
       // Fastify's own client errors (body too large, bad content-type header, ...).
       status = (error as { statusCode: number }).statusCode;
       message = (error as Error).message;
+    } else if (clientGone(req)) {
+      // A client that went away mid-request (a body cut off, a closed connection) is not an error.
+      req.log.debug({ err: (error as Error).message, method: req.method, url: req.url }, 'the client went away before the answer');
     } else {
       req.log.error({ err: error, method: req.method, url: req.url }, 'unexpected error');
     }
@@ -211,6 +228,11 @@ export function createApp(deps: AppDeps): FastifyInstance {
   return app;
 }
 
+/** Whether the client closed its connection before the request was answered. */
+function clientGone(req: FastifyRequest): boolean {
+  return req.clientSignal?.aborted === true || req.raw.socket?.destroyed === true || (req.raw.destroyed && !req.raw.complete);
+}
+
 /** Answers what the router refuses before any route, in Glance's shape (see the option above). */
 function answerFrameworkError(error: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
   const status = typeof error.statusCode === 'number' && error.statusCode < 500 ? error.statusCode : 400;
@@ -220,13 +242,24 @@ function answerFrameworkError(error: FastifyError, req: FastifyRequest, reply: F
 
 /**
  * Requests Node's HTTP parser rejects (a byte not allowed in the request line or a header, headers
- * too large, ...) never reach a route. They get a Glance-shaped error too — negotiated on the
- * Accept header when it can be read from the raw bytes — with a request id, and the connection is
- * closed (what follows in it cannot be parsed either).
+ * too large, a body shorter than its Content-Length when the client half-closes, ...) get a
+ * Glance-shaped error too — negotiated on the Accept header when it can be read from the raw
+ * bytes — with a request id, unless the app already answers that request; the connection is
+ * closed (what follows in it cannot be parsed either). Exactly one answer per request.
  */
 function answerClientError(error: Error, socket: Socket): void {
   const { code, rawPacket } = error as Error & { code?: string; rawPacket?: unknown };
   if (code === 'ECONNRESET' || socket.destroyed) return;
+  // The error is in the body of a request already handed to the app (a body cut short by the
+  // client's half-close, a malformed chunk) that has answered or is answering: a second answer
+  // would answer nothing (Node's own handler also stays silent while a response is in flight).
+  // The connection cannot carry another request: it ends once that answer is out.
+  const { parser, _httpMessage: inFlight } = socket as Socket & { parser?: { incoming: { complete: boolean } | null }; _httpMessage?: ServerResponse | null };
+  if (parser?.incoming != null && !parser.incoming.complete && (inFlight == null || inFlight.headersSent)) {
+    if (inFlight == null || inFlight.writableFinished) socket.end();
+    else inFlight.once('finish', () => socket.end());
+    return;
+  }
   const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
   const raw = Buffer.isBuffer(rawPacket) ? rawPacket.toString('latin1') : '';
   const accept = /\r\naccept:[ \t]*([^\r\n]*)/i.exec(raw)?.[1];

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ServiceUnavailableError } from '../core/errors.ts';
+import { BadRequestError, PayloadTooLargeError, ServiceUnavailableError } from '../core/errors.ts';
 import type { ParentClient } from '../links/parent-client.ts';
 
 /** An edge's link to its parent site. */
@@ -26,6 +26,11 @@ export interface ParentLink {
   maxStalenessMs?: number;
   /** When the parent last answered the change feed. */
   lastContact(): Date | null;
+  /**
+   * Whether the parent is known to be away (src/links/parent-reachability.ts), told of every
+   * request passed on: while it is, a stale single-image read answers from the replica at once.
+   */
+  reachability: { readonly reachable: boolean; answered(): void; failed(why: string): void };
 }
 
 /** Response header carrying the site's change-log position after a write (x-outpost-seq). */
@@ -36,6 +41,8 @@ const HOP_BY_HOP = new Set([
   'expect',
 ]);
 
+const FORWARDABLE = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']);
+
 /**
  * Requests an edge passes to its parent instead of answering itself: every write to the Glance
  * API (create, PATCH, delete, tags, members, actions, import, stage), the records that travel up
@@ -45,6 +52,8 @@ const HOP_BY_HOP = new Set([
  * and uploads, whose bytes stay in this site's store (ImageService.upload records them at central).
  */
 function forwarded(req: FastifyRequest, site: string): boolean {
+  // Other methods (TRACE, OPTIONS, ...) are answered here, as central would: 405 or 404.
+  if (!FORWARDABLE.has(req.method)) return false;
   const path = req.url.split('?')[0];
   if (path === '/outpost/v1/sites' && req.method === 'POST') return true;
   if (req.method === 'DELETE' && /^\/outpost\/v1\/sites\/[^/]+$/.test(path)) return true;
@@ -63,18 +72,23 @@ function forwarded(req: FastifyRequest, site: string): boolean {
  * The edge role's write path: the request goes to the parent (and on up to central) unchanged;
  * the parent's status, headers and body come back unchanged — but only once the change has reached
  * this site's replica, so a client that writes then reads here sees its write. With the parent
- * unreachable the request fails promptly with 503 naming the parent; reads never come here.
+ * unreachable the request fails promptly with 503 naming the parent; reads never come here, but
+ * for a single-image read while the replica is stale (metadata_max_staleness), which the parent
+ * answers unless it is known to be away.
  */
 export function registerParentForwarding(app: FastifyInstance, parent: ParentLink): void {
   const base = parent.url.replace(/\/+$/, '');
+  // The parent refuses a JSON body over the app's limit with 413 (and may close the connection
+  // before reading it): the edge applies the same limit before passing anything on.
+  const bodyLimit = app.initialConfig.bodyLimit ?? 1 << 20;
   app.addHook('onRequest', async (req, reply) => {
     if (forwarded(req, parent.site)) {
-      await forward(req, reply, base, parent);
+      await forward(req, reply, base, parent, bodyLimit);
       return reply;
     }
-    if (isStale(parent) && req.method === 'GET' && /^\/v2\/images\/[^/]+$/.test(req.url.split('?')[0])) {
+    if (isStale(parent) && parent.reachability.reachable && req.method === 'GET' && /^\/v2\/images\/[^/]+$/.test(req.url.split('?')[0])) {
       try {
-        await forward(req, reply, base, parent);
+        await forward(req, reply, base, parent, bodyLimit);
         return reply;
       } catch {
         return undefined; // the parent is away too: the replica answers
@@ -90,7 +104,49 @@ function isStale(parent: ParentLink): boolean {
   return last === null || Date.now() - last.getTime() > parent.maxStalenessMs;
 }
 
-async function forward(req: FastifyRequest, reply: FastifyReply, base: string, parent: ParentLink): Promise<void> {
+/** Request bodies passed on as they arrive (image data being staged); every other body is JSON. */
+const STREAMED_BODY = /^\/v2\/images\/[^/]+\/stage$/;
+
+/** fastify's answer to a body over its limit (FST_ERR_CTP_BODY_TOO_LARGE), which the parent gives. */
+const TOO_LARGE = 'Request body is too large';
+
+/**
+ * The whole body of a JSON request, at most `limit` bytes: a Content-Length over it is refused at
+ * once (413, the body left for Node to discard); a body that grows past it while being read is
+ * refused there, and the connection closes after the answer (the rest of it stays unread).
+ */
+async function readBody(req: FastifyRequest, limit: number): Promise<Buffer> {
+  if (Number(req.headers['content-length']) > limit) throw new PayloadTooLargeError(TOO_LARGE);
+  const raw = req.raw;
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (error?: Error) => {
+      raw.off('data', data);
+      raw.off('end', end);
+      raw.off('error', done);
+      raw.off('close', closed);
+      if (error === undefined) resolve(Buffer.concat(chunks));
+      else reject(error);
+    };
+    const data = (chunk: Buffer) => {
+      size += chunk.length;
+      chunks.push(chunk);
+      if (size > limit) {
+        raw.pause();
+        done(new PayloadTooLargeError(TOO_LARGE, { Connection: 'close' }));
+      }
+    };
+    const end = () => done();
+    const closed = () => done(new BadRequestError('The request body ended before it was complete.'));
+    raw.on('data', data);
+    raw.once('end', end);
+    raw.once('error', done);
+    raw.once('close', closed);
+  });
+}
+
+async function forward(req: FastifyRequest, reply: FastifyReply, base: string, parent: ParentLink, bodyLimit: number): Promise<void> {
   const headers = new Headers();
   for (const [name, value] of Object.entries(req.headers)) {
     if (value === undefined || HOP_BY_HOP.has(name)) continue;
@@ -101,6 +157,11 @@ async function forward(req: FastifyRequest, reply: FastifyReply, base: string, p
   headers.set('x-openstack-request-id', req.id);
   const hasBody = req.method !== 'GET' && req.method !== 'HEAD'
     && (req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined);
+  // A JSON body is read whole first (before the parent's clock starts), and handed over as one
+  // buffer: the parent's answer is then relayed even when it closes the connection without
+  // reading all of it (with a streamed body, fetch fails with EPIPE and the answer is lost).
+  const streamed = hasBody && STREAMED_BODY.test(req.url.split('?')[0]);
+  const buffered = hasBody && !streamed ? await readBody(req, bodyLimit) : undefined;
 
   // The parent must answer within timeoutMs; a body being sent counts as progress. Once the whole
   // body is handed over, its last bytes may still be crossing a slow link (held in socket and WAN
@@ -134,11 +195,17 @@ async function forward(req: FastifyRequest, reply: FastifyReply, base: string, p
     progress();
     probe();
   };
-  const gone = () => controller.abort();
+  let clientGone = false;
+  const gone = () => {
+    clientGone = true;
+    controller.abort();
+  };
   req.raw.once('close', () => { if (!req.raw.complete) gone(); });
-  if (hasBody) {
+  if (streamed) {
     req.raw.on('data', progress);
     req.raw.once('end', sent);
+  } else if (buffered !== undefined) {
+    sent();
   }
 
   let res: Response;
@@ -146,7 +213,7 @@ async function forward(req: FastifyRequest, reply: FastifyReply, base: string, p
     res = await parent.client.fetch(req.url, {
       method: req.method,
       headers,
-      body: hasBody ? (Readable.toWeb(req.raw) as ReadableStream) : undefined,
+      body: streamed ? (Readable.toWeb(req.raw) as ReadableStream) : buffered,
       duplex: 'half',
       redirect: 'manual',
       signal: controller.signal,
@@ -155,6 +222,9 @@ async function forward(req: FastifyRequest, reply: FastifyReply, base: string, p
     clearTimeout(timer);
     const why = controller.signal.aborted ? `no answer within ${parent.timeoutMs} ms`
       : ((error as Error).cause as Error | undefined)?.message ?? (error as Error).message;
+    if (!clientGone) parent.reachability.failed(why);
+    // Only a connection closed without any answer comes here (an answer sent before the close is
+    // relayed, see above): a reset from the parent and one from a cut link look the same.
     throw new ServiceUnavailableError(`The parent site ${base} could not be reached (${why}); writes need it, reads are served here.`);
   } finally {
     req.raw.off('data', progress);
@@ -162,6 +232,7 @@ async function forward(req: FastifyRequest, reply: FastifyReply, base: string, p
     probes.abort();
   }
   clearTimeout(timer);
+  parent.reachability.answered();
 
   if (res.ok) {
     const seq = Number(res.headers.get(SEQ_HEADER));

@@ -4,16 +4,15 @@ import { MethodNotAllowedError } from '../core/errors.ts';
 export type Handler = (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
-const ALL: readonly HTTPMethods[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD'];
-
 /**
- * Registers the handlers of one path, and answers every other method with 405 and an `Allow`
- * header, as Glance's router does (`reject_method_resource`).
+ * Registers the handlers of one path, and answers every other method the app routes (every
+ * method Node's HTTP parser knows: see createApp) with 405 and an `Allow` header, as Glance's
+ * router does (`reject_method_resource`).
  */
 export function resource(app: FastifyInstance, url: string, handlers: Partial<Record<Method, Handler>>): void {
   const allowed = Object.keys(handlers) as Method[];
   for (const method of allowed) app.route({ method, url, handler: handlers[method]! });
-  const others = ALL.filter((m) => !allowed.includes(m as Method) && !(m === 'HEAD' && allowed.includes('GET')));
+  const others = app.supportedMethods.filter((m) => !allowed.includes(m as Method) && !(m === 'HEAD' && allowed.includes('GET')));
   const allow = allowed.join(', ');
   app.route({
     method: others as HTTPMethods[],

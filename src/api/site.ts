@@ -145,7 +145,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   // The edge role: the catalog is a replica that follows the parent's change feed, and writes go
   // to the parent, all through the one link to it. Everything else is wired the same for every role.
   const parent = config.role === 'edge'
-    ? new ParentClient({ url: config.parent!, headers: siteHeaders, timeoutMs: config.parent_timeout_ms, connections: links, trustKey: 'parent_ca' })
+    ? new ParentClient({ url: config.parent!, headers: siteHeaders, timeoutMs: config.parent_timeout_ms, connections: links, trustKey: 'parent_ca', reachability: { log: logger } })
     : undefined;
   const follower = parent !== undefined
     ? new Follower({ replica: catalog, parent, log: logger, waitSeconds: config.feed_wait_seconds, auditIntervalSeconds: config.audit_interval_seconds })
@@ -159,6 +159,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     waitForReplica: (seq: number, timeoutMs: number) => follower.waitFor(seq, timeoutMs),
     maxStalenessMs: config.metadata_max_staleness === null ? undefined : config.metadata_max_staleness * 1000,
     lastContact: () => follower.status().lastContact,
+    reachability: parent.reachability!,
   };
   // Image bytes the site's stores do not hold: a cache in the site's default store, filled from
   // the parent at an edge and from the sites holding a copy at central (pull-through, single
@@ -272,6 +273,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     await recovery.close();
     await catalog.close();
     await hashers.close();
+    parent?.close();
     await links.close();
   };
   try {

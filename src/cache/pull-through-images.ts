@@ -291,9 +291,10 @@ export class PullThroughImages {
   }
 
   /**
-   * The bytes [start, end] of an active image: from the held copy, from the fill in progress,
-   * or from a new fill (a whole-image read) or straight from the parent (a range, or an image
-   * the budget cannot admit).
+   * The bytes [start, end] of an image: from the held copy, from the fill in progress, or from a
+   * new fill (a whole-image read) or straight from the parent (a range, an image the budget
+   * cannot admit, or a deactivated image — only an active one is cached). Whether the caller may
+   * have a deactivated image's bytes (admins only) is ImageService.download's to decide.
    */
   async open(image: Image, start: number, end: number, opts: IoOptions = {}): Promise<Readable> {
     const id = image.id;
@@ -311,7 +312,7 @@ export class PullThroughImages {
     if (fill === undefined) {
       const whole = start === 0 && end === (image.size ?? 0) - 1;
       if (!whole || !verifiable(image) || !this.#makeRoom(image.size!)) {
-        if (whole) this.#o.log.warn({ image: id, size: image.size }, 'image passed through without caching: the cache budget is held by pinned copies');
+        if (whole && verifiable(image)) this.#o.log.warn({ image: id, size: image.size }, 'image passed through without caching: the cache budget is held by pinned copies');
         return this.#passThrough(id, start, end, opts);
       }
       fill = this.#startFill(image, undefined);

@@ -421,8 +421,12 @@ export class ImageService {
   }
 
   /**
-   * GET /v2/images/{id}/file. 204 (no-data) when the image has no bytes; deactivated images are
-   * forbidden to non-admins; a single range gives a partial answer (206), an unsatisfiable one 416.
+   * GET /v2/images/{id}/file. 204 (no-data) when the image has no bytes; a single range gives a
+   * partial answer (206), an unsatisfiable one 416. Deactivated images: "Image data download is
+   * forbidden" to non-admins, while admins download them (glance/api/v2/image_data.py download:
+   * `if image.status == 'deactivated' and not req.context.is_admin`) — here or through a site
+   * (the `service` role, which applies this same rule to its own callers), from wherever the
+   * bytes are.
    *
    * The recorded copies are tried by store weight, first usable one wins (glance/location.py
    * ImageProxy.get_data). A copy whose file is gone, or is not of the image's size, is skipped;
@@ -434,13 +438,14 @@ export class ImageService {
    */
   async download(ctx: RequestContext, id: string, range: ByteRange | undefined, opts: IoOptions = {}): Promise<Download> {
     const image = await this.get(ctx, id, opts);
-    if (image.status === 'deactivated' && !ctx.isAdmin) {
+    if (image.status === 'deactivated' && !ctx.isAdmin && !ctx.roles.includes('service')) {
       throw new ForbiddenError('The requested image has been deactivated. Image data download is forbidden.');
     }
     const locations = [...image.locations]
       .filter((l) => this.#stores.has(l.store))
       .sort((a, b) => this.#stores.weight(b.store) - this.#stores.weight(a.store));
-    const elsewhere = locations.length === 0 && image.status === 'active' ? this.#elsewhere : undefined;
+    const hasBytes = image.status === 'active' || image.status === 'deactivated';
+    const elsewhere = locations.length === 0 && hasBytes ? this.#elsewhere : undefined;
     if ((locations.length === 0 && elsewhere === undefined) || image.size === null) return { kind: 'no-data', image };
 
     const size = image.size;

@@ -304,7 +304,11 @@ export interface InventoryStore {
  * cache, filled from the parent. Without one (central), such an image has no data (204).
  */
 export interface ImageBytesElsewhere {
-  /** The bytes [start, end] of the image. */
+  /**
+   * The bytes [start, end] of the image: an active one, or a deactivated one for a caller allowed
+   * to download it (an admin, checked before; such bytes come from a copy held here or straight
+   * from the source, and are never cached).
+   */
   open(image: Image, start: number, end: number, opts?: IoOptions): Promise<Readable>;
 }
 

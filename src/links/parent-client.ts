@@ -1,4 +1,5 @@
 import type { Agent, fetch as UndiciFetch, RequestInit as UndiciRequestInit } from 'undici';
+import { ParentReachability } from './parent-reachability.ts';
 
 /**
  * Whom https connections to other sites trust, and their connection pool: one undici Agent per
@@ -40,6 +41,8 @@ export interface ParentClientOptions {
   connections?: TrustedConnections;
   /** The configuration key that sets the trust, named when a certificate cannot be verified (e.g. "parent_ca"). */
   trustKey?: string;
+  /** Keep track of whether the other site can be reached (an edge's parent): see `reachability`. */
+  reachability?: { log: { info(obj: object, msg: string): void }; probeIntervalMs?: number };
 }
 
 export interface LinkFetchOptions {
@@ -68,6 +71,12 @@ const CERT_PROBLEM = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS|ERR_SSL|AL
 export class ParentClient {
   /** The base URL, without a trailing slash. */
   readonly url: string;
+  /**
+   * With the `reachability` option: whether the other site is known to be away. Every request
+   * through this client tells it (an answer of any status: reachable; no answer, or none in time:
+   * away, and probed until it answers); a request aborted by its caller tells it nothing.
+   */
+  readonly reachability: ParentReachability | undefined;
   readonly #o: ParentClientOptions;
   readonly #connections: TrustedConnections;
 
@@ -75,6 +84,18 @@ export class ParentClient {
     this.#o = opts;
     this.url = opts.url.replace(/\/+$/, '');
     this.#connections = opts.connections ?? new TrustedConnections();
+    this.reachability = opts.reachability === undefined ? undefined : new ParentReachability({
+      name: this.url, log: opts.reachability.log, probeIntervalMs: opts.reachability.probeIntervalMs,
+      probe: async (signal) => {
+        const res = await this.fetch('/outpost/v1/status', {}, { signal, credential: false });
+        await res.body?.cancel();
+      },
+    });
+  }
+
+  /** Stops the reachability probes (the connection pool is TrustedConnections'). */
+  close(): void {
+    this.reachability?.close();
   }
 
   /** `path` (starting with '/', with its query) under the base URL. */
@@ -93,12 +114,15 @@ export class ParentClient {
         signal: signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals),
         dispatcher: agent,
       } as unknown as UndiciRequestInit);
+      this.reachability?.answered();
       return res as unknown as Response;
     } catch (error) {
       if (own.some((s) => s.aborted)) throw error;
-      if (timeout?.aborted === true) throw new Error(`no answer within ${timeoutMs} ms`, { cause: error });
-      const cause = ((error as Error).cause ?? error) as NodeJS.ErrnoException;
-      throw new Error(this.#describe(cause), { cause });
+      const failure = timeout?.aborted === true
+        ? new Error(`no answer within ${timeoutMs} ms`, { cause: error })
+        : new Error(this.#describe(((error as Error).cause ?? error) as NodeJS.ErrnoException), { cause: (error as Error).cause ?? error });
+      this.reachability?.failed(failure.message);
+      throw failure;
     }
   }
 
