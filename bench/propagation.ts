@@ -3,7 +3,8 @@
  * on 127.0.0.1. Makes changes at central one at a time and measures, per change, the time from
  * central's 2xx answer to the change being committed at the edge (1 hop) and the far edge
  * (2 hops); then again with extra lightweight followers long-polling central's feed, with
- * central's RSS sampled throughout. Prints a table and writes a section of docs/benchmarks.md.
+ * central's RSS sampled throughout, and read after a forced full GC (src/testing/memory-probe.ts)
+ * at ten points of the changes. Prints a table and writes a section of docs/benchmarks.md.
  *
  *   npm run bench:propagation [-- --changes 1000 --followers 200 --quick]   (see --help)
  */
@@ -11,9 +12,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { inspectEnv, MemoryProbe } from '../src/testing/memory-probe.ts';
 import { api, createImage } from './clients.ts';
 import { FeedFollower, FollowerPool, now } from './feed.ts';
-import { COMMON_BENCH_OPTIONS, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt, rssKiB, runBench, startOutpost, treeCpuSeconds, type Cleanup, type Server } from './procs.ts';
+import { COMMON_BENCH_OPTIONS, exitOnHelp, freePort, loadClockTicks, LoadNotes, machineFacts, positiveInt, rssKiB, runBench, startOutpost, treeCpuSeconds, type Cleanup, type Server } from './procs.ts';
 import { fmt, markdownTable, median, percentile, resultsHead, textTable, writeDocs, type DocSection } from './report.ts';
 
 const REPO_ROOT = new URL('..', import.meta.url).pathname;
@@ -74,12 +76,16 @@ async function attach(site: Server, waitS: number, cleanup: Cleanup): Promise<Fe
 
 interface Change { id: string; at: number }
 
-/** `n` image creations at central, one after another, `intervalMs` apart: each id and when its 2xx arrived. */
-async function makeChanges(central: Server, label: string, n: number, intervalMs: number): Promise<Change[]> {
+/**
+ * `n` image creations at central, one after another, `intervalMs` apart: each id and when its 2xx
+ * arrived. `between(change, i)`, if given, runs after change i before the next one is made.
+ */
+async function makeChanges(central: Server, label: string, n: number, intervalMs: number, between?: (c: Change, i: number) => Promise<void>): Promise<Change[]> {
   const out: Change[] = [];
   for (let i = 0; i < n; i++) {
     const id = await createImage(central.url, `propagation-${label}-${i}`);
     out.push({ id, at: now() });
+    await between?.(out[i], i);
     if ((i + 1) % 200 === 0) log(`  ${label}: ${i + 1}/${n} changes`);
     if (intervalMs > 0) await sleep(intervalMs);
   }
@@ -122,7 +128,10 @@ async function main(cleanup: Cleanup): Promise<number> {
 
   const tmp = await mkdtemp(join(opts.tmp, 'outpost-propagation-'));
   cleanup.add('remove temp dir', () => rm(tmp, { recursive: true, force: true }));
-  const central = await startOutpost(REPO_ROOT, join(tmp, 'central'), {}, cleanup, ['--role', 'central', '--auth', 'none'], 'central');
+  const inspectPort = await freePort();
+  const central = await startOutpost(REPO_ROOT, join(tmp, 'central'), inspectEnv(inspectPort), cleanup, ['--role', 'central', '--auth', 'none'], 'central');
+  const probe = await MemoryProbe.connect({ port: inspectPort });
+  cleanup.add('close the inspector connection', () => probe.close());
   const edge = await startOutpost(REPO_ROOT, join(tmp, 'edge'), {}, cleanup, ['--role', 'edge', '--site', 'edge-1', '--parent', central.url, '--auth', 'none'], 'edge');
   const far = await startOutpost(REPO_ROOT, join(tmp, 'far'), {}, cleanup, ['--role', 'edge', '--site', 'far-1', '--parent', edge.url, '--auth', 'none'], 'far edge');
   for (const s of [central, edge, far]) log(`${s.name} at ${s.url} (PID ${s.pid})`);
@@ -148,7 +157,15 @@ async function main(cleanup: Cleanup): Promise<number> {
   rss.attached = rssKiB(central.pid);
   const sampler = setInterval(() => rss.during.push(rssKiB(central.pid)), 250);
   cpu = treeCpuSeconds(central.pid);
-  const changes2 = await makeChanges(central, `with-${opts.followers}-followers`, opts.changes, opts.intervalMs);
+  // RSS after a forced full GC after every tenth of the changes, once both edges have the change
+  // (so the collection's pause delays no change in flight to them).
+  const every = Math.max(1, Math.floor(opts.changes / 10));
+  const afterGc: number[] = [];
+  const changes2 = await makeChanges(central, `with-${opts.followers}-followers`, opts.changes, opts.intervalMs, async (c, i) => {
+    if ((i + 1) % every !== 0) return;
+    await Promise.all(watchers.map((w) => w.until(() => w.seen.has(c.id), 60_000)));
+    afterGc.push((await probe.measure()).rss / 1024);
+  });
   const [edge2, far2] = await hops(watchers, changes2);
   const collected = await pool.collect(changes2[changes2.length - 1].id, 60_000);
   const cpu2 = treeCpuSeconds(central.pid) - cpu;
@@ -161,11 +178,11 @@ async function main(cleanup: Cleanup): Promise<number> {
   const fan = stat(changes2, collected.seen);
   const answers = collected.responses - opts.followers; // less the one each had on attaching
 
-  // A leak grows with the changes; garbage V8 has not collected yet rises once to a plateau. So
-  // "flat" compares the highest RSS of the second half of the changes with that of the first.
-  const half = Math.floor(rss.during.length / 2);
-  const [peak1, peak2] = [percentile(rss.during.slice(0, half), 100), percentile(rss.during.slice(half), 100)];
-  const growth = (peak2 - peak1) / peak1;
+  // A leak grows with the changes; garbage does not survive a full collection. So "flat" compares
+  // the median RSS after GC of the second half of the changes with that of the first.
+  const half = Math.floor(afterGc.length / 2);
+  const [gc1, gc2] = [median(afterGc.slice(0, half)), median(afterGc.slice(half))];
+  const growth = (gc2 - gc1) / gc1;
   const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
   const ms = (s: Stat) => `p50 ${fmt(s.p50, 1)} / p99 ${fmt(s.p99, 1)} / max ${fmt(s.max, 1)} ms${s.missing > 0 ? ` (${s.missing} never arrived)` : ''}`;
   const N = opts.followers;
@@ -177,13 +194,14 @@ async function main(cleanup: Cleanup): Promise<number> {
     row(`Central → ${N} followers (${fan.n.toLocaleString('en-US')} arrivals)`, fan, TARGETS.loaded),
     row(`Central → edge (1 hop), ${N} followers`, edge2, TARGETS.loaded),
     row(`Central → far edge (2 hops), ${N} followers`, far2, TARGETS.loaded),
-    [`Central RSS, ${N} followers: peak in the 1st → 2nd half of the changes`, `${mib(peak1)} → ${mib(peak2)} (${growth >= 0 ? '+' : ''}${(growth * 100).toFixed(1)} %)`,
+    [`Central RSS after a full GC, ${N} followers: median in the 1st → 2nd half of the changes`, `${mib(gc1)} → ${mib(gc2)} (${growth >= 0 ? '+' : ''}${(growth * 100).toFixed(1)} %)`,
       `flat (≤ +${TARGETS.rssGrowth * 100} %)`, verdict(growth <= TARGETS.rssGrowth)],
   ];
   const rssRows = [
     ['before the followers attach', mib(rss.before)],
     [`${N} followers attached, idle (1 s later)`, mib(rss.attached)],
     [`during the ${opts.changes} changes (${rss.during.length} samples): min / median / max`, `${mib(percentile(rss.during, 0))} / ${mib(median(rss.during))} / ${mib(percentile(rss.during, 100))}`],
+    [`after a full GC, every ${every} changes (${afterGc.length} samples)`, afterGc.map(mib).join(', ')],
     [`after the ${opts.changes} changes, followers still attached`, mib(rss.after)],
     ['1 s after the followers left', mib(rss.detached)],
   ];
@@ -228,8 +246,10 @@ async function main(cleanup: Cleanup): Promise<number> {
         'run in a worker thread so their work does not delay the writer\'s and the edges\' clocks; they all attach (one answer each) before the changes start. ' +
         'Timestamps are `performance.timeOrigin + performance.now()` in each thread.',
       '- p50/p99 are nearest-rank percentiles over all changes (and, for the followers, over all followers × changes). ' +
-        'RSS is VmRSS of /proc/PID/status of the central process, sampled every 250 ms during phase 2; "flat" means the highest RSS of the second half of the changes ' +
-        'is within +10 % of the highest of the first half: a leak keeps growing with the changes, garbage not yet collected rises once to a plateau.',
+        'RSS is VmRSS of /proc/PID/status of the central process, sampled every 250 ms during phase 2; and after every tenth of the changes (once both edges have it), ' +
+        'central is made to run two full garbage collections and report `process.memoryUsage().rss` through the inspector protocol (`--inspect=127.0.0.1:PORT` in ' +
+        '`NODE_OPTIONS`; src/testing/memory-probe.ts). "Flat" means the median RSS after GC of the second half of those samples is within +10 % of the first half\'s: ' +
+        'a leak keeps growing with the changes, garbage does not survive the collection.',
       `- Everything (the three sites, the writer, the followers) shares the ${availableParallelism()} CPUs of this machine.`,
     ].join('\n');
     await writeDocs(opts.docs, md, SECTION);

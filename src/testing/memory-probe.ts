@@ -6,13 +6,15 @@ export interface MemoryAfterGc {
   arrayBuffers: number;
 }
 
-/** The environment that makes a Node process listen for an inspector on a loopback port of its choosing. */
-export const INSPECT_ENV = { NODE_OPTIONS: '--inspect=127.0.0.1:0' } as const;
+/** The environment that makes a Node process listen for an inspector on 127.0.0.1:`port` (0: a port of its choosing, printed). */
+export function inspectEnv(port = 0): { NODE_OPTIONS: string } {
+  return { NODE_OPTIONS: `--inspect=127.0.0.1:${port}` };
+}
 
 /**
  * The memory a process really holds: it forces a full garbage collection there and reads
  * process.memoryUsage(), through the inspector protocol (HeapProfiler.collectGarbage,
- * Runtime.evaluate) of a process started with INSPECT_ENV, so the product needs no debug route
+ * Runtime.evaluate) of a process started with inspectEnv(), so the product needs no debug route
  * or flag. Only the main thread is collected: what worker threads keep alive stays counted. For
  * tests and benchmarks.
  */
@@ -37,14 +39,23 @@ export class MemoryProbe {
     });
   }
 
-  /** Connects to the inspector whose "Debugger listening on ws://…" line is in `output` (what the process printed). */
-  static async connect(output: string): Promise<MemoryProbe> {
-    const m = /Debugger listening on (ws:\/\/127\.0\.0\.1:\d+\/\S+)/.exec(output);
-    if (m === null) throw new Error('the process has no inspector listening on 127.0.0.1 (start it with INSPECT_ENV)');
-    const ws = new WebSocket(m[1]);
+  /**
+   * Connects to the inspector of a process started with inspectEnv(): on `port` if given, else
+   * the one its "Debugger listening on ws://…" line in `output` (what it printed) names.
+   */
+  static async connect(at: { output: string } | { port: number }): Promise<MemoryProbe> {
+    let url: string | undefined;
+    if ('port' in at) {
+      const targets = await (await fetch(`http://127.0.0.1:${at.port}/json/list`)).json() as { webSocketDebuggerUrl?: string }[];
+      url = targets[0]?.webSocketDebuggerUrl;
+    } else {
+      url = /Debugger listening on (ws:\/\/127\.0\.0\.1:\d+\/\S+)/.exec(at.output)?.[1];
+    }
+    if (url === undefined) throw new Error('the process has no inspector listening on 127.0.0.1 (start it with inspectEnv())');
+    const ws = new WebSocket(url);
     await new Promise<void>((resolve, reject) => {
       ws.addEventListener('open', () => resolve(), { once: true });
-      ws.addEventListener('error', () => reject(new Error(`cannot connect to the inspector at ${m[1]}`)), { once: true });
+      ws.addEventListener('error', () => reject(new Error(`cannot connect to the inspector at ${url}`)), { once: true });
     });
     return new MemoryProbe(ws);
   }

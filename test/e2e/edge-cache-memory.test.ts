@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { INSPECT_ENV, MemoryProbe } from '../../src/testing/memory-probe.ts';
+import { inspectEnv, MemoryProbe } from '../../src/testing/memory-probe.ts';
 import { bytesOf, call, createActiveImage, expectStatus, type ImageJson } from '../helpers/glance-client.ts';
 import { download, eventually, siteAt, stopProcess } from '../helpers/multi-site.ts';
 import { spawnServe, tempDir, type ServeProcess, type TestSite } from '../helpers/site.ts';
@@ -27,9 +27,9 @@ describe('edge cache memory: cold misses leave nothing behind', { timeout: 240_0
     procs.push(c);
     central = siteAt(c.url);
     edge = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'edge'), '--role', 'edge', '--site', 'edge-1', '--parent', c.url],
-      { OUTPOST_STORAGE_SYNC: 'false', OUTPOST_FEED_WAIT_SECONDS: '2', ...INSPECT_ENV });
+      { OUTPOST_STORAGE_SYNC: 'false', OUTPOST_FEED_WAIT_SECONDS: '2', ...inspectEnv() });
     procs.push(edge);
-    probe = await MemoryProbe.connect(edge.output());
+    probe = await MemoryProbe.connect({ output: edge.output() });
   });
   after(async () => {
     probe?.close();
