@@ -17,8 +17,8 @@ const RETIRE_AFTER = 128 << 20;
  * A pair of hashing threads (one per algorithm). Every SharedArrayBuffer posted to a thread stays
  * alive until that thread's garbage collector drops the message's copy of it; V8 does not count
  * shared memory towards a thread's heap, and a hashing thread allocates next to nothing, so it
- * never collects: each buffer ever posted was kept for ever (16 MiB per upload or cache fill when
- * each put had fresh buffers: 480 MiB after 30 cold misses). Hence the shared memory the threads
+ * seldom collects: when each put had fresh buffers, an edge held 12-16 MiB per cold miss until
+ * then (every 20-30 misses; 480 MiB after 30 misses of a 64 MiB image). Hence the shared memory the threads
  * read is lent by the factory and reused by stream after stream (lend / giveBack), and a pair that
  * was shown more than RETIRE_AFTER bytes of distinct buffers anyway (after a burst of concurrent
  * streams, or buffers not given back) is retired: new streams start a fresh pair, and the old one

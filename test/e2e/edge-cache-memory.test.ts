@@ -49,10 +49,16 @@ describe('edge cache memory: cold misses leave nothing behind', { timeout: 240_0
     };
     for (let i = 0; i < 5; i++) await coldMiss(); // warm-up: pools and code settle
     const first = await probe!.measure();
-    for (let i = 0; i < 15; i++) await coldMiss();
-    const last = await probe!.measure();
-    const grew = (last.arrayBuffers - first.arrayBuffers) / MiB;
+    // After each miss: before the fix, the hashing threads let go of what they held only when they
+    // happened to collect (every 20-30 misses), so the highest sample is the one that tells.
+    let highest = first;
+    for (let i = 0; i < 15; i++) {
+      await coldMiss();
+      const m = await probe!.measure();
+      if (m.arrayBuffers > highest.arrayBuffers) highest = m;
+    }
+    const grew = (highest.arrayBuffers - first.arrayBuffers) / MiB;
     // Before the fix: ~9 MiB per miss (two 4 MiB store batches and a 1 MiB hasher batch), 135 MiB here.
-    assert.ok(grew < 24, `ArrayBuffers after GC grew by ${grew.toFixed(1)} MiB over 15 cold misses (${(first.arrayBuffers / MiB).toFixed(1)} → ${(last.arrayBuffers / MiB).toFixed(1)} MiB)`);
+    assert.ok(grew < 24, `ArrayBuffers after GC grew by up to ${grew.toFixed(1)} MiB over 15 cold misses (${(first.arrayBuffers / MiB).toFixed(1)} → ${(highest.arrayBuffers / MiB).toFixed(1)} MiB)`);
   });
 });
