@@ -3,7 +3,8 @@
  * on 127.0.0.1. Makes changes at central one at a time and measures, per change, the time from
  * central's 2xx answer to the change being committed at the edge (1 hop) and the far edge
  * (2 hops); then again with extra lightweight followers long-polling central's feed, with
- * central's RSS sampled throughout. Prints a table and writes a section of docs/benchmarks.md.
+ * central's RSS sampled throughout, and read after a forced full GC (src/testing/memory-probe.ts)
+ * at ten points of phase 2. Prints a table and writes a section of docs/benchmarks.md.
  *
  *   npm run bench:propagation [-- --changes 500 --rounds 5 --followers 200 --quick]   (see --help)
  */
@@ -11,9 +12,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { inspectEnv, MemoryProbe } from '../src/testing/memory-probe.ts';
 import { api, createImage } from './clients.ts';
 import { FeedFollower, FollowerPool, now } from './feed.ts';
-import { COMMON_BENCH_OPTIONS, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt, rssKiB, runBench, startOutpost, treeCpuSeconds, type Cleanup, type Server } from './procs.ts';
+import { COMMON_BENCH_OPTIONS, exitOnHelp, freePort, loadClockTicks, LoadNotes, machineFacts, positiveInt, rssKiB, runBench, startOutpost, treeCpuSeconds, type Cleanup, type Server } from './procs.ts';
 import { markdownTable, resultsHead, textTable, writeDocs, type DocSection } from './report.ts';
 import { compareRow, fmt, median, outcome, percentile, ROW_HEADER, rowCells, seriesOf, withLoad, type LoadSpan, type Series } from './rounds.ts';
 
@@ -79,11 +81,12 @@ async function attach(site: Server, waitS: number, cleanup: Cleanup): Promise<Fe
 interface Change { id: string; at: number }
 
 /** `n` image creations at central, one after another, `intervalMs` apart: each id and when its 2xx arrived. */
-async function makeChanges(central: Server, label: string, n: number, intervalMs: number): Promise<Change[]> {
+async function makeChanges(central: Server, label: string, n: number, intervalMs: number, between?: (c: Change, i: number) => Promise<void>): Promise<Change[]> {
   const out: Change[] = [];
   for (let i = 0; i < n; i++) {
     const id = await createImage(central.url, `propagation-${label}-${i}`);
     out.push({ id, at: now() });
+    await between?.(out[i], i);
     if ((i + 1) % 200 === 0) log(`  ${label}: ${i + 1}/${n} changes`);
     if (intervalMs > 0) await sleep(intervalMs);
   }
@@ -140,7 +143,10 @@ async function main(cleanup: Cleanup): Promise<number> {
 
   const tmp = await mkdtemp(join(opts.tmp, 'outpost-propagation-'));
   cleanup.add('remove temp dir', () => rm(tmp, { recursive: true, force: true }));
-  const central = await startOutpost(REPO_ROOT, join(tmp, 'central'), {}, cleanup, ['--role', 'central', '--auth', 'none'], 'central');
+  const inspectPort = await freePort();
+  const central = await startOutpost(REPO_ROOT, join(tmp, 'central'), inspectEnv(inspectPort), cleanup, ['--role', 'central', '--auth', 'none'], 'central');
+  const probe = await MemoryProbe.connect({ port: inspectPort });
+  cleanup.add('close the inspector connection', () => probe.close());
   const edge = await startOutpost(REPO_ROOT, join(tmp, 'edge'), {}, cleanup, ['--role', 'edge', '--site', 'edge-1', '--parent', central.url, '--auth', 'none'], 'edge');
   const far = await startOutpost(REPO_ROOT, join(tmp, 'far'), {}, cleanup, ['--role', 'edge', '--site', 'far-1', '--parent', edge.url, '--auth', 'none'], 'far edge');
   for (const s of [central, edge, far]) log(`${s.name} at ${s.url} (PID ${s.pid})`);
@@ -173,6 +179,10 @@ async function main(cleanup: Cleanup): Promise<number> {
   rss.attached = rssKiB(central.pid);
   const sampler = setInterval(() => rss.during.push(rssKiB(central.pid)), 250);
   const phase2: PhaseRound[] = [];
+  // RSS after a forced full GC after every tenth of phase 2's changes, once both edges have the
+  // change (so the collection's pause delays no change in flight to them).
+  const gcEvery = Math.max(1, Math.floor((opts.rounds * opts.changes) / 10));
+  const afterGc: number[] = [];
   let answersBefore = opts.followers; // the one each had on attaching
   let errors = 0;
   let incomplete = 0;
@@ -180,7 +190,11 @@ async function main(cleanup: Cleanup): Promise<number> {
     log(`Phase 2, round ${round + 1}/${opts.rounds}: ${opts.changes} changes, ${opts.followers} followers`);
     const cpu = treeCpuSeconds(central.pid);
     const { value: [changes, [edge, farEdge], collected], load } = await withLoad(async () => {
-      const changes = await makeChanges(central, `with-${opts.followers}-followers-${round}`, opts.changes, opts.intervalMs);
+      const changes = await makeChanges(central, `with-${opts.followers}-followers-${round}`, opts.changes, opts.intervalMs, async (c, i) => {
+        if ((round * opts.changes + i + 1) % gcEvery !== 0) return;
+        await Promise.all(watchers.map((w) => w.until(() => w.seen.has(c.id), 60_000)));
+        afterGc.push((await probe.measure()).rss / 1024);
+      });
       return [changes, await hops(watchers, changes), await pool.collect(changes[changes.length - 1].id, 60_000)] as const;
     });
     phase2.push({ changes, edge, far: farEdge, fan: stat(changes, collected.seen), answers: collected.responses - answersBefore, cpuS: treeCpuSeconds(central.pid) - cpu, load });
@@ -195,11 +209,11 @@ async function main(cleanup: Cleanup): Promise<number> {
   await sleep(1000);
   rss.detached = rssKiB(central.pid);
 
-  // A leak grows with the changes; garbage V8 has not collected yet rises once to a plateau. So
-  // "flat" compares the highest RSS of the second half of phase 2 with that of the first.
-  const half = Math.floor(rss.during.length / 2);
-  const [peak1, peak2] = [percentile(rss.during.slice(0, half), 100), percentile(rss.during.slice(half), 100)];
-  const growth = (peak2 - peak1) / peak1;
+  // A leak grows with the changes; garbage does not survive a full collection. So "flat" compares
+  // the median RSS after GC of the second half of phase 2 with that of the first.
+  const half = Math.floor(afterGc.length / 2);
+  const [gc1, gc2] = [median(afterGc.slice(0, half)), median(afterGc.slice(half))];
+  const growth = (gc2 - gc1) / gc1;
   const N = opts.followers;
   const ms = (n: number) => `${fmt(n, 1)} ms`;
   const p99 = (rounds: PhaseRound[], f: (r: PhaseRound) => Stat): Series => seriesOf(rounds, (r) => f(r).p99);
@@ -221,7 +235,7 @@ async function main(cleanup: Cleanup): Promise<number> {
       target: { text: '0 in every round', met: (x) => x === 0 }, everyRound: true,
     }),
     compareRow({
-      measure: `Central RSS growth, ${N} followers: peak in the 1st → 2nd half of phase 2 (${mib(peak1)} → ${mib(peak2)})`,
+      measure: `Central RSS after a full GC, ${N} followers: median in the 1st → 2nd half of phase 2 (${mib(gc1)} → ${mib(gc2)})`,
       subject: { values: [growth * 100], loads: phase2.map((r) => r.load) }, format: (n) => `${n >= 0 ? '+' : ''}${fmt(n, 1)} %`,
       target: { text: `flat (≤ +${TARGETS.rssGrowth * 100} %)`, met: (x) => x <= TARGETS.rssGrowth * 100 },
     }),
@@ -232,6 +246,7 @@ async function main(cleanup: Cleanup): Promise<number> {
     ['before the followers attach', mib(rss.before)],
     [`${N} followers attached, idle (1 s later)`, mib(rss.attached)],
     [`during the ${opts.rounds} × ${opts.changes} changes (${rss.during.length} samples): min / median / max`, `${mib(percentile(rss.during, 0))} / ${mib(median(rss.during))} / ${mib(percentile(rss.during, 100))}`],
+    [`after a full GC, every ${gcEvery} changes (${afterGc.length} samples)`, afterGc.map(mib).join(', ')],
     [`after the changes, followers still attached`, mib(rss.after)],
     ['1 s after the followers left', mib(rss.detached)],
   ];
@@ -294,8 +309,10 @@ async function main(cleanup: Cleanup): Promise<number> {
       `- Each phase runs ${opts.rounds} rounds of ${opts.changes} changes; the followers of phase 2 stay attached through its rounds. ` +
         'p50/p99 are nearest-rank percentiles over the changes of one round (and, for the followers, over all followers × changes of the round); ' +
         'the table gives the median of the rounds\' p99 [min–max]. ' +
-        'RSS is VmRSS of /proc/PID/status of the central process, sampled every 250 ms during phase 2; "flat" means the highest RSS of the second half of phase 2 ' +
-        'is within +10 % of the highest of the first half: a leak keeps growing with the changes, garbage not yet collected rises once to a plateau.',
+        'RSS is VmRSS of /proc/PID/status of the central process, sampled every 250 ms during phase 2; and after every tenth of phase 2\'s changes (once both edges have it), ' +
+        'central is made to run two full garbage collections and report `process.memoryUsage().rss` through the inspector protocol (`--inspect=127.0.0.1:PORT` in ' +
+        '`NODE_OPTIONS`; src/testing/memory-probe.ts). "Flat" means the median RSS after GC of the second half of those samples is within +10 % of the first half\'s: ' +
+        'a leak keeps growing with the changes, garbage does not survive the collection.',
       `- Everything (the three sites, the writer, the followers) shares the ${availableParallelism()} CPUs of this machine.`,
     ].join('\n');
     await writeDocs(opts.docs, md, SECTION);

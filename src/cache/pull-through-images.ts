@@ -85,6 +85,8 @@ class Fill {
   error: Error | undefined;
   /** Clients following the fill; the last one out removes the spool once the fill has ended. */
   readers = 0;
+  /** Clients that joined the fill (every one but the one whose GET started it): the copy's hits once committed. */
+  hits = 0;
   /** Resolves once the spool file exists. */
   opened: Promise<void> = Promise.resolve();
   /** Resolves when the fill has ended, committed or not. */
@@ -256,6 +258,12 @@ export interface CacheListing {
  * every waiting client's response before its last byte, so no client can take a partial or wrong
  * image for a whole one.
  *
+ * Hits (GET /v2/cache, the site's inventory): a hit is a read this site served without asking its
+ * parent for it, from its copy or from a fill another request started. The GET whose miss started
+ * a fill is not a hit (as in Glance, where the download that caches an image is not); every client
+ * that joined the fill is, counted when the copy is committed (a fill that fails keeps nothing, so
+ * its joiners count nowhere); so are all clients of a fill a prefetch or a pin started.
+ *
  * Budget: cached copies together stay within `budgetBytes`; unpinned ones are evicted least
  * recently used first; pinned ones never, and a copy that would only fit by evicting them is
  * refused (PayloadTooLargeError, as Glance answers a full store). A GET that cannot be admitted
@@ -316,6 +324,10 @@ export class PullThroughImages {
         return this.#passThrough(id, start, end, opts);
       }
       fill = this.#startFill(image, undefined);
+    } else if (this.#entries.has(id)) {
+      this.#touch(id); // the fill has just committed
+    } else {
+      fill.hits++;
     }
     return new FillReadStream(fill, start, end, opts.signal);
   }
@@ -524,7 +536,7 @@ export class PullThroughImages {
       });
       const now = this.#now().toISOString();
       const entry: CacheEntry = {
-        image_id: image.id, size: image.size!, cached_at: now, last_accessed: now, hits: 0,
+        image_id: image.id, size: image.size!, cached_at: now, last_accessed: now, hits: fill.hits,
         pinned: fill.pin !== undefined, pinned_until: fill.pin?.until ?? null,
       };
       this.#entries.set(image.id, entry);

@@ -440,6 +440,12 @@ export interface Hasher {
 }
 export interface HasherFactory {
   create(): Hasher;
+  /**
+   * Memory of `size` bytes that update() can hash without copying it (shared with the hashing
+   * threads), reused across hashers: give it back once no hasher and no caller needs it.
+   */
+  lend(size: number): Buffer;
+  giveBack(memory: Buffer): void;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,8 +15,6 @@ export interface FollowerOptions {
   /** Backoff after a failure: first delay and cap, ms (defaults 250 and 30 000). */
   backoffMs?: { first: number; max: number };
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
-  /** Told whether each request reached the parent (src/links/parent-reachability.ts). */
-  reachability?: { answered(): void; failed(why: string): void };
 }
 
 export interface FollowerStatus {

@@ -36,10 +36,11 @@ const SYNC_EVERY = 64 << 20;
  * caller may reuse or release the chunk as soon as add() returns); each full batch goes to the
  * hasher, which reads it in place (WorkerHasherFactory), and to the file, one write after the
  * other; the batch is filled again once both are done with it. The size checks run before a
- * chunk is taken.
+ * chunk is taken. The batches are lent by the hashers' factory and given back by release().
  */
 class HashedFileWriter {
   readonly #file: FileHandle;
+  readonly #hashers: HasherFactory;
   readonly #hasher: Hasher;
   readonly #sync: boolean;
   readonly #opts: PutOptions;
@@ -59,9 +60,10 @@ class HashedFileWriter {
   #syncedAt = 0;
   #size = 0;
 
-  constructor(file: FileHandle, hasher: Hasher, sync: boolean, opts: PutOptions) {
+  constructor(file: FileHandle, hashers: HasherFactory, sync: boolean, opts: PutOptions) {
     this.#file = file;
-    this.#hasher = hasher;
+    this.#hashers = hashers;
+    this.#hasher = hashers.create();
     this.#sync = sync;
     this.#opts = opts;
   }
@@ -87,7 +89,7 @@ class HashedFileWriter {
     }
     for (let offset = 0; offset < chunk.length;) {
       // Past MAX_BATCHES only while one large chunk is taken: its caller waits afterwards.
-      this.#filling ??= this.#free.pop() ?? Buffer.from(new SharedArrayBuffer(BATCH));
+      this.#filling ??= this.#free.pop() ?? this.#hashers.lend(BATCH);
       const n = Math.min(BATCH - this.#filled, chunk.length - offset);
       // Buffer#fill with a buffer as long as the range is one memcpy; TypedArray#set into shared
       // memory is V8's relaxed atomic copy, about 3× the CPU (0.08 against 0.03 s per GiB).
@@ -125,6 +127,13 @@ class HashedFileWriter {
     await this.#syncing;
   }
 
+  /** After finish() or settle(): gives the batches back (one still being written after a failure is left to the garbage collector). */
+  release(): void {
+    if (this.#filling !== undefined) this.#free.push(this.#filling);
+    this.#filling = undefined;
+    for (const batch of this.#free.splice(0)) this.#hashers.giveBack(batch);
+  }
+
   #dispatch(): void {
     const batch = this.#filling!;
     const bytes = batch.subarray(0, this.#filled);
@@ -136,7 +145,8 @@ class HashedFileWriter {
     this.#writing = written;
     Promise.all([hashed, written]).then(() => {
       this.#busy--;
-      if (this.#free.length < MAX_BATCHES) this.#free.push(batch); // (not the extra ones a large chunk needed)
+      if (this.#free.length < MAX_BATCHES) this.#free.push(batch);
+      else this.#hashers.giveBack(batch); // (an extra one a large chunk needed)
       this.#notify();
     }, (error: unknown) => {
       this.#error ??= { error };
@@ -266,7 +276,7 @@ export class FileBlobStore implements BlobStore {
 
   async #write(tmpPath: string, finalPath: string, key: string, data: AsyncIterable<Uint8Array>, opts: PutOptions): Promise<BlobDigest> {
     const file = await open(tmpPath, 'wx');
-    const writer = new HashedFileWriter(file, this.#hashers.create(), this.#sync, opts);
+    const writer = new HashedFileWriter(file, this.#hashers, this.#sync, opts);
     try {
       if (data instanceof Readable && data.listenerCount('readable') === 0) {
         await drainReadable(data, writer, { signal: opts.signal, release: data instanceof IncomingMessage });
@@ -294,6 +304,8 @@ export class FileBlobStore implements BlobStore {
       await file.close().catch(() => undefined);
       await rm(tmpPath, { force: true });
       throw error;
+    } finally {
+      writer.release();
     }
   }
 
