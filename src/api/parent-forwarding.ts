@@ -27,10 +27,11 @@ export interface ParentLink {
   /** When the parent last answered the change feed. */
   lastContact(): Date | null;
   /**
-   * Whether the parent is known to be away (src/links/parent-reachability.ts), told of every
-   * request passed on: while it is, a stale single-image read answers from the replica at once.
+   * Whether the parent is known to be away (the client's ParentReachability, told of every answer
+   * and failure through it): while it is, a stale single-image read answers from the replica at
+   * once. Told here too when a forwarded request timed out, which the client sees as an abort.
    */
-  reachability: { readonly reachable: boolean; answered(): void; failed(why: string): void };
+  reachability: { readonly reachable: boolean; failed(why: string): void };
 }
 
 /** Response header carrying the site's change-log position after a write (x-outpost-seq). */
@@ -220,8 +221,8 @@ async function forward(req: FastifyRequest, reply: FastifyReply, base: string, p
     } as RequestInit, { timeoutMs: null, credential: false });
   } catch (error) {
     clearTimeout(timer);
-    const why = controller.signal.aborted ? `no answer within ${parent.timeoutMs} ms`
-      : ((error as Error).cause as Error | undefined)?.message ?? (error as Error).message;
+    // ParentClient's errors say why in their message (connection error, certificate problem).
+    const why = controller.signal.aborted ? `no answer within ${parent.timeoutMs} ms` : (error as Error).message;
     if (!clientGone) parent.reachability.failed(why);
     // Only a connection closed without any answer comes here (an answer sent before the close is
     // relayed, see above): a reset from the parent and one from a cut link look the same.
@@ -232,7 +233,6 @@ async function forward(req: FastifyRequest, reply: FastifyReply, base: string, p
     probes.abort();
   }
   clearTimeout(timer);
-  parent.reachability.answered();
 
   if (res.ok) {
     const seq = Number(res.headers.get(SEQ_HEADER));
