@@ -467,14 +467,15 @@ export class ImageService {
     const missing: string[] = [];
     for (const location of locations) {
       const blobs = this.#stores.blobs(location.store);
-      try {
-        if ((await blobs.stat(image.id, opts))?.size !== size) throw new NotFoundError(`The copy of ${image.id} in store ${location.store} is gone`);
-        if (size === 0) return { kind: 'data', image, stream: await blobs.get(image.id, opts), start: 0, end: -1, partial: false };
-        return { kind: 'data', image, stream: await blobs.get(image.id, { ...opts, start, end }), start, end, partial: range !== undefined };
-      } catch (error) {
-        if (!(error instanceof NotFoundError)) throw error;
-        missing.push(location.store);
+      if ((await blobs.stat(image.id, opts))?.size === size) {
+        try {
+          if (size === 0) return { kind: 'data', image, stream: await blobs.get(image.id, opts), start: 0, end: -1, partial: false };
+          return { kind: 'data', image, stream: await blobs.get(image.id, { ...opts, start, end }), start, end, partial: range !== undefined };
+        } catch (error) {
+          if (!(error instanceof NotFoundError)) throw error; // removed since the stat: try the next copy
+        }
       }
+      missing.push(location.store);
     }
     return { kind: 'no-data', image, missing };
   }
