@@ -24,10 +24,7 @@ import { FaultProxy } from '../src/testing/fault-proxy.ts';
 import { api, createImage, curlDownload, curlSha512, curlUpload, getImage, waitForImage } from './clients.ts';
 import { startShapedLinks } from './link.ts';
 import { httpTarget, makeTestFile, measureDownloads, type DownloadTarget, type SystemResult, type TestFile } from './measure.ts';
-import {
-  checkDisk, COMMON_BENCH_OPTIONS, execFileP, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt, runBench, sh, startNginx, startOutpost,
-  type Cleanup, type Server,
-} from './procs.ts';
+import { docsTarget, checkDisk, COMMON_BENCH_OPTIONS, execFileP, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt, runBench, sh, startNginx, startOutpost, type Cleanup, type Server,  } from './procs.ts';
 import { markdownTable, resultsHead, runsList, textTable, writeDocs, type DocSection } from './report.ts';
 import { compareRow, fmt, fmtSpread, median, outcome, percentile, ROW_HEADER, rowCells, seriesOf, withLoad, type LoadSpan } from './rounds.ts';
 
@@ -86,7 +83,7 @@ function options() {
     clients: positiveInt('clients', values.clients, 20),
     linkMBps: values['link-mbps'] === '0' ? 0 : positiveInt('link-mbps', values['link-mbps'], 100),
     quick,
-    docs: values['no-docs'] ? undefined : values.docs ?? (quick ? undefined : join(REPO_ROOT, 'docs/benchmarks.md')),
+    docs: docsTarget(values),
     tmp: values.tmp,
   };
 }

@@ -88,6 +88,15 @@ export const COMMON_BENCH_OPTIONS = {
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
+/**
+ * Where a benchmark writes its results: --docs PATH, else docs/benchmarks.md on full runs; none
+ * with --no-docs or on a --quick run without --docs.
+ */
+export function docsTarget(values: { quick: boolean; docs?: string; 'no-docs': boolean }): string | undefined {
+  if (values['no-docs']) return undefined;
+  return values.docs ?? (values.quick ? undefined : new URL('../docs/benchmarks.md', import.meta.url).pathname);
+}
+
 /** --help: prints the benchmark's usage and exits. */
 export function exitOnHelp(help: boolean, usage: string): void {
   if (!help) return;

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { inspectEnv, MemoryProbe } from '../src/testing/memory-probe.ts';
 import { api, createImage } from './clients.ts';
 import { FeedFollower, FollowerPool, now } from './feed.ts';
-import { COMMON_BENCH_OPTIONS, exitOnHelp, freePort, loadClockTicks, LoadNotes, machineFacts, positiveInt, rssKiB, runBench, startOutpost, treeCpuSeconds, type Cleanup, type Server } from './procs.ts';
+import { docsTarget, COMMON_BENCH_OPTIONS, exitOnHelp, freePort, loadClockTicks, LoadNotes, machineFacts, positiveInt, rssKiB, runBench, startOutpost, treeCpuSeconds, type Cleanup, type Server } from './procs.ts';
 import { markdownTable, resultsHead, textTable, writeDocs, type DocSection } from './report.ts';
 import { compareRow, fmt, median, outcome, percentile, ROW_HEADER, rowCells, seriesOf, withLoad, type LoadSpan, type Series } from './rounds.ts';
 
@@ -60,7 +60,7 @@ function options() {
     intervalMs: interval,
     waitS: positiveInt('wait', values.wait, 10),
     quick,
-    docs: values['no-docs'] ? undefined : values.docs ?? (quick ? undefined : join(REPO_ROOT, 'docs/benchmarks.md')),
+    docs: docsTarget(values),
     tmp: values.tmp,
   };
 }

@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ApiSystem, catTarget, httpTarget, makeTestFile, measureDownloads, rotate, type DownloadTarget, type RunPlan, type SystemResult } from './measure.ts';
-import { checkDisk, COMMON_BENCH_OPTIONS, execFileP, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt as int, runBench, sh, startGlance, startNginx, startOutpost, type Cleanup } from './procs.ts';
+import { docsTarget, checkDisk, COMMON_BENCH_OPTIONS, execFileP, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt as int, runBench, sh, startGlance, startNginx, startOutpost, type Cleanup } from './procs.ts';
 import { compare, loadOf, markdownTable, resultsHead, RUN_SECTION, runsList, systemsTable, textTable, writeDocs, type Measured } from './report.ts';
 import { outcome, ROW_HEADER, rowCells } from './rounds.ts';
 
@@ -68,7 +68,7 @@ function options() {
     glanceInstall: !values['no-glance-install'],
     glanceDir: values['glance-dir'],
     outpostEnv,
-    docs: values['no-docs'] ? undefined : values.docs ?? (quick ? undefined : join(REPO_ROOT, 'docs/benchmarks.md')),
+    docs: docsTarget(values),
     tmp: values.tmp,
   };
 }

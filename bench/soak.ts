@@ -21,7 +21,7 @@ import type { CacheListing } from '../src/cache/pull-through-images.ts';
 import { inspectEnv, MemoryProbe, type MemoryAfterGc } from '../src/testing/memory-probe.ts';
 import { api, createImage, curlDownload, curlUpload, getImage, waitForImage } from './clients.ts';
 import { makeTestFile, type TestFile } from './measure.ts';
-import { checkDisk, COMMON_BENCH_OPTIONS, exitOnHelp, freePort, LoadNotes, machineFacts, positiveInt, runBench, sh, startOutpost, type Cleanup } from './procs.ts';
+import { docsTarget, checkDisk, COMMON_BENCH_OPTIONS, exitOnHelp, freePort, LoadNotes, machineFacts, positiveInt, runBench, sh, startOutpost, type Cleanup } from './procs.ts';
 import { fmt, markdownTable, median, resultsHead, textTable, writeDocs, type DocSection } from './report.ts';
 
 const REPO_ROOT = new URL('..', import.meta.url).pathname;
@@ -71,7 +71,7 @@ function options() {
     hits: positiveInt('hits', values.hits, quick ? 400 : 2000),
     rounds: positiveInt('rounds', values.rounds, quick ? 8 : 20),
     quick,
-    docs: values['no-docs'] ? undefined : values.docs ?? (quick ? undefined : join(REPO_ROOT, 'docs/benchmarks.md')),
+    docs: docsTarget(values),
     tmp: values.tmp,
   };
   if (o.images <= HELD) throw new Error(`--images must be more than ${HELD} (the images the cache holds), so that every turn through them misses`);

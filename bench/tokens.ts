@@ -17,7 +17,7 @@ import { IdentityService } from '../src/core/identity/identity-service.ts';
 import { JoseTokens } from '../src/identity/jose-tokens.ts';
 import { ScryptPasswords } from '../src/identity/scrypt-passwords.ts';
 import { runWrk, type WrkResult } from './clients.ts';
-import { COMMON_BENCH_OPTIONS, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt, runBench, startOutpost, treeCpuSeconds, type Cleanup, type Server } from './procs.ts';
+import { docsTarget, COMMON_BENCH_OPTIONS, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt, runBench, startOutpost, treeCpuSeconds, type Cleanup, type Server } from './procs.ts';
 import { markdownTable, resultsHead, textTable, writeDocs, type DocSection } from './report.ts';
 import { compareRow, fmt, outcome, ROW_HEADER, rowCells, seriesOf, withLoad, type LoadSpan } from './rounds.ts';
 
@@ -50,7 +50,7 @@ function options() {
     rounds: positiveInt('rounds', values.rounds, quick ? 1 : 5),
     tokens: positiveInt('tokens', values.tokens, quick ? 300 : 2000),
     quick,
-    docs: values['no-docs'] ? undefined : values.docs ?? (quick ? undefined : join(REPO_ROOT, 'docs/benchmarks.md')),
+    docs: docsTarget(values),
     tmp: values.tmp,
   };
 }
