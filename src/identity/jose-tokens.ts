@@ -45,7 +45,9 @@ export class JoseTokens implements TokenSigner, TokenVerifier, SigningKeys {
   async rotate(opts: IoOptions = {}): Promise<string> {
     const { publicKey, privateKey } = await generateKeyPair(ALG, { crv: 'Ed25519', extractable: true });
     const jwk = await exportJWK(publicKey);
-    const kid = createHash('sha256').update(JSON.stringify(jwk)).digest('base64url').slice(0, 16);
+    // Hex, so that a key id given on the command line (`outpost keys remove KID`) is never read as
+    // an option, as a base64url id starting with '-' was.
+    const kid = createHash('sha256').update(JSON.stringify(jwk)).digest('hex').slice(0, 16);
     await this.#store.setSecret(`signing_key:${kid}`, JSON.stringify(await exportJWK(privateKey)), opts);
     for (const k of await this.#records(opts)) {
       if (k.state === 'active') await this.#store.putIdentity({ kind: 'signing_key', id: k.kid, body: { ...k, state: 'retired' } }, opts);

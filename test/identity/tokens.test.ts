@@ -138,7 +138,9 @@ describe('tokens: issued by central, checked by every site against its replica',
     await centralTokens.rotate();
     await sync();
     const afterRotation = await login('admin', 'secret');
-    assert.notEqual(JSON.parse(Buffer.from(afterRotation.split('.')[0], 'base64url').toString()).kid, oldKid);
+    const newKid = JSON.parse(Buffer.from(afterRotation.split('.')[0], 'base64url').toString()).kid;
+    assert.notEqual(newKid, oldKid);
+    assert.match(newKid, /^[0-9a-f]{16}$/, 'key ids are hex: never taken for an option on the command line');
     assert.equal((await atEdge.contextFor(before)).isAdmin, true);
     assert.equal((await atEdge.contextFor(afterRotation)).isAdmin, true);
     await central.deleteIdentity('signing_key', oldKid);
