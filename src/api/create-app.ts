@@ -35,6 +35,20 @@ declare module 'fastify' {
      */
     clientSignal: AbortSignal;
   }
+  interface FastifyContextConfig {
+    /** Set on resource()'s catch-all that answers 405 to the methods a path does not take. */
+    methodNotAllowed?: boolean;
+  }
+  interface FastifyInstance {
+    /** The method and path of every route the site serves (405 catch-alls and implied HEADs left out). */
+    servedRoutes(): ServedRoute[];
+  }
+}
+
+export interface ServedRoute {
+  method: string;
+  /** The path as routed, with `:param` segments. */
+  url: string;
 }
 
 export interface AppDeps {
@@ -126,6 +140,13 @@ export function createApp(deps: AppDeps): FastifyInstance {
     // Typed as the plain HTTP server: an https.Server answers the same requests.
     ...(deps.tls === undefined ? {} : { https: deps.tls }),
   });
+
+  const served: ServedRoute[] = [];
+  app.addHook('onRoute', (route) => {
+    if (route.config?.methodNotAllowed === true) return;
+    for (const method of [route.method].flat()) served.push({ method, url: route.url });
+  });
+  app.decorate('servedRoutes', () => served.filter((r) => r.method !== 'HEAD' || !served.some((g) => g.method === 'GET' && g.url === r.url)));
 
   // Every method Node's HTTP parser knows is routed, so a known path answers any method it does
   // not take with 405 and Allow (resource.ts), and an unknown path answers 404 (or the version

@@ -17,6 +17,7 @@ export function resource(app: FastifyInstance, url: string, handlers: Partial<Re
   app.route({
     method: others as HTTPMethods[],
     url,
+    config: { methodNotAllowed: true },
     handler: async () => {
       throw new MethodNotAllowedError('The method specified is not allowed for this resource.', { Allow: allow });
     },

@@ -39,7 +39,7 @@ import { readCaBundle, readServerTls, type ServerTls } from './tls-files.ts';
 import packageJson from '../../package.json' with { type: 'json' };
 
 const VERSION = packageJson.version;
-import { createApp } from './create-app.ts';
+import { createApp, type ServedRoute } from './create-app.ts';
 
 export interface RunningSite {
   /** The URL the site answers at (with the real port when 0 was asked for). */
@@ -52,6 +52,8 @@ export interface RunningSite {
    * when the files are not usable. False when TLS is off.
    */
   reloadTls(): Promise<boolean>;
+  /** What the site serves (docs/api-compatibility.md is checked against it). */
+  routes(): ServedRoute[];
   close(): Promise<void>;
 }
 
@@ -316,6 +318,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
       logger.info({ cert: config.tls_cert }, 'TLS certificate and key reloaded; new connections get them');
       return true;
     },
+    routes: () => app.servedRoutes(),
     async close() {
       await app.close();
       registration?.close();
