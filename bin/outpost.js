@@ -3,7 +3,7 @@
 // The shebang's V8 flag is explained in src/cli/runtime-flags.ts.
 const [major] = process.versions.node.split('.').map(Number);
 if (major < 24) {
-  process.stderr.write(`outpost needs Node.js 24 or newer (this is ${process.version}); run it through npm scripts or npx.\n`);
+  process.stderr.write(`outpost needs Node.js 24 or newer (this is ${process.version}); in the project directory, "npm install" brings Node 24 and "npx outpost ..." runs on it.\n`);
   process.exit(1);
 }
 await import('../src/cli/main.ts');
