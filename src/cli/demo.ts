@@ -56,8 +56,11 @@ export function demoCommand(print: (line: string) => void): Command {
         for (const site of [...SITES].reverse()) await running.get(site.id)?.stop();
         if (o.data === undefined) await rm(root, { recursive: true, force: true });
       };
-      process.once('SIGINT', () => { void stopAll().then(() => process.exit(0)); });
-      process.once('SIGTERM', () => { void stopAll().then(() => process.exit(0)); });
+      const stopAndExit = () => { void stopAll().then(() => process.exit(0)); };
+      process.once('SIGINT', stopAndExit);
+      process.once('SIGTERM', stopAndExit);
+      // Run by a supervising process over an IPC channel (the tests): stop when it goes away.
+      if (process.connected) process.once('disconnect', stopAndExit);
 
       try {
         for (const [i, site] of SITES.entries()) {
@@ -82,11 +85,11 @@ export function demoCommand(print: (line: string) => void): Command {
           method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: sampleImage(),
         });
         const far = running.get('far-a1')!.url;
+        // Replication takes milliseconds; the bound is for a machine busy with other work.
+        const deadline = Date.now() + 60_000;
         for (const site of SITES) {
-          for (let i = 0; ; i++) {
-            const listed = await json(`${running.get(site.id)!.url}/v2/images?name=demo-image`);
-            if (listed.images.length > 0) break;
-            if (i === 100) throw new CliError(`the sample image did not reach ${site.id} within 10 s`);
+          while ((await json(`${running.get(site.id)!.url}/v2/images?name=demo-image`)).images.length === 0) {
+            if (Date.now() > deadline) throw new CliError(`the sample image did not reach ${site.id} within 60 s`);
             await new Promise((r) => setTimeout(r, 100));
           }
         }

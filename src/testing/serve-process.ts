@@ -14,8 +14,11 @@ export interface ServeProcess {
   stdout(): string;
   /** What it printed on stderr so far: the lines for the person who started it. */
   stderr(): string;
-  /** Sends `signal` (default SIGTERM) and resolves with the exit code. */
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /**
+   * Sends `signal` (default SIGTERM) and resolves with the exit code once the process is gone;
+   * SIGKILL follows if it has not exited within `graceMs` (default 15 s).
+   */
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<number | null>;
 }
 
 export interface SpawnServeOptions {
@@ -29,13 +32,17 @@ export interface SpawnServeOptions {
 /**
  * Runs `outpost serve ARGS` as its own process, on this Node with the flags serve is meant to run
  * with, and resolves once it prints the URL it serves at. For tests, benchmarks and `outpost demo`.
+ * The child is connected by an IPC channel, which `outpost serve` takes as its supervisor: it stops
+ * when this process goes away, however that happens (a test runner's timeout, kill -9), so no site
+ * outlives whoever started it. The channel does not keep this process alive.
  */
 export async function spawnServe(args: readonly string[], opts: SpawnServeOptions = {}): Promise<ServeProcess> {
   const child = spawn(process.execPath, [...SERVE_NODE_FLAGS, BIN, 'serve', ...args], {
     cwd: opts.cwd,
     env: opts.env ?? process.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
+  child.channel?.unref();
   let out = '';
   let stdout = '';
   let stderr = '';
@@ -74,9 +81,13 @@ export async function spawnServe(args: readonly string[], opts: SpawnServeOption
     output: () => out,
     stdout: () => stdout,
     stderr: () => stderr,
-    stop: (signal = 'SIGTERM') => new Promise((resolve) => {
+    stop: (signal = 'SIGTERM', graceMs = 15_000) => new Promise((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
-      child.once('exit', (code) => resolve(code));
+      const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      child.once('exit', (code) => {
+        clearTimeout(kill);
+        resolve(code);
+      });
       child.kill(signal);
     }),
   };

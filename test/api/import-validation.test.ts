@@ -695,20 +695,20 @@ describe('interoperable import: validation, tasks, multistore', () => {
       req.on('error', () => undefined);
       req.write(Buffer.alloc(4 << 20, 1));
       let saw = '';
-      for (let i = 0; i < 200 && saw !== 'uploading'; i++) {
+      for (const deadline = Date.now() + 60_000; saw !== 'uploading' && Date.now() < deadline;) {
         await sleep(10);
         saw = (await getImage(site, image.id)).status;
       }
       assert.equal(saw, 'uploading');
       req.destroy();
       let after = await getImage(site, image.id);
-      for (let i = 0; i < 200 && after.status !== 'queued'; i++) {
+      for (const deadline = Date.now() + 60_000; after.status !== 'queued' && Date.now() < deadline;) {
         await sleep(10);
         after = await getImage(site, image.id);
       }
       assert.equal(after.status, 'queued');
       assert.equal(after.size, null);
-      for (let i = 0; i < 100 && (await readdir(join(site.dataDir, 'staging', '.incomplete'))).length > 0; i++) await sleep(10);
+      for (const deadline = Date.now() + 60_000; (await readdir(join(site.dataDir, 'staging', '.incomplete'))).length > 0 && Date.now() < deadline;) await sleep(10);
       assert.deepEqual(await staged(image.id), []);
       assert.deepEqual((await readdir(join(site.dataDir, 'staging', '.incomplete'))).filter((f) => f.startsWith(image.id)), []);
       expectStatus(await stage(site, image.id, bytesOf(10)), 204);
@@ -722,7 +722,7 @@ describe('interoperable import: validation, tasks, multistore', () => {
       assert.equal(task.request_id, requestId);
       expectStatus(await call(site, 'DELETE', `/v2/images/${image.id}`), 204);
       let ended: any;
-      for (let i = 0; i < 400; i++) {
+      for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
         ended = (await call(site, 'GET', `/v2/tasks/${task.id}`)).body;
         if (ended.status === 'success' || ended.status === 'failure') break;
         await sleep(25);

@@ -298,7 +298,7 @@ describe('web-download: import filtering and remote failures', () => {
       const during = await getImage(site, image.id);
       assert.equal(during.status, 'importing');
       assert.equal(during.os_glance_importing_to_stores, 'central');
-      for (let i = 0; i < 400 && (await getImage(site, image.id)).status === 'importing'; i++) await sleep(25);
+      for (const deadline = Date.now() + 60_000; (await getImage(site, image.id)).status === 'importing' && Date.now() < deadline;) await sleep(25);
       assert.equal((await getImage(site, image.id)).status, 'active');
     });
   });

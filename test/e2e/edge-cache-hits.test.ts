@@ -42,7 +42,7 @@ describe('edge cache hits: clients served during a fill are counted', { timeout:
 
   it('1 GET starts a fill, 9 more join it: the copy shows 9 hits in GET /v2/cache and the inventory, then 10 after a read of the copy', async () => {
     const image = await createActiveImage(central, bytesOf(8 * MiB + 5, 11));
-    await eventually('the image replicated to the edge', 20_000, async () => (await call<ImageJson>(edge, 'GET', `/v2/images/${image.id}`)).body.status === 'active');
+    await eventually('the image replicated to the edge', 30_000, async () => (await call<ImageJson>(edge, 'GET', `/v2/images/${image.id}`)).body.status === 'active');
     const hits = async () => (await call<CacheList>(edge, 'GET', '/v2/cache')).body.cached_images.find((c) => c.image_id === image.id)?.hits;
     const inventoryHits = async () => (await call<{ images: InventoryItem[] }>(edge, 'GET', '/outpost/v1/sites/edge-1/inventory')).body.images
       .find((i) => i.image_id === image.id)?.hits;
@@ -50,7 +50,7 @@ describe('edge cache hits: clients served during a fill are counted', { timeout:
     wan!.resetStats();
     wan!.bandwidth(2 * MiB); // the fill lasts ~4 s
     const first = download(edge.url, image.id);
-    await eventually('the fill is running', 10_000, async () => (await call<CacheList>(edge, 'GET', '/v2/cache')).body.queued_images.includes(image.id));
+    await eventually('the fill is running', 30_000, async () => (await call<CacheList>(edge, 'GET', '/v2/cache')).body.queued_images.includes(image.id));
     const joined = await Promise.all(Array.from({ length: 9 }, () => download(edge.url, image.id)));
     const all = [await first, ...joined];
     for (const d of all) assert.equal(d.sha512, image.os_hash_value);

@@ -41,7 +41,7 @@ describe('edge cache memory: cold misses leave nothing behind', { timeout: 240_0
   it('20 cold misses of an 8 MiB image: ArrayBuffer memory after a full GC does not grow with them', async () => {
     const image = await createActiveImage(central, bytesOf(8 * MiB + 3, 7));
     const site = siteAt(edge.url);
-    await eventually('the image replicated to the edge', 20_000, async () => (await call<ImageJson>(site, 'GET', `/v2/images/${image.id}`)).body.status === 'active');
+    await eventually('the image replicated to the edge', 30_000, async () => (await call<ImageJson>(site, 'GET', `/v2/images/${image.id}`)).body.status === 'active');
     const coldMiss = async () => {
       const d = await download(edge.url, image.id);
       assert.equal(d.sha512, image.os_hash_value);

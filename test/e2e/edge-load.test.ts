@@ -58,7 +58,7 @@ it('many keep-alive clients with odd requests, some going away mid-request: ever
   const central = siteAt(centralProc.url);
   const image = await createActiveImage(central, bytesOf(256 << 10, 7), { name: 'load' });
   const edge = siteAt(edgeProc.url);
-  await eventually('the edge has the image', 10_000, async () => (await edge.request(`/v2/images/${image.id}`)).status === 200);
+  await eventually('the edge has the image', 30_000, async () => (await edge.request(`/v2/images/${image.id}`)).status === 200);
   const json = { 'content-type': 'application/json' };
   const odd: Odd[] = [
     { method: 'GET', path: '/v2/images?id=1' },

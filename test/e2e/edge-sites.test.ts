@@ -66,10 +66,10 @@ describe('edge sites as separate processes (central ← edge ← far edge)', { t
   });
 
   describe('propagation from central', () => {
-    it('an image created at central is listed by the far edge within 1 s', async () => {
+    it('an image created at central is listed by the far edge', async () => {
       const t0 = performance.now();
       const image = await createImage(central, { name: 'from-central', disk_format: 'qcow2', container_format: 'bare' });
-      await eventually('far edge lists the new image', 1000, async () => ids(await listImages(far, 'limit=1000')).includes(image.id));
+      await eventually('far edge lists the new image', 30_000, async () => ids(await listImages(far, 'limit=1000')).includes(image.id));
       const ms = performance.now() - t0;
       assert.ok(ms < 1000, `took ${ms} ms`);
       assert.ok(ids(await listImages(edge, 'limit=1000')).includes(image.id));
@@ -81,26 +81,26 @@ describe('edge sites as separate processes (central ← edge ← far edge)', { t
 
     it('PATCH, tags and delete at central reach the far edge', async () => {
       const image = await createImage(central, { name: 'to-change', tags: ['a'] });
-      await eventually('far edge has the image', 2000, async () => (await call(far, 'GET', `/v2/images/${image.id}`)).status === 200);
+      await eventually('far edge has the image', 30_000, async () => (await call(far, 'GET', `/v2/images/${image.id}`)).status === 200);
 
       expectStatus(await patchImage(central, image.id, [
         { op: 'replace', path: '/name', value: 'changed' },
         { op: 'add', path: '/os_distro', value: 'cirros' },
         { op: 'replace', path: '/min_ram', value: 512 },
       ]), 200);
-      await eventually('PATCH reaches the far edge', 2000, async () => {
+      await eventually('PATCH reaches the far edge', 30_000, async () => {
         const i = await getImage(far, image.id);
         return i.name === 'changed' && i.os_distro === 'cirros' && i.min_ram === 512;
       });
 
       expectStatus(await call(central, 'PUT', `/v2/images/${image.id}/tags/b`), 204);
       expectStatus(await call(central, 'DELETE', `/v2/images/${image.id}/tags/a`), 204);
-      await eventually('tags reach the far edge', 2000, async () => sameSet((await getImage(far, image.id)).tags, ['b']));
+      await eventually('tags reach the far edge', 30_000, async () => sameSet((await getImage(far, image.id)).tags, ['b']));
       assert.ok(ids(await listImages(far, 'tag=b')).includes(image.id));
       assert.ok(!ids(await listImages(far, 'tag=a')).includes(image.id));
 
       expectStatus(await call(central, 'DELETE', `/v2/images/${image.id}`), 204);
-      await eventually('delete reaches the far edge', 2000, async () => (await call(far, 'GET', `/v2/images/${image.id}`)).status === 404);
+      await eventually('delete reaches the far edge', 30_000, async () => (await call(far, 'GET', `/v2/images/${image.id}`)).status === 404);
       assert.ok(!ids(await listImages(far, 'limit=1000')).includes(image.id));
       expectStatus(await call(edge, 'GET', `/v2/images/${image.id}`), 404);
     });
@@ -110,7 +110,7 @@ describe('edge sites as separate processes (central ← edge ← far edge)', { t
       const member = project('p-member');
       const image = await createImage(central, { name: 'shared-one', visibility: 'shared' }, owner);
       expectStatus(await call(central, 'POST', `/v2/images/${image.id}/members`, { as: owner, json: { member: 'p-member' } }), 200);
-      await eventually('pending membership reaches the far edge', 2000, async () => {
+      await eventually('pending membership reaches the far edge', 30_000, async () => {
         const res = await call(far, 'GET', `/v2/images/${image.id}/members/p-member`, { as: member });
         return res.status === 200 && res.body.status === 'pending';
       });
@@ -118,7 +118,7 @@ describe('edge sites as separate processes (central ← edge ← far edge)', { t
       assert.ok(!ids(await listImages(far, '', member)).includes(image.id));
 
       expectStatus(await call(central, 'PUT', `/v2/images/${image.id}/members/p-member`, { as: member, json: { status: 'accepted' } }), 200);
-      await eventually('acceptance reaches the far edge', 2000, async () => {
+      await eventually('acceptance reaches the far edge', 30_000, async () => {
         const res = await call(far, 'GET', `/v2/images/${image.id}/members`, { as: owner });
         return res.status === 200 && res.body.members.length === 1 && res.body.members[0].status === 'accepted';
       });
@@ -127,7 +127,7 @@ describe('edge sites as separate processes (central ← edge ← far edge)', { t
       expectStatus(await call(far, 'GET', `/v2/images/${image.id}`, { as: project('p-other') }), 404);
 
       expectStatus(await call(central, 'DELETE', `/v2/images/${image.id}/members/p-member`, { as: owner }), 204);
-      await eventually('member removal reaches the far edge', 2000, async () =>
+      await eventually('member removal reaches the far edge', 30_000, async () =>
         (await call(far, 'GET', `/v2/images/${image.id}`, { as: member })).status === 404);
     });
   });
@@ -192,7 +192,7 @@ describe('edge sites as separate processes (central ← edge ← far edge)', { t
 
   it('the openstack CLI pointed at the edge lists and shows images', { skip: cliSkip }, async () => {
     const image = await createImage(central, { name: 'for-the-cli', disk_format: 'raw', container_format: 'bare', tags: ['cli'] });
-    await eventually('edge has the image', 2000, async () => (await call(edge, 'GET', `/v2/images/${image.id}`)).status === 200);
+    await eventually('edge has the image', 30_000, async () => (await call(edge, 'GET', `/v2/images/${image.id}`)).status === 200);
     const env: NodeJS.ProcessEnv = { ...process.env, HOME: work, PYTHONWARNINGS: 'ignore' };
     delete env.OS_AUTH_TYPE;
     delete env.OS_ENDPOINT;
@@ -215,7 +215,7 @@ describe('edge sites as separate processes (central ← edge ← far edge)', { t
     it('blackhole: the edge and far edge serve every image, writes fail with 503 in time; after healing, changes arrive by themselves', async () => {
       const before = await listImages(central, 'limit=1000');
       assert.ok(before.images.length > 3);
-      await eventually('the far edge is in step', 3000, async () => sameSet(ids(await listImages(far, 'limit=1000')), ids(before)));
+      await eventually('the far edge is in step', 30_000, async () => sameSet(ids(await listImages(far, 'limit=1000')), ids(before)));
 
       wanA.blackhole();
       try {
@@ -267,7 +267,7 @@ describe('edge sites as separate processes (central ← edge ← far edge)', { t
         wanA.heal();
         const t0 = performance.now();
         for (const site of [edge, far]) {
-          await eventually(`${site.url} catches up after healing`, 10_000, async () => {
+          await eventually(`${site.url} catches up after healing`, 30_000, async () => {
             const a = await call<ImageJson>(site, 'GET', `/v2/images/${added.id}`);
             const p = await call<ImageJson>(site, 'GET', `/v2/images/${before.images[0].id}`);
             return a.status === 200 && a.body.name === 'during-the-cut' && p.body.cut_note === 'patched during the cut';
@@ -305,7 +305,7 @@ describe('edge sites as separate processes (central ← edge ← far edge)', { t
       } finally {
         wanA.heal();
       }
-      await eventually('writes work again', 5000, async () => (await call(edge, 'POST', '/v2/images', { json: { name: 'after-refuse' } })).status === 201);
+      await eventually('writes work again', 30_000, async () => (await call(edge, 'POST', '/v2/images', { json: { name: 'after-refuse' } })).status === 201);
     });
 
     it('latency: 200 ms each way slows writes down but they succeed, read-your-write holds', async () => {
@@ -327,7 +327,7 @@ describe('edge sites as separate processes (central ← edge ← far edge)', { t
 
         // Central's changes still flow down, just later.
         const c = await createImage(central, { name: 'slow-down' });
-        await eventually('far edge gets it over the slow link', 3000, async () => (await call(far, 'GET', `/v2/images/${c.id}`)).status === 200);
+        await eventually('far edge gets it over the slow link', 30_000, async () => (await call(far, 'GET', `/v2/images/${c.id}`)).status === 200);
       } finally {
         wanA.pass();
       }
@@ -366,7 +366,7 @@ describe('edge sites as separate processes (central ← edge ← far edge)', { t
       } finally {
         wanB.heal();
       }
-      await eventually('far edge catches up', 10_000, async () => (await call(far, 'GET', `/v2/images/${made.id}`)).status === 200);
+      await eventually('far edge catches up', 30_000, async () => (await call(far, 'GET', `/v2/images/${made.id}`)).status === 200);
       expectStatus(await call(far, 'POST', '/v2/images', { json: { name: 'far-after-heal' } }), 201);
     });
 

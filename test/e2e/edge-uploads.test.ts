@@ -66,7 +66,7 @@ describe('uploads at an edge: stored there, recorded at central', { timeout: 120
     const store = join(work, 'edge', 'stores', 'edge-1');
     assert.ok((await readdir(store)).includes(image.id));
     expectStatus(await call(central, 'DELETE', `/v2/images/${image.id}`), 204);
-    await eventually('the edge drops the deleted image\'s bytes', 1000, async () => !(await readdir(store)).includes(image.id));
+    await eventually('the edge drops the deleted image\'s bytes', 30_000, async () => !(await readdir(store)).includes(image.id));
   });
 
   it('refuses what Glance refuses: a second upload (409), another project\'s image (403/404), formats unset (400); nothing is kept', async () => {
@@ -114,19 +114,19 @@ describe('uploads at an edge: stored there, recorded at central', { timeout: 120
     expectStatus(await upload(far, image.id, data), 204);
     // Read at the edge: central pulls it from far-1 and caches it, the edge caches it too.
     assert.equal((await download(edge.url, image.id)).sha512, sha512(data));
-    await eventually('central shows every site holding a copy', 10_000, async () =>
+    await eventually('central shows every site holding a copy', 30_000, async () =>
       (await getImage(central, image.id)).stores === 'far-1,central,edge-1');
     for (const [site, expected] of [['far-1', 'far-1:stored'], ['edge-1', 'edge-1:cached'], ['central', 'central:cached']]) {
-      await eventually(`${site} reports ${expected}`, 10_000, async () => states(await inventory(central, site), image.id).join() === expected);
+      await eventually(`${site} reports ${expected}`, 30_000, async () => states(await inventory(central, site), image.id).join() === expected);
     }
     // At an edge, its own inventory is answered there; another site's comes from central.
     assert.deepEqual(states(await inventory(edge, 'edge-1'), image.id), ['edge-1:cached']);
     assert.deepEqual(states(await inventory(far, 'edge-1'), image.id), ['edge-1:cached']);
     // A pin, then an eviction, reach central.
     expectStatus(await call(edge, 'PUT', `/outpost/v1/cache/${image.id}/pin`), 200);
-    await eventually('the pin is reported', 10_000, async () => states(await inventory(central, 'edge-1'), image.id)[0] === 'edge-1:pinned');
+    await eventually('the pin is reported', 30_000, async () => states(await inventory(central, 'edge-1'), image.id)[0] === 'edge-1:pinned');
     expectStatus(await call(edge, 'DELETE', `/v2/cache/${image.id}`), 204);
-    await eventually('the eviction is reported', 10_000, async () => (await getImage(central, image.id)).stores === 'far-1,central');
+    await eventually('the eviction is reported', 30_000, async () => (await getImage(central, image.id)).stores === 'far-1,central');
     assert.deepEqual(states(await inventory(central, 'edge-1'), image.id), []);
   });
 

@@ -114,7 +114,7 @@ describe('a first start', () => {
         const res = await fetch(`${site.url}${path}`, { method, headers: { 'x-openstack-request-id': `req-first-start-${i}` } });
         await res.body?.cancel();
       }
-      await eventually('a line for every request', 10_000, async () => logLines(site).filter((l) => l.msg === 'request').length >= asked.length);
+      await eventually('a line for every request', 30_000, async () => logLines(site).filter((l) => l.msg === 'request').length >= asked.length);
       const lines = logLines(site).filter((l) => l.msg === 'request');
       assert.equal(lines.length, asked.length, site.stdout());
       for (const [i, [method, path, status]] of asked.entries()) {
@@ -133,7 +133,7 @@ describe('a first start', () => {
     await new Promise((resolve) => closed.close(resolve));
     const edge = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'orphan'), '--role', 'edge', '--site', 'edge-1', '--parent', `http://127.0.0.1:${port}`]);
     try {
-      await eventually('a warning about the parent', 10_000, async () => logLines(edge).some((l) => l.msg === 'change feed unavailable; retrying'));
+      await eventually('a warning about the parent', 30_000, async () => logLines(edge).some((l) => l.msg === 'change feed unavailable; retrying'));
       const warning = logLines(edge).find((l) => l.msg === 'change feed unavailable; retrying');
       assert.match(String(warning?.err), new RegExp(`connect ECONNREFUSED 127\\.0\\.0\\.1:${port}$`));
     } finally {

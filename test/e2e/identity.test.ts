@@ -57,7 +57,7 @@ describe('identity: Keystone v3 tokens signed by central, checked at every site'
       { ...EDGE_ENV, OUTPOST_SITE_TOKEN: await credential('edge-1') });
     far = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'far'), '--role', 'edge', '--site', 'far-1', '--parent', edge.url],
       { ...EDGE_ENV, OUTPOST_SITE_TOKEN: await credential('far-1') });
-    await eventually('both edges registered', 15_000, async () =>
+    await eventually('both edges registered', 30_000, async () =>
       (await json(await api(central.url, '/outpost/v1/sites', { token: admin }))).sites.length === 3);
   });
   after(async () => {
@@ -99,7 +99,7 @@ describe('identity: Keystone v3 tokens signed by central, checked at every site'
     }));
     const data = bytesOf(64 * 1024, 51);
     assert.equal((await api(central.url, `/v2/images/${created.id}/file`, { method: 'PUT', token: alice, headers: { 'content-type': 'application/octet-stream' }, body: data })).status, 204);
-    await eventually('the image reaches the far edge', 10_000, async () => (await api(far.url, `/v2/images/${created.id}`, { token: alice })).status === 200);
+    await eventually('the image reaches the far edge', 30_000, async () => (await api(far.url, `/v2/images/${created.id}`, { token: alice })).status === 200);
     const check = async (bobSees: boolean) => {
       for (const site of [central, edge, far]) {
         assert.equal((await api(site.url, `/v2/images/${created.id}`, { token: bob })).status, bobSees ? 200 : 404, site.url);
@@ -117,7 +117,7 @@ describe('identity: Keystone v3 tokens signed by central, checked at every site'
     await json(await api(central.url, `/v2/images/${created.id}`, { method: 'PATCH', token: alice, headers: { 'content-type': 'application/openstack-images-v2.1-json-patch' }, body: JSON.stringify([{ op: 'replace', path: '/visibility', value: 'shared' }]) }));
     await json(await api(central.url, `/v2/images/${created.id}/members`, { method: 'POST', token: alice, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ member: bobProject }) }));
     await json(await api(central.url, `/v2/images/${created.id}/members/${bobProject}`, { method: 'PUT', token: bob, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ status: 'accepted' }) }));
-    await eventually('the membership reaches the far edge', 10_000, async () => (await api(far.url, `/v2/images/${created.id}`, { token: bob })).status === 200);
+    await eventually('the membership reaches the far edge', 30_000, async () => (await api(far.url, `/v2/images/${created.id}`, { token: bob })).status === 200);
     await check(true);
   });
 
@@ -131,9 +131,9 @@ describe('identity: Keystone v3 tokens signed by central, checked at every site'
     const data = bytesOf(256 * 1024, 52);
     await api(central.url, `/v2/images/${image.id}/file`, { method: 'PUT', token: kept, headers: { 'content-type': 'application/octet-stream' }, body: data });
     // The edge holds the bytes (a download through it), and both replicas have the revocation.
-    await eventually('the image is active at the edge', 10_000, async () => (await json(await api(edge.url, `/v2/images/${image.id}`, { token: kept }))).status === 'active');
+    await eventually('the image is active at the edge', 30_000, async () => (await json(await api(edge.url, `/v2/images/${image.id}`, { token: kept }))).status === 'active');
     assert.equal((await api(edge.url, `/v2/images/${image.id}/file`, { token: kept })).status, 200);
-    await eventually('the revocation reaches the far edge', 10_000, async () => (await api(far.url, '/v2/images', { token: revoked })).status === 401);
+    await eventually('the revocation reaches the far edge', 30_000, async () => (await api(far.url, '/v2/images', { token: revoked })).status === 401);
     wan.blackhole();
     try {
       for (const site of [edge, far]) {
@@ -163,7 +163,7 @@ describe('identity: Keystone v3 tokens signed by central, checked at every site'
     const first = await spawnServe(['--listen', '127.0.0.1:0', '--data', data], { OUTPOST_AUTH: 'keystone' });
     let password: string;
     try {
-      await eventually('the password is printed', 5000, async () => /with the password (\S+)/.test(first.output()));
+      await eventually('the password is printed', 30_000, async () => /with the password (\S+)/.test(first.output()));
       password = /with the password (\S+)/.exec(first.output())![1];
       assert.equal((await api(first.url, '/v2/images')).status, 401);
     } finally {
@@ -195,7 +195,7 @@ describe('identity: Keystone v3 tokens signed by central, checked at every site'
     await writeFile(file, data);
     const created = JSON.parse(await openstack('image', 'create', '--disk-format', 'raw', '--container-format', 'bare', '--file', file, '-f', 'json', 'cli-keystone'));
     assert.match(JSON.parse(await openstack('image', 'show', '-f', 'json', created.id)).status, /active/);
-    await eventually('the image reaches edge-1', 10_000, async () => (await openstack('--os-region-name', 'edge-1', 'image', 'list', '-f', 'value', '-c', 'ID')).includes(created.id));
+    await eventually('the image reaches edge-1', 30_000, async () => (await openstack('--os-region-name', 'edge-1', 'image', 'list', '-f', 'value', '-c', 'ID')).includes(created.id));
     await openstack('--os-region-name', 'edge-1', 'image', 'save', '--file', join(work, 'saved.img'), created.id);
     const saved = await run('sha512sum', [join(work, 'saved.img')]);
     assert.equal(saved.stdout.split(' ')[0], createHash('sha512').update(data).digest('hex'));
@@ -219,7 +219,7 @@ describe('identity: Keystone v3 tokens signed by central, checked at every site'
     assert.match(await cli('keys', 'rotate'), /new active key/);
     const fresh = await token('admin', PASSWORD, 'admin');
     assert.notEqual(JSON.parse(Buffer.from(fresh.split('.')[0], 'base64url').toString()).kid, oldKid);
-    await eventually('the new key reaches the far edge', 10_000, async () => (await api(far.url, '/v2/images', { token: fresh })).status === 200);
+    await eventually('the new key reaches the far edge', 30_000, async () => (await api(far.url, '/v2/images', { token: fresh })).status === 200);
     for (const site of [central, edge, far]) assert.equal((await api(site.url, '/v2/images', { token: old })).status, 200);
     assert.match(await cli('keys', 'list'), new RegExp(`${oldKid}\\s+retired`));
     // The sites' credentials were signed with the old key: removing it is refused until they have new ones.
@@ -233,7 +233,7 @@ describe('identity: Keystone v3 tokens signed by central, checked at every site'
       { ...EDGE_ENV, OUTPOST_SITE_TOKEN: await credential('far-1') });
     admin = fresh;
     assert.match(await cli('keys', 'remove', oldKid), /removed key/);
-    await eventually('the removal reaches the far edge', 10_000, async () => (await api(far.url, '/v2/images', { token: old })).status === 401);
+    await eventually('the removal reaches the far edge', 30_000, async () => (await api(far.url, '/v2/images', { token: old })).status === 401);
     for (const site of [central, edge]) assert.equal((await api(site.url, '/v2/images', { token: old })).status, 401);
     for (const site of [central, edge, far]) assert.equal((await api(site.url, '/v2/images', { token: fresh })).status, 200);
   });

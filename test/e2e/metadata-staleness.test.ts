@@ -31,7 +31,7 @@ it('a stale replica revalidates a single-image read with the parent, and answers
   const image = await json(`${central.url}/v2/images`, {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'v1' }),
   });
-  for (let i = 0; i < 50 && (await fetch(`${edge.url}/v2/images/${image.id}`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 50));
+  for (const deadline = Date.now() + 60_000; (await fetch(`${edge.url}/v2/images/${image.id}`)).status !== 200 && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 50));
 
   // Cut the link long enough for the replica to be stale; change the image at central meanwhile.
   wan.blackhole();
@@ -39,7 +39,8 @@ it('a stale replica revalidates a single-image read with the parent, and answers
     method: 'PATCH', headers: { 'content-type': 'application/openstack-images-v2.1-json-patch' },
     body: JSON.stringify([{ op: 'replace', path: '/name', value: 'v2' }]),
   });
-  await new Promise((r) => setTimeout(r, 1500));
+  // Stale: no contact with the parent for longer than metadata_max_staleness (1 s).
+  while (!((await json(`${edge.url}/outpost/v1/status`)).replication.seconds_since_contact > 1.2)) await new Promise((r) => setTimeout(r, 50));
   assert.equal((await json(`${edge.url}/v2/images/${image.id}`)).name, 'v1', 'parent away: the replica answers');
 
   // The link is back but the follower's long poll (30 s) has not noticed yet: once a probe sees
@@ -47,7 +48,8 @@ it('a stale replica revalidates a single-image read with the parent, and answers
   wan.heal();
   const healed = performance.now();
   while ((await json(`${edge.url}/v2/images/${image.id}`)).name !== 'v2') {
-    assert.ok(performance.now() - healed < 5000, 'reads are revalidated again within 5 s of the parent coming back');
+    // Well before the long poll (30 s) would have brought the change.
+    assert.ok(performance.now() - healed < 20_000, 'reads are revalidated again within 20 s of the parent coming back');
     await new Promise((r) => setTimeout(r, 50));
   }
 });

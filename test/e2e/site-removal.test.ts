@@ -63,7 +63,7 @@ describe('removing a site: endpoints, credential, inventory and copies go; child
       { ...EDGE_ENV, OUTPOST_SITE_TOKEN: credentials['edge-1'] });
     far = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'far'), '--role', 'edge', '--site', 'far-1', '--parent', edge.url],
       { ...EDGE_ENV, OUTPOST_SITE_TOKEN: credentials['far-1'] });
-    await eventually('both edges registered, and known at the far edge', 15_000, async () => (await siteIds(far!.url)).length === 3);
+    await eventually('both edges registered, and known at the far edge', 30_000, async () => (await siteIds(far!.url)).length === 3);
   });
   after(async () => {
     for (const p of [far, edge, central]) if (p !== undefined) await stopProcess(p);
@@ -106,7 +106,7 @@ describe('removing a site: endpoints, credential, inventory and copies go; child
     });
 
     assert.deepEqual(await siteIds(central.url), ['central', 'edge-1']);
-    await eventually('the removal replicates to the edge', 10_000, async () => (await siteIds(edge!.url)).join() === 'central,edge-1');
+    await eventually('the removal replicates to the edge', 30_000, async () => (await siteIds(edge!.url)).join() === 'central,edge-1');
     assert.deepEqual(imageRegions((await auth()).body), ['central', 'edge-1'], 'gone from the Keystone catalog');
     assert.equal((await api(central.url, '/outpost/v1/sites/far-1/inventory', { token: admin })).status, 404);
     // The images: no copy is left where nobody holds the bytes.
@@ -115,12 +115,12 @@ describe('removing a site: endpoints, credential, inventory and copies go; child
     assert.deepEqual([lost.status, lost.size, lost.checksum, lost.stores, lost.locations], ['queued', null, null, undefined, []]);
     const kept = await image(central.url, both.id);
     assert.deepEqual([kept.status, kept.stores, kept.locations.map((l: { metadata: { store: string } }) => l.metadata.store)], ['active', 'central', ['central']]);
-    await eventually('the edge sees the same', 10_000, async () => (await image(edge!.url, onlyAtFar.id)).status === 'queued');
+    await eventually('the edge sees the same', 30_000, async () => (await image(edge!.url, onlyAtFar.id)).status === 'queued');
 
     // Its credential is revoked: refused at central and, once the revocation arrives, at its parent;
     // so the far edge, still running, cannot come back by registering again.
     assert.equal((await api(central.url, '/outpost/v1/changes', { token: credentials['far-1'] })).status, 401);
-    await eventually('the edge refuses the far edge\'s credential', 10_000, async () =>
+    await eventually('the edge refuses the far edge\'s credential', 30_000, async () =>
       (await api(edge!.url, '/outpost/v1/changes', { token: credentials['far-1'] })).status === 401);
     const again = await api(edge!.url, '/outpost/v1/sites', { method: 'POST', token: credentials['far-1'], json: { id: 'far-1', parent: 'edge-1', stores: ['far-1'] } });
     assert.equal(again.status, 401);

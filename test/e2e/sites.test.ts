@@ -10,7 +10,7 @@ async function sites(url: string): Promise<SiteJson[]> {
   return ((await (await fetch(`${url}/outpost/v1/sites`)).json()) as { sites: SiteJson[] }).sites;
 }
 
-async function eventually<T>(get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
+async function eventually<T>(get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await get();

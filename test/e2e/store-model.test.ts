@@ -38,7 +38,7 @@ describe('the store model: which stores exist, which may be named where, what im
     procs.push(e);
     central = siteAt(c.url);
     edge = siteAt(e.url);
-    await eventually('edge-1 registered', 15_000, async () =>
+    await eventually('edge-1 registered', 30_000, async () =>
       ((await call(central, 'GET', '/outpost/v1/sites')).body.sites as { id: string }[]).some((s) => s.id === 'edge-1'));
   });
   after(async () => {
@@ -88,22 +88,22 @@ describe('the store model: which stores exist, which may be named where, what im
     // Unknown stores keep Glance's answers; central's own stores work as in Glance.
     expectStatus(await call(central, 'POST', `/v2/images/${image.id}/import`, { json: { method: { name: 'copy-image' }, stores: ['nowhere'] } }), 409);
     expectStatus(await call(central, 'POST', `/v2/images/${image.id}/import`, { json: { method: { name: 'copy-image' }, stores: ['bulk'] } }), 202);
-    await eventually('copied to bulk', 15_000, async () => (await getImage(central, image.id)).stores === 'central,bulk');
-    await eventually('the edge shows the same stores, in the same order (by weight)', 10_000, async () => (await getImage(edge, image.id)).stores === 'central,bulk');
+    await eventually('copied to bulk', 30_000, async () => (await getImage(central, image.id)).stores === 'central,bulk');
+    await eventually('the edge shows the same stores, in the same order (by weight)', 30_000, async () => (await getImage(edge, image.id)).stores === 'central,bulk');
     expectStatus(await call(central, 'DELETE', `/v2/stores/bulk/${image.id}`), 204);
   });
 
   it('an image shows the same stores and locations at central and at the edge, the edge\'s cached copy included', async () => {
     const data = bytesOf(128 * 1024, 93);
     const image = await createActiveImage(central, data, { name: 'seen-alike' });
-    await eventually('the image reached the edge', 10_000, async () => (await call(edge, 'GET', `/v2/images/${image.id}`)).status === 200);
+    await eventually('the image reached the edge', 30_000, async () => (await call(edge, 'GET', `/v2/images/${image.id}`)).status === 200);
     assert.equal((await download(edge.url, image.id)).length, data.length);
     const view = async (site: TestSite) => {
       const i = await getImage(site, image.id);
       return JSON.stringify([i.stores, i.locations.map((l: { metadata: unknown }) => l.metadata)]);
     };
     const expected = JSON.stringify(['central,edge-1', [{ store: 'central' }]]);
-    await eventually('central shows the edge\'s copy', 10_000, async () => (await view(central)) === expected);
+    await eventually('central shows the edge\'s copy', 30_000, async () => (await view(central)) === expected);
     assert.equal(await view(edge), expected);
     // An upload at the edge: the same at both, too.
     const snap = await createImage(edge, { name: 'snap', disk_format: 'raw', container_format: 'bare' });

@@ -124,7 +124,7 @@ describe('TLS: https sites, a verified parent link, certificate reload on SIGHUP
   it('central and the edge serve https; their registrations carry https URLs; plain http gets no answer', async () => {
     assert.match(central.url, /^https:\/\/127\.0\.0\.1:\d+$/);
     assert.match(edge.url, /^https:\/\/127\.0\.0\.1:\d+$/);
-    await eventually('edge-1 registered at central', 15_000, async () => {
+    await eventually('edge-1 registered at central', 30_000, async () => {
       const sites = (await call<{ sites: { id: string; public_url: string }[] }>(centralSite, 'GET', '/outpost/v1/sites')).body.sites;
       return sites.some((s) => s.id === 'edge-1');
     });
@@ -138,7 +138,7 @@ describe('TLS: https sites, a verified parent link, certificate reload on SIGHUP
   it('the edge follows the feed over TLS, pulls an image through its cache, and forwards writes', async () => {
     const data = bytesOf(3 * 1024 * 1024 + 7, 71);
     const image = await createActiveImage(centralSite, data, { name: 'over-tls' });
-    await eventually('the image reached the edge', 15_000, async () => {
+    await eventually('the image reached the edge', 30_000, async () => {
       const res = await call<ImageJson>(edgeSite, 'GET', `/v2/images/${image.id}`);
       return res.status === 200 && res.body.status === 'active';
     });
@@ -166,7 +166,7 @@ describe('TLS: https sites, a verified parent link, certificate reload on SIGHUP
     const untrusting = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'untrusting'), '--role', 'edge', '--site', 'edge-2',
       '--parent', central.url], CHILD_ENV);
     procs.push(untrusting);
-    await eventually('the edge logs the certificate problem', 15_000, async () => /TLS certificate of https:\/\/127\.0\.0\.1:\d+ was not accepted/.test(untrusting.output()));
+    await eventually('the edge logs the certificate problem', 30_000, async () => /TLS certificate of https:\/\/127\.0\.0\.1:\d+ was not accepted/.test(untrusting.output()));
     const line = untrusting.output().split('\n').find((l) => l.includes('was not accepted'))!;
     assert.match(line, /self-signed certificate in certificate chain|unable to get local issuer certificate|unable to verify/);
     assert.match(line, /parent_ca/);
@@ -212,7 +212,7 @@ describe('TLS: https sites, a verified parent link, certificate reload on SIGHUP
       await copyFile(join(work, 'server2.pem'), join(work, 'cert.pem'));
       await copyFile(join(work, 'server2.key'), join(work, 'key.pem'));
       central.child.kill('SIGHUP');
-      await eventually('new connections see the renewed certificate', 10_000, async () => (await peerFingerprint(central.url, ca)) === second);
+      await eventually('new connections see the renewed certificate', 30_000, async () => (await peerFingerprint(central.url, ca)) === second);
       // The connection opened before the reload still has the old certificate and is still served.
       assert.equal(open.getPeerCertificate().fingerprint256, first);
       assert.match(await statusOver(open, '/outpost/v1/status'), /^HTTP\/1\.1 200/);
@@ -222,12 +222,12 @@ describe('TLS: https sites, a verified parent link, certificate reload on SIGHUP
     assert.equal(central.child.exitCode, null, 'central still runs');
     // The edge keeps following central through the reload (the renewed certificate has the same CA).
     const image = await createImage(centralSite, { name: 'after-reload' });
-    await eventually('a change after the reload reached the edge', 15_000, async () => (await call(edgeSite, 'GET', `/v2/images/${image.id}`)).status === 200);
+    await eventually('a change after the reload reached the edge', 30_000, async () => (await call(edgeSite, 'GET', `/v2/images/${image.id}`)).status === 200);
 
     // A key that does not match: the reload is refused, and the renewed certificate stays.
     await copyFile(join(work, 'server1.key'), join(work, 'key.pem'));
     central.child.kill('SIGHUP');
-    await eventually('the refused reload is logged', 10_000, async () => /TLS reload failed/.test(central.output()));
+    await eventually('the refused reload is logged', 30_000, async () => /TLS reload failed/.test(central.output()));
     assert.equal(await peerFingerprint(central.url, ca), second);
     assert.equal(central.child.exitCode, null, 'central still runs');
   });

@@ -5,14 +5,9 @@ import { FaultProxy } from '../../src/testing/fault-proxy.ts';
 import { sleep } from './glance-client.ts';
 import { spawnServe, type ServeProcess, type TestSite } from './site.ts';
 
-/** SIGTERM, then SIGKILL if the process has not exited within 10 s. */
+/** SIGTERM, then SIGKILL if the process has not exited within 10 s; resolves once it is gone. */
 export async function stopProcess(p: ServeProcess): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const killed = new Promise<void>((resolve) => {
-    timer = setTimeout(() => { p.child.kill('SIGKILL'); resolve(); }, 10_000);
-  });
-  await Promise.race([p.stop(), killed]);
-  clearTimeout(timer);
+  await p.stop('SIGTERM', 10_000);
 }
 
 /** A site served by another process, for the glance-client helpers. */

@@ -5,20 +5,23 @@ import { it } from 'node:test';
 import { SERVE_NODE_FLAGS } from '../../src/cli/runtime-flags.ts';
 import { REPO_ROOT } from '../helpers/site.ts';
 
-it('outpost demo starts four sites with a sample image everywhere, and Ctrl-C stops them all', { timeout: 60_000 }, async () => {
+it('outpost demo starts four sites with a sample image everywhere, and Ctrl-C stops them all', { timeout: 300_000 }, async () => {
+  // The IPC channel makes the demo (and so its sites) stop if this process dies before the finally.
   const demo = spawn(process.execPath, [...SERVE_NODE_FLAGS, join(REPO_ROOT, 'bin/outpost.js'), 'demo', '--base-port', '0'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
+  demo.channel?.unref();
+  const exited = new Promise<number | null>((resolve) => demo.once('exit', resolve));
   let out = '';
-  demo.stdout.on('data', (d) => { out += d; });
-  demo.stderr.on('data', (d) => { out += d; });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`demo not ready:\n${out}`)), 45_000);
-    demo.stdout.on('data', () => { if (out.includes('ready')) { clearTimeout(timer); resolve(); } });
-    demo.once('exit', (code) => reject(new Error(`demo exited with ${code}:\n${out}`)));
-  });
-
+  demo.stdout!.on('data', (d) => { out += d; });
+  demo.stderr!.on('data', (d) => { out += d; });
   try {
+    // Four processes start one after the other: generous on a busy machine.
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`demo not ready within 180 s:\n${out}`)), 180_000);
+      demo.stdout!.on('data', () => { if (out.includes('ready')) { clearTimeout(timer); resolve(); } });
+      void exited.then((code) => { clearTimeout(timer); reject(new Error(`demo exited with ${code}:\n${out}`)); });
+    });
     const urls = Object.fromEntries([...out.matchAll(/^ {2}(central|edge-a|edge-b|far-a1)\s+(http:\/\/127\.0\.0\.1:\d+)/gm)].map((m) => [m[1], m[2]]));
     assert.deepEqual(Object.keys(urls), ['central', 'edge-a', 'edge-b', 'far-a1']);
     for (const [site, url] of Object.entries(urls)) {
@@ -30,13 +33,17 @@ it('outpost demo starts four sites with a sample image everywhere, and Ctrl-C st
     assert.equal(status.parent, urls['edge-a']);
     assert.match(out, /openstack --os-auth-type none --os-endpoint http/);
 
-    const exited = new Promise<number | null>((resolve) => demo.once('exit', resolve));
     demo.kill('SIGINT');
     assert.equal(await exited, 0);
     for (const url of Object.values(urls)) {
       await assert.rejects(fetch(`${url}/healthcheck`), 'every site stopped');
     }
   } finally {
-    demo.kill('SIGINT');
+    if (demo.exitCode === null && demo.signalCode === null) {
+      demo.kill('SIGINT');
+      const killer = setTimeout(() => demo.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(killer);
+    }
   }
 });

@@ -350,7 +350,7 @@ describe('import, multistore and tasks through the glance and openstack CLIs', {
     // The image is reverted before the task records its failure (as in Glance's flow revert).
     type TaskRow = { status: string; message: string };
     let tasks: TaskRow[] = [];
-    for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
       ({ tasks } = await (await fetch(`${regionOne.url}/v2/images/${id}/tasks`)).json() as { tasks: TaskRow[] });
       if (tasks.every((t) => t.status === 'success' || t.status === 'failure')) break;
     }
