@@ -108,13 +108,18 @@ function isStale(parent: ParentLink): boolean {
 /** Request bodies passed on as they arrive (image data being staged); every other body is JSON. */
 const STREAMED_BODY = /^\/v2\/images\/[^/]+\/stage$/;
 
+/** How much of a refused body, in multiples of the limit, is read and dropped before the connection is cut. */
+const DRAIN_LIMIT_FACTOR = 64;
+
 /** fastify's answer to a body over its limit (FST_ERR_CTP_BODY_TOO_LARGE), which the parent gives. */
 const TOO_LARGE = 'Request body is too large';
 
 /**
  * The whole body of a JSON request, at most `limit` bytes: a Content-Length over it is refused at
  * once (413, the body left for Node to discard); a body that grows past it while being read is
- * refused there, and the connection closes after the answer (the rest of it stays unread).
+ * refused there, and the rest of it is read and dropped, so that a client still sending gets the
+ * answer (a connection closed on unread bytes is reset, and the client sees the reset instead) —
+ * up to DRAIN_LIMIT_FACTOR × `limit` more bytes, after which the connection is cut.
  */
 async function readBody(req: FastifyRequest, limit: number): Promise<Buffer> {
   if (Number(req.headers['content-length']) > limit) throw new PayloadTooLargeError(TOO_LARGE);
@@ -134,8 +139,13 @@ async function readBody(req: FastifyRequest, limit: number): Promise<Buffer> {
       size += chunk.length;
       chunks.push(chunk);
       if (size > limit) {
-        raw.pause();
-        done(new PayloadTooLargeError(TOO_LARGE, { Connection: 'close' }));
+        chunks.length = 0;
+        done(new PayloadTooLargeError(TOO_LARGE));
+        let dropped = 0;
+        raw.on('data', (more: Buffer) => {
+          dropped += more.length;
+          if (dropped > DRAIN_LIMIT_FACTOR * limit) raw.destroy();
+        });
       }
     };
     const end = () => done();

@@ -91,6 +91,13 @@ class Fill {
   opened: Promise<void> = Promise.resolve();
   /** Resolves when the fill has ended, committed or not. */
   ended: Promise<void> = Promise.resolve();
+  /**
+   * Settles once the parent has answered the fill's request: resolves when it sends the bytes,
+   * rejects with the reason it does not (no data there, unreachable), so that a client's answer
+   * can say so before it begins.
+   */
+  readonly answered: Promise<void>;
+  readonly #answer = Promise.withResolvers<void>();
   #spool: FileHandle | undefined;
   /** The spool writes, in order: each starts when the previous one is done. */
   #spooling: Promise<void> = Promise.resolve();
@@ -105,6 +112,14 @@ class Fill {
     this.image = image;
     this.path = path;
     this.pin = pin;
+    this.answered = this.#answer.promise;
+    this.answered.catch(() => undefined); // a fill nobody waits on (a prefetch) may fail unobserved
+  }
+
+  /** The parent has sent its answer (`error`: the reason it sends no bytes). Only the first call counts. */
+  upstreamAnswered(error?: Error): void {
+    if (error === undefined) this.#answer.resolve();
+    else this.#answer.reject(error);
   }
 
   set spool(fh: FileHandle) {
@@ -329,7 +344,14 @@ export class PullThroughImages {
     } else {
       fill.hits++;
     }
-    return new FillReadStream(fill, start, end, opts.signal);
+    const reader = new FillReadStream(fill, start, end, opts.signal);
+    try {
+      await fill.answered;
+    } catch (error) {
+      reader.destroy();
+      throw error;
+    }
+    return reader;
   }
 
   /** PUT /v2/cache/{id}: fetch a copy now unless one is held or coming. */
@@ -509,6 +531,7 @@ export class PullThroughImages {
     try {
       await fill.opened;
       const upstream = await this.#o.source.open(image.id, { signal });
+      fill.upstreamAnswered();
       // The store is fed whole batches: each is taken (copied) by put before it asks for the
       // next one, and the upstream is read only as fast as the store and the spool take it.
       const { stream } = upstream;
@@ -546,6 +569,7 @@ export class PullThroughImages {
     } catch (error) {
       fill.state = 'failed';
       fill.error = error as Error;
+      fill.upstreamAnswered(error as Error);
       this.#o.log.warn({ image: image.id, err: describeError(error) }, 'could not cache the image: nothing was kept');
     }
   }

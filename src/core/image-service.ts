@@ -462,7 +462,13 @@ export class ImageService {
       }
     }
     if (elsewhere !== undefined) {
-      return { kind: 'data', image, stream: await elsewhere.open(image, start, end, opts), start, end, partial: range !== undefined };
+      try {
+        return { kind: 'data', image, stream: await elsewhere.open(image, start, end, opts), start, end, partial: range !== undefined };
+      } catch (error) {
+        // Where the bytes come from has none (an edge's parent answered 204 or 404): as here.
+        if (error instanceof NotFoundError) return { kind: 'no-data', image };
+        throw error;
+      }
     }
     const missing: string[] = [];
     for (const location of locations) {

@@ -307,7 +307,9 @@ export interface ImageBytesElsewhere {
   /**
    * The bytes [start, end] of the image: an active one, or a deactivated one for a caller allowed
    * to download it (an admin, checked before; such bytes come from a copy held here or straight
-   * from the source, and are never cached).
+   * from the source, and are never cached). Settles once the source has answered, so that a
+   * client's answer can say what went wrong before it begins: rejects with NotFoundError when the
+   * source has no bytes for the image, ServiceUnavailableError when it cannot be reached.
    */
   open(image: Image, start: number, end: number, opts?: IoOptions): Promise<Readable>;
 }

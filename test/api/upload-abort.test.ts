@@ -4,6 +4,7 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, it } from 'node:test';
+import { exchange, statusLines } from '../helpers/raw-http.ts';
 import { startTestSite, type TestSite } from '../helpers/site.ts';
 
 let site: TestSite;
@@ -25,7 +26,7 @@ it('an upload cut off half-way returns the image to queued and leaves nothing in
   req.on('error', () => undefined);
   req.write(Buffer.alloc(4 << 20, 1));
   let saw = '';
-  for (let i = 0; i < 100 && saw !== 'saving'; i++) {
+  for (const deadline = Date.now() + 60_000; saw !== 'saving' && Date.now() < deadline;) {
     await sleep(20);
     saw = ((await (await site.request(`/v2/images/${id}`)).json()) as { status: string }).status;
   }
@@ -33,7 +34,7 @@ it('an upload cut off half-way returns the image to queued and leaves nothing in
   req.destroy();
 
   let image: { status: string; size: unknown; checksum: unknown } = { status: '', size: 0, checksum: 0 };
-  for (let i = 0; i < 100; i++) {
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
     image = await (await site.request(`/v2/images/${id}`)).json() as typeof image;
     if (image.status === 'queued') break;
     await sleep(20);
@@ -52,4 +53,29 @@ it('an upload cut off half-way returns the image to queued and leaves nothing in
   });
   assert.equal(put.status, 204);
   assert.equal(await (await site.request(`/v2/images/${id}/file`)).text(), 'whole');
+});
+
+it('an upload whose body ends short of its Content-Length (the client half-closes) returns the image to queued', async () => {
+  const created = await site.request('/v2/images', {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'short', disk_format: 'raw', container_format: 'bare' }),
+  });
+  const { id } = await created.json() as { id: string };
+  // 1 MiB declared, 64 KiB sent, then the client's side of the connection is closed (FIN).
+  const answer = await exchange(site.url, `PUT /v2/images/${id}/file HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n`
+    + `Content-Length: ${1 << 20}\r\n\r\n${'x'.repeat(64 << 10)}`);
+  assert.equal(statusLines(answer).length, 1, answer);
+  let image = { status: '', size: 0 as unknown };
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline; await sleep(20)) {
+    image = await (await site.request(`/v2/images/${id}`)).json() as typeof image;
+    if (image.status === 'queued') break;
+  }
+  assert.equal(image.status, 'queued', 'the image is ready for the upload to be retried');
+  assert.equal(image.size, null);
+  const storeDir = join(site.dataDir, 'stores', 'central');
+  assert.deepEqual(await readdir(join(storeDir, '.incomplete')), []);
+  const put = await site.request(`/v2/images/${id}/file`, {
+    method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from('retried'),
+  });
+  assert.equal(put.status, 204);
 });

@@ -47,7 +47,7 @@ describe('edge answers (central ← wan ← edge, separate processes)', { timeou
 
   /** The image, once the edge's replica has it. */
   async function atEdge(id: string): Promise<void> {
-    await eventually(`the edge has image ${id}`, 10_000, async () => (await call(edge, 'GET', `/v2/images/${id}`)).status === 200);
+    await eventually(`the edge has image ${id}`, 30_000, async () => (await call(edge, 'GET', `/v2/images/${id}`)).status === 200);
   }
 
   describe('a request body over the limit (item 3)', () => {
@@ -157,7 +157,38 @@ describe('edge answers (central ← wan ← edge, separate processes)', { timeou
       } finally {
         wan.heal();
       }
-      await eventually('the edge answers with the parent\'s view once it is back', 15_000, async () => (await call(edge, 'GET', `/v2/images/${image.id}`)).body?.name === 'after-cut');
+      await eventually('the edge answers with the parent\'s view once it is back', 30_000, async () => (await call(edge, 'GET', `/v2/images/${image.id}`)).body?.name === 'after-cut');
+    });
+  });
+
+  describe('a cold miss the parent cannot fill', () => {
+    it('answers before any byte, as central would: 204 when the parent has no data, 503 when it is away, never a 200 cut short', async () => {
+      const data = bytesOf(2 << 20, 9);
+      const image = await createActiveImage(central, data, { name: 'lost-at-central' });
+      await atEdge(image.id);
+      // The bytes vanish from central's store (a store moved behind its back): central answers 204.
+      const store = join(work, 'central', 'stores', 'central');
+      await rm(join(store, image.id), { force: true });
+      for (const [name, site] of [['central', central], ['edge', edge]] as const) {
+        const res = await site.request(`/v2/images/${image.id}/file`);
+        assert.equal(res.status, 204, `${name}: ${await res.text()}`);
+        assert.equal(res.headers.get('content-md5'), null, `${name}: no checksum of bytes that are not sent`);
+        assert.equal((await res.arrayBuffer()).byteLength, 0);
+      }
+      const listed = (await call(edge, 'GET', '/v2/cache')).body as { cached_images: { image_id: string }[]; queued_images: string[] };
+      assert.ok(!listed.cached_images.some((c) => c.image_id === image.id) && !listed.queued_images.includes(image.id), 'nothing was kept');
+
+      const cold = await createActiveImage(central, data, { name: 'cold-while-away' });
+      await atEdge(cold.id);
+      wan.refuse();
+      try {
+        const res = await edge.request(`/v2/images/${cold.id}/file`, { headers: { accept: 'application/json' } });
+        assert.equal(res.status, 503);
+        assert.equal(res.headers.get('content-md5'), null);
+        assert.match(await res.text(), /could not be reached/);
+      } finally {
+        wan.heal();
+      }
     });
   });
 
@@ -167,7 +198,7 @@ describe('edge answers (central ← wan ← edge, separate processes)', { timeou
       const owner = project('p-deact');
       const image = await createActiveImage(central, data, { name: 'deact', visibility: 'community' }, owner);
       expectStatus(await call(central, 'POST', `/v2/images/${image.id}/actions/deactivate`), 204);
-      await eventually('the edge sees the image deactivated', 10_000, async () => (await call(edge, 'GET', `/v2/images/${image.id}`)).body?.status === 'deactivated');
+      await eventually('the edge sees the image deactivated', 30_000, async () => (await call(edge, 'GET', `/v2/images/${image.id}`)).body?.status === 'deactivated');
       for (const [name, site] of [['central', central], ['edge', edge]] as const) {
         const res = await site.request(`/v2/images/${image.id}/file`);
         const got = Buffer.from(await res.arrayBuffer());
@@ -183,10 +214,10 @@ describe('edge answers (central ← wan ← edge, separate processes)', { timeou
       assert.equal(ranged.status, 206);
       assert.ok(Buffer.from(await ranged.arrayBuffer()).equals(data.subarray(10, 20)));
       expectStatus(await call(central, 'POST', `/v2/images/${image.id}/actions/reactivate`), 204);
-      await eventually('the edge sees the image active', 10_000, async () => (await call(edge, 'GET', `/v2/images/${image.id}`)).body?.status === 'active');
+      await eventually('the edge sees the image active', 30_000, async () => (await call(edge, 'GET', `/v2/images/${image.id}`)).body?.status === 'active');
       assert.ok(Buffer.from(await (await edge.request(`/v2/images/${image.id}/file`)).arrayBuffer()).equals(data));
       expectStatus(await call(central, 'POST', `/v2/images/${image.id}/actions/deactivate`), 204);
-      await eventually('the edge sees the image deactivated again', 10_000, async () => (await call(edge, 'GET', `/v2/images/${image.id}`)).body?.status === 'deactivated');
+      await eventually('the edge sees the image deactivated again', 30_000, async () => (await call(edge, 'GET', `/v2/images/${image.id}`)).body?.status === 'deactivated');
       wan.refuse();
       try {
         const held = await edge.request(`/v2/images/${image.id}/file`);
