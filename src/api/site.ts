@@ -19,7 +19,8 @@ import { TrustedIssuers } from '../identity/trusted-issuers.ts';
 import { IdentityService } from '../core/identity/identity-service.ts';
 import { DataDirectory } from '../storage/data-directory.ts';
 import { StartupError } from '../core/startup-error.ts';
-import { FileBlobStore } from '../storage/file-blob-store.ts';
+import { FileBlobDriver } from '../storage/drivers/file-blob-driver.ts';
+import { VerifyingBlobStore } from '../storage/verifying-blob-store.ts';
 import { WorkerHasherFactory } from '../storage/worker-hasher.ts';
 import { HttpRemoteSource } from '../transfer/http-remote-source.ts';
 import { Follower } from '../replication/follower.ts';
@@ -106,12 +107,12 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     const root = isAbsolute(s.path) ? s.path : resolve(s.path);
     return {
       info: { id: s.id, type: s.type, description: s.description, weight: s.weight, readOnly: s.read_only, properties: { data_dir: root } },
-      blobs: await FileBlobStore.create({ id: s.id, root, hashers, sync: config.storage_sync }),
+      blobs: new VerifyingBlobStore(await FileBlobDriver.create({ id: s.id, root, sync: config.storage_sync }), hashers),
     };
   })));
   // Import: a node-local staging area (Glance's reserved os_glance_staging_store), the task
   // runner, and the filtered HTTP client for web-download and glance-download.
-  const staging = await FileBlobStore.create({ id: 'os_glance_staging_store', root: join(dataDir, 'staging'), hashers, sync: false });
+  const staging = new VerifyingBlobStore(await FileBlobDriver.create({ id: 'os_glance_staging_store', root: join(dataDir, 'staging'), sync: false }), hashers);
   // Identity: central issues tokens (and keeps password hashes and the private signing key);
   // every site verifies them against its own replica of identity's public records.
   const keystone = config.auth === 'keystone';

@@ -33,7 +33,7 @@ const MAX_UNSPOOLED = 8;
 /** Batches already spooled and stored kept in memory for followers a little behind. */
 const KEPT = 4;
 /**
- * Largest single write to the spool, as FileBlobStore's WRITE_MAX: larger writes let the page
+ * Largest single write to the spool, as FileBlobDriver's WRITE_MAX: larger writes let the page
  * cache take large folios, which on the VM measured were sometimes memory the host had to fault in
  * again (`dd` of 1 GiB: 0.2 CPU-s 256 KiB at a time, up to 2.1 s 1-4 MiB at a time).
  */

@@ -195,13 +195,11 @@ export interface GetOptions extends IoOptions {
 }
 
 /**
- * Port for bytes. Keys are opaque ids made of [A-Za-z0-9._-] (no '..'); anything else is rejected
- * with BadRequestError. `put` is atomic: the bytes become visible under `key` only after every
- * byte arrived and was hashed; on error or abort nothing is left behind.
+ * What a store and its driver both answer for committed bytes. Keys are opaque ids made of
+ * [A-Za-z0-9._-] (no '..'); anything else is rejected with BadRequestError.
  */
-export interface BlobStore {
+export interface BlobKeys {
   readonly id: string;
-  put(key: string, data: AsyncIterable<Uint8Array>, opts?: PutOptions): Promise<BlobDigest>;
   /** A stream of the bytes [start, end]; NotFoundError if absent. */
   get(key: string, opts?: GetOptions): Promise<Readable>;
   stat(key: string, opts?: IoOptions): Promise<BlobStat | undefined>;
@@ -209,13 +207,49 @@ export interface BlobStore {
   delete(key: string, opts?: IoOptions): Promise<void>;
   list(opts?: IoOptions): AsyncIterable<string>;
   /**
-   * Removes the partial writes no put() of this store object is running: what a process that
-   * stopped mid-write left (a temporary file, a pending multipart upload). Committed keys and
-   * writes in progress are never touched. Returns how many were removed.
+   * Removes the partial writes no write of this object is running: what a process that stopped
+   * mid-write left (a temporary file, a pending multipart upload). Committed keys and writes in
+   * progress are never touched. Returns how many were removed.
    */
   removePartial(opts?: IoOptions): Promise<number>;
   /** The location URL recorded for a key (file:///path, s3://bucket/key ...). */
   urlFor(key: string): string;
+}
+
+/**
+ * Port for bytes. `put` is atomic: the bytes become visible under `key` only after every byte
+ * arrived and was hashed and checked; on error or abort nothing is left behind.
+ */
+export interface BlobStore extends BlobKeys {
+  put(key: string, data: AsyncIterable<Uint8Array>, opts?: PutOptions): Promise<BlobDigest>;
+}
+
+/**
+ * One write of a blob in progress at a driver: bytes appended in order, visible under the key only
+ * after commit(), gone after cancel(). What a write left when its process died is the driver's
+ * partial write, removed by removePartial().
+ */
+export interface BlobWriter {
+  /** Bytes written so far. */
+  readonly written: number;
+  /**
+   * Appends `bytes`. Writes are issued one at a time (the next after this one settles); the
+   * promise settles once the driver no longer needs `bytes`, which the caller may then reuse.
+   */
+  write(bytes: Uint8Array, opts?: IoOptions): Promise<void>;
+  /** Makes the bytes durable (as the driver is configured to) and visible under the key, atomically. */
+  commit(opts?: IoOptions): Promise<void>;
+  /** Removes what was written; the key is left as it was. Idempotent. */
+  cancel(): Promise<void>;
+}
+
+/**
+ * Where a store keeps bytes (a directory, memory, an S3 bucket), with no knowledge of hashes,
+ * sizes or limits: VerifyingBlobStore makes a BlobStore of one.
+ */
+export interface BlobDriver extends BlobKeys {
+  /** A new write of `key` (nothing visible until its commit). */
+  openWriter(key: string, opts?: IoOptions): Promise<BlobWriter>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -433,7 +467,7 @@ export interface RemoteSource {
 export interface Hasher {
   /**
    * Adds a chunk. The promise settles once the hasher no longer needs the chunk's memory: the
-   * caller may then reuse or free it (FileBlobStore reuses its shared batches on that promise).
+   * caller may then reuse or free it (VerifyingBlobStore reuses its shared batches on that promise).
    */
   update(chunk: Uint8Array): Promise<void>;
   digest(): Promise<{ md5: string; sha512: string }>;

@@ -8,7 +8,7 @@ const BATCH = 1 << 20;
 const MAX_IN_FLIGHT = 16 << 20;
 /** Shared chunks at least this large are hashed in place; smaller ones are copied into a batch. */
 const SHARED_MIN = 64 << 10;
-/** Shared memory given back and kept for the next streams (FileBlobStore takes 20 MiB per put). */
+/** Shared memory given back and kept for the next streams (VerifyingBlobStore takes 20 MiB per put). */
 const MAX_SPARE = 64 << 20;
 /** Distinct shared memory a pair of threads may have been shown before new streams get a fresh pair. */
 const RETIRE_AFTER = 128 << 20;

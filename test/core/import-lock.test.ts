@@ -9,7 +9,8 @@ import { ImageService } from '../../src/core/image-service.ts';
 import { ImportService, type ImportRunner } from '../../src/core/import-service.ts';
 import { StoreRegistry } from '../../src/core/stores.ts';
 import type { Task } from '../../src/core/task.ts';
-import { FileBlobStore } from '../../src/storage/file-blob-store.ts';
+import { FileBlobDriver } from '../../src/storage/drivers/file-blob-driver.ts';
+import { VerifyingBlobStore } from '../../src/storage/verifying-blob-store.ts';
 import { WorkerHasherFactory } from '../../src/storage/worker-hasher.ts';
 import { tempDir } from '../helpers/site.ts';
 
@@ -29,10 +30,10 @@ before(async () => {
   catalog = await SqlCatalog.openSqlite(join(dir, 'catalog.sqlite'));
   const store = async (id: string) => ({
     info: { id, type: 'file' as const, description: '', weight: 0, readOnly: false, properties: {} },
-    blobs: await FileBlobStore.create({ id, root: join(dir, id), hashers, sync: false }),
+    blobs: new VerifyingBlobStore(await FileBlobDriver.create({ id, root: join(dir, id), sync: false }), hashers),
   });
   const stores = new StoreRegistry([await store('a'), await store('b'), await store('c')]);
-  const staging = await FileBlobStore.create({ id: 'staging', root: join(dir, 'staging'), hashers, sync: false });
+  const staging = new VerifyingBlobStore(await FileBlobDriver.create({ id: 'staging', root: join(dir, 'staging'), sync: false }), hashers);
   images = new ImageService({ catalog, stores, limits: { defaultLimit: 25, maxLimit: 1000 }, imageSizeCap: 1 << 30, now });
   imports = new ImportService({
     catalog, stores, images, staging, runner: stuckRunner, methods: ['copy-image'], checkUri: () => undefined,

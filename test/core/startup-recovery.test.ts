@@ -8,7 +8,8 @@ import type { Image } from '../../src/core/image.ts';
 import { ImageService } from '../../src/core/image-service.ts';
 import { StartupRecovery } from '../../src/core/startup-recovery.ts';
 import { StoreRegistry } from '../../src/core/stores.ts';
-import { FileBlobStore } from '../../src/storage/file-blob-store.ts';
+import { FileBlobDriver } from '../../src/storage/drivers/file-blob-driver.ts';
+import { VerifyingBlobStore } from '../../src/storage/verifying-blob-store.ts';
 import { WorkerHasherFactory } from '../../src/storage/worker-hasher.ts';
 import { tempDir } from '../helpers/site.ts';
 
@@ -22,7 +23,7 @@ describe('StartupRecovery', () => {
   let dir: string;
   let catalog: SqlCatalog;
   let stores: StoreRegistry;
-  let staging: FileBlobStore;
+  let staging: VerifyingBlobStore;
   let images: ImageService;
   const hashers = new WorkerHasherFactory();
   const warnings: string[] = [];
@@ -34,10 +35,10 @@ describe('StartupRecovery', () => {
     catalog = await SqlCatalog.openSqlite(join(dir, 'catalog.sqlite'));
     const store = async (id: string) => ({
       info: { id, type: 'file' as const, description: '', weight: 0, readOnly: false, properties: { data_dir: join(dir, id) } },
-      blobs: await FileBlobStore.create({ id, root: join(dir, id), hashers, sync: false }),
+      blobs: new VerifyingBlobStore(await FileBlobDriver.create({ id, root: join(dir, id), sync: false }), hashers),
     });
     stores = new StoreRegistry([await store('a'), await store('b')]);
-    staging = await FileBlobStore.create({ id: 'staging', root: join(dir, 'staging'), hashers, sync: false });
+    staging = new VerifyingBlobStore(await FileBlobDriver.create({ id: 'staging', root: join(dir, 'staging'), sync: false }), hashers);
     images = new ImageService({ catalog, stores, limits: { defaultLimit: 25, maxLimit: 1000 }, imageSizeCap: 1 << 30, staging });
   });
   after(async () => {

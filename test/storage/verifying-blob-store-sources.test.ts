@@ -9,19 +9,20 @@ import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PayloadTooLargeError } from '../../src/core/errors.ts';
-import { FileBlobStore } from '../../src/storage/file-blob-store.ts';
+import { FileBlobDriver } from '../../src/storage/drivers/file-blob-driver.ts';
+import { VerifyingBlobStore } from '../../src/storage/verifying-blob-store.ts';
 import { WorkerHasherFactory } from '../../src/storage/worker-hasher.ts';
 
-// FileBlobStore.put beyond the BlobStore conformance suite: how it reads a Node stream, which
+// VerifyingBlobStore.put (over a directory) beyond the BlobStore conformance suite: how it reads a Node stream, which
 // chunks it releases (only an HTTP request's own), and the hasher reading shared memory in place.
 
 const MiB = 1 << 20;
 const hashers = new WorkerHasherFactory();
 let dir: string;
-let store: FileBlobStore;
+let store: VerifyingBlobStore;
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'outpost-sources-'));
-  store = await FileBlobStore.create({ id: 'sources', root: dir, hashers });
+  store = new VerifyingBlobStore(await FileBlobDriver.create({ id: 'sources', root: dir }), hashers);
 });
 after(async () => {
   await hashers.close();
@@ -65,7 +66,7 @@ async function withRequest<T>(body: Uint8Array, piece: number, handler: (req: In
   }
 }
 
-describe('FileBlobStore.put with a Node stream', () => {
+describe('VerifyingBlobStore.put with a Node stream', () => {
   it('stores an HTTP request body and releases each chunk of it once copied', async () => {
     const body = randomBytes(37 * MiB + 4321); // several 4 MiB batches, so the stream is paused and resumed
     const seen: Uint8Array[] = [];
