@@ -1,28 +1,23 @@
 import { randomUUID } from 'node:crypto';
 import { METHODS, STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Readable } from 'node:stream';
 import Fastify, {
-  LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest,
+  LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest,
 } from 'fastify';
-import type { Authenticator, RequestContext } from '../core/context.ts';
-import { BadRequestError, OutpostError } from '../core/errors.ts';
-import type { ImageService } from '../core/image-service.ts';
-import type { ImportService } from '../core/import-service.ts';
+import type { RequestContext } from '../core/context.ts';
+import { OutpostError } from '../core/errors.ts';
 import { PATCH_MEDIA_TYPES } from '../core/image-patch.ts';
-import type { StoreRegistry } from '../core/stores.ts';
-import type { StoreDescription } from '../core/ports.ts';
 import { renderError, renderKeystoneError } from './error-responses.ts';
-import type { IdentityService } from '../core/identity/identity-service.ts';
 import { identityIsPublic, registerIdentityRoutes } from './identity/identity-routes.ts';
 import { registerDiscoveryRoutes } from './glance/discovery-routes.ts';
 import { registerCacheRoutes } from './glance/cache-routes.ts';
-import type { PullThroughImages } from '../cache/pull-through-images.ts';
 import { registerImageRoutes } from './glance/image-routes.ts';
 import { registerImportRoutes } from './glance/import-routes.ts';
 import { registerCopyRoutes } from './outpost/copy-routes.ts';
-import { registerReplicationRoutes, type ReplicationDeps } from './outpost/replication-routes.ts';
-import { registerParentForwarding, SEQ_HEADER, type ParentLink } from './parent-forwarding.ts';
+import { registerReplicationRoutes } from './outpost/replication-routes.ts';
+import { registerParentForwarding, SEQ_HEADER } from './parent-forwarding.ts';
+import type { AppDeps } from './app-deps.ts';
+import { JSON_BODY_LIMIT, registerBodyParsers } from './http/json-body.ts';
 import { negotiateVersionPath, versionsDocument } from './glance/versions.ts';
 
 declare module 'fastify' {
@@ -51,40 +46,7 @@ export interface ServedRoute {
   url: string;
 }
 
-export interface AppDeps {
-  logger: FastifyBaseLogger;
-  authenticator: Authenticator;
-  images: ImageService;
-  imports: ImportService;
-  stores: StoreRegistry;
-  /** The stores a request at this site may name (GET /v2/info/stores): the site's own. */
-  storeDescriptions(): Promise<StoreDescription[]>;
-  /** `api_limit_max`, for the task list. */
-  maxLimit: number;
-  replication: ReplicationDeps;
-  /**
-   * Per image, stores holding a cached verified copy, added to its `stores` after its locations':
-   * at central every site's (their inventories), at an edge its own cache's.
-   */
-  heldStores?(imageIds: readonly string[]): Promise<Map<string, string[]>>;
-  /** Every store's weight in the region, for the order of an image's `stores` (default: this site's stores'). */
-  storeWeights?(): Promise<(storeId: string) => number>;
-  /** Set on an edge: its image cache, with the Glance cache API. */
-  cache?: PullThroughImages;
-  /** Set on an edge: writes go to this parent (the composition root decides). */
-  parent?: ParentLink;
-  /** With `auth: keystone`: the Keystone v3 subset at /identity/v3. */
-  identity?: IdentityService;
-  /** Base URL of this site as clients reach it, without a trailing slash. */
-  publicUrl: string;
-  showLocations: boolean;
-  showDirectUrl: boolean;
-  /** Serve https with this certificate and key (the server is then a node https.Server). */
-  tls?: { cert: Buffer; key: Buffer };
-}
 
-/** The parsed body of a JSON request whose text is not JSON (see jsonBody). */
-const MALFORMED_JSON = Symbol('malformed JSON');
 
 /** How long in-flight requests may take to finish once the site is closing. */
 const CLOSE_GRACE_MS = 5000;
@@ -97,8 +59,6 @@ const CLOSE_GRACE_MS = 5000;
  */
 const IDLE_CONNECTION_MS = 120_000;
 
-/** Largest JSON request body accepted. */
-const JSON_BODY_LIMIT = 1 << 20;
 
 /** Paths of writes that change the catalog (answered with the change-log position, SEQ_HEADER). */
 const WRITE_PREFIXES = ['/v2/', '/outpost/v1/sites', '/outpost/v1/images/'];
@@ -153,18 +113,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
   // list) whatever the method, at every role. CONNECT never reaches the app (Node closes it).
   for (const method of METHODS) if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method);
 
-  // Bodies: JSON (and both JSON-patch media types) parsed here; malformed JSON becomes Glance's 400
-  // in jsonBody(), so that a route checking the media type first (upload, PATCH) still answers 415.
-  // Every other type is handed to the route as the raw stream (image uploads).
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser(['application/json', ...PATCH_MEDIA_TYPES], { parseAs: 'string' }, (_req, body, done) => {
-    try {
-      done(null, body === '' ? undefined : JSON.parse(body as string));
-    } catch {
-      done(null, MALFORMED_JSON);
-    }
-  });
-  app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
+  registerBodyParsers(app);
 
   app.addHook('onRequest', async (req, reply) => {
     const controller = new AbortController();
@@ -292,29 +241,5 @@ function answerClientError(error: Error, socket: Socket): void {
       + `Content-Length: ${body.length}\r\nx-openstack-request-id: ${given ?? `req-${randomUUID()}`}\r\nConnection: close\r\n\r\n`), body]));
   } else {
     socket.destroy();
-  }
-}
-
-/**
- * The JSON body of a request: already parsed for JSON media types; read from the stream for any
- * other type (Glance parses the body as JSON whatever Content-Type says).
- */
-export async function jsonBody(req: FastifyRequest): Promise<unknown> {
-  const body = req.body as unknown;
-  if (body === MALFORMED_JSON) throw new BadRequestError('Malformed JSON in request body.');
-  if (body === null || typeof body !== 'object' || typeof (body as Readable).pipe !== 'function') return body;
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body as Readable) {
-    size += (chunk as Buffer).length;
-    if (size > JSON_BODY_LIMIT) throw new BadRequestError('Request body too large.');
-    chunks.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
-  if (text === '') return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new BadRequestError('Malformed JSON in request body.');
   }
 }

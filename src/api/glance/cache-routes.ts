@@ -4,7 +4,7 @@ import type { RequestContext } from '../../core/context.ts';
 import { BadRequestError, ForbiddenError, ImageNotFoundError, NotFoundError } from '../../core/errors.ts';
 import type { Image } from '../../core/image.ts';
 import type { ImageService } from '../../core/image-service.ts';
-import { jsonBody } from '../create-app.ts';
+import { jsonBody } from '../http/json-body.ts';
 import { resource } from '../resource.ts';
 import { header } from './request-helpers.ts';
 

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { ForbiddenError, NotFoundError } from '../../core/errors.ts';
-import type { AppDeps } from '../create-app.ts';
+import type { AppDeps } from '../app-deps.ts';
 import { resource } from '../resource.ts';
 import { schemaDocuments } from './schemas.ts';
 import { versionsDocument } from './versions.ts';

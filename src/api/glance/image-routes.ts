@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { UnsupportedMediaTypeError } from '../../core/errors.ts';
 import { PATCH_MEDIA_TYPES, parsePatch, type PatchDialect } from '../../core/image-patch.ts';
-import { jsonBody, type AppDeps } from '../create-app.ts';
+import type { AppDeps } from '../app-deps.ts';
+import { jsonBody } from '../http/json-body.ts';
 import { resource } from '../resource.ts';
 import { parseRange } from './range.ts';
 import { header, mediaType, octetBody, pageLinks, queryParams } from './request-helpers.ts';

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Task } from '../../core/task.ts';
-import { jsonBody, type AppDeps } from '../create-app.ts';
+import type { AppDeps } from '../app-deps.ts';
+import { jsonBody } from '../http/json-body.ts';
 import { resource } from '../resource.ts';
 import { header, octetBody, pageLinks, queryParams } from './request-helpers.ts';
 import { isoSeconds } from './views.ts';

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BadRequestError } from '../../core/errors.ts';
 import type { IdentityService } from '../../core/identity/identity-service.ts';
-import { jsonBody } from '../create-app.ts';
+import { jsonBody } from '../http/json-body.ts';
 import { resource } from '../resource.ts';
 import { header, queryParams } from '../glance/request-helpers.ts';
 

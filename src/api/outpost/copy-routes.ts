@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { ImageService } from '../../core/image-service.ts';
-import { jsonBody } from '../create-app.ts';
+import { jsonBody } from '../http/json-body.ts';
 import { resource } from '../resource.ts';
 
 /**

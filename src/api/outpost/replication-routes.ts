@@ -6,7 +6,7 @@ import type { SiteInventories } from '../../core/site-inventory.ts';
 import type { AuditResult, FollowerStatus } from '../../replication/follower.ts';
 import type { SiteRegistry } from '../../core/site-registry.ts';
 import type { SiteRemoval } from '../../core/site-removal.ts';
-import { jsonBody } from '../create-app.ts';
+import { jsonBody } from '../http/json-body.ts';
 import { resource } from '../resource.ts';
 import { queryParams } from '../glance/request-helpers.ts';
 

@@ -1,0 +1,43 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { PullThroughImages } from '../cache/pull-through-images.ts';
+import type { Authenticator } from '../core/context.ts';
+import type { IdentityService } from '../core/identity/identity-service.ts';
+import type { ImageService } from '../core/image-service.ts';
+import type { ImportService } from '../core/import-service.ts';
+import type { StoreDescription } from '../core/ports.ts';
+import type { StoreRegistry } from '../core/stores.ts';
+import type { ReplicationDeps } from './outpost/replication-routes.ts';
+import type { ParentLink } from './parent-forwarding.ts';
+
+/** What the HTTP application of a site is built from (createApp); the composition root provides it. */
+export interface AppDeps {
+  logger: FastifyBaseLogger;
+  authenticator: Authenticator;
+  images: ImageService;
+  imports: ImportService;
+  stores: StoreRegistry;
+  /** The stores a request at this site may name (GET /v2/info/stores): the site's own. */
+  storeDescriptions(): Promise<StoreDescription[]>;
+  /** `api_limit_max`, for the task list. */
+  maxLimit: number;
+  replication: ReplicationDeps;
+  /**
+   * Per image, stores holding a cached verified copy, added to its `stores` after its locations':
+   * at central every site's (their inventories), at an edge its own cache's.
+   */
+  heldStores?(imageIds: readonly string[]): Promise<Map<string, string[]>>;
+  /** Every store's weight in the region, for the order of an image's `stores` (default: this site's stores'). */
+  storeWeights?(): Promise<(storeId: string) => number>;
+  /** Set on an edge: its image cache, with the Glance cache API. */
+  cache?: PullThroughImages;
+  /** Set on an edge: writes go to this parent (the composition root decides). */
+  parent?: ParentLink;
+  /** With `auth: keystone`: the Keystone v3 subset at /identity/v3. */
+  identity?: IdentityService;
+  /** Base URL of this site as clients reach it, without a trailing slash. */
+  publicUrl: string;
+  showLocations: boolean;
+  showDirectUrl: boolean;
+  /** Serve https with this certificate and key (the server is then a node https.Server). */
+  tls?: { cert: Buffer; key: Buffer };
+}
