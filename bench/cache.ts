@@ -20,7 +20,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CacheListing } from '../src/cache/pull-through-images.ts';
-import { FaultProxy } from '../src/testing/fault-proxy.ts';
+import { FaultProxy } from '../test-support/fault-proxy.ts';
 import { api, createImage, curlDownload, curlSha512, curlUpload, getImage, waitForImage } from './clients.ts';
 import { startShapedLinks } from './link.ts';
 import { httpTarget, makeTestFile, measureDownloads, type DownloadTarget, type SystemResult, type TestFile } from './measure.ts';
@@ -338,7 +338,7 @@ async function main(cleanup: Cleanup): Promise<number> {
       '',
       `- ${wanRun ? 'Four' : 'Three'} \`outpost serve\` processes on 127.0.0.1 (port 0), each with its own fresh data directory, \`--auth none\`, \`OUTPOST_LOG_LEVEL=warn\`, default configuration otherwise ` +
         '(so `storage_sync` is on: a cached copy is fdatasync\'d before it commits): central; an edge (`--role edge --parent` central); a counted edge whose `--parent` is a ' +
-        'FaultProxy (src/testing/fault-proxy.ts, in the benchmark\'s process, no faults) in front of central' +
+        'FaultProxy (test-support/fault-proxy.ts, in the benchmark\'s process, no faults) in front of central' +
         (wanRun ? `; and a WAN edge whose \`--parent\` is a FaultProxy limited to ${opts.linkMBps} MB/s each way (\`bandwidth()\`) in front of central. ` +
           'That link and an identical one for the direct downloads run in a process of their own (bench/link.ts) with real-time scheduling where allowed: the proxy paces ' +
           'with timers, and in a process competing for the CPUs with the edge it gave the edge 10-20 % less than it gave curl. ' : '. ') +

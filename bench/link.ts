@@ -1,5 +1,5 @@
 /**
- * Bandwidth-limited links for benchmarks: FaultProxy (src/testing/fault-proxy.ts) instances with
+ * Bandwidth-limited links for benchmarks: FaultProxy (test-support/fault-proxy.ts) instances with
  * `bandwidth(bytesPerSecond)`, in a process of their own, started with real-time scheduling
  * (`chrt -f 10`) where the system allows it.
  *
@@ -14,7 +14,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { FaultProxy } from '../src/testing/fault-proxy.ts';
+import { FaultProxy } from '../test-support/fault-proxy.ts';
 import type { Cleanup } from './procs.ts';
 
 export interface ShapedLinks {

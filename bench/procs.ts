@@ -5,7 +5,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { cpus, hostname, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { spawnServe } from '../src/testing/serve-process.ts';
+import { spawnServe } from '../src/cli/site-process.ts';
 
 export const execFileP = promisify(execFile);
 
@@ -251,7 +251,7 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 /**
- * `outpost serve [ARGS]` (src/testing/serve-process.ts) as its own process on 127.0.0.1 with a
+ * `outpost serve [ARGS]` (src/cli/site-process.ts) as its own process on 127.0.0.1 with a
  * fresh data directory; `args` adds e.g. `--role edge --site ID --parent URL`.
  */
 export async function startOutpost(repoRoot: string, dataDir: string, extraEnv: Record<string, string>, cleanup: Cleanup, args: string[] = [], name = 'Outpost'): Promise<Server> {

@@ -3,7 +3,7 @@
  * on 127.0.0.1. Makes changes at central one at a time and measures, per change, the time from
  * central's 2xx answer to the change being committed at the edge (1 hop) and the far edge
  * (2 hops); then again with extra lightweight followers long-polling central's feed, with
- * central's RSS sampled throughout, and read after a forced full GC (src/testing/memory-probe.ts)
+ * central's RSS sampled throughout, and read after a forced full GC (test-support/memory-probe.ts)
  * at ten points of phase 2. Prints a table and writes a section of docs/benchmarks.md.
  *
  *   npm run bench:propagation [-- --changes 500 --rounds 5 --followers 200 --quick]   (see --help)
@@ -12,7 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { inspectEnv, MemoryProbe } from '../src/testing/memory-probe.ts';
+import { inspectEnv, MemoryProbe } from '../test-support/memory-probe.ts';
 import { api, createImage } from './clients.ts';
 import { FeedFollower, FollowerPool, now } from './feed.ts';
 import { docsTarget, COMMON_BENCH_OPTIONS, exitOnHelp, freePort, loadClockTicks, LoadNotes, machineFacts, positiveInt, rssKiB, runBench, startOutpost, treeCpuSeconds, type Cleanup, type Server } from './procs.ts';
@@ -311,7 +311,7 @@ async function main(cleanup: Cleanup): Promise<number> {
         'the table gives the median of the rounds\' p99 [min–max]. ' +
         'RSS is VmRSS of /proc/PID/status of the central process, sampled every 250 ms during phase 2; and after every tenth of phase 2\'s changes (once both edges have it), ' +
         'central is made to run two full garbage collections and report `process.memoryUsage().rss` through the inspector protocol (`--inspect=127.0.0.1:PORT` in ' +
-        '`NODE_OPTIONS`; src/testing/memory-probe.ts). "Flat" means the median RSS after GC of the second half of those samples is within +10 % of the first half\'s: ' +
+        '`NODE_OPTIONS`; test-support/memory-probe.ts). "Flat" means the median RSS after GC of the second half of those samples is within +10 % of the first half\'s: ' +
         'a leak keeps growing with the changes, garbage does not survive the collection.',
       `- Everything (the three sites, the writer, the followers) shares the ${availableParallelism()} CPUs of this machine.`,
     ].join('\n');

@@ -3,7 +3,7 @@
  * and an edge, each its own `outpost serve` process on 127.0.0.1; the edge's cache budget holds
  * 4 of the N images it is asked for in turn, so each turn through them is N cold misses (each
  * evicting the least recently used copy), followed by hits of the copies held. After every round
- * the edge's memory is read after a forced full garbage collection (src/testing/memory-probe.ts:
+ * the edge's memory is read after a forced full garbage collection (test-support/memory-probe.ts:
  * the inspector protocol, no hook in the product). The criteria: the median RSS after GC of the
  * second half of the rounds is within +10 % of the first half's (nothing grows with the work),
  * and no round's is more than 10 % above the first half's median (nothing is held for a while and
@@ -18,7 +18,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CacheListing } from '../src/cache/pull-through-images.ts';
-import { inspectEnv, MemoryProbe, type MemoryAfterGc } from '../src/testing/memory-probe.ts';
+import { inspectEnv, MemoryProbe, type MemoryAfterGc } from '../test-support/memory-probe.ts';
 import { api, createImage, curlDownload, curlUpload, getImage, waitForImage } from './clients.ts';
 import { makeTestFile, type TestFile } from './measure.ts';
 import { docsTarget, checkDisk, COMMON_BENCH_OPTIONS, exitOnHelp, freePort, LoadNotes, machineFacts, positiveInt, runBench, sh, startOutpost, type Cleanup } from './procs.ts';
@@ -226,7 +226,7 @@ async function main(cleanup: Cleanup): Promise<number> {
         'central, verifies it and evicts the least recently used copy (checked: the image was not held before, a verified copy is held after). Hits are `curl -o /dev/null` ' +
         `of the held copies, ${HIT_CLIENTS} at a time (checked: the edge's hit counters grew by one per read).`,
       '- Memory: after each round, the edge is made to run two full garbage collections and report `process.memoryUsage()` through the inspector protocol ' +
-        '(`--inspect=127.0.0.1:PORT` in `NODE_OPTIONS`; `HeapProfiler.collectGarbage`, `Runtime.evaluate`; src/testing/memory-probe.ts). Only the main thread is collected, so ' +
+        '(`--inspect=127.0.0.1:PORT` in `NODE_OPTIONS`; `HeapProfiler.collectGarbage`, `Runtime.evaluate`; test-support/memory-probe.ts). Only the main thread is collected, so ' +
         'memory kept alive by worker threads (the hashing threads) stays counted. Load is the 1-minute load average (`uptime`) at that moment.',
       `- "Flat" means the median RSS after GC of the second half of the rounds is within +${TARGET_GROWTH * 100} % of the first half's (a leak grows with the misses and hits, ` +
         `garbage does not survive the collection), and no round's is more than ${TARGET_GROWTH * 100} % above the first half's median (memory held for a while and let go ` +

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { request as httpRequest, createServer, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { FaultProxy } from '../src/testing/fault-proxy.ts';
+import { FaultProxy } from '../test-support/fault-proxy.ts';
 
 /**
  * The fault proxy observed as a client sees it, against a real node:http server on 127.0.0.1.

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { spawnServe, type ServeProcess } from '../testing/serve-process.ts';
+import { spawnServe, type ServeProcess } from './site-process.ts';
 import { CliError } from './cli-error.ts';
 
 interface DemoSite {

@@ -81,7 +81,7 @@ program.command('serve')
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     // Started by a supervising process over an IPC channel (outpost demo, the tests: see
-    // src/testing/serve-process.ts): the site stops when that process goes away.
+    // src/cli/site-process.ts): the site stops when that process goes away.
     if (process.connected) process.once('disconnect', stop);
     // SIGHUP: a renewed certificate on disk is served to new connections; nothing else stops.
     if (config.tls_cert !== null) {

@@ -3,7 +3,7 @@ import { request as httpRequest, Agent } from 'node:http';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { FaultProxy } from '../../src/testing/fault-proxy.ts';
+import { FaultProxy } from '../../test-support/fault-proxy.ts';
 import { exchange, statusLines } from '../helpers/raw-http.ts';
 import {
   bytesOf, call, createActiveImage, createImage, expectStatus, project,

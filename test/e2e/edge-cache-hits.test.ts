@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { InventoryItem } from '../../src/core/ports.ts';
-import { FaultProxy } from '../../src/testing/fault-proxy.ts';
+import { FaultProxy } from '../../test-support/fault-proxy.ts';
 import { bytesOf, call, createActiveImage, type ImageJson } from '../helpers/glance-client.ts';
 import { download, eventually, loopbackTarget, siteAt, stopProcess } from '../helpers/multi-site.ts';
 import { spawnServe, tempDir, type ServeProcess, type TestSite } from '../helpers/site.ts';

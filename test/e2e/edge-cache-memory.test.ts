@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { inspectEnv, MemoryProbe } from '../../src/testing/memory-probe.ts';
+import { inspectEnv, MemoryProbe } from '../../test-support/memory-probe.ts';
 import { bytesOf, call, createActiveImage, expectStatus, type ImageJson } from '../helpers/glance-client.ts';
 import { download, eventually, siteAt, stopProcess } from '../helpers/multi-site.ts';
 import { spawnServe, tempDir, type ServeProcess, type TestSite } from '../helpers/site.ts';

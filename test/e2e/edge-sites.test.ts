@@ -4,7 +4,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { FaultProxy } from '../../src/testing/fault-proxy.ts';
+import { FaultProxy } from '../../test-support/fault-proxy.ts';
 import { openstackClientsMissing } from '../helpers/clients.ts';
 import {
   bytesOf, call, createImage, expectStatus, getImage, ids, listImages, patchImage, project, sleep, upload,

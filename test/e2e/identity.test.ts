@@ -5,7 +5,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { FaultProxy } from '../../src/testing/fault-proxy.ts';
+import { FaultProxy } from '../../test-support/fault-proxy.ts';
 import { openstackClientsMissing } from '../helpers/clients.ts';
 import { bytesOf } from '../helpers/glance-client.ts';
 import { eventually, loopbackTarget, stopProcess } from '../helpers/multi-site.ts';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
-import { FaultProxy } from '../../src/testing/fault-proxy.ts';
+import { FaultProxy } from '../../test-support/fault-proxy.ts';
 import { spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
 
 let dir: string;

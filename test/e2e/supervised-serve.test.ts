@@ -1,4 +1,4 @@
-// A site started through src/testing/serve-process.ts (tests, benchmarks, outpost demo) stops when
+// A site started through src/cli/site-process.ts (tests, benchmarks, outpost demo) stops when
 // the process that started it dies, however it dies: a test runner that kills a test file on its
 // timeout leaves no site running behind it.
 import assert from 'node:assert/strict';
@@ -12,7 +12,7 @@ import { eventually } from '../helpers/multi-site.ts';
 it('kill -9 of the process that started outpost serve stops the site', { timeout: 120_000 }, async () => {
   const data = await tempDir();
   const script = `
-    import { spawnServe } from ${JSON.stringify(join(REPO_ROOT, 'src/testing/serve-process.ts'))};
+    import { spawnServe } from ${JSON.stringify(join(REPO_ROOT, 'src/cli/site-process.ts'))};
     const site = await spawnServe(['--listen', '127.0.0.1:0', '--data', ${JSON.stringify(data)}, '--auth', 'none'], { env: { ...process.env, OUTPOST_LOG_LEVEL: 'warn' } });
     process.stdout.write(site.url + ' ' + site.child.pid + '\\n');
     setInterval(() => {}, 1000);

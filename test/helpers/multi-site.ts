@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { FaultProxy } from '../../src/testing/fault-proxy.ts';
+import { FaultProxy } from '../../test-support/fault-proxy.ts';
 import { sleep } from './glance-client.ts';
 import { spawnServe, type ServeProcess, type TestSite } from './site.ts';
 

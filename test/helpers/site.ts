@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { startSite } from '../../src/api/site.ts';
 import { resolveConfig, type OutpostConfig } from '../../src/core/config.ts';
-import { spawnServe as spawnServeProcess, type ServeProcess } from '../../src/testing/serve-process.ts';
+import { spawnServe as spawnServeProcess, type ServeProcess } from '../../src/cli/site-process.ts';
 
 export const REPO_ROOT = new URL('../..', import.meta.url).pathname;
 

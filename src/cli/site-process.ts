@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { SERVE_NODE_FLAGS } from '../cli/runtime-flags.ts';
+import { SERVE_NODE_FLAGS } from './runtime-flags.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/outpost.js', import.meta.url));
 
