@@ -1,0 +1,316 @@
+import { open, unlink, type FileHandle } from 'node:fs/promises';
+import type { Image } from '../core/image.ts';
+import { PumpedReadable, type Lent } from '../storage/pumped-readable.ts';
+
+/**
+ * The fill gathers upstream bytes in buffers of this size: each is one write to the spool, one
+ * chunk for the store's put, and what followers that keep up are sent from, without a copy.
+ */
+const BATCH = 1 << 20;
+/** Batches not yet on the spool before the fill stops reading upstream until the spool catches up. */
+const MAX_UNSPOOLED = 8;
+/** Batches already spooled and stored kept in memory for followers a little behind. */
+const KEPT = 4;
+/**
+ * Largest single write to the spool, as FileBlobDriver's WRITE_MAX: larger writes let the page
+ * cache take large folios, which on the VM measured were sometimes memory the host had to fault in
+ * again (`dd` of 1 GiB: 0.2 CPU-s 256 KiB at a time, up to 2.1 s 1-4 MiB at a time).
+ */
+const SPOOL_WRITE = 256 << 10;
+/** Spare batches a fill keeps for reuse. */
+const MAX_FREE = MAX_UNSPOOLED + KEPT;
+/** Bytes a follower reads from the spool at a time, into buffers of its own. */
+const SPOOL_READ = 512 << 10;
+
+/** Part of the image in memory: `buf[0, filled)` holds the image's bytes from `offset` on. */
+export class Batch {
+  readonly buf: Buffer;
+  readonly offset: number;
+  filled = 0;
+  spooled = false;
+  /** The store's put has taken it (copied it). */
+  stored = false;
+  /** No longer in the fill's window: its buffer is reused once no follower is sending from it. */
+  retired = false;
+  /** Followers' writes from it that the socket is not done with. */
+  sends = 0;
+
+  constructor(buf: Buffer, offset: number) {
+    this.buf = buf;
+    this.offset = offset;
+  }
+}
+
+/**
+ * One upstream transfer of one image, shared by every client that asks for it meanwhile (single
+ * flight). The bytes are gathered in batches, which go to a spool file and into the store, whose
+ * put verifies size, md5 and sha512 before it commits. The newest batches stay in memory
+ * (`window`): followers that keep up are sent them as they are; others read the spool.
+ */
+export class ImageFill {
+  readonly image: Image;
+  readonly path: string;
+  readonly abort = new AbortController();
+  /** Bytes received so far, all of them in the window or on the spool. */
+  received = 0;
+  /** Bytes on the spool so far (a prefix of the image). */
+  spooled = 0;
+  /** The batches in memory, in order, contiguous, the last one possibly still filling; the first starts at or before `spooled`. */
+  readonly window: Batch[] = [];
+  state: 'running' | 'committed' | 'failed' = 'running';
+  error: Error | undefined;
+  /** Clients following the fill; the last one out removes the spool once the fill has ended. */
+  readers = 0;
+  /** Resolves once the spool file exists. */
+  opened: Promise<void> = Promise.resolve();
+  /** Resolves when the fill has ended, committed or not. */
+  ended: Promise<void> = Promise.resolve();
+  /**
+   * Settles once the parent has answered the fill's request: resolves when it sends the bytes,
+   * rejects with the reason it does not (no data there, unreachable), so that a client's answer
+   * can say so before it begins.
+   */
+  readonly answered: Promise<void>;
+  readonly #answer = Promise.withResolvers<void>();
+  #spool: FileHandle | undefined;
+  /** The spool writes, in order: each starts when the previous one is done. */
+  #spooling: Promise<void> = Promise.resolve();
+  #spoolError: { error: unknown } | undefined;
+  #unspooled = 0;
+  #paceWake: (() => void) | undefined;
+  readonly #free: Buffer[] = [];
+  #wake: (() => void)[] = [];
+  #soon = false;
+
+  constructor(image: Image, path: string) {
+    this.image = image;
+    this.path = path;
+    this.answered = this.#answer.promise;
+    this.answered.catch(() => undefined); // a fill nobody waits on (a prefetch) may fail unobserved
+  }
+
+  /** The parent has sent its answer (`error`: the reason it sends no bytes). Only the first call counts. */
+  upstreamAnswered(error?: Error): void {
+    if (error === undefined) this.#answer.resolve();
+    else this.#answer.reject(error);
+  }
+
+  set spool(fh: FileHandle) {
+    this.#spool = fh;
+  }
+
+  /** Resolves at the next change (bytes received or spooled, the end of the fill) or when `signal` aborts. */
+  next(signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal?.aborted) return resolve();
+      const done = () => {
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      this.#wake.push(done);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  /** changed() once this turn of the event loop has taken what the socket had (bytes received). */
+  changedSoon(): void {
+    if (this.#soon) return;
+    this.#soon = true;
+    setImmediate(() => {
+      this.#soon = false;
+      this.changed();
+    });
+  }
+
+  changed(): void {
+    const wake = this.#wake;
+    this.#wake = [];
+    for (const f of wake) f();
+  }
+
+  /** The batch holding byte `pos`, if it is in memory. */
+  batchAt(pos: number): Batch | undefined {
+    const w = this.window;
+    if (w.length === 0 || pos < w[0].offset) return undefined;
+    const b = w[Math.min(w.length - 1, Math.floor((pos - w[0].offset) / BATCH))];
+    return pos < b.offset + b.filled ? b : undefined;
+  }
+
+  /**
+   * Takes the bytes of an upstream chunk into the window. Calls `full` with each batch that
+   * fills up (already on its way to the spool), before the rest of the chunk is taken.
+   */
+  take(chunk: Uint8Array, full: (b: Batch) => void): void {
+    for (let at = 0; at < chunk.length;) {
+      let b = this.window.at(-1);
+      if (b === undefined || b.filled === BATCH) {
+        b = new Batch(this.#free.pop() ?? Buffer.allocUnsafeSlow(BATCH), this.received);
+        this.window.push(b);
+      }
+      const n = Math.min(BATCH - b.filled, chunk.length - at);
+      b.buf.set(at === 0 && n === chunk.length ? chunk : chunk.subarray(at, at + n), b.filled);
+      b.filled += n;
+      this.received += n;
+      at += n;
+      if (b.filled === BATCH) {
+        this.seal(b);
+        full(b);
+      }
+    }
+  }
+
+  /** The batch still filling, if it holds bytes (at the end of the upstream body). */
+  last(): Batch | undefined {
+    const b = this.window.at(-1);
+    return b !== undefined && b.filled > 0 && b.filled < BATCH ? b : undefined;
+  }
+
+  /** Queues the batch's spool write. */
+  seal(b: Batch): void {
+    this.#unspooled++;
+    this.#spooling = this.#spooling.then(async () => {
+      if (this.#spoolError !== undefined) return;
+      try {
+        for (let at = 0; at < b.filled; at += SPOOL_WRITE) {
+          const length = Math.min(SPOOL_WRITE, b.filled - at);
+          const { bytesWritten } = await this.#spool!.write(b.buf, at, length, b.offset + at);
+          if (bytesWritten !== length) throw new Error(`short write to the spool: ${bytesWritten} of ${length} bytes`);
+        }
+      } catch (error) {
+        this.#spoolError = { error };
+        return;
+      } finally {
+        this.#unspooled--;
+        this.#paceWake?.();
+      }
+      b.spooled = true;
+      this.spooled = b.offset + b.filled;
+      this.#retire();
+      this.changed();
+    });
+  }
+
+  /** The store has taken the batch. */
+  stored(b: Batch): void {
+    b.stored = true;
+    this.#retire();
+  }
+
+  /** Waits while too many batches are still to be spooled; throws if a spool write failed. */
+  async paced(): Promise<void> {
+    while (this.#unspooled >= MAX_UNSPOOLED && this.#spoolError === undefined) {
+      await new Promise<void>((resolve) => { this.#paceWake = resolve; });
+      this.#paceWake = undefined;
+    }
+    if (this.#spoolError !== undefined) throw this.#spoolError.error;
+  }
+
+  /** Waits until every batch is on the spool; throws if a write failed. */
+  async spoolDone(): Promise<void> {
+    await this.#spooling;
+    if (this.#spoolError !== undefined) throw this.#spoolError.error;
+  }
+
+  /** A follower's write from `b` is done with its bytes. */
+  sent(b: Batch): void {
+    b.sends--;
+    if (b.retired && b.sends === 0) this.#recycle(b);
+  }
+
+  /** Moves the oldest batches out of the window once spooled and stored, keeping KEPT of them (and any not done). */
+  #retire(): void {
+    const w = this.window;
+    while (w.length > KEPT && w[0].spooled && w[0].stored) {
+      const b = w.shift()!;
+      b.retired = true;
+      if (b.sends === 0) this.#recycle(b);
+    }
+  }
+
+  #recycle(b: Batch): void {
+    if (this.#free.length < MAX_FREE && this.state === 'running') this.#free.push(b.buf);
+  }
+}
+
+/**
+ * A client's view of a fill: the bytes [start, end] as they arrive. The last byte is held back
+ * until the copy is verified, so a fill that fails ends the response short (the stream is
+ * destroyed with the fill's error). Bytes still in the fill's window are lent from it (released
+ * once sent); older ones are read from the spool. Into an HTTP response without copies
+ * (PumpedReadable).
+ */
+export class FillReadStream extends PumpedReadable {
+  readonly #fill: ImageFill;
+  readonly #last: number;
+  #pos: number;
+  #file: FileHandle | undefined;
+  #left = false;
+  readonly #stop = new AbortController();
+
+  constructor(fill: ImageFill, start: number, end: number, signal: AbortSignal | undefined) {
+    super(SPOOL_READ, { highWaterMark: 1 << 20, signal });
+    this.#fill = fill;
+    this.#pos = start;
+    this.#last = end;
+    fill.readers++;
+  }
+
+  /**
+   * Waits until bytes at the current position may be sent and says where they are, up to which
+   * position (exclusive): a batch in memory, held for the caller (`fill.sent(batch)` releases
+   * it), or the spool. null once every byte was given.
+   */
+  async #available(): Promise<{ batch: Batch | undefined; to: number } | null> {
+    const fill = this.#fill;
+    for (;;) {
+      if (this.#pos > this.#last) return null;
+      this.#stop.signal.throwIfAborted();
+      if (fill.state === 'failed') throw fill.error ?? new Error('the fill failed');
+      const limit = fill.state === 'committed' ? this.#last + 1 : Math.min(fill.received, this.#last);
+      if (this.#pos < limit) {
+        const batch = fill.batchAt(this.#pos);
+        if (batch !== undefined) {
+          batch.sends++;
+          return { batch, to: Math.min(limit, batch.offset + batch.filled) };
+        }
+        if (this.#pos < fill.spooled) return { batch: undefined, to: Math.min(limit, fill.spooled) };
+      }
+      await fill.next(this.#stop.signal);
+    }
+  }
+
+  protected async next(buffer: (size: number) => Buffer): Promise<Lent | null> {
+    const at = await this.#available();
+    if (at === null) return null;
+    const { batch } = at;
+    if (batch !== undefined) {
+      const bytes = batch.buf.subarray(this.#pos - batch.offset, at.to - batch.offset);
+      this.#pos = at.to;
+      return { bytes, release: () => this.#fill.sent(batch) };
+    }
+    await this.#fill.opened;
+    this.#file ??= await open(this.#fill.path, 'r');
+    const into = buffer(Math.min(SPOOL_READ, at.to - this.#pos));
+    const { bytesRead } = await this.#file.read(into, 0, Math.min(into.length, at.to - this.#pos), this.#pos);
+    if (bytesRead === 0) throw new Error(`the spool of image ${this.#fill.image.id} ended at ${this.#pos}`);
+    this.#pos += bytesRead;
+    return { bytes: bytesRead === into.length ? into : into.subarray(0, bytesRead) };
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#stop.abort();
+    this.#leave();
+    const file = this.#file;
+    this.#file = undefined;
+    if (file === undefined) callback(error);
+    else file.close().then(() => callback(error), (e: Error) => callback(error ?? e));
+  }
+
+  #leave(): void {
+    if (this.#left) return;
+    this.#left = true;
+    const fill = this.#fill;
+    fill.readers--;
+    if (fill.state !== 'running' && fill.readers === 0) void unlink(fill.path).catch(() => undefined);
+  }
+}

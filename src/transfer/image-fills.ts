@@ -1,0 +1,150 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import type { Image } from '../core/image.ts';
+import type { BlobStore, IoOptions, ParentImageSource } from '../core/ports.ts';
+import { describeError } from '../core/describe-error.ts';
+import { FillReadStream, ImageFill, type Batch } from './image-fill.ts';
+
+export interface ImageFillsOptions {
+  source: ParentImageSource;
+  /** Scratch directory for fills in progress; emptied at start. */
+  spoolDir: string;
+  log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+/** Where a fill commits the verified copy. */
+export interface FillTarget {
+  blobs: BlobStore;
+  key: string;
+}
+
+/**
+ * Whole images brought from a source into a store, one transfer per image however many clients
+ * ask meanwhile (single flight), each client streamed the bytes as they arrive (ImageFill,
+ * FillReadStream). The copy is committed by the store's verifying put (size, md5, sha512 of the
+ * image), so nothing partial or wrong ever becomes visible; a fill that fails ends every waiting
+ * client's response short.
+ */
+export class ImageFills {
+  readonly #o: ImageFillsOptions;
+  readonly #fills = new Map<string, ImageFill>();
+  readonly #stop = new AbortController();
+
+  private constructor(opts: ImageFillsOptions) {
+    this.#o = opts;
+  }
+
+  /** Empties the spool: fills a crash interrupted are gone (nothing of them was ever visible). */
+  static async create(opts: ImageFillsOptions): Promise<ImageFills> {
+    await rm(opts.spoolDir, { recursive: true, force: true });
+    await mkdir(opts.spoolDir, { recursive: true });
+    return new ImageFills(opts);
+  }
+
+  /** The running fill of an image. */
+  get(imageId: string): ImageFill | undefined {
+    return this.#fills.get(imageId);
+  }
+
+  /** The running fills. */
+  running(): ImageFill[] {
+    return [...this.#fills.values()];
+  }
+
+  /**
+   * Starts the fill of `image` (active, with size and both hashes) into `target`. `committed`
+   * runs once the copy is in the store, before the fill counts as committed (its error fails the
+   * fill); `failed` once it has failed.
+   */
+  start(image: Image, target: FillTarget, on: { committed(): Promise<void>; failed?(): void }): ImageFill {
+    const fill = new ImageFill(image, join(this.#o.spoolDir, `${image.id}.${randomBytes(6).toString('hex')}`));
+    this.#fills.set(image.id, fill);
+    let spool: FileHandle | undefined;
+    fill.opened = open(fill.path, 'w').then((fh) => {
+      spool = fh;
+      fill.spool = fh;
+    });
+    fill.opened.catch(() => undefined);
+    fill.ended = this.#run(fill, target, on).finally(async () => {
+      if (this.#fills.get(image.id) === fill) this.#fills.delete(image.id);
+      fill.changed();
+      await spool?.close().catch(() => undefined);
+      if (fill.readers === 0) await unlink(fill.path).catch(() => undefined);
+    });
+    return fill;
+  }
+
+  /**
+   * A client of the fill: the bytes [start, end] as they arrive, once the source has answered
+   * (rejects with its reason when it sends none: NotFoundError, ServiceUnavailableError).
+   */
+  async read(fill: ImageFill, start: number, end: number, signal?: AbortSignal): Promise<Readable> {
+    const reader = new FillReadStream(fill, start, end, signal);
+    try {
+      await fill.answered;
+    } catch (error) {
+      reader.destroy();
+      throw error;
+    }
+    return reader;
+  }
+
+  /** The bytes [start, end] straight from the source, kept nowhere. */
+  async passThrough(imageId: string, start: number, end: number, opts: IoOptions = {}): Promise<Readable> {
+    const { stream } = await this.#o.source.open(imageId, { start, end, signal: opts.signal });
+    return Readable.from(stream, { objectMode: false });
+  }
+
+  /** Stops every fill and waits for them to end. */
+  async close(): Promise<void> {
+    this.#stop.abort();
+    await Promise.all([...this.#fills.values()].map((f) => f.ended));
+  }
+
+  async #run(fill: ImageFill, target: FillTarget, on: { committed(): Promise<void>; failed?(): void }): Promise<void> {
+    const { image } = fill;
+    const signal = AbortSignal.any([fill.abort.signal, this.#stop.signal]);
+    const started = Date.now();
+    try {
+      await fill.opened;
+      const upstream = await this.#o.source.open(image.id, { signal });
+      fill.upstreamAnswered();
+      // The store is fed whole batches: each is taken (copied) by put before it asks for the
+      // next one, and the upstream is read only as fast as the store and the spool take it.
+      const { stream } = upstream;
+      async function* batches(): AsyncGenerator<Uint8Array> {
+        const full: Batch[] = [];
+        for await (const chunk of stream) {
+          fill.take(chunk, (b) => full.push(b));
+          fill.changedSoon();
+          for (let b = full.shift(); b !== undefined; b = full.shift()) {
+            yield b.buf.subarray(0, b.filled);
+            fill.stored(b);
+            await fill.paced();
+          }
+        }
+        const last = fill.last();
+        if (last !== undefined) {
+          fill.seal(last);
+          yield last.buf.subarray(0, last.filled);
+          fill.stored(last);
+        }
+        await fill.spoolDone();
+      }
+      await target.blobs.put(target.key, batches(), {
+        signal, expectedSize: image.size!, expected: { md5: image.checksum!, sha512: image.os_hash_value! },
+      });
+      await on.committed();
+      fill.state = 'committed';
+      this.#o.log.info({ image: image.id, size: image.size, ms: Date.now() - started }, 'cached a verified copy from the parent');
+    } catch (error) {
+      fill.state = 'failed';
+      fill.error = error as Error;
+      fill.upstreamAnswered(error as Error);
+      on.failed?.();
+      this.#o.log.warn({ image: image.id, err: describeError(error) }, 'could not cache the image: nothing was kept');
+    }
+  }
+}
