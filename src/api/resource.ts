@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 
 import { MethodNotAllowedError } from '../core/errors.ts';
 
 export type Handler = (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
-type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+type Method = 'HEAD' | 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 /**
  * Registers the handlers of one path, and answers every other method the app routes (every

@@ -52,6 +52,14 @@ export type Download =
   | { kind: 'no-data'; image: Image; missing?: string[] }
   | { kind: 'data'; image: Image; stream: Readable; start: number; end: number; partial: boolean };
 
+/** What HEAD of an image's data answers: Download without the stream. */
+export type DownloadHead = Exclude<Download, { kind: 'data' }> | { kind: 'data'; image: Image; start: number; end: number; partial: boolean };
+
+type DownloadPlan = Exclude<Download, { kind: 'data' }> | {
+  kind: 'plan'; image: Image; start: number; end: number; partial: boolean;
+  locations: Image['locations']; elsewhere: ImageBytesElsewhere | undefined;
+};
+
 /**
  * The Glance v2 image use cases on one site: catalog and stores behind ports, the caller's
  * context and Glance's access rules applied to every call.
@@ -437,6 +445,52 @@ export class ImageService {
    * data", and openstacksdk as a checksum mismatch with nothing written.
    */
   async download(ctx: RequestContext, id: string, range: ByteRange | undefined, opts: IoOptions = {}): Promise<Download> {
+    const plan = await this.#planDownload(ctx, id, range, opts);
+    if (plan.kind === 'no-data') return plan;
+    const { image, start, end, partial, locations, elsewhere } = plan;
+    if (elsewhere !== undefined) {
+      try {
+        return { kind: 'data', image, stream: await elsewhere.open(image, start, end, opts), start, end, partial };
+      } catch (error) {
+        // Where the bytes come from has none (an edge's parent answered 204 or 404): as here.
+        if (error instanceof NotFoundError) return { kind: 'no-data', image };
+        throw error;
+      }
+    }
+    const missing: string[] = [];
+    for (const location of locations) {
+      const blobs = this.#stores.blobs(location.store);
+      if ((await blobs.stat(image.id, opts))?.size === image.size) {
+        try {
+          if (image.size === 0) return { kind: 'data', image, stream: await blobs.get(image.id, opts), start: 0, end: -1, partial: false };
+          return { kind: 'data', image, stream: await blobs.get(image.id, { ...opts, start, end }), start, end, partial };
+        } catch (error) {
+          if (!(error instanceof NotFoundError)) throw error; // removed since the stat: try the next copy
+        }
+      }
+      missing.push(location.store);
+    }
+    return { kind: 'no-data', image, missing };
+  }
+
+  /**
+   * HEAD /v2/images/{id}/file: the status and headers GET would answer with, without reading a
+   * byte (and, at an edge, without starting a fill): a local copy is checked for presence and
+   * size; bytes from elsewhere are announced by the image's size.
+   */
+  async downloadHead(ctx: RequestContext, id: string, range: ByteRange | undefined, opts: IoOptions = {}): Promise<DownloadHead> {
+    const plan = await this.#planDownload(ctx, id, range, opts);
+    if (plan.kind === 'no-data') return plan;
+    const { image, start, end, partial, locations, elsewhere } = plan;
+    if (elsewhere !== undefined) return { kind: 'data', image, start, end, partial };
+    for (const location of locations) {
+      if ((await this.#stores.blobs(location.store).stat(image.id, opts))?.size === image.size) return { kind: 'data', image, start, end, partial };
+    }
+    return { kind: 'no-data', image, missing: locations.map((l) => l.store) };
+  }
+
+  /** What a download of the image would read: the caller's right to, the copies to try, the range. */
+  async #planDownload(ctx: RequestContext, id: string, range: ByteRange | undefined, opts: IoOptions): Promise<DownloadPlan> {
     const image = await this.get(ctx, id, opts);
     if (image.status === 'deactivated' && !ctx.isAdmin && !ctx.roles.includes('service')) {
       throw new ForbiddenError('The requested image has been deactivated. Image data download is forbidden.');
@@ -461,30 +515,9 @@ export class ImageService {
         if (start >= size || start > end) throw new RangeNotSatisfiableError('The Range requested is not available.');
       }
     }
-    if (elsewhere !== undefined) {
-      try {
-        return { kind: 'data', image, stream: await elsewhere.open(image, start, end, opts), start, end, partial: range !== undefined };
-      } catch (error) {
-        // Where the bytes come from has none (an edge's parent answered 204 or 404): as here.
-        if (error instanceof NotFoundError) return { kind: 'no-data', image };
-        throw error;
-      }
-    }
-    const missing: string[] = [];
-    for (const location of locations) {
-      const blobs = this.#stores.blobs(location.store);
-      if ((await blobs.stat(image.id, opts))?.size === size) {
-        try {
-          if (size === 0) return { kind: 'data', image, stream: await blobs.get(image.id, opts), start: 0, end: -1, partial: false };
-          return { kind: 'data', image, stream: await blobs.get(image.id, { ...opts, start, end }), start, end, partial: range !== undefined };
-        } catch (error) {
-          if (!(error instanceof NotFoundError)) throw error; // removed since the stat: try the next copy
-        }
-      }
-      missing.push(location.store);
-    }
-    return { kind: 'no-data', image, missing };
+    return { kind: 'plan', image, start, end, partial: range !== undefined, locations, elsewhere };
   }
+
 }
 
 /** Glance's checks before image data is accepted: formats set, and queued → saving allowed. */

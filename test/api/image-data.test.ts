@@ -214,6 +214,25 @@ describe('image data: upload, download, ranges', () => {
       expectStatus(res, 400);
     });
 
+    it('HEAD answers GET\'s status and headers without a body, with Accept-Ranges (QEMU\'s curl driver reads only such URLs)', async () => {
+      const whole = await site.request(`/v2/images/${image.id}/file`, { method: 'HEAD' });
+      assert.equal(whole.status, 200);
+      assert.equal(whole.headers.get('content-length'), String(data.length));
+      assert.equal(whole.headers.get('accept-ranges'), 'bytes');
+      assert.equal(whole.headers.get('content-md5'), md5(data));
+      assert.equal((await whole.arrayBuffer()).byteLength, 0);
+      const part = await site.request(`/v2/images/${image.id}/file`, { method: 'HEAD', headers: { range: 'bytes=100-199' } });
+      assert.equal(part.status, 206);
+      assert.equal(part.headers.get('content-range'), `bytes 100-199/${data.length}`);
+      assert.equal(part.headers.get('content-length'), '100');
+      const queued = await createImage(site, { name: 'head-empty' });
+      assert.equal((await site.request(`/v2/images/${queued.id}/file`, { method: 'HEAD' })).status, 204);
+      assert.equal((await site.request(`/v2/images/${image.id}/file`, { method: 'HEAD', headers: { range: 'bytes=5000-' } })).status, 416);
+      const get = await site.request(`/v2/images/${image.id}/file`);
+      assert.equal(get.headers.get('accept-ranges'), 'bytes');
+      await get.arrayBuffer();
+    });
+
     it('a project that cannot see the image gets 404 for its data', async () => {
       const owner = project('proj-dl-a');
       const priv = await createActiveImage(site, bytesOf(100, 12), { visibility: 'private' }, owner);

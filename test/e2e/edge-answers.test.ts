@@ -178,6 +178,18 @@ describe('edge answers (central ← wan ← edge, separate processes)', { timeou
       const listed = (await call(edge, 'GET', '/v2/cache')).body as { cached_images: { image_id: string }[]; queued_images: string[] };
       assert.ok(!listed.cached_images.some((c) => c.image_id === image.id) && !listed.queued_images.includes(image.id), 'nothing was kept');
 
+      // HEAD of a cold image announces it without fetching anything.
+      const announced = await createActiveImage(central, data, { name: 'head-only' });
+      await atEdge(announced.id);
+      wan.resetStats();
+      const head = await edge.request(`/v2/images/${announced.id}/file`, { method: 'HEAD' });
+      assert.equal(head.status, 200);
+      assert.equal(head.headers.get('content-length'), String(data.length));
+      assert.equal(head.headers.get('accept-ranges'), 'bytes');
+      const after = (await call(edge, 'GET', '/v2/cache')).body as { queued_images: string[] };
+      assert.deepEqual(after.queued_images, [], 'no fill started');
+      assert.ok(wan.stats().toClient.forwarded < 64 << 10, 'no image bytes crossed the link');
+
       const cold = await createActiveImage(central, data, { name: 'cold-while-away' });
       await atEdge(cold.id);
       wan.refuse();

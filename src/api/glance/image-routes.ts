@@ -1,5 +1,6 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { UnsupportedMediaTypeError } from '../../core/errors.ts';
+import type { Image } from '../../core/image.ts';
 import { PATCH_MEDIA_TYPES, parsePatch, type PatchDialect } from '../../core/image-patch.ts';
 import type { AppDeps } from '../app-deps.ts';
 import { jsonBody } from '../http/json-body.ts';
@@ -68,6 +69,14 @@ export function registerImageRoutes(app: FastifyInstance, deps: AppDeps): void {
       });
       return reply.code(204).send();
     },
+    // Before GET: fastify's implied HEAD would run GET's handler and open the bytes (at an edge,
+    // start a fill) only to throw them away.
+    HEAD: async (req, reply) => {
+      const range = parseRange(header(req, 'range'), header(req, 'content-range'));
+      const head = await images.downloadHead(req.ctx, (req.params as IdParams).id, range, { signal: req.clientSignal });
+      if (head.kind === 'no-data') return reply.code(204).send();
+      return dataHeaders(reply, head).send();
+    },
     GET: async (req, reply) => {
       const range = parseRange(header(req, 'range'), header(req, 'content-range'));
       const result = await images.download(req.ctx, (req.params as IdParams).id, range, { signal: req.clientSignal });
@@ -77,12 +86,7 @@ export function registerImageRoutes(app: FastifyInstance, deps: AppDeps): void {
         }
         return reply.code(204).send();
       }
-      const { image, stream, start, end, partial } = result;
-      reply.header('Content-Type', 'application/octet-stream');
-      if (image.checksum !== null) reply.header('Content-MD5', image.checksum);
-      reply.header('Content-Length', String(end - start + 1));
-      if (partial) reply.code(206).header('Content-Range', `bytes ${start}-${end}/${image.size}`);
-      return reply.send(stream);
+      return dataHeaders(reply, result).send(result.stream);
     },
   });
 
@@ -131,4 +135,18 @@ export function registerImageRoutes(app: FastifyInstance, deps: AppDeps): void {
       },
     });
   }
+}
+
+/**
+ * The headers of image data (Glance's: Content-Type, Content-MD5, Content-Length; 206 with
+ * Content-Range for a range), and Accept-Ranges, which Glance does not send but QEMU's curl block
+ * driver needs before it reads an image by its URL.
+ */
+function dataHeaders(reply: FastifyReply, d: { image: Image; start: number; end: number; partial: boolean }): FastifyReply {
+  reply.header('Content-Type', 'application/octet-stream');
+  reply.header('Accept-Ranges', 'bytes');
+  if (d.image.checksum !== null) reply.header('Content-MD5', d.image.checksum);
+  reply.header('Content-Length', String(d.end - d.start + 1));
+  if (d.partial) reply.code(206).header('Content-Range', `bytes ${d.start}-${d.end}/${d.image.size}`);
+  return reply;
 }
