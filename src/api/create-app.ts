@@ -13,7 +13,7 @@ import { registerDiscoveryRoutes } from './glance/discovery-routes.ts';
 import { registerCacheRoutes } from './glance/cache-routes.ts';
 import { registerImageRoutes } from './glance/image-routes.ts';
 import { registerImportRoutes } from './glance/import-routes.ts';
-import { registerCopyRoutes } from './outpost/copy-routes.ts';
+import { registerImageBytesRoutes } from './outpost/image-bytes-routes.ts';
 import { registerReplicationRoutes } from './outpost/replication-routes.ts';
 import { registerParentForwarding, SEQ_HEADER } from './parent-forwarding.ts';
 import type { AppDeps } from './app-deps.ts';
@@ -194,7 +194,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
     setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS).unref();
   });
   registerReplicationRoutes(app, deps.replication, stopping.signal);
-  registerCopyRoutes(app, deps.images);
+  registerImageBytesRoutes(app, deps.images);
   return app;
 }
 

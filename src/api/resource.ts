@@ -13,7 +13,8 @@ export function resource(app: FastifyInstance, url: string, handlers: Partial<Re
   const allowed = Object.keys(handlers) as Method[];
   for (const method of allowed) app.route({ method, url, handler: handlers[method]! });
   const others = app.supportedMethods.filter((m) => !allowed.includes(m as Method) && !(m === 'HEAD' && allowed.includes('GET')));
-  const allow = allowed.join(', ');
+  // HEAD goes with GET, as in Glance's Allow headers.
+  const allow = allowed.filter((m) => m !== 'HEAD' || !allowed.includes('GET')).join(', ');
   app.route({
     method: others as HTTPMethods[],
     url,

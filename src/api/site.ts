@@ -17,6 +17,7 @@ import { RemoteKeystoneAuthenticator } from '../identity/remote-keystone-authent
 import { ScryptPasswords } from '../identity/scrypt-passwords.ts';
 import { TrustedIssuers } from '../identity/trusted-issuers.ts';
 import { IdentityService } from '../core/identity/identity-service.ts';
+import { ImageManifests } from '../core/image-manifests.ts';
 import { DataDirectory } from '../storage/data-directory.ts';
 import { StartupError } from '../core/startup-error.ts';
 import { FileBlobDriver } from '../storage/drivers/file-blob-driver.ts';
@@ -170,6 +171,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   const cache = await PullThroughImages.create({
     site: config.site,
     index: catalog,
+    manifests: catalog,
     blobs: stores.blobs(stores.defaultId),
     source: parent !== undefined
       ? new HttpParentImageSource({ parent, timeoutMs: config.parent_timeout_ms })
@@ -183,13 +185,15 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     held: () => cache.entries().map((e) => e.image_id),
     drop: async (id) => {
       await cache.invalidate(id);
+      await catalog.deleteManifest(id);
       for (const s of stores.list()) await stores.blobs(s.id).delete(id);
     },
   });
   invalidation.start();
   const region = new RegionStores({ site: config.site, local: stores, sites: (o) => catalog.listSites(o) });
+  const manifests = new ImageManifests({ index: catalog, stores, hashers, elsewhere: cache });
   const images = new ImageService({
-    catalog, region,
+    catalog, region, manifests,
     elsewhere: cache,
     copies: parentLink === undefined ? undefined : new ParentCopyRegistry({ parent: parentLink.client, timeoutMs: parentLink.timeoutMs, waitForReplica: parentLink.waitForReplica, log: logger }),
     stores,
@@ -200,7 +204,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
 
   const remote = new HttpRemoteSource(config.import_filter);
   const runner = new ImportTaskRunner({
-    catalog, stores, staging, remote,
+    catalog, stores, staging, remote, manifests,
     regions: (name): GlanceRegion | undefined => {
       const entry = Object.entries(config.glance_download_regions).find(([n]) => n.toLowerCase() === name.toLowerCase())?.[1];
       if (entry === undefined) return undefined;

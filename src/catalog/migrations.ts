@@ -140,6 +140,15 @@ const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
+  '0008-manifests': {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable('image_manifests')
+        .addColumn('image_id', 'text', (c) => c.primaryKey())
+        .addColumn('sha512', 'text', (c) => c.notNull())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export async function migrate(db: Kysely<any>): Promise<void> {

@@ -6,9 +6,10 @@ import { IDENTITY_KINDS } from '../core/ports.ts';
 import { setProperty, type Image, type ImageMember } from '../core/image.ts';
 import type {
   AttributeFilter, CacheEntry, CacheIndex, Catalog, Change, ChangeEntity, ChangeLog, IdentityKind, IdentityRecord, IdentityStore, ImageListQuery,
-  InventoryStore, IoOptions, Replica, Site, SiteInventory, Snapshot, SortKey, TaskListQuery,
+  InventoryStore, IoOptions, ManifestIndex, Replica, Site, SiteInventory, Snapshot, SortKey, TaskListQuery,
 } from '../core/ports.ts';
 import type { Task } from '../core/task.ts';
+import type { ChunkManifest } from '../core/chunk-manifest.ts';
 import { migrate } from './migrations.ts';
 import { NodeSqliteDatabase } from './node-sqlite-database.ts';
 import type { CatalogTables, ImageRow, TaskRow } from './tables.ts';
@@ -48,7 +49,7 @@ function throwIfAborted(opts: IoOptions | undefined): void {
  * PostgreSQL uses the same queries through another Kysely dialect. Every mutation and its
  * change-log row are written in one transaction.
  */
-export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, InventoryStore, IdentityStore {
+export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, ManifestIndex, InventoryStore, IdentityStore {
   readonly #db: Kysely<CatalogTables>;
   /** Wakes long-polling feed readers after a commit that appended changes. */
   readonly #committed = new EventTarget();
@@ -400,6 +401,27 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Inve
     throwIfAborted(opts);
     await this.#db.deleteFrom('cache_entries').where('image_id', '=', imageId).execute();
   }
+
+  // -- chunk manifests (local: not in the change log; the same bytes give the same manifest) ----
+
+  async getManifest(imageId: string, sha512: string, opts?: IoOptions): Promise<ChunkManifest | undefined> {
+    throwIfAborted(opts);
+    const row = await this.#db.selectFrom('image_manifests').select('body').where('image_id', '=', imageId).where('sha512', '=', sha512).executeTakeFirst();
+    return row === undefined ? undefined : JSON.parse(row.body) as ChunkManifest;
+  }
+
+  async putManifest(imageId: string, sha512: string, manifest: ChunkManifest, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    const body = JSON.stringify(manifest);
+    await this.#db.insertInto('image_manifests').values({ image_id: imageId, sha512, body })
+      .onConflict((oc) => oc.column('image_id').doUpdateSet({ sha512, body })).execute();
+  }
+
+  async deleteManifest(imageId: string, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    await this.#db.deleteFrom('image_manifests').where('image_id', '=', imageId).execute();
+  }
+
 
   // -- change log and replica ----------------------------------------------------------------
 

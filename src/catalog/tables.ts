@@ -49,6 +49,7 @@ export interface CatalogTables {
   replication_state: { name: string; value: number };
   sites: { id: string; body: string };
   cache_entries: { image_id: string; body: string };
+  image_manifests: { image_id: string; sha512: string; body: string };
   site_inventories: { site_id: string; body: string };
   inventory_copies: { image_id: string; site_id: string; store: string };
   identity_records: { kind: string; id: string; body: string };

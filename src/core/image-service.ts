@@ -16,6 +16,8 @@ import type { BlobDigest, BlobStore, Catalog, CopyRegistry, ImageBytesElsewhere,
 import type { RegionStores } from './region-stores.ts';
 import type { StoreRegistry } from './stores.ts';
 import { HEADER_BYTES, inspectVirtualSize } from './virtual-size.ts';
+import type { ChunkManifest } from './chunk-manifest.ts';
+import type { ImageManifests } from './image-manifests.ts';
 
 export interface ImageServiceOptions {
   catalog: Catalog;
@@ -34,6 +36,8 @@ export interface ImageServiceOptions {
   copies?: CopyRegistry;
   /** The region's stores: explains why a store an upload names is not one of this site's. */
   region?: RegionStores;
+  /** The chunk manifests of the images' bytes (recorded at upload, served to other sites). */
+  manifests?: ImageManifests;
   now?: () => Date;
 }
 
@@ -71,6 +75,7 @@ export class ImageService {
   readonly #sizeCap: number;
   readonly #staging: BlobStore | undefined;
   readonly #elsewhere: ImageBytesElsewhere | undefined;
+  readonly #manifests: ImageManifests | undefined;
   readonly #copies: CopyRegistry | undefined;
   readonly #region: RegionStores | undefined;
   readonly #now: () => Date;
@@ -85,6 +90,7 @@ export class ImageService {
     this.#elsewhere = opts.elsewhere;
     this.#copies = opts.copies;
     this.#region = opts.region;
+    this.#manifests = opts.manifests;
     this.#now = opts.now ?? (() => new Date());
   }
 
@@ -188,6 +194,7 @@ export class ImageService {
       if (this.#stores.has(loc.store)) await this.#stores.blobs(loc.store).delete(image.id, opts);
     }
     await this.#staging?.delete(image.id, opts);
+    await this.#manifests?.forget(image.id, opts);
   }
 
   /** POST /v2/images/{id}/actions/deactivate|reactivate (idempotent). */
@@ -377,7 +384,10 @@ export class ImageService {
    * (virtual_size), are then read back from the stored copy. If that read fails, the copy goes.
    */
   async #store(image: Image, blobs: BlobStore, data: AsyncIterable<Uint8Array>, req: UploadRequest): Promise<{ digest: BlobDigest; virtualSize: number | null }> {
-    const digest = await blobs.put(image.id, data, { signal: req.signal, expectedSize: req.declaredSize, maxSize: this.#sizeCap });
+    const digest = await blobs.put(image.id, data, { signal: req.signal, expectedSize: req.declaredSize, maxSize: this.#sizeCap, manifest: this.#manifests !== undefined });
+    // Before the image can be active with these bytes; kept under their sha512, so a manifest left
+    // by an upload that fails later is never answered for other bytes.
+    await this.#manifests?.record(image.id, digest.sha512, digest.manifest, req);
     let head: Uint8Array = new Uint8Array(0);
     try {
       if (digest.size > 0) {
@@ -474,6 +484,17 @@ export class ImageService {
   }
 
   /**
+   * GET /outpost/v1/images/{id}/manifest: the chunk manifest of the image's bytes, for whoever may
+   * download them (a deactivated image's for administrators and sites only, as its data).
+   */
+  async manifest(ctx: RequestContext, id: string, opts: IoOptions = {}): Promise<ChunkManifest> {
+    const image = await this.get(ctx, id, opts);
+    assertMayReadData(ctx, image);
+    if (this.#manifests === undefined) throw new NotFoundError(`This site keeps no chunk manifests.`);
+    return this.#manifests.of(image, opts);
+  }
+
+  /**
    * HEAD /v2/images/{id}/file: the status and headers GET would answer with, without reading a
    * byte (and, at an edge, without starting a fill): a local copy is checked for presence and
    * size; bytes from elsewhere are announced by the image's size.
@@ -492,9 +513,7 @@ export class ImageService {
   /** What a download of the image would read: the caller's right to, the copies to try, the range. */
   async #planDownload(ctx: RequestContext, id: string, range: ByteRange | undefined, opts: IoOptions): Promise<DownloadPlan> {
     const image = await this.get(ctx, id, opts);
-    if (image.status === 'deactivated' && !ctx.isAdmin && !ctx.roles.includes('service')) {
-      throw new ForbiddenError('The requested image has been deactivated. Image data download is forbidden.');
-    }
+    assertMayReadData(ctx, image);
     const locations = [...image.locations]
       .filter((l) => this.#stores.has(l.store))
       .sort((a, b) => this.#stores.weight(b.store) - this.#stores.weight(a.store));
@@ -518,6 +537,13 @@ export class ImageService {
     return { kind: 'plan', image, start, end, partial: range !== undefined, locations, elsewhere };
   }
 
+}
+
+/** A deactivated image's data is for administrators (and sites, which apply that rule to their callers). */
+function assertMayReadData(ctx: RequestContext, image: Image): void {
+  if (image.status === 'deactivated' && !ctx.isAdmin && !ctx.roles.includes('service')) {
+    throw new ForbiddenError('The requested image has been deactivated. Image data download is forbidden.');
+  }
 }
 
 /** Glance's checks before image data is accepted: formats set, and queued → saving allowed. */

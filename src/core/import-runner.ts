@@ -7,6 +7,7 @@ import type { BlobDigest, BlobStore, Catalog, RemoteSource } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
 import { endTask, type Task } from './task.ts';
 import { HEADER_BYTES, inspectVirtualSize } from './virtual-size.ts';
+import type { ImageManifests } from './image-manifests.ts';
 
 /** A glance-download region: the image API of another region and how to authenticate there. */
 export interface GlanceRegion {
@@ -21,6 +22,8 @@ export interface ImportTaskRunnerOptions {
   remote: RemoteSource;
   regions: (name: string) => GlanceRegion | undefined;
   imageSizeCap: number;
+  /** Where the chunk manifest of the bytes copied into the stores is recorded. */
+  manifests?: ImageManifests;
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
   /** How often progress is written to the task's message (default 1 s). */
   progressIntervalMs?: number;
@@ -123,11 +126,14 @@ export class ImportTaskRunner implements ImportRunner {
           const counted = this.#progress(task, await source(), 'Copied', (chunk) => {
             if (head.length < HEADER_BYTES) head = Buffer.concat([head, chunk.subarray(0, HEADER_BYTES - head.length)]);
           });
-          const d = await this.#o.stores.blobs(store).put(imageId, counted, { signal, expectedSize: digest?.size, maxSize: this.#o.imageSizeCap });
+          const d = await this.#o.stores.blobs(store).put(imageId, counted, {
+            signal, expectedSize: digest?.size, maxSize: this.#o.imageSizeCap, manifest: this.#o.manifests !== undefined && copied === 0,
+          });
           if (digest !== undefined && (d.md5 !== digest.md5 || d.sha512 !== digest.sha512 || d.size !== digest.size)) {
             await this.#o.stores.blobs(store).delete(imageId);
             throw new Error(`The copy in store ${store} does not match the image's size and hashes`);
           }
+          await this.#o.manifests?.record(imageId, d.sha512, d.manifest, { signal });
           digest ??= d;
           const verified = digest;
           await this.#updateImage(task, (image) => {

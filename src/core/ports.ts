@@ -1,5 +1,6 @@
 import type { RequestContext } from './context.ts';
 import type { Readable } from 'node:stream';
+import type { ChunkManifest } from './chunk-manifest.ts';
 import type { Image, ImageMember, MemberStatus, Visibility } from './image.ts';
 import type { Task, TaskStatus } from './task.ts';
 
@@ -169,6 +170,8 @@ export interface BlobDigest {
   size: number;
   md5: string;
   sha512: string;
+  /** The chunk manifest of the bytes, when the put asked for it (PutOptions.manifest). */
+  manifest?: ChunkManifest;
 }
 
 export interface BlobStat {
@@ -185,6 +188,8 @@ export interface PutOptions extends IoOptions {
   expectedSize?: number;
   /** The write fails (and leaves nothing) as soon as more bytes than this arrive. */
   maxSize?: number;
+  /** Also compute the bytes' chunk manifest, in the same pass (BlobDigest.manifest). */
+  manifest?: boolean;
 }
 
 export interface GetOptions extends IoOptions {
@@ -275,6 +280,17 @@ export interface CacheIndex {
   deleteCacheEntry(imageId: string, opts?: IoOptions): Promise<void>;
 }
 
+/**
+ * The chunk manifests a site knows, by image: local bookkeeping, not replicated (the same bytes
+ * give the same manifest at every site, so a site computes it or asks its parent). Each is kept
+ * with the sha512 of the bytes it describes, and only answered for those bytes.
+ */
+export interface ManifestIndex {
+  getManifest(imageId: string, sha512: string, opts?: IoOptions): Promise<ChunkManifest | undefined>;
+  putManifest(imageId: string, sha512: string, manifest: ChunkManifest, opts?: IoOptions): Promise<void>;
+  deleteManifest(imageId: string, opts?: IoOptions): Promise<void>;
+}
+
 /** A copy of an image's bytes held in one store, with the digests its bytes were verified to have. */
 export interface VerifiedCopy {
   store: string;
@@ -346,6 +362,8 @@ export interface ImageBytesElsewhere {
    * source has no bytes for the image, ServiceUnavailableError when it cannot be reached.
    */
   open(image: Image, start: number, end: number, opts?: IoOptions): Promise<Readable>;
+  /** The chunk manifest of the image's bytes, as the source has it (checked by the caller). */
+  manifest(image: Image, opts?: IoOptions): Promise<unknown>;
 }
 
 /** Bytes of an image fetched from the parent site. */
@@ -360,6 +378,8 @@ export interface ParentImageBytes {
  */
 export interface ParentImageSource {
   open(imageId: string, opts?: GetOptions): Promise<ParentImageBytes>;
+  /** The parent's answer to GET /outpost/v1/images/{id}/manifest (unchecked JSON); NotFoundError when it has none. */
+  manifest(imageId: string, opts?: IoOptions): Promise<unknown>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -470,12 +490,14 @@ export interface Hasher {
    * caller may then reuse or free it (VerifyingBlobStore reuses its shared batches on that promise).
    */
   update(chunk: Uint8Array): Promise<void>;
-  digest(): Promise<{ md5: string; sha512: string }>;
+  /** md5 and sha512, and the chunk manifest if the hasher was created for one. */
+  digest(): Promise<{ md5: string; sha512: string; manifest?: ChunkManifest }>;
   /** Releases resources without producing a digest. */
   abort(): void;
 }
 export interface HasherFactory {
-  create(): Hasher;
+  /** A hasher of one stream; `manifest`: it also builds the stream's chunk manifest. */
+  create(opts?: { manifest?: boolean }): Hasher;
   /**
    * Memory of `size` bytes that update() can hash without copying it (shared with the hashing
    * threads), reused across hashers: give it back once no hasher and no caller needs it.

@@ -1,5 +1,6 @@
 import { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
+import type { ChunkManifest } from '../core/chunk-manifest.ts';
 import { BadRequestError, DataMismatchError, PayloadTooLargeError } from '../core/errors.ts';
 import type {
   BlobDigest, BlobDriver, BlobStat, BlobStore, BlobWriter, GetOptions, Hasher, HasherFactory, IoOptions, PutOptions,
@@ -75,12 +76,12 @@ export class VerifyingBlobStore implements BlobStore {
         if (opts.expectedSize !== undefined && size !== opts.expectedSize) {
           throw new BadRequestError(`Image size mismatch: ${size} bytes arrived, ${opts.expectedSize} were declared.`);
         }
-        const { md5, sha512 } = await writer.finish();
+        const { md5, sha512, manifest } = await writer.finish();
         if (opts.expected !== undefined && (md5 !== opts.expected.md5 || sha512 !== opts.expected.sha512)) {
           throw new DataMismatchError(`The bytes of ${key} do not match the expected checksum and hash; nothing was stored.`);
         }
         await target.commit(opts);
-        return { size, md5, sha512 };
+        return { size, md5, sha512, ...(manifest === undefined ? {} : { manifest }) };
       } catch (error) {
         await writer.settle();
         await target.cancel();
@@ -146,7 +147,7 @@ class HashedWriter {
   constructor(target: BlobWriter, hashers: HasherFactory, opts: PutOptions) {
     this.#target = target;
     this.#hashers = hashers;
-    this.#hasher = hashers.create();
+    this.#hasher = hashers.create({ manifest: opts.manifest === true });
     this.#opts = opts;
   }
 
@@ -192,7 +193,7 @@ class HashedWriter {
   }
 
   /** Hashes and writes what is left; waits for every write; the digest. */
-  async finish(): Promise<{ md5: string; sha512: string }> {
+  async finish(): Promise<{ md5: string; sha512: string; manifest?: ChunkManifest }> {
     if (this.#filled > 0) this.#dispatch();
     while (this.#error === undefined && this.#busy > 0) {
       await new Promise<void>((resolve) => { this.#wake = resolve; });

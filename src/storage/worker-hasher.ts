@@ -1,8 +1,10 @@
 import { Worker } from 'node:worker_threads';
+import type { ChunkManifest } from '../core/chunk-manifest.ts';
 import type { Hasher, HasherFactory } from '../core/ports.ts';
 import type { HashReply, HashRequest } from './hash-worker.ts';
 
-const ALGORITHMS = ['md5', 'sha512'] as const;
+/** One thread each; `manifest` (the chunk manifest) only for the streams that ask for it. */
+const ALGORITHMS = ['md5', 'sha512', 'manifest'] as const;
 const BATCH = 1 << 20;
 /** Bytes one stream may have handed to each hashing thread and not yet seen hashed. */
 const MAX_IN_FLIGHT = 16 << 20;
@@ -45,7 +47,7 @@ interface Stream {
   inFlight: number;
   waiters: (() => void)[];
   /** Resolvers of the digest of each algorithm, by thread index. */
-  digests: ((hex: string) => void)[];
+  digests: ((value: string | ChunkManifest) => void)[];
   /** Bytes posted and not yet acknowledged by every thread, oldest first. */
   posted: Posted[];
   /** Acknowledgements received per thread and not yet matched to a posted batch. */
@@ -121,7 +123,7 @@ export class WorkerHasherFactory implements HasherFactory {
     const s = this.#streams.get(m.id);
     if (s === undefined) return;
     if (m.type === 'digest') {
-      s.digests[index](m.hex);
+      s.digests[index](m.value);
       return;
     }
     s.inFlight -= m.length;
@@ -133,16 +135,16 @@ export class WorkerHasherFactory implements HasherFactory {
       else hashed.done();
       for (let i = 0; i < s.acks.length; i++) s.acks[i]--;
     }
-    if (s.inFlight <= MAX_IN_FLIGHT * ALGORITHMS.length) for (const wake of s.waiters.splice(0)) wake();
+    if (s.inFlight <= MAX_IN_FLIGHT * s.acks.length) for (const wake of s.waiters.splice(0)) wake();
   }
 
-  create(): Hasher {
+  create(opts: { manifest?: boolean } = {}): Hasher {
     const threads = this.#threads();
-    const { workers } = threads;
+    const workers = opts.manifest === true ? threads.workers : threads.workers.slice(0, 2);
     threads.streams++;
     const id = this.#nextId++;
     const stream: Stream = { inFlight: 0, waiters: [], digests: [], posted: [], acks: workers.map(() => 0), free: [] };
-    const results = ALGORITHMS.map((_, i) => new Promise<string>((resolve) => { stream.digests[i] = resolve; }));
+    const results = workers.map((_, i) => new Promise<string | ChunkManifest>((resolve) => { stream.digests[i] = resolve; }));
     this.#streams.set(id, stream);
     workers.forEach((w, i) => w.postMessage({ type: 'start', id, algorithm: ALGORITHMS[i] } satisfies HashRequest));
 
@@ -198,9 +200,9 @@ export class WorkerHasherFactory implements HasherFactory {
       digest: async () => {
         flush();
         for (const w of workers) w.postMessage({ type: 'end', id } satisfies HashRequest);
-        const [md5, sha512] = await Promise.all(results);
+        const [md5, sha512, manifest] = await Promise.all(results);
         end();
-        return { md5, sha512 };
+        return { md5: md5 as string, sha512: sha512 as string, ...(manifest === undefined ? {} : { manifest: manifest as ChunkManifest }) };
       },
       abort: () => {
         for (const w of workers) w.postMessage({ type: 'abort', id } satisfies HashRequest);

@@ -3,7 +3,7 @@ import { mkdir, open, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Image } from '../core/image.ts';
-import type { BlobStore, IoOptions, ParentImageSource } from '../core/ports.ts';
+import type { BlobDigest, BlobStore, IoOptions, ParentImageSource } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
 import { FillReadStream, ImageFill, type Batch } from './image-fill.ts';
 
@@ -12,6 +12,11 @@ export interface ImageFillsOptions {
   /** Scratch directory for fills in progress; emptied at start. */
   spoolDir: string;
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+/** What the starter of a fill hears of it. */
+export interface FillEvents {
+  committed(digest: BlobDigest): Promise<void>;
 }
 
 /** Where a fill commits the verified copy. */
@@ -55,10 +60,10 @@ export class ImageFills {
 
   /**
    * Starts the fill of `image` (active, with size and both hashes) into `target`. `committed`
-   * runs once the copy is in the store, before the fill counts as committed (its error fails the
-   * fill); `failed` once it has failed.
+   * runs once the copy is in the store, with its digest (and chunk manifest), before the fill
+   * counts as committed (its error fails the fill).
    */
-  start(image: Image, target: FillTarget, on: { committed(): Promise<void>; failed?(): void }): ImageFill {
+  start(image: Image, target: FillTarget, on: FillEvents): ImageFill {
     const fill = new ImageFill(image, join(this.#o.spoolDir, `${image.id}.${randomBytes(6).toString('hex')}`));
     this.#fills.set(image.id, fill);
     let spool: FileHandle | undefined;
@@ -103,7 +108,7 @@ export class ImageFills {
     await Promise.all([...this.#fills.values()].map((f) => f.ended));
   }
 
-  async #run(fill: ImageFill, target: FillTarget, on: { committed(): Promise<void>; failed?(): void }): Promise<void> {
+  async #run(fill: ImageFill, target: FillTarget, on: FillEvents): Promise<void> {
     const { image } = fill;
     const signal = AbortSignal.any([fill.abort.signal, this.#stop.signal]);
     const started = Date.now();
@@ -133,17 +138,16 @@ export class ImageFills {
         }
         await fill.spoolDone();
       }
-      await target.blobs.put(target.key, batches(), {
-        signal, expectedSize: image.size!, expected: { md5: image.checksum!, sha512: image.os_hash_value! },
+      const digest = await target.blobs.put(target.key, batches(), {
+        signal, expectedSize: image.size!, expected: { md5: image.checksum!, sha512: image.os_hash_value! }, manifest: true,
       });
-      await on.committed();
+      await on.committed(digest);
       fill.state = 'committed';
       this.#o.log.info({ image: image.id, size: image.size, ms: Date.now() - started }, 'cached a verified copy from the parent');
     } catch (error) {
       fill.state = 'failed';
       fill.error = error as Error;
       fill.upstreamAnswered(error as Error);
-      on.failed?.();
       this.#o.log.warn({ image: image.id, err: describeError(error) }, 'could not cache the image: nothing was kept');
     }
   }

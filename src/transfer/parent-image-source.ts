@@ -1,5 +1,5 @@
 import { NotFoundError, ServiceUnavailableError } from '../core/errors.ts';
-import type { GetOptions, ParentImageBytes, ParentImageSource } from '../core/ports.ts';
+import type { GetOptions, IoOptions, ParentImageBytes, ParentImageSource } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
 import type { ParentClient } from '../links/parent-client.ts';
 
@@ -23,6 +23,27 @@ export class HttpParentImageSource implements ParentImageSource {
 
   constructor(opts: HttpParentImageSourceOptions) {
     this.#o = opts;
+  }
+
+  /** GET {parent}/outpost/v1/images/{id}/manifest: its JSON (the caller checks it); 404 → NotFoundError. */
+  async manifest(imageId: string, opts: IoOptions = {}): Promise<unknown> {
+    const name = this.#o.name ?? `The parent site ${this.#o.parent.url}`;
+    let res: Response;
+    try {
+      res = await this.#o.parent.fetch(`/outpost/v1/images/${encodeURIComponent(imageId)}/manifest`, { headers: { accept: 'application/json' }, signal: opts.signal }, { timeoutMs: this.#o.timeoutMs });
+    } catch (error) {
+      opts.signal?.throwIfAborted();
+      throw new ServiceUnavailableError(`${name} could not be reached (${describeError(error)}) for the chunk manifest of image ${imageId}.`);
+    }
+    if (res.status === 404) {
+      await res.body?.cancel();
+      throw new NotFoundError(`${name} has no chunk manifest for image ${imageId}.`);
+    }
+    if (!res.ok) {
+      const text = (await res.text().catch(() => '')).slice(0, 200);
+      throw new ServiceUnavailableError(`${name} answered HTTP ${res.status} for the chunk manifest of image ${imageId}${text === '' ? '' : `: ${text}`}`);
+    }
+    return res.json();
   }
 
   async open(imageId: string, opts: GetOptions = {}): Promise<ParentImageBytes> {

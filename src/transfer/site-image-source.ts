@@ -1,5 +1,5 @@
 import { NotFoundError, ServiceUnavailableError } from '../core/errors.ts';
-import type { Catalog, GetOptions, ParentImageBytes, ParentImageSource } from '../core/ports.ts';
+import type { Catalog, GetOptions, IoOptions, ParentImageBytes, ParentImageSource } from '../core/ports.ts';
 import { ParentClient, type TrustedConnections } from '../links/parent-client.ts';
 import { HttpParentImageSource } from './parent-image-source.ts';
 
@@ -28,6 +28,15 @@ export class SiteImageSource implements ParentImageSource {
   }
 
   async open(imageId: string, opts: GetOptions = {}): Promise<ParentImageBytes> {
+    return this.#fromHolders(imageId, opts, (source) => source.open(imageId, opts));
+  }
+
+  async manifest(imageId: string, opts: IoOptions = {}): Promise<unknown> {
+    return this.#fromHolders(imageId, opts, (source) => source.manifest(imageId, opts));
+  }
+
+  /** Asks each site holding a copy of the image in turn; the first answer. */
+  async #fromHolders<T>(imageId: string, opts: IoOptions, ask: (source: HttpParentImageSource) => Promise<T>): Promise<T> {
     const image = await this.#o.catalog.getImage(imageId, opts);
     const stores = new Set(image?.locations.map((l) => l.store) ?? []);
     const holders = (await this.#o.catalog.listSites(opts))
@@ -40,8 +49,7 @@ export class SiteImageSource implements ParentImageSource {
         const parent = new ParentClient({
           url: site.public_url, headers, timeoutMs: this.#o.timeoutMs, connections: this.#o.connections, trustKey: 'sites_ca',
         });
-        const source = new HttpParentImageSource({ parent, timeoutMs: this.#o.timeoutMs, name: `Site ${site.id} (${site.public_url})` });
-        return await source.open(imageId, opts);
+        return await ask(new HttpParentImageSource({ parent, timeoutMs: this.#o.timeoutMs, name: `Site ${site.id} (${site.public_url})` }));
       } catch (error) {
         opts.signal?.throwIfAborted();
         last = error as Error;

@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BadRequestError, NotFoundError, PayloadTooLargeError, DataMismatchError } from '../../src/core/errors.ts';
 import type { BlobStore } from '../../src/core/ports.ts';
+import { validateManifest } from '../../src/core/chunk-manifest.ts';
 
 /** A freshly opened, empty store and how to inspect and dispose of it. */
 export interface BlobStoreHandle {
@@ -123,6 +124,23 @@ export function blobStoreConformance(name: string, open: () => Promise<BlobStore
         assert.deepEqual(digest, digestOf(bytes));
         assert.deepEqual(await read(store, 'small-blob'), bytes);
         assert.deepEqual(await store.stat('small-blob'), { size: bytes.length });
+      }));
+
+      it('with manifest: returns the chunk manifest of the bytes, the same however they arrive, each chunk\'s sha256 right', withStore(async ({ store }) => {
+        const bytes = Buffer.concat([randomBytes(3 * MiB), Buffer.alloc(3 * MiB), randomBytes(MiB + 17)]);
+        const one = await store.put('with-manifest', chunked(bytes, [64 * 1024]), { manifest: true });
+        const two = await store.put('with-manifest-2', chunked(bytes, [1, 999_999, 4096, 3 * MiB]), { manifest: true });
+        assert.ok(one.manifest !== undefined);
+        const manifest = validateManifest(one.manifest, bytes.length);
+        assert.deepEqual(two.manifest, manifest, 'the same manifest for the same bytes');
+        assert.deepEqual({ ...one, manifest: undefined }, { ...digestOf(bytes), manifest: undefined });
+        for (const c of manifest.chunks) {
+          const part = bytes.subarray(c.offset, c.offset + c.length);
+          assert.equal(c.sha256, createHash('sha256').update(part).digest('hex'));
+          assert.equal(c.zero === true, part.every((b) => b === 0), `chunk at ${c.offset}: zero is ${c.zero}`);
+        }
+        assert.ok(manifest.chunks.some((c) => c.zero), 'the zeros make at least one zero chunk');
+        assert.equal((await put(store, 'without-manifest', bytes)).manifest, undefined, 'no manifest unless asked');
       }));
 
       it('stores an empty blob', withStore(async ({ store }) => {

@@ -5,6 +5,7 @@ import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
 import { catalogConformance } from './catalog-conformance.ts';
 import { identityStoreConformance } from './identity-store-conformance.ts';
 import { inventoryConformance } from './inventory-conformance.ts';
+import { manifestIndexConformance } from './manifest-index-conformance.ts';
 import { changeLogConformance, replicaConformance } from './replication-conformance.ts';
 
 /** A SqlCatalog on its own SQLite file: the Catalog, ChangeLog, Replica and InventoryStore ports' SQL adapter. */
@@ -30,4 +31,8 @@ inventoryConformance('SqlCatalog (SQLite file)', async () => {
 identityStoreConformance('SqlCatalog (SQLite file)', async () => {
   const handle = await open();
   return { store: handle.catalog, cleanup: handle.cleanup };
+});
+manifestIndexConformance('SqlCatalog (SQLite file)', async () => {
+  const handle = await open();
+  return { index: handle.catalog, cleanup: handle.cleanup };
 });

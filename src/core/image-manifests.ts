@@ -1,0 +1,77 @@
+import { validateManifest, type ChunkManifest } from './chunk-manifest.ts';
+import { DataMismatchError, NotFoundError } from './errors.ts';
+import type { Image } from './image.ts';
+import type { HasherFactory, ImageBytesElsewhere, IoOptions, ManifestIndex } from './ports.ts';
+import type { StoreRegistry } from './stores.ts';
+
+export interface ImageManifestsOptions {
+  index: ManifestIndex;
+  stores: StoreRegistry;
+  hashers: HasherFactory;
+  /** Where the bytes of images this site holds no copy of come from (an edge's parent, through its cache). */
+  elsewhere?: Pick<ImageBytesElsewhere, 'manifest'>;
+}
+
+/**
+ * The chunk manifest of each active image's bytes (GET /outpost/v1/images/{id}/manifest): the
+ * one recorded when the bytes were stored here (upload, import, cache fill), else computed now
+ * from a copy this site holds — checked against the image's size and hashes on the way — else
+ * asked of where the bytes come from. Whatever is found is recorded, so it is computed or fetched
+ * once per site.
+ */
+export class ImageManifests {
+  readonly #o: ImageManifestsOptions;
+
+  constructor(opts: ImageManifestsOptions) {
+    this.#o = opts;
+  }
+
+  /** Records the manifest of bytes just stored for an image (their sha512: the image's os_hash_value). */
+  async record(imageId: string, sha512: string, manifest: ChunkManifest | undefined, opts: IoOptions = {}): Promise<void> {
+    if (manifest !== undefined) await this.#o.index.putManifest(imageId, sha512, manifest, opts);
+  }
+
+  async forget(imageId: string, opts: IoOptions = {}): Promise<void> {
+    await this.#o.index.deleteManifest(imageId, opts);
+  }
+
+  /** The manifest of an image with verified bytes (active or deactivated); NotFoundError when it has none. */
+  async of(image: Image, opts: IoOptions = {}): Promise<ChunkManifest> {
+    if ((image.status !== 'active' && image.status !== 'deactivated') || image.size === null || image.os_hash_value === null || image.checksum === null) {
+      throw new NotFoundError(`Image ${image.id} has no data, so no chunk manifest.`);
+    }
+    const sha512 = image.os_hash_value;
+    const known = await this.#o.index.getManifest(image.id, sha512, opts);
+    if (known !== undefined) return known;
+    const manifest = await this.#fromLocalCopy(image, opts) ?? await this.#fromElsewhere(image, opts);
+    await this.#o.index.putManifest(image.id, sha512, manifest, opts);
+    return manifest;
+  }
+
+  /** Reads a copy this site holds through the hashing threads; undefined when it holds none. */
+  async #fromLocalCopy(image: Image, opts: IoOptions): Promise<ChunkManifest | undefined> {
+    for (const location of image.locations) {
+      if (!this.#o.stores.has(location.store)) continue;
+      const blobs = this.#o.stores.blobs(location.store);
+      if ((await blobs.stat(image.id, opts))?.size !== image.size) continue;
+      const hasher = this.#o.hashers.create({ manifest: true });
+      try {
+        for await (const part of await blobs.get(image.id, opts)) await hasher.update(part as Uint8Array);
+      } catch (error) {
+        hasher.abort();
+        throw error;
+      }
+      const { md5, sha512, manifest } = await hasher.digest();
+      if (md5 !== image.checksum || sha512 !== image.os_hash_value) {
+        throw new DataMismatchError(`The copy of image ${image.id} in store ${location.store} does not match the image's checksum and hash.`);
+      }
+      return manifest;
+    }
+    return undefined;
+  }
+
+  async #fromElsewhere(image: Image, opts: IoOptions): Promise<ChunkManifest> {
+    if (this.#o.elsewhere === undefined) throw new NotFoundError(`No copy of image ${image.id} is held here, so its chunk manifest cannot be computed.`);
+    return validateManifest(await this.#o.elsewhere.manifest(image, opts), image.size!);
+  }
+}
