@@ -115,17 +115,22 @@ async function main(cleanup: Cleanup): Promise<number> {
   }
   const outpost = new ApiSystem(await startOutpost(REPO_ROOT, join(tmp, 'outpost-data'), opts.outpostEnv, cleanup, ['--auth', 'none']));
   process.stderr.write(`Outpost at ${outpost.server.url} (PID ${outpost.server.pid})\n`);
+  // The same Outpost without chunk manifests built while uploading: what the manifest costs.
+  const lean = new ApiSystem(await startOutpost(REPO_ROOT, join(tmp, 'outpost-lean-data'), { ...opts.outpostEnv, OUTPOST_CHUNK_MANIFESTS: 'false' }, cleanup, ['--auth', 'none'], 'Outpost without manifests'));
+  process.stderr.write(`Outpost without manifests at ${lean.server.url} (PID ${lean.server.pid})\n`);
   if (Object.keys(opts.outpostEnv).length > 0) outpost.result.note = `run with ${Object.entries(opts.outpostEnv).map(([k, v]) => `${k}=${v}`).join(' ')}`;
   const nginx = await startNginx(filesDir, join(tmp, 'nginx'), cleanup).catch((e: Error) => `could not be started: ${e.message.split('\n')[0]}`);
   if (typeof nginx === 'string') process.stderr.write(`nginx ${nginx}\n`);
   else process.stderr.write(`nginx at ${nginx.url} (PID ${nginx.pid})\n`);
   const apis = glance === undefined ? [outpost] : [outpost, glance];
   for (const a of apis) await a.prepare(file, opts.plan);
+  await lean.prepare(file, { ...opts.plan, catalog: 1 });
 
   loads.note('before uploads');
   for (let round = 0; round < opts.plan.runs; round++) {
-    for (const a of rotate(apis, round)) await a.upload(file, `${round + 1}/${opts.plan.runs}`, round === opts.plan.runs - 1);
+    for (const a of rotate([...apis, lean], round)) await a.upload(file, `${round + 1}/${opts.plan.runs}`, round === opts.plan.runs - 1);
   }
+  await lean.server.stop();
 
   loads.note('before downloads');
   const nginxResult: SystemResult = { name: 'nginx (sendfile)' };
@@ -148,8 +153,8 @@ async function main(cleanup: Cleanup): Promise<number> {
 
   const measuredGlance: Measured = glance === undefined ? { name: 'Glance', missing: glanceMissing! } : { result: glance.result };
   const measuredNginx: Measured = typeof nginx === 'string' ? { name: 'nginx', missing: nginx } : { result: nginxResult };
-  const results: SystemResult[] = [outpost.result, ...(typeof nginx === 'string' ? [] : [nginxResult]), catResult, ...(glance === undefined ? [] : [glance.result])];
-  const rows = compare(outpost.result, measuredGlance, measuredNginx, catResult, size);
+  const results: SystemResult[] = [outpost.result, lean.result, ...(typeof nginx === 'string' ? [] : [nginxResult]), catResult, ...(glance === undefined ? [] : [glance.result])];
+  const rows = compare(outpost.result, measuredGlance, measuredNginx, catResult, size, lean.result);
   const end = outcome(rows);
   const cells = rows.map(rowCells);
   process.stdout.write(`\n${textTable(ROW_HEADER, cells)}\n\n${glanceNote}\n${loads}\n${end.message}\n`);
@@ -181,6 +186,7 @@ async function main(cleanup: Cleanup): Promise<number> {
         '(temp prefix, `sendfile on`, serving the source file) and Glance run side by side for the whole benchmark and are measured in turns, ' +
         'round by round, in an order that rotates each round, so that the load of the shared machine falls on each of them alike.',
       '- Each system first gets one untimed upload and one untimed download (warm-up: lazy start-up, page cache).',
+      '- "Outpost without manifests" is the same Outpost started with `OUTPOST_CHUNK_MANIFESTS=false` (no chunk manifest built while uploading), measured in the upload rounds only: what building the manifest costs an upload.',
       '- Upload: `curl -T FILE -H "Content-Type: application/octet-stream" -H "Expect:"` to `PUT /v2/images/{id}/file` of a new image, ' +
         '`sync` before each; MB/s = bytes / curl time_total (until the server answers 204); the result is checked (active, size, md5, sha512).',
       '- Download: `curl -o /dev/null` after one untimed warm-up, so the file is in the page cache.',

@@ -172,6 +172,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     site: config.site,
     index: catalog,
     manifests: catalog,
+    buildManifests: config.chunk_manifests,
     blobs: stores.blobs(stores.defaultId),
     source: parent !== undefined
       ? new HttpParentImageSource({ parent, timeoutMs: config.parent_timeout_ms })
@@ -191,7 +192,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   });
   invalidation.start();
   const region = new RegionStores({ site: config.site, local: stores, sites: (o) => catalog.listSites(o) });
-  const manifests = new ImageManifests({ index: catalog, stores, hashers, elsewhere: cache });
+  const manifests = new ImageManifests({ index: catalog, stores, hashers, elsewhere: cache, whileStoring: config.chunk_manifests });
   const images = new ImageService({
     catalog, region, manifests,
     elsewhere: cache,

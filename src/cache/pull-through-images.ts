@@ -11,6 +11,8 @@ export interface PullThroughImagesOptions {
   index: CacheIndex;
   /** Where the chunk manifests of the copies it fetches are recorded. */
   manifests: ManifestIndex;
+  /** Build each copy's manifest as it is fetched (`chunk_manifests`). */
+  buildManifests: boolean;
   /** Where verified copies are kept, under `cacheKey(image id)` (the site's default store). */
   blobs: BlobStore;
   source: ParentImageSource;
@@ -273,7 +275,7 @@ export class PullThroughImages {
   #startFill(image: Image, pin: { until: string | null } | undefined): ImageFill {
     const pending = { hits: 0, pin };
     this.#pending.set(image.id, pending);
-    const fill = this.#fills.start(image, { blobs: this.#o.blobs, key: cacheKey(image.id) }, {
+    const fill = this.#fills.start(image, { blobs: this.#o.blobs, key: cacheKey(image.id), manifest: this.#o.buildManifests }, {
       committed: async (digest) => {
         if (digest.manifest !== undefined) await this.#o.manifests.putManifest(image.id, digest.sha512, digest.manifest);
         const now = this.#now().toISOString();

@@ -100,6 +100,8 @@ export interface OutpostConfig {
   show_image_direct_url: boolean;
   /** fdatasync each image before it becomes visible. */
   storage_sync: boolean;
+  /** Build each image's chunk manifest while its bytes are stored (else when first asked for). */
+  chunk_manifests: boolean;
   /** Edge: how long a forwarded write may wait for the parent before answering 503, ms. */
   parent_timeout_ms: number;
   /**
@@ -173,6 +175,7 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   show_multiple_locations: { kind: 'boolean' },
   show_image_direct_url: { kind: 'boolean' },
   storage_sync: { kind: 'boolean' },
+  chunk_manifests: { kind: 'boolean' },
   parent_timeout_ms: { kind: 'integer', min: 1 },
   feed_wait_seconds: { kind: 'integer', min: 1 },
   change_log_retain: { kind: 'integer', min: 1 },
@@ -214,6 +217,7 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   show_multiple_locations: false,
   show_image_direct_url: false,
   storage_sync: true,
+  chunk_manifests: true,
   parent_timeout_ms: 5000,
   feed_wait_seconds: 10,
   change_log_retain: 100_000,

@@ -10,6 +10,8 @@ export interface ImageManifestsOptions {
   hashers: HasherFactory;
   /** Where the bytes of images this site holds no copy of come from (an edge's parent, through its cache). */
   elsewhere?: Pick<ImageBytesElsewhere, 'manifest'>;
+  /** Whether bytes being stored get their manifest in the same pass (`chunk_manifests`; default true). */
+  whileStoring?: boolean;
 }
 
 /**
@@ -24,6 +26,11 @@ export class ImageManifests {
 
   constructor(opts: ImageManifestsOptions) {
     this.#o = opts;
+  }
+
+  /** Whether a put of an image's bytes should build their manifest (PutOptions.manifest). */
+  get whileStoring(): boolean {
+    return this.#o.whileStoring ?? true;
   }
 
   /** Records the manifest of bytes just stored for an image (their sha512: the image's os_hash_value). */

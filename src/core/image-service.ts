@@ -384,7 +384,7 @@ export class ImageService {
    * (virtual_size), are then read back from the stored copy. If that read fails, the copy goes.
    */
   async #store(image: Image, blobs: BlobStore, data: AsyncIterable<Uint8Array>, req: UploadRequest): Promise<{ digest: BlobDigest; virtualSize: number | null }> {
-    const digest = await blobs.put(image.id, data, { signal: req.signal, expectedSize: req.declaredSize, maxSize: this.#sizeCap, manifest: this.#manifests !== undefined });
+    const digest = await blobs.put(image.id, data, { signal: req.signal, expectedSize: req.declaredSize, maxSize: this.#sizeCap, manifest: this.#manifests?.whileStoring === true });
     // Before the image can be active with these bytes; kept under their sha512, so a manifest left
     // by an upload that fails later is never answered for other bytes.
     await this.#manifests?.record(image.id, digest.sha512, digest.manifest, req);

@@ -127,7 +127,7 @@ export class ImportTaskRunner implements ImportRunner {
             if (head.length < HEADER_BYTES) head = Buffer.concat([head, chunk.subarray(0, HEADER_BYTES - head.length)]);
           });
           const d = await this.#o.stores.blobs(store).put(imageId, counted, {
-            signal, expectedSize: digest?.size, maxSize: this.#o.imageSizeCap, manifest: this.#o.manifests !== undefined && copied === 0,
+            signal, expectedSize: digest?.size, maxSize: this.#o.imageSizeCap, manifest: this.#o.manifests?.whileStoring === true && copied === 0,
           });
           if (digest !== undefined && (d.md5 !== digest.md5 || d.sha512 !== digest.sha512 || d.size !== digest.size)) {
             await this.#o.stores.blobs(store).delete(imageId);

@@ -23,6 +23,8 @@ export interface FillEvents {
 export interface FillTarget {
   blobs: BlobStore;
   key: string;
+  /** Build the copy's chunk manifest in the same pass (its digest then carries it). */
+  manifest: boolean;
 }
 
 /**
@@ -139,7 +141,7 @@ export class ImageFills {
         await fill.spoolDone();
       }
       const digest = await target.blobs.put(target.key, batches(), {
-        signal, expectedSize: image.size!, expected: { md5: image.checksum!, sha512: image.os_hash_value! }, manifest: true,
+        signal, expectedSize: image.size!, expected: { md5: image.checksum!, sha512: image.os_hash_value! }, manifest: target.manifest,
       });
       await on.committed(digest);
       fill.state = 'committed';

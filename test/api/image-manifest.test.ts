@@ -48,6 +48,20 @@ describe('GET /outpost/v1/images/{id}/manifest', () => {
     expectStatus(await call(site, 'GET', `/outpost/v1/images/${shared.id}/manifest`), 200);
   });
 
+  it('with chunk_manifests off, the manifest is built when first asked for, the same as one built at upload', async () => {
+    const lazy = await startTestSite({ chunk_manifests: false });
+    try {
+      const data = bytesOf(2 * MiB + 3, 25);
+      const here = await createActiveImage(site, data, { name: 'eager' });
+      const there = await createActiveImage(lazy, data, { name: 'lazy' });
+      const res = await call(lazy, 'GET', `/outpost/v1/images/${there.id}/manifest`);
+      expectStatus(res, 200);
+      assert.deepEqual(res.body, (await call(site, 'GET', `/outpost/v1/images/${here.id}/manifest`)).body);
+    } finally {
+      await lazy.close();
+    }
+  });
+
   it('an empty image has a manifest of no chunks', async () => {
     const empty = await createActiveImage(site, new Uint8Array(0), { name: 'empty' });
     const res = await call<ChunkManifest>(site, 'GET', `/outpost/v1/images/${empty.id}/manifest`);
