@@ -29,6 +29,7 @@ import { SiteRegistration } from '../replication/site-registration.ts';
 import { ChangeLogRetention } from '../replication/change-log-retention.ts';
 import { CacheInvalidation } from '../cache/cache-invalidation.ts';
 import { PullThroughImages } from '../cache/pull-through-images.ts';
+import { DeltaImageSource } from '../transfer/delta-image-source.ts';
 import { HttpParentImageSource } from '../transfer/parent-image-source.ts';
 import { SiteImageSource } from '../transfer/site-image-source.ts';
 import { ParentCopyRegistry } from '../replication/parent-copy-registry.ts';
@@ -165,18 +166,28 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     lastContact: () => follower.status().lastContact,
     reachability: parent.reachability!,
   };
-  // Image bytes the site's stores do not hold: a cache in the site's default store, filled from
-  // the parent at an edge and from the sites holding a copy at central (pull-through, single
-  // flight), and invalidated through the site's change log.
+  // Where image bytes this site does not hold come from: the parent at an edge, the sites holding
+  // a copy at central. Transfers are planned from the image's chunk manifest (what is held here
+  // is copied, only the rest is fetched), and pulled through a cache in the site's default store
+  // (single flight), invalidated through the site's change log.
+  const upstream = parent !== undefined
+    ? new HttpParentImageSource({ parent, timeoutMs: config.parent_timeout_ms })
+    : new SiteImageSource({ catalog, self: config.site, headers: centralHeaders, timeoutMs: config.parent_timeout_ms, connections: links });
+  const manifests = new ImageManifests({ catalog, index: catalog, chunks: catalog, stores, hashers, elsewhere: upstream, whileStoring: config.chunk_manifests });
   const cache = await PullThroughImages.create({
     site: config.site,
     index: catalog,
     manifests: catalog,
+    chunks: catalog,
     buildManifests: config.chunk_manifests,
     blobs: stores.blobs(stores.defaultId),
-    source: parent !== undefined
-      ? new HttpParentImageSource({ parent, timeoutMs: config.parent_timeout_ms })
-      : new SiteImageSource({ catalog, self: config.site, headers: centralHeaders, timeoutMs: config.parent_timeout_ms, connections: links }),
+    source: new DeltaImageSource({
+      upstream,
+      manifestOf: (id, o) => manifests.forTransfer(id, o),
+      chunks: catalog,
+      blobs: (id) => (stores.has(id) ? stores.blobs(id) : undefined),
+      log: logger,
+    }),
     spoolDir: join(dataDir, 'cache-spool'),
     budgetBytes: config.cache_max_bytes,
     log: logger,
@@ -186,13 +197,12 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     held: () => cache.entries().map((e) => e.image_id),
     drop: async (id) => {
       await cache.invalidate(id);
-      await catalog.deleteManifest(id);
+      await manifests.forget(id, stores.list().map((s) => s.id));
       for (const s of stores.list()) await stores.blobs(s.id).delete(id);
     },
   });
   invalidation.start();
   const region = new RegionStores({ site: config.site, local: stores, sites: (o) => catalog.listSites(o) });
-  const manifests = new ImageManifests({ index: catalog, stores, hashers, elsewhere: cache, whileStoring: config.chunk_manifests });
   const images = new ImageService({
     catalog, region, manifests,
     elsewhere: cache,

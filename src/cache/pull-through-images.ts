@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { NotFoundError, PayloadTooLargeError } from '../core/errors.ts';
 import type { Image } from '../core/image.ts';
-import type { BlobStore, CacheEntry, CacheIndex, IoOptions, ManifestIndex, ParentImageSource } from '../core/ports.ts';
+import type { BlobStore, CacheEntry, CacheIndex, ChunkIndex, IoOptions, ManifestIndex, ParentImageSource } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
 import type { ImageFill } from '../transfer/image-fill.ts';
 import { ImageFills } from '../transfer/image-fills.ts';
@@ -9,8 +9,9 @@ export interface PullThroughImagesOptions {
   /** The site's id, for messages. */
   site: string;
   index: CacheIndex;
-  /** Where the chunk manifests of the copies it fetches are recorded. */
+  /** Where the chunk manifests of the copies it fetches are recorded, and their chunks indexed. */
   manifests: ManifestIndex;
+  chunks: ChunkIndex;
   /** Build each copy's manifest as it is fetched (`chunk_manifests`). */
   buildManifests: boolean;
   /** Where verified copies are kept, under `cacheKey(image id)` (the site's default store). */
@@ -114,11 +115,6 @@ export class PullThroughImages {
       this.#pending.get(id)!.hits++;
     }
     return this.#fills.read(fill, start, end, opts.signal);
-  }
-
-  /** The chunk manifest of the image, as the source has it (ImageBytesElsewhere.manifest). */
-  manifest(image: Image, opts: IoOptions = {}): Promise<unknown> {
-    return this.#o.source.manifest(image.id, opts);
   }
 
   /** PUT /v2/cache/{id}: fetch a copy now unless one is held or coming. */
@@ -255,6 +251,7 @@ export class PullThroughImages {
 
   async #drop(imageId: string): Promise<void> {
     this.#entries.delete(imageId);
+    await this.#o.chunks.removeHeldCopy(this.#o.blobs.id, cacheKey(imageId));
     await this.#o.index.deleteCacheEntry(imageId);
     await this.#o.blobs.delete(cacheKey(imageId));
   }
@@ -277,7 +274,10 @@ export class PullThroughImages {
     this.#pending.set(image.id, pending);
     const fill = this.#fills.start(image, { blobs: this.#o.blobs, key: cacheKey(image.id), manifest: this.#o.buildManifests }, {
       committed: async (digest) => {
-        if (digest.manifest !== undefined) await this.#o.manifests.putManifest(image.id, digest.sha512, digest.manifest);
+        if (digest.manifest !== undefined) {
+          await this.#o.manifests.putManifest(image.id, digest.sha512, digest.manifest);
+          await this.#o.chunks.addHeldCopy(this.#o.blobs.id, cacheKey(image.id), digest.manifest);
+        }
         const now = this.#now().toISOString();
         const entry: CacheEntry = {
           image_id: image.id, size: image.size!, cached_at: now, last_accessed: now, hits: pending.hits,

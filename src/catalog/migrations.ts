@@ -149,6 +149,19 @@ const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
+  '0009-held-chunks': {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable('held_chunks')
+        .addColumn('sha256', 'text', (c) => c.notNull())
+        .addColumn('length', 'integer', (c) => c.notNull())
+        .addColumn('store', 'text', (c) => c.notNull())
+        .addColumn('key', 'text', (c) => c.notNull())
+        .addColumn('offset', 'integer', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('held_chunks_hash').on('held_chunks').columns(['sha256', 'length']).execute();
+      await db.schema.createIndex('held_chunks_blob').on('held_chunks').columns(['store', 'key']).execute();
+    },
+  },
 };
 
 export async function migrate(db: Kysely<any>): Promise<void> {

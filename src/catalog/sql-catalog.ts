@@ -6,7 +6,7 @@ import { IDENTITY_KINDS } from '../core/ports.ts';
 import { setProperty, type Image, type ImageMember } from '../core/image.ts';
 import type {
   AttributeFilter, CacheEntry, CacheIndex, Catalog, Change, ChangeEntity, ChangeLog, IdentityKind, IdentityRecord, IdentityStore, ImageListQuery,
-  InventoryStore, IoOptions, ManifestIndex, Replica, Site, SiteInventory, Snapshot, SortKey, TaskListQuery,
+  ChunkIndex, HeldChunk, InventoryStore, IoOptions, ManifestIndex, Replica, Site, SiteInventory, Snapshot, SortKey, TaskListQuery,
 } from '../core/ports.ts';
 import type { Task } from '../core/task.ts';
 import type { ChunkManifest } from '../core/chunk-manifest.ts';
@@ -49,7 +49,7 @@ function throwIfAborted(opts: IoOptions | undefined): void {
  * PostgreSQL uses the same queries through another Kysely dialect. Every mutation and its
  * change-log row are written in one transaction.
  */
-export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, ManifestIndex, InventoryStore, IdentityStore {
+export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, ManifestIndex, ChunkIndex, InventoryStore, IdentityStore {
   readonly #db: Kysely<CatalogTables>;
   /** Wakes long-polling feed readers after a commit that appended changes. */
   readonly #committed = new EventTarget();
@@ -420,6 +420,30 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Mani
   async deleteManifest(imageId: string, opts?: IoOptions): Promise<void> {
     throwIfAborted(opts);
     await this.#db.deleteFrom('image_manifests').where('image_id', '=', imageId).execute();
+  }
+
+  // -- the chunks of the copies this site holds (local) ---------------------------------------
+
+  async addHeldCopy(store: string, key: string, manifest: ChunkManifest, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    await this.#db.transaction().execute(async (tx) => {
+      await tx.deleteFrom('held_chunks').where('store', '=', store).where('key', '=', key).execute();
+      const rows = manifest.chunks.filter((c) => c.zero !== true).map((c) => ({ sha256: c.sha256, length: c.length, store, key, offset: c.offset }));
+      // SQLite takes at most 32766 bound parameters per statement: 5 per row.
+      for (let i = 0; i < rows.length; i += 5000) await tx.insertInto('held_chunks').values(rows.slice(i, i + 5000)).execute();
+    });
+  }
+
+  async removeHeldCopy(store: string, key: string, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    await this.#db.deleteFrom('held_chunks').where('store', '=', store).where('key', '=', key).execute();
+  }
+
+  async findChunk(sha256: string, length: number, opts?: IoOptions & { limit?: number }): Promise<HeldChunk[]> {
+    throwIfAborted(opts);
+    const rows = await this.#db.selectFrom('held_chunks').select(['store', 'key', 'offset', 'length'])
+      .where('sha256', '=', sha256).where('length', '=', length).limit(opts?.limit ?? 4).execute();
+    return rows.map((r) => ({ store: r.store, key: r.key, offset: r.offset, length: r.length }));
   }
 
 

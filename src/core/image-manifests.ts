@@ -1,15 +1,18 @@
 import { validateManifest, type ChunkManifest } from './chunk-manifest.ts';
 import { DataMismatchError, NotFoundError } from './errors.ts';
 import type { Image } from './image.ts';
-import type { HasherFactory, ImageBytesElsewhere, IoOptions, ManifestIndex } from './ports.ts';
+import type { Catalog, ChunkIndex, HasherFactory, IoOptions, ManifestIndex, ParentImageSource } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
 
 export interface ImageManifestsOptions {
+  catalog: Pick<Catalog, 'getImage'>;
   index: ManifestIndex;
+  /** The chunks of the copies this site holds, kept in step with its stores' copies. */
+  chunks: ChunkIndex;
   stores: StoreRegistry;
   hashers: HasherFactory;
-  /** Where the bytes of images this site holds no copy of come from (an edge's parent, through its cache). */
-  elsewhere?: Pick<ImageBytesElsewhere, 'manifest'>;
+  /** Where the bytes of images this site holds no copy of come from (an edge's parent, or the sites holding one). */
+  elsewhere?: Pick<ParentImageSource, 'manifest'>;
   /** Whether bytes being stored get their manifest in the same pass (`chunk_manifests`; default true). */
   whileStoring?: boolean;
 }
@@ -33,13 +36,36 @@ export class ImageManifests {
     return this.#o.whileStoring ?? true;
   }
 
-  /** Records the manifest of bytes just stored for an image (their sha512: the image's os_hash_value). */
-  async record(imageId: string, sha512: string, manifest: ChunkManifest | undefined, opts: IoOptions = {}): Promise<void> {
-    if (manifest !== undefined) await this.#o.index.putManifest(imageId, sha512, manifest, opts);
+  /**
+   * Records the manifest of bytes just stored for an image in one of this site's stores (their
+   * sha512: the image's os_hash_value), and indexes the copy's chunks.
+   */
+  async record(imageId: string, sha512: string, manifest: ChunkManifest | undefined, store: string, opts: IoOptions = {}): Promise<void> {
+    if (manifest === undefined) return;
+    await this.#o.index.putManifest(imageId, sha512, manifest, opts);
+    await this.#o.chunks.addHeldCopy(store, imageId, manifest, opts);
   }
 
-  async forget(imageId: string, opts: IoOptions = {}): Promise<void> {
+  /** The image is gone (its copies in `stores` too). */
+  async forget(imageId: string, stores: readonly string[], opts: IoOptions = {}): Promise<void> {
     await this.#o.index.deleteManifest(imageId, opts);
+    for (const store of stores) await this.#o.chunks.removeHeldCopy(store, imageId, opts);
+  }
+
+  /**
+   * For a transfer of the image's bytes to this site: its manifest, or undefined when none can be
+   * had (an unknown image, one without data, a source that keeps none) — the transfer then takes
+   * the bytes as one stream. A source that cannot be reached fails it.
+   */
+  async forTransfer(imageId: string, opts: IoOptions = {}): Promise<ChunkManifest | undefined> {
+    const image = await this.#o.catalog.getImage(imageId, opts);
+    if (image === undefined) return undefined;
+    try {
+      return await this.of(image, opts);
+    } catch (error) {
+      if (error instanceof NotFoundError) return undefined;
+      throw error;
+    }
   }
 
   /** The manifest of an image with verified bytes (active or deactivated); NotFoundError when it has none. */
@@ -72,6 +98,7 @@ export class ImageManifests {
       if (md5 !== image.checksum || sha512 !== image.os_hash_value) {
         throw new DataMismatchError(`The copy of image ${image.id} in store ${location.store} does not match the image's checksum and hash.`);
       }
+      await this.#o.chunks.addHeldCopy(location.store, image.id, manifest!, opts);
       return manifest;
     }
     return undefined;
@@ -79,6 +106,6 @@ export class ImageManifests {
 
   async #fromElsewhere(image: Image, opts: IoOptions): Promise<ChunkManifest> {
     if (this.#o.elsewhere === undefined) throw new NotFoundError(`No copy of image ${image.id} is held here, so its chunk manifest cannot be computed.`);
-    return validateManifest(await this.#o.elsewhere.manifest(image, opts), image.size!);
+    return validateManifest(await this.#o.elsewhere.manifest(image.id, opts), image.size!);
   }
 }

@@ -194,7 +194,7 @@ export class ImageService {
       if (this.#stores.has(loc.store)) await this.#stores.blobs(loc.store).delete(image.id, opts);
     }
     await this.#staging?.delete(image.id, opts);
-    await this.#manifests?.forget(image.id, opts);
+    await this.#manifests?.forget(image.id, image.locations.map((l) => l.store), opts);
   }
 
   /** POST /v2/images/{id}/actions/deactivate|reactivate (idempotent). */
@@ -387,7 +387,7 @@ export class ImageService {
     const digest = await blobs.put(image.id, data, { signal: req.signal, expectedSize: req.declaredSize, maxSize: this.#sizeCap, manifest: this.#manifests?.whileStoring === true });
     // Before the image can be active with these bytes; kept under their sha512, so a manifest left
     // by an upload that fails later is never answered for other bytes.
-    await this.#manifests?.record(image.id, digest.sha512, digest.manifest, req);
+    await this.#manifests?.record(image.id, digest.sha512, digest.manifest, blobs.id, req);
     let head: Uint8Array = new Uint8Array(0);
     try {
       if (digest.size > 0) {

@@ -133,7 +133,7 @@ export class ImportTaskRunner implements ImportRunner {
             await this.#o.stores.blobs(store).delete(imageId);
             throw new Error(`The copy in store ${store} does not match the image's size and hashes`);
           }
-          await this.#o.manifests?.record(imageId, d.sha512, d.manifest, { signal });
+          await this.#o.manifests?.record(imageId, d.sha512, d.manifest, store, { signal });
           digest ??= d;
           const verified = digest;
           await this.#updateImage(task, (image) => {

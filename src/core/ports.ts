@@ -291,6 +291,26 @@ export interface ManifestIndex {
   deleteManifest(imageId: string, opts?: IoOptions): Promise<void>;
 }
 
+/** Where a site holds a chunk's bytes: in the blob `key` of store `store`, from `offset` on. */
+export interface HeldChunk {
+  store: string;
+  key: string;
+  offset: number;
+  length: number;
+}
+
+/**
+ * The chunks of every verified copy a site holds (located or cached), by sha256: what a transfer
+ * to this site can copy locally instead of fetching. Kept in step as copies come and go.
+ */
+export interface ChunkIndex {
+  /** Indexes the chunks of a verified copy (replacing what was indexed for that blob). */
+  addHeldCopy(store: string, key: string, manifest: ChunkManifest, opts?: IoOptions): Promise<void>;
+  removeHeldCopy(store: string, key: string, opts?: IoOptions): Promise<void>;
+  /** Places holding a chunk with this sha256 and length (any order; at most `limit`, default 4). */
+  findChunk(sha256: string, length: number, opts?: IoOptions & { limit?: number }): Promise<HeldChunk[]>;
+}
+
 /** A copy of an image's bytes held in one store, with the digests its bytes were verified to have. */
 export interface VerifiedCopy {
   store: string;
@@ -362,14 +382,14 @@ export interface ImageBytesElsewhere {
    * source has no bytes for the image, ServiceUnavailableError when it cannot be reached.
    */
   open(image: Image, start: number, end: number, opts?: IoOptions): Promise<Readable>;
-  /** The chunk manifest of the image's bytes, as the source has it (checked by the caller). */
-  manifest(image: Image, opts?: IoOptions): Promise<unknown>;
 }
 
 /** Bytes of an image fetched from the parent site. */
 export interface ParentImageBytes {
   /** The bytes [start, end] asked for (the whole image when no range was given). */
   stream: AsyncIterable<Uint8Array>;
+  /** Set when every chunk of `stream` was checked against this manifest as it came. */
+  manifest?: ChunkManifest;
 }
 
 /**

@@ -140,10 +140,11 @@ export class ImageFills {
         }
         await fill.spoolDone();
       }
+      // Bytes checked chunk by chunk against a manifest have that manifest: no need to build it again.
       const digest = await target.blobs.put(target.key, batches(), {
-        signal, expectedSize: image.size!, expected: { md5: image.checksum!, sha512: image.os_hash_value! }, manifest: target.manifest,
+        signal, expectedSize: image.size!, expected: { md5: image.checksum!, sha512: image.os_hash_value! }, manifest: target.manifest && upstream.manifest === undefined,
       });
-      await on.committed(digest);
+      await on.committed({ ...digest, manifest: digest.manifest ?? upstream.manifest });
       fill.state = 'committed';
       this.#o.log.info({ image: image.id, size: image.size, ms: Date.now() - started }, 'cached a verified copy from the parent');
     } catch (error) {

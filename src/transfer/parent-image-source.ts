@@ -1,4 +1,4 @@
-import { NotFoundError, ServiceUnavailableError } from '../core/errors.ts';
+import { DataMismatchError, NotFoundError, ServiceUnavailableError } from '../core/errors.ts';
 import type { GetOptions, IoOptions, ParentImageBytes, ParentImageSource } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
 import type { ParentClient } from '../links/parent-client.ts';
@@ -72,20 +72,33 @@ export class HttpParentImageSource implements ParentImageSource {
       const text = (await res.text().catch(() => '')).slice(0, 200);
       throw unreachable(`HTTP ${res.status}${text === '' ? '' : `: ${text}`}`);
     }
+    // A range must come back as asked: 206 from its first byte (or the whole image, from byte 0).
+    const from = opts.start ?? 0;
+    const answered = res.status === 206 ? /^bytes (\d+)-/.exec(res.headers.get('content-range') ?? '')?.[1] : res.status === 200 ? '0' : undefined;
+    if (headers.range !== undefined && Number(answered) !== from) {
+      clearTimeout(timer);
+      await res.body.cancel();
+      throw new DataMismatchError(`${this.#o.name ?? 'The parent site'} answered a request for the bytes of image ${imageId} from ${from} with other bytes (HTTP ${res.status}, Content-Range ${res.headers.get('content-range')}).`);
+    }
     const body = res.body;
     const timeoutMs = this.#o.timeoutMs;
     async function* stream(): AsyncGenerator<Uint8Array> {
+      let done = false;
       try {
         for await (const chunk of body) {
           clearTimeout(timer);
           timer = setTimeout(() => idle.abort(), timeoutMs);
           yield chunk as Uint8Array;
         }
+        done = true;
       } catch (error) {
         opts.signal?.throwIfAborted();
         throw idle.signal.aborted ? unreachable(`the transfer stalled for ${timeoutMs} ms`) : unreachable(`the transfer broke: ${describeError(error)}`);
       } finally {
         clearTimeout(timer);
+        // Left early (the reader found what it needed, or a bad chunk): stop the transfer now,
+        // rather than let the rest of the body keep coming into the socket.
+        if (!done) await body.cancel().catch(() => undefined);
       }
     }
     return { stream: stream() };

@@ -5,7 +5,7 @@ import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
 import { catalogConformance } from './catalog-conformance.ts';
 import { identityStoreConformance } from './identity-store-conformance.ts';
 import { inventoryConformance } from './inventory-conformance.ts';
-import { manifestIndexConformance } from './manifest-index-conformance.ts';
+import { chunkIndexConformance, manifestIndexConformance } from './site-index-conformance.ts';
 import { changeLogConformance, replicaConformance } from './replication-conformance.ts';
 
 /** A SqlCatalog on its own SQLite file: the Catalog, ChangeLog, Replica and InventoryStore ports' SQL adapter. */
@@ -33,6 +33,10 @@ identityStoreConformance('SqlCatalog (SQLite file)', async () => {
   return { store: handle.catalog, cleanup: handle.cleanup };
 });
 manifestIndexConformance('SqlCatalog (SQLite file)', async () => {
+  const handle = await open();
+  return { index: handle.catalog, cleanup: handle.cleanup };
+});
+chunkIndexConformance('SqlCatalog (SQLite file)', async () => {
   const handle = await open();
   return { index: handle.catalog, cleanup: handle.cleanup };
 });

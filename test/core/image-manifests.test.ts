@@ -50,10 +50,12 @@ describe('ImageManifests', () => {
     const data = bytesOf(3 << 20, 31);
     await stores.blobs('a').put('old-image', once(data));
     const image = activeImage('old-image', data, 'a');
-    const manifests = new ImageManifests({ index: catalog, stores, hashers });
+    const manifests = new ImageManifests({ catalog, index: catalog, chunks: catalog, stores, hashers });
     const manifest = validateManifest(await manifests.of(image), data.length);
     assert.equal(manifest.chunks.map((c) => c.length).reduce((a, b) => a + b, 0), data.length);
     assert.deepEqual(await catalog.getManifest('old-image', image.os_hash_value!), manifest, 'recorded');
+    const first = manifest.chunks[0]!;
+    assert.deepEqual(await catalog.findChunk(first.sha256, first.length), [{ store: 'a', key: 'old-image', offset: 0, length: first.length }], 'the copy\'s chunks are indexed');
     // Recorded: answered without the copy now.
     await stores.blobs('a').delete('old-image');
     assert.deepEqual(await manifests.of(image), manifest);
@@ -62,7 +64,7 @@ describe('ImageManifests', () => {
   it('refuses to describe a copy whose bytes are not the image\'s', async () => {
     const data = bytesOf(100_000, 32);
     await stores.blobs('a').put('swapped', once(bytesOf(100_000, 33)));
-    const manifests = new ImageManifests({ index: catalog, stores, hashers });
+    const manifests = new ImageManifests({ catalog, index: catalog, chunks: catalog, stores, hashers });
     await assert.rejects(manifests.of(activeImage('swapped', data, 'a')), DataMismatchError);
     assert.equal(await catalog.getManifest('swapped', activeImage('swapped', data, 'a').os_hash_value!), undefined);
   });
@@ -72,14 +74,14 @@ describe('ImageManifests', () => {
     const image = { ...activeImage('remote', data, 'elsewhere') };
     const good = await stores.blobs('a').put('scratch', once(data), { manifest: true });
     const asked: string[] = [];
-    const honest = new ImageManifests({ index: catalog, stores, hashers, elsewhere: { manifest: async (i) => { asked.push(i.id); return good.manifest; } } });
+    const honest = new ImageManifests({ catalog, index: catalog, chunks: catalog, stores, hashers, elsewhere: { manifest: async (id) => { asked.push(id); return good.manifest; } } });
     assert.deepEqual(await honest.of(image), good.manifest);
     assert.deepEqual(await honest.of(image), good.manifest);
     assert.deepEqual(asked, ['remote'], 'asked once, then recorded');
 
-    const liar = new ImageManifests({ index: catalog, stores, hashers, elsewhere: { manifest: async () => ({ ...good.manifest, size: 1 }) } });
+    const liar = new ImageManifests({ catalog, index: catalog, chunks: catalog, stores, hashers, elsewhere: { manifest: async () => ({ ...good.manifest, size: 1 }) } });
     await assert.rejects(liar.of({ ...image, id: 'remote-2' }), /size|total|add up/i);
-    const none = new ImageManifests({ index: catalog, stores, hashers });
+    const none = new ImageManifests({ catalog, index: catalog, chunks: catalog, stores, hashers });
     await assert.rejects(none.of({ ...image, id: 'remote-3' }), NotFoundError);
     await assert.rejects(none.of({ ...image, id: 'queued', status: 'queued' }), NotFoundError);
   });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createCipheriv } from 'node:crypto';
 import type { TestSite } from './site.ts';
 
 /**
@@ -112,15 +113,14 @@ export function ids(list: ImageList): string[] {
   return list.images.map((i) => i.id);
 }
 
-/** Deterministic pseudo-random bytes (a few KB), different per seed. */
+/**
+ * Deterministic pseudo-random bytes, different per seed: AES-128-CTR of zeros under a key made of
+ * the seed, so that no two seeds share a run of bytes (a delta transfer would find it).
+ */
 export function bytesOf(size: number, seed = 1): Buffer {
-  const out = Buffer.alloc(size);
-  let x = seed * 2654435761 >>> 0;
-  for (let i = 0; i < size; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
+  const key = Buffer.alloc(16);
+  key.writeUInt32BE(seed >>> 0, 12);
+  return createCipheriv('aes-128-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(size));
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

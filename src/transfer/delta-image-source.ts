@@ -1,0 +1,200 @@
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ChunkManifest, ManifestChunk } from '../core/chunk-manifest.ts';
+import { DataMismatchError, NotFoundError } from '../core/errors.ts';
+import type { BlobStore, ChunkIndex, GetOptions, IoOptions, ParentImageBytes, ParentImageSource } from '../core/ports.ts';
+import { describeError } from '../core/describe-error.ts';
+
+export interface DeltaImageSourceOptions {
+  /** Where the bytes come from (an edge's parent, or the sites holding a copy); ranges are asked of it. */
+  upstream: ParentImageSource;
+  /** The image's chunk manifest (checked), or undefined when none can be had: the image then comes as one stream. */
+  manifestOf(imageId: string, opts?: IoOptions): Promise<ChunkManifest | undefined>;
+  /** The chunks of the copies this site holds. */
+  chunks: Pick<ChunkIndex, 'findChunk'>;
+  /** This site's stores, by id (where held chunks are read). */
+  blobs(storeId: string): BlobStore | undefined;
+  /** Attempts of a range after the source broke off (a cut, a stall, a bad chunk), with backoff doubling from backoffMs. */
+  attempts?: number;
+  backoffMs?: number;
+  log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+/** What one whole-image transfer did. */
+export interface TransferCounts {
+  /** Bytes of the image (its size). */
+  planned: number;
+  /** Bytes copied from copies this site holds. */
+  reused: number;
+  /** Bytes of all-zero chunks, made here and never moved. */
+  zeros: number;
+  /** Bytes fetched from the source and kept. */
+  fetched: number;
+  /** Bytes fetched again: a chunk that failed its check, or a range cut off part-way. */
+  refetched: number;
+  /** Ranges asked again after the source broke off. */
+  resumes: number;
+}
+
+/** A run of consecutive chunks taken the same way. */
+type Segment = { kind: 'zero' | 'local' | 'fetch'; chunks: ManifestChunk[] };
+
+const ZEROS = Buffer.alloc(1 << 20);
+
+/**
+ * Image bytes planned from the image's chunk manifest (issue 12): all-zero chunks are made here,
+ * chunks a copy this site holds already has are copied from it, and only the rest is fetched
+ * from the source — each maximal run of missing chunks as one `Range` request on the ordinary
+ * `GET /v2/images/{id}/file`. Every chunk is checked against its sha256 before it is given out
+ * (a held one that fails is fetched instead; a fetched one that fails is fetched again), and a
+ * range the source breaks off part-way (a cut link, a stall) is asked again from the first chunk
+ * not yet given, with backoff: a cut costs the chunk in flight, not the transfer. The bytes come
+ * out in order, so a fill streams them to its clients as before, and the store's put still
+ * verifies size, md5 and sha512 of the whole before anything is visible.
+ *
+ * A whole-image request without a manifest (a source that has none), and every range request,
+ * go to the source as they are.
+ */
+export class DeltaImageSource implements ParentImageSource {
+  readonly #o: DeltaImageSourceOptions;
+
+  constructor(opts: DeltaImageSourceOptions) {
+    this.#o = opts;
+  }
+
+  manifest(imageId: string, opts?: IoOptions): Promise<unknown> {
+    return this.#o.upstream.manifest(imageId, opts);
+  }
+
+  async open(imageId: string, opts: GetOptions = {}): Promise<ParentImageBytes> {
+    if (opts.start !== undefined || opts.end !== undefined) return this.#o.upstream.open(imageId, opts);
+    const manifest = await this.#o.manifestOf(imageId, opts);
+    if (manifest === undefined) return this.#o.upstream.open(imageId, opts);
+    const plan = await this.#plan(manifest, opts);
+    const counts: TransferCounts = { planned: manifest.size, reused: 0, zeros: 0, fetched: 0, refetched: 0, resumes: 0 };
+    // The source's answer to the first range is had before this answers, so that "no data there"
+    // and "unreachable" are said before any byte, as for a plain stream.
+    const first = plan.find((s) => s.kind === 'fetch');
+    const opened = first === undefined ? undefined : await this.#o.upstream.open(imageId, { ...rangeOf(first.chunks), signal: opts.signal });
+    return { stream: this.#bytes(imageId, plan, counts, opened, opts.signal), manifest };
+  }
+
+  /** Consecutive chunks grouped by how each is to be had. */
+  async #plan(manifest: ChunkManifest, opts: IoOptions): Promise<Segment[]> {
+    const segments: Segment[] = [];
+    for (const chunk of manifest.chunks) {
+      const kind = chunk.zero === true ? 'zero' : (await this.#o.chunks.findChunk(chunk.sha256, chunk.length, { ...opts, limit: 1 })).length > 0 ? 'local' : 'fetch';
+      const last = segments.at(-1);
+      if (last?.kind === kind) last.chunks.push(chunk);
+      else segments.push({ kind, chunks: [chunk] });
+    }
+    return segments;
+  }
+
+  async *#bytes(imageId: string, plan: Segment[], counts: TransferCounts, opened: ParentImageBytes | undefined, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
+    const started = Date.now();
+    for (const segment of plan) {
+      if (segment.kind === 'zero') {
+        for (const c of segment.chunks) {
+          for (let left = c.length; left > 0; left -= ZEROS.length) yield ZEROS.subarray(0, Math.min(left, ZEROS.length));
+          counts.zeros += c.length;
+        }
+      } else if (segment.kind === 'local') {
+        const missing: ManifestChunk[] = [];
+        for (const c of segment.chunks) {
+          const bytes = await this.#held(c, signal);
+          if (bytes === undefined) {
+            missing.push(c);
+            continue;
+          }
+          if (missing.length > 0) yield* this.#fetched(imageId, missing.splice(0), counts, signal);
+          counts.reused += c.length;
+          yield bytes;
+        }
+        if (missing.length > 0) yield* this.#fetched(imageId, missing, counts, signal);
+      } else {
+        yield* this.#fetched(imageId, segment.chunks, counts, signal, opened);
+        opened = undefined;
+      }
+    }
+    this.#o.log.info({ image: imageId, ...counts, ms: Date.now() - started }, 'transferred an image by its chunk manifest');
+  }
+
+  /** A chunk from a copy this site holds, checked; undefined if no held copy gives it intact. */
+  async #held(chunk: ManifestChunk, signal: AbortSignal | undefined): Promise<Buffer | undefined> {
+    for (const place of await this.#o.chunks.findChunk(chunk.sha256, chunk.length, { signal })) {
+      const blobs = this.#o.blobs(place.store);
+      if (blobs === undefined) continue;
+      try {
+        const parts: Buffer[] = [];
+        for await (const part of await blobs.get(place.key, { start: place.offset, end: place.offset + place.length - 1, signal })) parts.push(part as Buffer);
+        const bytes = Buffer.concat(parts);
+        if (bytes.length === chunk.length && sha256(bytes) === chunk.sha256) return bytes;
+      } catch (error) {
+        signal?.throwIfAborted();
+        this.#o.log.warn({ store: place.store, key: place.key, err: describeError(error) }, 'a held chunk could not be read; fetching it instead');
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Consecutive chunks from the source, as one range, each checked as it completes. A range the
+   * source breaks off is asked again from the first chunk not yet given; a chunk that fails its
+   * check is asked again (attempts times at most, as a break-off).
+   */
+  async *#fetched(imageId: string, chunks: ManifestChunk[], counts: TransferCounts, signal: AbortSignal | undefined, opened?: ParentImageBytes): AsyncGenerator<Uint8Array> {
+    const attempts = this.#o.attempts ?? 5;
+    const backoffMs = this.#o.backoffMs ?? 500;
+    let next = 0;
+    for (let failures = 0; next < chunks.length;) {
+      let pending: Uint8Array[] = [];
+      let have = 0;
+      try {
+        const { stream } = opened ?? await this.#o.upstream.open(imageId, { ...rangeOf(chunks.slice(next)), signal });
+        opened = undefined;
+        for await (const piece of stream) {
+          for (let at = 0; at < piece.length;) {
+            const chunk = chunks[next];
+            if (chunk === undefined) throw new DataMismatchError(`The source sent more bytes of image ${imageId} than asked.`);
+            const take = Math.min(chunk.length - have, piece.length - at);
+            pending.push(piece.subarray(at, at + take));
+            have += take;
+            at += take;
+            if (have < chunk.length) continue;
+            const bytes = Buffer.concat(pending, have);
+            pending = [];
+            have = 0;
+            if (sha256(bytes) !== chunk.sha256) {
+              counts.refetched += chunk.length;
+              throw new DataMismatchError(`Chunk at ${chunk.offset} of image ${imageId} did not match its sha256.`);
+            }
+            counts.fetched += chunk.length;
+            next++;
+            failures = 0;
+            yield bytes;
+          }
+        }
+        if (next < chunks.length) throw new Error(`the source ended the range of image ${imageId} at ${chunks[next]!.offset + have}`);
+      } catch (error) {
+        signal?.throwIfAborted();
+        counts.refetched += have;
+        // The source has no data (any more): asking again will not change that.
+        if (error instanceof NotFoundError || ++failures >= attempts) throw error;
+        counts.resumes++;
+        this.#o.log.warn({ image: imageId, at: chunks[next]!.offset, attempt: failures, err: describeError(error) }, 'the transfer broke off; asking again from the first chunk not yet verified');
+        await sleep(backoffMs * 2 ** (failures - 1), undefined, { signal });
+      }
+    }
+  }
+}
+
+/** The byte range [start, end] of consecutive chunks. */
+function rangeOf(chunks: readonly ManifestChunk[]): { start: number; end: number } {
+  const last = chunks.at(-1)!;
+  return { start: chunks[0]!.offset, end: last.offset + last.length - 1 };
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
