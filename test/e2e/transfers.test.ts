@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import { bytesOf, call, createActiveImage, type ImageJson } from '../helpers/glance-client.ts';
+import { download, eventually, startSiteChain, type SiteChain } from '../helpers/multi-site.ts';
+import { tempDir } from '../helpers/site.ts';
+
+const MiB = 1 << 20;
+
+/**
+ * Transfers planned from chunk manifests (issue 12): central ← wanA ← edge, real processes; the
+ * bytes that cross wanA are what the edge's transfer fetched.
+ */
+describe('transfers by chunk manifest: delta, resume, sparse', { timeout: 300_000 }, () => {
+  let work: string;
+  let chain: SiteChain;
+
+  before(async () => {
+    work = await tempDir('outpost-e2e-transfers-');
+    chain = await startSiteChain(work, { OUTPOST_STORAGE_SYNC: 'false', OUTPOST_PARENT_TIMEOUT_MS: '3000', OUTPOST_FEED_WAIT_SECONDS: '2' });
+  });
+  after(async () => {
+    await chain?.close();
+    if (work !== undefined) await rm(work, { recursive: true, force: true });
+  });
+
+  const atEdge = (id: string) => eventually(`${id} at the edge`, 30_000, async () => (await call<ImageJson>(chain.edge, 'GET', `/v2/images/${id}`)).body?.status === 'active');
+  const sha512 = (b: Uint8Array) => createHash('sha512').update(b).digest('hex');
+
+  it('a new version of an image held at the edge crosses the link as the chunks that changed (≤ 10% of it)', async () => {
+    const { central, edge, wanA } = chain;
+    const v1 = bytesOf(64 * MiB, 51);
+    // v2: 5% of v1's 1 MiB blocks rewritten, and a few short insertions that shift what follows.
+    const parts: Buffer[] = [];
+    for (let block = 0; block < 64; block++) {
+      const b = v1.subarray(block * MiB, (block + 1) * MiB);
+      parts.push([7, 29, 50].includes(block) ? bytesOf(MiB, 100 + block) : b);
+      if ([12, 40].includes(block)) parts.push(bytesOf(37 + block, 200 + block));
+    }
+    const v2 = Buffer.concat(parts);
+    const first = await createActiveImage(central, v1, { name: 'v1' });
+    await atEdge(first.id);
+    assert.equal((await download(edge.url, first.id)).sha512, sha512(v1));
+    const second = await createActiveImage(central, v2, { name: 'v2' });
+    await atEdge(second.id);
+    wanA.resetStats();
+    const got = await download(edge.url, second.id);
+    assert.equal(got.status, 200);
+    assert.equal(got.sha512, sha512(v2), 'the bytes are v2\'s');
+    const moved = wanA.stats().toClient.forwarded;
+    assert.ok(moved <= 0.1 * v2.length, `${moved} bytes crossed the link for a ${v2.length}-byte image`);
+    const cache = (await call(edge, 'GET', '/v2/cache')).body as { cached_images: { image_id: string }[] };
+    assert.ok(cache.cached_images.some((c) => c.image_id === second.id), 'the verified copy of v2 is kept');
+  });
+
+  it('a fill whose link is reset five times resumes each time: the image crosses the link about once (≤ 1.1×)', async () => {
+    const { central, edge, wanA } = chain;
+    const data = bytesOf(96 * MiB, 52);
+    const image = await createActiveImage(central, data, { name: 'cut-five-times' });
+    await atEdge(image.id);
+    wanA.resetStats();
+    wanA.bandwidth(24 * MiB);
+    try {
+      const pending = download(edge.url, image.id);
+      for (let cut = 1; cut <= 5; cut++) {
+        await eventually(`transfer past ${cut * 14} MiB`, 60_000, async () => wanA.stats().toClient.forwarded > cut * 14 * MiB);
+        wanA.cut();
+      }
+      const got = await pending;
+      assert.equal(got.status, 200);
+      assert.equal(got.sha512, sha512(data));
+    } finally {
+      wanA.pass();
+    }
+    const moved = wanA.stats().toClient.forwarded;
+    assert.ok(wanA.stats().connections.cut >= 5, `${wanA.stats().connections.cut} connections were cut`);
+    assert.ok(moved <= 1.1 * data.length, `${moved} bytes crossed the link for ${data.length}`);
+  });
+
+  it('a mostly empty raw image (90% zeros) moves only its data (≤ 15% of its size)', async () => {
+    const { central, edge, wanA } = chain;
+    const data = Buffer.alloc(64 * MiB);
+    for (const at of [0, 20, 45]) bytesOf(2 * MiB + 1000, 300 + at).copy(data, at * MiB + 12345);
+    const image = await createActiveImage(central, data, { name: 'sparse' });
+    await atEdge(image.id);
+    wanA.resetStats();
+    const got = await download(edge.url, image.id);
+    assert.equal(got.sha512, sha512(data));
+    const moved = wanA.stats().toClient.forwarded;
+    assert.ok(moved <= 0.15 * data.length, `${moved} bytes crossed the link for a ${data.length}-byte image`);
+  });
+});
