@@ -143,6 +143,15 @@ export function blobStoreConformance(name: string, open: () => Promise<BlobStore
         assert.equal((await put(store, 'without-manifest', bytes)).manifest, undefined, 'no manifest unless asked');
       }));
 
+      it('round-trips runs of zeros (leading, inner, trailing, whole batches of them)', withStore(async ({ store }) => {
+        const bytes = Buffer.concat([Buffer.alloc(5 * MiB), randomBytes(1000), Buffer.alloc(9 * MiB + 3), randomBytes(17), Buffer.alloc(4 * MiB + 1)]);
+        assert.deepEqual(await put(store, 'zeros', bytes, [MiB, 3 * MiB + 5]), digestOf(bytes));
+        assert.ok((await read(store, 'zeros')).equals(bytes));
+        assert.deepEqual(await store.stat('zeros'), { size: bytes.length });
+        const tail = await read(store, 'zeros', { start: bytes.length - 10 });
+        assert.ok(tail.equals(Buffer.alloc(10)));
+      }));
+
       it('stores an empty blob', withStore(async ({ store }) => {
         const digest = await store.put('empty', (async function* () { /* nothing */ })());
         assert.deepEqual(digest, digestOf(new Uint8Array(0)));

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { bytesOf, call, createActiveImage, type ImageJson } from '../helpers/glance-client.ts';
 import { download, eventually, startSiteChain, type SiteChain } from '../helpers/multi-site.ts';
@@ -89,5 +90,11 @@ describe('transfers by chunk manifest: delta, resume, sparse', { timeout: 300_00
     assert.equal(got.sha512, sha512(data));
     const moved = wanA.stats().toClient.forwarded;
     assert.ok(moved <= 0.15 * data.length, `${moved} bytes crossed the link for a ${data.length}-byte image`);
+    // The zeros are holes in the edge's copy, and in central's.
+    for (const file of [join(work, 'edge', 'stores', 'edge-1', `${image.id}.cached`), join(work, 'central', 'stores', 'central', image.id)]) {
+      const s = await stat(file);
+      assert.equal(s.size, data.length);
+      assert.ok(s.blocks * 512 < 0.25 * data.length, `${file} takes ${s.blocks * 512} bytes of disk`);
+    }
   });
 });

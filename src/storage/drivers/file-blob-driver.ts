@@ -7,6 +7,7 @@ import { NotFoundError } from '../../core/errors.ts';
 import type { BlobDriver, BlobStat, BlobWriter, GetOptions, IoOptions } from '../../core/ports.ts';
 import { BlobReadStream } from '../blob-read-stream.ts';
 import { checkBlobKey, isBlobKey } from '../blob-key.ts';
+import { isAllZero } from '../hashing/is-all-zero.ts';
 
 const TMP_DIR = '.incomplete';
 /**
@@ -151,9 +152,15 @@ class FileBlobWriter implements BlobWriter {
     // A failed background sync fails the write: Linux reports a writeback error to one fdatasync
     // only, so the last one, before the commit, might not see it again.
     if (this.#syncError !== undefined) throw this.#syncError.error;
+    // Zeros are left as a hole (the file is sparse there; reads give zeros): an image of mostly
+    // zeros takes the disk its data needs. commit() sets the file's length.
+    if (isAllZero(bytes)) {
+      this.#written += bytes.length;
+      return;
+    }
     for (let offset = 0; offset < bytes.length;) {
       const length = Math.min(WRITE_MAX, bytes.length - offset);
-      const { bytesWritten } = await this.#file.write(bytes, offset, length);
+      const { bytesWritten } = await this.#file.write(bytes, offset, length, this.#written + offset);
       if (bytesWritten !== length) throw new Error(`short write: ${bytesWritten} of ${length} bytes`);
       offset += length;
     }
@@ -173,6 +180,7 @@ class FileBlobWriter implements BlobWriter {
     await this.#syncing;
     if (this.#syncError !== undefined) throw this.#syncError.error;
     opts.signal?.throwIfAborted();
+    await this.#file.truncate(this.#written); // (a last hole, which no write extended the file over)
     if (this.#sync) await this.#file.datasync();
     await this.#file.close();
     await rename(this.#tmpPath, this.#finalPath);
