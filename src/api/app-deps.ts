@@ -7,6 +7,7 @@ import type { ImportService } from '../core/import-service.ts';
 import type { StoreDescription } from '../core/ports.ts';
 import type { StoreRegistry } from '../core/stores.ts';
 import type { ReplicationDeps } from './outpost/replication-routes.ts';
+import type { TransferLog } from '../transfer/transfer-log.ts';
 import type { ParentLink } from './parent-forwarding.ts';
 
 /** What the HTTP application of a site is built from (createApp); the composition root provides it. */
@@ -38,6 +39,8 @@ export interface AppDeps {
   publicUrl: string;
   showLocations: boolean;
   showDirectUrl: boolean;
+  /** The transfers of image bytes to this site (GET /outpost/v1/transfers). */
+  transfers: Pick<TransferLog, 'list'>;
   /** Serve https with this certificate and key (the server is then a node https.Server). */
   tls?: { cert: Buffer; key: Buffer };
 }

@@ -194,7 +194,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
     setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS).unref();
   });
   registerReplicationRoutes(app, deps.replication, stopping.signal);
-  registerImageBytesRoutes(app, deps.images);
+  registerImageBytesRoutes(app, deps.images, deps.transfers);
   return app;
 }
 

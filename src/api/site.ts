@@ -30,6 +30,7 @@ import { ChangeLogRetention } from '../replication/change-log-retention.ts';
 import { CacheInvalidation } from '../cache/cache-invalidation.ts';
 import { PullThroughImages } from '../cache/pull-through-images.ts';
 import { DeltaImageSource } from '../transfer/delta-image-source.ts';
+import { TransferLog } from '../transfer/transfer-log.ts';
 import { HttpParentImageSource } from '../transfer/parent-image-source.ts';
 import { SiteImageSource } from '../transfer/site-image-source.ts';
 import { ParentCopyRegistry } from '../replication/parent-copy-registry.ts';
@@ -173,6 +174,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   const upstream = parent !== undefined
     ? new HttpParentImageSource({ parent, timeoutMs: config.parent_timeout_ms })
     : new SiteImageSource({ catalog, self: config.site, headers: centralHeaders, timeoutMs: config.parent_timeout_ms, connections: links });
+  const transfers = new TransferLog();
   const manifests = new ImageManifests({ catalog, index: catalog, chunks: catalog, stores, hashers, elsewhere: upstream, whileStoring: config.chunk_manifests });
   const cache = await PullThroughImages.create({
     site: config.site,
@@ -183,6 +185,8 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     blobs: stores.blobs(stores.defaultId),
     source: new DeltaImageSource({
       upstream,
+      transfers,
+      sourceName: parent !== undefined ? parent.url : 'the sites holding a copy',
       manifestOf: (id, o) => manifests.forTransfer(id, o),
       chunks: catalog,
       blobs: (id) => (stores.has(id) ? stores.blobs(id) : undefined),
@@ -253,6 +257,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   let publicUrl = config.public_url?.replace(/\/+$/, '') ?? '';
   const app = createApp({
     logger,
+    transfers,
     authenticator: remoteKeystone
       ? new RemoteKeystoneAuthenticator({ url: config.keystone_url!, serviceToken: config.keystone_service_token, timeoutMs: config.parent_timeout_ms })
       : keystone ? new KeystoneAuthenticator(identity) : new HeaderAuthenticator(),

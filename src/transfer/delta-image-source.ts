@@ -4,6 +4,7 @@ import type { ChunkManifest, ManifestChunk } from '../core/chunk-manifest.ts';
 import { DataMismatchError, NotFoundError } from '../core/errors.ts';
 import type { BlobStore, ChunkIndex, GetOptions, IoOptions, ParentImageBytes, ParentImageSource } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
+import type { RunningTransfer, TransferCounters, TransferLog } from './transfer-log.ts';
 
 export interface DeltaImageSourceOptions {
   /** Where the bytes come from (an edge's parent, or the sites holding a copy); ranges are asked of it. */
@@ -17,24 +18,12 @@ export interface DeltaImageSourceOptions {
   /** Attempts of a range after the source broke off (a cut, a stall, a bad chunk), with backoff doubling from backoffMs. */
   attempts?: number;
   backoffMs?: number;
+  /** Where whole-image transfers are recorded (GET /outpost/v1/transfers), under `sourceName`. */
+  transfers: TransferLog;
+  sourceName: string;
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 }
 
-/** What one whole-image transfer did. */
-export interface TransferCounts {
-  /** Bytes of the image (its size). */
-  planned: number;
-  /** Bytes copied from copies this site holds. */
-  reused: number;
-  /** Bytes of all-zero chunks, made here and never moved. */
-  zeros: number;
-  /** Bytes fetched from the source and kept. */
-  fetched: number;
-  /** Bytes fetched again: a chunk that failed its check, or a range cut off part-way. */
-  refetched: number;
-  /** Ranges asked again after the source broke off. */
-  resumes: number;
-}
 
 /** A run of consecutive chunks taken the same way. */
 type Segment = { kind: 'zero' | 'local' | 'fetch'; chunks: ManifestChunk[] };
@@ -69,14 +58,22 @@ export class DeltaImageSource implements ParentImageSource {
   async open(imageId: string, opts: GetOptions = {}): Promise<ParentImageBytes> {
     if (opts.start !== undefined || opts.end !== undefined) return this.#o.upstream.open(imageId, opts);
     const manifest = await this.#o.manifestOf(imageId, opts);
-    if (manifest === undefined) return this.#o.upstream.open(imageId, opts);
+    if (manifest === undefined) {
+      const plain = await this.#o.upstream.open(imageId, opts);
+      return { stream: counted(plain.stream, this.#o.transfers.start(imageId, this.#o.sourceName, 'stream', 0)) };
+    }
     const plan = await this.#plan(manifest, opts);
-    const counts: TransferCounts = { planned: manifest.size, reused: 0, zeros: 0, fetched: 0, refetched: 0, resumes: 0 };
-    // The source's answer to the first range is had before this answers, so that "no data there"
-    // and "unreachable" are said before any byte, as for a plain stream.
-    const first = plan.find((s) => s.kind === 'fetch');
-    const opened = first === undefined ? undefined : await this.#o.upstream.open(imageId, { ...rangeOf(first.chunks), signal: opts.signal });
-    return { stream: this.#bytes(imageId, plan, counts, opened, opts.signal), manifest };
+    const transfer = this.#o.transfers.start(imageId, this.#o.sourceName, 'manifest', manifest.size);
+    try {
+      // The source's answer to the first range is had before this answers, so that "no data
+      // there" and "unreachable" are said before any byte, as for a plain stream.
+      const first = plan.find((s) => s.kind === 'fetch');
+      const opened = first === undefined ? undefined : await this.#o.upstream.open(imageId, { ...rangeOf(first.chunks), signal: opts.signal });
+      return { stream: ended(this.#bytes(imageId, plan, transfer.counts, opened, opts.signal), transfer), manifest };
+    } catch (error) {
+      transfer.end(error as Error);
+      throw error;
+    }
   }
 
   /** Consecutive chunks grouped by how each is to be had. */
@@ -91,7 +88,7 @@ export class DeltaImageSource implements ParentImageSource {
     return segments;
   }
 
-  async *#bytes(imageId: string, plan: Segment[], counts: TransferCounts, opened: ParentImageBytes | undefined, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
+  async *#bytes(imageId: string, plan: Segment[], counts: TransferCounters, opened: ParentImageBytes | undefined, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
     const started = Date.now();
     for (const segment of plan) {
       if (segment.kind === 'zero') {
@@ -117,7 +114,8 @@ export class DeltaImageSource implements ParentImageSource {
         opened = undefined;
       }
     }
-    this.#o.log.info({ image: imageId, ...counts, ms: Date.now() - started }, 'transferred an image by its chunk manifest');
+    const { reused, zeros, fetched, refetched, resumes } = counts;
+    this.#o.log.info({ image: imageId, reused, zeros, fetched, refetched, resumes, ms: Date.now() - started }, 'transferred an image by its chunk manifest');
   }
 
   /** A chunk from a copy this site holds, checked; undefined if no held copy gives it intact. */
@@ -143,7 +141,7 @@ export class DeltaImageSource implements ParentImageSource {
    * source breaks off is asked again from the first chunk not yet given; a chunk that fails its
    * check is asked again (attempts times at most, as a break-off).
    */
-  async *#fetched(imageId: string, chunks: ManifestChunk[], counts: TransferCounts, signal: AbortSignal | undefined, opened?: ParentImageBytes): AsyncGenerator<Uint8Array> {
+  async *#fetched(imageId: string, chunks: ManifestChunk[], counts: TransferCounters, signal: AbortSignal | undefined, opened?: ParentImageBytes): AsyncGenerator<Uint8Array> {
     const attempts = this.#o.attempts ?? 5;
     const backoffMs = this.#o.backoffMs ?? 500;
     let next = 0;
@@ -187,6 +185,29 @@ export class DeltaImageSource implements ParentImageSource {
       }
     }
   }
+}
+
+/** The stream, with the transfer ended when it ends (failed if it fails or is left early). */
+async function* ended(stream: AsyncIterable<Uint8Array>, transfer: RunningTransfer): AsyncGenerator<Uint8Array> {
+  try {
+    yield* stream;
+    transfer.end();
+  } catch (error) {
+    transfer.end(error as Error);
+    throw error;
+  } finally {
+    transfer.end(new Error('stopped before the end'));
+  }
+}
+
+/** A plain stream, its bytes counted as fetched. */
+async function* counted(stream: AsyncIterable<Uint8Array>, transfer: RunningTransfer): AsyncGenerator<Uint8Array> {
+  yield* ended((async function* () {
+    for await (const piece of stream) {
+      transfer.counts.fetched += piece.length;
+      yield piece;
+    }
+  })(), transfer);
 }
 
 /** The byte range [start, end] of consecutive chunks. */

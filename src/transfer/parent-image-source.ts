@@ -80,12 +80,16 @@ export class HttpParentImageSource implements ParentImageSource {
       await res.body.cancel();
       throw new DataMismatchError(`${this.#o.name ?? 'The parent site'} answered a request for the bytes of image ${imageId} from ${from} with other bytes (HTTP ${res.status}, Content-Range ${res.headers.get('content-range')}).`);
     }
+    // The body is read through the Response, which must stay referenced until it is: fetch
+    // (undici) cancels the body of a Response that is garbage-collected unread, and a range opened
+    // ahead of its turn (DeltaImageSource) would then end early, with no error.
+    const response = res;
     const body = res.body;
     const timeoutMs = this.#o.timeoutMs;
     async function* stream(): AsyncGenerator<Uint8Array> {
       let done = false;
       try {
-        for await (const chunk of body) {
+        for await (const chunk of response.body ?? body) {
           clearTimeout(timer);
           timer = setTimeout(() => idle.abort(), timeoutMs);
           yield chunk as Uint8Array;

@@ -62,6 +62,13 @@ describe('GET /outpost/v1/images/{id}/manifest', () => {
     }
   });
 
+  it('GET /outpost/v1/transfers is for administrators and sites', async () => {
+    const res = await call<{ transfers: unknown[] }>(site, 'GET', '/outpost/v1/transfers');
+    expectStatus(res, 200);
+    assert.deepEqual(res.body.transfers, [], 'central fetched nothing');
+    expectStatus(await call(site, 'GET', '/outpost/v1/transfers', { as: project('p-transfers') }), 403);
+  });
+
   it('an empty image has a manifest of no chunks', async () => {
     const empty = await createActiveImage(site, new Uint8Array(0), { name: 'empty' });
     const res = await call<ChunkManifest>(site, 'GET', `/outpost/v1/images/${empty.id}/manifest`);

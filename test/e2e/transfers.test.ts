@@ -2,12 +2,16 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { bytesOf, call, createActiveImage, type ImageJson } from '../helpers/glance-client.ts';
 import { download, eventually, startSiteChain, type SiteChain } from '../helpers/multi-site.ts';
-import { tempDir } from '../helpers/site.ts';
+import { REPO_ROOT, tempDir } from '../helpers/site.ts';
+import type { TransferRecord } from '../../src/transfer/transfer-log.ts';
 
 const MiB = 1 << 20;
+const run = promisify(execFile);
 
 /**
  * Transfers planned from chunk manifests (issue 12): central ← wanA ← edge, real processes; the
@@ -26,6 +30,7 @@ describe('transfers by chunk manifest: delta, resume, sparse', { timeout: 300_00
     if (work !== undefined) await rm(work, { recursive: true, force: true });
   });
 
+  const transfers = async (site: SiteChain['edge']) => (await call<{ transfers: TransferRecord[] }>(site, 'GET', '/outpost/v1/transfers')).body.transfers;
   const atEdge = (id: string) => eventually(`${id} at the edge`, 30_000, async () => (await call<ImageJson>(chain.edge, 'GET', `/v2/images/${id}`)).body?.status === 'active');
   const sha512 = (b: Uint8Array) => createHash('sha512').update(b).digest('hex');
 
@@ -50,9 +55,18 @@ describe('transfers by chunk manifest: delta, resume, sparse', { timeout: 300_00
     assert.equal(got.status, 200);
     assert.equal(got.sha512, sha512(v2), 'the bytes are v2\'s');
     const moved = wanA.stats().toClient.forwarded;
-    assert.ok(moved <= 0.1 * v2.length, `${moved} bytes crossed the link for a ${v2.length}-byte image`);
+    const record = (await transfers(edge)).find((t) => t.image_id === second.id)!;
+    const warnings = chain.output('edge').split('\n').filter((l) => /"level":[45]0/.test(l)).join('\n');
+    assert.ok(moved <= 0.1 * v2.length, `${moved} bytes crossed the link for a ${v2.length}-byte image: ${JSON.stringify(record)}\n${warnings}`);
     const cache = (await call(edge, 'GET', '/v2/cache')).body as { cached_images: { image_id: string }[] };
     assert.ok(cache.cached_images.some((c) => c.image_id === second.id), 'the verified copy of v2 is kept');
+    // What the edge says it did.
+    assert.equal(record.state, 'done');
+    assert.equal(record.method, 'manifest');
+    assert.equal(record.planned, v2.length);
+    assert.equal(record.reused + record.zeros + record.fetched, v2.length);
+    assert.ok(record.reused >= 0.85 * v2.length, `reused ${record.reused}`);
+    assert.ok(record.fetched <= moved, `fetched ${record.fetched}, moved ${moved}`);
   });
 
   it('a fill whose link is reset five times resumes each time: the image crosses the link about once (≤ 1.1×)', async () => {
@@ -77,6 +91,14 @@ describe('transfers by chunk manifest: delta, resume, sparse', { timeout: 300_00
     const moved = wanA.stats().toClient.forwarded;
     assert.ok(wanA.stats().connections.cut >= 5, `${wanA.stats().connections.cut} connections were cut`);
     assert.ok(moved <= 1.1 * data.length, `${moved} bytes crossed the link for ${data.length}`);
+    const record = (await transfers(edge)).find((t) => t.image_id === image.id)!;
+    assert.equal(record.state, 'done');
+    assert.ok(record.resumes >= 5, `resumes: ${record.resumes}`);
+    // The operator's view: `outpost transfers` lists it.
+    const { stdout } = await run(process.execPath, [join(REPO_ROOT, 'bin/outpost.js'), 'transfers', '--url', edge.url], { encoding: 'utf8' });
+    const line = stdout.split('\n').find((l) => l.startsWith(image.id));
+    assert.ok(line !== undefined, stdout);
+    assert.match(line!, /\tdone\tmanifest\t100\.7\t/);
   });
 
   it('a mostly empty raw image (90% zeros) moves only its data (≤ 15% of its size)', async () => {

@@ -74,6 +74,8 @@ export interface SiteChain {
   wanA: FaultProxy;
   /** far edge → edge. */
   wanB: FaultProxy;
+  /** What a site's process printed so far (its JSON log and its lines for the operator). */
+  output(site: 'central' | 'edge' | 'far'): string;
   close(): Promise<void>;
 }
 
@@ -96,7 +98,8 @@ export async function startSiteChain(work: string, childEnv: Record<string, stri
     proxies.push(wanB);
     const f = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'far'), '--role', 'edge', '--site', 'far-1', '--parent', wanB.url], childEnv);
     procs.push(f);
-    return { central: siteAt(c.url), edge: siteAt(e.url), far: siteAt(f.url), wanA, wanB, close };
+    const bySite = { central: c, edge: e, far: f };
+    return { central: siteAt(c.url), edge: siteAt(e.url), far: siteAt(f.url), wanA, wanB, output: (site) => bySite[site].output(), close };
   } catch (error) {
     await close();
     throw error;

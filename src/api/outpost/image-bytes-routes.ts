@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify';
+import { ForbiddenError } from '../../core/errors.ts';
 import type { ImageService } from '../../core/image-service.ts';
+import type { TransferLog } from '../../transfer/transfer-log.ts';
 import { jsonBody } from '../http/json-body.ts';
 import { resource } from '../resource.ts';
 
@@ -14,8 +16,11 @@ import { resource } from '../resource.ts';
  * GET /outpost/v1/images/{id}/manifest → 200 {size, chunking, chunks: [{offset, length, sha256,
  * zero?}]}: the chunk manifest of the image's bytes (ImageService.manifest), for whoever may
  * download them; 404 when the image has no data.
+ *
+ * GET /outpost/v1/transfers → 200 {transfers: [TransferRecord]}: the transfers of image bytes to
+ * this site, running ones first, then the last 50 ended (administrators and sites).
  */
-export function registerImageBytesRoutes(app: FastifyInstance, images: ImageService): void {
+export function registerImageBytesRoutes(app: FastifyInstance, images: ImageService, transfers: Pick<TransferLog, 'list'>): void {
   resource(app, '/outpost/v1/images/:id/locations/:store', {
     PUT: async (req, reply) => {
       const { id, store } = req.params as { id: string; store: string };
@@ -26,5 +31,12 @@ export function registerImageBytesRoutes(app: FastifyInstance, images: ImageServ
   });
   resource(app, '/outpost/v1/images/:id/manifest', {
     GET: async (req) => images.manifest(req.ctx, (req.params as { id: string }).id, { signal: req.clientSignal }),
+  });
+  // The transfers of image bytes to this site, running and recent (administrators and sites).
+  resource(app, '/outpost/v1/transfers', {
+    GET: async (req) => {
+      if (!req.ctx.isAdmin && !req.ctx.roles.includes('service')) throw new ForbiddenError('Transfers are for administrators and sites.');
+      return { transfers: transfers.list() };
+    },
   });
 }

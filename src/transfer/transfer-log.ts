@@ -1,0 +1,86 @@
+/** What one transfer of an image's bytes to this site did, as GET /outpost/v1/transfers shows it. */
+export interface TransferRecord {
+  image_id: string;
+  /** Where the bytes came from (the parent's URL, a site). */
+  source: string;
+  /** `manifest`: planned from the image's chunk manifest; `stream`: one stream (no manifest). */
+  method: 'manifest' | 'stream';
+  state: 'running' | 'done' | 'failed';
+  /** Bytes of the image (0 for one stream of a length not known ahead). */
+  planned: number;
+  /** Bytes copied from copies this site holds. */
+  reused: number;
+  /** Bytes of all-zero chunks, made here. */
+  zeros: number;
+  /** Bytes fetched from the source and kept. */
+  fetched: number;
+  /** Bytes fetched again (a chunk that failed its check, a range cut off part-way). */
+  refetched: number;
+  /** Ranges asked again after the source broke off. */
+  resumes: number;
+  /** Bytes of the image given out so far (reused, zeros and fetched) per second since the start. */
+  bytes_per_second: number;
+  started_at: string;
+  ended_at: string | null;
+  error: string | null;
+}
+
+/** The counters a running transfer updates. */
+export type TransferCounters = Pick<TransferRecord, 'reused' | 'zeros' | 'fetched' | 'refetched' | 'resumes'>;
+
+/** A transfer in progress: its counters, and how it ends. */
+export interface RunningTransfer {
+  readonly counts: TransferCounters;
+  end(error?: Error): void;
+}
+
+/** Transfers kept after they end, newest first. */
+const RECENT = 50;
+
+/**
+ * The transfers of image bytes to this site: those running and the most recent ones ended.
+ * In memory: a restart forgets them (the cache and stores keep what they moved).
+ */
+export class TransferLog {
+  readonly #running = new Set<{ record: TransferRecord; startedMs: number }>();
+  readonly #recent: TransferRecord[] = [];
+  readonly #now: () => number;
+
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
+  }
+
+  start(imageId: string, source: string, method: TransferRecord['method'], planned: number): RunningTransfer {
+    const startedMs = this.#now();
+    const record: TransferRecord = {
+      image_id: imageId, source, method, state: 'running', planned,
+      reused: 0, zeros: 0, fetched: 0, refetched: 0, resumes: 0, bytes_per_second: 0,
+      started_at: new Date(startedMs).toISOString(), ended_at: null, error: null,
+    };
+    const entry = { record, startedMs };
+    this.#running.add(entry);
+    let ended = false;
+    return {
+      counts: record,
+      end: (error) => {
+        if (ended) return;
+        ended = true;
+        this.#running.delete(entry);
+        Object.assign(record, this.#rated(entry), { state: error === undefined ? 'done' : 'failed', ended_at: new Date(this.#now()).toISOString(), error: error?.message ?? null });
+        this.#recent.unshift(record);
+        this.#recent.length = Math.min(this.#recent.length, RECENT);
+      },
+    };
+  }
+
+  /** Running transfers first (oldest first), then the ended ones, newest first. */
+  list(): TransferRecord[] {
+    return [...[...this.#running].map((e) => ({ ...e.record, ...this.#rated(e) })), ...this.#recent.map((r) => ({ ...r }))];
+  }
+
+  #rated(e: { record: TransferRecord; startedMs: number }): { bytes_per_second: number } {
+    const seconds = Math.max(0.001, (this.#now() - e.startedMs) / 1000);
+    const { reused, zeros, fetched } = e.record;
+    return { bytes_per_second: Math.round((reused + zeros + fetched) / seconds) };
+  }
+}
