@@ -22,3 +22,18 @@ export async function openstackClientsMissing(): Promise<string | false> {
   if (!(await has('glance'))) missing.push('glance (apt-get install python3-glanceclient)');
   return missing.length > 0 ? `needs ${missing.join(' and ')}` : false;
 }
+
+/**
+ * The skip reason for tests that read images as disks with QEMU's tools over HTTP; false when
+ * qemu-img is there with its curl block driver (CI installs them in .ci/run).
+ */
+export async function qemuHttpMissing(): Promise<string | false> {
+  if (!(await has('qemu-img'))) return 'needs qemu-img (apt-get install qemu-utils qemu-block-extra)';
+  try {
+    const { stdout } = await run('qemu-img', ['--help']);
+    if (!/\bhttp\b/.test(stdout)) return 'needs QEMU\'s curl block driver (apt-get install qemu-block-extra)';
+  } catch {
+    return 'qemu-img --help failed';
+  }
+  return false;
+}
