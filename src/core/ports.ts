@@ -397,7 +397,12 @@ export interface ParentImageBytes {
  * configured timeout, or the link stalls mid-body) → ServiceUnavailableError naming the parent.
  */
 export interface ParentImageSource {
-  open(imageId: string, opts?: GetOptions): Promise<ParentImageBytes>;
+  /**
+   * `partial`: a local file holding what an earlier transfer of the whole image received (a
+   * prefix of its bytes, possibly torn at the end by a crash): a source that can check chunks
+   * may take what is intact from it instead of fetching it again.
+   */
+  open(imageId: string, opts?: GetOptions & { partial?: string }): Promise<ParentImageBytes>;
   /** The parent's answer to GET /outpost/v1/images/{id}/manifest (unchecked JSON); NotFoundError when it has none. */
   manifest(imageId: string, opts?: IoOptions): Promise<unknown>;
 }

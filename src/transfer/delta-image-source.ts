@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChunkManifest, ManifestChunk } from '../core/chunk-manifest.ts';
 import { DataMismatchError, NotFoundError } from '../core/errors.ts';
@@ -55,32 +56,36 @@ export class DeltaImageSource implements ParentImageSource {
     return this.#o.upstream.manifest(imageId, opts);
   }
 
-  async open(imageId: string, opts: GetOptions = {}): Promise<ParentImageBytes> {
-    if (opts.start !== undefined || opts.end !== undefined) return this.#o.upstream.open(imageId, opts);
+  async open(imageId: string, opts: GetOptions & { partial?: string } = {}): Promise<ParentImageBytes> {
+    const { partial, ...get } = opts;
+    if (opts.start !== undefined || opts.end !== undefined) return this.#o.upstream.open(imageId, get);
     const manifest = await this.#o.manifestOf(imageId, opts);
     if (manifest === undefined) {
-      const plain = await this.#o.upstream.open(imageId, opts);
+      const plain = await this.#o.upstream.open(imageId, get);
       return { stream: counted(plain.stream, this.#o.transfers.start(imageId, this.#o.sourceName, 'stream', 0)) };
     }
-    const plan = await this.#plan(manifest, opts);
+    const received = partial === undefined ? undefined : await openPartial(partial);
+    const plan = await this.#plan(manifest, received?.length ?? 0, opts);
     const transfer = this.#o.transfers.start(imageId, this.#o.sourceName, 'manifest', manifest.size);
     try {
       // The source's answer to the first range is had before this answers, so that "no data
       // there" and "unreachable" are said before any byte, as for a plain stream.
       const first = plan.find((s) => s.kind === 'fetch');
       const opened = first === undefined ? undefined : await this.#o.upstream.open(imageId, { ...rangeOf(first.chunks), signal: opts.signal });
-      return { stream: ended(this.#bytes(imageId, plan, transfer.counts, opened, opts.signal), transfer), manifest };
+      return { stream: ended(this.#bytes(imageId, plan, transfer.counts, opened, received, opts.signal), transfer, received), manifest };
     } catch (error) {
       transfer.end(error as Error);
+      await received?.file.close();
       throw error;
     }
   }
 
-  /** Consecutive chunks grouped by how each is to be had. */
-  async #plan(manifest: ChunkManifest, opts: IoOptions): Promise<Segment[]> {
+  /** Consecutive chunks grouped by how each is to be had (`received`: bytes of the image a partial file holds). */
+  async #plan(manifest: ChunkManifest, received: number, opts: IoOptions): Promise<Segment[]> {
     const segments: Segment[] = [];
     for (const chunk of manifest.chunks) {
-      const kind = chunk.zero === true ? 'zero' : (await this.#o.chunks.findChunk(chunk.sha256, chunk.length, { ...opts, limit: 1 })).length > 0 ? 'local' : 'fetch';
+      const here = chunk.offset + chunk.length <= received || (await this.#o.chunks.findChunk(chunk.sha256, chunk.length, { ...opts, limit: 1 })).length > 0;
+      const kind = chunk.zero === true ? 'zero' : here ? 'local' : 'fetch';
       const last = segments.at(-1);
       if (last?.kind === kind) last.chunks.push(chunk);
       else segments.push({ kind, chunks: [chunk] });
@@ -88,7 +93,7 @@ export class DeltaImageSource implements ParentImageSource {
     return segments;
   }
 
-  async *#bytes(imageId: string, plan: Segment[], counts: TransferCounters, opened: ParentImageBytes | undefined, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
+  async *#bytes(imageId: string, plan: Segment[], counts: TransferCounters, opened: ParentImageBytes | undefined, received: Received | undefined, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
     const started = Date.now();
     for (const segment of plan) {
       if (segment.kind === 'zero') {
@@ -99,7 +104,7 @@ export class DeltaImageSource implements ParentImageSource {
       } else if (segment.kind === 'local') {
         const missing: ManifestChunk[] = [];
         for (const c of segment.chunks) {
-          const bytes = await this.#held(c, signal);
+          const bytes = await this.#fromPartial(c, received) ?? await this.#held(c, signal);
           if (bytes === undefined) {
             missing.push(c);
             continue;
@@ -116,6 +121,14 @@ export class DeltaImageSource implements ParentImageSource {
     }
     const { reused, zeros, fetched, refetched, resumes } = counts;
     this.#o.log.info({ image: imageId, reused, zeros, fetched, refetched, resumes, ms: Date.now() - started }, 'transferred an image by its chunk manifest');
+  }
+
+  /** A chunk from what an interrupted transfer of the image received, checked; undefined if it is not there intact. */
+  async #fromPartial(chunk: ManifestChunk, received: Received | undefined): Promise<Buffer | undefined> {
+    if (received === undefined || chunk.offset + chunk.length > received.length) return undefined;
+    const bytes = Buffer.allocUnsafe(chunk.length);
+    const { bytesRead } = await received.file.read(bytes, 0, chunk.length, chunk.offset);
+    return bytesRead === chunk.length && sha256(bytes) === chunk.sha256 ? bytes : undefined;
   }
 
   /** A chunk from a copy this site holds, checked; undefined if no held copy gives it intact. */
@@ -187,8 +200,8 @@ export class DeltaImageSource implements ParentImageSource {
   }
 }
 
-/** The stream, with the transfer ended when it ends (failed if it fails or is left early). */
-async function* ended(stream: AsyncIterable<Uint8Array>, transfer: RunningTransfer): AsyncGenerator<Uint8Array> {
+/** The stream, with the transfer ended when it ends (failed if it fails or is left early), and the partial file closed. */
+async function* ended(stream: AsyncIterable<Uint8Array>, transfer: RunningTransfer, received?: Received): AsyncGenerator<Uint8Array> {
   try {
     yield* stream;
     transfer.end();
@@ -197,6 +210,22 @@ async function* ended(stream: AsyncIterable<Uint8Array>, transfer: RunningTransf
     throw error;
   } finally {
     transfer.end(new Error('stopped before the end'));
+    await received?.file.close().catch(() => undefined);
+  }
+}
+
+/** What an earlier, interrupted transfer received: a file holding a prefix of the image. */
+interface Received {
+  file: FileHandle;
+  length: number;
+}
+
+async function openPartial(path: string): Promise<Received | undefined> {
+  try {
+    const file = await open(path, 'r');
+    return { file, length: (await file.stat()).size };
+  } catch {
+    return undefined; // gone: nothing to take from it
   }
 }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Image } from '../core/image.ts';
@@ -9,10 +9,17 @@ import { FillReadStream, ImageFill, type Batch } from './image-fill.ts';
 
 export interface ImageFillsOptions {
   source: ParentImageSource;
-  /** Scratch directory for fills in progress; emptied at start. */
+  /**
+   * Scratch directory for fills in progress. What a stopped process left there is offered to the
+   * next fill of the same image (ParentImageSource.open's `partial`), and removed then, or at the
+   * next start once older than LEFTOVER_MAX_AGE_MS.
+   */
   spoolDir: string;
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 }
+
+/** How long what an interrupted fill left in the spool is kept for the next fill of its image. */
+const LEFTOVER_MAX_AGE_MS = 24 * 3600_000;
 
 /** What the starter of a fill hears of it. */
 export interface FillEvents {
@@ -38,16 +45,32 @@ export class ImageFills {
   readonly #o: ImageFillsOptions;
   readonly #fills = new Map<string, ImageFill>();
   readonly #stop = new AbortController();
+  /** Spools a stopped process left, by image: the received prefix of an interrupted fill. */
+  readonly #leftovers: Map<string, string>;
 
-  private constructor(opts: ImageFillsOptions) {
+  private constructor(opts: ImageFillsOptions, leftovers: Map<string, string>) {
     this.#o = opts;
+    this.#leftovers = leftovers;
   }
 
-  /** Empties the spool: fills a crash interrupted are gone (nothing of them was ever visible). */
+  /**
+   * Keeps what fills a crash interrupted left in the spool (nothing of them was ever visible), to
+   * be offered to the next fill of the same image; removes what is older than a day.
+   */
   static async create(opts: ImageFillsOptions): Promise<ImageFills> {
-    await rm(opts.spoolDir, { recursive: true, force: true });
     await mkdir(opts.spoolDir, { recursive: true });
-    return new ImageFills(opts);
+    const leftovers = new Map<string, string>();
+    for (const name of await readdir(opts.spoolDir)) {
+      const path = join(opts.spoolDir, name);
+      const id = /^([0-9a-fA-F-]{36})\.[0-9a-f]+$/.exec(name)?.[1];
+      const s = await stat(path).catch(() => undefined);
+      if (id === undefined || s === undefined || !s.isFile() || Date.now() - s.mtimeMs > LEFTOVER_MAX_AGE_MS || leftovers.has(id)) {
+        await rm(path, { recursive: true, force: true });
+      } else {
+        leftovers.set(id, path);
+      }
+    }
+    return new ImageFills(opts, leftovers);
   }
 
   /** The running fill of an image. */
@@ -116,7 +139,8 @@ export class ImageFills {
     const started = Date.now();
     try {
       await fill.opened;
-      const upstream = await this.#o.source.open(image.id, { signal });
+      const partial = this.#leftovers.get(image.id);
+      const upstream = await this.#o.source.open(image.id, { signal, partial });
       fill.upstreamAnswered();
       // The store is fed whole batches: each is taken (copied) by put before it asks for the
       // next one, and the upstream is read only as fast as the store and the spool take it.
@@ -145,6 +169,10 @@ export class ImageFills {
         signal, expectedSize: image.size!, expected: { md5: image.checksum!, sha512: image.os_hash_value! }, manifest: target.manifest && upstream.manifest === undefined,
       });
       await on.committed({ ...digest, manifest: digest.manifest ?? upstream.manifest });
+      if (partial !== undefined) {
+        this.#leftovers.delete(image.id);
+        await rm(partial, { force: true });
+      }
       fill.state = 'committed';
       this.#o.log.info({ image: image.id, size: image.size, ms: Date.now() - started }, 'cached a verified copy from the parent');
     } catch (error) {

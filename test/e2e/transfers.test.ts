@@ -6,8 +6,9 @@ import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { bytesOf, call, createActiveImage, type ImageJson } from '../helpers/glance-client.ts';
-import { download, eventually, startSiteChain, type SiteChain } from '../helpers/multi-site.ts';
-import { REPO_ROOT, tempDir } from '../helpers/site.ts';
+import { download, eventually, loopbackTarget, siteAt, startSiteChain, type SiteChain } from '../helpers/multi-site.ts';
+import { FaultProxy } from '../../test-support/fault-proxy.ts';
+import { REPO_ROOT, spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
 import type { TransferRecord } from '../../src/transfer/transfer-log.ts';
 
 const MiB = 1 << 20;
@@ -99,6 +100,38 @@ describe('transfers by chunk manifest: delta, resume, sparse', { timeout: 300_00
     const line = stdout.split('\n').find((l) => l.startsWith(image.id));
     assert.ok(line !== undefined, stdout);
     assert.match(line!, /\tdone\tmanifest\t100\.7\t/);
+  });
+
+  it('kill -9 of an edge mid-fill: after a restart, the next download takes what the first one received (≤ 1.2× the image over the link)', async () => {
+    const { central } = chain;
+    const wan = await FaultProxy.start({ target: loopbackTarget(central.url) });
+    const args = ['--role', 'edge', '--site', 'edge-k', '--parent', wan.url, '--listen', '127.0.0.1:0', '--data', join(work, 'edge-k')];
+    const env = { OUTPOST_STORAGE_SYNC: 'false', OUTPOST_PARENT_TIMEOUT_MS: '3000', OUTPOST_FEED_WAIT_SECONDS: '2' };
+    let edge: ServeProcess | undefined = await spawnServe(args, env);
+    try {
+      const data = bytesOf(96 * MiB, 53);
+      const image = await createActiveImage(central, data, { name: 'killed-mid-fill' });
+      await eventually('the image at edge-k', 30_000, async () => (await call<ImageJson>(siteAt(edge!.url), 'GET', `/v2/images/${image.id}`)).body?.status === 'active');
+      wan.resetStats();
+      wan.bandwidth(24 * MiB);
+      const first = download(edge.url, image.id);
+      await eventually('half of the image received', 60_000, async () => wan.stats().toClient.forwarded > 48 * MiB);
+      await edge.stop('SIGKILL');
+      const broken = await first;
+      assert.ok(broken.broken || broken.length < data.length, 'the first download did not complete');
+      wan.pass();
+      edge = await spawnServe(args, env);
+      const got = await download(edge.url, image.id);
+      assert.equal(got.status, 200);
+      assert.equal(got.sha512, sha512(data));
+      const moved = wan.stats().toClient.forwarded;
+      assert.ok(moved <= 1.2 * data.length, `${moved} bytes crossed the link for ${data.length} over the two downloads`);
+      const record = (await transfers(siteAt(edge.url))).find((t) => t.image_id === image.id)!;
+      assert.ok(record.reused >= 32 * MiB, `reused what the first fill received: ${record.reused}`);
+    } finally {
+      await edge?.stop();
+      await wan.close();
+    }
   });
 
   it('a mostly empty raw image (90% zeros) moves only its data (≤ 15% of its size)', async () => {
