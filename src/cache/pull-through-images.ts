@@ -5,6 +5,12 @@ import type { BlobStore, CacheEntry, CacheIndex, ChunkIndex, IoOptions, Manifest
 import { describeError } from '../core/describe-error.ts';
 import type { ImageFill } from '../transfer/image-fill.ts';
 import { ImageFills } from '../transfer/image-fills.ts';
+/**
+ * A range that starts this far beyond what a running fill has received is asked of the source
+ * rather than waited for (a few seconds of a WAN link's worth).
+ */
+const RANGE_AHEAD = 8 << 20;
+
 export interface PullThroughImagesOptions {
   /** The site's id, for messages. */
   site: string;
@@ -102,13 +108,20 @@ export class PullThroughImages {
       }
     }
     let fill = this.#fills.get(id);
+    const whole = start === 0 && end === (image.size ?? 0) - 1;
     if (fill === undefined) {
-      const whole = start === 0 && end === (image.size ?? 0) - 1;
-      if (!whole || !verifiable(image) || !this.#makeRoom(image.size!)) {
-        if (whole && verifiable(image)) this.#o.log.warn({ image: id, size: image.size }, 'image passed through without caching: the cache budget is held by pinned copies');
+      if (!verifiable(image) || !this.#makeRoom(image.size!)) {
+        if (verifiable(image)) this.#o.log.warn({ image: id, size: image.size }, 'image passed through without caching: the cache budget is held by pinned copies');
         return this.#fills.passThrough(id, start, end, opts);
       }
       fill = this.#startFill(image, undefined);
+      // A range of a cold image (a hypervisor reading a disk by its URL): the whole image is
+      // fetched into the cache from now on, and the range itself is asked of the source at once
+      // rather than waited for.
+      if (!whole) return this.#fills.passThrough(id, start, end, opts);
+    } else if (fill.state === 'running' && start > fill.received + RANGE_AHEAD) {
+      // Far beyond what the fill has received: asked of the source at once too.
+      return this.#fills.passThrough(id, start, end, opts);
     } else if (this.#entries.has(id)) {
       this.#touch(id); // the fill has just committed
     } else {

@@ -134,6 +134,30 @@ describe('transfers by chunk manifest: delta, resume, sparse', { timeout: 300_00
     }
   });
 
+  it('a range of a cold image is answered at once, and the edge goes on to fetch and keep the whole image', async () => {
+    const { central, edge, wanA } = chain;
+    const data = bytesOf(64 * MiB, 54);
+    const image = await createActiveImage(central, data, { name: 'booted-by-range' });
+    await atEdge(image.id);
+    wanA.resetStats();
+    wanA.bandwidth(8 * MiB);
+    try {
+      const start = data.length - 2 * MiB;
+      const res = await fetch(`${edge.url}/v2/images/${image.id}/file`, { headers: { range: `bytes=${start}-${start + MiB - 1}` } });
+      const part = Buffer.from(await res.arrayBuffer());
+      const movedThen = wanA.stats().toClient.forwarded;
+      assert.equal(res.status, 206);
+      assert.ok(part.equals(data.subarray(start, start + MiB)), 'the range\'s bytes');
+      assert.ok(movedThen < start, `answered after ${movedThen} bytes crossed the link: not by waiting for the fill to reach byte ${start}`);
+      await eventually('the whole image kept at the edge', 60_000, async () => ((await call(edge, 'GET', '/v2/cache')).body as { cached_images: { image_id: string }[] }).cached_images.some((c) => c.image_id === image.id));
+    } finally {
+      wanA.pass();
+    }
+    const moved = wanA.stats().toClient.forwarded;
+    assert.ok(moved <= data.length + 3 * MiB, `${moved} bytes crossed the link for ${data.length} and a 1 MiB range`);
+    assert.equal((await download(edge.url, image.id)).sha512, sha512(data));
+  });
+
   it('a mostly empty raw image (90% zeros) moves only its data (≤ 15% of its size)', async () => {
     const { central, edge, wanA } = chain;
     const data = Buffer.alloc(64 * MiB);
