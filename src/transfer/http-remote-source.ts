@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -5,6 +6,9 @@ import { BlockList, isIP, type LookupFunction } from 'node:net';
 import type { ImportFilterConfig } from '../core/config.ts';
 import { BadRequestError } from '../core/errors.ts';
 import type { RemoteOpenOptions, RemoteSource } from '../core/ports.ts';
+
+/** The connection or the body broke off (refused, reset, stalled): what was received is good, the rest may be asked again. */
+class BrokenOff extends Error {}
 
 /**
  * Import filtering (Glance's `[import_filtering_opts]`, hardened after the SSRF fix of bug
@@ -71,9 +75,59 @@ export class HttpRemoteSource implements RemoteSource {
     return this.#internal.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
   }
 
+  /**
+   * GETs the URI (redirects followed and each checked). A body the server breaks off part-way
+   * (a cut link, a reset, a stall past the timeout) is asked again from the first byte not yet
+   * received with `Range` — from the URI as given, redirects checked again — and the server must
+   * answer 206 from that byte (else the transfer fails as before): up to RESUME_ATTEMPTS times in
+   * a row, with backoff. What the caller gets is the bytes in order, as one body.
+   */
   async open(uri: string, opts: RemoteOpenOptions = {}): Promise<{ body: AsyncIterable<Uint8Array>; size?: number }> {
     const limit = this.#filter.max_size;
     if (limit !== null && !opts.trusted) opts = { ...opts, maxSize: Math.min(opts.maxSize ?? limit, limit) };
+    const first = await this.#answer(uri, opts, 0);
+    const length = first.headers['content-length'] === undefined ? undefined : Number(first.headers['content-length']);
+    if (opts.maxSize !== undefined && length !== undefined && length > opts.maxSize) {
+      first.destroy();
+      throw new Error(`${first.uri} is ${length} bytes, more than the ${opts.maxSize} allowed`);
+    }
+    return { body: this.#resumable(uri, opts, first), size: length };
+  }
+
+  async *#resumable(uri: string, opts: RemoteOpenOptions, first: Answer): AsyncGenerator<Uint8Array> {
+    let received = 0;
+    let res: Answer | undefined = first;
+    let broke: Error | undefined;
+    for (let failures = 0; ;) {
+      try {
+        res ??= await this.#answer(uri, opts, received);
+        for await (const chunk of capped(res, opts.maxSize === undefined ? undefined : opts.maxSize - received, res.uri)) {
+          received += chunk.length;
+          failures = 0;
+          yield chunk;
+        }
+        return;
+      } catch (error) {
+        opts.signal?.throwIfAborted();
+        res = undefined;
+        const resuming = broke !== undefined;
+        if (error instanceof BrokenOff && received > 0 && ++failures < RESUME_ATTEMPTS) {
+          broke = error;
+          await sleep(RESUME_BACKOFF_MS * 2 ** (failures - 1), undefined, { signal: opts.signal });
+          continue;
+        }
+        // Say first why the body stopped, then why it could not be had from there.
+        throw resuming && !(error instanceof BrokenOff) ? new Error(`${broke!.message}, and it could not be resumed: ${(error as Error).message}`) : error;
+      }
+    }
+  }
+
+  /**
+   * The answer to a GET of the URI from byte `from`: 200 (from 0) or 206 from that byte, after
+   * redirects (each checked).
+   */
+  async #answer(uri: string, opts: RemoteOpenOptions, from: number): Promise<Answer> {
+    const headers = from === 0 ? opts.headers : { ...opts.headers, range: `bytes=${from}-` };
     let current = uri;
     for (let hop = 0; ; hop++) {
       const trusted = opts.trusted === true && hop === 0;
@@ -81,7 +135,7 @@ export class HttpRemoteSource implements RemoteSource {
       if (problem !== undefined) {
         throw new Refused(hop === 0 ? `${current} was refused: ${problem}` : `redirect to ${current} was refused: ${problem}`);
       }
-      const res = await this.#get(current, opts, trusted);
+      const res = await this.#get(current, { ...opts, headers }, trusted);
       const status = res.statusCode ?? 0;
       if (status >= 300 && status < 400 && res.headers.location !== undefined) {
         res.resume();
@@ -89,16 +143,12 @@ export class HttpRemoteSource implements RemoteSource {
         current = new URL(res.headers.location, current).href;
         continue;
       }
-      if (status !== 200) {
+      const resumed = from > 0 && status === 206 && Number(/^bytes (\d+)-/.exec(res.headers['content-range'] ?? '')?.[1]) === from;
+      if (!(from === 0 ? status === 200 : resumed)) {
         res.resume();
-        throw new Error(`GET ${current} answered HTTP ${status}`);
+        throw new Error(from === 0 ? `GET ${current} answered HTTP ${status}` : `GET ${current} from byte ${from} answered HTTP ${status} (${res.headers['content-range'] ?? 'no Content-Range'}): it cannot be resumed`);
       }
-      const length = res.headers['content-length'] === undefined ? undefined : Number(res.headers['content-length']);
-      if (opts.maxSize !== undefined && length !== undefined && length > opts.maxSize) {
-        res.destroy();
-        throw new Error(`${current} is ${length} bytes, more than the ${opts.maxSize} allowed`);
-      }
-      return { body: capped(res, opts.maxSize, current), size: length };
+      return Object.assign(res, { uri: current });
     }
   }
 
@@ -127,8 +177,9 @@ export class HttpRemoteSource implements RemoteSource {
         resolve(res);
       });
       // Once the body is streaming, the reader of the response must see why it stopped (not "aborted").
-      req.on('timeout', () => (response ?? req).destroy(new Error(`${uri} sent nothing for ${this.#filter.timeout_ms} ms`)));
-      req.on('error', reject);
+      req.on('timeout', () => (response ?? req).destroy(new BrokenOff(`${uri} sent nothing for ${this.#filter.timeout_ms} ms`)));
+      // A connection that fails (refused, reset, timed out) is "broken off": a resume tries again.
+      req.on('error', (error: NodeJS.ErrnoException) => reject(error instanceof BrokenOff || error.code === undefined || error.name === 'AbortError' ? error : new BrokenOff(`${uri}: ${error.message}`, { cause: error })));
       req.end();
     });
   }
@@ -139,6 +190,14 @@ function listAllows<T>(value: T, allowed: readonly T[], denied: readonly T[]): b
   return !denied.includes(value);
 }
 
+/** A response, with the URI that gave it (after redirects). */
+type Answer = IncomingMessage & { uri: string };
+
+/** Attempts in a row to resume a body broken off part-way, and the first wait (doubling). */
+const RESUME_ATTEMPTS = 5;
+const RESUME_BACKOFF_MS = 500;
+
+
 async function* capped(res: IncomingMessage, maxSize: number | undefined, uri: string): AsyncGenerator<Uint8Array> {
   let size = 0;
   try {
@@ -147,10 +206,10 @@ async function* capped(res: IncomingMessage, maxSize: number | undefined, uri: s
       if (maxSize !== undefined && size > maxSize) throw new Error(`${uri} sent more than the ${maxSize} bytes allowed`);
       yield chunk as Buffer;
     }
-    if (!res.complete) throw new Error(`${uri} closed the connection before the whole body arrived`);
+    if (!res.complete) throw new BrokenOff(`${uri} closed the connection before the whole body arrived`);
   } catch (error) {
-    // Node reports a connection closed mid-body as a bare "aborted" (ECONNRESET).
-    if ((error as NodeJS.ErrnoException).code === 'ECONNRESET') throw new Error(`${uri} closed the connection before the whole body arrived`);
+    // Node reports a connection closed mid-body as a bare "aborted" (ECONNRESET); a stall, as the request's timeout.
+    if ((error as NodeJS.ErrnoException).code === 'ECONNRESET') throw new BrokenOff(`${uri} closed the connection before the whole body arrived`);
     throw error;
   } finally {
     if (!res.complete) res.destroy();

@@ -24,12 +24,12 @@ interface Recorded {
 }
 
 /** A local HTTP server on 127.0.0.1 recording every connection and request it gets. */
-async function recordingServer(handle: (url: URL, res: import('node:http').ServerResponse) => void): Promise<Recorded> {
+async function recordingServer(handle: (url: URL, res: import('node:http').ServerResponse, req: import('node:http').IncomingMessage) => void): Promise<Recorded> {
   const rec: Recorded = { server: createServer(), port: 0, requests: [], connections: 0 };
   rec.server.on('connection', () => { rec.connections++; });
   rec.server.on('request', (req, res) => {
-    rec.requests.push(`${req.headers.host} ${req.url}`);
-    handle(new URL(req.url ?? '/', 'http://x'), res);
+    rec.requests.push(`${req.headers.host} ${req.url}${req.headers.range === undefined ? '' : ` range=${req.headers.range}`}`);
+    handle(new URL(req.url ?? '/', 'http://x'), res, req);
   });
   await new Promise<void>((resolve) => rec.server.listen(0, '127.0.0.1', resolve));
   rec.port = (rec.server.address() as AddressInfo).port;
@@ -53,7 +53,7 @@ describe('web-download: import filtering and remote failures', () => {
 
   before(async () => {
     forbidden = await recordingServer((_url, res) => res.end('you should not be here'));
-    source = await recordingServer((url, res) => {
+    source = await recordingServer((url, res, req) => {
       switch (url.pathname) {
         case '/bytes':
           res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': DATA.length });
@@ -88,6 +88,19 @@ describe('web-download: import filtering and remote failures', () => {
           const block = Buffer.alloc(16 * 1024, 9);
           for (let i = 0; i < 8; i++) res.write(block);
           res.end();
+          return;
+        }
+        case '/flaky-ranged': { // breaks off the whole body part-way; serves Range requests
+          const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+          if (range === null) {
+            res.writeHead(200, { 'content-length': DATA.length, 'accept-ranges': 'bytes' });
+            res.write(DATA.subarray(0, 15_000));
+            setTimeout(() => res.destroy(), 50);
+            return;
+          }
+          const from = Number(range[1]);
+          res.writeHead(206, { 'content-range': `bytes ${from}-${DATA.length - 1}/${DATA.length}`, 'content-length': DATA.length - from });
+          res.end(DATA.subarray(from));
           return;
         }
         case '/short': // announces more than it sends
@@ -290,6 +303,13 @@ describe('web-download: import filtering and remote failures', () => {
     it('without Content-Length', () => downloads('/chunked'));
     it('following a redirect the filter allows', () => downloads('/redirect-same'));
     it('from a slow source that never stays silent for timeout_ms', () => downloads('/trickle'));
+    it('from a source that breaks off part-way: the rest is asked with Range from the first byte not received', async () => {
+      await downloads('/flaky-ranged');
+      const asked = source.requests.filter((r) => r.includes('/flaky-ranged'));
+      const from = asked.map((r) => Number(/ range=bytes=(\d+)-$/.exec(r)?.[1])).filter((n) => n > 0);
+      assert.equal(from.length, 1, JSON.stringify(asked));
+      assert.ok(from[0]! <= 15_000, `resumed from byte ${from[0]}, past what was sent before the break`);
+    });
 
     it('the import goes to status importing synchronously', async () => {
       const image = await newImage();
