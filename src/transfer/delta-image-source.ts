@@ -159,7 +159,10 @@ export class DeltaImageSource implements ParentImageSource {
     const backoffMs = this.#o.backoffMs ?? 500;
     let next = 0;
     for (let failures = 0; next < chunks.length;) {
+      // The pieces of the chunk being received, hashed as they come and given out (as they are,
+      // without a copy) once the whole chunk matched.
       let pending: Uint8Array[] = [];
+      let hash = createHash('sha256');
       let have = 0;
       try {
         const { stream } = opened ?? await this.#o.upstream.open(imageId, { ...rangeOf(chunks.slice(next)), signal });
@@ -169,21 +172,25 @@ export class DeltaImageSource implements ParentImageSource {
             const chunk = chunks[next];
             if (chunk === undefined) throw new DataMismatchError(`The source sent more bytes of image ${imageId} than asked.`);
             const take = Math.min(chunk.length - have, piece.length - at);
-            pending.push(piece.subarray(at, at + take));
+            const part = at === 0 && take === piece.length ? piece : piece.subarray(at, at + take);
+            hash.update(part);
+            pending.push(part);
             have += take;
             at += take;
             if (have < chunk.length) continue;
-            const bytes = Buffer.concat(pending, have);
+            const parts = pending;
+            const matched = hash.digest('hex') === chunk.sha256;
             pending = [];
+            hash = createHash('sha256');
             have = 0;
-            if (sha256(bytes) !== chunk.sha256) {
+            if (!matched) {
               counts.refetched += chunk.length;
               throw new DataMismatchError(`Chunk at ${chunk.offset} of image ${imageId} did not match its sha256.`);
             }
             counts.fetched += chunk.length;
             next++;
             failures = 0;
-            yield bytes;
+            yield* parts;
           }
         }
         if (next < chunks.length) throw new Error(`the source ended the range of image ${imageId} at ${chunks[next]!.offset + have}`);
