@@ -5,6 +5,7 @@ import type { BlobStore, CacheEntry, CacheIndex, ChunkIndex, IoOptions, Manifest
 import { describeError } from '../core/describe-error.ts';
 import type { ImageFill } from '../transfer/image-fill.ts';
 import { ImageFills } from '../transfer/image-fills.ts';
+
 /**
  * A range that starts this far beyond what a running fill has received is asked of the source
  * rather than waited for (a few seconds of a WAN link's worth).
@@ -91,9 +92,10 @@ export class PullThroughImages {
 
   /**
    * The bytes [start, end] of an image: from the held copy, from the fill in progress, or from a
-   * new fill (a whole-image read) or straight from the parent (a range, an image the budget
-   * cannot admit, or a deactivated image — only an active one is cached). Whether the caller may
-   * have a deactivated image's bytes (admins only) is ImageService.download's to decide.
+   * new fill; straight from the parent for an image the budget cannot admit or a deactivated one
+   * (only an active one is cached), and for a range the fill has not reached (one of a cold image
+   * starts the fill, too). Whether the caller may have a deactivated image's bytes (admins only)
+   * is ImageService.download's to decide.
    */
   async open(image: Image, start: number, end: number, opts: IoOptions = {}): Promise<Readable> {
     const id = image.id;
