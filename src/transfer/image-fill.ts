@@ -1,4 +1,4 @@
-import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { unlink, type FileHandle } from 'node:fs/promises';
 import type { Image } from '../core/image.ts';
 import { PumpedReadable, type Lent } from '../storage/pumped-readable.ts';
 
@@ -73,6 +73,7 @@ export class ImageFill {
   readonly answered: Promise<void>;
   readonly #answer = Promise.withResolvers<void>();
   #spool: FileHandle | undefined;
+  #released = false;
   /** The spool writes, in order: each starts when the previous one is done. */
   #spooling: Promise<void> = Promise.resolve();
   #spoolError: { error: unknown } | undefined;
@@ -97,6 +98,26 @@ export class ImageFill {
 
   set spool(fh: FileHandle) {
     this.#spool = fh;
+  }
+
+  /**
+   * Reads the spool at `position` into `into` (readers share the fill's handle, open for reading
+   * and writing, so that the spool can be renamed into the store while they read it).
+   */
+  async readSpool(into: Buffer, length: number, position: number): Promise<number> {
+    await this.opened;
+    return (await this.#spool!.read(into, 0, length, position)).bytesRead;
+  }
+
+  /**
+   * Once the fill has ended and no reader is left: closes the spool and removes it (unless the
+   * store took it as the committed copy, which moved it). Idempotent.
+   */
+  async release(): Promise<void> {
+    if (this.state === 'running' || this.readers > 0 || this.#released) return;
+    this.#released = true;
+    await this.#spool?.close().catch(() => undefined);
+    await unlink(this.path).catch(() => undefined);
   }
 
   /** Resolves at the next change (bytes received or spooled, the end of the fill) or when `signal` aborts. */
@@ -243,7 +264,6 @@ export class FillReadStream extends PumpedReadable {
   readonly #fill: ImageFill;
   readonly #last: number;
   #pos: number;
-  #file: FileHandle | undefined;
   #left = false;
   readonly #stop = new AbortController();
 
@@ -288,10 +308,8 @@ export class FillReadStream extends PumpedReadable {
       this.#pos = at.to;
       return { bytes, release: () => this.#fill.sent(batch) };
     }
-    await this.#fill.opened;
-    this.#file ??= await open(this.#fill.path, 'r');
     const into = buffer(Math.min(SPOOL_READ, at.to - this.#pos));
-    const { bytesRead } = await this.#file.read(into, 0, Math.min(into.length, at.to - this.#pos), this.#pos);
+    const bytesRead = await this.#fill.readSpool(into, Math.min(into.length, at.to - this.#pos), this.#pos);
     if (bytesRead === 0) throw new Error(`the spool of image ${this.#fill.image.id} ended at ${this.#pos}`);
     this.#pos += bytesRead;
     return { bytes: bytesRead === into.length ? into : into.subarray(0, bytesRead) };
@@ -300,17 +318,13 @@ export class FillReadStream extends PumpedReadable {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#stop.abort();
     this.#leave();
-    const file = this.#file;
-    this.#file = undefined;
-    if (file === undefined) callback(error);
-    else file.close().then(() => callback(error), (e: Error) => callback(error ?? e));
+    callback(error);
   }
 
   #leave(): void {
     if (this.#left) return;
     this.#left = true;
-    const fill = this.#fill;
-    fill.readers--;
-    if (fill.state !== 'running' && fill.readers === 0) void unlink(fill.path).catch(() => undefined);
+    this.#fill.readers--;
+    void this.#fill.release();
   }
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Image } from '../core/image.ts';
@@ -91,17 +91,15 @@ export class ImageFills {
   start(image: Image, target: FillTarget, on: FillEvents): ImageFill {
     const fill = new ImageFill(image, join(this.#o.spoolDir, `${image.id}.${randomBytes(6).toString('hex')}`));
     this.#fills.set(image.id, fill);
-    let spool: FileHandle | undefined;
-    fill.opened = open(fill.path, 'w').then((fh) => {
-      spool = fh;
+    // Open for reading too: the fill's clients read the spool through this handle (ImageFill.readSpool).
+    fill.opened = open(fill.path, 'w+').then((fh) => {
       fill.spool = fh;
     });
     fill.opened.catch(() => undefined);
     fill.ended = this.#run(fill, target, on).finally(async () => {
       if (this.#fills.get(image.id) === fill) this.#fills.delete(image.id);
       fill.changed();
-      await spool?.close().catch(() => undefined);
-      if (fill.readers === 0) await unlink(fill.path).catch(() => undefined);
+      await fill.release();
     });
     return fill;
   }
