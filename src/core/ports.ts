@@ -190,6 +190,11 @@ export interface PutOptions extends IoOptions {
   maxSize?: number;
   /** Also compute the bytes' chunk manifest, in the same pass (BlobDigest.manifest). */
   manifest?: boolean;
+  /**
+   * The bytes are also being written, in order, to this local file by the caller (a transfer's
+   * spool): a store that can take that file as the blob does so instead of writing them again.
+   */
+  adopt?: string;
 }
 
 export interface GetOptions extends IoOptions {
@@ -255,6 +260,13 @@ export interface BlobWriter {
 export interface BlobDriver extends BlobKeys {
   /** A new write of `key` (nothing visible until its commit). */
   openWriter(key: string, opts?: IoOptions): Promise<BlobWriter>;
+  /**
+   * A write of `key` whose bytes are already in the local file `path` (written there by the
+   * caller, in order, before the commit): writes only count them, and the commit makes that
+   * file the blob — moved, or copied where it cannot be — leaving nothing at `path`; a cancel
+   * leaves `path` as it is. For drivers that keep files on this machine; others have none.
+   */
+  adoptWriter?(key: string, path: string, opts?: IoOptions): Promise<BlobWriter>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -60,7 +60,9 @@ export class VerifyingBlobStore implements BlobStore {
     const guard = () => undefined;
     if (data instanceof Readable) data.on('error', guard);
     try {
-      const target = await this.#driver.openWriter(key, opts);
+      const target = opts.adopt !== undefined && this.#driver.adoptWriter !== undefined
+        ? await this.#driver.adoptWriter(key, opts.adopt, opts)
+        : await this.#driver.openWriter(key, opts);
       const writer = new HashedWriter(target, this.#hashers, opts);
       try {
         if (data instanceof Readable && data.listenerCount('readable') === 0) {

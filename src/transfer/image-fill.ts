@@ -1,5 +1,6 @@
 import { unlink, type FileHandle } from 'node:fs/promises';
 import type { Image } from '../core/image.ts';
+import { isAllZero } from '../storage/hashing/is-all-zero.ts';
 import { PumpedReadable, type Lent } from '../storage/pumped-readable.ts';
 
 /**
@@ -106,7 +107,11 @@ export class ImageFill {
    */
   async readSpool(into: Buffer, length: number, position: number): Promise<number> {
     await this.opened;
-    return (await this.#spool!.read(into, 0, length, position)).bytesRead;
+    if (position + length > this.spooled) throw new Error(`bytes ${position}-${position + length - 1} of image ${this.image.id} are not on the spool yet`);
+    const { bytesRead } = await this.#spool!.read(into, 0, length, position);
+    // Below `spooled`, what the file does not reach yet is a hole left for zeros (seal).
+    into.fill(0, bytesRead, length);
+    return length;
   }
 
   /**
@@ -192,7 +197,8 @@ export class ImageFill {
     this.#spooling = this.#spooling.then(async () => {
       if (this.#spoolError !== undefined) return;
       try {
-        for (let at = 0; at < b.filled; at += SPOOL_WRITE) {
+        // Zeros are left as a hole (reads give zeros): a spool the store takes as its copy stays sparse.
+        for (let at = isAllZero(b.buf.subarray(0, b.filled)) ? b.filled : 0; at < b.filled; at += SPOOL_WRITE) {
           const length = Math.min(SPOOL_WRITE, b.filled - at);
           const { bytesWritten } = await this.#spool!.write(b.buf, at, length, b.offset + at);
           if (bytesWritten !== length) throw new Error(`short write to the spool: ${bytesWritten} of ${length} bytes`);
@@ -226,10 +232,11 @@ export class ImageFill {
     if (this.#spoolError !== undefined) throw this.#spoolError.error;
   }
 
-  /** Waits until every batch is on the spool; throws if a write failed. */
+  /** Waits until every batch is on the spool, which then has the length of what was received; throws if a write failed. */
   async spoolDone(): Promise<void> {
     await this.#spooling;
     if (this.#spoolError !== undefined) throw this.#spoolError.error;
+    await this.#spool!.truncate(this.received); // (a last hole, which no write extended the file over)
   }
 
   /** A follower's write from `b` is done with its bytes. */
@@ -310,7 +317,6 @@ export class FillReadStream extends PumpedReadable {
     }
     const into = buffer(Math.min(SPOOL_READ, at.to - this.#pos));
     const bytesRead = await this.#fill.readSpool(into, Math.min(into.length, at.to - this.#pos), this.#pos);
-    if (bytesRead === 0) throw new Error(`the spool of image ${this.#fill.image.id} ended at ${this.#pos}`);
     this.#pos += bytesRead;
     return { bytes: bytesRead === into.length ? into : into.subarray(0, bytesRead) };
   }

@@ -165,6 +165,8 @@ export class ImageFills {
       // Bytes checked chunk by chunk against a manifest have that manifest: no need to build it again.
       const digest = await target.blobs.put(target.key, batches(), {
         signal, expectedSize: image.size!, expected: { md5: image.checksum!, sha512: image.os_hash_value! }, manifest: target.manifest && upstream.manifest === undefined,
+        // The spool holds the same bytes in order: a store that can take it as the copy need not write them again.
+        adopt: fill.path,
       });
       await on.committed({ ...digest, manifest: digest.manifest ?? upstream.manifest });
       if (partial !== undefined) {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Readable } from 'node:stream';
@@ -75,6 +75,44 @@ export class FileBlobDriver implements BlobDriver {
       this.#writing.delete(name);
       throw error;
     }
+  }
+
+  /**
+   * The bytes are in `path` (a spool on this machine): the commit syncs it (with sync on) and
+   * renames it into place — or, on another filesystem, copies it to a temporary name first.
+   */
+  async adoptWriter(key: string, path: string, opts: IoOptions = {}): Promise<BlobWriter> {
+    const finalPath = this.#path(key);
+    opts.signal?.throwIfAborted();
+    let written = 0;
+    return {
+      get written() { return written; },
+      write: async (bytes, o = {}) => {
+        o.signal?.throwIfAborted();
+        written += bytes.length;
+      },
+      commit: async (o = {}) => {
+        o.signal?.throwIfAborted();
+        const file = await open(path, 'r+');
+        try {
+          if ((await file.stat()).size !== written) throw new Error(`${path} holds ${(await file.stat()).size} bytes, not the ${written} written`);
+          if (this.#sync) await file.datasync();
+        } finally {
+          await file.close();
+        }
+        try {
+          await rename(path, finalPath);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
+          const tmpPath = join(this.#root, TMP_DIR, `${key}.${randomBytes(6).toString('hex')}`);
+          await copyFile(path, tmpPath);
+          if (this.#sync) await syncFile(tmpPath);
+          await rename(tmpPath, finalPath);
+          await rm(path, { force: true });
+        }
+      },
+      cancel: async () => undefined,
+    };
   }
 
   /** Removes every file under TMP_DIR but the ones this object's writers hold. */
@@ -198,5 +236,14 @@ class FileBlobWriter implements BlobWriter {
   #end(): void {
     this.#ended = true;
     this.#done();
+  }
+}
+
+async function syncFile(path: string): Promise<void> {
+  const file = await open(path, 'r+');
+  try {
+    await file.datasync();
+  } finally {
+    await file.close();
   }
 }
