@@ -25,7 +25,6 @@ export interface DeltaImageSourceOptions {
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 }
 
-
 /** A run of consecutive chunks taken the same way. */
 type Segment = { kind: 'zero' | 'local' | 'fetch'; chunks: ManifestChunk[] };
 
@@ -65,9 +64,9 @@ export class DeltaImageSource implements ParentImageSource {
       return { stream: counted(plain.stream, this.#o.transfers.start(imageId, this.#o.sourceName, 'stream', 0)) };
     }
     const received = partial === undefined ? undefined : await openPartial(partial);
-    const plan = await this.#plan(manifest, received?.length ?? 0, opts);
     const transfer = this.#o.transfers.start(imageId, this.#o.sourceName, 'manifest', manifest.size);
     try {
+      const plan = await this.#plan(manifest, received?.length ?? 0, opts);
       // The source's answer to the first range is had before this answers, so that "no data
       // there" and "unreachable" are said before any byte, as for a plain stream.
       const first = plan.find((s) => s.kind === 'fetch');
