@@ -1,0 +1,26 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { TransferLog } from '../src/transfer/transfer-log.ts';
+
+describe('TransferLog', () => {
+  it('lists running transfers first, then ended ones newest first, with their rate and outcome; keeps 50 ended', () => {
+    let now = 1_000_000;
+    const log = new TransferLog(() => now);
+    const a = log.start('image-a', 'parent', 'manifest', 1000);
+    a.counts.fetched = 400;
+    a.counts.reused = 100;
+    now += 1000;
+    const b = log.start('image-b', 'parent', 'stream', 0);
+    now += 1000;
+    assert.deepEqual(log.list().map((t) => [t.image_id, t.state, t.bytes_per_second]), [['image-a', 'running', 250], ['image-b', 'running', 0]]);
+    a.end();
+    b.end(new Error('the parent went away'));
+    b.end(); // a second end changes nothing
+    const ended = log.list();
+    assert.deepEqual(ended.map((t) => [t.image_id, t.state, t.error]), [['image-b', 'failed', 'the parent went away'], ['image-a', 'done', null]]);
+    assert.notEqual(ended[1]!.ended_at, null);
+    for (let i = 0; i < 60; i++) log.start(`image-${i}`, 'parent', 'manifest', 1).end();
+    assert.equal(log.list().length, 50);
+    assert.equal(log.list()[0]!.image_id, 'image-59');
+  });
+});
