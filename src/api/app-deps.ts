@@ -4,6 +4,7 @@ import type { Authenticator } from '../core/context.ts';
 import type { IdentityService } from '../core/identity/identity-service.ts';
 import type { ImageService } from '../core/image-service.ts';
 import type { ImportService } from '../core/import-service.ts';
+import type { PlacementPolicies } from '../core/placement-policies.ts';
 import type { StoreDescription } from '../core/ports.ts';
 import type { StoreRegistry } from '../core/stores.ts';
 import type { ReplicationDeps } from './outpost/replication-routes.ts';
@@ -22,6 +23,8 @@ export interface AppDeps {
   /** `api_limit_max`, for the task list. */
   maxLimit: number;
   replication: ReplicationDeps;
+  /** The region's placement policies (/outpost/v1/policies). */
+  policies: PlacementPolicies;
   /**
    * Per image, stores holding a cached verified copy, added to its `stores` after its locations':
    * at central every site's (their inventories), at an edge its own cache's.

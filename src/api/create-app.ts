@@ -14,6 +14,7 @@ import { registerCacheRoutes } from './glance/cache-routes.ts';
 import { registerImageRoutes } from './glance/image-routes.ts';
 import { registerImportRoutes } from './glance/import-routes.ts';
 import { registerImageBytesRoutes } from './outpost/image-bytes-routes.ts';
+import { registerPolicyRoutes } from './outpost/policy-routes.ts';
 import { registerReplicationRoutes } from './outpost/replication-routes.ts';
 import { registerParentForwarding, SEQ_HEADER } from './parent-forwarding.ts';
 import type { AppDeps } from './app-deps.ts';
@@ -61,7 +62,7 @@ const IDLE_CONNECTION_MS = 120_000;
 
 
 /** Paths of writes that change the catalog (answered with the change-log position, SEQ_HEADER). */
-const WRITE_PREFIXES = ['/v2/', '/outpost/v1/sites', '/outpost/v1/images/'];
+const WRITE_PREFIXES = ['/v2/', '/outpost/v1/sites', '/outpost/v1/images/', '/outpost/v1/policies'];
 
 /**
  * Whether a request acts as someone: the Glance API, Outpost's own API but the site status
@@ -195,6 +196,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
   });
   registerReplicationRoutes(app, deps.replication, stopping.signal);
   registerImageBytesRoutes(app, deps.images, deps.transfers);
+  registerPolicyRoutes(app, deps.policies);
   return app;
 }
 

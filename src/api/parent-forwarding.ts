@@ -47,7 +47,8 @@ const FORWARDABLE = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']);
 /**
  * Requests an edge passes to its parent instead of answering itself: every write to the Glance
  * API (create, PATCH, delete, tags, members, actions, import, stage), the records that travel up
- * to central (site registrations and removals, inventories, copies held at sites), and reads of other sites'
+ * to central (site registrations and removals, inventories, copies held at sites, placement
+ * policies), and reads of other sites'
  * inventories. Reads — image data included, through
  * the site's cache — are answered here, and so are the cache API, which acts on this site's cache,
  * and uploads, whose bytes stay in this site's store (ImageService.upload records them at central).
@@ -58,6 +59,8 @@ function forwarded(req: FastifyRequest, site: string): boolean {
   const path = req.url.split('?')[0];
   if (path === '/outpost/v1/sites' && req.method === 'POST') return true;
   if (req.method === 'DELETE' && /^\/outpost\/v1\/sites\/[^/]+$/.test(path)) return true;
+  // Placement policies are central's: writes go up, reads answer from the replica.
+  if (path === '/outpost/v1/policies' || path.startsWith('/outpost/v1/policies/')) return req.method !== 'GET' && req.method !== 'HEAD';
   // Identity is central's: tokens and every change to users, projects and roles (reads are local).
   if (path.startsWith('/identity/')) return req.method !== 'GET' && req.method !== 'HEAD';
   // Inventories: reports go up; another site's is known at central.

@@ -37,6 +37,7 @@ import { ParentCopyRegistry } from '../replication/parent-copy-registry.ts';
 import { SiteRegistry } from '../core/site-registry.ts';
 import { SiteInventories } from '../core/site-inventory.ts';
 import { SiteRemoval } from '../core/site-removal.ts';
+import { PlacementPolicies } from '../core/placement-policies.ts';
 import { InventoryReporter, parentInventorySink } from '../replication/inventory-reporter.ts';
 import { ParentClient, TrustedConnections } from '../links/parent-client.ts';
 import { readCaBundle, readServerTls, type ServerTls } from './tls-files.ts';
@@ -278,6 +279,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
         revokeCredentials: keystone && !remoteKeystone ? (ctx, site, o) => identity.revokeSiteCredentials(ctx, site, o) : undefined,
       }) : undefined,
     },
+    policies: new PlacementPolicies(catalog),
     heldStores: follower === undefined ? (ids) => inventories.storesHolding(ids) : (ids) => cache.storesHolding(ids),
     storeWeights: () => region.weights(),
     parent: parentLink,

@@ -149,6 +149,14 @@ const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
+  '0010-placement-policies': {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable('placement_policies')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
   '0009-held-chunks': {
     async up(db: Kysely<any>) {
       await db.schema.createTable('held_chunks')

@@ -10,6 +10,7 @@ import type {
 } from '../core/ports.ts';
 import type { Task } from '../core/task.ts';
 import type { ChunkManifest } from '../core/chunk-manifest.ts';
+import type { PolicyRecord } from '../core/placement-policy.ts';
 import { migrate } from './migrations.ts';
 import { NodeSqliteDatabase } from './node-sqlite-database.ts';
 import type { CatalogTables, ImageRow, TaskRow } from './tables.ts';
@@ -489,6 +490,34 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Mani
     return Number(r.numDeletedRows);
   }
 
+  // -- placement policies (replicated like sites) --------------------------------------------
+
+  async upsertPolicy(policy: PolicyRecord, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    await this.#tx(async (trx) => applyChange(trx, { seq: 0, entity: 'policy', id: policy.id, op: 'upsert', body: policy, at: '' }));
+  }
+
+  async deletePolicy(id: string, opts?: IoOptions): Promise<boolean> {
+    throwIfAborted(opts);
+    return this.#tx(async (trx) => {
+      if ((await trx.selectFrom('placement_policies').select('id').where('id', '=', id).executeTakeFirst()) === undefined) return false;
+      await applyChange(trx, { seq: 0, entity: 'policy', id, op: 'delete', body: { id }, at: '' });
+      return true;
+    });
+  }
+
+  async getPolicy(id: string, opts?: IoOptions): Promise<PolicyRecord | undefined> {
+    throwIfAborted(opts);
+    const row = await this.#db.selectFrom('placement_policies').select('body').where('id', '=', id).executeTakeFirst();
+    return row === undefined ? undefined : JSON.parse(row.body) as PolicyRecord;
+  }
+
+  async listPolicies(opts?: IoOptions): Promise<PolicyRecord[]> {
+    throwIfAborted(opts);
+    const rows = await this.#db.selectFrom('placement_policies').select('body').orderBy('id').execute();
+    return rows.map((r) => JSON.parse(r.body) as PolicyRecord);
+  }
+
   async snapshot(opts?: IoOptions): Promise<Snapshot> {
     throwIfAborted(opts);
     // One transaction: the entities and the seq are read at the same point of the log.
@@ -499,6 +528,7 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Mani
       const members = await trx.selectFrom('image_members').selectAll().orderBy('image_id').orderBy('member_id').execute();
       const tasks = await trx.selectFrom('tasks').selectAll().orderBy('id').execute();
       const sites = await trx.selectFrom('sites').select('body').orderBy('id').execute();
+      const policies = await trx.selectFrom('placement_policies').select('body').orderBy('id').execute();
       const identity = await trx.selectFrom('identity_records').selectAll().orderBy('kind').orderBy('id').execute();
       return {
         seq,
@@ -507,6 +537,7 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Mani
         members: members.map((m) => ({ ...m, status: m.status as ImageMember['status'] })),
         tasks: tasks.map(rowToTask),
         sites: sites.map((r) => JSON.parse(r.body) as Site),
+        policies: policies.map((r) => JSON.parse(r.body) as PolicyRecord),
         identity: identity.map((r) => ({ kind: r.kind as IdentityKind, id: r.id, body: JSON.parse(r.body) as Record<string, unknown> })),
       };
     });
@@ -527,6 +558,7 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Mani
         members: hash(snap.members, (m) => `${m.image_id}/${m.member_id}`),
         tasks: hash(snap.tasks, (t) => t.id),
         sites: hash(snap.sites, (x) => x.id),
+        policies: hash(snap.policies ?? [], (x) => x.id),
         identity: hash(snap.identity ?? [], (r) => `${r.kind}/${r.id}`),
       },
     };
@@ -585,6 +617,13 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Mani
         }
       }
       for (const site of snapshot.sites ?? []) await applyChange(trx, { seq: 0, entity: 'site', id: site.id, op: 'upsert', body: site, at: '' });
+      if (snapshot.policies !== undefined) { // absent from an older parent's snapshot: keep ours then
+        const keep = new Set(snapshot.policies.map((p) => p.id));
+        for (const { id } of await trx.selectFrom('placement_policies').select('id').execute()) {
+          if (!keep.has(id)) await applyChange(trx, { seq: 0, entity: 'policy', id, op: 'delete', body: { id }, at: '' });
+        }
+        for (const p of snapshot.policies) await applyChange(trx, { seq: 0, entity: 'policy', id: p.id, op: 'upsert', body: p, at: '' });
+      }
       if (snapshot.identity !== undefined) {
         const keep = new Set(snapshot.identity.map((r) => `${r.kind}/${r.id}`));
         for (const r of await trx.selectFrom('identity_records').select(['kind', 'id']).execute()) {
@@ -759,13 +798,14 @@ async function applyChange(trx: Transaction<CatalogTables>, change: Change): Pro
     }
     await appendChange(trx, change.entity, change.id, change.op, change.body);
   } else if (change.op === 'delete') {
-    // A task is deleted only by a load whose snapshot no longer has it; a site also by deleteSite.
-    await trx.deleteFrom(change.entity === 'site' ? 'sites' : 'tasks').where('id', '=', change.id).execute();
+    // A task is deleted only by a load whose snapshot no longer has it; a site or policy also by deleteSite or deletePolicy.
+    await trx.deleteFrom(change.entity === 'site' ? 'sites' : change.entity === 'policy' ? 'placement_policies' : 'tasks').where('id', '=', change.id).execute();
     await appendChange(trx, change.entity, change.id, 'delete', change.body);
-  } else if (change.entity === 'site') {
+  } else if (change.entity === 'site' || change.entity === 'policy') {
     const body = JSON.stringify(change.body);
-    await trx.insertInto('sites').values({ id: change.id, body }).onConflict((oc) => oc.column('id').doUpdateSet({ body })).execute();
-    await appendChange(trx, 'site', change.id, 'upsert', change.body);
+    await trx.insertInto(change.entity === 'site' ? 'sites' : 'placement_policies').values({ id: change.id, body })
+      .onConflict((oc) => oc.column('id').doUpdateSet({ body })).execute();
+    await appendChange(trx, change.entity, change.id, 'upsert', change.body);
   } else {
     const t = change.body as Task;
     const { id: _id, ...row } = taskToRow(t);

@@ -50,6 +50,7 @@ export interface CatalogTables {
   sites: { id: string; body: string };
   cache_entries: { image_id: string; body: string };
   image_manifests: { image_id: string; sha512: string; body: string };
+  placement_policies: { id: string; body: string };
   held_chunks: { sha256: string; length: number; store: string; key: string; offset: number };
   site_inventories: { site_id: string; body: string };
   inventory_copies: { image_id: string; site_id: string; store: string };

@@ -16,6 +16,34 @@ export interface PlacementPolicy {
   priority: number;
 }
 
+/** A policy as stored, replicated and answered by the API: the selector as its text. */
+export interface PolicyRecord {
+  id: string;
+  name: string;
+  images: PlacementPolicy['images'];
+  sites: { labels: string } | { ids: string[] };
+  mode: PlacementPolicy['mode'];
+  priority: number;
+  created_at: string;
+  updated_at: string;
+}
+
+/** The record of a validated policy. */
+export function policyRecord(id: string, p: PlacementPolicy, createdAt: string, updatedAt: string): PolicyRecord {
+  return {
+    id, name: p.name, images: p.images, sites: 'ids' in p.sites ? { ids: p.sites.ids } : { labels: p.sites.labels.text },
+    mode: p.mode, priority: p.priority, created_at: createdAt, updated_at: updatedAt,
+  };
+}
+
+/** The policy a record holds (its selector parsed again). */
+export function policyOf(r: PolicyRecord): PlacementPolicy {
+  return {
+    name: r.name, images: r.images, sites: 'ids' in r.sites ? { ids: r.sites.ids } : { labels: parseLabelSelector(r.sites.labels, 'sites.labels') },
+    mode: r.mode, priority: r.priority,
+  };
+}
+
 const VISIBILITIES: readonly Visibility[] = ['public', 'community', 'shared', 'private'];
 const MODES = ['replicate', 'cache'] as const;
 

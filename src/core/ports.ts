@@ -1,6 +1,7 @@
 import type { RequestContext } from './context.ts';
 import type { Readable } from 'node:stream';
 import type { ChunkManifest } from './chunk-manifest.ts';
+import type { PolicyRecord } from './placement-policy.ts';
 import type { Image, ImageMember, MemberStatus, Visibility } from './image.ts';
 import type { Task, TaskStatus } from './task.ts';
 
@@ -60,7 +61,7 @@ export interface ImageListQuery {
 export const IDENTITY_KINDS = ['domain', 'project', 'user', 'role', 'assignment', 'signing_key', 'revocation'] as const;
 /** Identity's public records, replicated to every site (never a password hash or private key). */
 export type IdentityKind = (typeof IDENTITY_KINDS)[number];
-export type ChangeEntity = 'image' | 'member' | 'task' | 'site' | IdentityKind;
+export type ChangeEntity = 'image' | 'member' | 'task' | 'site' | 'policy' | IdentityKind;
 export interface Change {
   seq: number;
   entity: ChangeEntity;
@@ -113,6 +114,14 @@ export interface Catalog {
   deleteSite(id: string, opts?: IoOptions): Promise<boolean>;
   getSite(id: string, opts?: IoOptions): Promise<Site | undefined>;
   listSites(opts?: IoOptions): Promise<Site[]>;
+
+  /** Inserts or replaces a placement policy (a `policy` change, so it replicates). */
+  upsertPolicy(policy: PolicyRecord, opts?: IoOptions): Promise<void>;
+  /** Deletes a placement policy; false when there was none. */
+  deletePolicy(id: string, opts?: IoOptions): Promise<boolean>;
+  getPolicy(id: string, opts?: IoOptions): Promise<PolicyRecord | undefined>;
+  /** Every policy, by id. */
+  listPolicies(opts?: IoOptions): Promise<PolicyRecord[]>;
   /** The (not deleted) images with a location in one of these stores, by id. */
   imagesInStores(storeIds: readonly string[], opts?: IoOptions): Promise<Image[]>;
 
@@ -432,6 +441,8 @@ export interface Snapshot {
   members: ImageMember[];
   tasks: Task[];
   sites: Site[];
+  /** Placement policies (absent from an older parent's snapshot). */
+  policies?: PolicyRecord[];
   /** Identity's public records (absent from an older parent's snapshot). */
   identity?: IdentityRecord[];
 }

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { ConflictError, ImageNotFoundError, NotFoundError } from '../../src/core/errors.ts';
 import type { Image, ImageMember, MemberStatus, Visibility } from '../../src/core/image.ts';
+import type { PolicyRecord } from '../../src/core/placement-policy.ts';
 import type { Task } from '../../src/core/task.ts';
 import {
   SORT_KEYS, type Catalog, type Change, type ImageListQuery, type ListScope, type SortDir, type SortKey,
@@ -798,6 +799,40 @@ export function catalogConformance(name: string, open: () => Promise<CatalogHand
         assert.deepEqual(await allChanges(catalog), before);
         assert.deepEqual(await catalog.getTask(task.id), task);
         assert.equal((await catalog.listTasks({ limit: 10 })).length, 1);
+      }));
+    });
+
+    describe('placement policies', () => {
+      const policy = (id: string, name: string, overrides: Partial<PolicyRecord> = {}): PolicyRecord => ({
+        id, name, images: { tags: ['golden'], properties: { os_distro: 'ubuntu' }, visibility: 'public' }, sites: { labels: 'region=eu,tier!=far' },
+        mode: 'replicate', priority: 70, created_at: '2024-06-01T00:00:00.000Z', updated_at: '2024-06-01T00:00:00.000Z', ...overrides,
+      });
+      it('upsert stores a policy as given and replaces it whole; list is by id; delete says whether there was one', withCatalog(async (catalog) => {
+        const b = policy('b-policy', 'second', { sites: { ids: ['edge-1', 'edge-2'] }, mode: 'cache' });
+        const a = policy('a-policy', 'first');
+        await catalog.upsertPolicy(b);
+        await catalog.upsertPolicy(a);
+        assert.deepEqual(await catalog.getPolicy(b.id), b);
+        assert.deepEqual(await catalog.listPolicies(), [a, b]);
+        const a2 = { ...a, priority: 10, images: { tags: [], properties: {}, visibility: null }, updated_at: '2024-06-02T00:00:00.000Z' };
+        await catalog.upsertPolicy(a2);
+        assert.deepEqual(await catalog.getPolicy(a.id), a2);
+        assert.equal(await catalog.deletePolicy(a.id), true);
+        assert.equal(await catalog.deletePolicy(a.id), false);
+        assert.equal(await catalog.getPolicy(a.id), undefined);
+        assert.deepEqual(await catalog.listPolicies(), [b]);
+        const changes = (await allChanges(catalog)).filter((c) => c.entity === 'policy').map((c) => [c.op, c.id]);
+        assert.deepEqual(changes, [['upsert', b.id], ['upsert', a.id], ['upsert', a.id], ['delete', a.id]], 'each write is one change; a missing delete none');
+      }));
+      it('rejects every call made with an aborted signal, changing nothing', withCatalog(async (catalog) => {
+        const p = policy('p', 'kept');
+        await catalog.upsertPolicy(p);
+        const opts = { signal: AbortSignal.abort() };
+        await assert.rejects(catalog.upsertPolicy(policy('q', 'new'), opts), { name: 'AbortError' });
+        await assert.rejects(catalog.deletePolicy(p.id, opts), { name: 'AbortError' });
+        await assert.rejects(catalog.getPolicy(p.id, opts), { name: 'AbortError' });
+        await assert.rejects(catalog.listPolicies(opts), { name: 'AbortError' });
+        assert.deepEqual(await catalog.listPolicies(), [p]);
       }));
     });
 

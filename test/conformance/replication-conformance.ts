@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { ConflictError, ImageNotFoundError, NotFoundError } from '../../src/core/errors.ts';
 import type { Image, ImageMember, MemberStatus } from '../../src/core/image.ts';
 import type { Catalog, Change, ChangeEntity, ChangeLog, Replica, Site } from '../../src/core/ports.ts';
+import type { PolicyRecord } from '../../src/core/placement-policy.ts';
 import type { Task } from '../../src/core/task.ts';
 import type { ConformanceOptions } from './catalog-conformance.ts';
 
@@ -55,6 +56,13 @@ function records() {
         registered_at: t, last_contact: t, lag_changes: null, ...overrides,
       };
     },
+    policy(name: string, overrides: Partial<PolicyRecord> = {}): PolicyRecord {
+      const t = at();
+      return {
+        id: randomUUID(), name, images: { tags: ['golden'], properties: {}, visibility: null }, sites: { labels: 'region=north' },
+        mode: 'replicate', priority: 50, created_at: t, updated_at: t, ...overrides,
+      };
+    },
   };
 }
 type Records = ReturnType<typeof records>;
@@ -87,6 +95,8 @@ function scenario(rec: Records) {
   const central = rec.site('central', null);
   const edge = rec.site('site-a', 'central', { labels: { region: 'north' } });
   const removed = rec.site('site-gone', 'central');
+  const golden = rec.policy('golden');
+  const dropped = rec.policy('dropped', { sites: { ids: ['site-a'] }, mode: 'cache' });
   const later = rec.at();
 
   const image = (i: Image) => (c: ReplicatedCatalog) => c.getImage(i.id);
@@ -116,9 +126,13 @@ function scenario(rec: Records) {
       label: `upsertSite ${s.id} #${i}`, run: (c) => c.upsertSite(s), change: ['site', 'upsert', s.id], stored: (c) => c.getSite(s.id),
     })),
     { label: 'deleteSite', run: async (c) => assert.equal(await c.deleteSite(removed.id), true), change: ['site', 'delete', removed.id] },
+    ...[golden, dropped, { ...golden, priority: 90, updated_at: later }].map((p, i): Step => ({
+      label: `upsertPolicy ${p.name} #${i}`, run: (c) => c.upsertPolicy(p), change: ['policy', 'upsert', p.id], stored: (c) => c.getPolicy(p.id),
+    })),
+    { label: 'deletePolicy', run: async (c) => assert.equal(await c.deletePolicy(dropped.id), true), change: ['policy', 'delete', dropped.id] },
   ];
   return {
-    steps, kept, gone, other, memberA, task, edge,
+    steps, kept, gone, other, memberA, task, edge, golden,
     async populate(c: ReplicatedCatalog) {
       for (const step of steps) await step.run(c);
     },
@@ -181,7 +195,7 @@ export function changeLogConformance(name: string, open: Open, options: Conforma
       assert.equal(await c.lastSeq(), 0);
       assert.equal(await c.firstSeq(), 1);
       assert.deepEqual(await c.changesSince(0, 100), []);
-      assert.deepEqual(await c.snapshot(), { seq: 0, images: [], deleted: [], members: [], tasks: [], sites: [], identity: [] });
+      assert.deepEqual(await c.snapshot(), { seq: 0, images: [], deleted: [], members: [], tasks: [], sites: [], policies: [], identity: [] });
       assert.equal((await c.digest()).seq, 0);
     }));
 
@@ -306,6 +320,8 @@ export function changeLogConformance(name: string, open: Open, options: Conforma
       assert.deepEqual(snap.tasks, [await c.getTask(fx.task.id)]);
       assert.deepEqual(byId(snap.sites), byId(await c.listSites()));
       assert.equal(snap.sites.length, 2);
+      assert.deepEqual(snap.policies, [await c.getPolicy(fx.golden.id)]);
+      assert.equal(snap.policies[0].priority, 90);
     }));
 
     it('snapshot is consistent at its seq while writes run concurrently', withCatalogs(1, async ([c]) => {
@@ -355,6 +371,7 @@ export function changeLogConformance(name: string, open: Open, options: Conforma
         ['members', (c, fx, v) => c.updateMember({ ...fx.memberA, status: v === 'x' ? 'accepted' : 'rejected' })],
         ['tasks', (c, fx, v) => c.updateTask(fx.task.id, (t) => ({ ...t, message: v }))],
         ['sites', (c, fx, v) => c.upsertSite({ ...fx.edge, version: v })],
+        ['policies', (c, fx, v) => c.upsertPolicy({ ...fx.golden, name: v })],
         ['deleted', (c, fx, v) => c.apply([deleteChange(`${fx.gone.id}-${v}`)], 1)],
       ];
       for (const [kind, change] of variants) {

@@ -67,6 +67,41 @@ describe('site registration', { timeout: 60_000 }, () => {
     await eventually(() => sites(far.url), (s) => JSON.stringify(s.find((x) => x.id === 'central')?.stores) === '["fast","bulk"]');
   });
 
+  it('a placement policy written at the far edge is made at central and replicates to every site; the audit finds them equal', async () => {
+    const api = async (url: string, method: string, path: string, json?: unknown) => {
+      const res = await fetch(`${url}${path}`, {
+        method, body: json === undefined ? undefined : JSON.stringify(json),
+        headers: { accept: 'application/json', ...(json === undefined ? {} : { 'content-type': 'application/json' }) },
+      });
+      return { status: res.status, body: res.status === 204 ? undefined : await res.json() as any };
+    };
+    const policies = async (url: string) => (await api(url, 'GET', '/outpost/v1/policies')).body.policies as { id: string; priority: number }[];
+    const created = await api(far.url, 'POST', '/outpost/v1/policies', { name: 'north-golden', images: { tags: ['golden'] }, sites: { labels: 'region=north,tier!=far-edge' }, mode: 'replicate' });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const id = created.body.id as string;
+    // The far edge answers its write once its replica has it (read-your-writes), and so does central.
+    assert.deepEqual(await policies(far.url), [created.body]);
+    assert.deepEqual(await policies(central.url), [created.body]);
+    await eventually(() => policies(edge.url), (p) => p.length === 1);
+
+    const bad = await api(edge.url, 'POST', '/outpost/v1/policies', { name: 'bad', sites: { ids: ['far-2'] }, mode: 'replicate' });
+    assert.equal(bad.status, 400, 'central checks the site ids');
+    assert.match(bad.body.message, /^sites\.ids: no site is registered as far-2/);
+
+    assert.equal((await api(edge.url, 'PATCH', `/outpost/v1/policies/${id}`, { priority: 95 })).status, 200);
+    await eventually(() => policies(far.url), (p) => p[0]?.priority === 95);
+    for (const url of [edge.url, far.url]) {
+      // 'busy' while a periodic audit runs: ask again.
+      const audit = await eventually(() => api(url, 'POST', '/outpost/v1/audit'), (a) => a.status !== 200 || a.body.result !== 'busy');
+      assert.equal(audit.status, 200);
+      assert.deepEqual([audit.body.result, audit.body.mismatched], ['ok', []], `audit at ${url}`);
+    }
+    assert.equal((await api(far.url, 'DELETE', `/outpost/v1/policies/${id}`)).status, 204);
+    assert.deepEqual(await policies(far.url), []);
+    await eventually(() => policies(edge.url), (p) => p.length === 0);
+    assert.deepEqual(await policies(central.url), []);
+  });
+
   it('refuses an unknown or cyclic parent with a clear 409', async () => {
     const post = (body: unknown) => fetch(`${central.url}/outpost/v1/sites`, {
       method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' }, body: JSON.stringify(body),

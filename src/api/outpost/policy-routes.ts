@@ -1,0 +1,31 @@
+import type { FastifyInstance } from 'fastify';
+import type { PlacementPolicies } from '../../core/placement-policies.ts';
+import { jsonBody } from '../http/json-body.ts';
+import { resource } from '../resource.ts';
+
+/**
+ * The region's placement policies (issue 13), kept at central and replicated to every site; an
+ * edge answers reads from its replica and forwards writes up (parent-forwarding):
+ *
+ *   GET    /outpost/v1/policies       → 200 {policies: [PolicyRecord]}, by name
+ *   POST   /outpost/v1/policies       → 201 PolicyRecord (administrators)
+ *   GET    /outpost/v1/policies/{id}  → 200 PolicyRecord, 404 when there is none
+ *   PATCH  /outpost/v1/policies/{id}  → 200 PolicyRecord; the fields given replace the policy's
+ *   DELETE /outpost/v1/policies/{id}  → 204
+ *
+ * A bad policy gets a 400 whose message names the field (`mode`, `sites.labels`, `sites.ids[0]`, ...).
+ */
+export function registerPolicyRoutes(app: FastifyInstance, policies: PlacementPolicies): void {
+  resource(app, '/outpost/v1/policies', {
+    GET: async (req) => ({ policies: await policies.list({ signal: req.clientSignal }) }),
+    POST: async (req, reply) => reply.code(201).send(await policies.create(req.ctx, await jsonBody(req), { signal: req.clientSignal })),
+  });
+  resource(app, '/outpost/v1/policies/:id', {
+    GET: async (req) => policies.get((req.params as { id: string }).id, { signal: req.clientSignal }),
+    PATCH: async (req) => policies.update(req.ctx, (req.params as { id: string }).id, await jsonBody(req), { signal: req.clientSignal }),
+    DELETE: async (req, reply) => {
+      await policies.delete(req.ctx, (req.params as { id: string }).id, { signal: req.clientSignal });
+      return reply.code(204).send();
+    },
+  });
+}
