@@ -34,6 +34,8 @@ import { TransferLog } from '../transfer/transfer-log.ts';
 import { HttpParentImageSource } from '../transfer/parent-image-source.ts';
 import { SiteImageSource } from '../transfer/site-image-source.ts';
 import { ParentCopyRegistry } from '../replication/parent-copy-registry.ts';
+import { SiteAgent } from '../placement/site-agent.ts';
+import { ImageFills } from '../transfer/image-fills.ts';
 import { SiteRegistry } from '../core/site-registry.ts';
 import { SiteInventories } from '../core/site-inventory.ts';
 import { SiteRemoval } from '../core/site-removal.ts';
@@ -44,6 +46,10 @@ import { readCaBundle, readServerTls, type ServerTls } from './tls-files.ts';
 import packageJson from '../../package.json' with { type: 'json' };
 
 const VERSION = packageJson.version;
+/** Copies a site's placement agent fetches at the same time. */
+const PLACEMENT_CONCURRENCY = 2;
+/** How soon a placement agent tries a pending copy again when nothing changes, ms. */
+const PLACEMENT_RETRY_MS = 5000;
 import { createApp, type ServedRoute } from './create-app.ts';
 
 export interface RunningSite {
@@ -177,13 +183,8 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     : new SiteImageSource({ catalog, self: config.site, headers: centralHeaders, timeoutMs: config.parent_timeout_ms, connections: links });
   const transfers = new TransferLog();
   const manifests = new ImageManifests({ catalog, index: catalog, chunks: catalog, stores, hashers, elsewhere: upstream, whileStoring: config.chunk_manifests });
-  const cache = await PullThroughImages.create({
-    site: config.site,
-    index: catalog,
-    manifests: catalog,
-    chunks: catalog,
-    buildManifests: config.chunk_manifests,
-    blobs: stores.blobs(stores.defaultId),
+  // One fill per image at a time, whoever asks: a client's miss (the cache) or a placement policy (the agent).
+  const fills = await ImageFills.create({
     source: new DeltaImageSource({
       upstream,
       transfers,
@@ -194,6 +195,16 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
       log: logger,
     }),
     spoolDir: join(dataDir, 'cache-spool'),
+    log: logger,
+  });
+  const cache = await PullThroughImages.create({
+    site: config.site,
+    index: catalog,
+    manifests: catalog,
+    chunks: catalog,
+    buildManifests: config.chunk_manifests,
+    blobs: stores.blobs(stores.defaultId),
+    fills,
     budgetBytes: config.cache_max_bytes,
     log: logger,
   });
@@ -207,11 +218,21 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     },
   });
   invalidation.start();
+  // Where an edge records the copies it holds: central's catalog, through the parent.
+  const copies = parentLink === undefined ? undefined
+    : new ParentCopyRegistry({ parent: parentLink.client, timeoutMs: parentLink.timeoutMs, waitForReplica: parentLink.waitForReplica, log: logger });
+  // An edge keeps the copies placement policies want in its store (central holds its own).
+  const agent = copies === undefined ? undefined : new SiteAgent({
+    site: { id: config.site, labels: config.labels }, store: stores.blobs(stores.defaultId), catalog, changeLog: catalog, fills, copies,
+    manifests: catalog, chunks: catalog, buildManifests: config.chunk_manifests, dropCached: async (id) => { await cache.evict(id); },
+    concurrency: PLACEMENT_CONCURRENCY, retryMs: PLACEMENT_RETRY_MS, log: logger,
+  });
+  agent?.start();
   const region = new RegionStores({ site: config.site, local: stores, sites: (o) => catalog.listSites(o) });
   const images = new ImageService({
     catalog, region, manifests,
     elsewhere: cache,
-    copies: parentLink === undefined ? undefined : new ParentCopyRegistry({ parent: parentLink.client, timeoutMs: parentLink.timeoutMs, waitForReplica: parentLink.waitForReplica, log: logger }),
+    copies,
     stores,
     limits: { defaultLimit: config.limit_param_default, maxLimit: config.api_limit_max },
     imageSizeCap: config.image_size_cap,
@@ -293,7 +314,8 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     await follower?.close();
     await retention.close();
     await invalidation.close();
-    await cache.close();
+    await agent?.close();
+    await fills.close();
     await runner.close();
     await recovery.close();
     await catalog.close();

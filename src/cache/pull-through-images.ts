@@ -1,10 +1,10 @@
 import type { Readable } from 'node:stream';
 import { NotFoundError, PayloadTooLargeError } from '../core/errors.ts';
 import type { Image } from '../core/image.ts';
-import type { BlobStore, CacheEntry, CacheIndex, ChunkIndex, IoOptions, ManifestIndex, ParentImageSource } from '../core/ports.ts';
+import type { BlobStore, CacheEntry, CacheIndex, ChunkIndex, IoOptions, ManifestIndex } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
 import type { ImageFill } from '../transfer/image-fill.ts';
-import { ImageFills } from '../transfer/image-fills.ts';
+import type { ImageFills } from '../transfer/image-fills.ts';
 
 /**
  * A range that starts this far beyond what a running fill has received is asked of the source
@@ -23,9 +23,11 @@ export interface PullThroughImagesOptions {
   buildManifests: boolean;
   /** Where verified copies are kept, under `cacheKey(image id)` (the site's default store). */
   blobs: BlobStore;
-  source: ParentImageSource;
-  /** Scratch directory for fills in progress; emptied at start. */
-  spoolDir: string;
+  /**
+   * The site's transfers of image bytes, shared with its placement agent: one fill per image, which
+   * a client's read joins whoever started it.
+   */
+  fills: ImageFills;
   /** Bytes the cached copies may take together (`cache_max_bytes`). */
   budgetBytes: number;
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
@@ -70,18 +72,15 @@ export class PullThroughImages {
    */
   readonly #pending = new Map<string, { hits: number; pin: { until: string | null } | undefined }>();
 
-  private constructor(opts: PullThroughImagesOptions, fills: ImageFills) {
+  private constructor(opts: PullThroughImagesOptions) {
     this.#o = opts;
-    this.#fills = fills;
+    this.#fills = opts.fills;
     this.#now = opts.now ?? (() => new Date());
   }
 
-  /**
-   * Empties the spool (fills a crash interrupted are simply gone: nothing of them was ever
-   * visible) and loads the index, dropping entries whose copy is missing.
-   */
+  /** Loads the index, dropping entries whose copy is missing. */
   static async create(opts: PullThroughImagesOptions): Promise<PullThroughImages> {
-    const cache = new PullThroughImages(opts, await ImageFills.create({ source: opts.source, spoolDir: opts.spoolDir, log: opts.log }));
+    const cache = new PullThroughImages(opts);
     for (const entry of await opts.index.listCacheEntries()) {
       const stat = await opts.blobs.stat(cacheKey(entry.image_id));
       if (stat?.size === entry.size) cache.#entries.set(entry.image_id, entry);
@@ -127,7 +126,10 @@ export class PullThroughImages {
     } else if (this.#entries.has(id)) {
       this.#touch(id); // the fill has just committed
     } else {
-      this.#pending.get(id)!.hits++;
+      // A client of a fill the cache started counts as a hit once it commits; one the placement
+      // agent started commits into the store, not the cache.
+      const pending = this.#pending.get(id);
+      if (pending !== undefined) pending.hits++;
     }
     return this.#fills.read(fill, start, end, opts.signal);
   }
@@ -177,7 +179,7 @@ export class PullThroughImages {
       cached_images: [...this.#entries.values()].map((e) => ({
         image_id: e.image_id, hits: e.hits, last_accessed: epoch(e.last_accessed), last_modified: epoch(e.cached_at), size: e.size,
       })),
-      queued_images: this.#fills.running().map((f) => f.image.id),
+      queued_images: this.#fills.running().filter((f) => this.#pending.has(f.image.id)).map((f) => f.image.id),
     };
   }
 
@@ -196,7 +198,7 @@ export class PullThroughImages {
    * waiting for. Returns false when there was neither.
    */
   async evict(imageId: string): Promise<boolean> {
-    const fill = this.#fills.get(imageId);
+    const fill = this.#pending.has(imageId) ? this.#fills.get(imageId) : undefined;
     if (fill !== undefined && fill.readers === 0) fill.abort.abort();
     const held = this.#entries.has(imageId);
     if (held) await this.#drop(imageId);
@@ -205,7 +207,7 @@ export class PullThroughImages {
 
   /** DELETE /v2/cache: `cache` drops every copy, `queue` stops idle fills, `both` does both. */
   async clear(target: 'cache' | 'queue' | 'both'): Promise<void> {
-    if (target !== 'cache') for (const fill of this.#fills.running()) if (fill.readers === 0) fill.abort.abort();
+    if (target !== 'cache') for (const fill of this.#fills.running()) if (fill.readers === 0 && this.#pending.has(fill.image.id)) fill.abort.abort();
     if (target !== 'queue') for (const id of [...this.#entries.keys()]) await this.#drop(id);
   }
 
@@ -221,9 +223,6 @@ export class PullThroughImages {
     }
   }
 
-  async close(): Promise<void> {
-    await this.#fills.close();
-  }
 
   // -- internals ---------------------------------------------------------------------------------
 
@@ -238,11 +237,11 @@ export class PullThroughImages {
     }
   }
 
-  /** Bytes taken by copies and fills (only pinned copies and fills when `pinnedOnly`). */
+  /** Bytes taken by copies and the cache's fills (only pinned copies and fills when `pinnedOnly`). */
   #used(pinnedOnly: boolean): number {
     let used = 0;
     for (const e of this.#entries.values()) if (!pinnedOnly || this.#isPinned(e)) used += e.size;
-    for (const f of this.#fills.running()) used += f.image.size ?? 0;
+    for (const f of this.#fills.running()) if (this.#pending.has(f.image.id)) used += f.image.size ?? 0;
     return used;
   }
 

@@ -149,14 +149,6 @@ const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
-  '0010-placement-policies': {
-    async up(db: Kysely<any>) {
-      await db.schema.createTable('placement_policies')
-        .addColumn('id', 'text', (c) => c.primaryKey())
-        .addColumn('body', 'text', (c) => c.notNull())
-        .execute();
-    },
-  },
   '0009-held-chunks': {
     async up(db: Kysely<any>) {
       await db.schema.createTable('held_chunks')
@@ -168,6 +160,21 @@ const MIGRATIONS: Record<string, Migration> = {
         .execute();
       await db.schema.createIndex('held_chunks_hash').on('held_chunks').columns(['sha256', 'length']).execute();
       await db.schema.createIndex('held_chunks_blob').on('held_chunks').columns(['store', 'key']).execute();
+    },
+  },
+  '0010-placement-policies': {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable('placement_policies')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
+  // Which copies placement policies made (the site agents add and remove those only): null for an
+  // upload, an import or copy-image.
+  '0011-location-placed-by': {
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable('image_locations').addColumn('placed_by', 'text').execute();
     },
   },
 };

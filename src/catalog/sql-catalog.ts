@@ -108,7 +108,7 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Mani
     const images = new Map(rows.map((r) => [r.id, rowToImage(r)]));
     for (const p of props) setProperty(images.get(p.image_id)!.properties, p.name, p.value);
     for (const t of tags) images.get(t.image_id)!.tags.push(t.tag);
-    for (const l of locs) images.get(l.image_id)!.locations.push({ store: l.store, url: l.url });
+    for (const l of locs) images.get(l.image_id)!.locations.push(l.placed_by === 'policy' ? { store: l.store, url: l.url, placed_by: 'policy' } : { store: l.store, url: l.url });
     return [...images.values()];
   }
 
@@ -822,7 +822,7 @@ async function writeChildren(trx: Transaction<CatalogTables>, image: Image): Pro
   }
   if (image.locations.length > 0) {
     await trx.insertInto('image_locations')
-      .values(image.locations.map((l, position) => ({ image_id: image.id, store: l.store, url: l.url, position }))).execute();
+      .values(image.locations.map((l, position) => ({ image_id: image.id, store: l.store, url: l.url, position, placed_by: l.placed_by ?? null }))).execute();
   }
 }
 

@@ -7,7 +7,7 @@ import {
   PayloadTooLargeError, RangeNotSatisfiableError,
 } from './errors.ts';
 import {
-  MEMBER_STATUSES, assertTransition, isUuid, setProperty, type Image, type ImageMember, type MemberStatus,
+  MEMBER_STATUSES, assertTransition, isUuid, setProperty, type Image, type ImageLocation, type ImageMember, type MemberStatus,
 } from './image.ts';
 import { applyPatch, type PatchDialect, type PatchOp } from './image-patch.ts';
 import { assertWritableName, isBaseWritable, repr, tooLong, validateAttribute } from './image-validation.ts';
@@ -419,7 +419,7 @@ export class ImageService {
     }
     if (copy.size > this.#sizeCap) throw new PayloadTooLargeError(`Image exceeds the storage quota: image_size_cap is ${this.#sizeCap} bytes.`);
     return this.#catalog.updateImage(image.id, (current) => {
-      const location = { store: copy.store, url: copy.url };
+      const location: ImageLocation = copy.placed_by === 'policy' ? { store: copy.store, url: copy.url, placed_by: 'policy' } : { store: copy.store, url: copy.url };
       if (current.status === 'queued') {
         assertUploadable(current);
         return {
@@ -435,6 +435,24 @@ export class ImageService {
       }
       if (current.locations.some((l) => l.store === copy.store)) return current;
       return { ...current, locations: [...current.locations, location], updated_at: this.#timestamp() };
+    }, opts);
+  }
+
+  /**
+   * DELETE /outpost/v1/images/{id}/locations/{store} (central): a site agent removes the record of
+   * a copy a placement policy made, before it deletes the bytes (sites and administrators only).
+   * Only such a copy, and never an image's last one: 404 when the store holds no copy, 409 when
+   * it is not a policy's or is the last.
+   */
+  async removeCopy(ctx: RequestContext, id: string, store: string, opts: IoOptions = {}): Promise<Image> {
+    if (!ctx.isAdmin && !ctx.roles.includes('service')) throw new ForbiddenError('Copies placed by policy are removed by sites and administrators.');
+    const image = await this.get(ctx, id, opts);
+    return this.#catalog.updateImage(image.id, (current) => {
+      const location = current.locations.find((l) => l.store === store);
+      if (location === undefined) throw new NotFoundError(`Image ${current.id} has no copy in store ${store}.`);
+      if (location.placed_by !== 'policy') throw new ConflictError(`The copy of image ${current.id} in store ${store} was not placed by a policy; remove it with DELETE /v2/stores/${store}/${current.id}.`);
+      if (current.locations.length === 1) throw new ConflictError(`The copy of image ${current.id} in store ${store} is its last one.`);
+      return { ...current, locations: current.locations.filter((l) => l !== location), updated_at: this.#timestamp() };
     }, opts);
   }
 
@@ -580,6 +598,7 @@ function parseVerifiedCopy(body: unknown): VerifiedCopy {
   if (typeof b.os_hash_value !== 'string' || !HEX(128).test(b.os_hash_value)) problems.push('os_hash_value (128 hex digits)');
   const vs = b.virtual_size ?? null;
   if (vs !== null && (!Number.isSafeInteger(vs) || (vs as number) < 0)) problems.push('virtual_size');
+  if (b.placed_by !== undefined && b.placed_by !== 'policy') problems.push('placed_by ("policy" or absent)');
   if (problems.length > 0) throw new BadRequestError(`A copy needs valid ${problems.join(', ')}.`);
   return b as unknown as VerifiedCopy;
 }

@@ -20,6 +20,11 @@ export type MemberStatus = (typeof MEMBER_STATUSES)[number];
 export interface ImageLocation {
   store: string;
   url: string;
+  /**
+   * Set on a copy a placement policy made (a site agent pulled it into its store): the agents add
+   * and remove those only. Absent for an upload, an import or copy-image. Not shown by the API.
+   */
+  placed_by?: 'policy';
 }
 
 /**

@@ -341,6 +341,8 @@ export interface VerifiedCopy {
   os_hash_algo: 'sha512';
   os_hash_value: string;
   virtual_size: number | null;
+  /** 'policy': a site agent placed it for a placement policy (ImageLocation.placed_by). */
+  placed_by?: 'policy';
 }
 
 /**
@@ -355,6 +357,11 @@ export interface CopyRegistry {
    * this site's replica shows it. A refusal comes back as the owner's error.
    */
   record(ctx: RequestContext, imageId: string, copy: VerifiedCopy, opts?: IoOptions): Promise<void>;
+  /**
+   * Removes the record of the copy in `store` (which must have been placed by a policy) and
+   * resolves once this site's replica shows it gone; NotFoundError when there is none.
+   */
+  remove(ctx: RequestContext, imageId: string, store: string, opts?: IoOptions): Promise<void>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -41,10 +41,19 @@ export class ParentCopyRegistry implements CopyRegistry {
 
   async record(ctx: RequestContext, imageId: string, copy: VerifiedCopy, opts: IoOptions = {}): Promise<void> {
     const { store, ...body } = copy;
+    await this.#call('PUT', ctx, imageId, store, body, opts);
+  }
+
+  async remove(ctx: RequestContext, imageId: string, store: string, opts: IoOptions = {}): Promise<void> {
+    await this.#call('DELETE', ctx, imageId, store, undefined, opts);
+  }
+
+  /** One call about the copy in `store`; resolves once the replica shows its change (or it timed out). */
+  async #call(method: string, ctx: RequestContext, imageId: string, store: string, body: object | undefined, opts: IoOptions): Promise<void> {
     const res = await this.#fetch(`/outpost/v1/images/${encodeURIComponent(imageId)}/locations/${encodeURIComponent(store)}`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json', accept: 'application/json', ...callerHeaders(ctx) },
-      body: JSON.stringify(body),
+      method,
+      headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), accept: 'application/json', ...callerHeaders(ctx) },
+      body: body === undefined ? undefined : JSON.stringify(body),
     }, opts);
     const text = await res.text();
     if (!res.ok) {

@@ -11,7 +11,10 @@ import { resource } from '../resource.ts';
  * PUT /outpost/v1/images/{id}/locations/{store} → 204: records a verified copy of the image's
  * bytes held in a store of another site (ImageService.addCopy). An edge forwards it to its parent,
  * so it reaches central from any depth; an edge sends it after an upload there.
- * Body: {url, size, checksum, os_hash_algo: "sha512", os_hash_value, virtual_size}.
+ * Body: {url, size, checksum, os_hash_algo: "sha512", os_hash_value, virtual_size, placed_by?: "policy"}.
+ *
+ * DELETE /outpost/v1/images/{id}/locations/{store} → 204: a site agent removes the record of a
+ * copy a placement policy made there (ImageService.removeCopy), before deleting its bytes.
  *
  * GET /outpost/v1/images/{id}/manifest → 200 {size, chunking, chunks: [{offset, length, sha256,
  * zero?}]}: the chunk manifest of the image's bytes (ImageService.manifest), for whoever may
@@ -26,6 +29,11 @@ export function registerImageBytesRoutes(app: FastifyInstance, images: ImageServ
       const { id, store } = req.params as { id: string; store: string };
       const body = await jsonBody(req);
       await images.addCopy(req.ctx, id, { ...(body as object), store }, { signal: req.clientSignal });
+      return reply.code(204).send();
+    },
+    DELETE: async (req, reply) => {
+      const { id, store } = req.params as { id: string; store: string };
+      await images.removeCopy(req.ctx, id, store, { signal: req.clientSignal });
       return reply.code(204).send();
     },
   });

@@ -1,0 +1,230 @@
+import { ADMIN_CONTEXT } from '../core/context.ts';
+import { describeError } from '../core/describe-error.ts';
+import { desiredAt, type DesiredCopy, type PlacementSite } from '../core/desired-placement.ts';
+import { NotFoundError } from '../core/errors.ts';
+import type { Image } from '../core/image.ts';
+import { policyOf } from '../core/placement-policy.ts';
+import type { BlobStore, Catalog, ChangeLog, ChunkIndex, CopyRegistry, ManifestIndex } from '../core/ports.ts';
+import type { ImageFills } from '../transfer/image-fills.ts';
+
+export interface SiteAgentOptions {
+  /** This site, with the labels policies select it by. */
+  site: PlacementSite;
+  /** Where replicated copies are kept, under the image's id (the site's default store). */
+  store: BlobStore;
+  /** The site's replica of the catalog (images, policies) and its change log, which wakes the agent. */
+  catalog: Pick<Catalog, 'listImages' | 'listPolicies'>;
+  changeLog: Pick<ChangeLog, 'lastSeq' | 'waitForChange'>;
+  /** The site's transfers of image bytes (shared with its cache: one fill per image). */
+  fills: ImageFills;
+  /** Central's record of copies, through the parent. */
+  copies: CopyRegistry;
+  manifests: ManifestIndex;
+  chunks: ChunkIndex;
+  /** Build each copy's manifest as it is fetched (`chunk_manifests`). */
+  buildManifests: boolean;
+  /** Drops the site's cached copy of an image once it holds a replicated one. */
+  dropCached(imageId: string): Promise<void>;
+  /** Copies fetched at the same time. */
+  concurrency: number;
+  /** How long after a failure (or with nothing changing) the desired state is looked at again, ms. */
+  retryMs: number;
+  log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+/** Where one wanted copy stands at this site. */
+export interface PlacementState {
+  image_id: string;
+  mode: DesiredCopy['mode'];
+  priority: number;
+  reasons: string[];
+  /** pending: not started, or waiting to try again (`reason` says why); transferring; held. */
+  state: 'pending' | 'transferring' | 'held';
+  reason: string | null;
+  since: string;
+}
+
+/** Images listed per page when the agent reads the replica. */
+const PAGE = 1000;
+
+/**
+ * A site's placement agent (issue 13): keeps the copies the placement policies (and
+ * `outpost_placement`) want at this site in its store, and only those. It computes its desired
+ * state from its own replica of the catalog — policies, images and its own labels all replicate —
+ * so it needs nothing from central to know what to hold, and a site that joins later with
+ * matching labels converges with no change at central.
+ *
+ * What it lacks it pulls from its parent through the transfer engine (ImageFills: verified,
+ * resumable, delta from chunks held here), highest priority first, `concurrency` at a time, and
+ * records each copy at central as placed by policy (so the image's `stores` lists it) before it
+ * counts as held. A copy no policy wants any more is unrecorded at central first, then deleted.
+ * It never touches a copy it did not place (an upload here). While the parent cannot be reached
+ * a wanted copy stays `pending`, and is tried again every `retryMs` and on every change.
+ */
+export class SiteAgent {
+  readonly #o: SiteAgentOptions;
+  readonly #stop = new AbortController();
+  readonly #states = new Map<string, PlacementState>();
+  /** The copies being placed now, by image. */
+  readonly #placing = new Map<string, Promise<void>>();
+  #running: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+
+  constructor(opts: SiteAgentOptions) {
+    this.#o = opts;
+  }
+
+  start(): void {
+    this.#running = this.#loop();
+  }
+
+  /** Where each copy this site should hold stands, highest priority first. */
+  states(): PlacementState[] {
+    return [...this.#states.values()].sort((a, b) => b.priority - a.priority || a.image_id.localeCompare(b.image_id));
+  }
+
+  /** Stops, aborting the transfers it started (a copy not committed is not kept). */
+  async close(): Promise<void> {
+    this.#stop.abort();
+    this.#wake?.();
+    await this.#running;
+    await Promise.all(this.#placing.values());
+  }
+
+  async #loop(): Promise<void> {
+    const signal = this.#stop.signal;
+    while (!signal.aborted) {
+      let seq = 0;
+      try {
+        seq = await this.#o.changeLog.lastSeq({ signal });
+        await this.#reconcile(signal);
+      } catch (error) {
+        if (signal.aborted) return;
+        this.#o.log.warn({ err: describeError(error) }, 'placement: could not reconcile this site\'s copies; trying again');
+      }
+      // Until the catalog changes, a transfer ends, or retryMs passes.
+      const round = new AbortController();
+      const woken = new Promise<void>((resolve) => { this.#wake = resolve; });
+      await Promise.race([
+        this.#o.changeLog.waitForChange(seq, this.#o.retryMs, { signal: AbortSignal.any([signal, round.signal]) }).catch(() => undefined),
+        woken,
+      ]);
+      round.abort();
+    }
+  }
+
+  async #reconcile(signal: AbortSignal): Promise<void> {
+    const { site, store } = this.#o;
+    const policies = (await this.#o.catalog.listPolicies({ signal })).map(policyOf);
+    const images = await this.#allImages(signal);
+    const desired = desiredAt(site, images.values(), policies);
+    const now = new Date().toISOString();
+
+    // Copies no policy wants any more: unrecorded at central, then deleted here.
+    for (const image of images.values()) {
+      const placed = image.locations.some((l) => l.store === store.id && l.placed_by === 'policy');
+      if (!placed || desired.has(image.id)) continue;
+      try {
+        await this.#remove(image, signal);
+      } catch (error) {
+        if (signal.aborted) throw error;
+        this.#o.log.warn({ image: image.id, err: describeError(error) }, 'placement: could not remove a copy no policy wants; trying again');
+      }
+    }
+    for (const id of this.#states.keys()) if (!desired.has(id) && !this.#placing.has(id)) this.#states.delete(id);
+
+    const missing: Image[] = [];
+    for (const [id, want] of desired) {
+      const image = images.get(id)!;
+      const held = image.locations.some((l) => l.store === store.id);
+      const previous = this.#states.get(id);
+      const state = held ? 'held' : this.#placing.has(id) ? 'transferring' : 'pending';
+      this.#states.set(id, {
+        image_id: id, mode: want.mode, priority: want.priority, reasons: want.reasons, state,
+        reason: held ? null : previous?.reason ?? null,
+        since: previous?.state === state ? previous.since : now,
+      });
+      // `cache` copies are the cache's to prefetch and pin (not yet).
+      if (!held && want.mode === 'replicate' && !this.#placing.has(id)) missing.push(image);
+    }
+    missing.sort((a, b) => desired.get(b.id)!.priority - desired.get(a.id)!.priority || a.id.localeCompare(b.id));
+    for (const image of missing.slice(0, Math.max(0, this.#o.concurrency - this.#placing.size))) this.#place(image, desired.get(image.id)!);
+  }
+
+  /** Fetches (or finds) the copy, records it at central, and counts it as held; a failure leaves it pending. */
+  #place(image: Image, want: DesiredCopy): void {
+    const { store, fills, log } = this.#o;
+    const signal = this.#stop.signal;
+    const run = async () => {
+      // One fill per image at a site: one a client's miss started (into the cache) ends first;
+      // its chunks are then copied from the cached copy rather than fetched again.
+      for (let other = fills.get(image.id); other !== undefined; other = fills.get(image.id)) await other.ended;
+      signal.throwIfAborted();
+      // The bytes may be here already (recorded nowhere, after a stop between the two): record them.
+      if ((await store.stat(image.id, { signal }))?.size !== image.size) {
+        if (fills.get(image.id) !== undefined) throw new Error('another transfer of the image started meanwhile');
+        const fill = fills.start(image, { blobs: store, key: image.id, manifest: this.#o.buildManifests }, {
+          committed: async (digest) => {
+            if (digest.manifest === undefined) return;
+            await this.#o.manifests.putManifest(image.id, digest.sha512, digest.manifest, { signal });
+            await this.#o.chunks.addHeldCopy(store.id, image.id, digest.manifest, { signal });
+          },
+        });
+        const stop = () => fill.abort.abort();
+        signal.addEventListener('abort', stop);
+        await fill.ended.finally(() => signal.removeEventListener('abort', stop));
+        if (fill.state !== 'committed') throw fill.error ?? new Error('the transfer ended without a copy');
+      }
+      await this.#o.copies.record(ADMIN_CONTEXT, image.id, {
+        store: store.id, url: store.urlFor(image.id), size: image.size!, checksum: image.checksum!, os_hash_algo: 'sha512',
+        os_hash_value: image.os_hash_value!, virtual_size: image.virtual_size, placed_by: 'policy',
+      }, { signal });
+      await this.#o.dropCached(image.id).catch(() => undefined);
+      log.info({ image: image.id, store: store.id, size: image.size, reasons: want.reasons }, 'placement: holds a copy a policy wants');
+      this.#setState(image.id, 'held', null);
+    };
+    this.#setState(image.id, 'transferring', null);
+    const placing = run().catch((error: unknown) => {
+      if (signal.aborted) return;
+      log.warn({ image: image.id, err: describeError(error) }, 'placement: could not place a copy a policy wants; it stays pending');
+      this.#setState(image.id, 'pending', describeError(error));
+    }).finally(() => {
+      this.#placing.delete(image.id);
+      this.#wake?.();
+    });
+    this.#placing.set(image.id, placing);
+  }
+
+  async #remove(image: Image, signal: AbortSignal): Promise<void> {
+    const { store } = this.#o;
+    try {
+      await this.#o.copies.remove(ADMIN_CONTEXT, image.id, store.id, { signal });
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) throw error;
+    }
+    await this.#o.chunks.removeHeldCopy(store.id, image.id, { signal });
+    await store.delete(image.id, { signal });
+    this.#o.log.info({ image: image.id, store: store.id }, 'placement: removed a copy no policy wants any more');
+  }
+
+  #setState(imageId: string, state: PlacementState['state'], reason: string | null): void {
+    const current = this.#states.get(imageId);
+    if (current === undefined) return;
+    this.#states.set(imageId, { ...current, state, reason, since: current.state === state ? current.since : new Date().toISOString() });
+  }
+
+  /** Every image of the replica, by id. */
+  async #allImages(signal: AbortSignal): Promise<Map<string, Image>> {
+    const all = new Map<string, Image>();
+    let marker: Image | undefined;
+    for (;;) {
+      const page = await this.#o.catalog.listImages({
+        scope: { admin: true, projectId: null, visibility: 'all', memberStatus: 'all' },
+        base: {}, properties: {}, tags: [], sort: [{ key: 'id', dir: 'asc' }], limit: PAGE, marker,
+      }, { signal });
+      for (const image of page) all.set(image.id, image);
+      if (page.length < PAGE) return all;
+      marker = page.at(-1);
+    }
+  }
+}

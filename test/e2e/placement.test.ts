@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { access, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { FaultProxy } from '../../test-support/fault-proxy.ts';
+import { bytesOf } from '../helpers/glance-client.ts';
+import { download, eventually, loopbackTarget, stopProcess } from '../helpers/multi-site.ts';
+import { spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
+
+const MiB = 1 << 20;
+const sha512 = (b: Buffer) => createHash('sha512').update(b).digest('hex');
+const EDGE_ENV = { OUTPOST_FEED_WAIT_SECONDS: '2', OUTPOST_PARENT_TIMEOUT_MS: '2000', OUTPOST_STORAGE_SYNC: 'false' };
+
+interface Edge { id: string; labels: string; parent?: string; proc?: ServeProcess; wan?: FaultProxy }
+
+/**
+ * Placement policies acted on (issue 13), with real processes: central and edges with `region`
+ * and `tier` labels, each edge behind a fault proxy; eu-far below eu-1 (cascading).
+ */
+describe('placement: sites hold exactly what the policies want', { timeout: 240_000 }, () => {
+  let work: string;
+  let central: ServeProcess;
+  const edges: Edge[] = [
+    { id: 'eu-1', labels: 'region=eu,tier=edge' },
+    { id: 'eu-2', labels: 'region=eu,tier=edge' },
+    { id: 'eu-far', labels: 'region=eu,tier=far', parent: 'eu-1' },
+    { id: 'us-1', labels: 'region=us,tier=edge' },
+  ];
+  const edge = (id: string) => edges.find((e) => e.id === id)!;
+
+  const api = async (url: string, method: string, path: string, json?: unknown, type = 'application/json') => {
+    const res = await fetch(`${url}${path}`, {
+      method, body: json === undefined ? undefined : JSON.stringify(json),
+      headers: { accept: 'application/json', ...(json === undefined ? {} : { 'content-type': type }) },
+    });
+    const text = await res.text();
+    return { status: res.status, body: text === '' ? undefined : JSON.parse(text) as any };
+  };
+  const ok = async (url: string, method: string, path: string, json?: unknown, type?: string) => {
+    const res = await api(url, method, path, json, type);
+    assert.ok(res.status < 300, `${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
+    return res.body;
+  };
+  const startEdge = async (e: Edge) => {
+    const parentUrl = e.parent === undefined ? central.url : edge(e.parent).proc!.url;
+    e.wan ??= await FaultProxy.start({ target: loopbackTarget(parentUrl) });
+    e.proc = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, e.id), '--role', 'edge', '--site', e.id, '--parent', e.wan.url,
+      ...e.labels.split(',').flatMap((l) => ['--label', l])], EDGE_ENV);
+  };
+  /** The stores central lists for the image (`stores`), sorted. */
+  const storesAtCentral = async (id: string) => String((await ok(central.url, 'GET', `/v2/images/${id}`)).stores ?? '').split(',').filter((s) => s !== '').sort();
+  /** What a site says it holds in its store. */
+  const storedAt = async (e: Edge) => ((await ok(e.proc!.url, 'GET', `/outpost/v1/sites/${e.id}/inventory`)).images as { image_id: string; state: string }[])
+    .filter((i) => i.state === 'stored').map((i) => i.image_id);
+  /** Whether the bytes are in the site's store on disk (`<data>/stores/<site>/<image id>`). */
+  const onDisk = (e: Edge, id: string) => access(join(work, e.id, 'stores', e.id, id)).then(() => true, () => false);
+  const createImage = async (name: string, data: Buffer) => {
+    const image = await ok(central.url, 'POST', '/v2/images', { name, disk_format: 'raw', container_format: 'bare', visibility: 'public' });
+    const res = await fetch(`${central.url}/v2/images/${image.id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: data });
+    assert.equal(res.status, 204);
+    return image.id as string;
+  };
+  const patch = (id: string, ops: unknown[]) => ok(central.url, 'PATCH', `/v2/images/${id}`, ops, 'application/openstack-images-v2.1-json-patch');
+
+  let golden: string;
+  let goldenData: Buffer;
+  let policyId: string;
+
+  before(async () => {
+    work = await tempDir('outpost-e2e-placement-');
+    central = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'central')], { OUTPOST_STORAGE_SYNC: 'false' });
+    for (const e of edges.filter((x) => x.id !== 'eu-2')) await startEdge(e);
+    await eventually('the edges registered', 30_000, async () => (await ok(central.url, 'GET', '/outpost/v1/sites')).sites.length === 4);
+  });
+  after(async () => {
+    for (const e of [...edges].reverse()) if (e.proc !== undefined) await stopProcess(e.proc);
+    if (central !== undefined) await stopProcess(central);
+    for (const e of edges) await e.wan?.close();
+    if (work !== undefined) await rm(work, { recursive: true, force: true });
+  });
+
+  it('a policy for tag golden to region=eu,tier!=far: once an image is tagged, exactly the matching sites hold it in their stores', async () => {
+    policyId = (await ok(central.url, 'POST', '/outpost/v1/policies', {
+      name: 'golden-eu', images: { tags: ['golden'] }, sites: { labels: 'region=eu,tier!=far' }, mode: 'replicate',
+    })).id;
+    goldenData = bytesOf(3 * MiB + 17, 31);
+    golden = await createImage('golden', goldenData);
+    const [centralStore] = await storesAtCentral(golden);
+    assert.deepEqual(await storesAtCentral(golden), [centralStore], 'untagged: only central holds it');
+    await ok(central.url, 'PUT', `/v2/images/${golden}/tags/golden`);
+    await eventually('eu-1 holds the golden image in its store', 60_000, async () => (await storesAtCentral(golden)).includes('eu-1'));
+    assert.deepEqual(await storesAtCentral(golden), [centralStore, 'eu-1'].sort());
+    assert.deepEqual(await storedAt(edge('eu-1')), [golden]);
+    assert.equal(await onDisk(edge('eu-1'), golden), true);
+    for (const id of ['eu-far', 'us-1']) {
+      assert.deepEqual(await storedAt(edge(id)), [], `${id} holds nothing`);
+      assert.equal(await onDisk(edge(id), golden), false);
+    }
+    const cache = await ok(edge('eu-1').proc!.url, 'GET', '/v2/cache');
+    assert.deepEqual(cache.cached_images, [], 'the copy is in the store, not the cache');
+
+    // The copy is the site's own: served with its link to central refused.
+    edge('eu-1').wan!.refuse();
+    try {
+      const got = await download(edge('eu-1').proc!.url, golden);
+      assert.deepEqual([got.status, got.sha512, got.broken], [200, sha512(goldenData), false]);
+    } finally {
+      edge('eu-1').wan!.pass();
+    }
+  });
+
+  it('a site started later with matching labels converges with no change at central', async () => {
+    await startEdge(edge('eu-2'));
+    await eventually('eu-2 holds the golden image', 60_000, async () => (await storesAtCentral(golden)).includes('eu-2'));
+    assert.deepEqual(await storedAt(edge('eu-2')), [golden]);
+    const got = await download(edge('eu-2').proc!.url, golden);
+    assert.deepEqual([got.status, got.sha512, got.broken], [200, sha512(goldenData), false]);
+  });
+
+  it('outpost_placement on an image acts as a replicate policy for it', async () => {
+    const data = bytesOf(MiB + 3, 32);
+    const id = await createImage('us-only', data);
+    await patch(id, [{ op: 'add', path: '/outpost_placement', value: 'region=us' }]);
+    await eventually('us-1 holds the image', 60_000, async () => (await storedAt(edge('us-1'))).includes(id));
+    assert.deepEqual((await storesAtCentral(id)).filter((s) => s.includes('-')), ['us-1'], 'no other site');
+    await patch(id, [{ op: 'remove', path: '/outpost_placement' }]);
+    await eventually('us-1 let the copy go', 60_000, async () => !(await storedAt(edge('us-1'))).includes(id));
+  });
+
+  it('untagging removes the copies; tagging again and deleting the policy does too', async () => {
+    await ok(central.url, 'DELETE', `/v2/images/${golden}/tags/golden`);
+    await eventually('no site holds the untagged image', 60_000, async () => (await storesAtCentral(golden)).length === 1);
+    for (const id of ['eu-1', 'eu-2']) {
+      await eventually(`${id} shows its copy gone`, 30_000, async () => (await storedAt(edge(id))).length === 0);
+      await eventually(`${id} deleted the bytes`, 30_000, async () => !(await onDisk(edge(id), golden)));
+    }
+
+    await ok(central.url, 'PUT', `/v2/images/${golden}/tags/golden`);
+    await eventually('both eu edges hold it again', 60_000, async () => (await storesAtCentral(golden)).length === 3);
+    assert.equal((await api(central.url, 'DELETE', `/outpost/v1/policies/${policyId}`)).status, 204);
+    await eventually('the policy gone, so are the copies', 60_000, async () => (await storesAtCentral(golden)).length === 1);
+    for (const id of ['eu-1', 'eu-2']) {
+      await eventually(`${id} shows its copy gone`, 30_000, async () => (await storedAt(edge(id))).length === 0);
+      // The bytes are still served there, now through the cache.
+      const got = await download(edge(id).proc!.url, golden);
+      assert.deepEqual([got.status, got.sha512, got.broken], [200, sha512(goldenData), false]);
+    }
+  });
+});
