@@ -13,9 +13,12 @@ describe('TransferLog', () => {
     const b = log.start('image-b', 'parent', 'stream', 0);
     now += 1000;
     assert.deepEqual(log.list().map((t) => [t.image_id, t.state, t.bytes_per_second]), [['image-a', 'running', 250], ['image-b', 'running', 0]]);
+    assert.deepEqual(log.progress('image-a'), { bytes_done: 500, bytes_per_second: 250 });
+    assert.equal(log.progress('image-c'), undefined);
     a.end();
     b.end(new Error('the parent went away'));
     b.end(); // a second end changes nothing
+    assert.equal(log.progress('image-a'), undefined, 'an ended transfer has no progress');
     const ended = log.list();
     assert.deepEqual(ended.map((t) => [t.image_id, t.state, t.error]), [['image-b', 'failed', 'the parent went away'], ['image-a', 'done', null]]);
     assert.notEqual(ended[1]!.ended_at, null);

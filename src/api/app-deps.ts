@@ -5,6 +5,7 @@ import type { IdentityService } from '../core/identity/identity-service.ts';
 import type { ImageService } from '../core/image-service.ts';
 import type { ImportService } from '../core/import-service.ts';
 import type { PlacementPolicies } from '../core/placement-policies.ts';
+import type { Fleet } from '../placement/fleet.ts';
 import type { StoreDescription } from '../core/ports.ts';
 import type { StoreRegistry } from '../core/stores.ts';
 import type { ReplicationDeps } from './outpost/replication-routes.ts';
@@ -25,6 +26,8 @@ export interface AppDeps {
   replication: ReplicationDeps;
   /** The region's placement policies (/outpost/v1/policies). */
   policies: PlacementPolicies;
+  /** Central: the fleet view (/outpost/v1/fleet; an edge forwards it up). */
+  fleet?: Fleet;
   /**
    * Per image, stores holding a cached verified copy, added to its `stores` after its locations':
    * at central every site's (their inventories), at an edge its own cache's.

@@ -14,7 +14,7 @@ import { registerCacheRoutes } from './glance/cache-routes.ts';
 import { registerImageRoutes } from './glance/image-routes.ts';
 import { registerImportRoutes } from './glance/import-routes.ts';
 import { registerImageBytesRoutes } from './outpost/image-bytes-routes.ts';
-import { registerPolicyRoutes } from './outpost/policy-routes.ts';
+import { registerPlacementRoutes } from './outpost/placement-routes.ts';
 import { registerReplicationRoutes } from './outpost/replication-routes.ts';
 import { registerParentForwarding, SEQ_HEADER } from './parent-forwarding.ts';
 import type { AppDeps } from './app-deps.ts';
@@ -196,7 +196,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
   });
   registerReplicationRoutes(app, deps.replication, stopping.signal);
   registerImageBytesRoutes(app, deps.images, deps.transfers);
-  registerPolicyRoutes(app, deps.policies);
+  registerPlacementRoutes(app, deps.policies, deps.fleet);
   return app;
 }
 

@@ -61,6 +61,8 @@ function forwarded(req: FastifyRequest, site: string): boolean {
   if (req.method === 'DELETE' && /^\/outpost\/v1\/sites\/[^/]+$/.test(path)) return true;
   // Placement policies are central's: writes go up, reads answer from the replica.
   if (path === '/outpost/v1/policies' || path.startsWith('/outpost/v1/policies/')) return req.method !== 'GET' && req.method !== 'HEAD';
+  // The fleet view is central's (it has every site's reports).
+  if (path === '/outpost/v1/fleet') return true;
   // Identity is central's: tokens and every change to users, projects and roles (reads are local).
   if (path.startsWith('/identity/')) return req.method !== 'GET' && req.method !== 'HEAD';
   // Inventories: reports go up; another site's is known at central.

@@ -34,6 +34,7 @@ import { TransferLog } from '../transfer/transfer-log.ts';
 import { HttpParentImageSource } from '../transfer/parent-image-source.ts';
 import { SiteImageSource } from '../transfer/site-image-source.ts';
 import { ParentCopyRegistry } from '../replication/parent-copy-registry.ts';
+import { Fleet } from '../placement/fleet.ts';
 import { SiteAgent } from '../placement/site-agent.ts';
 import { ImageFills } from '../transfer/image-fills.ts';
 import { SiteRegistry } from '../core/site-registry.ts';
@@ -225,7 +226,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   const agent = copies === undefined ? undefined : new SiteAgent({
     site: { id: config.site, labels: config.labels }, store: stores.blobs(stores.defaultId), catalog, changeLog: catalog, fills, copies,
     manifests: catalog, chunks: catalog, buildManifests: config.chunk_manifests, dropCached: async (id) => { await cache.evict(id); },
-    concurrency: PLACEMENT_CONCURRENCY, retryMs: PLACEMENT_RETRY_MS, log: logger,
+    concurrency: PLACEMENT_CONCURRENCY, retryMs: PLACEMENT_RETRY_MS, progress: (id) => transfers.progress(id), log: logger,
   });
   agent?.start();
   const region = new RegionStores({ site: config.site, local: stores, sites: (o) => catalog.listSites(o) });
@@ -270,8 +271,9 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   const reporter = new InventoryReporter({
     catalog, storeIds: stores.list().map((s) => s.id), cacheStore: stores.defaultId, cache, log: logger,
     reportLocated: parentLink !== undefined,
+    placements: agent === undefined ? undefined : () => agent.states(),
     send: parent === undefined
-      ? (images, opts) => catalog.putInventory({ site: config.site, reported_at: new Date().toISOString(), images }, opts)
+      ? (report, opts) => catalog.putInventory({ site: config.site, reported_at: new Date().toISOString(), ...report }, opts)
       : parentInventorySink(parent, config.site),
   });
 
@@ -293,7 +295,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     maxLimit: config.api_limit_max,
     replication: {
       catalog, changeLog: catalog, sites, site: { id: config.site, role: config.role, parent: config.parent }, follower,
-      inventories, localInventory: () => reporter.current(),
+      inventories, localInventory: () => reporter.report(),
       siteCredential: keystone && isCentral && !remoteKeystone ? (ctx, site, ttl) => identity.siteToken(ctx, site, ttl) : undefined,
       removal: isCentral ? new SiteRemoval({
         catalog, inventories: catalog, log: logger,
@@ -301,6 +303,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
       }) : undefined,
     },
     policies: new PlacementPolicies(catalog),
+    fleet: isCentral ? new Fleet({ catalog, inventories: catalog }) : undefined,
     heldStores: follower === undefined ? (ids) => inventories.storesHolding(ids) : (ids) => cache.storesHolding(ids),
     storeWeights: () => region.weights(),
     parent: parentLink,

@@ -369,6 +369,12 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Mani
     return row === undefined ? undefined : JSON.parse(row.body) as SiteInventory;
   }
 
+  async listInventories(opts?: IoOptions): Promise<SiteInventory[]> {
+    throwIfAborted(opts);
+    const rows = await this.#db.selectFrom('site_inventories').select('body').orderBy('site_id').execute();
+    return rows.map((r) => JSON.parse(r.body) as SiteInventory);
+  }
+
   async storesHolding(imageIds: readonly string[], opts?: IoOptions): Promise<Map<string, string[]>> {
     throwIfAborted(opts);
     const out = new Map<string, string[]>();

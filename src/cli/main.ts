@@ -8,6 +8,7 @@ import { CliError } from './cli-error.ts';
 import { demoCommand } from './demo.ts';
 import { imageCommand } from './image-commands.ts';
 import { keysCommand, siteCommand } from './site-commands.ts';
+import { fleetCommand } from './fleet-commands.ts';
 import { transfersCommand } from './transfer-commands.ts';
 
 /** The `outpost` command (DESIGN.md §3 command-line contract). */
@@ -106,6 +107,7 @@ program.addCommand(demoCommand((line) => process.stdout.write(`${line}\n`)));
 program.addCommand(siteCommand((line) => process.stdout.write(`${line}\n`)));
 program.addCommand(keysCommand((line) => process.stdout.write(`${line}\n`)));
 program.addCommand(transfersCommand((line) => process.stdout.write(`${line}\n`)));
+program.addCommand(fleetCommand((line) => process.stdout.write(`${line}\n`)));
 
 try {
   await program.parseAsync(process.argv);

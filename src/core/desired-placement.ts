@@ -45,25 +45,48 @@ export function placeable(image: Image): boolean {
 }
 
 /**
- * What the placement policies and `outpost_placement` want `site` to hold, per image id: the
- * desired state of one site, computed from the catalog every site replicates (so a site computes
- * its own while cut off, and central the same for every site). Images without verifiable bytes
- * are never wanted.
+ * What the placement policies and `outpost_placement` want each site to hold, for one state of
+ * the catalog: which images each policy selects, and each image's own selector, are worked out
+ * once, so the desired state of a site costs what it holds rather than images × policies.
  */
-export function desiredAt(site: PlacementSite, images: Iterable<Image>, policies: readonly PlacementPolicy[]): Map<string, DesiredCopy> {
-  const here = policies.filter((p) => policyWantsSite(p, site));
-  const desired = new Map<string, DesiredCopy>();
-  for (const image of images) {
-    if (!placeable(image)) continue;
-    let copy: DesiredCopy | undefined;
-    const want = (mode: DesiredCopy['mode'], priority: number, reason: string) => {
-      if (copy === undefined) copy = { mode, priority, reasons: [reason] };
-      else copy = { mode: copy.mode === 'replicate' || mode === 'replicate' ? 'replicate' : 'cache', priority: Math.max(copy.priority, priority), reasons: [...copy.reasons, reason] };
-    };
-    for (const p of here) if (policyWantsImage(p, image)) want(p.mode, p.priority, p.name);
-    const selector = placementSelector(image);
-    if (selector !== undefined && selectorMatches(selector, site.labels)) want('replicate', PROPERTY_PRIORITY, PLACEMENT_PROPERTY);
-    if (copy !== undefined) desired.set(image.id, copy);
+export class DesiredPlacement {
+  readonly #byPolicy: { policy: PlacementPolicy; images: Image[] }[];
+  readonly #byProperty: { image: Image; selector: LabelSelector }[] = [];
+
+  constructor(images: Iterable<Image>, policies: readonly PlacementPolicy[]) {
+    const placeables = [...images].filter(placeable);
+    this.#byPolicy = policies.map((policy) => ({ policy, images: placeables.filter((i) => policyWantsImage(policy, i)) }));
+    for (const image of placeables) {
+      const selector = placementSelector(image);
+      if (selector !== undefined) this.#byProperty.push({ image, selector });
+    }
   }
-  return desired;
+
+  /**
+   * What `site` should hold, per image id: the desired state of one site, a function of the
+   * catalog every site replicates (so a site computes its own while cut off, and central the same
+   * for every site). Images without verifiable bytes are never wanted.
+   */
+  at(site: PlacementSite): Map<string, DesiredCopy> {
+    const desired = new Map<string, DesiredCopy>();
+    const want = (id: string, mode: DesiredCopy['mode'], priority: number, reason: string) => {
+      const copy = desired.get(id);
+      desired.set(id, copy === undefined ? { mode, priority, reasons: [reason] } : {
+        mode: copy.mode === 'replicate' || mode === 'replicate' ? 'replicate' : 'cache', priority: Math.max(copy.priority, priority), reasons: [...copy.reasons, reason],
+      });
+    };
+    for (const { policy, images } of this.#byPolicy) {
+      if (!policyWantsSite(policy, site)) continue;
+      for (const image of images) want(image.id, policy.mode, policy.priority, policy.name);
+    }
+    for (const { image, selector } of this.#byProperty) {
+      if (selectorMatches(selector, site.labels)) want(image.id, 'replicate', PROPERTY_PRIORITY, PLACEMENT_PROPERTY);
+    }
+    return desired;
+  }
+}
+
+/** What the policies and `outpost_placement` want `site` to hold (DesiredPlacement.at for one site). */
+export function desiredAt(site: PlacementSite, images: Iterable<Image>, policies: readonly PlacementPolicy[]): Map<string, DesiredCopy> {
+  return new DesiredPlacement(images, policies).at(site);
 }

@@ -2,6 +2,7 @@ import type { RequestContext } from './context.ts';
 import type { Readable } from 'node:stream';
 import type { ChunkManifest } from './chunk-manifest.ts';
 import type { PolicyRecord } from './placement-policy.ts';
+import type { PlacementReport } from './fleet-state.ts';
 import type { Image, ImageMember, MemberStatus, Visibility } from './image.ts';
 import type { Task, TaskStatus } from './task.ts';
 
@@ -384,6 +385,8 @@ export interface SiteInventory {
   site: string;
   reported_at: string;
   images: InventoryItem[];
+  /** Where the copies its placement policies want stand (an edge's placement agent; absent at central). */
+  placements?: PlacementReport[];
 }
 
 /** Port: the inventories sites reported (kept at central, outside the change log). */
@@ -391,6 +394,8 @@ export interface InventoryStore {
   /** Replaces the site's inventory. */
   putInventory(inventory: SiteInventory, opts?: IoOptions): Promise<void>;
   getInventory(siteId: string, opts?: IoOptions): Promise<SiteInventory | undefined>;
+  /** Every site's last report. */
+  listInventories(opts?: IoOptions): Promise<SiteInventory[]>;
   /** Forgets a site's inventory and the copies it listed (a removed site). */
   deleteInventory(siteId: string, opts?: IoOptions): Promise<void>;
   /** For each of these images, the stores of the sites that reported holding a copy of it. */

@@ -1,5 +1,6 @@
 import type { RequestContext } from './context.ts';
 import { BadRequestError, ForbiddenError, NotFoundError } from './errors.ts';
+import type { PlacementReport, PlacementStateName } from './fleet-state.ts';
 import type { Catalog, InventoryItem, InventoryStore, IoOptions, SiteInventory } from './ports.ts';
 
 const STATES: readonly InventoryItem['state'][] = ['stored', 'pinned', 'cached'];
@@ -27,7 +28,12 @@ export class SiteInventories {
     if (site === undefined) throw new NotFoundError(`No site ${siteId} is registered.`);
     const images = (body as { images?: unknown } | null)?.images;
     if (!Array.isArray(images)) throw new BadRequestError('An inventory is {"images": [...]}.');
-    await this.#store.putInventory({ site: siteId, reported_at: this.#now().toISOString(), images: images.map((i, n) => parseItem(i, n, site.stores)) }, opts);
+    const placements = (body as { placements?: unknown }).placements;
+    if (placements !== undefined && !Array.isArray(placements)) throw new BadRequestError('placements must be a list.');
+    await this.#store.putInventory({
+      site: siteId, reported_at: this.#now().toISOString(), images: images.map((i, n) => parseItem(i, n, site.stores)),
+      ...(placements === undefined ? {} : { placements: placements.map(parsePlacement) }),
+    }, opts);
   }
 
   /** GET /outpost/v1/sites/{id}/inventory at central: the site's last report (empty before its first). */
@@ -40,6 +46,25 @@ export class SiteInventories {
   storesHolding(imageIds: readonly string[], opts: IoOptions = {}): Promise<Map<string, string[]>> {
     return this.#store.storesHolding(imageIds, opts);
   }
+}
+
+const PLACEMENT_STATES: readonly PlacementStateName[] = ['pending', 'transferring', 'held', 'failed'];
+
+function parsePlacement(raw: unknown, n: number): PlacementReport {
+  const p = (raw ?? {}) as Record<string, unknown>;
+  const bad = (what: string) => new BadRequestError(`Placement ${n}: ${what}.`);
+  const count = (v: unknown, name: string) => {
+    if (v !== null && v !== undefined && (!Number.isSafeInteger(v) || (v as number) < 0)) throw bad(`${name} must be a whole number or null`);
+    return (v ?? null) as number | null;
+  };
+  if (typeof p.image_id !== 'string' || p.image_id === '') throw bad('image_id is required');
+  if (!PLACEMENT_STATES.includes(p.state as PlacementStateName)) throw bad(`state must be one of ${PLACEMENT_STATES.join(', ')}`);
+  if (p.reason !== null && p.reason !== undefined && typeof p.reason !== 'string') throw bad('reason must be a string or null');
+  if (typeof p.since !== 'string' || Number.isNaN(Date.parse(p.since))) throw bad('since must be a time');
+  return {
+    image_id: p.image_id, state: p.state as PlacementStateName, reason: (p.reason ?? null) as string | null, since: p.since,
+    bytes_done: count(p.bytes_done, 'bytes_done'), bytes_per_second: count(p.bytes_per_second, 'bytes_per_second'),
+  };
 }
 
 function parseItem(raw: unknown, n: number, stores: readonly string[]): InventoryItem {

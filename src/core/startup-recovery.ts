@@ -1,4 +1,5 @@
 import { ImageNotFoundError } from './errors.ts';
+import { scanImages } from './all-images.ts';
 import type { Image } from './image.ts';
 import { FAILED_PROPERTY, IMPORTING_PROPERTY, LOCK_PROPERTY, setStoreList, storeList } from './import-service.ts';
 import type { BlobStore, Catalog, ImageListQuery, IoOptions } from './ports.ts';
@@ -171,16 +172,7 @@ export class StartupRecovery {
   }
 
   /** Every image matching `base` (any visibility, any owner), a page at a time, by id. */
-  async *#images(base: ImageListQuery['base'], opts: IoOptions): AsyncGenerator<Image> {
-    let marker: Image | undefined;
-    for (;;) {
-      const page = await this.#o.catalog.listImages({
-        scope: { admin: true, projectId: null, visibility: 'all', memberStatus: 'all' },
-        base, properties: {}, tags: [], sort: [{ key: 'id', dir: 'asc' }], limit: this.#pageSize, marker,
-      }, opts);
-      yield* page;
-      if (page.length < this.#pageSize) return;
-      marker = page.at(-1);
-    }
+  #images(base: ImageListQuery['base'], opts: IoOptions): AsyncGenerator<Image> {
+    return scanImages(this.#o.catalog, base, this.#pageSize, opts);
   }
 }

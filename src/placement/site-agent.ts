@@ -1,7 +1,9 @@
+import { allImages } from '../core/all-images.ts';
 import { ADMIN_CONTEXT } from '../core/context.ts';
 import { describeError } from '../core/describe-error.ts';
-import { desiredAt, type DesiredCopy, type PlacementSite } from '../core/desired-placement.ts';
-import { NotFoundError } from '../core/errors.ts';
+import { DesiredPlacement, type DesiredCopy, type PlacementSite } from '../core/desired-placement.ts';
+import { NotFoundError, OutpostError, ServiceUnavailableError } from '../core/errors.ts';
+import type { PlacementReport, PlacementStateName } from '../core/fleet-state.ts';
 import type { Image } from '../core/image.ts';
 import { policyOf } from '../core/placement-policy.ts';
 import type { BlobStore, Catalog, ChangeLog, ChunkIndex, CopyRegistry, ManifestIndex } from '../core/ports.ts';
@@ -27,25 +29,23 @@ export interface SiteAgentOptions {
   dropCached(imageId: string): Promise<void>;
   /** Copies fetched at the same time. */
   concurrency: number;
-  /** How long after a failure (or with nothing changing) the desired state is looked at again, ms. */
+  /** How long with nothing changing before the desired state is looked at again, ms. */
   retryMs: number;
+  /** A running transfer's progress: bytes of the image here so far, and their rate. */
+  progress(imageId: string): { bytes_done: number; bytes_per_second: number } | undefined;
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 }
 
-/** Where one wanted copy stands at this site. */
-export interface PlacementState {
-  image_id: string;
+/** Where one wanted copy stands at this site (what it reports up with its inventory). */
+export interface PlacementState extends PlacementReport {
   mode: DesiredCopy['mode'];
   priority: number;
   reasons: string[];
-  /** pending: not started, or waiting to try again (`reason` says why); transferring; held. */
-  state: 'pending' | 'transferring' | 'held';
-  reason: string | null;
-  since: string;
 }
 
-/** Images listed per page when the agent reads the replica. */
-const PAGE = 1000;
+/** After the n-th failure in a row a copy waits RETRY_BASE_MS × 2^(n-1), at most RETRY_MAX_MS. */
+const RETRY_BASE_MS = 5000;
+const RETRY_MAX_MS = 300_000;
 
 /**
  * A site's placement agent (issue 13): keeps the copies the placement policies (and
@@ -67,6 +67,8 @@ export class SiteAgent {
   readonly #states = new Map<string, PlacementState>();
   /** The copies being placed now, by image. */
   readonly #placing = new Map<string, Promise<void>>();
+  /** Copies whose last attempts failed: how many in a row, and not before when to try again. */
+  readonly #failures = new Map<string, { count: number; retryAt: number }>();
   #running: Promise<void> | undefined;
   #wake: (() => void) | undefined;
 
@@ -78,9 +80,11 @@ export class SiteAgent {
     this.#running = this.#loop();
   }
 
-  /** Where each copy this site should hold stands, highest priority first. */
+  /** Where each copy this site should hold stands, highest priority first (with transfers' progress). */
   states(): PlacementState[] {
-    return [...this.#states.values()].sort((a, b) => b.priority - a.priority || a.image_id.localeCompare(b.image_id));
+    return [...this.#states.values()]
+      .map((s) => (s.state === 'transferring' ? { ...s, ...this.#o.progress(s.image_id) } : s))
+      .sort((a, b) => b.priority - a.priority || a.image_id.localeCompare(b.image_id));
   }
 
   /** Stops, aborting the transfers it started (a copy not committed is not kept). */
@@ -116,8 +120,8 @@ export class SiteAgent {
   async #reconcile(signal: AbortSignal): Promise<void> {
     const { site, store } = this.#o;
     const policies = (await this.#o.catalog.listPolicies({ signal })).map(policyOf);
-    const images = await this.#allImages(signal);
-    const desired = desiredAt(site, images.values(), policies);
+    const images = new Map((await allImages(this.#o.catalog, { signal })).map((i) => [i.id, i]));
+    const desired = new DesiredPlacement(images.values(), policies).at(site);
     const now = new Date().toISOString();
 
     // Copies no policy wants any more: unrecorded at central, then deleted here.
@@ -131,21 +135,27 @@ export class SiteAgent {
         this.#o.log.warn({ image: image.id, err: describeError(error) }, 'placement: could not remove a copy no policy wants; trying again');
       }
     }
-    for (const id of this.#states.keys()) if (!desired.has(id) && !this.#placing.has(id)) this.#states.delete(id);
+    for (const id of this.#states.keys()) {
+      if (desired.has(id) || this.#placing.has(id)) continue;
+      this.#states.delete(id);
+      this.#failures.delete(id);
+    }
 
     const missing: Image[] = [];
     for (const [id, want] of desired) {
       const image = images.get(id)!;
       const held = image.locations.some((l) => l.store === store.id);
       const previous = this.#states.get(id);
-      const state = held ? 'held' : this.#placing.has(id) ? 'transferring' : 'pending';
+      const state: PlacementStateName = held ? 'held' : this.#placing.has(id) ? 'transferring' : previous?.state === 'failed' ? 'failed' : 'pending';
       this.#states.set(id, {
         image_id: id, mode: want.mode, priority: want.priority, reasons: want.reasons, state,
-        reason: held ? null : previous?.reason ?? null,
-        since: previous?.state === state ? previous.since : now,
+        reason: held ? null : previous?.reason ?? null, since: previous?.state === state ? previous.since : now,
+        bytes_done: null, bytes_per_second: null,
       });
+      if (held) this.#failures.delete(id);
       // `cache` copies are the cache's to prefetch and pin (not yet).
-      if (!held && want.mode === 'replicate' && !this.#placing.has(id)) missing.push(image);
+      const waiting = (this.#failures.get(id)?.retryAt ?? 0) > Date.now();
+      if (!held && want.mode === 'replicate' && !this.#placing.has(id) && !waiting) missing.push(image);
     }
     missing.sort((a, b) => desired.get(b.id)!.priority - desired.get(a.id)!.priority || a.id.localeCompare(b.id));
     for (const image of missing.slice(0, Math.max(0, this.#o.concurrency - this.#placing.size))) this.#place(image, desired.get(image.id)!);
@@ -181,13 +191,20 @@ export class SiteAgent {
       }, { signal });
       await this.#o.dropCached(image.id).catch(() => undefined);
       log.info({ image: image.id, store: store.id, size: image.size, reasons: want.reasons }, 'placement: holds a copy a policy wants');
+      this.#failures.delete(image.id);
       this.#setState(image.id, 'held', null);
     };
     this.#setState(image.id, 'transferring', null);
     const placing = run().catch((error: unknown) => {
       if (signal.aborted) return;
-      log.warn({ image: image.id, err: describeError(error) }, 'placement: could not place a copy a policy wants; it stays pending');
-      this.#setState(image.id, 'pending', describeError(error));
+      // Not reaching the parent leaves a copy pending; anything else (a verification error, a
+      // refusal) is a failure. Either way it is tried again, later after each failure in a row.
+      const offline = error instanceof ServiceUnavailableError || !(error instanceof OutpostError);
+      const count = (this.#failures.get(image.id)?.count ?? 0) + 1;
+      const delay = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (count - 1));
+      this.#failures.set(image.id, { count, retryAt: Date.now() + delay });
+      log.warn({ image: image.id, err: describeError(error), retry_in_ms: delay }, `placement: could not place a copy a policy wants; it is ${offline ? 'pending' : 'failed'}`);
+      this.#setState(image.id, offline ? 'pending' : 'failed', describeError(error));
     }).finally(() => {
       this.#placing.delete(image.id);
       this.#wake?.();
@@ -207,24 +224,9 @@ export class SiteAgent {
     this.#o.log.info({ image: image.id, store: store.id }, 'placement: removed a copy no policy wants any more');
   }
 
-  #setState(imageId: string, state: PlacementState['state'], reason: string | null): void {
+  #setState(imageId: string, state: PlacementStateName, reason: string | null): void {
     const current = this.#states.get(imageId);
     if (current === undefined) return;
     this.#states.set(imageId, { ...current, state, reason, since: current.state === state ? current.since : new Date().toISOString() });
-  }
-
-  /** Every image of the replica, by id. */
-  async #allImages(signal: AbortSignal): Promise<Map<string, Image>> {
-    const all = new Map<string, Image>();
-    let marker: Image | undefined;
-    for (;;) {
-      const page = await this.#o.catalog.listImages({
-        scope: { admin: true, projectId: null, visibility: 'all', memberStatus: 'all' },
-        base: {}, properties: {}, tags: [], sort: [{ key: 'id', dir: 'asc' }], limit: PAGE, marker,
-      }, { signal });
-      for (const image of page) all.set(image.id, image);
-      if (page.length < PAGE) return all;
-      marker = page.at(-1);
-    }
   }
 }

@@ -1,7 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { PlacementReport } from '../core/fleet-state.ts';
 import type { CacheEntry, Catalog, InventoryItem, IoOptions } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
 import type { ParentClient } from '../links/parent-client.ts';
+
+/** What a site sends up: what it holds, and where its placements stand. */
+export interface InventoryReport {
+  images: InventoryItem[];
+  placements?: PlacementReport[];
+}
 
 export interface InventoryReporterOptions {
   catalog: Catalog;
@@ -9,8 +16,10 @@ export interface InventoryReporterOptions {
   storeIds: readonly string[];
   cacheStore: string;
   cache: { entries(): CacheEntry[] };
+  /** Where the copies the site's placement agent works on stand (an edge). */
+  placements?(): PlacementReport[];
   /** Delivers the inventory: to the parent (an edge), or into central's own InventoryStore. */
-  send(images: InventoryItem[], opts: IoOptions): Promise<void>;
+  send(report: InventoryReport, opts: IoOptions): Promise<void>;
   /**
    * Whether the reports include the copies located in the site's stores (default true). Central's
    * are its catalog's locations already, and are every image it has: it reports its cache only.
@@ -52,6 +61,13 @@ export class InventoryReporter {
     return [...stored, ...cached];
   }
 
+  /** The report this site sends up now: what it holds (`located` as for current), and where its placements stand. */
+  async report(opts: IoOptions & { located?: boolean } = {}): Promise<InventoryReport> {
+    const images = await this.current(opts);
+    const placements = this.#o.placements?.();
+    return placements === undefined ? { images } : { images, placements };
+  }
+
   start(): void {
     this.#running = this.#loop();
   }
@@ -65,10 +81,14 @@ export class InventoryReporter {
       await sleep(this.#o.checkMs ?? 2000, undefined, { signal }).catch(() => undefined);
       if (signal.aborted) return;
       try {
-        const images = await this.current({ signal, located: this.#o.reportLocated ?? true });
-        const key = JSON.stringify(images.map((i) => [i.image_id, i.store, i.state]));
-        if (key !== sentKey || Date.now() - sentAt >= (this.#o.refreshMs ?? 60_000)) {
-          await this.#o.send(images, { signal });
+        const report = await this.report({ signal, located: this.#o.reportLocated ?? true });
+        const { images, placements } = report;
+        // Sent when a copy or a placement's state changed, at every look while a transfer runs (its
+        // progress), and in any case every refreshMs.
+        const key = JSON.stringify([images.map((i) => [i.image_id, i.store, i.state]), placements?.map((p) => [p.image_id, p.state, p.reason])]);
+        const moving = placements?.some((p) => p.state === 'transferring') === true;
+        if (key !== sentKey || moving || Date.now() - sentAt >= (this.#o.refreshMs ?? 60_000)) {
+          await this.#o.send(report, { signal });
           sentKey = key;
           sentAt = Date.now();
         }
@@ -88,11 +108,11 @@ export class InventoryReporter {
 /** An edge's InventoryReporter `send`: `PUT {parent}/outpost/v1/sites/{site}/inventory`, which each parent passes up to central. */
 export function parentInventorySink(parent: Pick<ParentClient, 'fetch'>, site: string): InventoryReporterOptions['send'] {
   const path = `/outpost/v1/sites/${encodeURIComponent(site)}/inventory`;
-  return async (images, opts) => {
+  return async (report, opts) => {
     const res = await parent.fetch(path, {
       method: 'PUT',
       headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify({ images }),
+      body: JSON.stringify(report),
     }, opts);
     const text = await res.text();
     if (!res.ok) throw new Error(`the parent answered HTTP ${res.status}: ${text.slice(0, 200)}`);

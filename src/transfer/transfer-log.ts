@@ -78,6 +78,16 @@ export class TransferLog {
     return [...[...this.#running].map((e) => ({ ...e.record, ...this.#rated(e) })), ...this.#recent.map((r) => ({ ...r }))];
   }
 
+  /** A running transfer of the image: bytes of it here so far (reused, zeros, fetched) and their rate. */
+  progress(imageId: string): { bytes_done: number; bytes_per_second: number } | undefined {
+    for (const e of this.#running) {
+      if (e.record.image_id !== imageId) continue;
+      const { reused, zeros, fetched } = e.record;
+      return { bytes_done: reused + zeros + fetched, ...this.#rated(e) };
+    }
+    return undefined;
+  }
+
   #rated(e: { record: TransferRecord; startedMs: number }): { bytes_per_second: number } {
     const seconds = Math.max(0.001, (this.#now() - e.startedMs) / 1000);
     const { reused, zeros, fetched } = e.record;

@@ -34,6 +34,19 @@ export function inventoryConformance(name: string, open: () => Promise<Inventory
       assert.deepEqual(await inventory.getInventory('edge-1'), second);
     }));
 
+    it('listInventories: every site\'s last report, by site, placements kept as given', withStore(async (inventory) => {
+      assert.deepEqual(await inventory.listInventories(), []);
+      const withPlacements: SiteInventory = {
+        ...report('edge-2', [item('i1', 'edge-2', 'stored')]),
+        placements: [{ image_id: 'i2', state: 'transferring', reason: null, since: '2026-01-02T00:00:00.000Z', bytes_done: 5, bytes_per_second: 2 }],
+      };
+      await inventory.putInventory(withPlacements);
+      await inventory.putInventory(report('edge-1', [item('i1', 'edge-1')]));
+      await inventory.putInventory(report('edge-1', []));
+      assert.deepEqual(await inventory.listInventories(), [report('edge-1', []), withPlacements]);
+      await assert.rejects(inventory.listInventories({ signal: AbortSignal.abort() }));
+    }));
+
     it('storesHolding: per image, the stores of every site whose last report holds it', withStore(async (inventory) => {
       await inventory.putInventory(report('edge-1', [item('i1', 'edge-1'), item('i2', 'edge-1', 'pinned')]));
       await inventory.putInventory(report('edge-2', [item('i1', 'edge-2'), item('i1', 'edge-2')]));

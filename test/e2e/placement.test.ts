@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { access, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { FaultProxy } from '../../test-support/fault-proxy.ts';
 import { bytesOf } from '../helpers/glance-client.ts';
 import { download, eventually, loopbackTarget, stopProcess } from '../helpers/multi-site.ts';
-import { spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
+import { REPO_ROOT, spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
 
+const run = promisify(execFile);
 const MiB = 1 << 20;
 const sha512 = (b: Buffer) => createHash('sha512').update(b).digest('hex');
 const EDGE_ENV = { OUTPOST_FEED_WAIT_SECONDS: '2', OUTPOST_PARENT_TIMEOUT_MS: '2000', OUTPOST_STORAGE_SYNC: 'false' };
@@ -61,7 +64,13 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
     assert.equal(res.status, 204);
     return image.id as string;
   };
+  type FleetEntry = { image_id: string; site: string; state: string; reasons: string[]; bytes_done: number; bytes_total: number; reason: string | null };
+  const fleet = async (query = '') => (await ok(central.url, 'GET', `/outpost/v1/fleet${query}`)) as {
+    fleet: FleetEntry[]; next: string | null; convergence: Record<'images' | 'policies' | 'sites', { id: string; held: number; desired: number; percent: number }[]>;
+  };
   const patch = (id: string, ops: unknown[]) => ok(central.url, 'PATCH', `/v2/images/${id}`, ops, 'application/openstack-images-v2.1-json-patch');
+
+  const cli = async (...args: string[]) => (await run(process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), ...args, '--url', central.url])).stdout;
 
   let golden: string;
   let goldenData: Buffer;
@@ -108,6 +117,15 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
     } finally {
       edge('eu-1').wan!.pass();
     }
+
+    // The fleet view at central agrees with each site's own inventory.
+    const view = await fleet(`?image=${golden}`);
+    assert.deepEqual(view.fleet.map((e) => [e.site, e.state, e.reasons, e.bytes_done, e.bytes_total]), [['eu-1', 'held', ['golden-eu'], goldenData.length, goldenData.length]]);
+    for (const e of edges.filter((x) => x.proc !== undefined)) {
+      const held = view.fleet.filter((f) => f.site === e.id && f.state === 'held').map((f) => f.image_id);
+      assert.deepEqual(held, await storedAt(e), `the fleet view and ${e.id}'s inventory`);
+    }
+    assert.deepEqual(view.convergence.policies, [{ id: 'golden-eu', held: 1, desired: 1, percent: 100 }]);
   });
 
   it('a site started later with matching labels converges with no change at central', async () => {
@@ -126,6 +144,44 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
     assert.deepEqual((await storesAtCentral(id)).filter((s) => s.includes('-')), ['us-1'], 'no other site');
     await patch(id, [{ op: 'remove', path: '/outpost_placement' }]);
     await eventually('us-1 let the copy go', 60_000, async () => !(await storedAt(edge('us-1'))).includes(id));
+  });
+
+  it('a site stopped while a policy wants a new copy there shows it pending, never failed, and converges once it is back', async () => {
+    const us = edge('us-1');
+    await eventually('us-1 has reported to central', 30_000, async () => (await ok(central.url, 'GET', '/outpost/v1/sites/us-1/inventory')).reported_at !== null);
+    await stopProcess(us.proc!);
+    const data = bytesOf(2 * MiB, 33);
+    const id = await createImage('while-away', data);
+    await patch(id, [{ op: 'add', path: '/outpost_placement', value: 'region=us' }]);
+    // Its link is refused meanwhile too, as a cut WAN would leave it.
+    const pending = (await fleet(`?image=${id}`)).fleet;
+    assert.deepEqual(pending.map((e) => [e.site, e.state]), [['us-1', 'pending']]);
+    assert.match(pending[0]!.reason!, /not started at site us-1 as of its report at/);
+    assert.deepEqual((await fleet('?state=failed')).fleet, []);
+
+    await startEdge(us);
+    await eventually('us-1 holds the copy once it is back', 60_000, async () => (await fleet(`?image=${id}`)).fleet[0]?.state === 'held');
+    assert.deepEqual(await storedAt(us), [id]);
+    assert.equal(await onDisk(us, id), true);
+
+    // A transfer cut part-way: the site says the copy is pending (never failed), and it converges
+    // once the link is back.
+    const placementAtUs = async (image: string) =>
+      ((await ok(us.proc!.url, 'GET', '/outpost/v1/sites/us-1/inventory')).placements as FleetEntry[]).find((p) => p.image_id === image);
+    const slow = await createImage('cut-off', bytesOf(4 * MiB, 34));
+    us.wan!.bandwidth(256 * 1024);
+    await patch(slow, [{ op: 'add', path: '/outpost_placement', value: 'region=us' }]);
+    await eventually('us-1 is transferring the copy', 60_000, async () => (await placementAtUs(slow))?.state === 'transferring');
+    us.wan!.refuse();
+    await eventually('us-1 has the copy pending because it cannot reach its parent', 60_000, async () => /could not be reached|ECONNRESET|terminated|socket/i.test((await placementAtUs(slow))?.reason ?? ''));
+    assert.equal((await placementAtUs(slow))!.state, 'pending', `unreachable is pending, never failed: ${(await placementAtUs(slow))!.reason}`);
+    us.wan!.pass();
+    await eventually('us-1 holds the cut-off copy once its link is back', 60_000, async () => (await fleet(`?image=${slow}`)).fleet[0]?.state === 'held');
+    assert.deepEqual((await fleet('?state=failed')).fleet, []);
+    // outpost fleet prints the same.
+    const out = await cli('fleet', '--image', id);
+    assert.match(out, /while-away\tus-1\treplicate\theld\t█{20} 100%/);
+    assert.match(out, /policy outpost_placement: 2\/2 held \(100%\)/);
   });
 
   it('untagging removes the copies; tagging again and deleting the policy does too', async () => {

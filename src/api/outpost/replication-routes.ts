@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { BadRequestError, ForbiddenError, GoneError } from '../../core/errors.ts';
 import type { RequestContext } from '../../core/context.ts';
-import type { ChangeLog, Catalog, InventoryItem } from '../../core/ports.ts';
+import type { ChangeLog, Catalog } from '../../core/ports.ts';
+import type { InventoryReport } from '../../replication/inventory-reporter.ts';
 import type { SiteInventories } from '../../core/site-inventory.ts';
 import type { AuditResult, FollowerStatus } from '../../replication/follower.ts';
 import type { SiteRegistry } from '../../core/site-registry.ts';
@@ -20,7 +21,7 @@ export interface ReplicationDeps {
   /** The inventories sites reported (meaningful at central, where they arrive). */
   inventories: SiteInventories;
   /** What this site holds now. */
-  localInventory(): Promise<InventoryItem[]>;
+  localInventory(): Promise<InventoryReport>;
   /** Central: removes a site (DELETE /outpost/v1/sites/{id}; an edge forwards it up). */
   removal?: SiteRemoval;
   /** Central with auth keystone: a new site's credential (`outpost site add`). */
@@ -105,7 +106,7 @@ export function registerReplicationRoutes(app: FastifyInstance, deps: Replicatio
     GET: async (req) => {
       assertSite(req.ctx);
       const { id } = req.params as { id: string };
-      if (id === deps.site.id) return { site: id, reported_at: new Date().toISOString(), images: await deps.localInventory() };
+      if (id === deps.site.id) return { site: id, reported_at: new Date().toISOString(), ...await deps.localInventory() };
       return deps.inventories.get(id, { signal: req.clientSignal });
     },
     PUT: async (req, reply) => {

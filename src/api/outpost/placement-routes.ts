@@ -1,5 +1,8 @@
 import type { FastifyInstance } from 'fastify';
+import { ForbiddenError } from '../../core/errors.ts';
 import type { PlacementPolicies } from '../../core/placement-policies.ts';
+import { Fleet } from '../../placement/fleet.ts';
+import { queryParams } from '../glance/request-helpers.ts';
 import { jsonBody } from '../http/json-body.ts';
 import { resource } from '../resource.ts';
 
@@ -13,9 +16,13 @@ import { resource } from '../resource.ts';
  *   PATCH  /outpost/v1/policies/{id}  → 200 PolicyRecord; the fields given replace the policy's
  *   DELETE /outpost/v1/policies/{id}  → 204
  *
- * A bad policy gets a 400 whose message names the field (`mode`, `sites.labels`, `sites.ids[0]`, ...).
+ * A bad policy gets a 400 whose message names the field (`mode`, `sites.labels`, `sites.ids`, ...).
+ *
+ *   GET    /outpost/v1/fleet?image=&site=&policy=&state=&limit=&marker= → 200 FleetPage (central,
+ *          administrators and sites; an edge forwards it up): every (image, site) pair the policies
+ *          want, where it stands, and convergence per image, policy and site.
  */
-export function registerPolicyRoutes(app: FastifyInstance, policies: PlacementPolicies): void {
+export function registerPlacementRoutes(app: FastifyInstance, policies: PlacementPolicies, fleet: Fleet | undefined): void {
   resource(app, '/outpost/v1/policies', {
     GET: async (req) => ({ policies: await policies.list({ signal: req.clientSignal }) }),
     POST: async (req, reply) => reply.code(201).send(await policies.create(req.ctx, await jsonBody(req), { signal: req.clientSignal })),
@@ -28,4 +35,12 @@ export function registerPolicyRoutes(app: FastifyInstance, policies: PlacementPo
       return reply.code(204).send();
     },
   });
+  if (fleet !== undefined) {
+    resource(app, '/outpost/v1/fleet', {
+      GET: async (req) => {
+        if (!req.ctx.isAdmin && !req.ctx.roles.includes('service')) throw new ForbiddenError('The fleet view is for administrators and sites.');
+        return fleet.view(Fleet.query(queryParams(req).map), { signal: req.clientSignal });
+      },
+    });
+  }
 }

@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { convergence, fleetEntries, type FleetSite } from '../../src/core/fleet-state.ts';
+import type { Image } from '../../src/core/image.ts';
+import { validatePolicy } from '../../src/core/placement-policy.ts';
+
+let n = 0;
+function image(over: Partial<Image> = {}): Image {
+  const id = `00000000-0000-4000-8000-${String(++n).padStart(12, '0')}`;
+  return {
+    id, name: `i${n}`, status: 'active', visibility: 'public', protected: false, os_hidden: false,
+    checksum: 'c'.repeat(32), os_hash_algo: 'sha512', os_hash_value: 'f'.repeat(128), size: 100, virtual_size: 100, disk_format: 'raw', container_format: 'bare',
+    min_disk: 0, min_ram: 0, owner: null, created_at: '', updated_at: '', tags: [], properties: {}, locations: [{ store: 'central', url: 'file:///c' }], ...over,
+  };
+}
+const SITES = new Set(['central', 'eu-1', 'eu-2', 'us-1']);
+const site = (id: string, labels: Record<string, string>, report?: FleetSite['report']): FleetSite => ({ id, labels, stores: [id], report });
+const T = '2026-12-05T10:00:00.000Z';
+
+describe('fleet state', () => {
+  const golden = validatePolicy({ name: 'golden-eu', images: { tags: ['golden'] }, sites: { labels: 'region=eu' }, mode: 'replicate' }, SITES);
+  const warm = validatePolicy({ name: 'warm-us', images: { tags: ['golden'] }, sites: { ids: ['us-1'] }, mode: 'cache', priority: 20 }, SITES);
+
+  it('every wanted pair: held where the catalog locates a copy, else as the site reported it, else pending saying why', () => {
+    const g = image({ tags: ['golden'] });
+    const heldAtEu1 = { ...g, locations: [...g.locations, { store: 'eu-1', url: 'file:///e', placed_by: 'policy' as const }] };
+    const sites = [
+      site('central', {}),
+      site('eu-1', { region: 'eu' }, { reported_at: T, cached: new Set(), placements: new Map([[g.id, { image_id: g.id, state: 'held', reason: null, since: T, bytes_done: null, bytes_per_second: null }]]) }),
+      site('eu-2', { region: 'eu' }, {
+        reported_at: T, cached: new Set(),
+        placements: new Map([[g.id, { image_id: g.id, state: 'transferring', reason: null, since: T, bytes_done: 40, bytes_per_second: 10 }]]),
+      }),
+      site('eu-3', { region: 'eu' }),
+      site('us-1', { region: 'us' }, { reported_at: T, cached: new Set([g.id]), placements: new Map() }),
+    ];
+    const entries = fleetEntries(sites, [heldAtEu1, image()], [golden, warm]);
+    assert.deepEqual(entries.map((e) => [e.site, e.mode, e.state, e.bytes_done, e.bytes_total, e.reason]), [
+      ['eu-1', 'replicate', 'held', 100, 100, null],
+      ['eu-2', 'replicate', 'transferring', 40, 100, null],
+      ['eu-3', 'replicate', 'pending', 0, 100, 'site eu-3 has not reported yet'],
+      ['us-1', 'cache', 'held', 100, 100, null],
+    ]);
+    assert.equal(entries[0]!.since, T);
+    assert.deepEqual(entries[3]!.reasons, ['warm-us']);
+
+    const c = convergence(entries);
+    assert.deepEqual(c.images, [{ id: g.id, held: 2, desired: 4, percent: 50 }]);
+    assert.deepEqual(c.policies, [{ id: 'golden-eu', held: 1, desired: 3, percent: 33.3 }, { id: 'warm-us', held: 1, desired: 1, percent: 100 }]);
+    assert.deepEqual(c.sites.map((s) => [s.id, s.percent]), [['eu-1', 100], ['eu-2', 0], ['eu-3', 0], ['us-1', 100]]);
+  });
+
+  it('a site that reported but has not started a copy, or failed it, says so', () => {
+    const g = image({ tags: ['golden'] });
+    const failed = { image_id: g.id, state: 'failed' as const, reason: 'bytes did not match', since: T, bytes_done: null, bytes_per_second: null };
+    const entries = fleetEntries([
+      site('eu-1', { region: 'eu' }, { reported_at: T, cached: new Set(), placements: new Map() }),
+      site('eu-2', { region: 'eu' }, { reported_at: T, cached: new Set(), placements: new Map([[g.id, failed]]) }),
+    ], [g], [golden]);
+    assert.deepEqual(entries.map((e) => [e.state, e.reason]), [['pending', `not started at site eu-1 as of its report at ${T}`], ['failed', 'bytes did not match']]);
+  });
+});
