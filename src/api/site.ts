@@ -225,7 +225,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   // An edge keeps the copies placement policies want in its store (central holds its own).
   const agent = copies === undefined ? undefined : new SiteAgent({
     site: { id: config.site, labels: config.labels }, store: stores.blobs(stores.defaultId), catalog, changeLog: catalog, fills, copies,
-    manifests: catalog, chunks: catalog, buildManifests: config.chunk_manifests, dropCached: async (id) => { await cache.evict(id); },
+    manifests: catalog, chunks: catalog, buildManifests: config.chunk_manifests, cache,
     concurrency: PLACEMENT_CONCURRENCY, retryMs: PLACEMENT_RETRY_MS, progress: (id) => transfers.progress(id), log: logger,
   });
   agent?.start();

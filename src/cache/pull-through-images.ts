@@ -164,6 +164,46 @@ export class PullThroughImages {
     return false;
   }
 
+  /**
+   * Holds the image's copy for a `cache` placement policy, fetching it first if needed: resolves
+   * once the copy is held (never evicted until released), rejects when it cannot be (the budget
+   * is held by pinned copies: PayloadTooLargeError; the fill failed: its error).
+   */
+  async holdForPolicy(image: Image, opts: IoOptions = {}): Promise<void> {
+    const running = this.#fills.get(image.id);
+    if (running !== undefined) {
+      await running.ended;
+      opts.signal?.throwIfAborted();
+    }
+    const entry = this.#entries.get(image.id);
+    if (entry !== undefined) {
+      if (entry.pinned_by_policy === true) return;
+      const held = { ...entry, pinned_by_policy: true };
+      this.#entries.set(image.id, held);
+      await this.#o.index.putCacheEntry(held, opts);
+      return;
+    }
+    if (this.#fills.get(image.id) !== undefined) throw new Error(`image ${image.id} is being fetched for another reason; trying again`);
+    this.#admit(image);
+    const fill = this.#startFill(image, undefined, true);
+    await fill.ended;
+    if (fill.state !== 'committed') throw fill.error ?? new Error(`the transfer of image ${image.id} ended without a copy`);
+  }
+
+  /** The copy is no longer held for a placement policy (it stays cached, evictable unless pinned). */
+  async releaseForPolicy(imageId: string, opts: IoOptions = {}): Promise<void> {
+    const entry = this.#entries.get(imageId);
+    if (entry?.pinned_by_policy !== true) return;
+    const released = { ...entry, pinned_by_policy: false };
+    this.#entries.set(imageId, released);
+    await this.#o.index.putCacheEntry(released, opts);
+  }
+
+  /** The images whose copies are held for a placement policy. */
+  heldForPolicy(): Set<string> {
+    return new Set([...this.#entries.values()].filter((e) => e.pinned_by_policy === true).map((e) => e.image_id));
+  }
+
   async unpin(imageId: string, opts: IoOptions = {}): Promise<void> {
     const entry = this.#entries.get(imageId);
     if (entry === undefined) throw new NotFoundError(`Site ${this.#o.site} holds no copy of image ${imageId}.`);
@@ -260,7 +300,7 @@ export class PullThroughImages {
   }
 
   #isPinned(e: CacheEntry): boolean {
-    return e.pinned && (e.pinned_until === null || Date.parse(e.pinned_until) > this.#now().getTime());
+    return e.pinned_by_policy === true || (e.pinned && (e.pinned_until === null || Date.parse(e.pinned_until) > this.#now().getTime()));
   }
 
   async #drop(imageId: string): Promise<void> {
@@ -283,7 +323,7 @@ export class PullThroughImages {
     void this.#o.index.putCacheEntry(touched).catch((error: Error) => this.#o.log.warn({ err: describeError(error) }, 'could not record a cache hit'));
   }
 
-  #startFill(image: Image, pin: { until: string | null } | undefined): ImageFill {
+  #startFill(image: Image, pin: { until: string | null } | undefined, forPolicy = false): ImageFill {
     const pending = { hits: 0, pin };
     this.#pending.set(image.id, pending);
     const fill = this.#fills.start(image, { blobs: this.#o.blobs, key: cacheKey(image.id), manifest: this.#o.buildManifests }, {
@@ -295,7 +335,7 @@ export class PullThroughImages {
         const now = this.#now().toISOString();
         const entry: CacheEntry = {
           image_id: image.id, size: image.size!, cached_at: now, last_accessed: now, hits: pending.hits,
-          pinned: pin !== undefined, pinned_until: pin?.until ?? null,
+          pinned: pin !== undefined, pinned_until: pin?.until ?? null, ...(forPolicy ? { pinned_by_policy: true } : {}),
         };
         this.#entries.set(image.id, entry);
         await this.#o.index.putCacheEntry(entry);

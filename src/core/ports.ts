@@ -293,6 +293,8 @@ export interface CacheEntry {
   /** A pinned copy is never evicted (until `pinned_until`, if set). */
   pinned: boolean;
   pinned_until: string | null;
+  /** Held for a `cache` placement policy: never evicted while a policy wants it (apart from `pinned`). */
+  pinned_by_policy?: boolean;
 }
 
 /** Port for the cache's bookkeeping, kept in the site's database so it survives restarts. */

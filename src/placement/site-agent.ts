@@ -25,8 +25,13 @@ export interface SiteAgentOptions {
   chunks: ChunkIndex;
   /** Build each copy's manifest as it is fetched (`chunk_manifests`). */
   buildManifests: boolean;
-  /** Drops the site's cached copy of an image once it holds a replicated one. */
-  dropCached(imageId: string): Promise<void>;
+  /** The site's cache: `cache` copies are held there for the policies; a replicated copy replaces a cached one. */
+  cache: {
+    holdForPolicy(image: Image, opts?: { signal?: AbortSignal }): Promise<void>;
+    releaseForPolicy(imageId: string, opts?: { signal?: AbortSignal }): Promise<void>;
+    heldForPolicy(): Set<string>;
+    evict(imageId: string): Promise<boolean>;
+  };
   /** Copies fetched at the same time. */
   concurrency: number;
   /** How long with nothing changing before the desired state is looked at again, ms. */
@@ -58,6 +63,8 @@ const RETRY_MAX_MS = 300_000;
  * resumable, delta from chunks held here), highest priority first, `concurrency` at a time, and
  * records each copy at central as placed by policy (so the image's `stores` lists it) before it
  * counts as held. A copy no policy wants any more is unrecorded at central first, then deleted.
+ * `cache` copies are fetched into the site's cache and held there (never evicted) while a policy
+ * wants them, then released to the cache's LRU.
  * It never touches a copy it did not place (an upload here). While the parent cannot be reached
  * a wanted copy stays `pending`, and is tried again every `retryMs` and on every change.
  */
@@ -124,10 +131,10 @@ export class SiteAgent {
     const desired = new DesiredPlacement(images.values(), policies).at(site);
     const now = new Date().toISOString();
 
-    // Copies no policy wants any more: unrecorded at central, then deleted here.
+    // Copies no policy wants replicated any more: unrecorded at central, then deleted here.
     for (const image of images.values()) {
       const placed = image.locations.some((l) => l.store === store.id && l.placed_by === 'policy');
-      if (!placed || desired.has(image.id)) continue;
+      if (!placed || desired.get(image.id)?.mode === 'replicate') continue;
       try {
         await this.#remove(image, signal);
       } catch (error) {
@@ -135,6 +142,11 @@ export class SiteAgent {
         this.#o.log.warn({ image: image.id, err: describeError(error) }, 'placement: could not remove a copy no policy wants; trying again');
       }
     }
+    // Cached copies held for a policy none wants as `cache` any more: evictable again.
+    for (const id of this.#o.cache.heldForPolicy()) {
+      if (desired.get(id)?.mode !== 'cache') await this.#o.cache.releaseForPolicy(id, { signal });
+    }
+    const cacheHeld = this.#o.cache.heldForPolicy();
     for (const id of this.#states.keys()) {
       if (desired.has(id) || this.#placing.has(id)) continue;
       this.#states.delete(id);
@@ -144,7 +156,10 @@ export class SiteAgent {
     const missing: Image[] = [];
     for (const [id, want] of desired) {
       const image = images.get(id)!;
-      const held = image.locations.some((l) => l.store === store.id);
+      // A `cache` copy is held in the cache, or by a copy in the store that is not a policy's (an upload here).
+      const held = want.mode === 'replicate'
+        ? image.locations.some((l) => l.store === store.id)
+        : cacheHeld.has(id) || image.locations.some((l) => l.store === store.id && l.placed_by !== 'policy');
       const previous = this.#states.get(id);
       const state: PlacementStateName = held ? 'held' : this.#placing.has(id) ? 'transferring' : previous?.state === 'failed' ? 'failed' : 'pending';
       this.#states.set(id, {
@@ -153,49 +168,25 @@ export class SiteAgent {
         bytes_done: null, bytes_per_second: null,
       });
       if (held) this.#failures.delete(id);
-      // `cache` copies are the cache's to prefetch and pin (not yet).
       const waiting = (this.#failures.get(id)?.retryAt ?? 0) > Date.now();
-      if (!held && want.mode === 'replicate' && !this.#placing.has(id) && !waiting) missing.push(image);
+      if (!held && !this.#placing.has(id) && !waiting) missing.push(image);
     }
     missing.sort((a, b) => desired.get(b.id)!.priority - desired.get(a.id)!.priority || a.id.localeCompare(b.id));
     for (const image of missing.slice(0, Math.max(0, this.#o.concurrency - this.#placing.size))) this.#place(image, desired.get(image.id)!);
   }
 
-  /** Fetches (or finds) the copy, records it at central, and counts it as held; a failure leaves it pending. */
+  /**
+   * Places one copy in the background: `replicate` into the store, `cache` into the cache; held
+   * once done, pending or failed (and tried again later) when not.
+   */
   #place(image: Image, want: DesiredCopy): void {
-    const { store, fills, log } = this.#o;
     const signal = this.#stop.signal;
-    const run = async () => {
-      // One fill per image at a site: one a client's miss started (into the cache) ends first;
-      // its chunks are then copied from the cached copy rather than fetched again.
-      for (let other = fills.get(image.id); other !== undefined; other = fills.get(image.id)) await other.ended;
-      signal.throwIfAborted();
-      // The bytes may be here already (recorded nowhere, after a stop between the two): record them.
-      if ((await store.stat(image.id, { signal }))?.size !== image.size) {
-        if (fills.get(image.id) !== undefined) throw new Error('another transfer of the image started meanwhile');
-        const fill = fills.start(image, { blobs: store, key: image.id, manifest: this.#o.buildManifests }, {
-          committed: async (digest) => {
-            if (digest.manifest === undefined) return;
-            await this.#o.manifests.putManifest(image.id, digest.sha512, digest.manifest, { signal });
-            await this.#o.chunks.addHeldCopy(store.id, image.id, digest.manifest, { signal });
-          },
-        });
-        const stop = () => fill.abort.abort();
-        signal.addEventListener('abort', stop);
-        await fill.ended.finally(() => signal.removeEventListener('abort', stop));
-        if (fill.state !== 'committed') throw fill.error ?? new Error('the transfer ended without a copy');
-      }
-      await this.#o.copies.record(ADMIN_CONTEXT, image.id, {
-        store: store.id, url: store.urlFor(image.id), size: image.size!, checksum: image.checksum!, os_hash_algo: 'sha512',
-        os_hash_value: image.os_hash_value!, virtual_size: image.virtual_size, placed_by: 'policy',
-      }, { signal });
-      await this.#o.dropCached(image.id).catch(() => undefined);
-      log.info({ image: image.id, store: store.id, size: image.size, reasons: want.reasons }, 'placement: holds a copy a policy wants');
+    this.#setState(image.id, 'transferring', null);
+    const placing = (want.mode === 'cache' ? this.#hold(image, signal) : this.#replicate(image, signal)).then(() => {
+      this.#o.log.info({ image: image.id, mode: want.mode, size: image.size, reasons: want.reasons }, 'placement: holds a copy a policy wants');
       this.#failures.delete(image.id);
       this.#setState(image.id, 'held', null);
-    };
-    this.#setState(image.id, 'transferring', null);
-    const placing = run().catch((error: unknown) => {
+    }, (error: unknown) => {
       if (signal.aborted) return;
       // Not reaching the parent leaves a copy pending; anything else (a verification error, a
       // refusal) is a failure. Either way it is tried again, later after each failure in a row.
@@ -203,13 +194,47 @@ export class SiteAgent {
       const count = (this.#failures.get(image.id)?.count ?? 0) + 1;
       const delay = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (count - 1));
       this.#failures.set(image.id, { count, retryAt: Date.now() + delay });
-      log.warn({ image: image.id, err: describeError(error), retry_in_ms: delay }, `placement: could not place a copy a policy wants; it is ${offline ? 'pending' : 'failed'}`);
+      this.#o.log.warn({ image: image.id, err: describeError(error), retry_in_ms: delay }, `placement: could not place a copy a policy wants; it is ${offline ? 'pending' : 'failed'}`);
       this.#setState(image.id, offline ? 'pending' : 'failed', describeError(error));
     }).finally(() => {
       this.#placing.delete(image.id);
       this.#wake?.();
     });
     this.#placing.set(image.id, placing);
+  }
+
+  /** A `replicate` copy: fetched into the store (or found there), then recorded at central; a cached copy then goes. */
+  async #replicate(image: Image, signal: AbortSignal): Promise<void> {
+    const { store, fills } = this.#o;
+    // One fill per image at a site: one a client's miss started (into the cache) ends first;
+    // its chunks are then copied from the cached copy rather than fetched again.
+    for (let other = fills.get(image.id); other !== undefined; other = fills.get(image.id)) await other.ended;
+    signal.throwIfAborted();
+    // The bytes may be here already (recorded nowhere, after a stop between the two): record them.
+    if ((await store.stat(image.id, { signal }))?.size !== image.size) {
+      if (fills.get(image.id) !== undefined) throw new Error('another transfer of the image started meanwhile');
+      const fill = fills.start(image, { blobs: store, key: image.id, manifest: this.#o.buildManifests }, {
+        committed: async (digest) => {
+          if (digest.manifest === undefined) return;
+          await this.#o.manifests.putManifest(image.id, digest.sha512, digest.manifest, { signal });
+          await this.#o.chunks.addHeldCopy(store.id, image.id, digest.manifest, { signal });
+        },
+      });
+      const stop = () => fill.abort.abort();
+      signal.addEventListener('abort', stop);
+      await fill.ended.finally(() => signal.removeEventListener('abort', stop));
+      if (fill.state !== 'committed') throw fill.error ?? new Error('the transfer ended without a copy');
+    }
+    await this.#o.copies.record(ADMIN_CONTEXT, image.id, {
+      store: store.id, url: store.urlFor(image.id), size: image.size!, checksum: image.checksum!, os_hash_algo: 'sha512',
+      os_hash_value: image.os_hash_value!, virtual_size: image.virtual_size, placed_by: 'policy',
+    }, { signal });
+    await this.#o.cache.evict(image.id).catch(() => false);
+  }
+
+  /** A `cache` copy: fetched into the site's cache if need be, and held there for the policy. */
+  async #hold(image: Image, signal: AbortSignal): Promise<void> {
+    await this.#o.cache.holdForPolicy(image, { signal });
   }
 
   async #remove(image: Image, signal: AbortSignal): Promise<void> {

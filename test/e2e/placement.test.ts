@@ -64,7 +64,7 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
     assert.equal(res.status, 204);
     return image.id as string;
   };
-  type FleetEntry = { image_id: string; site: string; state: string; reasons: string[]; bytes_done: number; bytes_total: number; reason: string | null };
+  type FleetEntry = { image_id: string; site: string; mode: string; state: string; reasons: string[]; bytes_done: number; bytes_total: number; reason: string | null };
   const fleet = async (query = '') => (await ok(central.url, 'GET', `/outpost/v1/fleet${query}`)) as {
     fleet: FleetEntry[]; next: string | null; convergence: Record<'images' | 'policies' | 'sites', { id: string; held: number; desired: number; percent: number }[]>;
   };
@@ -134,6 +134,26 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
     assert.deepEqual(await storedAt(edge('eu-2')), [golden]);
     const got = await download(edge('eu-2').proc!.url, golden);
     assert.deepEqual([got.status, got.sha512, got.broken], [200, sha512(goldenData), false]);
+  });
+
+  it('a cache policy: the far edge holds the image in its cache, pinned while the policy holds, fetched through eu-1 (one WAN crossing)', async () => {
+    const far = edge('eu-far');
+    const cachedAt = async () => ((await ok(far.proc!.url, 'GET', '/outpost/v1/sites/eu-far/inventory')).images as { image_id: string; state: string }[])
+      .filter((i) => i.image_id === golden).map((i) => i.state);
+    edge('eu-1').wan!.resetStats();
+    const warm = (await ok(central.url, 'POST', '/outpost/v1/policies', {
+      name: 'warm-far', images: { tags: ['golden'] }, sites: { labels: 'tier=far' }, mode: 'cache', priority: 20,
+    })).id;
+    await eventually('eu-far holds the golden image pinned in its cache', 60_000, async () => (await cachedAt()).join() === 'pinned');
+    assert.equal(await onDisk(far, golden), false, 'not in its store');
+    await eventually('the fleet view shows it held at eu-far', 30_000, async () =>
+      JSON.stringify((await fleet(`?image=${golden}&policy=warm-far`)).fleet.map((e) => [e.site, e.mode, e.state])) === '[["eu-far","cache","held"]]');
+    // eu-1 served it from its own copy: its link to central did not carry the image again.
+    assert.ok(edge('eu-1').wan!.stats().toClient.forwarded < goldenData.length / 4, `eu-1's uplink carried ${edge('eu-1').wan!.stats().toClient.forwarded} bytes`);
+    assert.equal((await api(central.url, 'DELETE', `/outpost/v1/policies/${warm}`)).status, 204);
+    await eventually('the copy is released to the cache\'s LRU', 60_000, async () => (await cachedAt()).join() === 'cached');
+    assert.equal((await api(far.proc!.url, 'DELETE', `/v2/cache/${golden}`)).status, 204);
+    await eventually('central no longer lists eu-far for the image', 30_000, async () => !(await storesAtCentral(golden)).includes('eu-far'));
   });
 
   it('outpost_placement on an image acts as a replicate policy for it', async () => {
