@@ -6,6 +6,7 @@ import type { ImageService } from '../core/image-service.ts';
 import type { ImportService } from '../core/import-service.ts';
 import type { PlacementPolicies } from '../core/placement-policies.ts';
 import type { Fleet } from '../placement/fleet.ts';
+import type { EgressBudget } from '../transfer/egress-budget.ts';
 import type { StoreDescription } from '../core/ports.ts';
 import type { StoreRegistry } from '../core/stores.ts';
 import type { ReplicationDeps } from './outpost/replication-routes.ts';
@@ -28,6 +29,8 @@ export interface AppDeps {
   policies: PlacementPolicies;
   /** Central: the fleet view (/outpost/v1/fleet; an edge forwards it up). */
   fleet?: Fleet;
+  /** `egress_max_bytes_per_s`: image bytes sent to child sites are paced by it. */
+  egress?: EgressBudget;
   /**
    * Per image, stores holding a cached verified copy, added to its `stores` after its locations':
    * at central every site's (their inventories), at an edge its own cache's.

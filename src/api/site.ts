@@ -37,6 +37,7 @@ import { ParentCopyRegistry } from '../replication/parent-copy-registry.ts';
 import { Fleet } from '../placement/fleet.ts';
 import { SiteAgent } from '../placement/site-agent.ts';
 import { ImageFills } from '../transfer/image-fills.ts';
+import { EgressBudget, egressWeight, SITE_HEADER } from '../transfer/egress-budget.ts';
 import { SiteRegistry } from '../core/site-registry.ts';
 import { SiteInventories } from '../core/site-inventory.ts';
 import { SiteRemoval } from '../core/site-removal.ts';
@@ -142,7 +143,8 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     await identity.bootstrapRecords();
   }
   // What this site presents to its parent: its site credential (auth keystone).
-  const siteHeaders: Record<string, string> = config.site_token === null ? {} : { 'x-auth-token': config.site_token };
+  // Its credential (auth keystone), and who it is, which a parent's egress budget shares by (SITE_HEADER).
+  const siteHeaders: Record<string, string> = { [SITE_HEADER]: config.site, ...(config.site_token === null ? {} : { 'x-auth-token': config.site_token }) };
   // What central presents to the sites it reads images from: a credential of its own, renewed.
   let centralCredential: { token: string; renewAt: number } | undefined;
   const centralHeaders = async (): Promise<Record<string, string>> => {
@@ -304,6 +306,10 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     },
     policies: new PlacementPolicies(catalog),
     fleet: isCentral ? new Fleet({ catalog, inventories: catalog }) : undefined,
+    egress: config.egress_max_bytes_per_s === null ? undefined : new EgressBudget({
+      bytesPerSecond: config.egress_max_bytes_per_s,
+      weightOf: async (site) => egressWeight((await catalog.getSite(site))?.labels),
+    }),
     heldStores: follower === undefined ? (ids) => inventories.storesHolding(ids) : (ids) => cache.storesHolding(ids),
     storeWeights: () => region.weights(),
     parent: parentLink,

@@ -115,6 +115,12 @@ export interface OutpostConfig {
    */
   cache_max_bytes: number;
   /**
+   * Bytes per second this site sends its child sites' image transfers together at most, shared
+   * among the children receiving at the same time by their `egress-weight` label (default 1).
+   * Null: no limit.
+   */
+  egress_max_bytes_per_s: number | null;
+  /**
    * How many of the newest changes the site's change log keeps for its followers; a follower
    * further behind reloads from the snapshot (410 from the feed).
    */
@@ -180,6 +186,7 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   feed_wait_seconds: { kind: 'integer', min: 1 },
   change_log_retain: { kind: 'integer', min: 1 },
   cache_max_bytes: { kind: 'integer', min: 0 },
+  egress_max_bytes_per_s: { kind: 'nullable-integer', min: 1 },
   audit_interval_seconds: { kind: 'integer', min: 0 },
   metadata_max_staleness: { kind: 'nullable-integer', min: 1 },
   import_methods: { kind: 'methods' },
@@ -222,6 +229,7 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   feed_wait_seconds: 10,
   change_log_retain: 100_000,
   cache_max_bytes: 10 * 1024 ** 3,
+  egress_max_bytes_per_s: null,
   audit_interval_seconds: 600,
   metadata_max_staleness: null,
   import_methods: [...ALL_IMPORT_METHODS],

@@ -3,6 +3,7 @@ import { UnsupportedMediaTypeError } from '../../core/errors.ts';
 import type { Image } from '../../core/image.ts';
 import { PATCH_MEDIA_TYPES, parsePatch, type PatchDialect } from '../../core/image-patch.ts';
 import type { AppDeps } from '../app-deps.ts';
+import { SITE_HEADER } from '../../transfer/egress-budget.ts';
 import { jsonBody } from '../http/json-body.ts';
 import { resource } from '../resource.ts';
 import { parseRange } from './range.ts';
@@ -86,7 +87,10 @@ export function registerImageRoutes(app: FastifyInstance, deps: AppDeps): void {
         }
         return reply.code(204).send();
       }
-      return dataHeaders(reply, result).send(result.stream);
+      // A child site's transfer is paced by this site's egress budget; clients never are.
+      const child = header(req, SITE_HEADER);
+      const stream = deps.egress !== undefined && child !== undefined ? deps.egress.throttle(child, result.stream, req.clientSignal) : result.stream;
+      return dataHeaders(reply, result).send(stream);
     },
   });
 
