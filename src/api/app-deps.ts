@@ -20,7 +20,7 @@ export interface AppDeps {
   images: ImageService;
   imports: ImportService;
   stores: StoreRegistry;
-  /** The stores a request at this site may name (GET /v2/info/stores): the site's own. */
+  /** GET /v2/info/stores: the site's own stores, then the other sites' (which copy-image and stores-delete may name). */
   storeDescriptions(): Promise<StoreDescription[]>;
   /** `api_limit_max`, for the task list. */
   maxLimit: number;

@@ -226,7 +226,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     : new ParentCopyRegistry({ parent: parentLink.client, timeoutMs: parentLink.timeoutMs, waitForReplica: parentLink.waitForReplica, log: logger });
   // An edge keeps the copies placement policies want in its store (central holds its own).
   const agent = copies === undefined ? undefined : new SiteAgent({
-    site: { id: config.site, labels: config.labels }, store: stores.blobs(stores.defaultId), catalog, changeLog: catalog, fills, copies,
+    site: { id: config.site, labels: config.labels, stores: stores.list().map((s) => s.id) }, stores, catalog, changeLog: catalog, fills, copies,
     manifests: catalog, chunks: catalog, buildManifests: config.chunk_manifests, cache,
     concurrency: PLACEMENT_CONCURRENCY, retryMs: PLACEMENT_RETRY_MS, progress: (id) => transfers.progress(id), log: logger,
   });
@@ -293,7 +293,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     stores,
     // Glance's cache API is an edge's (central's cache only holds copies other sites own).
     cache: follower === undefined ? undefined : cache,
-    storeDescriptions: async () => stores.describe(),
+    storeDescriptions: () => region.describe(),
     maxLimit: config.api_limit_max,
     replication: {
       catalog, changeLog: catalog, sites, site: { id: config.site, role: config.role, parent: config.parent }, follower,

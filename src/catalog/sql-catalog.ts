@@ -348,7 +348,9 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Mani
       await trx.insertInto('site_inventories').values({ site_id: inventory.site, body })
         .onConflict((oc) => oc.column('site_id').doUpdateSet({ body })).execute();
       await trx.deleteFrom('inventory_copies').where('site_id', '=', inventory.site).execute();
-      const copies = [...new Map(inventory.images.map((i) => [`${i.image_id}/${i.store}`, i])).values()]
+      // Cached copies only: a stored one is a location in the catalog already, which is where an
+      // image's stores come from first (and a report lags behind a removed location).
+      const copies = [...new Map(inventory.images.filter((i) => i.state !== 'stored').map((i) => [`${i.image_id}/${i.store}`, i])).values()]
         .map((i) => ({ image_id: i.image_id, site_id: inventory.site, store: i.store }));
       // SQLite allows 32766 bound parameters per statement: 3 per row.
       for (let i = 0; i < copies.length; i += 5000) await trx.insertInto('inventory_copies').values(copies.slice(i, i + 5000)).execute();

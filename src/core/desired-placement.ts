@@ -1,4 +1,5 @@
 import type { Image } from './image.ts';
+import { IMPORTING_PROPERTY, storeList } from './import-properties.ts';
 import { parseLabelSelector, selectorMatches, type LabelSelector } from './label-selector.ts';
 import { policyWantsImage, policyWantsSite, type PlacementPolicy } from './placement-policy.ts';
 
@@ -11,10 +12,20 @@ export const PLACEMENT_PROPERTY = 'outpost_placement';
 /** The priority of a copy `outpost_placement` asks for. */
 const PROPERTY_PRIORITY = 50;
 
+/**
+ * The reason of a copy copy-image asked for in another site's store (the store is in the image's
+ * `os_glance_importing_to_stores` until the site has recorded its copy), and its priority: an
+ * operator asked for it now.
+ */
+export const COPY_IMAGE_REASON = 'copy-image';
+const COPY_IMAGE_PRIORITY = 80;
+
 /** A site as placement sees it. */
 export interface PlacementSite {
   id: string;
   labels: Readonly<Record<string, string>>;
+  /** Its stores: a copy-image to one of them is a copy it should hold. */
+  stores: readonly string[];
 }
 
 /** Why and how a site should hold an image. */
@@ -23,8 +34,10 @@ export interface DesiredCopy {
   mode: 'replicate' | 'cache';
   /** The highest priority of its reasons. */
   priority: number;
-  /** The names of the policies that want it, and `outpost_placement` when the property does. */
+  /** The names of the policies that want it, `outpost_placement` when the property does, `copy-image`. */
   reasons: string[];
+  /** The store of the site a copy-image named (else the site's default store). */
+  store?: string;
 }
 
 /** `outpost_placement` parsed, or undefined when the image has none, it is empty or not a selector. */
@@ -45,13 +58,15 @@ export function placeable(image: Image): boolean {
 }
 
 /**
- * What the placement policies and `outpost_placement` want each site to hold, for one state of
+ * What the placement policies, `outpost_placement` and copy-image want each site to hold, for one state of
  * the catalog: which images each policy selects, and each image's own selector, are worked out
  * once, so the desired state of a site costs what it holds rather than images × policies.
  */
 export class DesiredPlacement {
   readonly #byPolicy: { policy: PlacementPolicy; images: Image[] }[];
   readonly #byProperty: { image: Image; selector: LabelSelector }[] = [];
+  /** Per store, the images a copy-image is bringing there. */
+  readonly #copying = new Map<string, Image[]>();
 
   constructor(images: Iterable<Image>, policies: readonly PlacementPolicy[]) {
     const placeables = [...images].filter(placeable);
@@ -59,6 +74,8 @@ export class DesiredPlacement {
     for (const image of placeables) {
       const selector = placementSelector(image);
       if (selector !== undefined) this.#byProperty.push({ image, selector });
+      if (image.status !== 'active') continue;
+      for (const store of storeList(image, IMPORTING_PROPERTY)) this.#copying.set(store, [...this.#copying.get(store) ?? [], image]);
     }
   }
 
@@ -69,11 +86,13 @@ export class DesiredPlacement {
    */
   at(site: PlacementSite): Map<string, DesiredCopy> {
     const desired = new Map<string, DesiredCopy>();
-    const want = (id: string, mode: DesiredCopy['mode'], priority: number, reason: string) => {
+    const want = (id: string, mode: DesiredCopy['mode'], priority: number, reason: string, store?: string) => {
       const copy = desired.get(id);
-      desired.set(id, copy === undefined ? { mode, priority, reasons: [reason] } : {
+      const merged: DesiredCopy = copy === undefined ? { mode, priority, reasons: [reason] } : {
         mode: copy.mode === 'replicate' || mode === 'replicate' ? 'replicate' : 'cache', priority: Math.max(copy.priority, priority), reasons: [...copy.reasons, reason],
-      });
+      };
+      const named = store ?? copy?.store;
+      desired.set(id, named === undefined ? merged : { ...merged, store: named });
     };
     for (const { policy, images } of this.#byPolicy) {
       if (!policyWantsSite(policy, site)) continue;
@@ -82,6 +101,7 @@ export class DesiredPlacement {
     for (const { image, selector } of this.#byProperty) {
       if (selectorMatches(selector, site.labels)) want(image.id, 'replicate', PROPERTY_PRIORITY, PLACEMENT_PROPERTY);
     }
+    for (const store of site.stores) for (const image of this.#copying.get(store) ?? []) want(image.id, 'replicate', COPY_IMAGE_PRIORITY, COPY_IMAGE_REASON, store);
     return desired;
   }
 }

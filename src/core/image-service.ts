@@ -10,6 +10,7 @@ import {
   MEMBER_STATUSES, assertTransition, isUuid, setProperty, type Image, type ImageLocation, type ImageMember, type MemberStatus,
 } from './image.ts';
 import { applyPatch, type PatchDialect, type PatchOp } from './image-patch.ts';
+import { IMPORTING_PROPERTY, setStoreList, storeList } from './import-properties.ts';
 import { assertWritableName, isBaseWritable, repr, tooLong, validateAttribute } from './image-validation.ts';
 import { parseListQuery, type ListLimits, type QueryParams } from './list-query.ts';
 import type { BlobDigest, BlobStore, Catalog, CopyRegistry, ImageBytesElsewhere, IoOptions, VerifiedCopy } from './ports.ts';
@@ -433,8 +434,14 @@ export class ImageService {
       if (current.size !== copy.size || current.checksum !== copy.checksum || current.os_hash_value !== copy.os_hash_value) {
         throw new ConflictError(`The copy in store ${copy.store} does not match image ${current.id}'s size, checksum and hash.`);
       }
-      if (current.locations.some((l) => l.store === copy.store)) return current;
-      return { ...current, locations: [...current.locations, location], updated_at: this.#timestamp() };
+      // A copy-image to this store is done with it: the store leaves os_glance_importing_to_stores
+      // (the task waiting on it ends once every store it named has left).
+      const importing = storeList(current, IMPORTING_PROPERTY);
+      const next = { ...current, properties: { ...current.properties }, updated_at: this.#timestamp() };
+      if (importing.includes(copy.store)) setStoreList(next, IMPORTING_PROPERTY, importing.filter((s) => s !== copy.store));
+      else if (current.locations.some((l) => l.store === copy.store)) return current;
+      if (!current.locations.some((l) => l.store === copy.store)) next.locations = [...current.locations, location];
+      return next;
     }, opts);
   }
 

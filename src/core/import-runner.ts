@@ -1,8 +1,8 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError } from './errors.ts';
 import { setProperty, type Image } from './image.ts';
-import {
-  FAILED_PROPERTY, IMPORTING_PROPERTY, LOCK_PROPERTY, setStoreList, storeList, type ImportRunner,
-} from './import-service.ts';
+import { FAILED_PROPERTY, IMPORTING_PROPERTY, LOCK_PROPERTY, setStoreList, storeList } from './import-properties.ts';
+import type { ImportRunner } from './import-service.ts';
 import type { BlobDigest, BlobStore, Catalog, RemoteSource } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
 import { endTask, type Task } from './task.ts';
@@ -27,6 +27,8 @@ export interface ImportTaskRunnerOptions {
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
   /** How often progress is written to the task's message (default 1 s). */
   progressIntervalMs?: number;
+  /** How often a copy-image to other sites' stores looks whether they have their copies (default 1 s). */
+  sitePollMs?: number;
   now?: () => Date;
 }
 
@@ -97,6 +99,9 @@ export class ImportTaskRunner implements ImportRunner {
       task = await this.#updateTask(task.id, (t) => ({ ...t, status: 'processing' }));
       let expected: BlobDigest | undefined;
       let source: () => Promise<AsyncIterable<Uint8Array>>;
+      // copy-image may name other sites' stores: those sites fetch their copies (awaitSites).
+      const local = task.input.backend.filter((store) => this.#o.stores.has(store));
+      const remote = task.input.backend.filter((store) => !this.#o.stores.has(store));
       if (method === 'copy-image') {
         const image = await this.#image(task);
         if (image.size === null || image.checksum === null || image.os_hash_value === null) {
@@ -105,8 +110,8 @@ export class ImportTaskRunner implements ImportRunner {
         expected = { size: image.size, md5: image.checksum, sha512: image.os_hash_value };
         const from = image.locations.find((l) => l.store === this.#o.stores.defaultId && this.#o.stores.has(l.store))
           ?? image.locations.find((l) => this.#o.stores.has(l.store));
-        if (from === undefined) throw new Error('No store of this site holds the image');
-        source = () => this.#o.stores.blobs(from.store).get(imageId, { signal });
+        if (from === undefined && local.length > 0) throw new Error('No store of this site holds the image');
+        source = () => this.#o.stores.blobs(from!.store).get(imageId, { signal });
       } else {
         if (method === 'web-download') {
           await this.#download(task, task.input.import_req.method.uri as string, {}, false, signal);
@@ -118,7 +123,7 @@ export class ImportTaskRunner implements ImportRunner {
 
       let digest = expected;
       let copied = 0;
-      for (const store of task.input.backend) {
+      for (const store of local) {
         signal.throwIfAborted();
         await this.#image(task); // the lock must still be ours
         let head = new Uint8Array(0);
@@ -143,7 +148,7 @@ export class ImportTaskRunner implements ImportRunner {
             // Glance (api_image_import.get_flow): set_active = not all_stores_must_succeed or the
             // last store — when every store must succeed, the image becomes active only once all
             // copies exist, so a failure can still return it to queued with nothing stored.
-            const activate = !mustAll || store === task.input.backend.at(-1);
+            const activate = !mustAll || store === local.at(-1);
             if (method !== 'copy-image' && image.status === 'importing' && activate) {
               Object.assign(next, {
                 status: 'active', size: verified.size, checksum: verified.md5, os_hash_algo: 'sha512', os_hash_value: verified.sha512,
@@ -165,6 +170,7 @@ export class ImportTaskRunner implements ImportRunner {
         }
       }
       if (copied === 0 && method !== 'copy-image') throw new Error('The image could not be imported to any store');
+      if (remote.length > 0) copied += await this.#awaitSites(task, remote, signal);
 
       await this.#updateImage(task, (image) => {
         const next = withProps(image);
@@ -181,6 +187,27 @@ export class ImportTaskRunner implements ImportRunner {
       const message = error instanceof Error ? error.message : String(error);
       this.#o.log.warn({ task: task.id, image: imageId, err: error }, 'import task failed');
       await this.#fail(task, message, mustAll);
+    }
+  }
+
+  /**
+   * copy-image to other sites' stores: each site's placement agent sees its store in the image's
+   * `os_glance_importing_to_stores`, fetches the copy from its parent, and records it at central,
+   * which takes the store off the list. Waits until none of `stores` is left on it (a site that is
+   * away stays pending; the task goes on waiting, as Glance's waits on a slow store), saying which
+   * are awaited in the task's message. Returns how many were copied.
+   */
+  async #awaitSites(task: Task, stores: readonly string[], signal: AbortSignal): Promise<number> {
+    let waiting: string[] = [];
+    for (;;) {
+      const image = await this.#image(task); // the lock must still be ours
+      const left = stores.filter((s) => storeList(image, IMPORTING_PROPERTY).includes(s));
+      if (left.length === 0) return stores.filter((s) => image.locations.some((l) => l.store === s)).length;
+      if (left.join() !== waiting.join()) {
+        waiting = left;
+        await this.#updateTask(task.id, (t) => ({ ...t, message: `Waiting for the sites holding ${left.join(', ')} to copy the image`, updated_at: this.#now().toISOString() }));
+      }
+      await sleep(this.#o.sitePollMs ?? 1000, undefined, { signal });
     }
   }
 

@@ -5,31 +5,13 @@ import {
 } from './errors.ts';
 import { assertTransition, isUuid, setProperty, type Image } from './image.ts';
 import type { ImageService } from './image-service.ts';
+import { FAILED_PROPERTY, IMPORTING_PROPERTY, LOCK_PROPERTY, STALE_LOCK_MS, setStoreList, storeList } from './import-properties.ts';
 import type { BlobStore, Catalog, IoOptions, SortDir, TaskListQuery } from './ports.ts';
 import type { RegionStores } from './region-stores.ts';
 import type { StoreRegistry } from './stores.ts';
 import {
   IMPORT_METHODS, TASK_STATUSES, endTask, isTerminal, type ImportMethod, type ImportRequest, type Task,
 } from './task.ts';
-
-/** Image properties Glance keeps for the import workflow (visible, read-only to clients). */
-export const LOCK_PROPERTY = 'os_glance_import_task';
-export const IMPORTING_PROPERTY = 'os_glance_importing_to_stores';
-export const FAILED_PROPERTY = 'os_glance_failed_import';
-
-/** A lock held by a task that has not moved for this long may be taken over (Glance: 60 min). */
-export const STALE_LOCK_MS = 60 * 60 * 1000;
-
-/** Comma-joined store list property → ids ("" → none). */
-export function storeList(image: Image, property: string): string[] {
-  const v = image.properties[property];
-  return v === undefined || v === '' ? [] : v.split(',');
-}
-
-/** Writes a comma-joined store list property; Glance sets "" rather than removing it. */
-export function setStoreList(image: Image, property: string, stores: readonly string[]): void {
-  setProperty(image.properties, property, [...new Set(stores)].join(','));
-}
 
 export interface ImportRunner {
   /** Starts running a task that was just created (does not wait for it). */
@@ -248,6 +230,8 @@ export class ImportService {
     } else {
       targets = req.stores ?? [header ?? stores.defaultId];
       for (const id of targets) {
+        // copy-image may name another site's store: that site fetches the copy (its placement agent).
+        if (!stores.has(id) && req.method.name === 'copy-image' && await this.#o.region?.owner(id, opts) !== undefined) continue;
         if (!stores.has(id)) throw await this.#o.region?.refusal(id, 'import', opts) ?? new ConflictError(`Store for identifier ${id} not found`);
         if (stores.isReadOnly(id)) throw new ConflictError(`Store ${id} is read-only`);
       }
@@ -260,7 +244,8 @@ export class ImportService {
         throw new BadRequestError(`Image is already present at store ${targets.filter((s) => held.has(s)).join(',')}`);
       }
     }
-    return targets.sort((a, b) => stores.weight(b) - stores.weight(a) || (a < b ? -1 : a > b ? 1 : 0));
+    // This site's stores first (by weight), then other sites' (by id).
+    return targets.sort((a, b) => Number(stores.has(b)) - Number(stores.has(a)) || stores.weight(b) - stores.weight(a) || (a < b ? -1 : a > b ? 1 : 0));
   }
 
   // -- removing a copy ------------------------------------------------------------------------
@@ -271,7 +256,9 @@ export class ImportService {
    */
   async deleteFromStore(ctx: RequestContext, storeId: string, id: string, opts: IoOptions = {}): Promise<void> {
     if (!ctx.isAdmin) throw new ForbiddenError('You are not authorized to complete delete_image_location action.');
-    if (!this.#o.stores.has(storeId)) throw await this.#o.region?.refusal(storeId, 'delete', opts) ?? new ConflictError(`Unknown store ${storeId}.`);
+    // Another site's store: its record goes now; that site deletes the bytes when its replica shows it.
+    const remote = !this.#o.stores.has(storeId) && await this.#o.region?.owner(storeId, opts) !== undefined;
+    if (!this.#o.stores.has(storeId) && !remote) throw await this.#o.region?.refusal(storeId, 'delete', opts) ?? new ConflictError(`Unknown store ${storeId}.`);
     const image = await this.#o.images.get(ctx, id, opts);
     const updated = await this.#o.catalog.updateImage(image.id, (current) => {
       if (current.status !== 'active') {
@@ -285,7 +272,7 @@ export class ImportService {
       }
       return { ...current, locations: current.locations.filter((l) => l.store !== storeId), updated_at: this.#now().toISOString() };
     }, opts);
-    if (!updated.locations.some((l) => l.store === storeId)) await this.#o.stores.blobs(storeId).delete(image.id, opts);
+    if (!remote && !updated.locations.some((l) => l.store === storeId)) await this.#o.stores.blobs(storeId).delete(image.id, opts);
   }
 
   // -- tasks ----------------------------------------------------------------------------------

@@ -400,7 +400,7 @@ export interface InventoryStore {
   listInventories(opts?: IoOptions): Promise<SiteInventory[]>;
   /** Forgets a site's inventory and the copies it listed (a removed site). */
   deleteInventory(siteId: string, opts?: IoOptions): Promise<void>;
-  /** For each of these images, the stores of the sites that reported holding a copy of it. */
+  /** For each of these images, the stores of the sites that reported holding a cached copy of it (stored copies are the catalog's locations). */
   storesHolding(imageIds: readonly string[], opts?: IoOptions): Promise<Map<string, string[]>>;
 }
 

@@ -1,15 +1,16 @@
 import { BadRequestError, ConflictError, type OutpostError } from './errors.ts';
-import type { IoOptions, Site } from './ports.ts';
+import type { IoOptions, Site, StoreDescription } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
 
 /**
  * The store model of a region (docs/architecture.md, "The store model"). The region's stores are
  * every site's stores, each owned by exactly one site: a store id is unique in the region
  * (SiteRegistry refuses a registration naming a store another site owns). A request at a site
- * may name only that site's own stores, because only those are written here: an upload stores its
- * bytes at the site it arrives at, and an import, copy-image or stores-delete acts on the stores
- * of the site that runs it (central, where every such write goes). Another site's store is known,
- * and refused with a message that says whose it is and what may be named instead.
+ * may name only that site's own stores for new bytes: an upload stores its bytes at the site it
+ * arrives at, and an import at the site that runs it (central, where every such write goes).
+ * copy-image and stores-delete may name any site's store: that site's placement agent fetches or
+ * deletes its copy. Another site's store named where it may not be is refused with a message that
+ * says whose it is and what to do instead.
  */
 export class RegionStores {
   readonly #site: string;
@@ -29,6 +30,22 @@ export class RegionStores {
   }
 
   /**
+   * GET /v2/info/stores at this site: its own stores (its default marked), then every other site's
+   * — which copy-image and stores-delete may name (glanceclient checks `--stores` against this
+   * list), though an upload here may not (it says where to upload instead).
+   */
+  async describe(opts: IoOptions = {}): Promise<StoreDescription[]> {
+    const others = (await this.#sites(opts)).filter((s) => s.id !== this.#site).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return [...this.#local.describe(), ...others.flatMap((site) => site.stores.map((id): StoreDescription => {
+      const d = site.store_details?.find((x) => x.id === id);
+      return {
+        id, type: d?.type ?? 'file', weight: d?.weight ?? 0, read_only: d?.read_only ?? false, default: false, properties: { site: site.id },
+        description: `Store of site ${site.id} (copy-image and stores-delete may name it; upload at ${site.id} to store there)`,
+      };
+    }))];
+  }
+
+  /**
    * Every store's weight in the region (the site's own from its configuration, the others' from
    * the descriptions their sites registered), so that every site orders an image's `stores` alike.
    */
@@ -40,9 +57,10 @@ export class RegionStores {
 
   /**
    * The refusal for a store a request at this site may not name (undefined when it may):
-   * `upload` → 400 (as Glance's X-Image-Meta-Store on an upload); `import` (any method, copy-image
-   * included) and `delete` (DELETE /v2/stores/{store}/{image}) → 409, Glance's status for an
-   * unknown store there (with Glance's message for an import naming a store no site has).
+   * `upload` → 400 (as Glance's X-Image-Meta-Store on an upload); `import` (any method but
+   * copy-image, which may name another site's store) and `delete` of a store no site has → 409,
+   * Glance's status for an unknown store there (with Glance's message for an import naming a
+   * store no site has).
    */
   async refusal(storeId: string, action: 'upload' | 'import' | 'delete', opts: IoOptions = {}): Promise<OutpostError | undefined> {
     if (this.#local.has(storeId)) return undefined;
@@ -55,8 +73,11 @@ export class RegionStores {
     }
     const named = `stores that can be named at site ${this.#site}: ${here}`;
     if (owner === undefined) return new ConflictError(action === 'import' ? `Store for identifier ${storeId} not found` : `Unknown store ${storeId}; ${named}.`);
-    const what = action === 'import' ? 'importing or copying an image to' : 'removing an image\'s copy from';
-    return new ConflictError(`Store ${storeId} belongs to site ${owner}: ${what} another site's store comes with placement, which is not built yet; ${named}.`);
+    if (action === 'import') {
+      return new ConflictError(`Store ${storeId} belongs to site ${owner}: an import writes to the stores of site ${this.#site} (${named}); `
+        + `import there, then copy it to ${storeId} with the copy-image method.`);
+    }
+    return new ConflictError(`Store ${storeId} belongs to site ${owner}: ${named}.`);
   }
 }
 

@@ -1,7 +1,7 @@
 import { ImageNotFoundError } from './errors.ts';
 import { scanImages } from './all-images.ts';
 import type { Image } from './image.ts';
-import { FAILED_PROPERTY, IMPORTING_PROPERTY, LOCK_PROPERTY, setStoreList, storeList } from './import-service.ts';
+import { FAILED_PROPERTY, IMPORTING_PROPERTY, LOCK_PROPERTY, setStoreList, storeList } from './import-properties.ts';
 import type { BlobStore, Catalog, ImageListQuery, IoOptions } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
 

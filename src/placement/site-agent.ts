@@ -1,19 +1,23 @@
 import { allImages } from '../core/all-images.ts';
 import { ADMIN_CONTEXT } from '../core/context.ts';
 import { describeError } from '../core/describe-error.ts';
-import { DesiredPlacement, type DesiredCopy, type PlacementSite } from '../core/desired-placement.ts';
+import { COPY_IMAGE_REASON, DesiredPlacement, type DesiredCopy, type PlacementSite } from '../core/desired-placement.ts';
 import { NotFoundError, OutpostError, ServiceUnavailableError } from '../core/errors.ts';
 import type { PlacementReport, PlacementStateName } from '../core/fleet-state.ts';
 import type { Image } from '../core/image.ts';
 import { policyOf } from '../core/placement-policy.ts';
-import type { BlobStore, Catalog, ChangeLog, ChunkIndex, CopyRegistry, ManifestIndex } from '../core/ports.ts';
+import type { Catalog, ChangeLog, ChunkIndex, CopyRegistry, ManifestIndex } from '../core/ports.ts';
+import type { StoreRegistry } from '../core/stores.ts';
 import type { ImageFills } from '../transfer/image-fills.ts';
 
 export interface SiteAgentOptions {
   /** This site, with the labels policies select it by. */
   site: PlacementSite;
-  /** Where replicated copies are kept, under the image's id (the site's default store). */
-  store: BlobStore;
+  /**
+   * The site's stores: replicated copies are kept under the image's id in the default one, or in
+   * the one a copy-image named.
+   */
+  stores: Pick<StoreRegistry, 'defaultId' | 'blobs'>;
   /** The site's replica of the catalog (images, policies) and its change log, which wakes the agent. */
   catalog: Pick<Catalog, 'listImages' | 'listPolicies'>;
   changeLog: Pick<ChangeLog, 'lastSeq' | 'waitForChange'>;
@@ -78,6 +82,8 @@ export class SiteAgent {
   readonly #failures = new Map<string, { count: number; retryAt: number }>();
   #running: Promise<void> | undefined;
   #wake: (() => void) | undefined;
+  /** `store \n image id` of the copies located in this site's stores at the last look. */
+  #located: Set<string> | undefined;
 
   constructor(opts: SiteAgentOptions) {
     this.#o = opts;
@@ -125,16 +131,21 @@ export class SiteAgent {
   }
 
   async #reconcile(signal: AbortSignal): Promise<void> {
-    const { site, store } = this.#o;
+    const { site, stores } = this.#o;
     const policies = (await this.#o.catalog.listPolicies({ signal })).map(policyOf);
     const images = new Map((await allImages(this.#o.catalog, { signal })).map((i) => [i.id, i]));
     const desired = new DesiredPlacement(images.values(), policies).at(site);
     const now = new Date().toISOString();
+    const target = (want: DesiredCopy) => want.store ?? stores.defaultId;
+    const wantedIn = (id: string, store: string) => {
+      const want = desired.get(id);
+      return want?.mode === 'replicate' && target(want) === store;
+    };
 
     // Copies no policy wants replicated any more: unrecorded at central, then deleted here.
     for (const image of images.values()) {
-      const placed = image.locations.some((l) => l.store === store.id && l.placed_by === 'policy');
-      if (!placed || desired.get(image.id)?.mode === 'replicate') continue;
+      const placed = image.locations.some((l) => l.store === stores.defaultId && l.placed_by === 'policy');
+      if (!placed || wantedIn(image.id, stores.defaultId)) continue;
       try {
         await this.#remove(image, signal);
       } catch (error) {
@@ -142,6 +153,16 @@ export class SiteAgent {
         this.#o.log.warn({ image: image.id, err: describeError(error) }, 'placement: could not remove a copy no policy wants; trying again');
       }
     }
+    // Copies whose record central removed (DELETE /v2/stores/{store}/{image} there): their bytes go too.
+    const located = new Set([...images.values()].flatMap((i) => i.locations.filter((l) => site.stores.includes(l.store)).map((l) => `${l.store}\n${i.id}`)));
+    for (const key of this.#located ?? []) {
+      const [store, id] = key.split('\n') as [string, string];
+      if (located.has(key) || !images.has(id) || wantedIn(id, store) || this.#placing.has(id)) continue;
+      await this.#o.chunks.removeHeldCopy(store, id, { signal });
+      await stores.blobs(store).delete(id, { signal });
+      this.#o.log.info({ image: id, store }, 'placement: deleted the bytes of a copy no longer recorded here');
+    }
+    this.#located = located;
     // Cached copies held for a policy none wants as `cache` any more: evictable again.
     for (const id of this.#o.cache.heldForPolicy()) {
       if (desired.get(id)?.mode !== 'cache') await this.#o.cache.releaseForPolicy(id, { signal });
@@ -158,8 +179,8 @@ export class SiteAgent {
       const image = images.get(id)!;
       // A `cache` copy is held in the cache, or by a copy in the store that is not a policy's (an upload here).
       const held = want.mode === 'replicate'
-        ? image.locations.some((l) => l.store === store.id)
-        : cacheHeld.has(id) || image.locations.some((l) => l.store === store.id && l.placed_by !== 'policy');
+        ? image.locations.some((l) => l.store === target(want))
+        : cacheHeld.has(id) || image.locations.some((l) => l.store === stores.defaultId && l.placed_by !== 'policy');
       const previous = this.#states.get(id);
       const state: PlacementStateName = held ? 'held' : this.#placing.has(id) ? 'transferring' : previous?.state === 'failed' ? 'failed' : 'pending';
       this.#states.set(id, {
@@ -182,7 +203,7 @@ export class SiteAgent {
   #place(image: Image, want: DesiredCopy): void {
     const signal = this.#stop.signal;
     this.#setState(image.id, 'transferring', null);
-    const placing = (want.mode === 'cache' ? this.#hold(image, signal) : this.#replicate(image, signal)).then(() => {
+    const placing = (want.mode === 'cache' ? this.#hold(image, signal) : this.#replicate(image, want, signal)).then(() => {
       this.#o.log.info({ image: image.id, mode: want.mode, size: image.size, reasons: want.reasons }, 'placement: holds a copy a policy wants');
       this.#failures.delete(image.id);
       this.#setState(image.id, 'held', null);
@@ -203,9 +224,13 @@ export class SiteAgent {
     this.#placing.set(image.id, placing);
   }
 
-  /** A `replicate` copy: fetched into the store (or found there), then recorded at central; a cached copy then goes. */
-  async #replicate(image: Image, signal: AbortSignal): Promise<void> {
-    const { store, fills } = this.#o;
+  /**
+   * A `replicate` copy: fetched into its store (or found there), then recorded at central — as
+   * placed by policy unless a copy-image asked for it — and a cached copy then goes.
+   */
+  async #replicate(image: Image, want: DesiredCopy, signal: AbortSignal): Promise<void> {
+    const { fills } = this.#o;
+    const store = this.#o.stores.blobs(want.store ?? this.#o.stores.defaultId);
     // One fill per image at a site: one a client's miss started (into the cache) ends first;
     // its chunks are then copied from the cached copy rather than fetched again.
     for (let other = fills.get(image.id); other !== undefined; other = fills.get(image.id)) await other.ended;
@@ -227,7 +252,8 @@ export class SiteAgent {
     }
     await this.#o.copies.record(ADMIN_CONTEXT, image.id, {
       store: store.id, url: store.urlFor(image.id), size: image.size!, checksum: image.checksum!, os_hash_algo: 'sha512',
-      os_hash_value: image.os_hash_value!, virtual_size: image.virtual_size, placed_by: 'policy',
+      os_hash_value: image.os_hash_value!, virtual_size: image.virtual_size,
+      ...(want.reasons.includes(COPY_IMAGE_REASON) ? {} : { placed_by: 'policy' as const }),
     }, { signal });
     await this.#o.cache.evict(image.id).catch(() => false);
   }
@@ -238,7 +264,7 @@ export class SiteAgent {
   }
 
   async #remove(image: Image, signal: AbortSignal): Promise<void> {
-    const { store } = this.#o;
+    const store = this.#o.stores.blobs(this.#o.stores.defaultId);
     try {
       await this.#o.copies.remove(ADMIN_CONTEXT, image.id, store.id, { signal });
     } catch (error) {

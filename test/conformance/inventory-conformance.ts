@@ -47,7 +47,7 @@ export function inventoryConformance(name: string, open: () => Promise<Inventory
       await assert.rejects(inventory.listInventories({ signal: AbortSignal.abort() }));
     }));
 
-    it('storesHolding: per image, the stores of every site whose last report holds it', withStore(async (inventory) => {
+    it('storesHolding: per image, the stores of every site whose last report holds a cached copy', withStore(async (inventory) => {
       await inventory.putInventory(report('edge-1', [item('i1', 'edge-1'), item('i2', 'edge-1', 'pinned')]));
       await inventory.putInventory(report('edge-2', [item('i1', 'edge-2'), item('i1', 'edge-2')]));
       assert.deepEqual(await inventory.storesHolding(['i1', 'i2', 'i3']), new Map([['i1', ['edge-1', 'edge-2']], ['i2', ['edge-1']]]));
@@ -55,6 +55,9 @@ export function inventoryConformance(name: string, open: () => Promise<Inventory
       await inventory.putInventory(report('edge-1', []));
       assert.deepEqual(await inventory.storesHolding(['i1', 'i2']), new Map([['i1', ['edge-2']]]));
       assert.deepEqual(await inventory.storesHolding([]), new Map());
+      // A stored copy is the catalog's location: not among the cached copies.
+      await inventory.putInventory(report('edge-3', [item('i3', 'edge-3', 'stored')]));
+      assert.deepEqual(await inventory.storesHolding(['i3']), new Map());
     }));
 
     it('deleteInventory forgets a site\'s report and the copies it listed; other sites keep theirs', withStore(async (inventory) => {

@@ -14,9 +14,9 @@ function image(over: Partial<Image> = {}): Image {
     min_disk: 0, min_ram: 0, owner: null, created_at: '', updated_at: '', tags: [], properties: {}, locations: [], ...over,
   };
 }
-const eu = { id: 'edge-1', labels: { region: 'eu', tier: 'edge' } };
-const euFar = { id: 'far-1', labels: { region: 'eu', tier: 'far' } };
-const us = { id: 'edge-2', labels: { region: 'us', tier: 'edge' } };
+const eu = { id: 'edge-1', labels: { region: 'eu', tier: 'edge' }, stores: ['edge-1'] };
+const euFar = { id: 'far-1', labels: { region: 'eu', tier: 'far' }, stores: ['far-1'] };
+const us = { id: 'edge-2', labels: { region: 'us', tier: 'edge' }, stores: ['edge-2', 'edge-2-bulk'] };
 
 describe('desired placement of a site', () => {
   const golden = validatePolicy({ name: 'golden-eu', images: { tags: ['golden'] }, sites: { labels: 'region=eu,tier!=far' }, mode: 'replicate', priority: 70 }, SITES);
@@ -50,5 +50,14 @@ describe('desired placement of a site', () => {
     const md5Only = image({ os_hash_algo: null, os_hash_value: null, tags: ['golden'] });
     const deactivated = image({ status: 'deactivated', tags: ['golden'] });
     assert.deepEqual([...desiredAt(eu, [queued, md5Only, deactivated], [golden]).keys()], [deactivated.id]);
+  });
+
+  it('wants a copy copy-image is bringing to one of the site\'s stores (listed in os_glance_importing_to_stores), above policies', () => {
+    const copying = image({ properties: { os_glance_importing_to_stores: 'edge-2-bulk,edge-1' }, tags: ['golden'] });
+    assert.deepEqual(desiredAt(us, [copying], [golden]).get(copying.id), { mode: 'replicate', priority: 80, reasons: ['copy-image'], store: 'edge-2-bulk' });
+    assert.deepEqual(desiredAt(eu, [copying], [golden]).get(copying.id), { mode: 'replicate', priority: 80, reasons: ['golden-eu', 'copy-image'], store: 'edge-1' });
+    assert.equal(desiredAt(euFar, [copying], [golden]).size, 0);
+    const queued = image({ status: 'importing', properties: { os_glance_importing_to_stores: 'edge-2' } });
+    assert.equal(desiredAt(us, [queued], []).size, 0, 'an import of new bytes is central\'s, not a copy');
   });
 });

@@ -59,11 +59,17 @@ describe('site registration', { timeout: 60_000 }, () => {
     await eventually(() => sites(far.url), (s) => JSON.stringify(labels(s)) === JSON.stringify(expected));
   });
 
-  it('each site answers /v2/info/stores with its own stores (those a request there may name); the region\'s are with the sites', async () => {
-    const get = async (url: string, path: string) => (await fetch(`${url}${path}`, { headers: { accept: 'application/json' } })).json();
-    const atCentral = await get(central.url, '/v2/info/stores');
-    assert.deepEqual(atCentral, { stores: [{ id: 'fast', default: 'true' }, { id: 'bulk' }] });
-    assert.deepEqual(await get(far.url, '/v2/info/stores'), { stores: [{ id: 'far-1', description: 'Filesystem store of site far-1', default: 'true' }] });
+  it('each site answers /v2/info/stores with its own stores first (the default marked), then the other sites\' (which copy-image may name)', async () => {
+    const get = async (url: string, path: string) => (await fetch(`${url}${path}`, { headers: { accept: 'application/json' } })).json() as Promise<{ stores: { id: string; default?: string; description?: string }[] }>;
+    await eventually(() => get(central.url, '/v2/info/stores'), (r) => r.stores.length === 4);
+    const atCentral = (await get(central.url, '/v2/info/stores')).stores;
+    assert.deepEqual(atCentral.slice(0, 2), [{ id: 'fast', default: 'true' }, { id: 'bulk' }]);
+    assert.deepEqual(atCentral.slice(2).map((s) => [s.id, s.default, s.description]), [
+      ['edge-1', undefined, 'Store of site edge-1 (copy-image and stores-delete may name it; upload at edge-1 to store there)'],
+      ['far-1', undefined, 'Store of site far-1 (copy-image and stores-delete may name it; upload at far-1 to store there)'],
+    ]);
+    await eventually(() => get(far.url, '/v2/info/stores'), (r) => r.stores.length === 4);
+    assert.deepEqual((await get(far.url, '/v2/info/stores')).stores.map((s) => [s.id, s.default ?? '']), [['far-1', 'true'], ['fast', ''], ['bulk', ''], ['edge-1', '']]);
     await eventually(() => sites(far.url), (s) => JSON.stringify(s.find((x) => x.id === 'central')?.stores) === '["fast","bulk"]');
   });
 
