@@ -20,8 +20,8 @@ const EDGE_ENV = { OUTPOST_FEED_WAIT_SECONDS: '2', OUTPOST_PARENT_TIMEOUT_MS: '2
 interface Edge { id: string; labels: string; parent?: string; proc?: ServeProcess; wan?: FaultProxy }
 
 /**
- * Placement policies acted on (issue 13), with real processes: central and edges with `region`
- * and `tier` labels, each edge behind a fault proxy; eu-far below eu-1 (cascading).
+ * Placement policies acted on (issue 13), with real processes: central and twelve edges with
+ * `region` and `tier` labels, each behind a fault proxy; eu-far below eu-1 (cascading).
  */
 describe('placement: sites hold exactly what the policies want', { timeout: 240_000 }, () => {
   let work: string;
@@ -31,7 +31,15 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
     { id: 'eu-2', labels: 'region=eu,tier=edge' },
     { id: 'eu-far', labels: 'region=eu,tier=far', parent: 'eu-1' },
     { id: 'us-1', labels: 'region=us,tier=edge' },
+    // Eight more, started together: twelve edges in all.
+    ...['eu-3', 'eu-4', 'eu-5'].map((id) => ({ id, labels: 'region=eu,tier=edge' })),
+    { id: 'eu-6', labels: 'region=eu,tier=far' },
+    ...['us-2', 'us-3'].map((id) => ({ id, labels: 'region=us,tier=edge' })),
+    ...['ap-1', 'ap-2'].map((id) => ({ id, labels: 'region=ap,tier=edge' })),
   ];
+  /** The edges the golden-eu policy selects (region=eu,tier!=far), eu-2 once it has started. */
+  const goldenEu = (withEu2: boolean) => ['eu-1', 'eu-3', 'eu-4', 'eu-5', ...(withEu2 ? ['eu-2'] : [])].sort();
+  const usEdges = ['us-1', 'us-2', 'us-3'];
   const edge = (id: string) => edges.find((e) => e.id === id)!;
 
   const api = async (url: string, method: string, path: string, json?: unknown, type = 'application/json') => {
@@ -85,8 +93,9 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
   before(async () => {
     work = await tempDir('outpost-e2e-placement-');
     central = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'central')], { OUTPOST_STORAGE_SYNC: 'false' });
-    for (const e of edges.filter((x) => x.id !== 'eu-2')) await startEdge(e);
-    await eventually('the edges registered', 30_000, async () => (await ok(central.url, 'GET', '/outpost/v1/sites')).sites.length === 4);
+    await startEdge(edge('eu-1'));
+    await Promise.all(edges.filter((x) => x.id !== 'eu-2' && x.id !== 'eu-1').map(startEdge));
+    await eventually('the edges registered', 60_000, async () => (await ok(central.url, 'GET', '/outpost/v1/sites')).sites.length === 12);
   });
   after(async () => {
     for (const e of [...edges].reverse()) if (e.proc !== undefined) await stopProcess(e.proc);
@@ -104,11 +113,16 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
     const [centralStore] = await storesAtCentral(golden);
     assert.deepEqual(await storesAtCentral(golden), [centralStore], 'untagged: only central holds it');
     await ok(central.url, 'PUT', `/v2/images/${golden}/tags/golden`);
-    await eventually('eu-1 holds the golden image in its store', 60_000, async () => (await storesAtCentral(golden)).includes('eu-1'));
-    assert.deepEqual(await storesAtCentral(golden), [centralStore, 'eu-1'].sort());
-    assert.deepEqual(await storedAt(edge('eu-1')), [golden]);
-    assert.equal(await onDisk(edge('eu-1'), golden), true);
-    for (const id of ['eu-far', 'us-1']) {
+    await eventually('the matching edges hold the golden image in their stores', 60_000, async () => {
+      const now = await storesAtCentral(golden);
+      return goldenEu(false).every((id) => now.includes(id));
+    });
+    assert.deepEqual(await storesAtCentral(golden), [centralStore!, ...goldenEu(false)].sort());
+    for (const id of goldenEu(false)) {
+      assert.deepEqual(await storedAt(edge(id)), [golden], `${id} holds it`);
+      assert.equal(await onDisk(edge(id), golden), true);
+    }
+    for (const id of edges.map((e) => e.id).filter((id) => id !== 'eu-2' && !goldenEu(false).includes(id))) {
       assert.deepEqual(await storedAt(edge(id)), [], `${id} holds nothing`);
       assert.equal(await onDisk(edge(id), golden), false);
     }
@@ -126,12 +140,13 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
 
     // The fleet view at central agrees with each site's own inventory.
     const view = await fleet(`?image=${golden}`);
-    assert.deepEqual(view.fleet.map((e) => [e.site, e.state, e.reasons, e.bytes_done, e.bytes_total]), [['eu-1', 'held', ['golden-eu'], goldenData.length, goldenData.length]]);
+    assert.deepEqual(view.fleet.map((e) => [e.site, e.state, e.reasons, e.bytes_done, e.bytes_total]),
+      goldenEu(false).map((id) => [id, 'held', ['golden-eu'], goldenData.length, goldenData.length]));
     for (const e of edges.filter((x) => x.proc !== undefined)) {
       const held = view.fleet.filter((f) => f.site === e.id && f.state === 'held').map((f) => f.image_id);
       assert.deepEqual(held, await storedAt(e), `the fleet view and ${e.id}'s inventory`);
     }
-    assert.deepEqual(view.convergence.policies, [{ id: 'golden-eu', held: 1, desired: 1, percent: 100 }]);
+    assert.deepEqual(view.convergence.policies, [{ id: 'golden-eu', held: 4, desired: 4, percent: 100 }]);
   });
 
   it('a site started later with matching labels converges with no change at central', async () => {
@@ -152,22 +167,28 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
     })).id;
     await eventually('eu-far holds the golden image pinned in its cache', 60_000, async () => (await cachedAt()).join() === 'pinned');
     assert.equal(await onDisk(far, golden), false, 'not in its store');
-    await eventually('the fleet view shows it held at eu-far', 30_000, async () =>
-      JSON.stringify((await fleet(`?image=${golden}&policy=warm-far`)).fleet.map((e) => [e.site, e.mode, e.state])) === '[["eu-far","cache","held"]]');
+    await eventually('the fleet view shows it held at both far edges', 30_000, async () =>
+      JSON.stringify((await fleet(`?image=${golden}&policy=warm-far`)).fleet.map((e) => [e.site, e.mode, e.state])) === '[["eu-6","cache","held"],["eu-far","cache","held"]]');
     // eu-1 served it from its own copy: its link to central did not carry the image again.
     assert.ok(edge('eu-1').wan!.stats().toClient.forwarded < goldenData.length / 4, `eu-1's uplink carried ${edge('eu-1').wan!.stats().toClient.forwarded} bytes`);
     assert.equal((await api(central.url, 'DELETE', `/outpost/v1/policies/${warm}`)).status, 204);
     await eventually('the copy is released to the cache\'s LRU', 60_000, async () => (await cachedAt()).join() === 'cached');
-    assert.equal((await api(far.proc!.url, 'DELETE', `/v2/cache/${golden}`)).status, 204);
-    await eventually('central no longer lists eu-far for the image', 30_000, async () => !(await storesAtCentral(golden)).includes('eu-far'));
+    for (const e of [far, edge('eu-6')]) {
+      await eventually(`${e.id} released it`, 30_000, async () => ((await ok(e.proc!.url, 'GET', `/outpost/v1/sites/${e.id}/inventory`)).images as { state: string }[]).every((i) => i.state !== 'pinned'));
+      assert.equal((await api(e.proc!.url, 'DELETE', `/v2/cache/${golden}`)).status, 204);
+    }
+    await eventually('central no longer lists the far edges for the image', 30_000, async () => !(await storesAtCentral(golden)).some((s) => s === 'eu-far' || s === 'eu-6'));
   });
 
   it('outpost_placement on an image acts as a replicate policy for it', async () => {
     const data = bytesOf(MiB + 3, 32);
     const id = await createImage('us-only', data);
     await patch(id, [{ op: 'add', path: '/outpost_placement', value: 'region=us' }]);
-    await eventually('us-1 holds the image', 60_000, async () => (await storedAt(edge('us-1'))).includes(id));
-    assert.deepEqual((await storesAtCentral(id)).filter((s) => s.includes('-')), ['us-1'], 'no other site');
+    await eventually('the us edges hold the image', 60_000, async () => {
+      const now = await storesAtCentral(id);
+      return usEdges.every((e) => now.includes(e));
+    });
+    assert.deepEqual((await storesAtCentral(id)).filter((s) => s.includes('-')), usEdges, 'no other site');
     await patch(id, [{ op: 'remove', path: '/outpost_placement' }]);
     await eventually('us-1 let the copy go', 60_000, async () => !(await storedAt(edge('us-1'))).includes(id));
   });
@@ -180,13 +201,14 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
     const id = await createImage('while-away', data);
     await patch(id, [{ op: 'add', path: '/outpost_placement', value: 'region=us' }]);
     // Its link is refused meanwhile too, as a cut WAN would leave it.
-    const pending = (await fleet(`?image=${id}`)).fleet;
+    const pending = (await fleet(`?image=${id}&site=us-1`)).fleet;
+    assert.equal((await fleet(`?image=${id}`)).fleet.length, 3, 'us-1, us-2 and us-3 should hold it');
     assert.deepEqual(pending.map((e) => [e.site, e.state]), [['us-1', 'pending']]);
     assert.match(pending[0]!.reason!, /not started at site us-1 as of its report at/);
     assert.deepEqual((await fleet('?state=failed')).fleet, []);
 
     await startEdge(us);
-    await eventually('us-1 holds the copy once it is back', 60_000, async () => (await fleet(`?image=${id}`)).fleet[0]?.state === 'held');
+    await eventually('us-1 holds the copy once it is back', 60_000, async () => (await fleet(`?image=${id}&site=us-1`)).fleet[0]?.state === 'held');
     assert.deepEqual(await storedAt(us), [id]);
     assert.equal(await onDisk(us, id), true);
 
@@ -202,12 +224,12 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
     await eventually('us-1 has the copy pending because it cannot reach its parent', 60_000, async () => /could not be reached|ECONNRESET|terminated|socket/i.test((await placementAtUs(slow))?.reason ?? ''));
     assert.equal((await placementAtUs(slow))!.state, 'pending', `unreachable is pending, never failed: ${(await placementAtUs(slow))!.reason}`);
     us.wan!.pass();
-    await eventually('us-1 holds the cut-off copy once its link is back', 60_000, async () => (await fleet(`?image=${slow}`)).fleet[0]?.state === 'held');
+    await eventually('us-1 holds the cut-off copy once its link is back', 60_000, async () => (await fleet(`?image=${slow}&site=us-1`)).fleet[0]?.state === 'held');
     assert.deepEqual((await fleet('?state=failed')).fleet, []);
     // outpost fleet prints the same.
     const out = await cli('fleet', '--image', id);
     assert.match(out, /while-away\tus-1\treplicate\theld\t█{20} 100%/);
-    assert.match(out, /policy outpost_placement: 2\/2 held \(100%\)/);
+    assert.match(out, /policy outpost_placement: (\d+)\/\1 held \(100%\)/);
   });
 
   it('copy-image to two sites\' stores with the glance CLI: os_glance_importing_to_stores shrinks as each site finishes, and the task ends as Glance\'s does', { skip: cliSkip }, async () => {
@@ -240,16 +262,16 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
   it('untagging removes the copies; tagging again and deleting the policy does too', async () => {
     await ok(central.url, 'DELETE', `/v2/images/${golden}/tags/golden`);
     await eventually('no site holds the untagged image', 60_000, async () => (await storesAtCentral(golden)).length === 1);
-    for (const id of ['eu-1', 'eu-2']) {
+    for (const id of goldenEu(true)) {
       await eventually(`${id} shows its copy gone`, 30_000, async () => !(await storedAt(edge(id))).includes(golden));
       await eventually(`${id} deleted the bytes`, 30_000, async () => !(await onDisk(edge(id), golden)));
     }
 
     await ok(central.url, 'PUT', `/v2/images/${golden}/tags/golden`);
-    await eventually('both eu edges hold it again', 60_000, async () => (await storesAtCentral(golden)).length === 3);
+    await eventually('every matching edge holds it again', 60_000, async () => (await storesAtCentral(golden)).length === 1 + goldenEu(true).length);
     assert.equal((await api(central.url, 'DELETE', `/outpost/v1/policies/${policyId}`)).status, 204);
     await eventually('the policy gone, so are the copies', 60_000, async () => (await storesAtCentral(golden)).length === 1);
-    for (const id of ['eu-1', 'eu-2']) {
+    for (const id of goldenEu(true)) {
       await eventually(`${id} shows its copy gone`, 30_000, async () => !(await storedAt(edge(id))).includes(golden));
       // The bytes are still served there, now through the cache.
       const got = await download(edge(id).proc!.url, golden);
