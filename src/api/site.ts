@@ -38,6 +38,7 @@ import { Fleet } from '../placement/fleet.ts';
 import { SiteAgent } from '../placement/site-agent.ts';
 import { ImageFills } from '../transfer/image-fills.ts';
 import { EgressBudget, egressWeight, SITE_HEADER } from '../transfer/egress-budget.ts';
+import { IngressBudget } from '../transfer/ingress-budget.ts';
 import { SiteRegistry } from '../core/site-registry.ts';
 import { SiteInventories } from '../core/site-inventory.ts';
 import { SiteRemoval } from '../core/site-removal.ts';
@@ -182,7 +183,10 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   // is copied, only the rest is fetched), and pulled through a cache in the site's default store
   // (single flight), invalidated through the site's change log.
   const upstream = parent !== undefined
-    ? new HttpParentImageSource({ parent, timeoutMs: config.parent_timeout_ms })
+    ? new HttpParentImageSource({
+      parent, timeoutMs: config.parent_timeout_ms,
+      ingress: config.ingress_max_bytes_per_s === null ? undefined : new IngressBudget({ bytesPerSecond: config.ingress_max_bytes_per_s }),
+    })
     : new SiteImageSource({ catalog, self: config.site, headers: centralHeaders, timeoutMs: config.parent_timeout_ms, connections: links });
   const transfers = new TransferLog();
   const manifests = new ImageManifests({ catalog, index: catalog, chunks: catalog, stores, hashers, elsewhere: upstream, whileStoring: config.chunk_manifests });

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { NotFoundError, PayloadTooLargeError } from '../core/errors.ts';
 import type { Image } from '../core/image.ts';
-import type { BlobStore, CacheEntry, CacheIndex, ChunkIndex, IoOptions, ManifestIndex } from '../core/ports.ts';
+import type { BlobStore, CacheEntry, CacheIndex, ChunkIndex, IoOptions, ManifestIndex, TransferPriority } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
 import type { ImageFill } from '../transfer/image-fill.ts';
 import type { ImageFills } from '../transfer/image-fills.ts';
@@ -115,7 +115,7 @@ export class PullThroughImages {
         if (verifiable(image)) this.#o.log.warn({ image: id, size: image.size }, 'image passed through without caching: the cache budget is held by pinned copies');
         return this.#fills.passThrough(id, start, end, opts);
       }
-      fill = this.#startFill(image, undefined);
+      fill = this.#startFill(image, undefined, false, 'client');
       // A range of a cold image (a hypervisor reading a disk by its URL): the whole image is
       // fetched into the cache from now on, and the range itself is asked of the source at once
       // rather than waited for.
@@ -323,10 +323,11 @@ export class PullThroughImages {
     void this.#o.index.putCacheEntry(touched).catch((error: Error) => this.#o.log.warn({ err: describeError(error) }, 'could not record a cache hit'));
   }
 
-  #startFill(image: Image, pin: { until: string | null } | undefined, forPolicy = false): ImageFill {
+  /** A fill a read starts is for a client; one a prefetch, pin or policy starts is a prefetch. */
+  #startFill(image: Image, pin: { until: string | null } | undefined, forPolicy = false, priority: TransferPriority = 'prefetch'): ImageFill {
     const pending = { hits: 0, pin };
     this.#pending.set(image.id, pending);
-    const fill = this.#fills.start(image, { blobs: this.#o.blobs, key: cacheKey(image.id), manifest: this.#o.buildManifests }, {
+    const fill = this.#fills.start(image, { blobs: this.#o.blobs, key: cacheKey(image.id), manifest: this.#o.buildManifests, priority }, {
       committed: async (digest) => {
         if (digest.manifest !== undefined) {
           await this.#o.manifests.putManifest(image.id, digest.sha512, digest.manifest);

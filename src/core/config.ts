@@ -121,6 +121,11 @@ export interface OutpostConfig {
    */
   egress_max_bytes_per_s: number | null;
   /**
+   * Edge: bytes per second its transfers from its parent take together at most, a client waiting
+   * on a miss served first, then copies for its store, then prefetches into its cache. Null: no limit.
+   */
+  ingress_max_bytes_per_s: number | null;
+  /**
    * How many of the newest changes the site's change log keeps for its followers; a follower
    * further behind reloads from the snapshot (410 from the feed).
    */
@@ -187,6 +192,7 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   change_log_retain: { kind: 'integer', min: 1 },
   cache_max_bytes: { kind: 'integer', min: 0 },
   egress_max_bytes_per_s: { kind: 'nullable-integer', min: 1 },
+  ingress_max_bytes_per_s: { kind: 'nullable-integer', min: 1 },
   audit_interval_seconds: { kind: 'integer', min: 0 },
   metadata_max_staleness: { kind: 'nullable-integer', min: 1 },
   import_methods: { kind: 'methods' },
@@ -230,6 +236,7 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   change_log_retain: 100_000,
   cache_max_bytes: 10 * 1024 ** 3,
   egress_max_bytes_per_s: null,
+  ingress_max_bytes_per_s: null,
   audit_interval_seconds: 600,
   metadata_max_staleness: null,
   import_methods: [...ALL_IMPORT_METHODS],

@@ -214,6 +214,12 @@ export interface GetOptions extends IoOptions {
   end?: number;
 }
 
+/** ParentImageSource.open's options. */
+export interface SourceOptions extends GetOptions {
+  partial?: string;
+  priority?: TransferPriority;
+}
+
 /**
  * What a store and its driver both answer for committed bytes. Keys are opaque ids made of
  * [A-Za-z0-9._-] (no '..'); anything else is rejected with BadRequestError.
@@ -431,13 +437,21 @@ export interface ParentImageBytes {
  * Port for an edge's parent as a source of image bytes. Unreachable (no answer within the
  * configured timeout, or the link stalls mid-body) → ServiceUnavailableError naming the parent.
  */
+/**
+ * Whom a transfer of image bytes to a site is for, in the order a site's incoming bandwidth
+ * (`ingress_max_bytes_per_s`) serves them: a client waiting on a miss, a copy a policy or
+ * copy-image wants in the site's store, a copy fetched ahead into its cache.
+ */
+export type TransferPriority = 'client' | 'replicate' | 'prefetch';
+
 export interface ParentImageSource {
   /**
    * `partial`: a local file holding what an earlier transfer of the whole image received (a
    * prefix of its bytes, possibly torn at the end by a crash): a source that can check chunks
-   * may take what is intact from it instead of fetching it again.
+   * may take what is intact from it instead of fetching it again. `priority`: whom the bytes are
+   * for (default `client`).
    */
-  open(imageId: string, opts?: GetOptions & { partial?: string }): Promise<ParentImageBytes>;
+  open(imageId: string, opts?: SourceOptions): Promise<ParentImageBytes>;
   /** The parent's answer to GET /outpost/v1/images/{id}/manifest (unchecked JSON); NotFoundError when it has none. */
   manifest(imageId: string, opts?: IoOptions): Promise<unknown>;
 }

@@ -238,7 +238,7 @@ export class SiteAgent {
     // The bytes may be here already (recorded nowhere, after a stop between the two): record them.
     if ((await store.stat(image.id, { signal }))?.size !== image.size) {
       if (fills.get(image.id) !== undefined) throw new Error('another transfer of the image started meanwhile');
-      const fill = fills.start(image, { blobs: store, key: image.id, manifest: this.#o.buildManifests }, {
+      const fill = fills.start(image, { blobs: store, key: image.id, manifest: this.#o.buildManifests, priority: 'replicate' }, {
         committed: async (digest) => {
           if (digest.manifest === undefined) return;
           await this.#o.manifests.putManifest(image.id, digest.sha512, digest.manifest, { signal });

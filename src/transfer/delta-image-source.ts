@@ -3,7 +3,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChunkManifest, ManifestChunk } from '../core/chunk-manifest.ts';
 import { DataMismatchError, NotFoundError } from '../core/errors.ts';
-import type { BlobStore, ChunkIndex, GetOptions, IoOptions, ParentImageBytes, ParentImageSource } from '../core/ports.ts';
+import type { BlobStore, ChunkIndex, IoOptions, SourceOptions, ParentImageBytes, ParentImageSource } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
 import type { RunningTransfer, TransferCounters, TransferLog } from './transfer-log.ts';
 
@@ -55,7 +55,7 @@ export class DeltaImageSource implements ParentImageSource {
     return this.#o.upstream.manifest(imageId, opts);
   }
 
-  async open(imageId: string, opts: GetOptions & { partial?: string } = {}): Promise<ParentImageBytes> {
+  async open(imageId: string, opts: SourceOptions = {}): Promise<ParentImageBytes> {
     const { partial, ...get } = opts;
     if (opts.start !== undefined || opts.end !== undefined) return this.#o.upstream.open(imageId, get);
     const manifest = await this.#o.manifestOf(imageId, opts);
@@ -70,8 +70,8 @@ export class DeltaImageSource implements ParentImageSource {
       // The source's answer to the first range is had before this answers, so that "no data
       // there" and "unreachable" are said before any byte, as for a plain stream.
       const first = plan.find((s) => s.kind === 'fetch');
-      const opened = first === undefined ? undefined : await this.#o.upstream.open(imageId, { ...rangeOf(first.chunks), signal: opts.signal });
-      return { stream: ended(this.#bytes(imageId, plan, transfer.counts, opened, received, opts.signal), transfer, received), manifest };
+      const opened = first === undefined ? undefined : await this.#o.upstream.open(imageId, { ...rangeOf(first.chunks), signal: opts.signal, priority: opts.priority });
+      return { stream: ended(this.#bytes(imageId, plan, transfer.counts, opened, received, opts), transfer, received), manifest };
     } catch (error) {
       transfer.end(error as Error);
       await received?.file.close();
@@ -92,7 +92,8 @@ export class DeltaImageSource implements ParentImageSource {
     return segments;
   }
 
-  async *#bytes(imageId: string, plan: Segment[], counts: TransferCounters, opened: ParentImageBytes | undefined, received: Received | undefined, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
+  async *#bytes(imageId: string, plan: Segment[], counts: TransferCounters, opened: ParentImageBytes | undefined, received: Received | undefined, opts: SourceOptions): AsyncGenerator<Uint8Array> {
+    const { signal } = opts;
     const started = Date.now();
     for (const segment of plan) {
       if (segment.kind === 'zero') {
@@ -108,13 +109,13 @@ export class DeltaImageSource implements ParentImageSource {
             missing.push(c);
             continue;
           }
-          if (missing.length > 0) yield* this.#fetched(imageId, missing.splice(0), counts, signal);
+          if (missing.length > 0) yield* this.#fetched(imageId, missing.splice(0), counts, opts);
           counts.reused += c.length;
           yield bytes;
         }
-        if (missing.length > 0) yield* this.#fetched(imageId, missing, counts, signal);
+        if (missing.length > 0) yield* this.#fetched(imageId, missing, counts, opts);
       } else {
-        yield* this.#fetched(imageId, segment.chunks, counts, signal, opened);
+        yield* this.#fetched(imageId, segment.chunks, counts, opts, opened);
         opened = undefined;
       }
     }
@@ -153,7 +154,8 @@ export class DeltaImageSource implements ParentImageSource {
    * source breaks off is asked again from the first chunk not yet given; a chunk that fails its
    * check is asked again (attempts times at most, as a break-off).
    */
-  async *#fetched(imageId: string, chunks: ManifestChunk[], counts: TransferCounters, signal: AbortSignal | undefined, opened?: ParentImageBytes): AsyncGenerator<Uint8Array> {
+  async *#fetched(imageId: string, chunks: ManifestChunk[], counts: TransferCounters, opts: SourceOptions, opened?: ParentImageBytes): AsyncGenerator<Uint8Array> {
+    const { signal, priority } = opts;
     const attempts = this.#o.attempts ?? 5;
     const backoffMs = this.#o.backoffMs ?? 500;
     let next = 0;
@@ -164,7 +166,7 @@ export class DeltaImageSource implements ParentImageSource {
       let hash = createHash('sha256');
       let have = 0;
       try {
-        const { stream } = opened ?? await this.#o.upstream.open(imageId, { ...rangeOf(chunks.slice(next)), signal });
+        const { stream } = opened ?? await this.#o.upstream.open(imageId, { ...rangeOf(chunks.slice(next)), signal, priority });
         opened = undefined;
         for await (const piece of stream) {
           for (let at = 0; at < piece.length;) {

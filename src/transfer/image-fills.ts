@@ -3,7 +3,7 @@ import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Image } from '../core/image.ts';
-import type { BlobDigest, BlobStore, IoOptions, ParentImageSource } from '../core/ports.ts';
+import type { BlobDigest, BlobStore, IoOptions, ParentImageSource, TransferPriority } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
 import { FillReadStream, ImageFill, type Batch } from './image-fill.ts';
 
@@ -32,6 +32,8 @@ export interface FillTarget {
   key: string;
   /** Build the copy's chunk manifest in the same pass (its digest then carries it). */
   manifest: boolean;
+  /** Whom the fill is for (default `client`: a read started it). */
+  priority?: TransferPriority;
 }
 
 /**
@@ -138,7 +140,7 @@ export class ImageFills {
     try {
       await fill.opened;
       const partial = this.#leftovers.get(image.id);
-      const upstream = await this.#o.source.open(image.id, { signal, partial });
+      const upstream = await this.#o.source.open(image.id, { signal, partial, priority: target.priority });
       fill.upstreamAnswered();
       // The store is fed whole batches: each is taken (copied) by put before it asks for the
       // next one, and the upstream is read only as fast as the store and the spool take it.

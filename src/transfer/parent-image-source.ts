@@ -1,5 +1,6 @@
 import { DataMismatchError, NotFoundError, ServiceUnavailableError } from '../core/errors.ts';
-import type { GetOptions, IoOptions, ParentImageBytes, ParentImageSource } from '../core/ports.ts';
+import type { IoOptions, ParentImageBytes, ParentImageSource, SourceOptions } from '../core/ports.ts';
+import type { IngressBudget } from './ingress-budget.ts';
 import { describeError } from '../core/describe-error.ts';
 import type { ParentClient } from '../links/parent-client.ts';
 
@@ -10,6 +11,8 @@ export interface HttpParentImageSourceOptions {
   timeoutMs: number;
   /** How messages name the source (default "the parent site URL"). */
   name?: string;
+  /** The site's cap on incoming bytes (`ingress_max_bytes_per_s`), served by TransferPriority. */
+  ingress?: IngressBudget;
 }
 
 /**
@@ -46,7 +49,7 @@ export class HttpParentImageSource implements ParentImageSource {
     return res.json();
   }
 
-  async open(imageId: string, opts: GetOptions = {}): Promise<ParentImageBytes> {
+  async open(imageId: string, opts: SourceOptions = {}): Promise<ParentImageBytes> {
     const idle = new AbortController();
     let timer = setTimeout(() => idle.abort(), this.#o.timeoutMs);
     const signal = opts.signal === undefined ? idle.signal : AbortSignal.any([opts.signal, idle.signal]);
@@ -86,11 +89,14 @@ export class HttpParentImageSource implements ParentImageSource {
     const response = res;
     const body = res.body;
     const timeoutMs = this.#o.timeoutMs;
+    const ingress = this.#o.ingress;
     async function* stream(): AsyncGenerator<Uint8Array> {
       let done = false;
       try {
         for await (const chunk of response.body ?? body) {
           clearTimeout(timer);
+          // Waiting for the site's incoming bandwidth is not the parent stalling.
+          await ingress?.take((chunk as Uint8Array).length, opts.priority ?? 'client', opts.signal);
           timer = setTimeout(() => idle.abort(), timeoutMs);
           yield chunk as Uint8Array;
         }
