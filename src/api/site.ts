@@ -232,7 +232,8 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   const agent = copies === undefined ? undefined : new SiteAgent({
     site: { id: config.site, labels: config.labels, stores: stores.list().map((s) => s.id) }, stores, catalog, changeLog: catalog, fills, copies,
     manifests: catalog, chunks: catalog, buildManifests: config.chunk_manifests, cache,
-    concurrency: PLACEMENT_CONCURRENCY, retryMs: PLACEMENT_RETRY_MS, progress: (id) => transfers.progress(id), log: logger,
+    concurrency: PLACEMENT_CONCURRENCY, retryMs: PLACEMENT_RETRY_MS, driftCheckMs: config.drift_check_seconds * 1000,
+    progress: (id) => transfers.progress(id), log: logger,
   });
   agent?.start();
   const region = new RegionStores({ site: config.site, local: stores, sites: (o) => catalog.listSites(o) });
@@ -278,6 +279,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     catalog, storeIds: stores.list().map((s) => s.id), cacheStore: stores.defaultId, cache, log: logger,
     reportLocated: parentLink !== undefined,
     placements: agent === undefined ? undefined : () => agent.states(),
+    drift: agent === undefined ? undefined : () => agent.drift(),
     send: parent === undefined
       ? (report, opts) => catalog.putInventory({ site: config.site, reported_at: new Date().toISOString(), ...report }, opts)
       : parentInventorySink(parent, config.site),

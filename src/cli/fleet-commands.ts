@@ -33,7 +33,7 @@ export function fleetCommand(print: (line: string) => void): Command {
         entries.push(...page.fleet);
       } while (page.next !== null);
       if (o.format === 'json') {
-        print(JSON.stringify({ fleet: entries, convergence: page.convergence }, null, 2));
+        print(JSON.stringify({ fleet: entries, convergence: page.convergence, drift: page.drift }, null, 2));
         return;
       }
       if (entries.length === 0) print('no copies wanted');
@@ -48,6 +48,7 @@ export function fleetCommand(print: (line: string) => void): Command {
       const line = (what: string, c: Convergence) => print(`${what} ${c.id}: ${c.held}/${c.desired} held (${c.percent}%)`);
       for (const c of page.convergence.policies) line('policy', c);
       for (const c of page.convergence.sites) line('site', c);
+      for (const d of page.drift) if (d.lost + d.extra > 0) print(`drift at ${d.site}: ${d.lost} lost copies fetched again, ${d.extra} extra copies deleted (last check ${d.checked_at ?? 'never'})`);
     });
 }
 

@@ -126,6 +126,11 @@ export interface OutpostConfig {
    */
   ingress_max_bytes_per_s: number | null;
   /**
+   * Edge: seconds between checks of the copies in its stores against the catalog (a copy whose
+   * bytes are lost is fetched again, bytes no record wants are deleted).
+   */
+  drift_check_seconds: number;
+  /**
    * How many of the newest changes the site's change log keeps for its followers; a follower
    * further behind reloads from the snapshot (410 from the feed).
    */
@@ -193,6 +198,7 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   cache_max_bytes: { kind: 'integer', min: 0 },
   egress_max_bytes_per_s: { kind: 'nullable-integer', min: 1 },
   ingress_max_bytes_per_s: { kind: 'nullable-integer', min: 1 },
+  drift_check_seconds: { kind: 'integer', min: 1 },
   audit_interval_seconds: { kind: 'integer', min: 0 },
   metadata_max_staleness: { kind: 'nullable-integer', min: 1 },
   import_methods: { kind: 'methods' },
@@ -237,6 +243,7 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   cache_max_bytes: 10 * 1024 ** 3,
   egress_max_bytes_per_s: null,
   ingress_max_bytes_per_s: null,
+  drift_check_seconds: 60,
   audit_interval_seconds: 600,
   metadata_max_staleness: null,
   import_methods: [...ALL_IMPORT_METHODS],

@@ -22,6 +22,15 @@ export interface PlacementReport {
   bytes_per_second: number | null;
 }
 
+/** What a site's drift checks found since it started (the copies in its stores against the catalog). */
+export interface DriftCounts {
+  /** Recorded copies whose bytes were missing or of the wrong size: fetched again. */
+  lost: number;
+  /** Image bytes no record wanted in its stores: deleted. */
+  extra: number;
+  checked_at: string | null;
+}
+
 /** One (image, site) pair of the desired state, and where it stands. */
 export interface FleetEntry {
   image_id: string;

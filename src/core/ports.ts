@@ -2,7 +2,7 @@ import type { RequestContext } from './context.ts';
 import type { Readable } from 'node:stream';
 import type { ChunkManifest } from './chunk-manifest.ts';
 import type { PolicyRecord } from './placement-policy.ts';
-import type { PlacementReport } from './fleet-state.ts';
+import type { DriftCounts, PlacementReport } from './fleet-state.ts';
 import type { Image, ImageMember, MemberStatus, Visibility } from './image.ts';
 import type { Task, TaskStatus } from './task.ts';
 
@@ -395,6 +395,8 @@ export interface SiteInventory {
   images: InventoryItem[];
   /** Where the copies its placement policies want stand (an edge's placement agent; absent at central). */
   placements?: PlacementReport[];
+  /** What its drift checks found since it started (an edge). */
+  drift?: DriftCounts;
 }
 
 /** Port: the inventories sites reported (kept at central, outside the change log). */

@@ -1,6 +1,6 @@
 import type { RequestContext } from './context.ts';
 import { BadRequestError, ForbiddenError, NotFoundError } from './errors.ts';
-import type { PlacementReport, PlacementStateName } from './fleet-state.ts';
+import type { DriftCounts, PlacementReport, PlacementStateName } from './fleet-state.ts';
 import type { Catalog, InventoryItem, InventoryStore, IoOptions, SiteInventory } from './ports.ts';
 
 const STATES: readonly InventoryItem['state'][] = ['stored', 'pinned', 'cached'];
@@ -28,11 +28,12 @@ export class SiteInventories {
     if (site === undefined) throw new NotFoundError(`No site ${siteId} is registered.`);
     const images = (body as { images?: unknown } | null)?.images;
     if (!Array.isArray(images)) throw new BadRequestError('An inventory is {"images": [...]}.');
-    const placements = (body as { placements?: unknown }).placements;
+    const { placements, drift } = body as { placements?: unknown; drift?: unknown };
     if (placements !== undefined && !Array.isArray(placements)) throw new BadRequestError('placements must be a list.');
     await this.#store.putInventory({
       site: siteId, reported_at: this.#now().toISOString(), images: images.map((i, n) => parseItem(i, n, site.stores)),
       ...(placements === undefined ? {} : { placements: placements.map(parsePlacement) }),
+      ...(drift === undefined ? {} : { drift: parseDrift(drift) }),
     }, opts);
   }
 
@@ -65,6 +66,16 @@ function parsePlacement(raw: unknown, n: number): PlacementReport {
     image_id: p.image_id, state: p.state as PlacementStateName, reason: (p.reason ?? null) as string | null, since: p.since,
     bytes_done: count(p.bytes_done, 'bytes_done'), bytes_per_second: count(p.bytes_per_second, 'bytes_per_second'),
   };
+}
+
+function parseDrift(raw: unknown): DriftCounts {
+  const d = (raw ?? {}) as Record<string, unknown>;
+  for (const k of ['lost', 'extra'] as const) {
+    if (!Number.isSafeInteger(d[k]) || (d[k] as number) < 0) throw new BadRequestError(`drift.${k} must be a whole number.`);
+  }
+  const at = d.checked_at ?? null;
+  if (at !== null && (typeof at !== 'string' || Number.isNaN(Date.parse(at)))) throw new BadRequestError('drift.checked_at must be a time or null.');
+  return { lost: d.lost as number, extra: d.extra as number, checked_at: at as string | null };
 }
 
 function parseItem(raw: unknown, n: number, stores: readonly string[]): InventoryItem {

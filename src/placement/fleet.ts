@@ -1,5 +1,5 @@
 import { BadRequestError } from '../core/errors.ts';
-import { convergence, fleetEntries, type Convergence, type FleetEntry, type FleetSite, type PlacementStateName } from '../core/fleet-state.ts';
+import { convergence, fleetEntries, type Convergence, type DriftCounts, type FleetEntry, type FleetSite, type PlacementStateName } from '../core/fleet-state.ts';
 import { allImages } from '../core/all-images.ts';
 import { policyOf } from '../core/placement-policy.ts';
 import type { Catalog, InventoryStore, IoOptions } from '../core/ports.ts';
@@ -27,6 +27,8 @@ export interface FleetPage {
   next: string | null;
   /** Convergence over the whole region (not only this page or filter). */
   convergence: { images: Convergence[]; policies: Convergence[]; sites: Convergence[] };
+  /** What each site's drift checks repaired since it started (sites that reported any), by site. */
+  drift: ({ site: string } & DriftCounts)[];
 }
 
 const STATES: readonly PlacementStateName[] = ['pending', 'transferring', 'held', 'failed'];
@@ -86,6 +88,7 @@ export class Fleet {
     const page = start < 0 ? [] : matching.slice(start, start + query.limit);
     const last = page.at(-1);
     const more = start >= 0 && start + query.limit < matching.length;
-    return { fleet: page, next: more && last !== undefined ? `${last.image_id}/${last.site}` : null, convergence: convergence(all) };
+    const drift = inventories.flatMap((i) => (i.drift === undefined ? [] : [{ site: i.site, ...i.drift }]));
+    return { fleet: page, next: more && last !== undefined ? `${last.image_id}/${last.site}` : null, convergence: convergence(all), drift };
   }
 }

@@ -3,7 +3,7 @@ import { ADMIN_CONTEXT } from '../core/context.ts';
 import { describeError } from '../core/describe-error.ts';
 import { COPY_IMAGE_REASON, DesiredPlacement, type DesiredCopy, type PlacementSite } from '../core/desired-placement.ts';
 import { NotFoundError, OutpostError, ServiceUnavailableError } from '../core/errors.ts';
-import type { PlacementReport, PlacementStateName } from '../core/fleet-state.ts';
+import type { DriftCounts, PlacementReport, PlacementStateName } from '../core/fleet-state.ts';
 import type { Image } from '../core/image.ts';
 import { policyOf } from '../core/placement-policy.ts';
 import type { Catalog, ChangeLog, ChunkIndex, CopyRegistry, ManifestIndex } from '../core/ports.ts';
@@ -40,6 +40,8 @@ export interface SiteAgentOptions {
   concurrency: number;
   /** How long with nothing changing before the desired state is looked at again, ms. */
   retryMs: number;
+  /** How often the copies in the site's stores are checked against the catalog (drift), ms. */
+  driftCheckMs: number;
   /** A running transfer's progress: bytes of the image here so far, and their rate. */
   progress(imageId: string): { bytes_done: number; bytes_per_second: number } | undefined;
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
@@ -52,9 +54,17 @@ export interface PlacementState extends PlacementReport {
   reasons: string[];
 }
 
+/** The reason of a copy fetched again because its bytes were lost. */
+const REPAIR_REASON = 'repair';
+
+/** A copy this agent recorded is not taken for an extra one while the replica may not show it yet, ms. */
+const RECORDED_GRACE_MS = 10 * 60_000;
+
 /** After the n-th failure in a row a copy waits RETRY_BASE_MS × 2^(n-1), at most RETRY_MAX_MS. */
 const RETRY_BASE_MS = 5000;
 const RETRY_MAX_MS = 300_000;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * A site's placement agent (issue 13): keeps the copies the placement policies (and
@@ -84,6 +94,13 @@ export class SiteAgent {
   #wake: (() => void) | undefined;
   /** `store \n image id` of the copies located in this site's stores at the last look. */
   #located: Set<string> | undefined;
+  /** Copies recorded here whose bytes were lost, by image: the store they are fetched again into. */
+  readonly #lost = new Map<string, string>();
+  /** When this agent last recorded, or removed, a copy of each image (RECORDED_GRACE_MS): its replica may lag. */
+  readonly #recorded = new Map<string, number>();
+  readonly #removed = new Map<string, number>();
+  #lastDriftCheck = 0;
+  readonly #drift: DriftCounts = { lost: 0, extra: 0, checked_at: null };
 
   constructor(opts: SiteAgentOptions) {
     this.#o = opts;
@@ -98,6 +115,11 @@ export class SiteAgent {
     return [...this.#states.values()]
       .map((s) => (s.state === 'transferring' ? { ...s, ...this.#o.progress(s.image_id) } : s))
       .sort((a, b) => b.priority - a.priority || a.image_id.localeCompare(b.image_id));
+  }
+
+  /** What the drift checks found since the site started. */
+  drift(): DriftCounts {
+    return { ...this.#drift };
   }
 
   /** Stops, aborting the transfers it started (a copy not committed is not kept). */
@@ -163,6 +185,10 @@ export class SiteAgent {
       this.#o.log.info({ image: id, store }, 'placement: deleted the bytes of a copy no longer recorded here');
     }
     this.#located = located;
+    if (Date.now() - this.#lastDriftCheck >= this.#o.driftCheckMs) {
+      this.#lastDriftCheck = Date.now();
+      await this.#checkDrift(images, wantedIn, signal);
+    }
     // Cached copies held for a policy none wants as `cache` any more: evictable again.
     for (const id of this.#o.cache.heldForPolicy()) {
       if (desired.get(id)?.mode !== 'cache') await this.#o.cache.releaseForPolicy(id, { signal });
@@ -174,12 +200,19 @@ export class SiteAgent {
       this.#failures.delete(id);
     }
 
-    const missing: Image[] = [];
+    const missing: { image: Image; want: DesiredCopy }[] = [];
+    for (const [id, store] of this.#lost) {
+      const image = images.get(id);
+      if (image === undefined || !image.locations.some((l) => l.store === store)) this.#lost.delete(id);
+      else if (!this.#placing.has(id) && !desired.has(id) && (this.#failures.get(id)?.retryAt ?? 0) <= Date.now()) {
+        missing.push({ image, want: { mode: 'replicate', priority: 90, reasons: [REPAIR_REASON], store } });
+      }
+    }
     for (const [id, want] of desired) {
       const image = images.get(id)!;
       // A `cache` copy is held in the cache, or by a copy in the store that is not a policy's (an upload here).
       const held = want.mode === 'replicate'
-        ? image.locations.some((l) => l.store === target(want))
+        ? image.locations.some((l) => l.store === target(want)) && this.#lost.get(id) !== target(want)
         : cacheHeld.has(id) || image.locations.some((l) => l.store === stores.defaultId && l.placed_by !== 'policy');
       const previous = this.#states.get(id);
       const state: PlacementStateName = held ? 'held' : this.#placing.has(id) ? 'transferring' : previous?.state === 'failed' ? 'failed' : 'pending';
@@ -190,10 +223,42 @@ export class SiteAgent {
       });
       if (held) this.#failures.delete(id);
       const waiting = (this.#failures.get(id)?.retryAt ?? 0) > Date.now();
-      if (!held && !this.#placing.has(id) && !waiting) missing.push(image);
+      if (!held && !this.#placing.has(id) && !waiting) missing.push({ image, want });
     }
-    missing.sort((a, b) => desired.get(b.id)!.priority - desired.get(a.id)!.priority || a.id.localeCompare(b.id));
-    for (const image of missing.slice(0, Math.max(0, this.#o.concurrency - this.#placing.size))) this.#place(image, desired.get(image.id)!);
+    missing.sort((a, b) => b.want.priority - a.want.priority || a.image.id.localeCompare(b.image.id));
+    for (const { image, want } of missing.slice(0, Math.max(0, this.#o.concurrency - this.#placing.size))) this.#place(image, want);
+  }
+
+  /**
+   * Drift (issue 13): every copy recorded in the site's stores must have its bytes there — one
+   * whose bytes are gone or of another size is fetched again — and bytes no record wants there
+   * (an image deleted while the site was off, a copy whose record went meanwhile) are deleted.
+   * Bytes of an image not yet active (an upload being recorded) and of a copy this agent
+   * recorded lately (its replica may not show the record yet) are left alone.
+   */
+  async #checkDrift(images: Map<string, Image>, wantedIn: (id: string, store: string) => boolean, signal: AbortSignal): Promise<void> {
+    const now = Date.now();
+    for (const recent of [this.#recorded, this.#removed]) for (const [id, at] of recent) if (now - at > RECORDED_GRACE_MS) recent.delete(id);
+    for (const store of this.#o.site.stores) {
+      const blobs = this.#o.stores.blobs(store);
+      for (const image of images.values()) {
+        if (!image.locations.some((l) => l.store === store) || this.#placing.has(image.id) || this.#lost.has(image.id) || this.#removed.has(image.id)) continue;
+        if ((await blobs.stat(image.id, { signal }))?.size === image.size) continue;
+        this.#drift.lost++;
+        this.#lost.set(image.id, store);
+        this.#o.log.warn({ image: image.id, store }, 'placement: the bytes of a copy recorded here are missing or of another size; fetching them again');
+      }
+      for await (const key of blobs.list({ signal })) {
+        if (!UUID.test(key) || this.#placing.has(key) || this.#recorded.has(key) || wantedIn(key, store)) continue;
+        const image = images.get(key);
+        if (image !== undefined && (image.locations.some((l) => l.store === store) || (image.status !== 'active' && image.status !== 'deactivated'))) continue;
+        await this.#o.chunks.removeHeldCopy(store, key, { signal });
+        await blobs.delete(key, { signal });
+        this.#drift.extra++;
+        this.#o.log.warn({ image: key, store }, 'placement: deleted image bytes no record wants in this store');
+      }
+    }
+    this.#drift.checked_at = new Date().toISOString();
   }
 
   /**
@@ -206,6 +271,7 @@ export class SiteAgent {
     const placing = (want.mode === 'cache' ? this.#hold(image, signal) : this.#replicate(image, want, signal)).then(() => {
       this.#o.log.info({ image: image.id, mode: want.mode, size: image.size, reasons: want.reasons }, 'placement: holds a copy a policy wants');
       this.#failures.delete(image.id);
+      this.#lost.delete(image.id);
       this.#setState(image.id, 'held', null);
     }, (error: unknown) => {
       if (signal.aborted) return;
@@ -253,8 +319,11 @@ export class SiteAgent {
     await this.#o.copies.record(ADMIN_CONTEXT, image.id, {
       store: store.id, url: store.urlFor(image.id), size: image.size!, checksum: image.checksum!, os_hash_algo: 'sha512',
       os_hash_value: image.os_hash_value!, virtual_size: image.virtual_size,
-      ...(want.reasons.includes(COPY_IMAGE_REASON) ? {} : { placed_by: 'policy' as const }),
+      // A repaired copy keeps what its record says; a new one is a policy's unless copy-image asked for it.
+      ...((image.locations.find((l) => l.store === store.id)?.placed_by === 'policy' || !want.reasons.some((r) => r === COPY_IMAGE_REASON || r === REPAIR_REASON))
+        ? { placed_by: 'policy' as const } : {}),
     }, { signal });
+    this.#recorded.set(image.id, Date.now());
     await this.#o.cache.evict(image.id).catch(() => false);
   }
 
@@ -270,6 +339,7 @@ export class SiteAgent {
     } catch (error) {
       if (!(error instanceof NotFoundError)) throw error;
     }
+    this.#removed.set(image.id, Date.now());
     await this.#o.chunks.removeHeldCopy(store.id, image.id, { signal });
     await store.delete(image.id, { signal });
     this.#o.log.info({ image: image.id, store: store.id }, 'placement: removed a copy no policy wants any more');

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { PlacementReport } from '../core/fleet-state.ts';
+import type { DriftCounts, PlacementReport } from '../core/fleet-state.ts';
 import type { CacheEntry, Catalog, InventoryItem, IoOptions } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
 import type { ParentClient } from '../links/parent-client.ts';
@@ -8,6 +8,7 @@ import type { ParentClient } from '../links/parent-client.ts';
 export interface InventoryReport {
   images: InventoryItem[];
   placements?: PlacementReport[];
+  drift?: DriftCounts;
 }
 
 export interface InventoryReporterOptions {
@@ -18,6 +19,8 @@ export interface InventoryReporterOptions {
   cache: { entries(): CacheEntry[] };
   /** Where the copies the site's placement agent works on stand (an edge). */
   placements?(): PlacementReport[];
+  /** What its drift checks found (an edge). */
+  drift?(): DriftCounts;
   /** Delivers the inventory: to the parent (an edge), or into central's own InventoryStore. */
   send(report: InventoryReport, opts: IoOptions): Promise<void>;
   /**
@@ -65,7 +68,8 @@ export class InventoryReporter {
   async report(opts: IoOptions & { located?: boolean } = {}): Promise<InventoryReport> {
     const images = await this.current(opts);
     const placements = this.#o.placements?.();
-    return placements === undefined ? { images } : { images, placements };
+    const drift = this.#o.drift?.();
+    return { images, ...(placements === undefined ? {} : { placements }), ...(drift === undefined ? {} : { drift }) };
   }
 
   start(): void {
@@ -85,7 +89,7 @@ export class InventoryReporter {
         const { images, placements } = report;
         // Sent when a copy or a placement's state changed, at every look while a transfer runs (its
         // progress), and in any case every refreshMs.
-        const key = JSON.stringify([images.map((i) => [i.image_id, i.store, i.state]), placements?.map((p) => [p.image_id, p.state, p.reason])]);
+        const key = JSON.stringify([images.map((i) => [i.image_id, i.store, i.state]), placements?.map((p) => [p.image_id, p.state, p.reason]), report.drift?.lost, report.drift?.extra]);
         const moving = placements?.some((p) => p.state === 'transferring') === true;
         if (key !== sentKey || moving || Date.now() - sentAt >= (this.#o.refreshMs ?? 60_000)) {
           await this.#o.send(report, { signal });

@@ -131,7 +131,10 @@ describe('identity: Keystone v3 tokens signed by central, checked at every site'
     const data = bytesOf(256 * 1024, 52);
     await api(central.url, `/v2/images/${image.id}/file`, { method: 'PUT', token: kept, headers: { 'content-type': 'application/octet-stream' }, body: data });
     // The edge holds the bytes (a download through it), and both replicas have the revocation.
-    await eventually('the image is active at the edge', 30_000, async () => (await json(await api(edge.url, `/v2/images/${image.id}`, { token: kept }))).status === 'active');
+    await eventually('the image is active at the edge', 30_000, async () => {
+      const shown = await api(edge.url, `/v2/images/${image.id}`, { token: kept });
+      return shown.status === 200 && ((await shown.json()) as { status: string }).status === 'active';
+    });
     assert.equal((await api(edge.url, `/v2/images/${image.id}/file`, { token: kept })).status, 200);
     await eventually('the revocation reaches the far edge', 30_000, async () => (await api(far.url, '/v2/images', { token: revoked })).status === 401);
     wan.blackhole();

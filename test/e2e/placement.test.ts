@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { access, rm } from 'node:fs/promises';
+import { access, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
@@ -15,7 +15,7 @@ const run = promisify(execFile);
 const cliSkip = await openstackClientsMissing();
 const MiB = 1 << 20;
 const sha512 = (b: Buffer) => createHash('sha512').update(b).digest('hex');
-const EDGE_ENV = { OUTPOST_FEED_WAIT_SECONDS: '2', OUTPOST_PARENT_TIMEOUT_MS: '2000', OUTPOST_STORAGE_SYNC: 'false' };
+const EDGE_ENV = { OUTPOST_FEED_WAIT_SECONDS: '2', OUTPOST_PARENT_TIMEOUT_MS: '2000', OUTPOST_STORAGE_SYNC: 'false', OUTPOST_DRIFT_CHECK_SECONDS: '1' };
 
 interface Edge { id: string; labels: string; parent?: string; proc?: ServeProcess; wan?: FaultProxy }
 
@@ -77,6 +77,7 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
   type FleetEntry = { image_id: string; site: string; mode: string; state: string; reasons: string[]; bytes_done: number; bytes_total: number; reason: string | null };
   const fleet = async (query = '') => (await ok(central.url, 'GET', `/outpost/v1/fleet${query}`)) as {
     fleet: FleetEntry[]; next: string | null; convergence: Record<'images' | 'policies' | 'sites', { id: string; held: number; desired: number; percent: number }[]>;
+    drift: { site: string; lost: number; extra: number }[];
   };
   const patch = (id: string, ops: unknown[]) => ok(central.url, 'PATCH', `/v2/images/${id}`, ops, 'application/openstack-images-v2.1-json-patch');
 
@@ -155,6 +156,23 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
     assert.deepEqual(await storedAt(edge('eu-2')), [golden]);
     const got = await download(edge('eu-2').proc!.url, golden);
     assert.deepEqual([got.status, got.sha512, got.broken], [200, sha512(goldenData), false]);
+  });
+
+  it('drift: a copy whose bytes were lost is fetched again, bytes no record wants are deleted, and the fleet view counts both', async () => {
+    const lostAt = edge('eu-3');
+    await rm(join(work, 'eu-3', 'stores', 'eu-3', golden));
+    const stray = join(work, 'eu-4', 'stores', 'eu-4', '0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d');
+    await writeFile(stray, 'bytes of an image deleted while the site was off');
+    await eventually('eu-3 fetched its copy again', 60_000, async () => onDisk(lostAt, golden));
+    await eventually('eu-4 deleted the stray bytes', 60_000, async () => access(stray).then(() => false, () => true));
+    const got = await download(lostAt.proc!.url, golden);
+    assert.deepEqual([got.status, got.sha512], [200, sha512(goldenData)]);
+    await eventually('the fleet view counts the drift', 30_000, async () => {
+      const drift = Object.fromEntries((await fleet()).drift.map((d) => [d.site, [d.lost, d.extra]]));
+      return JSON.stringify([drift['eu-3'], drift['eu-4']]) === '[[1,0],[0,1]]';
+    });
+    const out = await cli('fleet', '--site', 'eu-3');
+    assert.match(out, /drift at eu-3: 1 lost copies fetched again, 0 extra copies deleted/);
   });
 
   it('a cache policy: the far edge holds the image in its cache, pinned while the policy holds, fetched through eu-1 (one WAN crossing)', async () => {
