@@ -35,6 +35,7 @@ import { HttpParentImageSource } from '../transfer/parent-image-source.ts';
 import { SiteImageSource } from '../transfer/site-image-source.ts';
 import { ParentCopyRegistry } from '../replication/parent-copy-registry.ts';
 import { Fleet } from '../placement/fleet.ts';
+import { PlacementCatalog } from '../placement/placement-catalog.ts';
 import { SiteAgent } from '../placement/site-agent.ts';
 import { ImageFills } from '../transfer/image-fills.ts';
 import { EgressBudget, egressWeight, SITE_HEADER } from '../transfer/egress-budget.ts';
@@ -311,7 +312,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
       }) : undefined,
     },
     policies: new PlacementPolicies(catalog),
-    fleet: isCentral ? new Fleet({ catalog, inventories: catalog }) : undefined,
+    fleet: isCentral ? new Fleet({ catalog: new PlacementCatalog({ changeLog: catalog }), inventories: catalog }) : undefined,
     egress: config.egress_max_bytes_per_s === null ? undefined : new EgressBudget({
       bytesPerSecond: config.egress_max_bytes_per_s,
       weightOf: async (site) => egressWeight((await catalog.getSite(site))?.labels),

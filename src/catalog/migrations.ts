@@ -177,6 +177,12 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.alterTable('image_locations').addColumn('placed_by', 'text').execute();
     },
   },
+  '0012-inventory-revision': {
+    async up(db: Kysely<any>) {
+      // Bumped by every report a site sends: the fleet view re-reads only the reports that changed.
+      await db.schema.alterTable('site_inventories').addColumn('revision', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+    },
+  },
 };
 
 export async function migrate(db: Kysely<any>): Promise<void> {

@@ -345,8 +345,8 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Mani
     throwIfAborted(opts);
     const body = JSON.stringify(inventory);
     await this.#db.transaction().execute(async (trx) => {
-      await trx.insertInto('site_inventories').values({ site_id: inventory.site, body })
-        .onConflict((oc) => oc.column('site_id').doUpdateSet({ body })).execute();
+      await trx.insertInto('site_inventories').values({ site_id: inventory.site, body, revision: 1 })
+        .onConflict((oc) => oc.column('site_id').doUpdateSet((eb) => ({ body, revision: eb('site_inventories.revision', '+', 1) }))).execute();
       await trx.deleteFrom('inventory_copies').where('site_id', '=', inventory.site).execute();
       // Cached copies only: a stored one is a location in the catalog already, which is where an
       // image's stores come from first (and a report lags behind a removed location).
@@ -371,10 +371,25 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Mani
     return row === undefined ? undefined : JSON.parse(row.body) as SiteInventory;
   }
 
-  async listInventories(opts?: IoOptions): Promise<SiteInventory[]> {
+  async listInventories(opts?: IoOptions & { sites?: readonly string[] }): Promise<SiteInventory[]> {
     throwIfAborted(opts);
-    const rows = await this.#db.selectFrom('site_inventories').select('body').orderBy('site_id').execute();
-    return rows.map((r) => JSON.parse(r.body) as SiteInventory);
+    if (opts?.sites === undefined) {
+      const rows = await this.#db.selectFrom('site_inventories').select('body').orderBy('site_id').execute();
+      return rows.map((r) => JSON.parse(r.body) as SiteInventory);
+    }
+    const out: SiteInventory[] = [];
+    const sites = [...opts.sites].sort();
+    for (let i = 0; i < sites.length; i += 500) {
+      const rows = await this.#db.selectFrom('site_inventories').select('body').where('site_id', 'in', sites.slice(i, i + 500)).orderBy('site_id').execute();
+      for (const r of rows) out.push(JSON.parse(r.body) as SiteInventory);
+    }
+    return out;
+  }
+
+  async inventoryRevisions(opts?: IoOptions): Promise<Map<string, number>> {
+    throwIfAborted(opts);
+    const rows = await this.#db.selectFrom('site_inventories').select(['site_id', 'revision']).execute();
+    return new Map(rows.map((r) => [r.site_id, Number(r.revision)]));
   }
 
   async storesHolding(imageIds: readonly string[], opts?: IoOptions): Promise<Map<string, string[]>> {

@@ -52,7 +52,7 @@ export interface CatalogTables {
   image_manifests: { image_id: string; sha512: string; body: string };
   placement_policies: { id: string; body: string };
   held_chunks: { sha256: string; length: number; store: string; key: string; offset: number };
-  site_inventories: { site_id: string; body: string };
+  site_inventories: { site_id: string; body: string; revision: Generated<number> };
   inventory_copies: { image_id: string; site_id: string; store: string };
   identity_records: { kind: string; id: string; body: string };
   identity_secrets: { name: string; value: string };

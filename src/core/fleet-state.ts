@@ -48,52 +48,24 @@ export interface FleetEntry {
   reason: string | null;
 }
 
-/** What central knows of one site for the fleet view. */
-export interface FleetSite extends PlacementSite {
-  /** The site's stores: a copy located in one of them is held. */
-  stores: readonly string[];
-  /** The site's last inventory report, when it sent one. */
-  report?: {
-    reported_at: string;
-    /** Images it holds in its cache (cached or pinned), for `cache` copies. */
-    cached: ReadonlySet<string>;
-    placements: ReadonlyMap<string, PlacementReport>;
-  };
+/** A site's last inventory report, as the fleet view reads it. */
+export interface FleetReport {
+  reported_at: string;
+  /** Ids of the images it holds in its cache (cached or pinned), for `cache` copies. */
+  cached: readonly string[];
+  placements: readonly PlacementReport[];
 }
 
-/**
- * The desired state of the whole region (every site's `desiredAt`), each pair with where it
- * stands: `held` when the catalog locates a copy in one of the site's stores (or, for a `cache`
- * copy, the site reports it cached); otherwise what the site last reported for it; otherwise
- * `pending`, saying whether the site has reported at all. Ordered by `{image_id}/{site}`.
- */
-export function fleetEntries(sites: readonly FleetSite[], images: readonly Image[], policies: readonly PlacementPolicy[]): FleetEntry[] {
-  const byId = new Map(images.map((i) => [i.id, i]));
-  const placement = new DesiredPlacement(images, policies);
-  const entries: FleetEntry[] = [];
-  for (const site of sites) {
-    for (const [imageId, want] of placement.at(site)) {
-      const image = byId.get(imageId)!;
-      const total = image.size ?? 0;
-      const located = image.locations.some((l) => site.stores.includes(l.store));
-      const held = located || (want.mode === 'cache' && site.report?.cached.has(imageId) === true);
-      const reported = site.report?.placements.get(imageId);
-      const base = { image_id: imageId, image_name: image.name, site: site.id, mode: want.mode, priority: want.priority, reasons: want.reasons, bytes_total: total };
-      if (held) {
-        entries.push({ ...base, state: 'held', bytes_done: total, bytes_per_second: null, since: reported?.state === 'held' ? reported.since : null, reason: null });
-      } else if (reported !== undefined && reported.state !== 'held') {
-        entries.push({
-          ...base, state: reported.state, bytes_done: reported.bytes_done ?? 0, bytes_per_second: reported.bytes_per_second,
-          since: reported.since, reason: reported.reason,
-        });
-      } else {
-        const reason = site.report === undefined ? `site ${site.id} has not reported yet` : `not started at site ${site.id} as of its report at ${site.report.reported_at}`;
-        entries.push({ ...base, state: 'pending', bytes_done: 0, bytes_per_second: null, since: null, reason });
-      }
-    }
-  }
-  const key = (e: FleetEntry) => `${e.image_id}/${e.site}`;
-  return entries.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+/** Which pairs a fleet view shows: all given must hold; a page of at most `limit` after `after`. */
+export interface FleetFilter {
+  image?: string;
+  site?: string;
+  /** A policy's name (or `outpost_placement`, `copy-image`). */
+  policy?: string;
+  state?: PlacementStateName;
+  /** Only pairs after this one in the view's order. */
+  after?: { image_id: string; site: string };
+  limit: number;
 }
 
 /** How far a group of pairs has converged: held of desired, in percent (100 for none desired). */
@@ -104,24 +76,175 @@ export interface Convergence {
   percent: number;
 }
 
-/** Convergence per image, per policy (its name; `outpost_placement` too) and per site. */
-export function convergence(entries: readonly FleetEntry[]): { images: Convergence[]; policies: Convergence[]; sites: Convergence[] } {
-  const images = new Map<string, [number, number]>();
-  const policies = new Map<string, [number, number]>();
-  const sites = new Map<string, [number, number]>();
-  const count = (m: Map<string, [number, number]>, key: string, held: boolean) => {
-    const c = m.get(key) ?? [0, 0];
-    if (held) c[0]++;
-    c[1]++;
-    m.set(key, c);
-  };
-  for (const e of entries) {
-    const held = e.state === 'held';
-    count(images, e.image_id, held);
-    count(sites, e.site, held);
-    for (const r of e.reasons) count(policies, r, held);
+export interface FleetView {
+  /** The page: pairs matching the filter, ordered by image id, then site id. */
+  entries: FleetEntry[];
+  /** Whether more pairs match after the page. */
+  more: boolean;
+  /** Convergence of the whole region (not only the filter) per image, per reason (policy) and per site. */
+  convergence: { images: Convergence[]; policies: Convergence[]; sites: Convergence[] };
+}
+
+const STATE_CODES: readonly PlacementStateName[] = ['pending', 'transferring', 'held', 'failed'];
+const HELD_CODE = STATE_CODES.indexOf('held') + 1;
+
+const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * The desired state of a whole region (every site's `DesiredPlacement.at`) for one state of the
+ * catalog, worked out once and laid out flat in the view's order (image id, then site id): what
+ * the fleet view walks for each request with the sites' latest reports. A view costs one pass
+ * over the pairs and over the reports, and builds entries only for its page.
+ */
+export class RegionPlacement {
+  readonly #sites: PlacementSite[];
+  readonly #siteIndex: Map<string, number>;
+  /** Images with at least one desired pair, by id; image k's pairs are #start[k] .. #start[k + 1] - 1. */
+  readonly #images: Image[] = [];
+  readonly #start: number[] = [0];
+  /** Per pair: its site (index into #sites), what is wanted, whether the catalog locates a copy in the site's stores. */
+  readonly #site: number[] = [];
+  readonly #want: DesiredCopy[] = [];
+  readonly #located: boolean[] = [];
+  /** Per pair: its reasons as an index into #reasonSets, the distinct lists of reasons (indexes into #reasons, the names). */
+  readonly #reasonSet: number[] = [];
+  readonly #reasonSets: number[][] = [];
+  readonly #reasons: string[] = [];
+  /** Per site: its pairs by image id. */
+  readonly #pairOf: Map<string, number>[];
+
+  constructor(sites: Iterable<PlacementSite>, images: Iterable<Image>, policies: readonly PlacementPolicy[]) {
+    this.#sites = [...sites].sort((a, b) => byCodeUnits(a.id, b.id));
+    this.#siteIndex = new Map(this.#sites.map((site, s) => [site.id, s]));
+    this.#pairOf = this.#sites.map(() => new Map());
+    const all = [...images].sort((a, b) => byCodeUnits(a.id, b.id));
+    const placement = new DesiredPlacement(all, policies);
+    const wanted = new Map<string, { site: number; want: DesiredCopy }[]>();
+    this.#sites.forEach((site, s) => {
+      for (const [id, want] of placement.at(site)) {
+        const list = wanted.get(id);
+        if (list === undefined) wanted.set(id, [{ site: s, want }]);
+        else list.push({ site: s, want });
+      }
+    });
+    const siteOfStore = new Map<string, number>();
+    this.#sites.forEach((site, s) => { for (const store of site.stores) siteOfStore.set(store, s); });
+    const reasonIndex = new Map<string, number>();
+    const setIndex = new Map<string, number>();
+    const reasonSetOf = (reasons: readonly string[]) => {
+      const key = reasons.join('\n');
+      let set = setIndex.get(key);
+      if (set === undefined) {
+        setIndex.set(key, set = this.#reasonSets.length);
+        this.#reasonSets.push(reasons.map((r) => {
+          let i = reasonIndex.get(r);
+          if (i === undefined) { reasonIndex.set(r, i = this.#reasons.length); this.#reasons.push(r); }
+          return i;
+        }));
+      }
+      return set;
+    };
+    for (const image of all) {
+      const list = wanted.get(image.id);
+      if (list === undefined) continue;
+      const located = new Set(image.locations.map((l) => siteOfStore.get(l.store)));
+      for (const { site, want } of list) {
+        this.#pairOf[site]!.set(image.id, this.#site.length);
+        this.#site.push(site);
+        this.#want.push(want);
+        this.#located.push(located.has(site));
+        this.#reasonSet.push(reasonSetOf(want.reasons));
+      }
+      this.#images.push(image);
+      this.#start.push(this.#site.length);
+    }
   }
-  const list = (m: Map<string, [number, number]>) => [...m].sort(([a], [b]) => a.localeCompare(b))
-    .map(([id, [held, desired]]) => ({ id, held, desired, percent: desired === 0 ? 100 : Math.floor((held / desired) * 1000) / 10 }));
-  return { images: list(images), policies: list(policies), sites: list(sites) };
+
+  /** How many (image, site) pairs are desired. */
+  get size(): number {
+    return this.#site.length;
+  }
+
+  /**
+   * Each desired pair with where it stands: `held` when the catalog locates a copy in one of the
+   * site's stores (or, for a `cache` copy, the site reports it cached); otherwise what the site
+   * last reported for it; otherwise `pending`, saying whether the site has reported at all.
+   */
+  view(reports: ReadonlyMap<string, FleetReport>, filter: FleetFilter): FleetView {
+    // The reports laid out by pair, a site at a time: its report and its state (a STATE_CODES index + 1; 0 for none).
+    const reported: (PlacementReport | undefined)[] = new Array<PlacementReport | undefined>(this.size).fill(undefined);
+    const reportedState = new Uint8Array(this.size);
+    const cached = new Uint8Array(this.size);
+    const siteReports: (FleetReport | undefined)[] = this.#sites.map(() => undefined);
+    for (const [id, report] of reports) {
+      const s = this.#siteIndex.get(id);
+      if (s === undefined) continue;
+      siteReports[s] = report;
+      const pairOf = this.#pairOf[s]!;
+      for (const p of report.placements) {
+        const g = pairOf.get(p.image_id);
+        if (g === undefined) continue;
+        reported[g] = p;
+        reportedState[g] = STATE_CODES.indexOf(p.state) + 1;
+      }
+      for (const imageId of report.cached) {
+        const g = pairOf.get(imageId);
+        if (g !== undefined) cached[g] = 1;
+      }
+    }
+
+    const entries: FleetEntry[] = [];
+    let more = false;
+    const imageCounts: Convergence[] = [];
+    const siteCounts = this.#sites.map((s) => ({ id: s.id, held: 0, desired: 0, percent: 100 }));
+    const setHeld = new Uint32Array(this.#reasonSets.length);
+    const setDesired = new Uint32Array(this.#reasonSets.length);
+    const after = filter.after;
+    for (let k = 0; k < this.#images.length; k++) {
+      const image = this.#images[k]!;
+      const counts = { id: image.id, held: 0, desired: 0, percent: 100 };
+      imageCounts.push(counts);
+      const imageWanted = filter.image === undefined || filter.image === image.id;
+      const imageAfter = after === undefined ? 1 : byCodeUnits(image.id, after.image_id);
+      for (let g = this.#start[k]!; g < this.#start[k + 1]!; g++) {
+        const s = this.#site[g]!;
+        const want = this.#want[g]!;
+        const held = this.#located[g]! || (want.mode === 'cache' && cached[g] === 1);
+        const code = reportedState[g]!;
+        const state: PlacementStateName = held ? 'held' : code !== 0 && code !== HELD_CODE ? STATE_CODES[code - 1]! : 'pending';
+        const siteCount = siteCounts[s]!;
+        counts.desired++;
+        siteCount.desired++;
+        setDesired[this.#reasonSet[g]!]!++;
+        if (held) { counts.held++; siteCount.held++; setHeld[this.#reasonSet[g]!]!++; }
+        const site = this.#sites[s]!;
+        if (!imageWanted || (filter.site !== undefined && filter.site !== site.id) || (filter.state !== undefined && filter.state !== state)
+          || (filter.policy !== undefined && !want.reasons.includes(filter.policy))
+          || imageAfter < 0 || (imageAfter === 0 && byCodeUnits(site.id, after!.site) <= 0)) continue;
+        if (entries.length === filter.limit) { more = true; continue; }
+        const report = reported[g];
+        const total = image.size ?? 0;
+        const base = { image_id: image.id, image_name: image.name, site: site.id, mode: want.mode, priority: want.priority, reasons: want.reasons, bytes_total: total };
+        if (held) {
+          entries.push({ ...base, state, bytes_done: total, bytes_per_second: null, since: report?.state === 'held' ? report.since : null, reason: null });
+        } else if (report !== undefined && report.state !== 'held') {
+          entries.push({ ...base, state, bytes_done: report.bytes_done ?? 0, bytes_per_second: report.bytes_per_second, since: report.since, reason: report.reason });
+        } else {
+          const siteReport = siteReports[s];
+          const reason = siteReport === undefined ? `site ${site.id} has not reported yet` : `not started at site ${site.id} as of its report at ${siteReport.reported_at}`;
+          entries.push({ ...base, state, bytes_done: 0, bytes_per_second: null, since: null, reason });
+        }
+      }
+    }
+    const reasonCounts = this.#reasons.map((id) => ({ id, held: 0, desired: 0, percent: 100 }));
+    this.#reasonSets.forEach((set, i) => {
+      for (const r of set) { reasonCounts[r]!.held += setHeld[i]!; reasonCounts[r]!.desired += setDesired[i]!; }
+    });
+    const done = (list: Convergence[]) => list.filter((c) => c.desired > 0)
+      .map((c) => ({ ...c, percent: Math.floor((c.held / c.desired) * 1000) / 10 }));
+    return {
+      entries, more,
+      convergence: { images: done(imageCounts), policies: done(reasonCounts.sort((a, b) => byCodeUnits(a.id, b.id))), sites: done(siteCounts) },
+    };
+  }
 }

@@ -404,8 +404,10 @@ export interface InventoryStore {
   /** Replaces the site's inventory. */
   putInventory(inventory: SiteInventory, opts?: IoOptions): Promise<void>;
   getInventory(siteId: string, opts?: IoOptions): Promise<SiteInventory | undefined>;
-  /** Every site's last report. */
-  listInventories(opts?: IoOptions): Promise<SiteInventory[]>;
+  /** Every site's last report (or these sites' only), by site id. */
+  listInventories(opts?: IoOptions & { sites?: readonly string[] }): Promise<SiteInventory[]>;
+  /** Each site's report revision: a number that changes with every report the site sends (putInventory). */
+  inventoryRevisions(opts?: IoOptions): Promise<Map<string, number>>;
   /** Forgets a site's inventory and the copies it listed (a removed site). */
   deleteInventory(siteId: string, opts?: IoOptions): Promise<void>;
   /** For each of these images, the stores of the sites that reported holding a cached copy of it (stored copies are the catalog's locations). */

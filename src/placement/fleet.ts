@@ -1,25 +1,16 @@
 import { BadRequestError } from '../core/errors.ts';
-import { convergence, fleetEntries, type Convergence, type DriftCounts, type FleetEntry, type FleetSite, type PlacementStateName } from '../core/fleet-state.ts';
-import { allImages } from '../core/all-images.ts';
+import { RegionPlacement, type Convergence, type DriftCounts, type FleetEntry, type FleetFilter, type FleetReport, type PlacementStateName } from '../core/fleet-state.ts';
 import { policyOf } from '../core/placement-policy.ts';
-import type { Catalog, InventoryStore, IoOptions } from '../core/ports.ts';
+import type { InventoryStore, IoOptions } from '../core/ports.ts';
+import type { PlacementCatalog } from './placement-catalog.ts';
 
 export interface FleetOptions {
-  catalog: Pick<Catalog, 'listImages' | 'listPolicies' | 'listSites'>;
-  inventories: Pick<InventoryStore, 'listInventories'>;
+  catalog: Pick<PlacementCatalog, 'read'>;
+  inventories: Pick<InventoryStore, 'listInventories' | 'inventoryRevisions'>;
 }
 
 /** GET /outpost/v1/fleet's filters and page. */
-export interface FleetQuery {
-  image?: string;
-  site?: string;
-  /** A policy's name (or `outpost_placement`). */
-  policy?: string;
-  state?: PlacementStateName;
-  limit: number;
-  /** Continue after this entry (`{image_id}/{site}`, the `next` of the previous page). */
-  marker?: string;
-}
+export type FleetQuery = FleetFilter;
 
 export interface FleetPage {
   fleet: FleetEntry[];
@@ -43,6 +34,13 @@ const MAX_LIMIT = 1000;
  */
 export class Fleet {
   readonly #o: FleetOptions;
+  /** The region's desired state for the catalog version it was worked out from. */
+  #region: { version: number; placement: RegionPlacement } | undefined;
+  /**
+   * Each site's last report as read, with the revision read before it (so the report is at least
+   * that new): a view re-reads only the reports whose revision changed since.
+   */
+  readonly #reports = new Map<string, { revision: number; report: FleetReport; drift: DriftCounts | undefined }>();
 
   constructor(opts: FleetOptions) {
     this.#o = opts;
@@ -60,35 +58,38 @@ export class Fleet {
     const limitText = one('limit');
     if (limitText !== undefined && !/^\d+$/.test(limitText)) throw new BadRequestError('limit must be a whole number.');
     const limit = limitText === undefined ? 100 : Math.min(Number(limitText), MAX_LIMIT);
-    return { image: one('image'), site: one('site'), policy: one('policy'), state: state as PlacementStateName | undefined, limit, marker: one('marker') };
+    // The marker is the `next` of the previous page: `{image_id}/{site}`.
+    const marker = one('marker');
+    const slash = marker?.indexOf('/') ?? -1;
+    if (marker !== undefined && (slash <= 0 || slash === marker.length - 1)) throw new BadRequestError('marker must be the next of a previous page ({image_id}/{site}).');
+    const after = marker === undefined ? undefined : { image_id: marker.slice(0, slash), site: marker.slice(slash + 1) };
+    return { image: one('image'), site: one('site'), policy: one('policy'), state: state as PlacementStateName | undefined, limit, after };
   }
 
   async view(query: FleetQuery, opts: IoOptions = {}): Promise<FleetPage> {
-    const [policies, sites, inventories, images] = await Promise.all([
-      this.#o.catalog.listPolicies(opts), this.#o.catalog.listSites(opts), this.#o.inventories.listInventories(opts), allImages(this.#o.catalog, opts),
-    ]);
-    const reports = new Map(inventories.map((i) => [i.site, i]));
-    const fleetSites: FleetSite[] = sites.map((s) => {
-      const r = reports.get(s.id);
-      return {
-        id: s.id, labels: s.labels, stores: s.stores,
-        report: r === undefined ? undefined : {
-          reported_at: r.reported_at,
-          cached: new Set(r.images.filter((i) => i.state !== 'stored').map((i) => i.image_id)),
-          placements: new Map((r.placements ?? []).map((p) => [p.image_id, p])),
-        },
-      };
-    });
-    const all = fleetEntries(fleetSites, images, policies.map(policyOf));
-    const matching = all.filter((e) => (query.image === undefined || e.image_id === query.image)
-      && (query.site === undefined || e.site === query.site)
-      && (query.policy === undefined || e.reasons.includes(query.policy))
-      && (query.state === undefined || e.state === query.state));
-    const start = query.marker === undefined ? 0 : matching.findIndex((e) => `${e.image_id}/${e.site}` > query.marker!);
-    const page = start < 0 ? [] : matching.slice(start, start + query.limit);
-    const last = page.at(-1);
-    const more = start >= 0 && start + query.limit < matching.length;
-    const drift = inventories.flatMap((i) => (i.drift === undefined ? [] : [{ site: i.site, ...i.drift }]));
-    return { fleet: page, next: more && last !== undefined ? `${last.image_id}/${last.site}` : null, convergence: convergence(all), drift };
+    const [catalog] = await Promise.all([this.#o.catalog.read(opts), this.#readReports(opts)]);
+    if (this.#region?.version !== catalog.version) {
+      const policies = [...catalog.policies.values()].map(policyOf);
+      this.#region = { version: catalog.version, placement: new RegionPlacement(catalog.sites.values(), catalog.images.values(), policies) };
+    }
+    const reports = new Map([...this.#reports].map(([site, r]) => [site, r.report]));
+    const { entries, more, convergence } = this.#region.placement.view(reports, query);
+    const last = entries.at(-1);
+    const drift = [...this.#reports].flatMap(([site, r]) => (r.drift === undefined ? [] : [{ site, ...r.drift }])).sort((a, b) => (a.site < b.site ? -1 : 1));
+    return { fleet: entries, next: more && last !== undefined ? `${last.image_id}/${last.site}` : null, convergence, drift };
+  }
+
+  async #readReports(opts: IoOptions): Promise<void> {
+    const revisions = await this.#o.inventories.inventoryRevisions(opts);
+    for (const site of this.#reports.keys()) if (!revisions.has(site)) this.#reports.delete(site);
+    const stale = [...revisions].flatMap(([site, revision]) => (this.#reports.get(site)?.revision === revision ? [] : [site]));
+    if (stale.length === 0) return;
+    for (const r of await this.#o.inventories.listInventories({ ...opts, sites: stale })) {
+      this.#reports.set(r.site, {
+        revision: revisions.get(r.site)!,
+        report: { reported_at: r.reported_at, cached: r.images.flatMap((i) => (i.state === 'stored' ? [] : [i.image_id])), placements: r.placements ?? [] },
+        drift: r.drift,
+      });
+    }
   }
 }

@@ -47,6 +47,21 @@ export function inventoryConformance(name: string, open: () => Promise<Inventory
       await assert.rejects(inventory.listInventories({ signal: AbortSignal.abort() }));
     }));
 
+    it('listInventories of some sites; inventoryRevisions changes with every report a site sends, also an identical one', withStore(async (inventory) => {
+      assert.deepEqual(await inventory.inventoryRevisions(), new Map());
+      for (const site of ['edge-3', 'edge-1', 'edge-2']) await inventory.putInventory(report(site, []));
+      assert.deepEqual(await inventory.listInventories({ sites: ['edge-3', 'edge-1', 'gone'] }), [report('edge-1', []), report('edge-3', [])]);
+      assert.deepEqual(await inventory.listInventories({ sites: [] }), []);
+      const before = await inventory.inventoryRevisions();
+      assert.deepEqual([...before.keys()].sort(), ['edge-1', 'edge-2', 'edge-3']);
+      await inventory.putInventory(report('edge-2', []));
+      const after = await inventory.inventoryRevisions();
+      assert.notEqual(after.get('edge-2'), before.get('edge-2'));
+      assert.equal(after.get('edge-1'), before.get('edge-1'));
+      await inventory.deleteInventory('edge-1');
+      assert.equal((await inventory.inventoryRevisions()).has('edge-1'), false);
+    }));
+
     it('storesHolding: per image, the stores of every site whose last report holds a cached copy', withStore(async (inventory) => {
       await inventory.putInventory(report('edge-1', [item('i1', 'edge-1'), item('i2', 'edge-1', 'pinned')]));
       await inventory.putInventory(report('edge-2', [item('i1', 'edge-2'), item('i1', 'edge-2')]));

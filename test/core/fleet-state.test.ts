@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { convergence, fleetEntries, type FleetSite } from '../../src/core/fleet-state.ts';
+import { RegionPlacement, type FleetReport } from '../../src/core/fleet-state.ts';
+import type { PlacementSite } from '../../src/core/desired-placement.ts';
 import type { Image } from '../../src/core/image.ts';
 import { validatePolicy } from '../../src/core/placement-policy.ts';
 
@@ -14,7 +15,8 @@ function image(over: Partial<Image> = {}): Image {
   };
 }
 const SITES = new Set(['central', 'eu-1', 'eu-2', 'us-1']);
-const site = (id: string, labels: Record<string, string>, report?: FleetSite['report']): FleetSite => ({ id, labels, stores: [id], report });
+const site = (id: string, labels: Record<string, string>, report?: FleetReport): PlacementSite & { report?: FleetReport } => ({ id, labels, stores: [id], report });
+const reportsOf = (sites: { id: string; report?: FleetReport }[]) => new Map(sites.flatMap((s) => (s.report === undefined ? [] : [[s.id, s.report] as const])));
 const T = '2026-12-05T10:00:00.000Z';
 
 describe('fleet state', () => {
@@ -26,15 +28,16 @@ describe('fleet state', () => {
     const heldAtEu1 = { ...g, locations: [...g.locations, { store: 'eu-1', url: 'file:///e', placed_by: 'policy' as const }] };
     const sites = [
       site('central', {}),
-      site('eu-1', { region: 'eu' }, { reported_at: T, cached: new Set(), placements: new Map([[g.id, { image_id: g.id, state: 'held', reason: null, since: T, bytes_done: null, bytes_per_second: null }]]) }),
+      site('eu-1', { region: 'eu' }, { reported_at: T, cached: [], placements: [{ image_id: g.id, state: 'held', reason: null, since: T, bytes_done: null, bytes_per_second: null }] }),
       site('eu-2', { region: 'eu' }, {
-        reported_at: T, cached: new Set(),
-        placements: new Map([[g.id, { image_id: g.id, state: 'transferring', reason: null, since: T, bytes_done: 40, bytes_per_second: 10 }]]),
+        reported_at: T, cached: [],
+        placements: [{ image_id: g.id, state: 'transferring', reason: null, since: T, bytes_done: 40, bytes_per_second: 10 }],
       }),
       site('eu-3', { region: 'eu' }),
-      site('us-1', { region: 'us' }, { reported_at: T, cached: new Set([g.id]), placements: new Map() }),
+      site('us-1', { region: 'us' }, { reported_at: T, cached: [g.id], placements: [] }),
     ];
-    const entries = fleetEntries(sites, [heldAtEu1, image()], [golden, warm]);
+    const { entries, more, convergence: c } = new RegionPlacement(sites, [heldAtEu1, image()], [golden, warm]).view(reportsOf(sites), { limit: 100 });
+    assert.equal(more, false);
     assert.deepEqual(entries.map((e) => [e.site, e.mode, e.state, e.bytes_done, e.bytes_total, e.reason]), [
       ['eu-1', 'replicate', 'held', 100, 100, null],
       ['eu-2', 'replicate', 'transferring', 40, 100, null],
@@ -44,7 +47,6 @@ describe('fleet state', () => {
     assert.equal(entries[0]!.since, T);
     assert.deepEqual(entries[3]!.reasons, ['warm-us']);
 
-    const c = convergence(entries);
     assert.deepEqual(c.images, [{ id: g.id, held: 2, desired: 4, percent: 50 }]);
     assert.deepEqual(c.policies, [{ id: 'golden-eu', held: 1, desired: 3, percent: 33.3 }, { id: 'warm-us', held: 1, desired: 1, percent: 100 }]);
     assert.deepEqual(c.sites.map((s) => [s.id, s.percent]), [['eu-1', 100], ['eu-2', 0], ['eu-3', 0], ['us-1', 100]]);
@@ -53,10 +55,38 @@ describe('fleet state', () => {
   it('a site that reported but has not started a copy, or failed it, says so', () => {
     const g = image({ tags: ['golden'] });
     const failed = { image_id: g.id, state: 'failed' as const, reason: 'bytes did not match', since: T, bytes_done: null, bytes_per_second: null };
-    const entries = fleetEntries([
-      site('eu-1', { region: 'eu' }, { reported_at: T, cached: new Set(), placements: new Map() }),
-      site('eu-2', { region: 'eu' }, { reported_at: T, cached: new Set(), placements: new Map([[g.id, failed]]) }),
-    ], [g], [golden]);
+    const sites = [
+      site('eu-1', { region: 'eu' }, { reported_at: T, cached: [], placements: [] }),
+      site('eu-2', { region: 'eu' }, { reported_at: T, cached: [], placements: [failed] }),
+    ];
+    const { entries } = new RegionPlacement(sites, [g], [golden]).view(reportsOf(sites), { limit: 100 });
     assert.deepEqual(entries.map((e) => [e.state, e.reason]), [['pending', `not started at site eu-1 as of its report at ${T}`], ['failed', 'bytes did not match']]);
+  });
+
+  it('filters by image, site, policy and state and pages in image-then-site order; convergence stays the whole region\'s', () => {
+    const images = [image({ tags: ['golden'] }), image({ tags: ['golden'] }), image({ tags: ['golden'] })];
+    const sites = [site('eu-2', { region: 'eu' }), site('us-1', { region: 'us' }), site('eu-1', { region: 'eu' })];
+    const located = { ...images[1]!, locations: [...images[1]!.locations, { store: 'eu-2', url: 'file:///e' }] };
+    const region = new RegionPlacement(sites, [images[0]!, located, images[2]!], [golden, warm]);
+    assert.equal(region.size, 9);
+    const reports = reportsOf(sites);
+    const pairs = (v: { entries: { image_id: string; site: string }[] }) => v.entries.map((e) => `${images.findIndex((i) => i.id === e.image_id)}/${e.site}`);
+
+    const first = region.view(reports, { limit: 4 });
+    assert.deepEqual(pairs(first), ['0/eu-1', '0/eu-2', '0/us-1', '1/eu-1']);
+    assert.equal(first.more, true);
+    const rest = region.view(reports, { limit: 4, after: { image_id: images[1]!.id, site: 'eu-1' } });
+    assert.deepEqual(pairs(rest), ['1/eu-2', '1/us-1', '2/eu-1', '2/eu-2']);
+    assert.equal(rest.more, true);
+    const last = region.view(reports, { limit: 4, after: { image_id: images[2]!.id, site: 'eu-2' } });
+    assert.deepEqual([pairs(last), last.more], [['2/us-1'], false]);
+
+    assert.deepEqual(pairs(region.view(reports, { limit: 10, site: 'us-1' })), ['0/us-1', '1/us-1', '2/us-1']);
+    assert.deepEqual(pairs(region.view(reports, { limit: 10, image: images[1]!.id, policy: 'golden-eu' })), ['1/eu-1', '1/eu-2']);
+    const held = region.view(reports, { limit: 10, state: 'held' });
+    assert.deepEqual(pairs(held), ['1/eu-2']);
+    assert.deepEqual(held.convergence.policies, [{ id: 'golden-eu', held: 1, desired: 6, percent: 16.6 }, { id: 'warm-us', held: 0, desired: 3, percent: 0 }]);
+    assert.deepEqual(held.convergence.sites.map((c) => [c.id, c.held, c.desired]), [['eu-1', 0, 3], ['eu-2', 1, 3], ['us-1', 0, 3]]);
+    assert.deepEqual(region.view(reports, { limit: 10, site: 'nowhere' }).entries, []);
   });
 });
