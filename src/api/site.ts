@@ -249,8 +249,11 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   });
 
   const remote = new HttpRemoteSource(config.import_filter);
+  const inventories = new SiteInventories(catalog, catalog);
   const runner = new ImportTaskRunner({
     catalog, stores, staging, remote, manifests,
+    // Tasks run at central, which has the sites' reports of the copies copy-image asked them for.
+    copyFailures: (imageId, ids, since, opts) => inventories.copyFailures(imageId, ids, since, opts),
     regions: (name): GlanceRegion | undefined => {
       const entry = Object.entries(config.glance_download_regions).find(([n]) => n.toLowerCase() === name.toLowerCase())?.[1];
       if (entry === undefined) return undefined;
@@ -275,7 +278,6 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   retention.start();
   const sites = new SiteRegistry(catalog);
   // Every site tells central what it holds; central keeps the reports (its own included).
-  const inventories = new SiteInventories(catalog, catalog);
   const reporter = new InventoryReporter({
     catalog, storeIds: stores.list().map((s) => s.id), cacheStore: stores.defaultId, cache, log: logger,
     reportLocated: parentLink !== undefined,

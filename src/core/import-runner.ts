@@ -3,7 +3,7 @@ import { ConflictError } from './errors.ts';
 import { setProperty, type Image } from './image.ts';
 import { FAILED_PROPERTY, IMPORTING_PROPERTY, LOCK_PROPERTY, setStoreList, storeList } from './import-properties.ts';
 import type { ImportRunner } from './import-service.ts';
-import type { BlobDigest, BlobStore, Catalog, RemoteSource } from './ports.ts';
+import type { BlobDigest, BlobStore, Catalog, IoOptions, RemoteSource } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
 import { endTask, type Task } from './task.ts';
 import { HEADER_BYTES, inspectVirtualSize } from './virtual-size.ts';
@@ -29,6 +29,8 @@ export interface ImportTaskRunnerOptions {
   progressIntervalMs?: number;
   /** How often a copy-image to other sites' stores looks whether they have their copies (default 1 s). */
   sitePollMs?: number;
+  /** Central: of these stores of other sites, those whose copy of the image failed since a time, with why (SiteInventories.copyFailures). */
+  copyFailures?: (imageId: string, stores: readonly string[], since: string, opts: IoOptions) => Promise<Map<string, string>>;
   now?: () => Date;
 }
 
@@ -170,7 +172,7 @@ export class ImportTaskRunner implements ImportRunner {
         }
       }
       if (copied === 0 && method !== 'copy-image') throw new Error('The image could not be imported to any store');
-      if (remote.length > 0) copied += await this.#awaitSites(task, remote, signal);
+      if (remote.length > 0) copied += await this.#awaitSites(task, remote, mustAll, signal);
 
       await this.#updateImage(task, (image) => {
         const next = withProps(image);
@@ -195,14 +197,30 @@ export class ImportTaskRunner implements ImportRunner {
    * `os_glance_importing_to_stores`, fetches the copy from its parent, and records it at central,
    * which takes the store off the list. Waits until none of `stores` is left on it (a site that is
    * away stays pending; the task goes on waiting, as Glance's waits on a slow store), saying which
-   * are awaited in the task's message. Returns how many were copied.
+   * are awaited in the task's message. A copy a site reports failed (a verification error, not
+   * being offline) fails the task when every store must succeed, and otherwise moves the store
+   * to `os_glance_failed_import`, as a failed local store does. Returns how many were copied.
    */
-  async #awaitSites(task: Task, stores: readonly string[], signal: AbortSignal): Promise<number> {
+  async #awaitSites(task: Task, stores: readonly string[], mustAll: boolean, signal: AbortSignal): Promise<number> {
+    const since = this.#now().toISOString();
     let waiting: string[] = [];
     for (;;) {
       const image = await this.#image(task); // the lock must still be ours
       const left = stores.filter((s) => storeList(image, IMPORTING_PROPERTY).includes(s));
       if (left.length === 0) return stores.filter((s) => image.locations.some((l) => l.store === s)).length;
+      const failures = (await this.#o.copyFailures?.(image.id, left, since, { signal })) ?? new Map<string, string>();
+      if (failures.size > 0) {
+        const why = [...failures].map(([store, reason]) => `the copy in store ${store} failed (${reason})`).join('; ');
+        if (mustAll) throw new Error(why);
+        this.#o.log.warn({ task: task.id, failures: Object.fromEntries(failures) }, 'copy-image to a site\'s store failed; continuing');
+        await this.#updateImage(task, (current) => {
+          const next = withProps(current);
+          setStoreList(next, IMPORTING_PROPERTY, storeList(current, IMPORTING_PROPERTY).filter((s) => !failures.has(s)));
+          setStoreList(next, FAILED_PROPERTY, [...storeList(current, FAILED_PROPERTY), ...failures.keys()]);
+          return next;
+        });
+        continue;
+      }
       if (left.join() !== waiting.join()) {
         waiting = left;
         await this.#updateTask(task.id, (t) => ({ ...t, message: `Waiting for the sites holding ${left.join(', ')} to copy the image`, updated_at: this.#now().toISOString() }));

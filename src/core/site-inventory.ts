@@ -43,6 +43,24 @@ export class SiteInventories {
     return (await this.#store.getInventory(siteId, opts)) ?? { site: siteId, reported_at: null, images: [] };
   }
 
+  /**
+   * copy-image to other sites' stores (issue 13): of `stores`, those whose site last reported its
+   * copy of `imageId` as `failed` (a real failure — a verification error, a refusal — not an
+   * unreachable parent, which stays `pending`) since `since` (ISO 8601, compared with the
+   * site's own clock), with the site's reason.
+   */
+  async copyFailures(imageId: string, stores: readonly string[], since: string, opts: IoOptions = {}): Promise<Map<string, string>> {
+    const failures = new Map<string, string>();
+    if (stores.length === 0) return failures;
+    for (const site of await this.#catalog.listSites(opts)) {
+      const mine = stores.filter((s) => site.stores.includes(s));
+      if (mine.length === 0) continue;
+      const failed = (await this.#store.getInventory(site.id, opts))?.placements?.find((p) => p.image_id === imageId && p.state === 'failed' && p.since >= since);
+      if (failed !== undefined) for (const store of mine) failures.set(store, `site ${site.id}: ${failed.reason ?? 'failed'}`);
+    }
+    return failures;
+  }
+
   /** Per image, the stores of the sites that reported a verified copy of it. */
   storesHolding(imageIds: readonly string[], opts: IoOptions = {}): Promise<Map<string, string[]>> {
     return this.#store.storesHolding(imageIds, opts);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { access, rm, writeFile } from 'node:fs/promises';
+import { access, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
@@ -275,6 +275,43 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
     await eventually('eu-far deleted its bytes', 30_000, async () => !(await onDisk(edge('eu-far'), id)));
     await eventually('central no longer lists eu-far', 30_000, async () => !(await storesAtCentral(id)).includes('eu-far'));
     assert.equal(await onDisk(edge('eu-2'), id), true);
+  });
+
+  it('a copy a site cannot verify is a real failure: copy-image lists the store in os_glance_failed_import, or fails its task when every store must succeed', async () => {
+    const id = await createImage('damaged', bytesOf(MiB + 5, 36));
+    // Damage central's bytes behind its back: every site fetching them finds they do not match the image's hashes.
+    const [centralStore] = await storesAtCentral(id);
+    const file = join(work, 'central', 'stores', centralStore!, id);
+    const bytes = await readFile(file);
+    bytes[1000] ^= 0xff;
+    await writeFile(file, bytes);
+    const importCopy = async (stores: string[], all: boolean) => {
+      const res = await api(central.url, 'POST', `/v2/images/${id}/import`, { method: { name: 'copy-image' }, stores, all_stores_must_succeed: all });
+      assert.equal(res.status, 202, JSON.stringify(res.body));
+    };
+    const lastTask = async () => ((await ok(central.url, 'GET', `/v2/images/${id}/tasks`)).tasks as { status: string; message: string; created_at: string }[])
+      .sort((a, b) => (a.created_at < b.created_at ? 1 : -1))[0]!;
+
+    await importCopy(['ap-1', 'ap-2'], false);
+    await eventually('both stores failed', 90_000, async () => {
+      const image = await ok(central.url, 'GET', `/v2/images/${id}`);
+      return image.os_glance_importing_to_stores === '' && String(image.os_glance_failed_import).split(',').sort().join() === 'ap-1,ap-2';
+    });
+    await eventually('the task ended', 30_000, async () => (await lastTask()).status !== 'processing');
+    const allowed = await lastTask();
+    assert.equal(allowed.status, 'success', allowed.message);
+    assert.match(allowed.message, /failed stores are listed in os_glance_failed_import/);
+    assert.deepEqual(await storesAtCentral(id), [centralStore]);
+
+    await importCopy(['ap-1'], true);
+    await eventually('the task failed', 90_000, async () => (await lastTask()).status === 'failure');
+    assert.match((await lastTask()).message, /the copy in store ap-1 failed \(site ap-1: .*(match|sha256|sha512|md5)/i);
+    const image = await ok(central.url, 'GET', `/v2/images/${id}`);
+    assert.equal(image.os_glance_importing_to_stores, '');
+    assert.equal(image.status, 'active');
+    for (const e of ['ap-1', 'ap-2']) assert.equal(await onDisk(edge(e), id), false, `${e} holds no copy`);
+    assert.equal((await fleet(`?image=${id}`)).fleet.length, 0, 'nothing wants the image anywhere once the tasks ended');
+    await ok(central.url, 'DELETE', `/v2/images/${id}`);
   });
 
   it('untagging removes the copies; tagging again and deleting the policy does too', async () => {
