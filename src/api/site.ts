@@ -276,7 +276,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   // Every site serves its change log to children, so every site trims it.
   const retention = new ChangeLogRetention({ changeLog: catalog, keep: config.change_log_retain, log: logger });
   retention.start();
-  const sites = new SiteRegistry(catalog);
+  const sites = new SiteRegistry(catalog, catalog);
   // Every site tells central what it holds; central keeps the reports (its own included).
   const reporter = new InventoryReporter({
     catalog, storeIds: stores.list().map((s) => s.id), cacheStore: stores.defaultId, cache, log: logger,

@@ -183,6 +183,16 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.alterTable('site_inventories').addColumn('revision', 'integer', (c) => c.notNull().defaultTo(0)).execute();
     },
   },
+  '0013-site-heartbeats': {
+    async up(db: Kysely<any>) {
+      // When each site was last heard from, outside the change log (a heartbeat is not replicated).
+      await db.schema.createTable('site_heartbeats')
+        .addColumn('site_id', 'text', (c) => c.primaryKey())
+        .addColumn('last_contact', 'text', (c) => c.notNull())
+        .addColumn('lag_changes', 'integer')
+        .execute();
+    },
+  },
 };
 
 export async function migrate(db: Kysely<any>): Promise<void> {

@@ -6,7 +6,7 @@ import { IDENTITY_KINDS } from '../core/ports.ts';
 import { setProperty, type Image, type ImageMember } from '../core/image.ts';
 import type {
   AttributeFilter, CacheEntry, CacheIndex, Catalog, Change, ChangeEntity, ChangeLog, IdentityKind, IdentityRecord, IdentityStore, ImageListQuery,
-  ChunkIndex, HeldChunk, InventoryStore, IoOptions, ManifestIndex, Replica, Site, SiteInventory, Snapshot, SortKey, TaskListQuery,
+  ChunkIndex, Heartbeat, HeldChunk, InventoryStore, IoOptions, ManifestIndex, Replica, Site, SiteInventory, Snapshot, SortKey, TaskListQuery,
 } from '../core/ports.ts';
 import type { Task } from '../core/task.ts';
 import type { ChunkManifest } from '../core/chunk-manifest.ts';
@@ -260,6 +260,7 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Mani
     return this.#tx(async (trx) => {
       if ((await trx.selectFrom('sites').select('id').where('id', '=', id).executeTakeFirst()) === undefined) return false;
       await applyChange(trx, { seq: 0, entity: 'site', id, op: 'delete', body: { id }, at: '' });
+      await trx.deleteFrom('site_heartbeats').where('site_id', '=', id).execute();
       return true;
     });
   }
@@ -384,6 +385,18 @@ export class SqlCatalog implements Catalog, ChangeLog, Replica, CacheIndex, Mani
       for (const r of rows) out.push(JSON.parse(r.body) as SiteInventory);
     }
     return out;
+  }
+
+  async putHeartbeat(site: string, heartbeat: Heartbeat, opts?: IoOptions): Promise<void> {
+    throwIfAborted(opts);
+    const row = { last_contact: heartbeat.last_contact, lag_changes: heartbeat.lag_changes };
+    await this.#db.insertInto('site_heartbeats').values({ site_id: site, ...row }).onConflict((oc) => oc.column('site_id').doUpdateSet(row)).execute();
+  }
+
+  async listHeartbeats(opts?: IoOptions): Promise<Map<string, Heartbeat>> {
+    throwIfAborted(opts);
+    const rows = await this.#db.selectFrom('site_heartbeats').selectAll().execute();
+    return new Map(rows.map((r) => [r.site_id, { last_contact: r.last_contact, lag_changes: r.lag_changes === null ? null : Number(r.lag_changes) }]));
   }
 
   async inventoryRevisions(opts?: IoOptions): Promise<Map<string, number>> {

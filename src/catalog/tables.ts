@@ -53,6 +53,7 @@ export interface CatalogTables {
   placement_policies: { id: string; body: string };
   held_chunks: { sha256: string; length: number; store: string; key: string; offset: number };
   site_inventories: { site_id: string; body: string; revision: Generated<number> };
+  site_heartbeats: { site_id: string; last_contact: string; lag_changes: number | null };
   inventory_copies: { image_id: string; site_id: string; store: string };
   identity_records: { kind: string; id: string; body: string };
   identity_secrets: { name: string; value: string };

@@ -399,8 +399,22 @@ export interface SiteInventory {
   drift?: DriftCounts;
 }
 
-/** Port: the inventories sites reported (kept at central, outside the change log). */
+/** When a site was last heard from, and how far its replica was behind then. */
+export interface Heartbeat {
+  last_contact: string;
+  lag_changes: number | null;
+}
+
+/**
+ * Port: what sites report to central outside the change log — their inventories and their
+ * heartbeats (a site's refreshed registration that changes nothing but when it was heard from:
+ * replicated, 1,000 sites refreshing every 30 s would send every site every other's heartbeat).
+ */
 export interface InventoryStore {
+  /** Records a site's heartbeat (replacing the last). */
+  putHeartbeat(site: string, heartbeat: Heartbeat, opts?: IoOptions): Promise<void>;
+  /** Every site's last heartbeat, by site id (a removed site's is gone). */
+  listHeartbeats(opts?: IoOptions): Promise<Map<string, Heartbeat>>;
   /** Replaces the site's inventory. */
   putInventory(inventory: SiteInventory, opts?: IoOptions): Promise<void>;
   getInventory(siteId: string, opts?: IoOptions): Promise<SiteInventory | undefined>;

@@ -1,6 +1,6 @@
 import type { RequestContext } from './context.ts';
 import { BadRequestError, ConflictError, ForbiddenError } from './errors.ts';
-import type { Catalog, IoOptions, Site, StoreDescription } from './ports.ts';
+import type { Catalog, InventoryStore, IoOptions, Site, StoreDescription } from './ports.ts';
 import { storesOwnedElsewhere } from './region-stores.ts';
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
@@ -8,14 +8,18 @@ const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 /**
  * The region's sites. Each edge registers itself with its parent on start and refreshes the
  * registration as a heartbeat; registrations are forwarded up to central, which keeps the tree
- * (any depth) and refuses unknown or cyclic parents. Sites replicate down like every entity.
+ * (any depth) and refuses unknown or cyclic parents. Sites replicate down like every entity — but
+ * a refresh that changes nothing but when the site was heard from is a heartbeat, kept at central
+ * outside the change log, so that the feed carries no traffic that grows with sites × sites.
  */
 export class SiteRegistry {
   readonly #catalog: Catalog;
+  readonly #heartbeats: Pick<InventoryStore, 'putHeartbeat' | 'listHeartbeats'>;
   readonly #now: () => Date;
 
-  constructor(catalog: Catalog, now: () => Date = () => new Date()) {
+  constructor(catalog: Catalog, heartbeats: Pick<InventoryStore, 'putHeartbeat' | 'listHeartbeats'>, now: () => Date = () => new Date()) {
     this.#catalog = catalog;
+    this.#heartbeats = heartbeats;
     this.#now = now;
   }
 
@@ -64,12 +68,22 @@ export class SiteRegistry {
       version: typeof b.version === 'string' ? b.version : '',
       registered_at: existing?.registered_at ?? now, last_contact: now, lag_changes: lag as number | null,
     };
-    await this.#catalog.upsertSite(site, opts);
+    const record = (s: Site) => JSON.stringify({ ...s, last_contact: undefined, lag_changes: undefined });
+    if (existing === undefined || record(existing) !== record(site)) await this.#catalog.upsertSite(site, opts);
+    await this.#heartbeats.putHeartbeat(id, { last_contact: now, lag_changes: site.lag_changes }, opts);
     return site;
   }
 
+  /**
+   * Every site, with when it was last heard from and its lag as of then: at central, from its
+   * heartbeats; elsewhere, as of the site's last registration that changed its record.
+   */
   async list(opts: IoOptions = {}): Promise<Site[]> {
-    return this.#catalog.listSites(opts);
+    const [sites, heartbeats] = await Promise.all([this.#catalog.listSites(opts), this.#heartbeats.listHeartbeats(opts)]);
+    return sites.map((s) => {
+      const beat = heartbeats.get(s.id);
+      return beat === undefined || beat.last_contact < s.last_contact ? s : { ...s, ...beat };
+    });
   }
 }
 

@@ -62,6 +62,18 @@ export function inventoryConformance(name: string, open: () => Promise<Inventory
       assert.equal((await inventory.inventoryRevisions()).has('edge-1'), false);
     }));
 
+    it('heartbeats: each site\'s last one, replaced by the next', withStore(async (inventory) => {
+      assert.deepEqual(await inventory.listHeartbeats(), new Map());
+      await inventory.putHeartbeat('edge-1', { last_contact: '2026-01-01T00:00:00.000Z', lag_changes: null });
+      await inventory.putHeartbeat('edge-2', { last_contact: '2026-01-01T00:00:01.000Z', lag_changes: 0 });
+      await inventory.putHeartbeat('edge-1', { last_contact: '2026-01-01T00:00:30.000Z', lag_changes: 7 });
+      assert.deepEqual(await inventory.listHeartbeats(), new Map([
+        ['edge-1', { last_contact: '2026-01-01T00:00:30.000Z', lag_changes: 7 }],
+        ['edge-2', { last_contact: '2026-01-01T00:00:01.000Z', lag_changes: 0 }],
+      ]));
+      await assert.rejects(inventory.listHeartbeats({ signal: AbortSignal.abort() }));
+    }));
+
     it('storesHolding: per image, the stores of every site whose last report holds a cached copy', withStore(async (inventory) => {
       await inventory.putInventory(report('edge-1', [item('i1', 'edge-1'), item('i2', 'edge-1', 'pinned')]));
       await inventory.putInventory(report('edge-2', [item('i1', 'edge-2'), item('i1', 'edge-2')]));
