@@ -52,6 +52,21 @@ export class SiteRegistry {
     const lag = b.lag_changes ?? null;
     if (lag !== null && (typeof lag !== 'number' || !Number.isSafeInteger(lag) || lag < 0)) throw new BadRequestError('lag_changes must be a whole number.');
 
+    const now = this.#now().toISOString();
+    const candidate = (existing: Site | undefined): Site => ({
+      id, parent, labels: labels as Record<string, string>, stores: stores as string[], store_details: details as StoreDescription[],
+      public_url: typeof b.public_url === 'string' ? b.public_url : '',
+      version: typeof b.version === 'string' ? b.version : '',
+      registered_at: existing?.registered_at ?? now, last_contact: now, lag_changes: lag as number | null,
+    });
+    const record = (s: Site) => JSON.stringify({ ...s, last_contact: undefined, lag_changes: undefined });
+    // A heartbeat (nothing but when it was heard from changed) was checked when the record was written.
+    const known = await this.#catalog.getSite(id, opts);
+    if (known !== undefined && record(known) === record(candidate(known))) {
+      await this.#heartbeats.putHeartbeat(id, { last_contact: now, lag_changes: lag as number | null }, opts);
+      return candidate(known);
+    }
+
     // The parent must be known, and walking up from it must reach central without meeting `id`.
     const sites = new Map((await this.#catalog.listSites(opts)).map((s) => [s.id, s]));
     if (!sites.has(parent)) throw new ConflictError(`Site ${id} names an unknown parent site ${parent}.`);
@@ -61,15 +76,8 @@ export class SiteRegistry {
     const existing = sites.get(id);
     if (existing?.parent === null) throw new ConflictError(`Site ${id} is central; it has no parent.`);
     assertOwnStores(id, stores as string[], [...sites.values()]);
-    const now = this.#now().toISOString();
-    const site: Site = {
-      id, parent, labels: labels as Record<string, string>, stores: stores as string[], store_details: details as StoreDescription[],
-      public_url: typeof b.public_url === 'string' ? b.public_url : '',
-      version: typeof b.version === 'string' ? b.version : '',
-      registered_at: existing?.registered_at ?? now, last_contact: now, lag_changes: lag as number | null,
-    };
-    const record = (s: Site) => JSON.stringify({ ...s, last_contact: undefined, lag_changes: undefined });
-    if (existing === undefined || record(existing) !== record(site)) await this.#catalog.upsertSite(site, opts);
+    const site = candidate(existing);
+    await this.#catalog.upsertSite(site, opts);
     await this.#heartbeats.putHeartbeat(id, { last_contact: now, lag_changes: site.lag_changes }, opts);
     return site;
   }
