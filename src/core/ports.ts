@@ -218,6 +218,12 @@ export interface GetOptions extends IoOptions {
 export interface SourceOptions extends GetOptions {
   partial?: string;
   priority?: TransferPriority;
+  /**
+   * A range asked while the image's whole transfer (a fill) runs: the source may keep the
+   * verified chunks it brings, and give them to that transfer when it gets there, so that they
+   * cross the link once.
+   */
+  forRunningFill?: boolean;
 }
 
 /**

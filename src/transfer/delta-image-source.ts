@@ -31,6 +31,19 @@ type Segment = { kind: 'zero' | 'local' | 'fetch'; chunks: ManifestChunk[] };
 const ZEROS = Buffer.alloc(1 << 20);
 
 /**
+ * Verified chunks ranges brought for running fills are kept in memory, up to this many bytes in
+ * all for the site (the oldest dropped first: the fill then fetches those again).
+ */
+const KEPT_MAX_BYTES = 64 << 20;
+
+/**
+ * A fill breaks off its request to take kept chunks only for a run of at least this many bytes:
+ * asking again costs a round trip and what the broken-off request had in flight, which a few
+ * small chunks (a hypervisor's scattered reads) are not worth; those it fetches again.
+ */
+const SWITCH_MIN_BYTES = 4 << 20;
+
+/**
  * Image bytes planned from the image's chunk manifest (issue 12): all-zero chunks are made here,
  * chunks a copy this site holds already has are copied from it, and only the rest is fetched
  * from the source — each maximal run of missing chunks as one `Range` request on the ordinary
@@ -41,11 +54,17 @@ const ZEROS = Buffer.alloc(1 << 20);
  * out in order, so a fill streams them to its clients as before, and the store's put still
  * verifies size, md5 and sha512 of the whole before anything is visible.
  *
- * A whole-image request without a manifest (a source that has none), and every range request,
- * go to the source as they are.
+ * A range asked while the image's fill runs (lazy boot: a hypervisor reading a disk the edge is
+ * still fetching) is had as the whole chunks that cover it, each checked, and kept for the fill:
+ * when the fill gets there it takes them rather than fetching them a second time (breaking off its
+ * request and asking again after them, for a run of SWITCH_MIN_BYTES or more). A whole-image request without a manifest (a source
+ * that has none), and any other range request, go to the source as they are.
  */
 export class DeltaImageSource implements ParentImageSource {
   readonly #o: DeltaImageSourceOptions;
+  /** Chunks ranges brought for running fills, by `{image id}@{offset}`, oldest first; their bytes in all. */
+  readonly #kept = new Map<string, Buffer>();
+  #keptBytes = 0;
 
   constructor(opts: DeltaImageSourceOptions) {
     this.#o = opts;
@@ -56,8 +75,13 @@ export class DeltaImageSource implements ParentImageSource {
   }
 
   async open(imageId: string, opts: SourceOptions = {}): Promise<ParentImageBytes> {
-    const { partial, ...get } = opts;
-    if (opts.start !== undefined || opts.end !== undefined) return this.#o.upstream.open(imageId, get);
+    const { partial, forRunningFill, ...get } = opts;
+    if (opts.start !== undefined || opts.end !== undefined) {
+      // The fill has the manifest already; without one the range goes to the source as it is.
+      const manifest = forRunningFill === true ? await this.#o.manifestOf(imageId, opts).catch(() => undefined) : undefined;
+      if (manifest === undefined || manifest.size === 0) return this.#o.upstream.open(imageId, get);
+      return this.#range(imageId, manifest, opts.start ?? 0, Math.min(opts.end ?? manifest.size - 1, manifest.size - 1), get);
+    }
     const manifest = await this.#o.manifestOf(imageId, opts);
     if (manifest === undefined) {
       const plain = await this.#o.upstream.open(imageId, get);
@@ -79,6 +103,109 @@ export class DeltaImageSource implements ParentImageSource {
     }
   }
 
+  /**
+   * The bytes [start, end] for a running fill: the chunks covering them — kept ones from memory,
+   * all-zero ones made here, the rest fetched (each run as one range, its first asked before this
+   * answers) and kept for the fill — each checked against its sha256, clipped to the range.
+   */
+  async #range(imageId: string, manifest: ChunkManifest, start: number, end: number, opts: SourceOptions): Promise<ParentImageBytes> {
+    const segments: Segment[] = [];
+    for (const chunk of manifest.chunks) {
+      if (chunk.offset + chunk.length <= start || chunk.offset > end) continue;
+      const kind = chunk.zero === true ? 'zero' : this.#kept.has(keptKey(imageId, chunk)) ? 'local' : 'fetch';
+      const last = segments.at(-1);
+      if (last?.kind === kind) last.chunks.push(chunk);
+      else segments.push({ kind, chunks: [chunk] });
+    }
+    const first = segments.find((s) => s.kind === 'fetch');
+    const opened = first === undefined ? undefined : await this.#o.upstream.open(imageId, { ...rangeOf(first.chunks), signal: opts.signal, priority: opts.priority });
+    return { stream: this.#rangeBytes(imageId, segments, start, end, opened, opts) };
+  }
+
+  async *#rangeBytes(imageId: string, segments: Segment[], start: number, end: number, opened: ParentImageBytes | undefined, opts: SourceOptions): AsyncGenerator<Uint8Array> {
+    const counts: TransferCounters = { reused: 0, zeros: 0, fetched: 0, refetched: 0, resumes: 0 };
+    const clip = (chunk: ManifestChunk, bytes: Uint8Array) => bytes.subarray(Math.max(0, start - chunk.offset), Math.min(chunk.length, end - chunk.offset + 1));
+    try {
+      yield* this.#rangeSegments(imageId, segments, counts, clip, opened, opts);
+    } finally {
+      // Left before the first fetched run was read (the client went away): its request ends too.
+      await opened?.stream[Symbol.asyncIterator]().return?.();
+    }
+  }
+
+  async *#rangeSegments(
+    imageId: string, segments: Segment[], counts: TransferCounters, clip: (chunk: ManifestChunk, bytes: Uint8Array) => Uint8Array,
+    opened: ParentImageBytes | undefined, opts: SourceOptions,
+  ): AsyncGenerator<Uint8Array> {
+    for (const segment of segments) {
+      if (segment.kind === 'zero') {
+        for (const c of segment.chunks) yield clip(c, c.length <= ZEROS.length ? ZEROS.subarray(0, c.length) : Buffer.alloc(c.length));
+        continue;
+      }
+      // A kept chunk the fill took meanwhile is fetched after all.
+      const kept = segment.kind === 'local' ? segment.chunks.map((c) => this.#kept.get(keptKey(imageId, c))) : [];
+      if (segment.kind === 'local' && kept.every((b) => b !== undefined)) {
+        for (const [i, c] of segment.chunks.entries()) yield clip(c, kept[i]!);
+        continue;
+      }
+      let k = 0;
+      let parts: Uint8Array[] = [];
+      let have = 0;
+      for await (const part of this.#fetched(imageId, segment.chunks, counts, opts, segment.kind === 'fetch' ? opened : undefined)) {
+        parts.push(part);
+        have += part.length;
+        const chunk = segment.chunks[k]!;
+        if (have < chunk.length) continue;
+        const bytes = parts.length === 1 ? Buffer.from(parts[0]!) : Buffer.concat(parts);
+        this.#keep(imageId, chunk, bytes);
+        yield clip(chunk, bytes);
+        parts = [];
+        have = 0;
+        k++;
+      }
+      if (segment.kind === 'fetch') opened = undefined;
+    }
+  }
+
+  /** Keeps a checked chunk for the image's running fill, dropping the oldest kept beyond KEPT_MAX_BYTES. */
+  #keep(imageId: string, chunk: ManifestChunk, bytes: Buffer): void {
+    const key = keptKey(imageId, chunk);
+    if (this.#kept.has(key) || bytes.length > KEPT_MAX_BYTES) return;
+    this.#kept.set(key, bytes);
+    this.#keptBytes += bytes.length;
+    for (const [k, b] of this.#kept) {
+      if (this.#keptBytes <= KEPT_MAX_BYTES) break;
+      this.#kept.delete(k);
+      this.#keptBytes -= b.length;
+    }
+  }
+
+  /** Bytes of the kept chunks from chunks[from] on, consecutively (counted up to SWITCH_MIN_BYTES). */
+  #keptRun(imageId: string, chunks: readonly ManifestChunk[], from: number): number {
+    let bytes = 0;
+    for (let i = from; i < chunks.length && bytes < SWITCH_MIN_BYTES && this.#kept.has(keptKey(imageId, chunks[i]!)); i++) bytes += chunks[i]!.length;
+    return bytes;
+  }
+
+  /** A kept chunk, taken (the fill has it from now on). */
+  #take(imageId: string, chunk: ManifestChunk): Buffer | undefined {
+    const key = keptKey(imageId, chunk);
+    const bytes = this.#kept.get(key);
+    if (bytes === undefined) return undefined;
+    this.#kept.delete(key);
+    this.#keptBytes -= bytes.length;
+    return bytes;
+  }
+
+  /** Drops what is kept for an image whose fill ended. */
+  #drop(imageId: string): void {
+    for (const [k, b] of this.#kept) {
+      if (!k.startsWith(`${imageId}@`)) continue;
+      this.#kept.delete(k);
+      this.#keptBytes -= b.length;
+    }
+  }
+
   /** Consecutive chunks grouped by how each is to be had (`received`: bytes of the image a partial file holds). */
   async #plan(manifest: ChunkManifest, received: number, opts: IoOptions): Promise<Segment[]> {
     const segments: Segment[] = [];
@@ -93,6 +220,14 @@ export class DeltaImageSource implements ParentImageSource {
   }
 
   async *#bytes(imageId: string, plan: Segment[], counts: TransferCounters, opened: ParentImageBytes | undefined, received: Received | undefined, opts: SourceOptions): AsyncGenerator<Uint8Array> {
+    try {
+      yield* this.#planned(imageId, plan, counts, opened, received, opts);
+    } finally {
+      this.#drop(imageId);
+    }
+  }
+
+  async *#planned(imageId: string, plan: Segment[], counts: TransferCounters, opened: ParentImageBytes | undefined, received: Received | undefined, opts: SourceOptions): AsyncGenerator<Uint8Array> {
     const { signal } = opts;
     const started = Date.now();
     for (const segment of plan) {
@@ -160,11 +295,23 @@ export class DeltaImageSource implements ParentImageSource {
     const backoffMs = this.#o.backoffMs ?? 500;
     let next = 0;
     for (let failures = 0; next < chunks.length;) {
+      // Chunks a range brought for this transfer meanwhile are taken rather than fetched.
+      for (let kept = this.#take(imageId, chunks[next]!); kept !== undefined; kept = next < chunks.length ? this.#take(imageId, chunks[next]!) : undefined) {
+        counts.fetched += kept.length;
+        next++;
+        yield kept;
+      }
+      if (next >= chunks.length) break;
+      if (next > 0 && opened !== undefined) {
+        await opened.stream[Symbol.asyncIterator]().return?.();
+        opened = undefined;
+      }
       // The pieces of the chunk being received, hashed as they come and given out (as they are,
       // without a copy) once the whole chunk matched.
       let pending: Uint8Array[] = [];
       let hash = createHash('sha256');
       let have = 0;
+      let switched = false;
       try {
         const { stream } = opened ?? await this.#o.upstream.open(imageId, { ...rangeOf(chunks.slice(next)), signal, priority });
         opened = undefined;
@@ -192,8 +339,16 @@ export class DeltaImageSource implements ParentImageSource {
             next++;
             failures = 0;
             yield* parts;
+            // A range brought the next chunks meanwhile: this request stops here (the rest of it
+            // is asked again after the kept chunks).
+            if (this.#keptRun(imageId, chunks, next) >= SWITCH_MIN_BYTES) {
+              switched = true;
+              break;
+            }
           }
+          if (switched) break;
         }
+        if (switched) continue;
         if (next < chunks.length) throw new Error(`the source ended the range of image ${imageId} at ${chunks[next]!.offset + have}`);
       } catch (error) {
         signal?.throwIfAborted();
@@ -245,6 +400,10 @@ async function* counted(stream: AsyncIterable<Uint8Array>, transfer: RunningTran
       yield piece;
     }
   })(), transfer);
+}
+
+function keptKey(imageId: string, chunk: ManifestChunk): string {
+  return `${imageId}@${chunk.offset}`;
 }
 
 /** The byte range [start, end] of consecutive chunks. */

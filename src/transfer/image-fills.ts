@@ -121,9 +121,12 @@ export class ImageFills {
     return reader;
   }
 
-  /** The bytes [start, end] straight from the source, kept nowhere. */
+  /**
+   * The bytes [start, end] straight from the source, not waiting for a fill; while the image's
+   * fill runs, the source keeps them for it (`forRunningFill`), so they cross the link once.
+   */
   async passThrough(imageId: string, start: number, end: number, opts: IoOptions = {}): Promise<Readable> {
-    const { stream } = await this.#o.source.open(imageId, { start, end, signal: opts.signal });
+    const { stream } = await this.#o.source.open(imageId, { start, end, signal: opts.signal, forRunningFill: this.#fills.has(imageId) });
     return Readable.from(stream, { objectMode: false });
   }
 

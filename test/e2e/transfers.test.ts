@@ -158,6 +158,30 @@ describe('transfers by chunk manifest: delta, resume, sparse', { timeout: 300_00
     assert.equal((await download(edge.url, image.id)).sha512, sha512(data));
   });
 
+  it('a range read while the fill runs crosses the link once: the fill takes the range\'s chunks instead of fetching them again', async () => {
+    const { central, edge, wanA } = chain;
+    const data = bytesOf(64 * MiB, 55);
+    const image = await createActiveImage(central, data, { name: 'read-ahead-of-its-fill' });
+    await atEdge(image.id);
+    wanA.resetStats();
+    wanA.bandwidth(16 * MiB);
+    try {
+      const start = 40 * MiB + 12345;
+      const end = start + 20 * MiB - 1;
+      const res = await fetch(`${edge.url}/v2/images/${image.id}/file`, { headers: { range: `bytes=${start}-${end}` } });
+      assert.equal(res.status, 206);
+      assert.ok(Buffer.from(await res.arrayBuffer()).equals(data.subarray(start, end + 1)), 'the range\'s bytes');
+      await eventually('the whole image kept at the edge', 60_000, async () => ((await call(edge, 'GET', '/v2/cache')).body as { cached_images: { image_id: string }[] }).cached_images.some((c) => c.image_id === image.id));
+    } finally {
+      wanA.pass();
+    }
+    // The range's chunks (whole chunks: at most 1 MiB more on each side) cross once; what the fill
+    // had in flight when it reached them is all that is lost.
+    const moved = wanA.stats().toClient.forwarded;
+    assert.ok(moved <= data.length + 8 * MiB, `${moved} bytes crossed the link for ${data.length} and a 20 MiB range read while the fill ran`);
+    assert.equal((await download(edge.url, image.id)).sha512, sha512(data));
+  });
+
   it('a mostly empty raw image (90% zeros) moves only its data (≤ 15% of its size)', async () => {
     const { central, edge, wanA } = chain;
     const data = Buffer.alloc(64 * MiB);
