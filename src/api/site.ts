@@ -253,7 +253,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   const runner = new ImportTaskRunner({
     catalog, stores, staging, remote, manifests,
     // Tasks run at central, which has the sites' reports of the copies copy-image asked them for.
-    copyFailures: (imageId, ids, since, opts) => inventories.copyFailures(imageId, ids, since, opts),
+    copyFailures: inventories.copyFailures.bind(inventories),
     regions: (name): GlanceRegion | undefined => {
       const entry = Object.entries(config.glance_download_regions).find(([n]) => n.toLowerCase() === name.toLowerCase())?.[1];
       if (entry === undefined) return undefined;

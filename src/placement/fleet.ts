@@ -9,9 +9,6 @@ export interface FleetOptions {
   inventories: Pick<InventoryStore, 'listInventories' | 'inventoryRevisions'>;
 }
 
-/** GET /outpost/v1/fleet's filters and page. */
-export type FleetQuery = FleetFilter;
-
 export interface FleetPage {
   fleet: FleetEntry[];
   /** The marker of the next page; null on the last. */
@@ -46,8 +43,8 @@ export class Fleet {
     this.#o = opts;
   }
 
-  /** Parses GET /outpost/v1/fleet's query (BadRequestError naming the parameter). */
-  static query(params: ReadonlyMap<string, readonly string[]>): FleetQuery {
+  /** Parses GET /outpost/v1/fleet's query — its filters and page (BadRequestError naming the parameter). */
+  static query(params: ReadonlyMap<string, readonly string[]>): FleetFilter {
     const one = (name: string) => {
       const values = params.get(name);
       if (values !== undefined && values.length > 1) throw new BadRequestError(`${name} may be given once.`);
@@ -66,7 +63,7 @@ export class Fleet {
     return { image: one('image'), site: one('site'), policy: one('policy'), state: state as PlacementStateName | undefined, limit, after };
   }
 
-  async view(query: FleetQuery, opts: IoOptions = {}): Promise<FleetPage> {
+  async view(query: FleetFilter, opts: IoOptions = {}): Promise<FleetPage> {
     const [catalog] = await Promise.all([this.#o.catalog.read(opts), this.#readReports(opts)]);
     if (this.#region?.version !== catalog.version) {
       const policies = [...catalog.policies.values()].map(policyOf);
