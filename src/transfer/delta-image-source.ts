@@ -125,45 +125,39 @@ export class DeltaImageSource implements ParentImageSource {
   async *#rangeBytes(imageId: string, segments: Segment[], start: number, end: number, opened: ParentImageBytes | undefined, opts: SourceOptions): AsyncGenerator<Uint8Array> {
     const counts: TransferCounters = { reused: 0, zeros: 0, fetched: 0, refetched: 0, resumes: 0 };
     const clip = (chunk: ManifestChunk, bytes: Uint8Array) => bytes.subarray(Math.max(0, start - chunk.offset), Math.min(chunk.length, end - chunk.offset + 1));
+    const first = opened;
     try {
-      yield* this.#rangeSegments(imageId, segments, counts, clip, opened, opts);
+      for (const segment of segments) {
+        if (segment.kind === 'zero') {
+          for (const c of segment.chunks) yield clip(c, c.length <= ZEROS.length ? ZEROS.subarray(0, c.length) : Buffer.alloc(c.length));
+          continue;
+        }
+        // A kept chunk the fill took meanwhile is fetched after all.
+        const kept = segment.kind === 'local' ? segment.chunks.map((c) => this.#kept.get(keptKey(imageId, c))) : [];
+        if (segment.kind === 'local' && kept.every((b) => b !== undefined)) {
+          for (const [i, c] of segment.chunks.entries()) yield clip(c, kept[i]!);
+          continue;
+        }
+        let k = 0;
+        let parts: Uint8Array[] = [];
+        let have = 0;
+        for await (const part of this.#fetched(imageId, segment.chunks, counts, opts, segment.kind === 'fetch' ? opened : undefined)) {
+          parts.push(part);
+          have += part.length;
+          const chunk = segment.chunks[k]!;
+          if (have < chunk.length) continue;
+          const bytes = parts.length === 1 ? Buffer.from(parts[0]!) : Buffer.concat(parts);
+          this.#keep(imageId, chunk, bytes);
+          yield clip(chunk, bytes);
+          parts = [];
+          have = 0;
+          k++;
+        }
+        if (segment.kind === 'fetch') opened = undefined;
+      }
     } finally {
       // Left before the first fetched run was read (the client went away): its request ends too.
-      await opened?.stream[Symbol.asyncIterator]().return?.();
-    }
-  }
-
-  async *#rangeSegments(
-    imageId: string, segments: Segment[], counts: TransferCounters, clip: (chunk: ManifestChunk, bytes: Uint8Array) => Uint8Array,
-    opened: ParentImageBytes | undefined, opts: SourceOptions,
-  ): AsyncGenerator<Uint8Array> {
-    for (const segment of segments) {
-      if (segment.kind === 'zero') {
-        for (const c of segment.chunks) yield clip(c, c.length <= ZEROS.length ? ZEROS.subarray(0, c.length) : Buffer.alloc(c.length));
-        continue;
-      }
-      // A kept chunk the fill took meanwhile is fetched after all.
-      const kept = segment.kind === 'local' ? segment.chunks.map((c) => this.#kept.get(keptKey(imageId, c))) : [];
-      if (segment.kind === 'local' && kept.every((b) => b !== undefined)) {
-        for (const [i, c] of segment.chunks.entries()) yield clip(c, kept[i]!);
-        continue;
-      }
-      let k = 0;
-      let parts: Uint8Array[] = [];
-      let have = 0;
-      for await (const part of this.#fetched(imageId, segment.chunks, counts, opts, segment.kind === 'fetch' ? opened : undefined)) {
-        parts.push(part);
-        have += part.length;
-        const chunk = segment.chunks[k]!;
-        if (have < chunk.length) continue;
-        const bytes = parts.length === 1 ? Buffer.from(parts[0]!) : Buffer.concat(parts);
-        this.#keep(imageId, chunk, bytes);
-        yield clip(chunk, bytes);
-        parts = [];
-        have = 0;
-        k++;
-      }
-      if (segment.kind === 'fetch') opened = undefined;
+      await first?.stream[Symbol.asyncIterator]().return?.();
     }
   }
 
