@@ -12,7 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { SqlCatalog } from '../src/catalog/sql-catalog.ts';
+import { openCatalog, type SqlCatalog } from '../src/catalog/open-catalog.ts';
 import { IdentityService } from '../src/core/identity/identity-service.ts';
 import { JoseTokens } from '../src/identity/jose-tokens.ts';
 import { ScryptPasswords } from '../src/identity/scrypt-passwords.ts';
@@ -86,8 +86,8 @@ async function measure(site: Server, url: string, seconds: number, headers: Reco
 
 /** The first check of each of `n` distinct tokens, in this process (fresh catalogs named `label`): CPU ms per token. */
 async function uncached(tmp: string, label: string, n: number): Promise<{ msPerToken: number; load: LoadSpan }> {
-  const central = await SqlCatalog.openSqlite(join(tmp, `inproc-central-${label}.sqlite`));
-  const edge = await SqlCatalog.openSqlite(join(tmp, `inproc-edge-${label}.sqlite`));
+  const central = await openCatalog(join(tmp, `inproc-central-${label}.sqlite`));
+  const edge = await openCatalog(join(tmp, `inproc-edge-${label}.sqlite`));
   try {
     const tokens = new JoseTokens(central);
     await tokens.ensureSigningKey();

@@ -2,7 +2,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Server as HttpsServer } from 'node:https';
 import type { FastifyBaseLogger } from 'fastify';
-import { SqlCatalog } from '../catalog/sql-catalog.ts';
+import { openCatalog, type SqlCatalog } from '../catalog/open-catalog.ts';
 import type { OutpostConfig } from '../core/config.ts';
 import { ImageService } from '../core/image-service.ts';
 import { ImportTaskRunner, type GlanceRegion } from '../core/import-runner.ts';
@@ -116,7 +116,7 @@ interface SiteTls {
 async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteTls, config: OutpostConfig, logger: FastifyBaseLogger, options: StartOptions): Promise<RunningSite> {
   const dataDir = directory.path;
   const hashers = new WorkerHasherFactory();
-  const catalog = await SqlCatalog.openSqlite(directory.catalogPath);
+  const catalog = await openCatalog(directory.catalogPath);
   const stores = new StoreRegistry(await Promise.all(config.stores.map(async (s) => {
     const root = isAbsolute(s.path) ? s.path : resolve(s.path);
     return {

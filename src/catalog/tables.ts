@@ -57,5 +57,7 @@ export interface CatalogTables {
   inventory_copies: { image_id: string; site_id: string; store: string };
   identity_records: { kind: string; id: string; body: string };
   identity_secrets: { name: string; value: string };
-  changes: { seq: Generated<number>; entity: string; entity_id: string; op: string; body: string; at: string };
+  changes: { seq: number; entity: string; entity_id: string; op: string; body: string; at: string };
+  /** The change log's counter: its one row holds the last seq assigned (see change-log/append.ts). */
+  change_counter: { name: string; value: number };
 }

@@ -62,7 +62,9 @@ export interface ImageListQuery {
 export const IDENTITY_KINDS = ['domain', 'project', 'user', 'role', 'assignment', 'signing_key', 'revocation'] as const;
 /** Identity's public records, replicated to every site (never a password hash or private key). */
 export type IdentityKind = (typeof IDENTITY_KINDS)[number];
-export type ChangeEntity = 'image' | 'member' | 'task' | 'site' | 'policy' | IdentityKind;
+/** Every kind of entity the change log carries. */
+export const CHANGE_ENTITIES = ['image', 'member', 'task', 'site', 'policy', ...IDENTITY_KINDS] as const;
+export type ChangeEntity = (typeof CHANGE_ENTITIES)[number];
 export interface Change {
   seq: number;
   entity: ChangeEntity;
@@ -517,8 +519,10 @@ export interface IdentityStore {
   getIdentity(kind: IdentityKind, id: string, opts?: IoOptions): Promise<Record<string, unknown> | undefined>;
   listIdentity(kind: IdentityKind, opts?: IoOptions): Promise<Record<string, unknown>[]>;
   /**
-   * A number that changes whenever identity records may have changed (a write or a replicated
-   * batch), read without I/O: what was checked against the records stays valid while it holds.
+   * A number that changes whenever a commit touched identity records — a write or a replicated
+   * batch, made by this process or (sharing a database) by another — read without I/O: what was
+   * checked against the records stays valid while it holds. This process's own writes move it
+   * before they resolve; other processes' as soon as their commit is announced (ChangeNotifier).
    */
   identityVersion(): number;
   getSecret(name: string, opts?: IoOptions): Promise<string | undefined>;
@@ -542,6 +546,26 @@ export interface ChangeLog {
    * each kind, so that two catalogs at the same seq agree exactly when their contents do.
    */
   digest(opts?: IoOptions): Promise<{ seq: number; digests: Record<string, string> }>;
+}
+
+/** A write that committed changes to the log: the newest seq it appended, and the entity kinds it touched. */
+export interface CommitEvent {
+  seq: number;
+  kinds: readonly ChangeEntity[];
+}
+
+/**
+ * Port: wakes whoever waits for changes — long-polling feeds, caches of identity checks — when a
+ * write commits, in this process and in every other process sharing the database (several central
+ * nodes). A missed or late event delays a waiter until its own timeout; it never loses a change,
+ * which is always read back from the log.
+ */
+export interface ChangeNotifier {
+  /** Announces a committed write: to this process's listeners before it resolves, to other processes' soon after. */
+  publish(event: CommitEvent, opts?: IoOptions): Promise<void>;
+  /** Calls `listener` for every commit announced by any process; returns the function that stops it. */
+  subscribe(listener: (event: CommitEvent) => void): () => void;
+  close(): Promise<void>;
 }
 
 /**

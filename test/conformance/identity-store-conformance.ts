@@ -33,7 +33,7 @@ export function identityStoreConformance(name: string, open: () => Promise<Ident
       assert.deepEqual(changes, ['project/p1/upsert', 'user/p1/upsert', 'project/p1/upsert', 'project/p1/delete']);
     }));
 
-    it('identityVersion moves with every identity write and replicated batch, not with reads or secrets', withStore(async (store) => {
+    it('identityVersion moves with every commit that touches identity records — a write or a replicated batch — and with nothing else', withStore(async (store) => {
       const v0 = store.identityVersion();
       await store.getIdentity('user', 'x');
       await store.listIdentity('user');
@@ -46,6 +46,9 @@ export function identityStoreConformance(name: string, open: () => Promise<Ident
       const v2 = store.identityVersion();
       assert.notEqual(v2, v1);
       await store.apply([], 0);
+      await store.apply([{ seq: 1, entity: 'site', id: 'edge-1', op: 'upsert', body: { id: 'edge-1' }, at: '' }], 1);
+      assert.equal(store.identityVersion(), v2);
+      await store.apply([{ seq: 2, entity: 'role', id: 'r', op: 'upsert', body: { id: 'r' }, at: '' }], 2);
       const v3 = store.identityVersion();
       assert.notEqual(v3, v2);
       await store.load(await store.snapshot());

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
+import { openCatalog, type SqlCatalog } from '../../src/catalog/open-catalog.ts';
 import { validateManifest } from '../../src/core/chunk-manifest.ts';
 import { DataMismatchError, NotFoundError } from '../../src/core/errors.ts';
 import type { Image } from '../../src/core/image.ts';
@@ -37,7 +37,7 @@ describe('ImageManifests', () => {
   let stores: StoreRegistry;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'outpost-manifests-'));
-    catalog = await SqlCatalog.openSqlite(join(dir, 'catalog.sqlite'));
+    catalog = await openCatalog(join(dir, 'catalog.sqlite'));
     stores = new StoreRegistry([{ info: { id: 'a', type: 'file', description: '', weight: 0, readOnly: false, properties: {} }, blobs: new VerifyingBlobStore(new MemoryBlobDriver('a'), hashers) }]);
   });
   after(async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
-import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
+import { openCatalog, type SqlCatalog } from '../../src/catalog/open-catalog.ts';
 import { ADMIN_CONTEXT } from '../../src/core/context.ts';
 import { ConflictError } from '../../src/core/errors.ts';
 import { ImageService } from '../../src/core/image-service.ts';
@@ -27,7 +27,7 @@ let imports: ImportService;
 
 before(async () => {
   dir = await tempDir();
-  catalog = await SqlCatalog.openSqlite(join(dir, 'catalog.sqlite'));
+  catalog = await openCatalog(join(dir, 'catalog.sqlite'));
   const store = async (id: string) => ({
     info: { id, type: 'file' as const, description: '', weight: 0, readOnly: false, properties: {} },
     blobs: new VerifyingBlobStore(await FileBlobDriver.create({ id, root: join(dir, id), sync: false }), hashers),

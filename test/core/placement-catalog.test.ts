@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
+import { openCatalog, type SqlCatalog } from '../../src/catalog/open-catalog.ts';
 import type { Image } from '../../src/core/image.ts';
 import { policyRecord, validatePolicy } from '../../src/core/placement-policy.ts';
 import type { Site } from '../../src/core/ports.ts';
@@ -28,7 +28,7 @@ describe('PlacementCatalog (SQLite catalog)', () => {
 
   before(async () => {
     dir = await tempDir();
-    catalog = await SqlCatalog.openSqlite(join(dir, 'catalog.sqlite'));
+    catalog = await openCatalog(join(dir, 'catalog.sqlite'));
     // The real catalog, counting the whole reads.
     const changeLog = {
       lastSeq: catalog.lastSeq.bind(catalog), firstSeq: catalog.firstSeq.bind(catalog), changesSince: catalog.changesSince.bind(catalog),

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
-import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
+import { openCatalog, type SqlCatalog } from '../../src/catalog/open-catalog.ts';
 import { ADMIN_CONTEXT } from '../../src/core/context.ts';
 import { SiteRegistry } from '../../src/core/site-registry.ts';
 import { tempDir } from '../helpers/site.ts';
@@ -14,7 +14,7 @@ let registry: SiteRegistry;
 
 before(async () => {
   dir = await tempDir();
-  catalog = await SqlCatalog.openSqlite(join(dir, 'catalog.sqlite'));
+  catalog = await openCatalog(join(dir, 'catalog.sqlite'));
   registry = new SiteRegistry(catalog, catalog, () => new Date(clock));
   await registry.registerSelf({ id: 'central', labels: {}, public_url: 'http://central.test', stores: ['central'], version: '1' });
 });

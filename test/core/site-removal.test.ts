@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
-import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
+import { openCatalog, type SqlCatalog } from '../../src/catalog/open-catalog.ts';
 import { ADMIN_CONTEXT } from '../../src/core/context.ts';
 import { ConflictError, ForbiddenError, NotFoundError } from '../../src/core/errors.ts';
 import type { Image } from '../../src/core/image.ts';
@@ -30,7 +30,7 @@ const image = (status: Image['status'], stores: string[]): Image => ({
 
 before(async () => {
   dir = await tempDir();
-  catalog = await SqlCatalog.openSqlite(join(dir, 'catalog.sqlite'));
+  catalog = await openCatalog(join(dir, 'catalog.sqlite'));
   for (const s of [site('central', null), site('edge-1', 'central', ['edge-1', 'edge-1-bulk']), site('far-1', 'edge-1')]) await catalog.upsertSite(s);
   removal = new SiteRemoval({
     catalog, inventories: catalog,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
+import { openCatalog, type SqlCatalog } from '../../src/catalog/open-catalog.ts';
 import { ADMIN_CONTEXT } from '../../src/core/context.ts';
 import type { Image } from '../../src/core/image.ts';
 import { ImageService } from '../../src/core/image-service.ts';
@@ -32,7 +32,7 @@ describe('StartupRecovery', () => {
 
   before(async () => {
     dir = await tempDir();
-    catalog = await SqlCatalog.openSqlite(join(dir, 'catalog.sqlite'));
+    catalog = await openCatalog(join(dir, 'catalog.sqlite'));
     const store = async (id: string) => ({
       info: { id, type: 'file' as const, description: '', weight: 0, readOnly: false, properties: { data_dir: join(dir, id) } },
       blobs: new VerifyingBlobStore(await FileBlobDriver.create({ id, root: join(dir, id), sync: false }), hashers),

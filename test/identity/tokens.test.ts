@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
+import { openCatalog, type SqlCatalog } from '../../src/catalog/open-catalog.ts';
 import { ADMIN_CONTEXT } from '../../src/core/context.ts';
 import { UnauthorizedError } from '../../src/core/errors.ts';
 import { IdentityService } from '../../src/core/identity/identity-service.ts';
@@ -37,8 +37,8 @@ describe('tokens: issued by central, checked by every site against its replica',
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'outpost-tokens-'));
-    central = await SqlCatalog.openSqlite(join(dir, 'central.sqlite'));
-    edge = await SqlCatalog.openSqlite(join(dir, 'edge.sqlite'));
+    central = await openCatalog(join(dir, 'central.sqlite'));
+    edge = await openCatalog(join(dir, 'edge.sqlite'));
     centralTokens = new JoseTokens(central, now);
     await centralTokens.ensureSigningKey();
     const sites = async () => [];
@@ -73,7 +73,7 @@ describe('tokens: issued by central, checked by every site against its replica',
     const none = Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url');
     await assert.rejects(atEdge.contextFor(`${none}.${p}.`), UnauthorizedError);
     // Signed by a key of another deployment, with this deployment's kid.
-    const otherDir = await SqlCatalog.openSqlite(join(dir, 'other.sqlite'));
+    const otherDir = await openCatalog(join(dir, 'other.sqlite'));
     const other = new JoseTokens(otherDir, now);
     await other.ensureSigningKey();
     const forged = await other.sign({ ...claims, sub: claims.sub });
@@ -153,7 +153,7 @@ describe('tokens: issued by central, checked by every site against its replica',
     const { stdout } = await run('python3', ['-c', `import uuid; print(uuid.uuid5(uuid.UUID('${IDENTITY_NAMESPACE}'), 'project:default:demo').hex)`]);
     assert.equal(predictableId('project', 'default', 'demo'), stdout.trim());
     assert.equal(uuid5('6ba7b810-9dad-11d1-80b4-00c04fd430c8', 'python.org'), '886313e1-3b8a-5372-9b90-0c9aee199e5d');
-    const otherDb = await SqlCatalog.openSqlite(join(dir, 'deployment-2.sqlite'));
+    const otherDb = await openCatalog(join(dir, 'deployment-2.sqlite'));
     const otherTokens = new JoseTokens(otherDb, now);
     await otherTokens.ensureSigningKey();
     const other = new IdentityService({ store: otherDb, verifier: otherTokens, signer: otherTokens, passwords: new ScryptPasswords(), tokenTtlSeconds: 600, sites: async () => [] });
@@ -174,8 +174,8 @@ describe('federation: tokens of a trusted external issuer', () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'outpost-federation-'));
-    central = await SqlCatalog.openSqlite(join(dir, 'central.sqlite'));
-    edge = await SqlCatalog.openSqlite(join(dir, 'edge.sqlite'));
+    central = await openCatalog(join(dir, 'central.sqlite'));
+    edge = await openCatalog(join(dir, 'edge.sqlite'));
     const idp = await generateKeyPair('ES256', { extractable: true });
     const jwk = { ...(await exportJWK(idp.publicKey)), kid: 'idp-1', alg: 'ES256' };
     sign = (claims, key = idp.privateKey) => new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' })

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { SqlCatalog } from '../../src/catalog/sql-catalog.ts';
+import { openCatalog, type SqlCatalog } from '../../src/catalog/open-catalog.ts';
 import { ParentClient } from '../../src/links/parent-client.ts';
 import { Follower } from '../../src/replication/follower.ts';
 import { bytesOf, call, createActiveImage, createImage, expectStatus, patchImage } from '../helpers/glance-client.ts';
@@ -28,7 +28,7 @@ describe('change feed and follower', () => {
   before(async () => {
     central = await startTestSite();
     replicaPath = join(await tempDir(), 'replica.sqlite');
-    replica = await SqlCatalog.openSqlite(replicaPath);
+    replica = await openCatalog(replicaPath);
     follower = new Follower({ replica, parent: new ParentClient({ url: central.url, timeoutMs: 5000 }), log: quiet, waitSeconds: 5, auditIntervalSeconds: 0 });
     await follower.start();
   });
@@ -112,7 +112,7 @@ describe('change feed and follower', () => {
   it('the site trims its change log to change_log_retain; a follower behind it reloads from the snapshot', async () => {
     const site = await startTestSite({ change_log_retain: 2 });
     const dir = await tempDir();
-    const late = await SqlCatalog.openSqlite(join(dir, 'late.sqlite'));
+    const late = await openCatalog(join(dir, 'late.sqlite'));
     try {
       const a = await createImage(site, { name: 'kept' });
       const gone = await createImage(site, { name: 'gone' });

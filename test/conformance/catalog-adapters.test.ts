@@ -1,0 +1,58 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe } from 'node:test';
+import { openCatalog, type SqlCatalog } from '../../src/catalog/open-catalog.ts';
+import { createTestDatabase, postgresSkip } from '../helpers/postgres.ts';
+import { catalogConformance } from './catalog-conformance.ts';
+import { identityStoreConformance } from './identity-store-conformance.ts';
+import { inventoryConformance } from './inventory-conformance.ts';
+import { changeLogConformance, replicaConformance } from './replication-conformance.ts';
+import { chunkIndexConformance, manifestIndexConformance } from './site-index-conformance.ts';
+
+interface Handle {
+  catalog: SqlCatalog;
+  cleanup(): Promise<void>;
+}
+
+/** Every port the catalog's database serves, against one adapter. */
+function allSuites(name: string, open: () => Promise<Handle>): void {
+  /** The same handle, with the catalog under the name a suite expects. */
+  const as = <K extends string>(key: K) => async () => {
+    const handle = await open();
+    return { [key]: handle.catalog, cleanup: handle.cleanup } as Record<K, SqlCatalog> & { cleanup(): Promise<void> };
+  };
+  catalogConformance(name, open);
+  changeLogConformance(name, open);
+  replicaConformance(name, open);
+  inventoryConformance(name, as('inventory'));
+  identityStoreConformance(name, as('store'));
+  manifestIndexConformance(name, as('index'));
+  chunkIndexConformance(name, as('index'));
+}
+
+allSuites('SQLite file', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'outpost-catalog-'));
+  const catalog = await openCatalog(join(dir, 'catalog.sqlite'));
+  return {
+    catalog,
+    async cleanup() {
+      await catalog.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+describe('PostgreSQL', { skip: postgresSkip }, () => {
+  allSuites('PostgreSQL', async () => {
+    const database = await createTestDatabase();
+    const catalog = await openCatalog(database.url);
+    return {
+      catalog,
+      async cleanup() {
+        await catalog.close();
+        await database.drop();
+      },
+    };
+  });
+});
