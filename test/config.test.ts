@@ -83,6 +83,17 @@ describe('configuration', () => {
     assert.ok(problems(() => resolveConfig({ flags: { parent_ca: '/tls/ca.pem' } })).some((p) => /parent_ca is only for role "edge"/.test(p)));
   });
 
+  it('takes the catalog as database_url (a PostgreSQL URL), OUTPOST_DATABASE_URL or --database-url; the default is SQLite', () => {
+    assert.equal(resolveConfig({}).database_url, null);
+    assert.equal(resolveConfig({}).migrate_at_start, true);
+    const url = 'postgres://outpost:secret@127.0.0.1:5432/outpost';
+    assert.equal(resolveConfig({ env: { OUTPOST_DATABASE_URL: url } }).database_url, url);
+    assert.equal(resolveConfig({ flags: { database_url: url, migrate_at_start: false } }).migrate_at_start, false);
+    for (const bad of ['mysql://h/db', 'postgres://host-without-database', '/var/lib/outpost/catalog.sqlite']) {
+      assert.ok(problems(() => resolveConfig({ flags: { database_url: bad } })).some((p) => /database_url must be a PostgreSQL URL/.test(p)), bad);
+    }
+  });
+
   it('rejects unknown keys and reports every problem at once', () => {
     const p = problems(() => resolveConfig({
       file: { listen: 'nowhere', colour: 'blue', api_limit_max: -1 },

@@ -8,6 +8,7 @@ import { ImageService } from '../core/image-service.ts';
 import { ImportTaskRunner, type GlanceRegion } from '../core/import-runner.ts';
 import { ImportService } from '../core/import-service.ts';
 import { StartupRecovery } from '../core/startup-recovery.ts';
+import { NodeWork } from '../core/node-work.ts';
 import { StoreRegistry } from '../core/stores.ts';
 import { RegionStores } from '../core/region-stores.ts';
 import { HeaderAuthenticator } from '../identity/header-authenticator.ts';
@@ -116,7 +117,8 @@ interface SiteTls {
 async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteTls, config: OutpostConfig, logger: FastifyBaseLogger, options: StartOptions): Promise<RunningSite> {
   const dataDir = directory.path;
   const hashers = new WorkerHasherFactory();
-  const catalog = await openCatalog(directory.catalogPath);
+  // The catalog: the SQLite file in the data directory, or PostgreSQL shared by several nodes.
+  const catalog = await openCatalog(config.database_url ?? directory.catalogPath, { migrate: config.migrate_at_start, log: logger });
   const stores = new StoreRegistry(await Promise.all(config.stores.map(async (s) => {
     const root = isAbsolute(s.path) ? s.path : resolve(s.path);
     return {
@@ -126,7 +128,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   })));
   // Import: a node-local staging area (Glance's reserved os_glance_staging_store), the task
   // runner, and the filtered HTTP client for web-download and glance-download.
-  const staging = new VerifyingBlobStore(await FileBlobDriver.create({ id: 'os_glance_staging_store', root: join(dataDir, 'staging'), sync: false }), hashers);
+  const staging = new VerifyingBlobStore(await FileBlobDriver.create({ id: 'os_glance_staging_store', root: config.staging_path === null ? join(dataDir, 'staging') : resolve(config.staging_path), sync: false }), hashers);
   // Identity: central issues tokens (and keeps password hashes and the private signing key);
   // every site verifies them against its own replica of identity's public records.
   const keystone = config.auth === 'keystone';
@@ -238,8 +240,13 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   });
   agent?.start();
   const region = new RegionStores({ site: config.site, local: stores, sites: (o) => catalog.listSites(o) });
+  // This node among the nodes serving the site from one catalog (PostgreSQL: any number; SQLite:
+  // this one alone): its uploads, staging and import tasks are claimed, and another node takes
+  // them over if it dies.
+  const shared = catalog.dialect !== 'sqlite';
+  const work = await NodeWork.start({ claims: catalog, site: config.site, exclusive: !shared, log: logger });
   const images = new ImageService({
-    catalog, region, manifests,
+    catalog, region, manifests, work,
     elsewhere: cache,
     copies,
     stores,
@@ -260,14 +267,18 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
       return { url: entry.url, headers: entry.token === null ? {} : { 'x-auth-token': entry.token } };
     },
     imageSizeCap: config.image_size_cap,
+    work,
     log: logger,
   });
-  // What a stopped process left: partial writes everywhere; interrupted tasks and uploads where
+  // What a stopped process (or node) left: partial writes; interrupted tasks and uploads where
   // the catalog is authoritative (an edge's replicated images and tasks are central's).
-  const recovery = new StartupRecovery({ catalog, stores, staging, ownsCatalog: config.role === 'central', tasks: runner, log: logger });
+  const recovery = new StartupRecovery({
+    catalog, stores, staging, ownsCatalog: config.role === 'central', tasks: runner, work, log: logger,
+    shared: shared ? { staging: config.staging_path !== null } : undefined,
+  });
   await recovery.recover();
   const imports = new ImportService({
-    catalog, stores, region, images, staging, runner,
+    catalog, stores, region, images, staging, runner, work,
     methods: config.import_methods,
     checkUri: (uri) => remote.check(uri),
     imageSizeCap: config.image_size_cap,
@@ -336,6 +347,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     await fills.close();
     await runner.close();
     await recovery.close();
+    work.close();
     await catalog.close();
     await hashers.close();
     parent?.close();

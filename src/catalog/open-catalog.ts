@@ -1,6 +1,7 @@
 import type {
-  CacheIndex, Catalog, ChangeLog, ChunkIndex, IdentityStore, InventoryStore, ManifestIndex, Replica,
+  CacheIndex, Catalog, ChangeLog, ChunkIndex, IdentityStore, InventoryStore, ManifestIndex, Replica, WorkClaims,
 } from '../core/ports.ts';
+import { StartupError } from '../core/startup-error.ts';
 import { SqlChangeLog } from './change-log/sql-change-log.ts';
 import { SqlReplica } from './change-log/sql-replica.ts';
 import { CatalogDatabase } from './database.ts';
@@ -10,14 +11,15 @@ import { openSqlite } from './dialects/sqlite.ts';
 import { IdentityRepository } from './identity-repository.ts';
 import { ImageRepository } from './image-repository.ts';
 import { InventoryRepository } from './inventory-repository.ts';
-import { migrate, pendingMigrations } from './migrations/index.ts';
+import { migrate, migrationStatus } from './migrations/index.ts';
 import { PolicyRepository } from './policy-repository.ts';
 import { SiteIndexRepository } from './site-index-repository.ts';
 import { SiteRepository } from './site-repository.ts';
 import { TaskRepository } from './task-repository.ts';
+import { WorkClaimRepository } from './work-claim-repository.ts';
 
 /** Every port the catalog's database serves, on one handle (what a site's composition root wires). */
-export interface SqlCatalog extends Catalog, ChangeLog, Replica, CacheIndex, ManifestIndex, ChunkIndex, InventoryStore, IdentityStore {
+export interface SqlCatalog extends Catalog, ChangeLog, Replica, CacheIndex, ManifestIndex, ChunkIndex, InventoryStore, IdentityStore, WorkClaims {
   readonly dialect: SqlEngine['name'];
 }
 
@@ -32,9 +34,21 @@ export function isPostgresUrl(location: string): boolean {
   return /^postgres(ql)?:\/\//i.test(location);
 }
 
+/** `location` fit to print: a URL's password is replaced by ***. */
+export function redactLocation(location: string): string {
+  if (!isPostgresUrl(location)) return location;
+  const url = new URL(location);
+  if (url.password !== '') url.password = '***';
+  return url.toString();
+}
+
 /** Opens the database at `location` — a SQLite file path or a PostgreSQL URL — without touching its schema. */
 export async function openEngine(location: string, opts: Pick<OpenCatalogOptions, 'log'> = {}): Promise<SqlEngine> {
-  return isPostgresUrl(location) ? openPostgres({ url: location, log: opts.log }) : openSqlite(location);
+  try {
+    return isPostgresUrl(location) ? await openPostgres({ url: location, log: opts.log }) : openSqlite(location);
+  } catch (error) {
+    throw new StartupError(`cannot open the catalog at ${redactLocation(location)}: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 /** A repository's methods as plain properties (a spread of a class instance has none). */
@@ -58,8 +72,8 @@ export async function openCatalog(location: string, opts: OpenCatalogOptions = {
   const engine = await openEngine(location, opts);
   try {
     if (opts.migrate === false) {
-      const pending = await pendingMigrations(engine.kysely, engine.name);
-      if (pending.length > 0) throw new Error(`the catalog database needs migrations ${pending.join(', ')}: run \`outpost db migrate\``);
+      const { pending } = await migrationStatus(engine.kysely, engine.name);
+      if (pending.length > 0) throw new StartupError(`the catalog at ${redactLocation(location)} needs migrations ${pending.join(', ')}: run \`outpost db migrate\``);
     } else {
       await migrate(engine.kysely, engine.name);
     }
@@ -76,6 +90,7 @@ export async function openCatalog(location: string, opts: OpenCatalogOptions = {
     ...methodsOf(new PolicyRepository(db)),
     ...methodsOf(new InventoryRepository(db)),
     ...methodsOf(new SiteIndexRepository(db)),
+    ...methodsOf(new WorkClaimRepository(db)),
     ...methodsOf(new SqlChangeLog(db)),
     ...methodsOf(new SqlReplica(db)),
     ...methodsOf(identity),

@@ -58,6 +58,8 @@ export interface CatalogTables {
   identity_records: { kind: string; id: string; body: string };
   identity_secrets: { name: string; value: string };
   changes: { seq: number; entity: string; entity_id: string; op: string; body: string; at: string };
+  nodes: { id: string; site: string; started_at: string; seen_ms: number };
+  work_claims: { kind: string; id: string; node: string; claimed_at: string };
   /** The change log's counter: its one row holds the last seq assigned (see change-log/append.ts). */
   change_counter: { name: string; value: number };
 }

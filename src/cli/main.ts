@@ -5,6 +5,7 @@ import { ConfigError, resolveConfig, type OutpostConfig } from '../core/config.t
 import { StartupError } from '../core/startup-error.ts';
 import { startSite } from '../api/site.ts';
 import { CliError } from './cli-error.ts';
+import { dbCommand } from './db-commands.ts';
 import { demoCommand } from './demo.ts';
 import { imageCommand } from './image-commands.ts';
 import { keysCommand, siteCommand } from './site-commands.ts';
@@ -32,8 +33,9 @@ async function loadConfig(file: string | undefined, flags: Record<string, unknow
 
 function serveFlags(o: Record<string, unknown>): Record<string, unknown> {
   const flags: Record<string, unknown> = {
-    role: o.role, site: o.site, listen: o.listen, data: o.data, parent: o.parent, auth: o.auth, log_level: o.logLevel,
+    role: o.role, site: o.site, listen: o.listen, data: o.data, database_url: o.databaseUrl, staging_path: o.stagingPath, parent: o.parent, auth: o.auth, log_level: o.logLevel,
     insecure_auth_none: o.insecureAuthNone === true ? true : undefined,
+    migrate_at_start: o.migrate === false ? false : undefined,
     public_url: o.publicUrl,
     tls_cert: o.tlsCert, tls_key: o.tlsKey, parent_ca: o.parentCa, sites_ca: o.sitesCa,
   };
@@ -53,6 +55,9 @@ program.command('serve')
   .option('--site <id>', 'site id (default "central")')
   .option('--listen <host:port>', 'address to listen on (default 127.0.0.1:9292)')
   .option('--data <dir>', 'data directory (default ./data)')
+  .option('--database-url <url>', 'the catalog in PostgreSQL, postgres://USER:PASSWORD@HOST:PORT/DB (default: SQLite in the data directory)')
+  .option('--staging-path <dir>', 'where import data is staged (default <data>/staging; several central nodes share one)')
+  .option('--no-migrate', 'refuse to start on a catalog that needs migrations instead of applying them')
   .option('--parent <url>', 'parent site URL (edge role)')
   .option('--store <id=file:path>', 'a store; repeatable, the first is the default', (v: string, acc: string[]) => [...acc, v], [] as string[])
   .option('--label <key=value>', 'a label of this site; repeatable', (v: string, acc: string[]) => [...acc, v], [] as string[])
@@ -108,6 +113,7 @@ program.addCommand(siteCommand((line) => process.stdout.write(`${line}\n`)));
 program.addCommand(keysCommand((line) => process.stdout.write(`${line}\n`)));
 program.addCommand(transfersCommand((line) => process.stdout.write(`${line}\n`)));
 program.addCommand(fleetCommand((line) => process.stdout.write(`${line}\n`)));
+program.addCommand(dbCommand((line) => process.stdout.write(`${line}\n`), loadConfig));
 
 try {
   await program.parseAsync(process.argv);

@@ -49,6 +49,19 @@ export interface OutpostConfig {
   site: string;
   listen: string;
   data: string;
+  /**
+   * Where the catalog lives: null for the SQLite file in the data directory (the default), or a
+   * PostgreSQL URL (postgres://USER:PASSWORD@HOST:PORT/DATABASE) that several central nodes share.
+   */
+  database_url: string | null;
+  /**
+   * Where import data is staged (glance-direct's PUT /stage, web-download's download): null for
+   * `<data>/staging`. Several central nodes share a directory here (as they share their stores),
+   * so that an import reaches the data whichever node staged it.
+   */
+  staging_path: string | null;
+  /** Apply pending catalog migrations at start (else a catalog that needs them is refused: `outpost db migrate`). */
+  migrate_at_start: boolean;
   parent: string | null;
   /** Labels of this site (placement policies select sites by them), e.g. {"region": "north"}. */
   labels: Readonly<Record<string, string>>;
@@ -169,6 +182,9 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   site: { kind: 'string' },
   listen: { kind: 'string' },
   data: { kind: 'string' },
+  database_url: { kind: 'nullable-string' },
+  migrate_at_start: { kind: 'boolean' },
+  staging_path: { kind: 'nullable-string' },
   parent: { kind: 'nullable-string' },
   labels: { kind: 'labels' },
   stores: { kind: 'stores' },
@@ -214,6 +230,9 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   site: 'central',
   listen: '127.0.0.1:9292',
   data: './data',
+  database_url: null,
+  migrate_at_start: true,
+  staging_path: null,
   parent: null,
   labels: {},
   stores: [],
@@ -438,6 +457,9 @@ export function resolveConfig(sources: ConfigSources): OutpostConfig {
   }
   if ((merged.tls_cert === null) !== (merged.tls_key === null)) {
     problems.push(`${origin.tls_cert ?? origin.tls_key}: tls_cert and tls_key go together (the certificate and its private key)`);
+  }
+  if (typeof merged.database_url === 'string' && !/^postgres(ql)?:\/\/[^/]+\/[^/?]+/i.test(merged.database_url)) {
+    problems.push(`${origin.database_url}: database_url must be a PostgreSQL URL, postgres://USER:PASSWORD@HOST:PORT/DATABASE (without it, the catalog is the SQLite file in the data directory)`);
   }
   if (merged.parent_ca !== null && merged.role !== 'edge') problems.push(`${origin.parent_ca}: parent_ca is only for role "edge"`);
   if (typeof merged.keystone_url === 'string' && !/^https?:\/\/[^/]+/.test(merged.keystone_url)) {

@@ -19,6 +19,7 @@ import type { StoreRegistry } from './stores.ts';
 import { HEADER_BYTES, inspectVirtualSize } from './virtual-size.ts';
 import type { ChunkManifest } from './chunk-manifest.ts';
 import type { ImageManifests } from './image-manifests.ts';
+import type { NodeWork } from './node-work.ts';
 
 export interface ImageServiceOptions {
   catalog: Catalog;
@@ -39,6 +40,8 @@ export interface ImageServiceOptions {
   region?: RegionStores;
   /** The chunk manifests of the images' bytes (recorded at upload, served to other sites). */
   manifests?: ImageManifests;
+  /** This node among several sharing the catalog: an upload is claimed while it runs. Absent: the only process. */
+  work?: NodeWork;
   now?: () => Date;
 }
 
@@ -77,6 +80,7 @@ export class ImageService {
   readonly #staging: BlobStore | undefined;
   readonly #elsewhere: ImageBytesElsewhere | undefined;
   readonly #manifests: ImageManifests | undefined;
+  readonly #work: NodeWork | undefined;
   readonly #copies: CopyRegistry | undefined;
   readonly #region: RegionStores | undefined;
   readonly #now: () => Date;
@@ -92,6 +96,7 @@ export class ImageService {
     this.#copies = opts.copies;
     this.#region = opts.region;
     this.#manifests = opts.manifests;
+    this.#work = opts.work;
     this.#now = opts.now ?? (() => new Date());
   }
 
@@ -332,6 +337,18 @@ export class ImageService {
       throw new PayloadTooLargeError(`Image exceeds the storage quota: image_size_cap is ${this.#sizeCap} bytes.`);
     }
     if (this.#copies !== undefined) return this.#uploadHere(ctx, image, storeId, data, req, this.#copies);
+    // Claimed before the image is `saving`: an unclaimed `saving` image is one whose node is gone
+    // (StartupRecovery returns it to queued).
+    await this.#work?.claim('upload', image.id, req);
+    try {
+      return await this.#uploadSaving(image, storeId, blobs, data, req);
+    } finally {
+      await this.#work?.release('upload', image.id).catch(() => undefined);
+    }
+  }
+
+  /** queued → saving → active with the verified copy, or back to queued with nothing stored. */
+  async #uploadSaving(image: Image, storeId: string, blobs: BlobStore, data: AsyncIterable<Uint8Array>, req: UploadRequest): Promise<Image> {
     await this.#catalog.updateImage(image.id, (current) => {
       assertUploadable(current);
       return { ...current, status: 'saving', updated_at: this.#timestamp() };

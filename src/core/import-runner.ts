@@ -8,6 +8,7 @@ import type { StoreRegistry } from './stores.ts';
 import { endTask, type Task } from './task.ts';
 import { HEADER_BYTES, inspectVirtualSize } from './virtual-size.ts';
 import type { ImageManifests } from './image-manifests.ts';
+import type { NodeWork } from './node-work.ts';
 
 /** A glance-download region: the image API of another region and how to authenticate there. */
 export interface GlanceRegion {
@@ -31,6 +32,8 @@ export interface ImportTaskRunnerOptions {
   sitePollMs?: number;
   /** Central: of these stores of other sites, those whose copy of the image failed since a time, with why (SiteInventories.copyFailures). */
   copyFailures?: (imageId: string, stores: readonly string[], since: string, opts: IoOptions) => Promise<Map<string, string>>;
+  /** This node among several sharing the catalog: a task runs where it is claimed. Absent: this process is the only one. */
+  work?: NodeWork;
   now?: () => Date;
 }
 
@@ -46,8 +49,9 @@ const MiB = 1024 * 1024;
  * image's lock, brings the bytes (staged file, URL, another region, or an existing copy), writes
  * one verified copy per target store — a location is added only after its copy is complete and
  * its size, md5 and sha512 match — and keeps `os_glance_importing_to_stores` /
- * `os_glance_failed_import` as Glance does. A task interrupted by a crash is failed and cleaned up
- * by recover() at the next start.
+ * `os_glance_failed_import` as Glance does. A task runs on the node that claimed it (NodeWork);
+ * one its node left unfinished — a crash, a stop — is resumed by recover(), on this node at its
+ * next start or on another node sharing the catalog once the first is no longer seen.
  */
 export class ImportTaskRunner implements ImportRunner {
   readonly #o: ImportTaskRunnerOptions;
@@ -72,37 +76,59 @@ export class ImportTaskRunner implements ImportRunner {
     await Promise.all([...this.#running.values()].map((r) => r.done));
   }
 
-  /** Stops running tasks; they stay `processing` and are failed by recover() at the next start. */
+  /** Stops running tasks; they stay `processing`, unclaimed, for recover() here or at another node. */
   async close(): Promise<void> {
     for (const r of this.#running.values()) r.controller.abort(new TaskAborted('the server is stopping'));
     await this.idle();
   }
 
   /**
-   * At start: every task still pending or processing was interrupted by a stop. It ends in
-   * failure; its lock is released, its stores are moved to the failed list, copies it committed
-   * without recording a location are removed, and a non-copy import that produced no copy
-   * returns the image to queued.
+   * Resumes the tasks no node runs: pending or processing, not running here, and not claimed by
+   * a node that is alive (a stop or a crash left them; claiming them is atomic, so of two nodes
+   * only one takes each). A resumed task copies to the stores it has not copied to yet. Returns
+   * how many were taken. Run at start and, where nodes share the catalog, periodically.
    */
   async recover(): Promise<number> {
-    const stuck = await this.#o.catalog.listTasks({ statuses: ['pending', 'processing'], limit: 10_000 });
-    for (const task of stuck) {
-      this.#o.log.warn({ task: task.id, image: task.image_id }, 'failing an import task interrupted by a stop');
-      await this.#fail(task, 'Interrupted: the server stopped while the task was running; start the import again', false);
+    const unfinished = await this.#o.catalog.listTasks({ statuses: ['pending', 'processing'], limit: 10_000 });
+    let taken = 0;
+    for (const task of unfinished) {
+      if (this.#running.has(task.id)) continue;
+      if (this.#o.work !== undefined && !(await this.#o.work.claim('task', task.id))) continue;
+      this.#o.log.warn({ task: task.id, image: task.image_id }, 'resuming an import task its node left unfinished');
+      this.start(task);
+      taken++;
     }
-    return stuck.length;
+    return taken;
   }
 
   async #run(task: Task, signal: AbortSignal): Promise<void> {
+    // Claimed before it runs; given up however it ends, so that another node can take it over at
+    // once after a stop. A task another node holds is that node's.
+    if (this.#o.work !== undefined && !(await this.#o.work.claim('task', task.id, { signal }))) return;
+    try {
+      await this.#runClaimed(task, signal);
+    } finally {
+      await this.#o.work?.release('task', task.id).catch(() => undefined);
+    }
+  }
+
+  async #runClaimed(task: Task, signal: AbortSignal): Promise<void> {
     const method = task.input.import_req.method.name;
     const mustAll = task.input.import_req.all_stores_must_succeed ?? true;
     const imageId = task.image_id;
     try {
+      const resumed = task.status === 'processing';
       task = await this.#updateTask(task.id, (t) => ({ ...t, status: 'processing' }));
+      if (resumed && method === 'glance-direct' && (await this.#o.staging.stat(imageId, { signal })) === undefined) {
+        throw new Error('Interrupted: the data was staged at a node that stopped; stage the data and import again');
+      }
       let expected: BlobDigest | undefined;
       let source: () => Promise<AsyncIterable<Uint8Array>>;
       // copy-image may name other sites' stores: those sites fetch their copies (awaitSites).
-      const local = task.input.backend.filter((store) => this.#o.stores.has(store));
+      // A resumed task skips the stores its earlier run copied to (located, and off the importing list).
+      const before = await this.#image(task);
+      const done = (store: string) => before.locations.some((l) => l.store === store) && !storeList(before, IMPORTING_PROPERTY).includes(store);
+      const local = task.input.backend.filter((store) => this.#o.stores.has(store) && !done(store));
       const remote = task.input.backend.filter((store) => !this.#o.stores.has(store));
       if (method === 'copy-image') {
         const image = await this.#image(task);
@@ -124,7 +150,7 @@ export class ImportTaskRunner implements ImportRunner {
       }
 
       let digest = expected;
-      let copied = 0;
+      let copied = task.input.backend.filter((store) => this.#o.stores.has(store) && done(store)).length;
       for (const store of local) {
         signal.throwIfAborted();
         await this.#image(task); // the lock must still be ours
@@ -185,7 +211,7 @@ export class ImportTaskRunner implements ImportRunner {
         { image_id: imageId }, this.#now()));
       this.#o.log.info({ task: task.id, image: imageId, method, stores: task.input.backend }, 'import task succeeded');
     } catch (error) {
-      if (signal.aborted && signal.reason instanceof TaskAborted) return; // failed at the next start
+      if (signal.aborted && signal.reason instanceof TaskAborted) return; // resumed by recover(), here or elsewhere
       const message = error instanceof Error ? error.message : String(error);
       this.#o.log.warn({ task: task.id, image: imageId, err: error }, 'import task failed');
       await this.#fail(task, message, mustAll);

@@ -9,6 +9,7 @@ import { FAILED_PROPERTY, IMPORTING_PROPERTY, LOCK_PROPERTY, STALE_LOCK_MS, setS
 import type { BlobStore, Catalog, IoOptions, SortDir, TaskListQuery } from './ports.ts';
 import type { RegionStores } from './region-stores.ts';
 import type { StoreRegistry } from './stores.ts';
+import type { NodeWork } from './node-work.ts';
 import {
   IMPORT_METHODS, TASK_STATUSES, endTask, isTerminal, type ImportMethod, type ImportRequest, type Task,
 } from './task.ts';
@@ -32,6 +33,8 @@ export interface ImportServiceOptions {
   imageSizeCap: number;
   /** The region's stores: explains why another site's store cannot be named here. */
   region?: RegionStores;
+  /** This node among several sharing the catalog: staging is claimed while it runs. Absent: the only process. */
+  work?: NodeWork;
   now?: () => Date;
 }
 
@@ -67,21 +70,31 @@ export class ImportService {
     if (!this.#o.methods.includes('glance-direct')) throw new NotFoundError('The resource could not be found.');
     const image = await this.#o.images.get(ctx, id, req);
     this.#o.images.access.assertCanModify(ctx, image, 'modify_image');
-    await this.#o.catalog.updateImage(image.id, (current) => {
+    // Claimed before the image is `uploading`: an unclaimed, half-staged image is one whose node is gone.
+    await this.#o.work?.claim('stage', image.id, req);
+    try {
+      await this.#stageClaimed(image.id, data, req);
+    } finally {
+      await this.#o.work?.release('stage', image.id).catch(() => undefined);
+    }
+  }
+
+  async #stageClaimed(id: string, data: AsyncIterable<Uint8Array>, req: IoOptions & { declaredSize?: number }): Promise<void> {
+    await this.#o.catalog.updateImage(id, (current) => {
       assertTransition(current.status, 'uploading');
       return { ...current, status: 'uploading', updated_at: this.#now().toISOString() };
     }, req);
     try {
-      const digest = await this.#o.staging.put(image.id, data, {
+      const digest = await this.#o.staging.put(id, data, {
         signal: req.signal, expectedSize: req.declaredSize, maxSize: this.#o.imageSizeCap,
       });
-      await this.#o.catalog.updateImage(image.id, (current) => {
+      await this.#o.catalog.updateImage(id, (current) => {
         if (current.status !== 'uploading') throw new ConflictError('Image was changed while its data was being staged.');
         return { ...current, size: digest.size, updated_at: this.#now().toISOString() };
       });
     } catch (error) {
-      await this.#o.staging.delete(image.id).catch(() => undefined);
-      await this.#o.catalog.updateImage(image.id, (current) => (
+      await this.#o.staging.delete(id).catch(() => undefined);
+      await this.#o.catalog.updateImage(id, (current) => (
         current.status === 'uploading' ? { ...current, status: 'queued', size: null, updated_at: this.#now().toISOString() } : current
       )).catch(() => undefined);
       if (error instanceof OutpostError) throw error;

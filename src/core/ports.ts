@@ -548,6 +548,28 @@ export interface ChangeLog {
   digest(opts?: IoOptions): Promise<{ seq: number; digests: Record<string, string> }>;
 }
 
+/** Long-running work a node of a site does and claims: an import task, an upload, a staging. */
+export type WorkKind = 'task' | 'upload' | 'stage';
+
+/**
+ * Port: the nodes serving a site from one database, and which of them does which piece of
+ * long-running work. A node is alive while it is seen (heartbeat) within `deadAfterMs`, measured
+ * by the database's clock (the nodes' clocks may differ). A claim held by a node that is no longer
+ * alive is free: another node takes the work over. Every call is atomic against other nodes.
+ */
+export interface WorkClaims {
+  /** Records that `node` (of `site`) is alive now. */
+  nodeSeen(node: string, site: string, opts?: IoOptions): Promise<void>;
+  /** Forgets every node but `node`: they are known to be gone (one process per SQLite file). */
+  forgetOtherNodes(node: string, opts?: IoOptions): Promise<void>;
+  /** Takes the work for `node` unless another node that is alive holds it; true when `node` holds it now. */
+  claim(kind: WorkKind, id: string, node: string, deadAfterMs: number, opts?: IoOptions): Promise<boolean>;
+  /** Gives the work up (if `node` holds it). */
+  release(kind: WorkKind, id: string, node: string, opts?: IoOptions): Promise<void>;
+  /** Whether a node that is alive (`node` included) holds the work. */
+  isClaimed(kind: WorkKind, id: string, deadAfterMs: number, opts?: IoOptions): Promise<boolean>;
+}
+
 /** A write that committed changes to the log: the newest seq it appended, and the entity kinds it touched. */
 export interface CommitEvent {
   seq: number;

@@ -4,6 +4,8 @@ import type { Image } from './image.ts';
 import { FAILED_PROPERTY, IMPORTING_PROPERTY, LOCK_PROPERTY, setStoreList, storeList } from './import-properties.ts';
 import type { BlobStore, Catalog, ImageListQuery, IoOptions } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
+import type { NodeWork } from './node-work.ts';
+import { isTerminal } from './task.ts';
 
 export interface StartupRecoveryOptions {
   catalog: Catalog;
@@ -15,8 +17,17 @@ export interface StartupRecoveryOptions {
    * returned to queued: an edge's catalog is a replica of central's, and central recovers them.
    */
   ownsCatalog: boolean;
-  /** The import runner's recovery (fails interrupted tasks); run first where the catalog is owned. */
+  /** The import runner's recovery (resumes the tasks no node runs); run first where the catalog is owned. */
   tasks: { recover(): Promise<number> };
+  /** This node among several sharing the catalog: what a node that is alive claims is left alone. Absent: the only process. */
+  work?: NodeWork;
+  /**
+   * Other nodes serve this site from the same catalog and stores (PostgreSQL): partial writes in
+   * the stores — and in the staging area, when it is shared too — may be theirs, in progress, and
+   * are left alone; and what a node that dies leaves is reaped every `reapEveryMs` (default 10 s),
+   * not only at start.
+   */
+  shared?: { staging: boolean; reapEveryMs?: number };
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
   /** Images read from the catalog at a time (default 500). */
   pageSize?: number;
@@ -40,11 +51,13 @@ const EXAMPLES = 5;
  *
  * 1. Partial writes in every store and the staging area are removed (BlobStore.removePartial);
  *    committed copies are never touched. Every role: an edge cleans its own bytes.
- * 2. Where the catalog is authoritative (central), interrupted tasks are failed (the import
- *    runner), then every image a stop left half-way goes back to `queued`, so that the client can
- *    upload or import again — as Glance does when an upload or import fails: `saving` (an
- *    interrupted PUT /file), `importing` with no running task, `uploading` whose staged data is
- *    incomplete. Bytes such an image has in this site's stores or staging area go with it.
+ * 2. Where the catalog is authoritative (central), the import tasks no node runs are resumed (the
+ *    import runner), then every image a stop left half-way goes back to `queued`, so that the
+ *    client can upload or import again — as Glance does when an upload or import fails: `saving`
+ *    (an interrupted PUT /file), `importing` with no unfinished task, `uploading` whose staged
+ *    data is incomplete — unless a node that is alive is still at it (NodeWork claims). Bytes such
+ *    an image has in this site's stores or staging area go with it. Where nodes share the catalog,
+ *    this step runs again periodically, for the work of a node that died.
  * 3. In the background (so that a large catalog does not delay listening), each copy the catalog
  *    records in this site's stores is checked to be there with the image's size (no hashing),
  *    and a warning per store names how many are not, a few of them, and the fix.
@@ -55,6 +68,8 @@ export class StartupRecovery {
   readonly #pageSize: number;
   readonly #stop = new AbortController();
   #checking: Promise<unknown> = Promise.resolve();
+  #reaper: NodeJS.Timeout | undefined;
+  #reaping = false;
 
   constructor(opts: StartupRecoveryOptions) {
     this.#o = opts;
@@ -62,12 +77,22 @@ export class StartupRecovery {
     this.#pageSize = opts.pageSize ?? 500;
   }
 
-  /** Steps 1 and 2, then starts step 3 in the background (stopped by close()). */
+  /** Steps 1 and 2, then starts step 3 (and, shared, step 2 again and again) in the background (stopped by close()). */
   async recover(opts: IoOptions = {}): Promise<void> {
     await this.removePartials(opts);
     if (this.#o.ownsCatalog) {
-      await this.#o.tasks.recover();
-      await this.revertInterrupted(opts);
+      await this.reap(opts);
+      if (this.#o.shared !== undefined) {
+        this.#reaper = setInterval(() => {
+          if (this.#reaping) return;
+          this.#reaping = true;
+          this.reap({ signal: this.#stop.signal })
+            .catch((error: unknown) => {
+              if (!this.#stop.signal.aborted) this.#o.log.warn({ err: error }, 'taking over the work of stopped nodes failed; trying again');
+            })
+            .finally(() => { this.#reaping = false; });
+        }, this.#o.shared.reapEveryMs ?? 10_000);
+      }
     }
     this.#checking = this.checkCopies({ signal: this.#stop.signal })
       .catch((error: unknown) => {
@@ -77,13 +102,22 @@ export class StartupRecovery {
 
   async close(): Promise<void> {
     this.#stop.abort();
+    clearInterval(this.#reaper);
     await this.#checking;
   }
 
-  /** Removes the partial writes left in every store and the staging area; returns how many. */
+  /** Step 2: resumes the tasks no node runs, then reverts the images no node is at. */
+  async reap(opts: IoOptions = {}): Promise<void> {
+    await this.#o.tasks.recover();
+    await this.revertInterrupted(opts);
+  }
+
+  /** Removes the partial writes left in every store and the staging area that are this node's alone; returns how many. */
   async removePartials(opts: IoOptions = {}): Promise<number> {
     let total = 0;
-    for (const blobs of [...this.#o.stores.list().map((s) => this.#o.stores.blobs(s.id)), this.#o.staging]) {
+    const stores = this.#o.shared === undefined ? this.#o.stores.list().map((s) => this.#o.stores.blobs(s.id)) : [];
+    const staging = this.#o.shared?.staging === true ? [] : [this.#o.staging];
+    for (const blobs of [...stores, ...staging]) {
       const removed = await blobs.removePartial(opts);
       if (removed > 0) this.#o.log.info({ store: blobs.id, removed }, 'removed partial writes a stopped process left');
       total += removed;
@@ -102,6 +136,7 @@ export class StartupRecovery {
       if (image.status === 'uploading' && image.size !== null && (await this.#o.staging.stat(image.id, opts))?.size === image.size) {
         continue; // staged completely: glance-direct can still import it
       }
+      if (await this.#inProgress(image, opts)) continue;
       let dropped: string[] | undefined;
       await this.#o.catalog.updateImage(image.id, (current) => {
         if (current.status !== image.status) return current;
@@ -131,6 +166,16 @@ export class StartupRecovery {
       reverted.push(image.id);
     }
     return reverted;
+  }
+
+  /** Whether a node is still at the image: its upload or staging claimed by a node that is alive, its import task unfinished. */
+  async #inProgress(image: Image, opts: IoOptions): Promise<boolean> {
+    if (image.status === 'importing') {
+      const lock = image.properties[LOCK_PROPERTY];
+      const task = lock === undefined || lock === '' ? undefined : await this.#o.catalog.getTask(lock, opts);
+      return task !== undefined && !isTerminal(task.status);
+    }
+    return (await this.#o.work?.isClaimed(image.status === 'saving' ? 'upload' : 'stage', image.id, opts)) === true;
   }
 
   /**

@@ -9,6 +9,7 @@ import { identityStoreConformance } from './identity-store-conformance.ts';
 import { inventoryConformance } from './inventory-conformance.ts';
 import { changeLogConformance, replicaConformance } from './replication-conformance.ts';
 import { chunkIndexConformance, manifestIndexConformance } from './site-index-conformance.ts';
+import { workClaimsConformance } from './work-claims-conformance.ts';
 
 interface Handle {
   catalog: SqlCatalog;
@@ -29,6 +30,7 @@ function allSuites(name: string, open: () => Promise<Handle>): void {
   identityStoreConformance(name, as('store'));
   manifestIndexConformance(name, as('index'));
   chunkIndexConformance(name, as('index'));
+  workClaimsConformance(name, as('claims'));
 }
 
 allSuites('SQLite file', async () => {

@@ -17,7 +17,7 @@ export interface CatalogHandle {
 }
 
 export interface ConformanceOptions {
-  /** Skip the whole suite with this message (e.g. "PostgreSQL tests need OUTPOST_TEST_PG_URL"). */
+  /** Skip the whole suite with this message (e.g. "PostgreSQL tests need TEST_PG_URL"). */
   skip?: string;
 }
 

@@ -3,9 +3,9 @@ import pg from 'pg';
 
 /**
  * The PostgreSQL server the production-backend tests use: scripts/test-servers.sh starts one on
- * loopback and prints OUTPOST_TEST_POSTGRES_URL (CI does both). Without it those tests skip, saying why.
+ * loopback and prints TEST_POSTGRES_URL (CI does both). Without it those tests skip, saying why.
  */
-const adminUrl = process.env.OUTPOST_TEST_POSTGRES_URL;
+const adminUrl = process.env.TEST_POSTGRES_URL;
 
 export const postgresSkip: string | false = adminUrl === undefined
   ? 'no PostgreSQL: run `eval "$(scripts/test-servers.sh start)"` first (CI does)'

@@ -9,7 +9,7 @@ import { ConflictError, NotFoundError } from '../../src/core/errors.ts';
 import type { Image } from '../../src/core/image.ts';
 import { createTestDatabase, postgresSkip } from '../helpers/postgres.ts';
 
-const WRITE_MS = Number(process.env.OUTPOST_TEST_WRITE_MS ?? 8000);
+const WRITE_MS = Number(process.env.TEST_WRITE_MS ?? 8000);
 
 function newImage(): Image {
   const at = new Date().toISOString();

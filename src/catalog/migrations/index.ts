@@ -215,6 +215,25 @@ function migrations(dialect: DialectName): Record<string, Migration> {
         await db.insertInto('change_counter').values({ name: 'changes', value: Number(last.rows[0]?.value ?? 0) }).execute();
       },
     },
+    '0015-node-work': {
+      async up(db: Kysely<any>) {
+        // The nodes serving a site from one database, and which node does which long-running work
+        // (an import task, an upload): a node that stops being seen leaves its work to the others.
+        await db.schema.createTable('nodes')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('site', 'text', (c) => c.notNull())
+          .addColumn('started_at', 'text', (c) => c.notNull())
+          .addColumn('seen_ms', 'bigint', (c) => c.notNull())
+          .execute();
+        await db.schema.createTable('work_claims')
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('id', 'text', (c) => c.notNull())
+          .addColumn('node', 'text', (c) => c.notNull())
+          .addColumn('claimed_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('work_claims_pk', ['kind', 'id'])
+          .execute();
+      },
+    },
   };
 }
 
@@ -226,8 +245,12 @@ export async function migrate(db: Kysely<any>, dialect: DialectName): Promise<st
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }
 
-/** The migrations this version knows that the database has not had (empty when it is up to date). */
-export async function pendingMigrations(db: Kysely<any>, dialect: DialectName): Promise<string[]> {
+/** Which of this version's migrations the database has had, and which it lacks. */
+export async function migrationStatus(db: Kysely<any>, dialect: DialectName): Promise<{ applied: string[]; pending: string[] }> {
   const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations(dialect) } });
-  return (await migrator.getMigrations()).filter((m) => m.executedAt === undefined).map((m) => m.name);
+  const all = await migrator.getMigrations();
+  return {
+    applied: all.filter((m) => m.executedAt !== undefined).map((m) => m.name),
+    pending: all.filter((m) => m.executedAt === undefined).map((m) => m.name),
+  };
 }
