@@ -184,3 +184,51 @@ describe('two central nodes on one PostgreSQL catalog', { skip: postgresSkip, ti
     assert.equal(got.length, size);
   });
 });
+
+describe('two central nodes with Outpost\'s identity (auth keystone)', { skip: postgresSkip, timeout: 180_000 }, () => {
+  const PASSWORD = 'pair-admin-secret';
+  let work: string;
+  let database: { url: string; drop(): Promise<void> };
+  const nodes: ServeProcess[] = [];
+  const tokenAt = async (url: string): Promise<string> => {
+    const res = await fetch(`${url}/identity/v3/auth/tokens`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ auth: {
+        identity: { methods: ['password'], password: { user: { name: 'admin', domain: { id: 'default' }, password: PASSWORD } } },
+        scope: { project: { name: 'admin', domain: { id: 'default' } } },
+      } }),
+    });
+    assert.equal(res.status, 201, await res.clone().text());
+    return res.headers.get('x-subject-token')!;
+  };
+  const listWith = async (url: string, token: string) => (await fetch(`${url}/v2/images`, { headers: { 'x-auth-token': token } })).status;
+
+  before(async () => {
+    work = await tempDir('outpost-pair-identity-');
+    database = await createTestDatabase();
+    // Both at once on an empty database: one migrates while the other waits, and both bootstrap.
+    nodes.push(...await Promise.all([1, 2].map((n) => spawnServe(
+      ['--listen', '127.0.0.1:0', '--data', join(work, `node-${n}`), '--database-url', database.url, '--auth', 'keystone',
+        '--store', `central=file:${join(work, 'store')}`],
+      { OUTPOST_ADMIN_PASSWORD: PASSWORD, OUTPOST_STORAGE_SYNC: 'false' }))));
+  });
+  after(async () => {
+    for (const node of nodes) await stopProcess(node);
+    await database?.drop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('a token issued by one node is accepted by the other; revoked at the other, the first refuses it at once', async () => {
+    const [one, two] = nodes as [ServeProcess, ServeProcess];
+    const token = await tokenAt(one.url);
+    assert.equal(await listWith(two.url, token), 200);
+    assert.equal(await listWith(one.url, token), 200); // now in the first node's check cache
+    const admin = await tokenAt(two.url);
+    const revoked = await fetch(`${two.url}/identity/v3/auth/tokens`, { method: 'DELETE', headers: { 'x-auth-token': admin, 'x-subject-token': token } });
+    assert.equal(revoked.status, 204);
+    // The revocation's commit reaches the first node's cache through NOTIFY (no fixed wait: a bound).
+    await eventually('the first node refuses the revoked token', 10_000, async () => (await listWith(one.url, token)) === 401);
+    assert.equal(await listWith(two.url, token), 401);
+    assert.equal(await listWith(one.url, admin), 200);
+  });
+});

@@ -88,9 +88,24 @@ export class IdentityService {
     }
     for (const name of [...DEFAULT_ROLES, SERVICE_ROLE]) await this.ensureRole(name, opts);
     const project = await this.ensureProject('admin', DEFAULT_DOMAIN_ID, opts);
-    const existing = await this.#findByName<User>('user', 'admin', DEFAULT_DOMAIN_ID, opts);
-    const admin = existing ?? await this.createUser(null, { name: 'admin', domain_id: DEFAULT_DOMAIN_ID, default_project_id: project.id }, opts);
+    const admin = await this.#ensureUser('admin', project.id, opts);
     await this.assign(admin.id, project.id, predictableId('role', '', 'admin'), opts);
+  }
+
+  /**
+   * The user of this name in the default domain, made if there is none — also when another node
+   * of the site, sharing the database, makes it at the same moment (its record is then the one).
+   */
+  async #ensureUser(name: string, projectId: string, opts: IoOptions): Promise<User> {
+    const existing = await this.#findByName<User>('user', name, DEFAULT_DOMAIN_ID, opts);
+    if (existing !== undefined) return existing;
+    try {
+      return await this.createUser(null, { name, domain_id: DEFAULT_DOMAIN_ID, default_project_id: projectId }, opts);
+    } catch (error) {
+      const made = error instanceof ConflictError ? await this.#findByName<User>('user', name, DEFAULT_DOMAIN_ID, opts) : undefined;
+      if (made === undefined) throw error;
+      return made;
+    }
   }
 
   /**
@@ -132,8 +147,7 @@ export class IdentityService {
     const project = await this.ensureProject('service', DEFAULT_DOMAIN_ID, opts);
     const role = await this.ensureRole(SERVICE_ROLE, opts);
     const name = `site-${site}`;
-    const user = await this.#findByName<User>('user', name, DEFAULT_DOMAIN_ID, opts)
-      ?? await this.createUser(null, { name, domain_id: DEFAULT_DOMAIN_ID, default_project_id: project.id }, opts);
+    const user = await this.#ensureUser(name, project.id, opts);
     await this.assign(user.id, project.id, role.id, opts);
     const iat = Math.floor(this.#now().getTime() / 1000);
     const token = await this.#o.signer.sign({
