@@ -161,7 +161,27 @@ export class ImportService {
       input: { image_id: image.id, import_req: req, backend: targets },
       result: null, message: '', expires_at: null, created_at: now, updated_at: now,
     };
-    // Take the lock and announce the target stores atomically; a lock taken meanwhile → 409.
+    // Claimed by this node before it exists: no other node's reaper takes it before it starts here.
+    await this.#o.work?.claim('task', task.id, call);
+    try {
+      await this.#lockAndCreate(image, task, superseded, call);
+    } catch (error) {
+      await this.#o.work?.release('task', task.id).catch(() => undefined);
+      throw error;
+    }
+    if (superseded !== undefined) {
+      await this.#o.catalog.updateTask(superseded.id, (t) => endTask(t, 'failure',
+        `Superseded: no progress for ${STALE_LOCK_MS / 60_000} minutes; the image lock went to task ${task.id}`, null, this.#now()));
+    }
+    this.#o.runner.start(task);
+    return task;
+  }
+
+  /** Takes the image's lock for the task, announcing its target stores (a lock taken meanwhile → 409), then records the task. */
+  async #lockAndCreate(image: Image, task: Task, superseded: Task | undefined, call: ImportCall): Promise<void> {
+    const method = task.input.import_req.method.name;
+    const targets = task.input.backend;
+    const now = task.created_at;
     await this.#o.catalog.updateImage(image.id, (current) => {
       const holder = current.properties[LOCK_PROPERTY];
       if (holder !== undefined && holder !== '' && holder !== image.properties[LOCK_PROPERTY]) {
@@ -179,12 +199,6 @@ export class ImportService {
       return next;
     }, call);
     await this.#o.catalog.createTask(task, call);
-    if (superseded !== undefined) {
-      await this.#o.catalog.updateTask(superseded.id, (t) => endTask(t, 'failure',
-        `Superseded: no progress for ${STALE_LOCK_MS / 60_000} minutes; the image lock went to task ${task.id}`, null, this.#now()));
-    }
-    this.#o.runner.start(task);
-    return task;
   }
 
   #parseBody(body: unknown): ImportRequest {

@@ -172,8 +172,10 @@ export class StartupRecovery {
   async #inProgress(image: Image, opts: IoOptions): Promise<boolean> {
     if (image.status === 'importing') {
       const lock = image.properties[LOCK_PROPERTY];
-      const task = lock === undefined || lock === '' ? undefined : await this.#o.catalog.getTask(lock, opts);
-      return task !== undefined && !isTerminal(task.status);
+      if (lock === undefined || lock === '') return false;
+      const task = await this.#o.catalog.getTask(lock, opts);
+      // No task yet: a node that is alive is between taking the lock and recording its task.
+      return task === undefined ? (await this.#o.work?.isClaimed('task', lock, opts)) === true : !isTerminal(task.status);
     }
     return (await this.#o.work?.isClaimed(image.status === 'saving' ? 'upload' : 'stage', image.id, opts)) === true;
   }
