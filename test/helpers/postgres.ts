@@ -10,6 +10,8 @@ const adminUrl = process.env.TEST_POSTGRES_URL;
 export const postgresSkip: string | false = adminUrl === undefined
   ? 'no PostgreSQL: run `eval "$(scripts/test-servers.sh start)"` first (CI does)'
   : false;
+// CI starts every server (.ci/run): there, a missing one is a failure, not a skip.
+if (postgresSkip !== false && process.env.TEST_SERVERS_REQUIRED === '1') throw new Error(`TEST_SERVERS_REQUIRED: ${postgresSkip}`);
 
 /** A new, empty database on the test server, and how to drop it. */
 export async function createTestDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
