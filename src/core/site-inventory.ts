@@ -28,11 +28,18 @@ export class SiteInventories {
     if (site === undefined) throw new NotFoundError(`No site ${siteId} is registered.`);
     const images = (body as { images?: unknown } | null)?.images;
     if (!Array.isArray(images)) throw new BadRequestError('An inventory is {"images": [...]}.');
-    const { placements, drift } = body as { placements?: unknown; drift?: unknown };
+    const { placements, drift, sent_at: sentAt } = body as { placements?: unknown; drift?: unknown; sent_at?: unknown };
     if (placements !== undefined && !Array.isArray(placements)) throw new BadRequestError('placements must be a list.');
+    if (sentAt !== undefined && (typeof sentAt !== 'string' || Number.isNaN(Date.parse(sentAt)))) throw new BadRequestError('sent_at must be a time.');
+    const now = this.#now();
+    // The site's times are on its own clock: moved onto central's by how far the site's clock was
+    // from central's when the report was sent (to within the report's transit time), so that they
+    // compare with central's times (copyFailures) and show alike in the fleet view.
+    const skewMs = sentAt === undefined ? 0 : now.getTime() - Date.parse(sentAt);
+    const onCentralClock = (p: PlacementReport): PlacementReport => (skewMs === 0 ? p : { ...p, since: new Date(Date.parse(p.since) + skewMs).toISOString() });
     await this.#store.putInventory({
-      site: siteId, reported_at: this.#now().toISOString(), images: images.map((i, n) => parseItem(i, n, site.stores)),
-      ...(placements === undefined ? {} : { placements: placements.map(parsePlacement) }),
+      site: siteId, reported_at: now.toISOString(), images: images.map((i, n) => parseItem(i, n, site.stores)),
+      ...(placements === undefined ? {} : { placements: placements.map(parsePlacement).map(onCentralClock) }),
       ...(drift === undefined ? {} : { drift: parseDrift(drift) }),
     }, opts);
   }
@@ -46,8 +53,8 @@ export class SiteInventories {
   /**
    * copy-image to other sites' stores (issue 13): of `stores`, those whose site last reported its
    * copy of `imageId` as `failed` (a real failure — a verification error, a refusal — not an
-   * unreachable parent, which stays `pending`) since `since` (ISO 8601, compared with the
-   * site's own clock), with the site's reason.
+   * unreachable parent, which stays `pending`) since `since` (ISO 8601, central's clock: reports
+   * are moved onto it as they arrive), with the site's reason.
    */
   async copyFailures(imageId: string, stores: readonly string[], since: string, opts: IoOptions = {}): Promise<Map<string, string>> {
     const failures = new Map<string, string>();

@@ -116,7 +116,8 @@ export function parentInventorySink(parent: Pick<ParentClient, 'fetch'>, site: s
     const res = await parent.fetch(path, {
       method: 'PUT',
       headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify(report),
+      // sent_at: the site's clock as the report leaves, by which central reads the report's times.
+      body: JSON.stringify({ ...report, sent_at: new Date().toISOString() }),
     }, opts);
     const text = await res.text();
     if (!res.ok) throw new Error(`the parent answered HTTP ${res.status}: ${text.slice(0, 200)}`);
