@@ -28,7 +28,7 @@ describe('configuration', () => {
     assert.equal(c.site, 'central');
     assert.equal(c.listen, '127.0.0.1:9292');
     assert.equal(c.auth, 'keystone');
-    assert.deepEqual(c.stores.map((s) => [s.id, s.path]), [['central', './data/stores/central']]);
+    assert.deepEqual(c.stores.map((s) => [s.id, s.type === 'file' ? s.path : s.bucket]), [['central', './data/stores/central']]);
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.stores[0]));
   });
 
@@ -57,7 +57,65 @@ describe('configuration', () => {
     const f = resolveConfig({ file: { stores: [{ id: 'a', path: '/a', weight: 5, description: 'A' }] } });
     assert.equal(f.stores[0].weight, 5);
     const e = resolveConfig({ env: { OUTPOST_STORES: 'x=file:/x,y=file:/y' } });
-    assert.deepEqual(e.stores.map((s) => s.path), ['/x', '/y']);
+    assert.deepEqual(e.stores.map((s) => s.type === 'file' && s.path), ['/x', '/y']);
+  });
+
+  it('takes S3 stores as ID=s3://BUCKET[/PREFIX]?OPTIONS specs, in OUTPOST_STORES, and as objects in the file', () => {
+    const c = resolveConfig({ flags: { stores: [
+      'lake=s3://images-bucket/glance/images?endpoint=http://127.0.0.1:8080&region=us-east-1&path_style=true&part_size_mb=16&max_parts=1000',
+      'aws=s3://central-images',
+      'local=file:/srv/images',
+    ] } });
+    assert.deepEqual(c.stores[0], {
+      id: 'lake', type: 's3', bucket: 'images-bucket', prefix: 'glance/images', endpoint: 'http://127.0.0.1:8080', region: 'us-east-1',
+      path_style: true, profile: null, part_size_mb: 16, max_parts: 1000, partial_grace_seconds: 3600, connect_timeout_ms: 5000,
+      timeout_ms: 30000, max_attempts: 3, description: '', weight: 0, read_only: false,
+    });
+    const aws = c.stores[1];
+    assert.ok(aws.type === 's3');
+    assert.deepEqual([aws.bucket, aws.prefix, aws.endpoint, aws.region, aws.path_style], ['central-images', '', null, null, false]);
+    assert.equal(c.stores[2].type, 'file');
+    const e = resolveConfig({ env: { OUTPOST_STORES: 'edge=s3://edge-bucket/x?endpoint=https://rgw.example:7480&profile=edge,f=file:/f' } });
+    const edge = e.stores[0];
+    assert.ok(edge.type === 's3');
+    assert.deepEqual([edge.endpoint, edge.profile, edge.path_style], ['https://rgw.example:7480', 'edge', true], 'path style by default with an endpoint');
+    const f = resolveConfig({ file: { stores: [{
+      id: 'ceph', type: 's3', bucket: 'edge-images', endpoint: 'http://rgw.local:7480/', region: 'default', partial_grace_seconds: 600, weight: 3,
+    }] } });
+    const ceph = f.stores[0];
+    assert.ok(ceph.type === 's3');
+    assert.deepEqual([ceph.endpoint, ceph.region, ceph.partial_grace_seconds, ceph.weight, ceph.path_style], ['http://rgw.local:7480', 'default', 600, 3, true]);
+    assert.ok(Object.isFrozen(ceph));
+  });
+
+  it('refuses bad S3 store specs, and credentials anywhere in them, saying where credentials go', () => {
+    const p = [...problems(() => resolveConfig({
+      flags: { stores: [
+        'a=s3://AKIAXAMPLE:s3cr3tValue@bucket-a', 'b=s3://bucket-b?secret_key=s3cr3tValue', 'c=s3://bucket-c?colour=blue', 'd=s3://B_d', 'e=s3:bucket-e',
+        'f=s3://bucket-f?endpoint=ftp://x', 'g=s3://bucket-g?part_size_mb=4', 'h=s3://bucket-h/../x', 'i=s3://bucket-i?path_style=maybe',
+        'j=s3://bucket-j?endpoint=http://user:pw@rgw:7480',
+      ] },
+    })), ...problems(() => resolveConfig({
+      file: { stores: [{ id: 'k', type: 's3', bucket: 'bucket-k', aws_secret_access_key: 'x' }, { id: 'l', type: 's3' }] },
+    }))];
+    for (const expected of [
+      /store "a": credentials do not go in the store configuration: use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY/,
+      /store "b": secret_key: credentials do not go in the store configuration/,
+      /stores\[2\]: unknown key "colour" \(an S3 store takes bucket, path_style, prefix, endpoint/,
+      /store "d": bucket "B_d" must be an S3 bucket name/,
+      /store "e": an S3 store is of the form ID=s3:\/\/BUCKET\[\/PREFIX\]/,
+      /store "f": endpoint "ftp:\/\/x" must be the http\(s\) URL of the S3 API/,
+      /store "g": part_size_mb must be an integer from 5 to 5120 \(got 4\)/,
+      /store "h": prefix "\.\.\/x" must be/,
+      /store "i": path_style must be true or false/,
+      /store "j": endpoint: credentials do not go in the store configuration/,
+      /store "k": aws_secret_access_key: credentials do not go/,
+      /store "l": bucket undefined must be an S3 bucket name/,
+    ]) {
+      assert.ok(p.some((x) => expected.test(x)), `${expected} in ${JSON.stringify(p, null, 1)}`);
+    }
+    assert.ok(!p.some((x) => x.includes('s3cr3tValue') || x.includes('AKIAXAMPLE')), 'no secret is echoed back');
+    assert.ok(problems(() => resolveConfig({ flags: { stores: ['m=s3:AKIAXAMPLE:s3cr3tValue@bucket-m'] } })).every((x) => /credentials do not go/.test(x) && !x.includes('s3cr3tValue')));
   });
 
   it('takes site labels as KEY=VALUE flags, KEY=VALUE,… or JSON in the environment, and an object in the file', () => {
@@ -98,10 +156,10 @@ describe('configuration', () => {
     const p = problems(() => resolveConfig({
       file: { listen: 'nowhere', colour: 'blue', api_limit_max: -1 },
       env: { OUTPOST_FOO: 'x' },
-      flags: { stores: ['bad', 'a=s3:bucket', 'a=file:/x', 'a=file:/y'] },
+      flags: { stores: ['bad', 'a=rbd:pool', 'a=file:/x', 'a=file:/y'] },
     }));
     for (const expected of [/unknown key "colour"/, /unknown variable OUTPOST_FOO/, /listen must be HOST:PORT/,
-      /api_limit_max must be an integer/, /"bad" is not of the form ID=file:PATH/, /type "s3" is not supported/,
+      /api_limit_max must be an integer/, /"bad" is not of the form ID=file:PATH/, /type "rbd" is not supported \(supported: file, s3\)/,
       /store id "a" is given twice/]) {
       assert.ok(p.some((x) => expected.test(x)), `${expected} in ${JSON.stringify(p)}`);
     }

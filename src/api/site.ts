@@ -1,4 +1,4 @@
-import { isAbsolute, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Server as HttpsServer } from 'node:https';
 import type { FastifyBaseLogger } from 'fastify';
@@ -22,6 +22,7 @@ import { ImageManifests } from '../core/image-manifests.ts';
 import { DataDirectory } from '../storage/data-directory.ts';
 import { StartupError } from '../core/startup-error.ts';
 import { FileBlobDriver } from '../storage/drivers/file-blob-driver.ts';
+import { openStoreDriver } from '../storage/store-drivers.ts';
 import { VerifyingBlobStore } from '../storage/verifying-blob-store.ts';
 import { WorkerHasherFactory } from '../storage/worker-hasher.ts';
 import { HttpRemoteSource } from '../transfer/http-remote-source.ts';
@@ -120,10 +121,11 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   // The catalog: the SQLite file in the data directory, or PostgreSQL shared by several nodes.
   const catalog = await openCatalog(config.database_url ?? directory.catalogPath, { migrate: config.migrate_at_start, log: logger });
   const stores = new StoreRegistry(await Promise.all(config.stores.map(async (s) => {
-    const root = isAbsolute(s.path) ? s.path : resolve(s.path);
+    // A directory (FileBlobDriver) or an S3 bucket (S3BlobDriver), verified the same way.
+    const { driver, properties } = await openStoreDriver(s, { sync: config.storage_sync });
     return {
-      info: { id: s.id, type: s.type, description: s.description, weight: s.weight, readOnly: s.read_only, properties: { data_dir: root } },
-      blobs: new VerifyingBlobStore(await FileBlobDriver.create({ id: s.id, root, sync: config.storage_sync }), hashers),
+      info: { id: s.id, type: s.type, description: s.description, weight: s.weight, readOnly: s.read_only, properties },
+      blobs: new VerifyingBlobStore(driver, hashers),
     };
   })));
   // Import: a node-local staging area (Glance's reserved os_glance_staging_store), the task

@@ -59,7 +59,7 @@ export async function spawnServe(args: readonly string[], opts: SpawnServeOption
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`outpost serve did not start:\n${out}`));
-    }, opts.startTimeoutMs ?? 20_000);
+    }, opts.startTimeoutMs ?? 60_000);
     // The line is on stderr (stdout carries the JSON log).
     const check = () => {
       const m = /serving the Glance v2 API at (https?:\/\/\S+)/.exec(out);

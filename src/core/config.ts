@@ -4,14 +4,72 @@
  * rejected; every problem is reported at once (ConfigError.problems); the result is frozen.
  */
 
-export interface StoreConfig {
+interface StoreConfigBase {
   id: string;
-  type: 'file';
-  path: string;
   description: string;
   weight: number;
   read_only: boolean;
 }
+
+/** A store in a directory (`ID=file:PATH`). */
+export interface FileStoreConfig extends StoreConfigBase {
+  type: 'file';
+  path: string;
+}
+
+/**
+ * A store in an S3 bucket (`ID=s3://BUCKET[/PREFIX]?endpoint=URL&region=REGION&path_style=true`):
+ * AWS, Ceph RGW, Swift's s3api. Credentials never appear here: the AWS SDK's standard chain
+ * (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or `profile` in the shared credentials file).
+ */
+export interface S3StoreConfig extends StoreConfigBase {
+  type: 's3';
+  bucket: string;
+  /** Objects are PREFIX/KEY ('' for the top of the bucket). */
+  prefix: string;
+  /** The S3 API's URL; null: AWS, from the region. */
+  endpoint: string | null;
+  /** Signing region; null: the SDK's (AWS_REGION, the profile), or us-east-1 with an endpoint. */
+  region: string | null;
+  /** ENDPOINT/BUCKET/KEY URLs (default: true with an endpoint, false for AWS). */
+  path_style: boolean;
+  /** A profile of the shared credentials and config files, for this store; null: the default chain. */
+  profile: string | null;
+  /** Size of the first parts of a multipart upload, in MiB (≥ 5; default 8); parts grow for large blobs. */
+  part_size_mb: number;
+  /** Most parts of one upload the server takes (AWS, Ceph RGW: 10000; Swift s3api: 1000 by default). */
+  max_parts: number;
+  /** removePartial leaves another node's incomplete upload alone until it is this old (default 3600). */
+  partial_grace_seconds: number;
+  connect_timeout_ms: number;
+  /** A request on which nothing moves for this long fails (default 30000). */
+  timeout_ms: number;
+  /** Attempts of each S3 request, the first included (default 3). */
+  max_attempts: number;
+}
+
+export type StoreConfig = FileStoreConfig | S3StoreConfig;
+
+/** The S3 store options (besides id, type, description, weight, read_only) and their defaults. */
+const S3_DEFAULTS: Omit<S3StoreConfig, keyof StoreConfigBase | 'type' | 'bucket' | 'path_style'> = {
+  prefix: '', endpoint: null, region: null, profile: null, part_size_mb: 8, max_parts: 10_000,
+  partial_grace_seconds: 3600, connect_timeout_ms: 5000, timeout_ms: 30_000, max_attempts: 3,
+};
+const S3_INTEGERS: Record<string, { min: number; max: number }> = {
+  part_size_mb: { min: 5, max: 5120 },
+  max_parts: { min: 1, max: 10_000 },
+  partial_grace_seconds: { min: 0, max: 365 * 86_400 },
+  connect_timeout_ms: { min: 1, max: 600_000 },
+  timeout_ms: { min: 1, max: 3_600_000 },
+  max_attempts: { min: 1, max: 20 },
+};
+const STORE_KEYS = ['id', 'type', 'description', 'weight', 'read_only'];
+const S3_KEYS = ['bucket', 'path_style', ...Object.keys(S3_DEFAULTS)];
+/** Names that would carry a secret: refused, with where credentials go instead. */
+const S3_SECRET_RE = /access|secret|key|token|password|credential/i;
+const S3_CREDENTIALS_HINT = 'credentials do not go in the store configuration: use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, '
+  + 'or profile=NAME of the shared credentials file (~/.aws/credentials)';
+const S3_SPEC_FORM = 'ID=s3://BUCKET[/PREFIX][?endpoint=URL&region=REGION&path_style=true]';
 
 /** Import filtering for web-download (and redirects of glance-download), see import-filter docs. */
 export interface ImportFilterConfig {
@@ -282,18 +340,48 @@ export function envName(key: string): string {
   return `OUTPOST_${key.toUpperCase().replace(/[.-]/g, '_')}`;
 }
 
-/** `ID=file:PATH` (as --store and OUTPOST_STORES entries). */
-export function parseStoreSpec(spec: string): Partial<StoreConfig> & { problem?: string } {
+/**
+ * `ID=file:PATH` or `ID=s3://BUCKET[/PREFIX][?OPTION=VALUE&...]` (as --store and OUTPOST_STORES
+ * entries), as the object the config file would hold; the S3 options are S3StoreConfig's keys.
+ */
+export function parseStoreSpec(spec: string): Record<string, unknown> & { problem?: string } {
   const m = /^([^=]+)=([a-z0-9]+):(.+)$/.exec(spec);
-  if (m === null) return { problem: `store "${spec}" is not of the form ID=file:PATH` };
-  if (m[2] !== 'file') return { problem: `store "${m[1]}": type "${m[2]}" is not supported (supported: file)` };
-  return { id: m[1], type: 'file', path: m[3] };
+  if (m === null) return { problem: `store "${spec}" is not of the form ID=file:PATH or ${S3_SPEC_FORM}` };
+  const [, id, type, rest] = m;
+  if (type === 's3' && rest.includes('@') && !rest.includes('?')) return { problem: `store "${id}": ${S3_CREDENTIALS_HINT}` };
+  if (type === 'file') return { id, type: 'file', path: rest };
+  if (type !== 's3') return { problem: `store "${id}": type "${type}" is not supported (supported: file, s3)` };
+  // Taken apart by hand, not by URL, which would resolve '..' in the prefix and hide it.
+  const parts = /^\/\/([^/?#]+)(\/[^?#]*)?(\?[^#]*)?(#.*)?$/.exec(rest);
+  if (parts === null) return { problem: `store "${id}": an S3 store is of the form ${S3_SPEC_FORM}` };
+  const [, authority, path = '', query = '', fragment] = parts;
+  if (authority.includes('@')) return { problem: `store "${id}": ${S3_CREDENTIALS_HINT}` };
+  if (fragment !== undefined) return { problem: `store "${id}": the store URL has a fragment (#...); options go in the query (?endpoint=URL&...)` };
+  let bucket: string;
+  let prefix: string;
+  try {
+    bucket = decodeURIComponent(authority);
+    prefix = decodeURIComponent(path).replace(/^\/+|\/+$/g, '');
+  } catch {
+    return { problem: `store "${id}": an S3 store is of the form ${S3_SPEC_FORM}` };
+  }
+  const out: Record<string, unknown> = { id, type: 's3', bucket, prefix };
+  for (const [name, value] of new URLSearchParams(query)) {
+    if (name === 'bucket' || name === 'prefix' || name === 'id' || name === 'type') {
+      return { problem: `store "${id}": ${name} is given by the URL itself (${S3_SPEC_FORM}), not as ?${name}=` };
+    }
+    if (Object.hasOwn(out, name)) return { problem: `store "${id}": option ${name} is given twice` };
+    out[name] = name === 'path_style' || name === 'read_only'
+      ? (value === 'true' ? true : value === 'false' ? false : value)
+      : name in S3_INTEGERS || name === 'weight' ? (/^\d+$/.test(value) ? Number(value) : value) : value;
+  }
+  return out;
 }
 
 export interface ConfigSources {
   file?: Record<string, unknown>;
   env?: Record<string, string | undefined>;
-  /** Flags already named as config keys (`stores` as an array of ID=file:PATH specs). */
+  /** Flags already named as config keys (`stores` as an array of ID=file:PATH or ID=s3://BUCKET... specs). */
   flags?: Record<string, unknown>;
 }
 
@@ -328,34 +416,95 @@ function checkStores(value: unknown, where: string, problems: string[]): StoreCo
   const out: StoreConfig[] = [];
   value.forEach((entry, i) => {
     const raw = typeof entry === 'string' ? parseStoreSpec(entry) : (entry as Record<string, unknown>);
-    if (raw === null || typeof raw !== 'object') {
-      problems.push(`${where}: stores[${i}] must be an object or an ID=file:PATH string`);
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+      problems.push(`${where}: stores[${i}] must be an object or an ID=file:PATH or ${S3_SPEC_FORM} string`);
       return;
     }
     if (typeof raw.problem === 'string') {
       problems.push(`${where}: ${raw.problem}`);
       return;
     }
-    for (const k of Object.keys(raw)) {
-      if (!['id', 'type', 'path', 'description', 'weight', 'read_only'].includes(k)) {
-        problems.push(`${where}: stores[${i}]: unknown key "${k}"`);
-      }
-    }
     const id = raw.id;
     if (typeof id !== 'string' || !ID_RE.test(id) || id.startsWith('os_glance_')) {
       problems.push(`${where}: stores[${i}]: id ${JSON.stringify(id)} must be 1-64 letters, digits, '_' or '-' (not os_glance_*)`);
       return;
     }
-    if ((raw.type ?? 'file') !== 'file') problems.push(`${where}: store "${id}": type ${JSON.stringify(raw.type)} is not supported (supported: file)`);
-    if (typeof raw.path !== 'string' || raw.path === '') problems.push(`${where}: store "${id}": path is required`);
+    const type = raw.type ?? 'file';
+    if (type !== 'file' && type !== 's3') {
+      problems.push(`${where}: store "${id}": type ${JSON.stringify(raw.type)} is not supported (supported: file, s3)`);
+      return;
+    }
+    const known = [...STORE_KEYS, ...(type === 'file' ? ['path'] : S3_KEYS)];
+    for (const k of Object.keys(raw)) {
+      if (known.includes(k)) continue;
+      if (type === 's3' && S3_SECRET_RE.test(k)) problems.push(`${where}: store "${id}": ${k}: ${S3_CREDENTIALS_HINT}`);
+      else problems.push(`${where}: stores[${i}]: unknown key "${k}"${type === 's3' ? ` (an S3 store takes ${S3_KEYS.join(', ')})` : ''}`);
+    }
     const weight = raw.weight ?? 0;
     if (typeof weight !== 'number' || !Number.isInteger(weight)) problems.push(`${where}: store "${id}": weight must be an integer`);
-    out.push({
-      id, type: 'file', path: String(raw.path ?? ''), description: typeof raw.description === 'string' ? raw.description : '',
-      weight: Number(weight) || 0, read_only: raw.read_only === true,
-    });
+    const base = {
+      id, description: typeof raw.description === 'string' ? raw.description : '', weight: Number(weight) || 0, read_only: raw.read_only === true,
+    };
+    if (type === 'file') {
+      if (typeof raw.path !== 'string' || raw.path === '') problems.push(`${where}: store "${id}": path is required`);
+      out.push({ ...base, type: 'file', path: String(raw.path ?? '') });
+    } else {
+      out.push(checkS3Store(raw, base, `${where}: store "${id}"`, problems));
+    }
   });
   return out;
+}
+
+/** The S3 options of a store entry, checked; problems are reported as `${where}: ...`. */
+function checkS3Store(raw: Record<string, unknown>, base: StoreConfigBase, where: string, problems: string[]): S3StoreConfig {
+  const s3 = { ...S3_DEFAULTS, path_style: false, ...base, type: 's3' as const, bucket: '' };
+  const bucket = raw.bucket;
+  // S3's rules for bucket names (DNS-compatible; what AWS, Ceph RGW and Swift's s3api all take).
+  if (typeof bucket !== 'string' || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket) || bucket.includes('..') || /^\d+\.\d+\.\d+\.\d+$/.test(bucket)) {
+    problems.push(`${where}: bucket ${JSON.stringify(bucket)} must be an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit`);
+  } else {
+    s3.bucket = bucket;
+  }
+  const prefix = raw.prefix ?? '';
+  if (typeof prefix !== 'string' || (prefix !== '' && (prefix.length > 512 || !prefix.split('/').every((p) => /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(p) && p !== '..')))) {
+    problems.push(`${where}: prefix ${JSON.stringify(prefix)} must be '/'-separated names of letters, digits, '.', '_' and '-' (no leading, trailing or double '/', no '..')`);
+  } else {
+    s3.prefix = prefix;
+  }
+  const endpoint = raw.endpoint ?? null;
+  if (endpoint !== null) {
+    let url: URL | undefined;
+    try {
+      url = typeof endpoint === 'string' ? new URL(endpoint) : undefined;
+    } catch { /* reported below */ }
+    if (url === undefined || !/^https?:$/.test(url.protocol) || url.search !== '' || url.hash !== '') {
+      problems.push(`${where}: endpoint ${JSON.stringify(endpoint)} must be the http(s) URL of the S3 API, e.g. https://rgw.example:8080`);
+    } else if (url.username !== '' || url.password !== '') {
+      problems.push(`${where}: endpoint: ${S3_CREDENTIALS_HINT}`);
+    } else {
+      s3.endpoint = String(endpoint).replace(/\/+$/, '');
+    }
+  }
+  for (const key of ['region', 'profile'] as const) {
+    const value = raw[key] ?? null;
+    if (value !== null && (typeof value !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value))) {
+      problems.push(`${where}: ${key} ${JSON.stringify(value)} must be a name of letters, digits, '.', '_' and '-'`);
+    } else {
+      s3[key] = value;
+    }
+  }
+  const pathStyle = raw.path_style ?? s3.endpoint !== null;
+  if (typeof pathStyle !== 'boolean') problems.push(`${where}: path_style must be true or false (got ${JSON.stringify(pathStyle)})`);
+  else s3.path_style = pathStyle;
+  for (const [key, { min, max }] of Object.entries(S3_INTEGERS)) {
+    const value = raw[key] ?? S3_DEFAULTS[key as keyof typeof S3_DEFAULTS];
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+      problems.push(`${where}: ${key} must be an integer from ${min} to ${max} (got ${JSON.stringify(value)})`);
+    } else {
+      (s3 as Record<string, unknown>)[key] = value;
+    }
+  }
+  return s3;
 }
 
 /** Merges and validates the sources. Throws ConfigError listing every problem. */

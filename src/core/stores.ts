@@ -4,7 +4,7 @@ import type { BlobStore, StoreDescription } from './ports.ts';
 /** What an operator configured about one store (Glance multistore `enabled_backends` entry). */
 export interface StoreInfo {
   id: string;
-  type: 'file';
+  type: 'file' | 's3';
   description: string;
   weight: number;
   readOnly: boolean;

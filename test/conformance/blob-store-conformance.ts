@@ -31,7 +31,7 @@ export interface BlobStoreHandle {
 }
 
 export interface ConformanceOptions {
-  /** Skip the whole suite with this message (e.g. "S3 tests need OUTPOST_TEST_S3_URL"). */
+  /** Skip the whole suite with this message (e.g. "S3 tests need TEST_S3_URL"). */
   skip?: string;
 }
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { openCatalog, type SqlCatalog } from '../../src/catalog/open-catalog.ts';
-import { ConflictError, NotFoundError } from '../../src/core/errors.ts';
+import { ConflictError, ImageNotFoundError, NotFoundError } from '../../src/core/errors.ts';
 import type { Image } from '../../src/core/image.ts';
 import { createTestDatabase, postgresSkip } from '../helpers/postgres.ts';
 
@@ -46,7 +46,7 @@ async function writer(catalog: SqlCatalog, ids: string[], stop: AbortSignal): Pr
       writes++;
     } catch (error) {
       // Another writer got there first (deleted the image): expected, and must change nothing.
-      if (!(error instanceof NotFoundError || error instanceof ConflictError)) throw error;
+      if (!(error instanceof NotFoundError || error instanceof ImageNotFoundError || error instanceof ConflictError)) throw error;
     }
   }
   return writes;
