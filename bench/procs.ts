@@ -227,18 +227,19 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'
   }
 }
 
-/** Polls `url` until it answers (any HTTP status) or `ms` pass. */
-async function waitHttp(url: string, ms: number, alive: () => boolean): Promise<void> {
+/** Polls `url` until it answers (with a status `accept` takes: any, by default) or `ms` pass. */
+export async function waitHttp(url: string, ms: number, alive: () => boolean, accept: (status: number) => boolean = () => true): Promise<void> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     if (!alive()) throw new Error(`server for ${url} exited`);
     try {
       const r = await fetch(url, { signal: AbortSignal.timeout(2_000) });
       await r.arrayBuffer();
-      return;
+      if (accept(r.status)) return;
     } catch {
-      await new Promise((r) => setTimeout(r, 100));
+      // not listening yet
     }
+    await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`${url} not answering after ${ms} ms`);
 }
@@ -268,13 +269,14 @@ export async function startOutpost(repoRoot: string, dataDir: string, extraEnv: 
   return { name, url, pid: child.pid!, stop };
 }
 
-/** Our own nginx (temp prefix and config, sendfile on) serving `root` on 127.0.0.1. */
-export async function startNginx(root: string, prefix: string, cleanup: Cleanup): Promise<Server> {
-  const port = await freePort();
-  await mkdir(prefix, { recursive: true });
-  const conf = join(prefix, 'nginx.conf');
+/**
+ * An nginx configuration on the temp `prefix`: the settings every nginx of the benchmarks shares
+ * (in the foreground, its pid, log and temp files under the prefix), around `http`, the http
+ * block's own directives and servers.
+ */
+export function nginxConf(prefix: string, http: string): string {
   const tmp = (n: string) => join(prefix, n);
-  await writeFile(conf, `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes auto;
+  return `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes auto;
 daemon off;
 master_process on;
 pid ${tmp('nginx.pid')};
@@ -282,23 +284,36 @@ error_log ${tmp('error.log')} warn;
 events { worker_connections 1024; }
 http {
   access_log off;
-  sendfile on;
-  tcp_nopush on;
-  default_type application/octet-stream;
   client_body_temp_path ${tmp('client_body')};
   proxy_temp_path ${tmp('proxy')};
   fastcgi_temp_path ${tmp('fastcgi')};
   uwsgi_temp_path ${tmp('uwsgi')};
   scgi_temp_path ${tmp('scgi')};
+${http}
+}
+`;
+}
+
+/** Starts nginx on `prefix` with the configuration `text` (written to prefix/nginx.conf); stopped by `cleanup`. */
+export async function spawnNginx(prefix: string, text: string, cleanup: Cleanup, what: string): Promise<{ child: ChildProcess; stop: () => Promise<void> }> {
+  await mkdir(prefix, { recursive: true });
+  const conf = join(prefix, 'nginx.conf');
+  await writeFile(conf, text);
+  const child = spawn('nginx', ['-p', prefix, '-e', join(prefix, 'error.log'), '-c', conf], { stdio: ['ignore', 'inherit', 'inherit'] });
+  return { child, stop: cleanup.add(what, () => stopChild(child, 'SIGQUIT')) };
+}
+
+/** Our own nginx (temp prefix and config, sendfile on) serving `root` on 127.0.0.1. */
+export async function startNginx(root: string, prefix: string, cleanup: Cleanup): Promise<Server> {
+  const port = await freePort();
+  const { child, stop } = await spawnNginx(prefix, nginxConf(prefix, `  sendfile on;
+  tcp_nopush on;
+  default_type application/octet-stream;
   server {
     listen 127.0.0.1:${port};
     root ${root};
     location / { }
-  }
-}
-`);
-  const child = spawn('nginx', ['-p', prefix, '-e', tmp('error.log'), '-c', conf], { stdio: ['ignore', 'inherit', 'inherit'] });
-  const stop = cleanup.add('stop nginx', () => stopChild(child, 'SIGQUIT'));
+  }`), cleanup, 'stop nginx');
   const url = `http://127.0.0.1:${port}`;
   await waitHttp(`${url}/`, 15_000, () => child.exitCode === null);
   return { name: 'nginx', url, pid: child.pid!, stop };
