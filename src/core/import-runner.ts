@@ -124,14 +124,14 @@ export class ImportTaskRunner implements ImportRunner {
       }
       let expected: BlobDigest | undefined;
       let source: () => Promise<AsyncIterable<Uint8Array>>;
-      // copy-image may name other sites' stores: those sites fetch their copies (awaitSites).
+      const image = await this.#image(task);
       // A resumed task skips the stores its earlier run copied to (located, and off the importing list).
-      const before = await this.#image(task);
-      const done = (store: string) => before.locations.some((l) => l.store === store) && !storeList(before, IMPORTING_PROPERTY).includes(store);
-      const local = task.input.backend.filter((store) => this.#o.stores.has(store) && !done(store));
+      const done = (store: string) => image.locations.some((l) => l.store === store) && !storeList(image, IMPORTING_PROPERTY).includes(store);
+      const ours = task.input.backend.filter((store) => this.#o.stores.has(store));
+      const local = ours.filter((store) => !done(store));
+      // copy-image may name other sites' stores: those sites fetch their copies (awaitSites).
       const remote = task.input.backend.filter((store) => !this.#o.stores.has(store));
       if (method === 'copy-image') {
-        const image = await this.#image(task);
         if (image.size === null || image.checksum === null || image.os_hash_value === null) {
           throw new Error('The image has no verified data to copy');
         }
@@ -150,7 +150,7 @@ export class ImportTaskRunner implements ImportRunner {
       }
 
       let digest = expected;
-      let copied = task.input.backend.filter((store) => this.#o.stores.has(store) && done(store)).length;
+      let copied = ours.length - local.length;
       for (const store of local) {
         signal.throwIfAborted();
         await this.#image(task); // the lock must still be ours
