@@ -46,8 +46,17 @@ describe('edge answers (central ← wan ← edge, separate processes)', { timeou
   });
 
   /** The image, once the edge's replica has it. */
+  /**
+   * Waits until the edge's replica holds image `id` at the status central gives it: an image
+   * created and then uploaded reaches the edge first as queued. The edge's list answers from its
+   * replica; a single-image GET may be answered by central (metadata_max_staleness).
+   */
   async function atEdge(id: string): Promise<void> {
-    await eventually(`the edge has image ${id}`, 30_000, async () => (await call(edge, 'GET', `/v2/images/${id}`)).status === 200);
+    const status = (await call(central, 'GET', `/v2/images/${id}`)).body?.status;
+    await eventually(`the edge's replica has image ${id} (${status})`, 30_000, async () => {
+      const listed = (await call(edge, 'GET', '/v2/images?limit=1000')).body?.images as { id: string; status: string }[] | undefined;
+      return listed?.some((image) => image.id === id && image.status === status) === true;
+    });
   }
 
   describe('a request body over the limit (item 3)', () => {
