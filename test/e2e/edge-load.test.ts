@@ -3,7 +3,7 @@ import { Agent, request } from 'node:http';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
-import { bytesOf, createActiveImage } from '../helpers/glance-client.ts';
+import { bytesOf, call, createActiveImage } from '../helpers/glance-client.ts';
 import { eventually, siteAt, stopProcess } from '../helpers/multi-site.ts';
 import { spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
 
@@ -58,7 +58,7 @@ it('many keep-alive clients with odd requests, some going away mid-request: ever
   const central = siteAt(centralProc.url);
   const image = await createActiveImage(central, bytesOf(256 << 10, 7), { name: 'load' });
   const edge = siteAt(edgeProc.url);
-  await eventually('the edge has the image', 30_000, async () => (await edge.request(`/v2/images/${image.id}`)).status === 200);
+  await eventually('the edge has the image active', 30_000, async () => (await call(edge, 'GET', `/v2/images/${image.id}`)).body?.status === 'active');
   const json = { 'content-type': 'application/json' };
   const odd: Odd[] = [
     { method: 'GET', path: '/v2/images?id=1' },

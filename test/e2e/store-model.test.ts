@@ -112,7 +112,7 @@ describe('the store model: which stores exist, which may be named where, what im
   it('an image shows the same stores and locations at central and at the edge, the edge\'s cached copy included', async () => {
     const data = bytesOf(128 * 1024, 93);
     const image = await createActiveImage(central, data, { name: 'seen-alike' });
-    await eventually('the image reached the edge', 30_000, async () => (await call(edge, 'GET', `/v2/images/${image.id}`)).status === 200);
+    await eventually('the image reached the edge active', 30_000, async () => (await call(edge, 'GET', `/v2/images/${image.id}`)).body?.status === 'active');
     assert.equal((await download(edge.url, image.id)).length, data.length);
     const view = async (site: TestSite) => {
       const i = await getImage(site, image.id);
