@@ -72,9 +72,11 @@ export class ImageRepository {
 
   async createImage(image: Image, opts?: IoOptions): Promise<void> {
     await this.#db.write(async (tx) => {
-      const existing = await tx.db.selectFrom('images').select('id').where('id', '=', image.id).executeTakeFirst();
-      if (existing !== undefined) throw new ConflictError(`Image with identifier ${image.id} already exists!`);
-      await tx.db.insertInto('images').values(imageToRow(image)).execute();
+      // One statement decides, so that two nodes creating the same id at once give one 201 and
+      // one 409 (a select first would let both pass it). A deleted image's id stays taken.
+      const inserted = await tx.db.insertInto('images').values(imageToRow(image))
+        .onConflict((oc) => oc.column('id').doNothing()).returning('id').executeTakeFirst();
+      if (inserted === undefined) throw new ConflictError(`Image with identifier ${image.id} already exists!`);
       await writeImageChildren(tx.db, image);
       await tx.append('image', image.id, 'upsert', image);
     }, opts);

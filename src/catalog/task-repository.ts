@@ -14,9 +14,9 @@ export class TaskRepository {
 
   async createTask(task: Task, opts?: IoOptions): Promise<void> {
     await this.#db.write(async (tx) => {
-      const existing = await tx.db.selectFrom('tasks').select('id').where('id', '=', task.id).executeTakeFirst();
-      if (existing !== undefined) throw new ConflictError(`Task with identifier ${task.id} already exists`);
-      await tx.db.insertInto('tasks').values(taskToRow(task)).execute();
+      const inserted = await tx.db.insertInto('tasks').values(taskToRow(task))
+        .onConflict((oc) => oc.column('id').doNothing()).returning('id').executeTakeFirst();
+      if (inserted === undefined) throw new ConflictError(`Task with identifier ${task.id} already exists`);
       await tx.append('task', task.id, 'upsert', task);
     }, opts);
   }

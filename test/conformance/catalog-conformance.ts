@@ -113,6 +113,15 @@ export function catalogConformance(name: string, open: () => Promise<CatalogHand
         assert.deepEqual(await catalog.getImage(image.id), image);
       }));
 
+      it('concurrent creates of one id (two nodes): exactly one lands, every other gets ConflictError, one change', withCatalog(async (catalog) => {
+        const id = randomUUID();
+        const outcomes = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => catalog.createImage(makeImage({ id, name: `racer-${i}` }))));
+        const landed = outcomes.filter((o) => o.status === 'fulfilled');
+        assert.equal(landed.length, 1, JSON.stringify(outcomes.map((o) => o.status === 'rejected' ? String(o.reason) : 'ok')));
+        for (const o of outcomes) if (o.status === 'rejected') assert.ok(o.reason instanceof ConflictError, String(o.reason));
+        assert.deepEqual((await allChanges(catalog)).map((c) => [c.entity, c.id]), [['image', id]]);
+      }));
+
       it('rejects the id of a deleted image with ConflictError (ids are never reused)', withCatalog(async (catalog) => {
         const image = makeImage();
         await catalog.createImage(image);
@@ -631,6 +640,13 @@ export function catalogConformance(name: string, open: () => Promise<CatalogHand
         got.status = 'success';
         got.input.import_req.method.name = 'web-download';
         assert.deepEqual(await catalog.getTask(kept.id), kept);
+      }));
+
+      it('concurrent creates of one task id: exactly one lands, every other gets ConflictError', withCatalog(async (catalog) => {
+        const id = randomUUID();
+        const outcomes = await Promise.allSettled(Array.from({ length: 4 }, (_, i) => catalog.createTask(makeTask({ id, message: `racer-${i}` }))));
+        assert.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 1);
+        for (const o of outcomes) if (o.status === 'rejected') assert.ok(o.reason instanceof ConflictError, String(o.reason));
       }));
 
       it('rejects a duplicate id, keeping the original and the change log', withCatalog(async (catalog) => {
