@@ -54,8 +54,10 @@ describe('configuration', () => {
   it('takes stores as ID=file:PATH specs, the first being the default, and in the file as objects', () => {
     const c = resolveConfig({ flags: { stores: ['fast=file:/srv/fast', 'slow=file:/srv/slow'] } });
     assert.deepEqual(c.stores.map((s) => s.id), ['fast', 'slow']);
-    const f = resolveConfig({ file: { stores: [{ id: 'a', path: '/a', weight: 5, description: 'A' }] } });
+    const f = resolveConfig({ file: { stores: [{ id: 'a', path: '/a', weight: 5, description: 'A' }, { id: 'nfs', path: '/mnt/nfs', partial_grace_seconds: 7200 }] } });
     assert.equal(f.stores[0].weight, 5);
+    assert.deepEqual(f.stores.map((s) => s.partial_grace_seconds), [3600, 7200]);
+    assert.throws(() => resolveConfig({ file: { stores: [{ id: 'a', path: '/a', partial_grace_seconds: -1 }] } }), /store "a": partial_grace_seconds must be an integer from 0/);
     const e = resolveConfig({ env: { OUTPOST_STORES: 'x=file:/x,y=file:/y' } });
     assert.deepEqual(e.stores.map((s) => s.type === 'file' && s.path), ['/x', '/y']);
   });

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server as HttpsServer } from 'node:https';
 import type { FastifyBaseLogger } from 'fastify';
 import { openCatalog, type SqlCatalog } from '../catalog/open-catalog.ts';
-import type { OutpostConfig } from '../core/config.ts';
+import { PARTIAL_GRACE, type OutpostConfig } from '../core/config.ts';
 import { ImageService } from '../core/image-service.ts';
 import { ImportTaskRunner, type GlanceRegion } from '../core/import-runner.ts';
 import { ImportService } from '../core/import-service.ts';
@@ -120,9 +120,11 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   const hashers = new WorkerHasherFactory();
   // The catalog: the SQLite file in the data directory, or PostgreSQL shared by several nodes.
   const catalog = await openCatalog(config.database_url ?? directory.catalogPath, { migrate: config.migrate_at_start, log: logger });
+  // Other nodes serve this site from the same catalog (PostgreSQL), and its stores with it.
+  const shared = catalog.dialect !== 'sqlite';
   const stores = new StoreRegistry(await Promise.all(config.stores.map(async (s) => {
     // A directory (FileBlobDriver) or an S3 bucket (S3BlobDriver), verified the same way.
-    const { driver, properties } = await openStoreDriver(s, { sync: config.storage_sync });
+    const { driver, properties } = await openStoreDriver(s, { sync: config.storage_sync, shared });
     return {
       info: { id: s.id, type: s.type, description: s.description, weight: s.weight, readOnly: s.read_only, properties },
       blobs: new VerifyingBlobStore(driver, hashers),
@@ -130,7 +132,11 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   })));
   // Import: a node-local staging area (Glance's reserved os_glance_staging_store), the task
   // runner, and the filtered HTTP client for web-download and glance-download.
-  const staging = new VerifyingBlobStore(await FileBlobDriver.create({ id: 'os_glance_staging_store', root: config.staging_path === null ? join(dataDir, 'staging') : resolve(config.staging_path), sync: false }), hashers);
+  // A staging_path is shared by the nodes (a network filesystem), the data directory's is this node's.
+  const staging = new VerifyingBlobStore(await FileBlobDriver.create({
+    id: 'os_glance_staging_store', root: config.staging_path === null ? join(dataDir, 'staging') : resolve(config.staging_path), sync: false,
+    partialGraceMs: shared && config.staging_path !== null ? PARTIAL_GRACE.default * 1000 : 0,
+  }), hashers);
   // Identity: central issues tokens (and keeps password hashes and the private signing key);
   // every site verifies them against its own replica of identity's public records.
   const keystone = config.auth === 'keystone';
@@ -245,7 +251,6 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   // This node among the nodes serving the site from one catalog (PostgreSQL: any number; SQLite:
   // this one alone): its uploads, staging and import tasks are claimed, and another node takes
   // them over if it dies.
-  const shared = catalog.dialect !== 'sqlite';
   const work = await NodeWork.start({ claims: catalog, site: config.site, exclusive: !shared, log: logger });
   const images = new ImageService({
     catalog, region, manifests, work,
@@ -276,7 +281,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   // the catalog is authoritative (an edge's replicated images and tasks are central's).
   const recovery = new StartupRecovery({
     catalog, stores, staging, ownsCatalog: config.role === 'central', tasks: runner, work, log: logger,
-    shared: shared ? { staging: config.staging_path !== null } : undefined,
+    shared: shared ? {} : undefined,
   });
   await recovery.recover();
   const imports = new ImportService({
@@ -351,6 +356,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     await recovery.close();
     work.close();
     await catalog.close();
+    await stores.close();
     await hashers.close();
     parent?.close();
     await links.close();

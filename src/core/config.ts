@@ -9,6 +9,13 @@ interface StoreConfigBase {
   description: string;
   weight: number;
   read_only: boolean;
+  /**
+   * A partial write (a temporary file, an incomplete multipart upload) that this process is not
+   * writing is taken for another node's running write until it is this old (default 3600); then
+   * for the remains of a node that stopped, and removed. A file store of a single node (a SQLite
+   * catalog: one process per data directory) has no other writers and removes them at start.
+   */
+  partial_grace_seconds: number;
 }
 
 /** A store in a directory (`ID=file:PATH`). */
@@ -39,8 +46,6 @@ export interface S3StoreConfig extends StoreConfigBase {
   part_size_mb: number;
   /** Most parts of one upload the server takes (AWS, Ceph RGW: 10000; Swift s3api: 1000 by default). */
   max_parts: number;
-  /** removePartial leaves another node's incomplete upload alone until it is this old (default 3600). */
-  partial_grace_seconds: number;
   connect_timeout_ms: number;
   /** A request on which nothing moves for this long fails (default 30000). */
   timeout_ms: number;
@@ -53,17 +58,18 @@ export type StoreConfig = FileStoreConfig | S3StoreConfig;
 /** The S3 store options (besides id, type, description, weight, read_only) and their defaults. */
 const S3_DEFAULTS: Omit<S3StoreConfig, keyof StoreConfigBase | 'type' | 'bucket' | 'path_style'> = {
   prefix: '', endpoint: null, region: null, profile: null, part_size_mb: 8, max_parts: 10_000,
-  partial_grace_seconds: 3600, connect_timeout_ms: 5000, timeout_ms: 30_000, max_attempts: 3,
+  connect_timeout_ms: 5000, timeout_ms: 30_000, max_attempts: 3,
 };
 const S3_INTEGERS: Record<string, { min: number; max: number }> = {
   part_size_mb: { min: 5, max: 5120 },
   max_parts: { min: 1, max: 10_000 },
-  partial_grace_seconds: { min: 0, max: 365 * 86_400 },
   connect_timeout_ms: { min: 1, max: 600_000 },
   timeout_ms: { min: 1, max: 3_600_000 },
   max_attempts: { min: 1, max: 20 },
 };
-const STORE_KEYS = ['id', 'type', 'description', 'weight', 'read_only'];
+const STORE_KEYS = ['id', 'type', 'description', 'weight', 'read_only', 'partial_grace_seconds'];
+/** partial_grace_seconds: its default, also the grace of a staging area several nodes share (staging_path). */
+export const PARTIAL_GRACE = { default: 3600, min: 0, max: 365 * 86_400 } as const;
 const S3_KEYS = ['bucket', 'path_style', ...Object.keys(S3_DEFAULTS)];
 /** Names that would carry a secret: refused, with where credentials go instead. */
 const S3_SECRET_RE = /access|secret|key|token|password|credential/i;
@@ -373,7 +379,7 @@ export function parseStoreSpec(spec: string): Record<string, unknown> & { proble
     if (Object.hasOwn(out, name)) return { problem: `store "${id}": option ${name} is given twice` };
     out[name] = name === 'path_style' || name === 'read_only'
       ? (value === 'true' ? true : value === 'false' ? false : value)
-      : name in S3_INTEGERS || name === 'weight' ? (/^\d+$/.test(value) ? Number(value) : value) : value;
+      : name in S3_INTEGERS || name === 'weight' || name === 'partial_grace_seconds' ? (/^\d+$/.test(value) ? Number(value) : value) : value;
   }
   return out;
 }
@@ -442,8 +448,13 @@ function checkStores(value: unknown, where: string, problems: string[]): StoreCo
     }
     const weight = raw.weight ?? 0;
     if (typeof weight !== 'number' || !Number.isInteger(weight)) problems.push(`${where}: store "${id}": weight must be an integer`);
+    const grace = raw.partial_grace_seconds ?? PARTIAL_GRACE.default;
+    if (typeof grace !== 'number' || !Number.isSafeInteger(grace) || grace < PARTIAL_GRACE.min || grace > PARTIAL_GRACE.max) {
+      problems.push(`${where}: store "${id}": partial_grace_seconds must be an integer from ${PARTIAL_GRACE.min} to ${PARTIAL_GRACE.max} (got ${JSON.stringify(grace)})`);
+    }
     const base = {
       id, description: typeof raw.description === 'string' ? raw.description : '', weight: Number(weight) || 0, read_only: raw.read_only === true,
+      partial_grace_seconds: typeof grace === 'number' ? grace : PARTIAL_GRACE.default,
     };
     if (type === 'file') {
       if (typeof raw.path !== 'string' || raw.path === '') problems.push(`${where}: store "${id}": path is required`);

@@ -248,6 +248,8 @@ export interface BlobKeys {
   removePartial(opts?: IoOptions): Promise<number>;
   /** The location URL recorded for a key (file:///path, s3://bucket/key ...). */
   urlFor(key: string): string;
+  /** Releases what the store holds open (an S3 client's connections); it is not used afterwards. */
+  close?(): Promise<void>;
 }
 
 /**

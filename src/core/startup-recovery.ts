@@ -22,12 +22,11 @@ export interface StartupRecoveryOptions {
   /** This node among several sharing the catalog: what a node that is alive claims is left alone. Absent: the only process. */
   work?: NodeWork;
   /**
-   * Other nodes serve this site from the same catalog and stores (PostgreSQL): partial writes in
-   * the stores — and in the staging area, when it is shared too — may be theirs, in progress, and
-   * are left alone; and what a node that dies leaves is reaped every `reapEveryMs` (default 10 s),
-   * not only at start.
+   * Other nodes serve this site from the same catalog and stores (PostgreSQL): what a node that
+   * dies leaves is reaped every `reapEveryMs` (default 10 s), not only at start — its partial
+   * writes too, which the stores tell from another node's running write by their grace period.
    */
-  shared?: { staging: boolean; reapEveryMs?: number };
+  shared?: { reapEveryMs?: number };
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
   /** Images read from the catalog at a time (default 500). */
   pageSize?: number;
@@ -50,7 +49,8 @@ const EXAMPLES = 5;
  * "Crash recovery" and "Stores that moved"):
  *
  * 1. Partial writes in every store and the staging area are removed (BlobStore.removePartial);
- *    committed copies are never touched. Every role: an edge cleans its own bytes.
+ *    committed copies are never touched, nor writes another node may be running (the stores'
+ *    grace period). Every role: an edge cleans its own bytes.
  * 2. Where the catalog is authoritative (central), the import tasks no node runs are resumed (the
  *    import runner), then every image a stop left half-way goes back to `queued`, so that the
  *    client can upload or import again — as Glance does when an upload or import fails: `saving`
@@ -77,22 +77,22 @@ export class StartupRecovery {
     this.#pageSize = opts.pageSize ?? 500;
   }
 
-  /** Steps 1 and 2, then starts step 3 (and, shared, step 2 again and again) in the background (stopped by close()). */
+  /** Steps 1 and 2, then starts step 3 (and, shared, steps 1 and 2 again and again) in the background (stopped by close()). */
   async recover(opts: IoOptions = {}): Promise<void> {
     await this.removePartials(opts);
-    if (this.#o.ownsCatalog) {
-      await this.reap(opts);
-      if (this.#o.shared !== undefined) {
-        this.#reaper = setInterval(() => {
-          if (this.#reaping) return;
-          this.#reaping = true;
-          this.reap({ signal: this.#stop.signal })
-            .catch((error: unknown) => {
-              if (!this.#stop.signal.aborted) this.#o.log.warn({ err: error }, 'taking over the work of stopped nodes failed; trying again');
-            })
-            .finally(() => { this.#reaping = false; });
-        }, this.#o.shared.reapEveryMs ?? 10_000);
-      }
+    if (this.#o.ownsCatalog) await this.reap(opts);
+    if (this.#o.shared !== undefined) {
+      this.#reaper = setInterval(() => {
+        if (this.#reaping) return;
+        this.#reaping = true;
+        const signal = this.#stop.signal;
+        this.removePartials({ signal })
+          .then(() => (this.#o.ownsCatalog ? this.reap({ signal }) : undefined))
+          .catch((error: unknown) => {
+            if (!signal.aborted) this.#o.log.warn({ err: error }, 'taking over the work of stopped nodes failed; trying again');
+          })
+          .finally(() => { this.#reaping = false; });
+      }, this.#o.shared.reapEveryMs ?? 10_000);
     }
     this.#checking = this.checkCopies({ signal: this.#stop.signal })
       .catch((error: unknown) => {
@@ -112,12 +112,11 @@ export class StartupRecovery {
     await this.revertInterrupted(opts);
   }
 
-  /** Removes the partial writes left in every store and the staging area that are this node's alone; returns how many. */
+  /** Removes the partial writes left in every store and the staging area that no node is writing; returns how many. */
   async removePartials(opts: IoOptions = {}): Promise<number> {
     let total = 0;
-    const stores = this.#o.shared === undefined ? this.#o.stores.list().map((s) => this.#o.stores.blobs(s.id)) : [];
-    const staging = this.#o.shared?.staging === true ? [] : [this.#o.staging];
-    for (const blobs of [...stores, ...staging]) {
+    const stores = this.#o.stores.list().map((s) => this.#o.stores.blobs(s.id));
+    for (const blobs of [...stores, this.#o.staging]) {
       const removed = await blobs.removePartial(opts);
       if (removed > 0) this.#o.log.info({ store: blobs.id, removed }, 'removed partial writes a stopped process left');
       total += removed;

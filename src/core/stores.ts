@@ -51,4 +51,9 @@ export class StoreRegistry {
   weight(id: string): number {
     return this.#stores.get(id)?.info.weight ?? 0;
   }
+
+  /** Closes every store (their clients' connections); the registry is not used afterwards. */
+  async close(): Promise<void> {
+    await Promise.all([...this.#stores.values()].map((s) => s.blobs.close?.()));
+  }
 }

@@ -14,12 +14,14 @@ export interface OpenedStoreDriver {
 /**
  * The driver of a configured store: a directory (created if missing) or an S3 bucket (created if
  * missing; credentials from the AWS SDK's standard chain). A store that cannot be opened is a
- * StartupError naming it and saying why.
+ * StartupError naming it and saying why. `shared`: several nodes serve the site (a shared
+ * catalog), so a directory may have other writers too; a bucket is always taken to.
  */
-export async function openStoreDriver(store: StoreConfig, opts: IoOptions & { sync: boolean }): Promise<OpenedStoreDriver> {
+export async function openStoreDriver(store: StoreConfig, opts: IoOptions & { sync: boolean; shared: boolean }): Promise<OpenedStoreDriver> {
   if (store.type === 'file') {
     const root = isAbsolute(store.path) ? store.path : resolve(store.path);
-    return { driver: await FileBlobDriver.create({ id: store.id, root, sync: opts.sync }), properties: { data_dir: root } };
+    const partialGraceMs = opts.shared ? store.partial_grace_seconds * 1000 : 0;
+    return { driver: await FileBlobDriver.create({ id: store.id, root, sync: opts.sync, partialGraceMs }), properties: { data_dir: root } };
   }
   try {
     const driver = await S3BlobDriver.create({

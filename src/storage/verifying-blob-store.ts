@@ -119,6 +119,10 @@ export class VerifyingBlobStore implements BlobStore {
   urlFor(key: string): string {
     return this.#driver.urlFor(key);
   }
+
+  async close(): Promise<void> {
+    await this.#driver.close?.();
+  }
 }
 
 /**

@@ -69,7 +69,7 @@ blobStoreConformance('VerifyingBlobStore over S3BlobDriver (Swift s3api)', async
     surroundings: async () => (await bucket.objects()).filter((name) => !name.startsWith(prefix)),
     leavePartial: async (key) => { await bucket.leavePartial(prefix + key); },
     cleanup: async () => {
-      driver.destroy();
+      await driver.close();
       await bucket.remove();
     },
   };

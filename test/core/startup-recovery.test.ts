@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { rm, writeFile } from 'node:fs/promises';
+import { readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openCatalog, type SqlCatalog } from '../../src/catalog/open-catalog.ts';
@@ -11,6 +11,7 @@ import { StoreRegistry } from '../../src/core/stores.ts';
 import { FileBlobDriver } from '../../src/storage/drivers/file-blob-driver.ts';
 import { VerifyingBlobStore } from '../../src/storage/verifying-blob-store.ts';
 import { WorkerHasherFactory } from '../../src/storage/worker-hasher.ts';
+import { eventually } from '../helpers/multi-site.ts';
 import { tempDir } from '../helpers/site.ts';
 
 const once = (bytes: string) => (async function* () { yield Buffer.from(bytes); })();
@@ -106,6 +107,31 @@ describe('StartupRecovery', () => {
     for (const d of ['a', 'b', 'staging']) await writeFile(join(dir, d, '.incomplete', `${kept.id}.dead01`), 'partial');
     assert.equal(await recovery(false).removePartials(), 3);
     assert.equal((await stores.blobs('a').stat(kept.id))?.size, 4);
+  });
+
+  it('where nodes share the stores, leaves another node\'s fresh partial write alone and removes it once idle past the grace period, also while running', async () => {
+    const root = join(dir, 'shared-store');
+    const sharedStores = new StoreRegistry([{
+      info: { id: 'shared', type: 'file' as const, description: '', weight: 0, readOnly: false, properties: { data_dir: root } },
+      blobs: new VerifyingBlobStore(await FileBlobDriver.create({ id: 'shared', root, sync: false, partialGraceMs: 60_000 }), hashers),
+    }]);
+    const running = join(root, '.incomplete', 'img-running.0a0a0a');
+    const dead = join(root, '.incomplete', 'img-dead.0b0b0b');
+    await writeFile(running, 'another node is writing');
+    await writeFile(dead, 'a node that stopped wrote this');
+    const idle = new Date(Date.now() - 120_000);
+    await utimes(dead, idle, idle);
+    const shared = new StartupRecovery({
+      catalog, stores: sharedStores, staging, ownsCatalog: false, tasks: { recover: async () => 0 }, log, shared: { reapEveryMs: 50 },
+    });
+    try {
+      await shared.recover();
+      assert.deepEqual(await readdir(join(root, '.incomplete')), ['img-running.0a0a0a'], 'at start: the dead write goes, the running one stays');
+      await utimes(running, idle, idle); // that node stopped too
+      await eventually('the periodic reap removes it', 10_000, async () => (await readdir(join(root, '.incomplete'))).length === 0);
+    } finally {
+      await shared.close();
+    }
   });
 
   it('finds the recorded copies that are not in their store, or not of the image\'s size', async () => {

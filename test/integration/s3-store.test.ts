@@ -62,7 +62,7 @@ describe('S3 store: uploads are invisible until verified', { skip, timeout: 600_
     driver = await S3BlobDriver.create(bucket.driverOptions('s3-big', { prefix: 'images' }));
   });
   after(async () => {
-    driver?.destroy();
+    await driver?.close();
     await bucket?.remove();
     hashers.close();
   });
@@ -148,7 +148,7 @@ describe('S3 store: a cut link fails the upload with a clear error and leaves no
     }));
   });
   after(async () => {
-    driver?.destroy();
+    await driver?.close();
     await proxy?.close();
     await bucket?.remove();
     hashers.close();

@@ -61,7 +61,7 @@ describe('S3BlobDriver against Swift s3api', { skip, timeout: 180_000 }, () => {
     bucket = await createTestBucket();
   });
   after(async () => {
-    for (const d of drivers) d.destroy();
+    for (const d of drivers) await d.close();
     await bucket?.remove();
     hashers.close();
   });
@@ -103,6 +103,19 @@ describe('S3BlobDriver against Swift s3api', { skip, timeout: 180_000 }, () => {
     await driver.delete('never-there');
     await driver.delete('k1');
     assert.equal(await driver.stat('k1'), undefined);
+  });
+
+  it('lists and cleans up across pages: every key and every dead upload, however many pages they take', async () => {
+    // A page of 2 stands for S3's 1000: the same continuation tokens and markers, on 7 keys and 5 uploads.
+    const driver = await open('paged', { prefix: 'paged', listPageSize: 2, partialGraceMs: 0 });
+    const names = Array.from({ length: 7 }, (_, i) => `k${i}`);
+    for (const name of names) await bucket.put(`paged/${name}`, name);
+    for (let i = 0; i < 5; i++) await bucket.leavePartial(`paged/dead-${i % 2}`);
+    const keys: string[] = [];
+    for await (const k of driver.list()) keys.push(k);
+    assert.deepEqual(keys.sort(), names);
+    assert.equal(await driver.removePartial(), 5);
+    assert.deepEqual(await bucket.uploads('paged/'), []);
   });
 
   it('an abort mid multipart upload rejects with AbortError and leaves no upload and no object', async () => {

@@ -25,6 +25,12 @@ export interface FileBlobDriverOptions {
   root: string;
   /** fdatasync before commit, so a committed copy survives a power cut (default true). */
   sync?: boolean;
+  /**
+   * Another process's partial write is left alone until nothing was written to it for this long
+   * (ms): the directory is shared by several nodes (a network filesystem). Default 0: this process
+   * is the directory's only writer, and every partial write not its own is a dead one.
+   */
+  partialGraceMs?: number;
 }
 
 /**
@@ -35,6 +41,7 @@ export class FileBlobDriver implements BlobDriver {
   readonly id: string;
   readonly #root: string;
   readonly #sync: boolean;
+  readonly #partialGraceMs: number;
   /** Names (under TMP_DIR) of the temporary files this object's writers hold. */
   readonly #writing = new Set<string>();
 
@@ -42,6 +49,7 @@ export class FileBlobDriver implements BlobDriver {
     this.id = opts.id;
     this.#root = resolve(opts.root);
     this.#sync = opts.sync ?? true;
+    this.#partialGraceMs = opts.partialGraceMs ?? 0;
   }
 
   /**
@@ -115,13 +123,22 @@ export class FileBlobDriver implements BlobDriver {
     };
   }
 
-  /** Removes every file under TMP_DIR but the ones this object's writers hold. */
+  /**
+   * Removes every file under TMP_DIR but the ones this object's writers hold and, with a grace
+   * period, those written to within it (another node's running write).
+   */
   async removePartial(opts: IoOptions = {}): Promise<number> {
     let removed = 0;
+    const now = Date.now();
     for (const name of await readdir(join(this.#root, TMP_DIR))) {
       opts.signal?.throwIfAborted();
       if (this.#writing.has(name)) continue;
-      await rm(join(this.#root, TMP_DIR, name), { recursive: true, force: true });
+      const path = join(this.#root, TMP_DIR, name);
+      if (this.#partialGraceMs > 0) {
+        const written = await stat(path).then((s) => s.mtimeMs, () => undefined);
+        if (written === undefined || now - written < this.#partialGraceMs) continue;
+      }
+      await rm(path, { recursive: true, force: true });
       removed++;
     }
     return removed;

@@ -47,6 +47,8 @@ export interface S3BlobDriverOptions {
   idleTimeoutMs?: number;
   /** Attempts of each request, the first included, with the SDK's backoff between them (default 3). */
   maxAttempts?: number;
+  /** Keys and incomplete uploads asked per listing request (S3's maximum and default: 1000). */
+  listPageSize?: number;
 }
 
 /**
@@ -103,6 +105,7 @@ export class S3BlobDriver implements BlobDriver {
   /** The endpoint as messages name it. */
   readonly #where: string;
   readonly #partialGraceMs: number;
+  readonly #listPageSize: number;
   /** Upload ids of this object's running writes. */
   readonly #running = new Set<string>();
   /** Upload ids this object's writers gave up but could not abort (a cut link). */
@@ -118,6 +121,7 @@ export class S3BlobDriver implements BlobDriver {
     this.#prefix = prefix === '' ? '' : `${prefix}/`;
     this.#where = opts.endpoint ?? `AWS S3${opts.region === undefined ? '' : ` (${opts.region})`}`;
     this.#partialGraceMs = opts.partialGraceMs ?? 3600_000;
+    this.#listPageSize = opts.listPageSize ?? 1000;
     const partSize = opts.partSize ?? 8 * MiB;
     if (!Number.isSafeInteger(partSize) || partSize < S3_MIN_PART_SIZE || partSize > S3_MAX_PART_SIZE) {
       throw new RangeError(`S3 store ${opts.id}: the part size must be 5 MiB to 5 GiB, not ${partSize} bytes`);
@@ -169,13 +173,13 @@ export class S3BlobDriver implements BlobDriver {
       await driver.#ensureBucket(opts.region, io);
       return driver;
     } catch (error) {
-      driver.destroy();
+      await driver.close();
       throw error;
     }
   }
 
-  /** Closes the client's idle connections; the driver is not used afterwards. */
-  destroy(): void {
+  /** Closes the client's connections; the driver is not used afterwards. */
+  async close(): Promise<void> {
     this.#client.destroy();
   }
 
@@ -262,7 +266,7 @@ export class S3BlobDriver implements BlobDriver {
       let page;
       try {
         page = await this.#client.send(new ListObjectsV2Command({
-          Bucket: this.#bucket, Prefix: this.#prefix, Delimiter: '/', ContinuationToken,
+          Bucket: this.#bucket, Prefix: this.#prefix, Delimiter: '/', ContinuationToken, MaxKeys: this.#listPageSize,
         }), { abortSignal: opts.signal });
       } catch (error) {
         throw this.#fail(error, 'list the blobs', opts.signal);
@@ -291,7 +295,7 @@ export class S3BlobDriver implements BlobDriver {
       let page;
       try {
         page = await this.#client.send(new ListMultipartUploadsCommand({
-          Bucket: this.#bucket, Prefix: this.#prefix, KeyMarker, UploadIdMarker,
+          Bucket: this.#bucket, Prefix: this.#prefix, KeyMarker, UploadIdMarker, MaxUploads: this.#listPageSize,
         }), { abortSignal: opts.signal });
       } catch (error) {
         throw this.#fail(error, 'list the incomplete uploads', opts.signal);
