@@ -38,6 +38,7 @@ import { SiteImageSource } from '../transfer/site-image-source.ts';
 import { ParentCopyRegistry } from '../replication/parent-copy-registry.ts';
 import { Fleet } from '../placement/fleet.ts';
 import { PlacementCatalog } from '../placement/placement-catalog.ts';
+import { LocalCopyRegistry } from '../placement/local-copy-registry.ts';
 import { SiteAgent } from '../placement/site-agent.ts';
 import { ImageFills } from '../transfer/image-fills.ts';
 import { EgressBudget, egressWeight, SITE_HEADER } from '../transfer/egress-budget.ts';
@@ -239,14 +240,6 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   // Where an edge records the copies it holds: central's catalog, through the parent.
   const copies = parentLink === undefined ? undefined
     : new ParentCopyRegistry({ parent: parentLink.client, timeoutMs: parentLink.timeoutMs, waitForReplica: parentLink.waitForReplica, log: logger });
-  // An edge keeps the copies placement policies want in its store (central holds its own).
-  const agent = copies === undefined ? undefined : new SiteAgent({
-    site: { id: config.site, labels: config.labels, stores: stores.list().map((s) => s.id) }, stores, catalog, changeLog: catalog, fills, copies,
-    manifests: catalog, chunks: catalog, buildManifests: config.chunk_manifests, cache,
-    concurrency: PLACEMENT_CONCURRENCY, retryMs: PLACEMENT_RETRY_MS, driftCheckMs: config.drift_check_seconds * 1000,
-    progress: (id) => transfers.progress(id), log: logger,
-  });
-  agent?.start();
   const region = new RegionStores({ site: config.site, local: stores, sites: (o) => catalog.listSites(o) });
   // This node among the nodes serving the site from one catalog (PostgreSQL: any number; SQLite:
   // this one alone): its uploads, staging and import tasks are claimed, and another node takes
@@ -261,6 +254,17 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     imageSizeCap: config.image_size_cap,
     staging,
   });
+  // Every site keeps the copies placement policies want in its stores: an edge records them at
+  // central through its parent, central in its own catalog (where its import runner makes
+  // copy-image's copies, and its stores' bytes are checked at start rather than for drift).
+  const agent = new SiteAgent({
+    site: { id: config.site, labels: config.labels, stores: stores.list().map((s) => s.id) }, stores, catalog, changeLog: catalog, fills,
+    copies: copies ?? new LocalCopyRegistry(images), copyImage: copies !== undefined, work: shared ? work : undefined,
+    manifests: catalog, chunks: catalog, buildManifests: config.chunk_manifests, cache,
+    concurrency: PLACEMENT_CONCURRENCY, retryMs: PLACEMENT_RETRY_MS, driftCheckMs: copies === undefined ? null : config.drift_check_seconds * 1000,
+    progress: (id) => transfers.progress(id), log: logger,
+  });
+  agent.start();
 
   const remote = new HttpRemoteSource(config.import_filter);
   const inventories = new SiteInventories(catalog, catalog);
@@ -299,8 +303,8 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   const reporter = new InventoryReporter({
     catalog, storeIds: stores.list().map((s) => s.id), cacheStore: stores.defaultId, cache, log: logger,
     reportLocated: parentLink !== undefined,
-    placements: agent === undefined ? undefined : () => agent.states(),
-    drift: agent === undefined ? undefined : () => agent.drift(),
+    placements: () => agent.states(),
+    drift: copies === undefined ? undefined : () => agent.drift(),
     send: parent === undefined
       ? (report, opts) => catalog.putInventory({ site: config.site, reported_at: new Date().toISOString(), ...report }, opts)
       : parentInventorySink(parent, config.site),
@@ -350,7 +354,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     await follower?.close();
     await retention.close();
     await invalidation.close();
-    await agent?.close();
+    await agent.close();
     await fills.close();
     await runner.close();
     await recovery.close();

@@ -550,8 +550,8 @@ export interface ChangeLog {
   digest(opts?: IoOptions): Promise<{ seq: number; digests: Record<string, string> }>;
 }
 
-/** Long-running work a node of a site does and claims: an import task, an upload, a staging. */
-export type WorkKind = 'task' | 'upload' | 'stage';
+/** Long-running work a node of a site does and claims: an import task, an upload, a staging, a copy a placement policy wants. */
+export type WorkKind = 'task' | 'upload' | 'stage' | 'place';
 
 /**
  * Port: the nodes serving a site from one database, and which of them does which piece of

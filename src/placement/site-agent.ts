@@ -23,8 +23,18 @@ export interface SiteAgentOptions {
   changeLog: Pick<ChangeLog, 'lastSeq' | 'waitForChange'>;
   /** The site's transfers of image bytes (shared with its cache: one fill per image). */
   fills: ImageFills;
-  /** Central's record of copies, through the parent. */
+  /** Central's record of copies: through the parent at an edge, central's own catalog at central. */
   copies: CopyRegistry;
+  /**
+   * Whether the copies copy-image asks of this site's stores are the agent's to make: an edge's
+   * are (default); central's import runner makes central's itself.
+   */
+  copyImage?: boolean;
+  /**
+   * Several nodes serve this site (central on PostgreSQL): a copy is placed by the node that
+   * claims it (NodeWork, kind `place`); the others leave it alone while that node is alive.
+   */
+  work?: { claim(kind: 'place', id: string, opts?: { signal?: AbortSignal }): Promise<boolean>; release(kind: 'place', id: string): Promise<void> };
   manifests: ManifestIndex;
   chunks: ChunkIndex;
   /** Build each copy's manifest as it is fetched (`chunk_manifests`). */
@@ -40,8 +50,11 @@ export interface SiteAgentOptions {
   concurrency: number;
   /** How long with nothing changing before the desired state is looked at again, ms. */
   retryMs: number;
-  /** How often the copies in the site's stores are checked against the catalog (drift), ms. */
-  driftCheckMs: number;
+  /**
+   * How often the copies in the site's stores are checked against the catalog (drift), ms; null:
+   * never (central, whose stores hold its own uploads and imports, checked at its start).
+   */
+  driftCheckMs: number | null;
   /** A running transfer's progress: bytes of the image here so far, and their rate. */
   progress(imageId: string): { bytes_done: number; bytes_per_second: number } | undefined;
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
@@ -63,6 +76,13 @@ const RECORDED_GRACE_MS = 10 * 60_000;
 /** After the n-th failure in a row a copy waits RETRY_BASE_MS × 2^(n-1), at most RETRY_MAX_MS. */
 const RETRY_BASE_MS = 5000;
 const RETRY_MAX_MS = 300_000;
+
+/** Another node of this site claimed the copy (WorkKind `place`) and is placing it. */
+class PlacedElsewhere extends Error {
+  constructor() {
+    super('another node of this site is placing it');
+  }
+}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -157,6 +177,9 @@ export class SiteAgent {
     const policies = (await this.#o.catalog.listPolicies({ signal })).map(policyOf);
     const images = new Map((await allImages(this.#o.catalog, { signal })).map((i) => [i.id, i]));
     const desired = new DesiredPlacement(images.values(), policies).at(site);
+    if (this.#o.copyImage === false) {
+      for (const [id, want] of desired) if (want.reasons.includes(COPY_IMAGE_REASON)) desired.delete(id);
+    }
     const now = new Date().toISOString();
     const target = (want: DesiredCopy) => want.store ?? stores.defaultId;
     const wantedIn = (id: string, store: string) => {
@@ -185,7 +208,7 @@ export class SiteAgent {
       this.#o.log.info({ image: id, store }, 'placement: deleted the bytes of a copy no longer recorded here');
     }
     this.#located = located;
-    if (Date.now() - this.#lastDriftCheck >= this.#o.driftCheckMs) {
+    if (this.#o.driftCheckMs !== null && Date.now() - this.#lastDriftCheck >= this.#o.driftCheckMs) {
       this.#lastDriftCheck = Date.now();
       await this.#checkDrift(images, wantedIn, signal);
     }
@@ -268,13 +291,28 @@ export class SiteAgent {
   #place(image: Image, want: DesiredCopy): void {
     const signal = this.#stop.signal;
     this.#setState(image.id, 'transferring', null);
-    const placing = (want.mode === 'cache' ? this.#hold(image, signal) : this.#replicate(image, want, signal)).then(() => {
+    const { work } = this.#o;
+    const placed = async () => {
+      if (work !== undefined && !(await work.claim('place', image.id, { signal }))) throw new PlacedElsewhere();
+      try {
+        await (want.mode === 'cache' ? this.#hold(image, signal) : this.#replicate(image, want, signal));
+      } finally {
+        await work?.release('place', image.id).catch(() => undefined);
+      }
+    };
+    const placing = placed().then(() => {
       this.#o.log.info({ image: image.id, mode: want.mode, size: image.size, reasons: want.reasons }, 'placement: holds a copy a policy wants');
       this.#failures.delete(image.id);
       this.#lost.delete(image.id);
       this.#setState(image.id, 'held', null);
     }, (error: unknown) => {
       if (signal.aborted) return;
+      if (error instanceof PlacedElsewhere) {
+        // Looked at again after retryMs (or a change): by then that node holds it, or is gone.
+        this.#failures.set(image.id, { count: 0, retryAt: Date.now() + this.#o.retryMs });
+        this.#setState(image.id, 'transferring', error.message);
+        return;
+      }
       // Not reaching the parent leaves a copy pending; anything else (a verification error, a
       // refusal) is a failure. Either way it is tried again, later after each failure in a row.
       const offline = error instanceof ServiceUnavailableError || !(error instanceof OutpostError);

@@ -314,6 +314,30 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
     await ok(central.url, 'DELETE', `/v2/images/${id}`);
   });
 
+  it('central is a site too: a policy that selects it brings an image uploaded at an edge into central\'s store, and takes it out again', async () => {
+    const data = bytesOf(3 * MiB, 77);
+    const image = await ok(central.url, 'POST', '/v2/images', { name: 'made-at-us-1', disk_format: 'raw', container_format: 'bare', visibility: 'public', tags: ['at-central'] });
+    const put = await fetch(`${edge('us-1').proc!.url}/v2/images/${image.id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: data });
+    assert.equal(put.status, 204);
+    assert.deepEqual(await storesAtCentral(image.id), ['us-1'], 'the bytes stay at the edge they were uploaded to');
+    const onCentralDisk = () => access(join(work, 'central', 'stores', 'central', image.id)).then(() => true, () => false);
+    const policy = await ok(central.url, 'POST', '/outpost/v1/policies', {
+      name: 'keep-at-central', images: { tags: ['at-central'] }, sites: { ids: ['central'] }, mode: 'replicate',
+    });
+    try {
+      await eventually('central holds a copy', 60_000, async () => (await storesAtCentral(image.id)).join() === 'central,us-1');
+      assert.ok(await onCentralDisk());
+      const got = await download(central.url, image.id);
+      assert.deepEqual([got.status, got.sha512, got.broken], [200, sha512(data), false]);
+      await eventually('the fleet view shows it held at central', 30_000, async () => (await fleet(`?image=${image.id}`)).fleet
+        .some((e) => e.site === 'central' && e.state === 'held'));
+      await ok(central.url, 'DELETE', `/v2/images/${image.id}/tags/at-central`);
+      await eventually('central\'s copy goes with the policy\'s want', 60_000, async () => (await storesAtCentral(image.id)).join() === 'us-1' && !(await onCentralDisk()));
+    } finally {
+      await api(central.url, 'DELETE', `/outpost/v1/policies/${policy.id}`);
+    }
+  });
+
   it('untagging removes the copies; tagging again and deleting the policy does too', async () => {
     await ok(central.url, 'DELETE', `/v2/images/${golden}/tags/golden`);
     await eventually('no site holds the untagged image', 60_000, async () => (await storesAtCentral(golden)).length === 1);
