@@ -79,8 +79,7 @@ function forwarded(req: FastifyRequest, site: string): boolean {
  * the parent's status, headers and body come back unchanged — but only once the change has reached
  * this site's replica, so a client that writes then reads here sees its write. With the parent
  * unreachable the request fails promptly with 503 naming the parent; reads never come here, but
- * for a single-image read while the replica is stale (metadata_max_staleness), which the parent
- * answers unless it is known to be away.
+ * those readsUpToDate names, which the parent answers unless it is known to be away or fails to.
  */
 export function registerParentForwarding(app: FastifyInstance, parent: ParentLink): void {
   const base = parent.url.replace(/\/+$/, '');
@@ -92,7 +91,7 @@ export function registerParentForwarding(app: FastifyInstance, parent: ParentLin
       await forward(req, reply, base, parent, bodyLimit);
       return reply;
     }
-    if (isStale(parent) && parent.reachability.reachable && req.method === 'GET' && /^\/v2\/images\/[^/]+$/.test(req.url.split('?')[0])) {
+    if (parent.reachability.reachable && req.method === 'GET' && readsUpToDate(req.url.split('?')[0], parent)) {
       try {
         await forward(req, reply, base, parent, bodyLimit);
         return reply;
@@ -102,6 +101,17 @@ export function registerParentForwarding(app: FastifyInstance, parent: ParentLin
     }
     return undefined;
   });
+}
+
+/**
+ * Reads the parent answers while it can be reached, the replica otherwise: a single image while
+ * the replica is stale (metadata_max_staleness), and the sites — whose last contact is kept at
+ * central (heartbeats are not replicated), so a replica shows only each site's last
+ * registration.
+ */
+function readsUpToDate(path: string, parent: ParentLink): boolean {
+  if (path === '/outpost/v1/sites' || /^\/outpost\/v1\/sites\/[^/]+$/.test(path)) return true;
+  return isStale(parent) && /^\/v2\/images\/[^/]+$/.test(path);
 }
 
 function isStale(parent: ParentLink): boolean {

@@ -1,5 +1,5 @@
 import type { RequestContext } from './context.ts';
-import { BadRequestError, ConflictError, ForbiddenError } from './errors.ts';
+import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from './errors.ts';
 import type { Catalog, InventoryStore, IoOptions, Site, StoreDescription } from './ports.ts';
 import { storesOwnedElsewhere } from './region-stores.ts';
 
@@ -88,11 +88,20 @@ export class SiteRegistry {
    */
   async list(opts: IoOptions = {}): Promise<Site[]> {
     const [sites, heartbeats] = await Promise.all([this.#catalog.listSites(opts), this.#heartbeats.listHeartbeats(opts)]);
-    return sites.map((s) => {
-      const beat = heartbeats.get(s.id);
-      return beat === undefined || beat.last_contact < s.last_contact ? s : { ...s, ...beat };
-    });
+    return sites.map((s) => withHeartbeat(s, heartbeats.get(s.id)));
   }
+
+  /** GET /outpost/v1/sites/{id}: one site, with its last heartbeat; NotFoundError if none has that id. */
+  async get(id: string, opts: IoOptions = {}): Promise<Site> {
+    const [site, heartbeats] = await Promise.all([this.#catalog.getSite(id, opts), this.#heartbeats.listHeartbeats(opts)]);
+    if (site === undefined) throw new NotFoundError(`No site ${id} is registered.`);
+    return withHeartbeat(site, heartbeats.get(id));
+  }
+}
+
+/** A site's record with its last heartbeat, when that is newer. */
+function withHeartbeat(site: Site, beat: Pick<Site, 'last_contact' | 'lag_changes'> | undefined): Site {
+  return beat === undefined || beat.last_contact < site.last_contact ? site : { ...site, ...beat };
 }
 
 /** A store id is unique in the region: a site may not declare a store another site owns (409). */

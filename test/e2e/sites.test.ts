@@ -123,6 +123,30 @@ describe('site registration', { timeout: 60_000 }, () => {
     assert.equal((await post({ id: 'x-2', parent: 'central', stores: ['x-2'], store_details: [{ id: 'other' }] })).status, 400);
   });
 
+  it('an edge lists the sites with central\'s last contact while it reaches its parent, and from its replica when it does not', async () => {
+    // A heartbeat (a refresh that changes nothing but the time) is kept at central only.
+    const record = (await sites(central.url)).find((s) => s.id === 'edge-1')!;
+    const refresh = await fetch(`${central.url}/outpost/v1/sites`, {
+      method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ id: record.id, parent: record.parent, labels: record.labels, public_url: record.public_url, stores: record.stores }),
+    });
+    assert.ok(refresh.ok, await refresh.text());
+    const atCentral = (await sites(central.url)).find((s) => s.id === 'edge-1')!;
+    assert.ok(atCentral.last_contact > record.last_contact, 'central took the heartbeat');
+    assert.equal((await sites(far.url)).find((s) => s.id === 'edge-1')?.last_contact, atCentral.last_contact, 'the far edge, two hops down, shows it');
+    const one = await fetch(`${far.url}/outpost/v1/sites/edge-1`);
+    assert.equal(((await one.json()) as SiteJson).last_contact, atCentral.last_contact);
+
+    await edge.stop();
+    try {
+      const cutOff = await sites(far.url);
+      assert.deepEqual(cutOff.map((s) => s.id), ['central', 'edge-1', 'far-1'], 'cut off, the far edge answers from its replica');
+    } finally {
+      edge = await spawnServe(edgeArgs('region=north', 'tier=edge'));
+    }
+    await eventually(() => sites(central.url), (list) => list.find((x) => x.id === 'edge-1')!.last_contact > atCentral.last_contact);
+  });
+
   it('restarting an edge does not duplicate it, and takes its new labels', async () => {
     const before = (await sites(central.url)).find((s) => s.id === 'edge-1')!;
     await edge.stop();

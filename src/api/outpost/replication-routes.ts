@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BadRequestError, ForbiddenError, GoneError } from '../../core/errors.ts';
 import type { RequestContext } from '../../core/context.ts';
 import type { ChangeLog, Catalog } from '../../core/ports.ts';
@@ -76,13 +76,13 @@ export function registerReplicationRoutes(app: FastifyInstance, deps: Replicatio
     POST: async (req) => deps.sites.register(req.ctx, await jsonBody(req), { signal: req.clientSignal }),
   });
 
-  // DELETE /outpost/v1/sites/{id} (central, admin) → 200 with what the removal changed.
-  if (deps.removal !== undefined) {
-    const removal = deps.removal;
-    resource(app, '/outpost/v1/sites/:id', {
-      DELETE: async (req) => removal.remove(req.ctx, (req.params as { id: string }).id, { signal: req.clientSignal }),
-    });
-  }
+  // GET /outpost/v1/sites/{id} → 200 the site, 404 if none is registered by that id;
+  // DELETE (central, admin) → 200 with what the removal changed.
+  const removal = deps.removal;
+  resource(app, '/outpost/v1/sites/:id', {
+    GET: async (req) => deps.sites.get((req.params as { id: string }).id, { signal: req.clientSignal }),
+    ...(removal === undefined ? {} : { DELETE: async (req: FastifyRequest) => removal.remove(req.ctx, (req.params as { id: string }).id, { signal: req.clientSignal }) }),
+  });
 
   // POST /outpost/v1/sites/{id}/credential (central, admin): the token site {id} presents to its
   // parent (config site_token). Body: optional {"ttl_seconds": N}, default one year.
