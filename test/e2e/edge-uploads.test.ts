@@ -103,12 +103,16 @@ describe('uploads at an edge: stored there, recorded at central', { timeout: 120
   });
 
   it('DELETE /outpost/v1/images/{id}/locations/{store} removes only a copy a policy placed, never the last, for sites and admins', async () => {
-    // Recorded in central's store, where no placement agent runs (an edge's agent would remove
-    // a placed copy no policy wants at once).
+    // Recorded in central's store, where a policy wants these images (or central's placement
+    // agent would remove a placed copy no policy wants at once).
+    const policy = await call<{ id: string }>(central, 'POST', '/outpost/v1/policies', {
+      json: { name: 'placed-at-central', images: { tags: ['placed'] }, sites: { ids: ['central'] }, mode: 'replicate' },
+    });
+    expectStatus(policy, 201);
     const loc = (id: string, store: string) => `/outpost/v1/images/${id}/locations/${store}`;
     const data = bytesOf(2000, 47);
     const copy = { url: 'file:///x', size: data.length, checksum: md5(data), os_hash_algo: 'sha512', os_hash_value: sha512(data), virtual_size: null };
-    const image = await createImage(central, { name: 'placed', disk_format: 'raw', container_format: 'bare' });
+    const image = await createImage(central, { name: 'placed', disk_format: 'raw', container_format: 'bare', tags: ['placed'] });
     expectStatus(await call(central, 'PUT', loc(image.id, 'edge-1'), { json: copy }), 204);
     expectStatus(await call(central, 'PUT', loc(image.id, 'central'), { json: { ...copy, placed_by: 'policy' } }), 204);
     assert.equal((await getImage(central, image.id)).stores, 'central,edge-1');
@@ -122,11 +126,12 @@ describe('uploads at an edge: stored there, recorded at central', { timeout: 120
     assert.equal((await getImage(central, image.id)).stores, 'edge-1');
     expectStatus(await call(central, 'DELETE', loc(image.id, 'central'), {}), 404);
 
-    const only = await createImage(central, { name: 'placed-only', disk_format: 'raw', container_format: 'bare' });
+    const only = await createImage(central, { name: 'placed-only', disk_format: 'raw', container_format: 'bare', tags: ['placed'] });
     expectStatus(await call(central, 'PUT', loc(only.id, 'central'), { json: { ...copy, placed_by: 'policy' } }), 204);
     const last = await call<{ message: string }>(central, 'DELETE', loc(only.id, 'central'), { headers: { accept: 'application/json' } });
     expectStatus(last, 409);
     assert.match(last.body.message, /is its last one/);
+    expectStatus(await call(central, 'DELETE', `/outpost/v1/policies/${policy.body.id}`), 204);
   });
 
   it('every site reports what it holds up to central: the inventory, and the sites in an image\'s stores', async () => {
