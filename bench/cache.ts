@@ -182,7 +182,18 @@ async function main(cleanup: Cleanup): Promise<number> {
   for (const s of [edge, counted, ...(wanEdge === undefined ? [] : [wanEdge])]) await waitForImage(s.url, id, 'active', 60_000);
 
   const fileUrl = (s: Server) => `${s.url}/v2/images/${id}/file`;
-  const held = async (s: Server) => (await api(s.url, 'GET', '/v2/cache') as CacheListing).cached_images.find((c) => c.image_id === id);
+  /**
+   * The site's copy of the image, once no fill is committing there (queued_images): a client has
+   * the last byte once the bytes are verified, a moment before the copy is committed.
+   */
+  const held = async (s: Server) => {
+    const end = Date.now() + 120_000;
+    for (;;) {
+      const listing = await api(s.url, 'GET', '/v2/cache') as CacheListing;
+      if (listing.queued_images.length === 0 || Date.now() > end) return listing.cached_images.find((c) => c.image_id === id);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
   const sync = () => execFileP('sync');
 
   // 2. Cold miss at the edge against the same download from central, in rotating turns. Each

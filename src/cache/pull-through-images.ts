@@ -340,6 +340,11 @@ export class PullThroughImages {
         };
         this.#entries.set(image.id, entry);
         await this.#o.index.putCacheEntry(entry);
+        // Invalidated while being recorded (invalidate() found no entry yet): not kept.
+        if (fill.abort.signal.aborted) {
+          await this.#drop(image.id);
+          fill.abort.signal.throwIfAborted();
+        }
       },
     });
     void fill.ended.then(() => {

@@ -207,6 +207,12 @@ export interface PutOptions extends IoOptions {
    * spool): a store that can take that file as the blob does so instead of writing them again.
    */
   adopt?: string;
+  /**
+   * Called once every byte arrived and matched `expectedSize` and `expected`, before the commit
+   * makes the copy durable and visible: a caller streaming the same bytes to a reader may let it
+   * have the end of them then (they are the image's), whether or not the commit then succeeds.
+   */
+  onVerified?(): void;
 }
 
 export interface GetOptions extends IoOptions {

@@ -82,6 +82,7 @@ export class VerifyingBlobStore implements BlobStore {
         if (opts.expected !== undefined && (md5 !== opts.expected.md5 || sha512 !== opts.expected.sha512)) {
           throw new DataMismatchError(`The bytes of ${key} do not match the expected checksum and hash; nothing was stored.`);
         }
+        opts.onVerified?.();
         await target.commit(opts);
         return { size, md5, sha512, ...(manifest === undefined ? {} : { manifest }) };
       } catch (error) {

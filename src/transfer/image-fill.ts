@@ -59,6 +59,8 @@ export class ImageFill {
   /** The batches in memory, in order, contiguous, the last one possibly still filling; the first starts at or before `spooled`. */
   readonly window: Batch[] = [];
   state: 'running' | 'committed' | 'failed' = 'running';
+  /** Every byte arrived, is on the spool and matched the image's size, md5 and sha512 (the commit may still be running). */
+  verified = false;
   error: Error | undefined;
   /** Clients following the fill; the last one out removes the spool once the fill has ended. */
   readers = 0;
@@ -89,6 +91,12 @@ export class ImageFill {
     this.path = path;
     this.answered = this.#answer.promise;
     this.answered.catch(() => undefined); // a fill nobody waits on (a prefetch) may fail unobserved
+  }
+
+  /** The bytes are the image's: its clients may have the last of them. */
+  verify(): void {
+    this.verified = true;
+    this.changed();
   }
 
   /** The parent has sent its answer (`error`: the reason it sends no bytes). Only the first call counts. */
@@ -262,8 +270,8 @@ export class ImageFill {
 
 /**
  * A client's view of a fill: the bytes [start, end] as they arrive. The last byte is held back
- * until the copy is verified, so a fill that fails ends the response short (the stream is
- * destroyed with the fill's error). Bytes still in the fill's window are lent from it (released
+ * until every byte is verified, so a fill that fails before that ends the response short (the
+ * stream is destroyed with the fill's error); one whose commit fails after it does not. Bytes still in the fill's window are lent from it (released
  * once sent); older ones are read from the spool. Into an HTTP response without copies
  * (PumpedReadable).
  */
@@ -292,8 +300,8 @@ export class FillReadStream extends PumpedReadable {
     for (;;) {
       if (this.#pos > this.#last) return null;
       this.#stop.signal.throwIfAborted();
-      if (fill.state === 'failed') throw fill.error ?? new Error('the fill failed');
-      const limit = fill.state === 'committed' ? this.#last + 1 : Math.min(fill.received, this.#last);
+      if (fill.state === 'failed' && !fill.verified) throw fill.error ?? new Error('the fill failed');
+      const limit = fill.verified ? this.#last + 1 : Math.min(fill.received, this.#last);
       if (this.#pos < limit) {
         const batch = fill.batchAt(this.#pos);
         if (batch !== undefined) {

@@ -172,8 +172,17 @@ export class ImageFills {
         signal, expectedSize: image.size!, expected: { md5: image.checksum!, sha512: image.os_hash_value! }, manifest: target.manifest && upstream.manifest === undefined,
         // The spool holds the same bytes in order: a store that can take it as the copy need not write them again.
         adopt: fill.path,
+        // Its clients have the last byte once the bytes are the image's, not after the commit
+        // (an fdatasync, the chunk index): a commit that fails then keeps no copy, but what the
+        // clients were sent was verified.
+        onVerified: () => fill.verify(),
       });
-      await on.committed({ ...digest, manifest: digest.manifest ?? upstream.manifest });
+      if (signal.aborted) {
+        // Stopped while the copy was being committed (the image deleted meanwhile, the site
+        // closing): the copy is not kept.
+        await target.blobs.delete(target.key).catch(() => undefined);
+        signal.throwIfAborted();
+      }      await on.committed({ ...digest, manifest: digest.manifest ?? upstream.manifest });
       if (partial !== undefined) {
         this.#leftovers.delete(image.id);
         await rm(partial, { force: true });

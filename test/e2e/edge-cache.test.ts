@@ -17,7 +17,15 @@ const PARENT_TIMEOUT_MS = 1500;
 const CHILD_ENV = { OUTPOST_PARENT_TIMEOUT_MS: String(PARENT_TIMEOUT_MS), OUTPOST_FEED_WAIT_SECONDS: '2', OUTPOST_STORAGE_SYNC: 'false' };
 
 type CacheList = { cached_images: { image_id: string; size: number; hits: number }[]; queued_images: string[] };
-const cached = async (site: TestSite): Promise<string[]> => (await call<CacheList>(site, 'GET', '/v2/cache')).body.cached_images.map((c) => c.image_id);
+/**
+ * The images the site has cached, once no fill is still committing (queued_images): a client has
+ * the last byte of a fill once it is verified, a moment before its copy is committed.
+ */
+const cached = async (site: TestSite): Promise<string[]> => {
+  let list: CacheList | undefined;
+  await eventually('no fill is still committing', 30_000, async () => (list = (await call<CacheList>(site, 'GET', '/v2/cache')).body).queued_images.length === 0);
+  return list!.cached_images.map((c) => c.image_id);
+};
 /** Waits until the image, as central has it now (active, for one with data), has reached the site. */
 const visible = (site: TestSite, id: string, status = 'active') => eventually(`${id} replicated to ${site.url}`, 30_000, async () => {
   const res = await call<ImageJson>(site, 'GET', `/v2/images/${id}`);
