@@ -37,6 +37,14 @@ const ZEROS = Buffer.alloc(1 << 20);
 const KEPT_MAX_BYTES = 64 << 20;
 
 /**
+ * Ranges asked of the source at once: while one run of missing chunks is read, the next ones are
+ * already asked for, so a delta of many short runs pays a round trip per few runs rather than per
+ * run, and the link stays busy between them (each waiting answer is held back by TCP once the
+ * socket's buffers are full, so asking early costs no memory here).
+ */
+const RANGES_IN_FLIGHT = 3;
+
+/**
  * A fill breaks off its request to take kept chunks only for a run of at least this many bytes:
  * asking again costs a round trip and what the broken-off request had in flight, which a few
  * small chunks (a hypervisor's scattered reads) are not worth; those it fetches again.
@@ -224,6 +232,19 @@ export class DeltaImageSource implements ParentImageSource {
   async *#planned(imageId: string, plan: Segment[], counts: TransferCounters, opened: ParentImageBytes | undefined, received: Received | undefined, opts: SourceOptions): AsyncGenerator<Uint8Array> {
     const { signal } = opts;
     const started = Date.now();
+    const ahead = new RangesAhead(plan.filter((s) => s.kind === 'fetch').slice(opened === undefined ? 0 : 1),
+      (chunks) => this.#o.upstream.open(imageId, { ...rangeOf(chunks), signal, priority: opts.priority }));
+    try {
+      yield* this.#segments(imageId, plan, ahead, counts, opened, received, opts);
+    } finally {
+      await ahead.close();
+    }
+    const { reused, zeros, fetched, refetched, resumes } = counts;
+    this.#o.log.info({ image: imageId, reused, zeros, fetched, refetched, resumes, ms: Date.now() - started }, 'transferred an image by its chunk manifest');
+  }
+
+  async *#segments(imageId: string, plan: Segment[], ahead: RangesAhead, counts: TransferCounters, opened: ParentImageBytes | undefined, received: Received | undefined, opts: SourceOptions): AsyncGenerator<Uint8Array> {
+    const { signal } = opts;
     for (const segment of plan) {
       if (segment.kind === 'zero') {
         for (const c of segment.chunks) {
@@ -244,12 +265,12 @@ export class DeltaImageSource implements ParentImageSource {
         }
         if (missing.length > 0) yield* this.#fetched(imageId, missing, counts, opts);
       } else {
-        yield* this.#fetched(imageId, segment.chunks, counts, opts, opened);
+        // The first run was opened before the transfer answered; each later one was asked for ahead.
+        const asked = opened ?? await ahead.next();
         opened = undefined;
+        yield* this.#fetched(imageId, segment.chunks, counts, opts, asked);
       }
     }
-    const { reused, zeros, fetched, refetched, resumes } = counts;
-    this.#o.log.info({ image: imageId, reused, zeros, fetched, refetched, resumes, ms: Date.now() - started }, 'transferred an image by its chunk manifest');
   }
 
   /** A chunk from what an interrupted transfer of the image received, checked; undefined if it is not there intact. */
@@ -353,6 +374,45 @@ export class DeltaImageSource implements ParentImageSource {
         this.#o.log.warn({ image: imageId, at: chunks[next]!.offset, attempt: failures, err: describeError(error) }, 'the transfer broke off; asking again from the first chunk not yet verified');
         await sleep(backoffMs * 2 ** (failures - 1), undefined, { signal });
       }
+    }
+  }
+}
+
+/**
+ * The runs of chunks a transfer fetches, in order, each asked of the source up to
+ * RANGES_IN_FLIGHT - 1 runs ahead of its turn (with the run being read, RANGES_IN_FLIGHT in all).
+ * An ask that failed gives undefined: the run is then asked again in its turn, as after a cut.
+ */
+class RangesAhead {
+  readonly #runs: readonly Segment[];
+  readonly #open: (chunks: ManifestChunk[]) => Promise<ParentImageBytes>;
+  readonly #asked: Promise<ParentImageBytes | undefined>[] = [];
+  #next = 0;
+
+  /** Asks for the first runs at once (the one before them, if any, is being read). */
+  constructor(runs: readonly Segment[], open: (chunks: ManifestChunk[]) => Promise<ParentImageBytes>) {
+    this.#runs = runs;
+    this.#open = open;
+    this.#fill();
+  }
+
+  /** The answer to the next run (asking for it now if it was not yet), and the runs after it asked for. */
+  async next(): Promise<ParentImageBytes | undefined> {
+    this.#fill();
+    const asked = this.#asked.shift();
+    this.#next++;
+    this.#fill();
+    return asked;
+  }
+
+  /** Ends the requests of the runs asked for and never read (the transfer stopped). */
+  async close(): Promise<void> {
+    for (const asked of this.#asked.splice(0)) await (await asked)?.stream[Symbol.asyncIterator]().return?.();
+  }
+
+  #fill(): void {
+    while (this.#asked.length < RANGES_IN_FLIGHT - 1 && this.#next + this.#asked.length < this.#runs.length) {
+      this.#asked.push(this.#open(this.#runs[this.#next + this.#asked.length]!.chunks).catch(() => undefined));
     }
   }
 }

@@ -111,6 +111,27 @@ export class HttpParentImageSource implements ParentImageSource {
         if (!done) await body.cancel().catch(() => undefined);
       }
     }
-    return { stream: stream() };
+    // An answer closed before it was read at all (a range asked ahead of its turn, a transfer
+    // stopped meanwhile) ends its request too: a generator's return() before its first next()
+    // runs none of its body, the cancel above included.
+    const bytes = stream();
+    let started = false;
+    const iterator: AsyncIterableIterator<Uint8Array> = {
+      next: () => {
+        started = true;
+        return bytes.next();
+      },
+      return: async (value?: unknown) => {
+        if (!started) {
+          clearTimeout(timer);
+          await body.cancel().catch(() => undefined);
+        }
+        return bytes.return(value);
+      },
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
+    return { stream: iterator };
   }
 }
