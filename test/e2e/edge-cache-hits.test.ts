@@ -55,6 +55,8 @@ describe('edge cache hits: clients served during a fill are counted', { timeout:
     const all = [await first, ...joined];
     for (const d of all) assert.equal(d.sha512, image.os_hash_value);
     assert.ok(wan!.stats().toClient.forwarded < image.size + MiB, 'one transfer from the parent');
+    // The clients have the last byte once it is verified, a moment before the copy is committed.
+    await eventually('the copy is committed', 30_000, async () => (await hits()) !== undefined);
     assert.equal(await hits(), 9, 'GET /v2/cache: the 9 clients that joined the fill');
     assert.equal(await inventoryHits(), 9, 'the edge\'s inventory');
 

@@ -78,6 +78,7 @@ describe('edge image cache: pull-through, single flight, verification, cut-off, 
     for (const b of bodies) assertWhole(b, image);
     const upstream = wanA.stats().toClient.forwarded;
     assert.ok(upstream >= image.size && upstream < image.size + MiB, `bytes from the parent: ${upstream} for an image of ${image.size}`);
+    await cached(edge); // the copy committed
     const list = (await call<CacheList>(edge, 'GET', '/v2/cache')).body;
     assert.deepEqual(list.cached_images.map((c) => [c.image_id, c.size]), [[image.id, image.size]]);
     // A second round is served from the held copy, with Range locally too.

@@ -59,8 +59,8 @@ describe('transfers by chunk manifest: delta, resume, sparse', { timeout: 300_00
     const record = (await transfers(edge)).find((t) => t.image_id === second.id)!;
     const warnings = chain.output('edge').split('\n').filter((l) => /"level":[45]0/.test(l)).join('\n');
     assert.ok(moved <= 0.1 * v2.length, `${moved} bytes crossed the link for a ${v2.length}-byte image: ${JSON.stringify(record)}\n${warnings}`);
-    const cache = (await call(edge, 'GET', '/v2/cache')).body as { cached_images: { image_id: string }[] };
-    assert.ok(cache.cached_images.some((c) => c.image_id === second.id), 'the verified copy of v2 is kept');
+    await eventually('the verified copy of v2 is kept', 30_000, async () => ((await call(edge, 'GET', '/v2/cache')).body as { cached_images: { image_id: string }[] })
+      .cached_images.some((c) => c.image_id === second.id));
     // What the edge says it did.
     assert.equal(record.state, 'done');
     assert.equal(record.method, 'manifest');
