@@ -19,9 +19,8 @@ import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { CacheListing } from '../src/cache/pull-through-images.ts';
 import { FaultProxy } from '../test-support/fault-proxy.ts';
-import { api, createImage, curlDownload, curlSha512, curlUpload, getImage, waitForImage } from './clients.ts';
+import { api, createImage, curlDownload, curlSha512, curlUpload, getImage, settledCache, waitForImage } from './clients.ts';
 import { startShapedLinks } from './link.ts';
 import { httpTarget, makeTestFile, measureDownloads, type DownloadTarget, type SystemResult, type TestFile } from './measure.ts';
 import { docsTarget, checkDisk, COMMON_BENCH_OPTIONS, execFileP, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt, runBench, sh, startNginx, startOutpost, type Cleanup, type Server,  } from './procs.ts';
@@ -182,18 +181,7 @@ async function main(cleanup: Cleanup): Promise<number> {
   for (const s of [edge, counted, ...(wanEdge === undefined ? [] : [wanEdge])]) await waitForImage(s.url, id, 'active', 60_000);
 
   const fileUrl = (s: Server) => `${s.url}/v2/images/${id}/file`;
-  /**
-   * The site's copy of the image, once no fill is committing there (queued_images): a client has
-   * the last byte once the bytes are verified, a moment before the copy is committed.
-   */
-  const held = async (s: Server) => {
-    const end = Date.now() + 120_000;
-    for (;;) {
-      const listing = await api(s.url, 'GET', '/v2/cache') as CacheListing;
-      if (listing.queued_images.length === 0 || Date.now() > end) return listing.cached_images.find((c) => c.image_id === id);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
+  const held = async (s: Server) => (await settledCache(s.url)).cached_images.find((c) => c.image_id === id);
   const sync = () => execFileP('sync');
 
   // 2. Cold miss at the edge against the same download from central, in rotating turns. Each

@@ -1,3 +1,4 @@
+import type { CacheListing } from '../src/cache/pull-through-images.ts';
 import { execFileP } from './procs.ts';
 
 /** Every client request goes to loopback: refuse anything else. */
@@ -147,4 +148,18 @@ export async function runWrk(url: string, threads: number, conns: number, second
     non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0),
     socketErrors: /Socket errors: (.*)/.exec(stdout)?.[1] ?? '',
   };
+}
+
+/**
+ * A site's GET /v2/cache once no fill is committing there (its queued_images empty, or after
+ * `timeoutMs`): a client has the last byte of a fill once the bytes are verified, a moment before
+ * the copy is committed and listed.
+ */
+export async function settledCache(base: string, timeoutMs = 120_000): Promise<CacheListing> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const listing = await api(base, 'GET', '/v2/cache') as CacheListing;
+    if (listing.queued_images.length === 0 || Date.now() > end) return listing;
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

@@ -17,9 +17,8 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { CacheListing } from '../src/cache/pull-through-images.ts';
 import { inspectEnv, MemoryProbe, type MemoryAfterGc } from '../test-support/memory-probe.ts';
-import { api, createImage, curlDownload, curlUpload, getImage, waitForImage } from './clients.ts';
+import { api, createImage, curlDownload, curlUpload, getImage, settledCache, waitForImage } from './clients.ts';
 import { makeTestFile, type TestFile } from './measure.ts';
 import { docsTarget, checkDisk, COMMON_BENCH_OPTIONS, exitOnHelp, freePort, LoadNotes, machineFacts, positiveInt, runBench, sh, startOutpost, type Cleanup } from './procs.ts';
 import { fmt, markdownTable, median, resultsHead, textTable, writeDocs, type DocSection } from './report.ts';
@@ -128,7 +127,7 @@ async function main(cleanup: Cleanup): Promise<number> {
   for (const { id } of images) await waitForImage(edge.url, id, 'active', 60_000);
 
   const url = (id: string) => `${edge.url}/v2/images/${id}/file`;
-  const held = async () => new Map((await api(edge.url, 'GET', '/v2/cache') as CacheListing).cached_images.map((c) => [c.image_id, c]));
+  const held = async () => new Map((await settledCache(edge.url)).cached_images.map((c) => [c.image_id, c]));
   const samples: Sample[] = [];
   const sample = async (round: number, misses: number, hits: number) => {
     samples.push({ round, misses, hits, load1: loadavg()[0], ...await probe.measure() });
