@@ -161,6 +161,43 @@ describe('identity: Keystone v3 tokens signed by central, checked at every site'
     }
   });
 
+  it('the catalog\'s regions, services and endpoints: a region per site in the site tree, answered at every site, cut off too', async () => {
+    const sites = (await json(await api(central.url, '/outpost/v1/sites', { token: admin }))).sites as { id: string; public_url: string }[];
+    const urlOf = Object.fromEntries(sites.map((s) => [s.id, s.public_url]));
+    for (const site of [central, edge, far]) {
+      const regions = (await json(await api(site.url, '/identity/v3/regions', { token: admin }))).regions as { id: string; parent_region_id: string | null; links: { self: string } }[];
+      assert.deepEqual(regions.map((r) => [r.id, r.parent_region_id]), [['central', null], ['edge-1', 'central'], ['far-1', 'edge-1']]);
+      assert.match(regions[1]!.links.self, /\/identity\/v3\/regions\/edge-1$/);
+      const images = (await json(await api(site.url, '/identity/v3/endpoints?service_id=image&interface=public', { token: admin }))).endpoints as { region_id: string; url: string; service_id: string }[];
+      assert.deepEqual(images.map((e) => [e.region_id, e.url]), ['central', 'edge-1', 'far-1'].map((id) => [id, urlOf[id]]));
+      const services = (await json(await api(site.url, '/identity/v3/services', { token: admin }))).services as { id: string; type: string; name: string }[];
+      assert.deepEqual(services.map((s) => [s.type, s.name]), [['image', 'glance'], ['identity', 'keystone']]);
+      assert.equal((await json(await api(site.url, '/identity/v3/regions/far-1', { token: admin }))).region.parent_region_id, 'edge-1');
+      const identityEndpoint = (await json(await api(site.url, '/identity/v3/endpoints/identity-central-public', { token: admin }))).endpoint;
+      assert.equal(identityEndpoint.url, `${urlOf.central}/identity/v3`);
+    }
+    const missing = await api(central.url, '/identity/v3/regions/nowhere', { token: admin });
+    assert.equal(missing.status, 404);
+    assert.deepEqual((await missing.json() as { error: { code: number; message: string } }).error.code, 404);
+    // Regions for anyone with a token; services and endpoints for administrators.
+    const p = await json(await api(central.url, '/identity/v3/projects', { method: 'POST', token: admin, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ project: { name: 'proj-c' } }) }));
+    const u = await json(await api(central.url, '/identity/v3/users', { method: 'POST', token: admin, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: { name: 'carol', password: 'pw' } }) }));
+    const member = (await json(await api(central.url, '/identity/v3/roles?name=member', { token: admin }))).roles[0].id;
+    assert.equal((await api(central.url, `/identity/v3/projects/${p.project.id}/users/${u.user.id}/roles/${member}`, { method: 'PUT', token: admin })).status, 204);
+    const carol = await token('carol', 'pw', 'proj-c');
+    assert.equal((await api(central.url, '/identity/v3/regions', { token: carol })).status, 200);
+    assert.equal((await api(central.url, '/identity/v3/endpoints', { token: carol })).status, 403);
+    assert.equal((await api(central.url, '/identity/v3/services', { token: carol })).status, 403);
+    assert.equal((await api(central.url, '/identity/v3/regions')).status, 401);
+    wan.blackhole();
+    try {
+      const cutOff = (await json(await api(edge.url, '/identity/v3/regions', { token: admin }))).regions as { id: string }[];
+      assert.deepEqual(cutOff.map((r) => r.id), ['central', 'edge-1', 'far-1'], 'the edge answers from its replica while cut off');
+    } finally {
+      wan.heal();
+    }
+  });
+
   it('a keystone central started without OUTPOST_ADMIN_PASSWORD prints a generated admin password once, which then works', async () => {
     const data = join(work, 'defaults');
     const first = await spawnServe(['--listen', '127.0.0.1:0', '--data', data], { OUTPOST_AUTH: 'keystone' });
@@ -193,6 +230,12 @@ describe('identity: Keystone v3 tokens signed by central, checked at every site'
     const openstack = async (...args: string[]) => (await run('openstack', args, { env, cwd: work })).stdout;
     const issued = JSON.parse(await openstack('token', 'issue', '-f', 'json'));
     assert.match(issued.id, /^ey/);
+    // The catalog's discovery calls, as the CLI shows them.
+    const regions = JSON.parse(await openstack('region', 'list', '-f', 'json')) as { Region: string; 'Parent Region': string | null }[];
+    assert.deepEqual(regions.map((r) => [r.Region, r['Parent Region'] ?? null]), [['central', null], ['edge-1', 'central'], ['far-1', 'edge-1']]);
+    const endpoints = JSON.parse(await openstack('endpoint', 'list', '--service', 'image', '--interface', 'public', '-f', 'json')) as { Region: string; 'Service Name': string; URL: string }[];
+    assert.deepEqual(endpoints.map((e) => [e.Region, e['Service Name']]), [['central', 'glance'], ['edge-1', 'glance'], ['far-1', 'glance']]);
+    assert.deepEqual((JSON.parse(await openstack('service', 'list', '-f', 'json')) as { Type: string }[]).map((x) => x.Type), ['image', 'identity']);
     const file = join(work, 'cli.img');
     const data = bytesOf(512 * 1024, 53);
     await writeFile(file, data);

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BadRequestError } from '../../core/errors.ts';
-import type { IdentityService } from '../../core/identity/identity-service.ts';
+import type { CatalogFilters, IdentityService } from '../../core/identity/identity-service.ts';
 import { jsonBody } from '../http/json-body.ts';
 import { resource } from '../resource.ts';
 import { header, queryParams } from '../glance/request-helpers.ts';
@@ -16,7 +16,7 @@ const KINDS = { projects: 'project', users: 'user', roles: 'role', domains: 'dom
 /**
  * The Keystone v3 subset of IdentityService at /identity/v3 (keystone/api/*.py): the version
  * document, auth/tokens (POST issues, GET/HEAD validate, DELETE revokes), projects, users, roles,
- * domains and role assignments.
+ * domains and role assignments, and the catalog's regions, services and endpoints (read-only).
  */
 export function registerIdentityRoutes(app: FastifyInstance, identity: IdentityService, publicUrl: () => string): void {
   const versionDoc = () => ({
@@ -107,6 +107,26 @@ export function registerIdentityRoutes(app: FastifyInstance, identity: IdentityS
       };
     },
   });
+
+  // The service catalog's records, read-only (keystone/api/regions.py, services.py,
+  // endpoints.py): what `openstack region list`, `service list` and `endpoint list` show.
+  const filters = (req: FastifyRequest): CatalogFilters => {
+    const { map } = queryParams(req);
+    const one = (name: keyof CatalogFilters) => map.get(name)?.at(-1);
+    return {
+      parent_region_id: one('parent_region_id'), type: one('type'), name: one('name'), interface: one('interface'), service_id: one('service_id'), region_id: one('region_id'),
+    };
+  };
+  const listed = (plural: string, records: object[]) => ({
+    [plural]: records.map((r) => withLinks(r as Record<string, unknown>, plural)), links: { self: `${publicUrl()}/identity/v3/${plural}`, previous: null, next: null },
+  });
+  const id = (req: FastifyRequest) => (req.params as { id: string }).id;
+  resource(app, '/identity/v3/regions', { GET: async (req) => listed('regions', await identity.listRegions(filters(req), { signal: req.clientSignal })) });
+  resource(app, '/identity/v3/regions/:id', { GET: async (req) => ({ region: withLinks({ ...await identity.getRegion(id(req), { signal: req.clientSignal }) }, 'regions') }) });
+  resource(app, '/identity/v3/services', { GET: async (req) => listed('services', await identity.listServices(req.ctx, filters(req), { signal: req.clientSignal })) });
+  resource(app, '/identity/v3/services/:id', { GET: async (req) => ({ service: withLinks({ ...await identity.getService(req.ctx, id(req), { signal: req.clientSignal }) }, 'services') }) });
+  resource(app, '/identity/v3/endpoints', { GET: async (req) => listed('endpoints', await identity.listEndpoints(req.ctx, filters(req), { signal: req.clientSignal })) });
+  resource(app, '/identity/v3/endpoints/:id', { GET: async (req) => ({ endpoint: withLinks({ ...await identity.getEndpoint(req.ctx, id(req), { signal: req.clientSignal }) }, 'endpoints') }) });
 
   // Outpost's own: central's signing keys (public halves), rotation and removal.
   resource(app, '/outpost/v1/signing-keys', {

@@ -14,6 +14,12 @@ export interface Role { id: string; name: string }
 export interface Assignment { user_id: string; project_id: string; role_id: string }
 /** What bootstrapAdminPassword did: generated a password (to show once), or ignored the one given. */
 export interface AdminPasswordOutcome { generatedPassword?: string; ignored: boolean }
+/** The service catalog's records (keystone/api/regions.py, services.py, endpoints.py): one region per site. */
+export interface Region { id: string; description: string; parent_region_id: string | null }
+export interface Service { id: string; type: string; name: string; description: string; enabled: boolean }
+export interface Endpoint { id: string; interface: 'public' | 'internal' | 'admin'; region: string; region_id: string; service_id: string; url: string; enabled: boolean }
+/** What the catalog discovery calls filter on (Keystone's query parameters). */
+export interface CatalogFilters { parent_region_id?: string; type?: string; name?: string; interface?: string; service_id?: string; region_id?: string }
 /** A revocation: of one token (audit_id), or of every token of a user or project issued before `issued_before`. */
 export interface Revocation { id: string; audit_id?: string; user_id?: string; project_id?: string; issued_before: string; expires_at: string }
 
@@ -564,19 +570,78 @@ export class IdentityService {
     return { token };
   }
 
-  /** The service catalog: the image service with one region per site, and central's identity service. */
+  /** A token's service catalog: each service with its endpoints (as in the discovery calls, without their links). */
   async #catalog(opts: IoOptions): Promise<unknown[]> {
+    const { services, endpoints } = await this.#catalogRecords(opts);
+    return services.map((s) => ({
+      id: s.id, type: s.type, name: s.name,
+      endpoints: endpoints.filter((e) => e.service_id === s.id).map(({ id, interface: iface, region, region_id, url }) => ({ id, interface: iface, region, region_id, url })),
+    }));
+  }
+
+  /**
+   * The region's service catalog, from its sites (replicated, so every site answers it, cut off
+   * too): a region per site (its parent site the parent region), the image service with public,
+   * internal and admin endpoints at each site, central first, and central's identity service.
+   */
+  async #catalogRecords(opts: IoOptions): Promise<{ regions: Region[]; services: Service[]; endpoints: Endpoint[] }> {
     const sites = (await this.#o.sites(opts)).filter((s) => s.public_url !== '');
     const central = sites.find((s) => s.parent === null);
     const ordered = central === undefined ? sites : [central, ...sites.filter((s) => s !== central)];
-    const endpoints = (service: string, list: { region: string; url: string }[]) => list.flatMap(({ region, url }) =>
-      (['public', 'internal', 'admin'] as const).map((iface) => ({ id: `${service}-${region}-${iface}`, interface: iface, region, region_id: region, url })));
-    return [
-      { id: 'image', type: 'image', name: 'glance', endpoints: endpoints('image', ordered.map((s) => ({ region: s.id, url: s.public_url }))) },
-      ...(central === undefined ? [] : [{
-        id: 'identity', type: 'identity', name: 'keystone', endpoints: endpoints('identity', [{ region: central.id, url: `${central.public_url}/identity/v3` }]),
-      }]),
-    ];
+    const endpoints = (service: string, list: { region: string; url: string }[]): Endpoint[] => list.flatMap(({ region, url }) =>
+      (['public', 'internal', 'admin'] as const).map((iface) => ({
+        id: `${service}-${region}-${iface}`, interface: iface, region, region_id: region, service_id: service, url, enabled: true,
+      })));
+    const image: Service = { id: 'image', type: 'image', name: 'glance', description: 'Outpost image service (Glance v2)', enabled: true };
+    const identity: Service = { id: 'identity', type: 'identity', name: 'keystone', description: 'Outpost identity service (Keystone v3)', enabled: true };
+    return {
+      regions: ordered.map((s) => ({ id: s.id, description: `Outpost site ${s.id}`, parent_region_id: s.parent })),
+      services: central === undefined ? [image] : [image, identity],
+      endpoints: [
+        ...endpoints('image', ordered.map((s) => ({ region: s.id, url: s.public_url }))),
+        ...(central === undefined ? [] : endpoints('identity', [{ region: central.id, url: `${central.public_url}/identity/v3` }])),
+      ],
+    };
+  }
+
+  // -- catalog discovery (GET /identity/v3/regions, services, endpoints) ------------------------
+
+  /** Regions: any authenticated caller (Keystone's identity:list_regions / get_region are ""). */
+  async listRegions(filters: CatalogFilters = {}, opts: IoOptions = {}): Promise<Region[]> {
+    return (await this.#catalogRecords(opts)).regions.filter((r) => filters.parent_region_id === undefined || r.parent_region_id === filters.parent_region_id);
+  }
+
+  async getRegion(id: string, opts: IoOptions = {}): Promise<Region> {
+    const region = (await this.#catalogRecords(opts)).regions.find((r) => r.id === id);
+    if (region === undefined) throw new NotFoundError(`Could not find region: ${id}.`);
+    return region;
+  }
+
+  /** Services and endpoints: administrators (Keystone's system readers). */
+  async listServices(ctx: RequestContext, filters: CatalogFilters = {}, opts: IoOptions = {}): Promise<Service[]> {
+    assertAdmin(ctx);
+    return (await this.#catalogRecords(opts)).services
+      .filter((s) => (filters.type === undefined || s.type === filters.type) && (filters.name === undefined || s.name === filters.name));
+  }
+
+  async getService(ctx: RequestContext, id: string, opts: IoOptions = {}): Promise<Service> {
+    assertAdmin(ctx);
+    const service = (await this.#catalogRecords(opts)).services.find((s) => s.id === id);
+    if (service === undefined) throw new NotFoundError(`Could not find service: ${id}.`);
+    return service;
+  }
+
+  async listEndpoints(ctx: RequestContext, filters: CatalogFilters = {}, opts: IoOptions = {}): Promise<Endpoint[]> {
+    assertAdmin(ctx);
+    return (await this.#catalogRecords(opts)).endpoints.filter((e) => (filters.interface === undefined || e.interface === filters.interface)
+      && (filters.service_id === undefined || e.service_id === filters.service_id) && (filters.region_id === undefined || e.region_id === filters.region_id));
+  }
+
+  async getEndpoint(ctx: RequestContext, id: string, opts: IoOptions = {}): Promise<Endpoint> {
+    assertAdmin(ctx);
+    const endpoint = (await this.#catalogRecords(opts)).endpoints.find((e) => e.id === id);
+    if (endpoint === undefined) throw new NotFoundError(`Could not find endpoint: ${id}.`);
+    return endpoint;
   }
 }
 
