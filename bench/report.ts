@@ -10,7 +10,7 @@ export { fmt, median, percentile } from './rounds.ts';
 const GIB = 2 ** 30;
 
 /** A system's figure per round (MB/s, CPU-s per GiB of `size`, req/s, ms), each with its round's load. */
-const figures = {
+export const figures = {
   uploadMBps: (r: SystemResult) => seriesOf(r.upload ?? [], (s) => s.mbps),
   uploadCpuPerGiB: (r: SystemResult, size: number) => seriesOf(r.upload ?? [], (s: Sample) => s.cpuS * GIB / size),
   downloadMBps: (r: SystemResult) => seriesOf(r.download ?? [], (s) => s.mbps),
@@ -89,18 +89,21 @@ export function markdownTable(header: string[], rows: string[][]): string {
   return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
 
-/** Median [min–max] of every figure of every system measured. */
+/**
+ * Median [min–max] of every figure of every system measured. A column no system has a figure in
+ * (GET for a benchmark of transfers only) is left out; CPU is that of the samples that measured it.
+ */
 export function systemsTable(results: SystemResult[], size: number): string {
   const two = (n: number) => fmt(n, 2);
   const cell = (s: Series, f?: (n: number) => string) => (s.values.length === 0 ? '—' : fmtSpread(s.values, f));
-  return markdownTable(
-    ['System', 'Upload MB/s', 'Upload CPU-s/GiB', 'Download MB/s', 'Download CPU-s/GiB', 'GET req/s', 'GET p50 ms', 'GET p99 ms'],
-    results.map((r) => [
-      r.name, cell(figures.uploadMBps(r)), cell(figures.uploadCpuPerGiB(r, size), two), cell(figures.downloadMBps(r)),
-      cell(seriesOf((r.download ?? []).filter((s) => Number.isFinite(s.cpuS)), (s) => s.cpuS * GIB / size), two),
-      cell(figures.rps(r)), cell(figures.p50ms(r), two), cell(figures.p99ms(r), two),
-    ]),
-  );
+  const cpuPerGiB = (samples: Sample[] | undefined) => seriesOf((samples ?? []).filter((s) => Number.isFinite(s.cpuS)), (s) => s.cpuS * GIB / size);
+  const header = ['System', 'Upload MB/s', 'Upload CPU-s/GiB', 'Download MB/s', 'Download CPU-s/GiB', 'GET req/s', 'GET p50 ms', 'GET p99 ms'];
+  const rows = results.map((r) => [
+    r.name, cell(figures.uploadMBps(r)), cell(cpuPerGiB(r.upload), two), cell(figures.downloadMBps(r)), cell(cpuPerGiB(r.download), two),
+    cell(figures.rps(r)), cell(figures.p50ms(r), two), cell(figures.p99ms(r), two),
+  ]);
+  const kept = header.map((_, i) => i === 0 || rows.some((row) => row[i] !== '—'));
+  return markdownTable(header.filter((_, i) => kept[i]), rows.map((row) => row.filter((_, i) => kept[i])));
 }
 
 /** Every round of every system, each with the 1-minute load average at its start → end. */
@@ -108,7 +111,7 @@ export function runsList(results: SystemResult[]): string {
   const at = (l: { start: number; end: number }) => `load ${l.start.toFixed(1)}→${l.end.toFixed(1)}`;
   const lines: string[] = [];
   for (const r of results) {
-    if (r.upload?.length) lines.push(`- ${r.name} upload: ${r.upload.map((s) => `${fmt(s.mbps)} MB/s (${fmt(s.cpuS, 2)} CPU-s; ${at(s.load)})`).join(', ')}`);
+    if (r.upload?.length) lines.push(`- ${r.name} upload: ${r.upload.map((s) => `${fmt(s.mbps)} MB/s (${Number.isFinite(s.cpuS) ? `${fmt(s.cpuS, 2)} CPU-s; ` : ''}${at(s.load)})`).join(', ')}`);
     if (r.download?.length) lines.push(`- ${r.name} download: ${r.download.map((s) => `${fmt(s.mbps)} MB/s (${Number.isFinite(s.cpuS) ? `${fmt(s.cpuS, 2)} CPU-s; ` : ''}${at(s.load)})`).join(', ')}`);
     if (r.get?.length) lines.push(`- ${r.name} GET: ${r.get.map((w) => `${fmt(w.rps)} req/s p50 ${fmt(w.p50ms, 2)} ms p99 ${fmt(w.p99ms, 2)} ms (${at(w.load)})`).join('; ')}`);
     if (r.note) lines.push(`- ${r.name}: ${r.note}`);
