@@ -70,7 +70,7 @@ describe('configuration', () => {
     ] } });
     assert.deepEqual(c.stores[0], {
       id: 'lake', type: 's3', bucket: 'images-bucket', prefix: 'glance/images', endpoint: 'http://127.0.0.1:8080', region: 'us-east-1',
-      path_style: true, profile: null, part_size_mb: 16, max_parts: 1000, partial_grace_seconds: 3600, connect_timeout_ms: 5000,
+      path_style: true, profile: null, part_size_mb: 16, max_parts: 1000, parts_in_flight: 4, partial_grace_seconds: 3600, connect_timeout_ms: 5000,
       timeout_ms: 30000, max_attempts: 3, description: '', weight: 0, read_only: false,
     });
     const aws = c.stores[1];

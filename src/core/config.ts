@@ -46,6 +46,8 @@ export interface S3StoreConfig extends StoreConfigBase {
   part_size_mb: number;
   /** Most parts of one upload the server takes (AWS, Ceph RGW: 10000; Swift s3api: 1000 by default). */
   max_parts: number;
+  /** Parts of one upload sent at a time (default 4); each holds a part of memory while it is sent. */
+  parts_in_flight: number;
   connect_timeout_ms: number;
   /** A request on which nothing moves for this long fails (default 30000). */
   timeout_ms: number;
@@ -57,12 +59,13 @@ export type StoreConfig = FileStoreConfig | S3StoreConfig;
 
 /** The S3 store options (besides id, type, description, weight, read_only) and their defaults. */
 const S3_DEFAULTS: Omit<S3StoreConfig, keyof StoreConfigBase | 'type' | 'bucket' | 'path_style'> = {
-  prefix: '', endpoint: null, region: null, profile: null, part_size_mb: 8, max_parts: 10_000,
+  prefix: '', endpoint: null, region: null, profile: null, part_size_mb: 8, max_parts: 10_000, parts_in_flight: 4,
   connect_timeout_ms: 5000, timeout_ms: 30_000, max_attempts: 3,
 };
 const S3_INTEGERS: Record<string, { min: number; max: number }> = {
   part_size_mb: { min: 5, max: 5120 },
   max_parts: { min: 1, max: 10_000 },
+  parts_in_flight: { min: 1, max: 16 },
   connect_timeout_ms: { min: 1, max: 600_000 },
   timeout_ms: { min: 1, max: 3_600_000 },
   max_attempts: { min: 1, max: 20 },

@@ -34,6 +34,7 @@ export async function openStoreDriver(store: StoreConfig, opts: IoOptions & { sy
       pathStyle: store.path_style,
       partSize: store.part_size_mb << 20,
       maxParts: store.max_parts,
+      partsInFlight: store.parts_in_flight,
       partialGraceMs: store.partial_grace_seconds * 1000,
       connectTimeoutMs: store.connect_timeout_ms,
       idleTimeoutMs: store.timeout_ms,

@@ -7,6 +7,7 @@ import { BadRequestError, NotFoundError, ServiceUnavailableError } from '../../s
 import { partSizeFor, S3BlobDriver } from '../../src/storage/drivers/s3-blob-driver.ts';
 import { VerifyingBlobStore } from '../../src/storage/verifying-blob-store.ts';
 import { WorkerHasherFactory } from '../../src/storage/worker-hasher.ts';
+import { FaultProxy } from '../../test-support/fault-proxy.ts';
 import { createTestBucket, s3Skip, type TestBucket } from '../helpers/s3.ts';
 
 // S3BlobDriver's own behaviour, beyond the BlobStore conformance suite: against the S3 server of
@@ -116,6 +117,33 @@ describe('S3BlobDriver against Swift s3api', { skip, timeout: 180_000 }, () => {
     assert.deepEqual(keys.sort(), names);
     assert.equal(await driver.removePartial(), 5);
     assert.deepEqual(await bucket.uploads('paged/'), []);
+  });
+
+  it('sends up to partsInFlight parts of an upload at a time, over a link with latency', async () => {
+    const target = new URL(bucket.endpoint);
+    const link = await FaultProxy.start({ target: { host: target.hostname, port: Number(target.port) } });
+    try {
+      link.latency(40);
+      const driver = await open('in-flight', { endpoint: link.url, partSize: 5 * MiB, partsInFlight: 3 });
+      const store = new VerifyingBlobStore(driver, hashers);
+      let most = 0;
+      let watching = true;
+      const watch = (async () => {
+        while (watching) {
+          most = Math.max(most, link.stats().connections.active);
+          await sleep(5);
+        }
+      })();
+      const data = randomBytes(40 * MiB);
+      const digest = await store.put('many-parts', (async function* () { for (let at = 0; at < data.length; at += MiB) yield data.subarray(at, at + MiB); })());
+      watching = false;
+      await watch;
+      assert.equal(digest.size, data.length);
+      assert.ok((await readAll(await driver.get('many-parts'))).equals(data));
+      assert.ok(most >= 3, `at most ${most} connections at once: the parts went one after the other`);
+    } finally {
+      await link.close();
+    }
   });
 
   it('an abort mid multipart upload rejects with AbortError and leaves no upload and no object', async () => {

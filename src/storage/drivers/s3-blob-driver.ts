@@ -36,6 +36,8 @@ export interface S3BlobDriverOptions {
   partSize?: number;
   /** Most parts the server takes in one upload (AWS and Ceph RGW: 10,000, the default; Swift s3api: 1,000). */
   maxParts?: number;
+  /** Parts of one upload sent at the same time (default 4): each costs a part of memory. */
+  partsInFlight?: number;
   /**
    * removePartial() leaves alone an upload it does not know to be dead until it is this old
    * (default 1 h; 0: no grace, for a bucket prefix only this object writes to).
@@ -76,6 +78,7 @@ interface UploadContext {
   readonly bucket: string;
   readonly partSize: number;
   readonly maxParts: number;
+  readonly partsInFlight: number;
   /** How long cancel() tries to abort a multipart upload before leaving it to removePartial(). */
   readonly cancelTimeoutMs: number;
   fail(error: unknown, what: string, signal: AbortSignal | undefined): unknown;
@@ -127,6 +130,8 @@ export class S3BlobDriver implements BlobDriver {
       throw new RangeError(`S3 store ${opts.id}: the part size must be 5 MiB to 5 GiB, not ${partSize} bytes`);
     }
     const maxParts = opts.maxParts ?? 10_000;
+    const partsInFlight = opts.partsInFlight ?? 4;
+    if (!Number.isSafeInteger(partsInFlight) || partsInFlight < 1) throw new RangeError(`S3 store ${opts.id}: parts in flight must be 1 or more, not ${partsInFlight}`);
     const connectTimeoutMs = opts.connectTimeoutMs ?? 5000;
     const idleTimeoutMs = opts.idleTimeoutMs ?? 30_000;
     this.#client = new S3Client({
@@ -149,6 +154,7 @@ export class S3BlobDriver implements BlobDriver {
       bucket: this.#bucket,
       partSize,
       maxParts,
+      partsInFlight,
       cancelTimeoutMs: Math.min(connectTimeoutMs + idleTimeoutMs, 15_000),
       fail: (error, what, signal) => this.#fail(error, what, signal),
       track: (uploadId) => this.#running.add(uploadId),
@@ -358,10 +364,11 @@ export class S3BlobDriver implements BlobDriver {
 
 /**
  * One multipart upload, streamed: write() copies bytes into the part being filled and, when it is
- * full, starts its UploadPart, waiting first for the previous part's (at most one part is being
- * sent while the next fills: two parts of memory). The upload itself is created with the first
- * full part, so a blob smaller than a part is one PutObject at the commit and a cancel before then
- * costs no request.
+ * full, starts its UploadPart, first waiting until fewer than `partsInFlight` parts are being
+ * sent (each part's round trip — the server writes and syncs it before it answers — is what
+ * limits one part at a time; memory: partsInFlight + 1 parts). The upload itself is created with
+ * the first full part, so a blob smaller than a part is one PutObject at the commit and a cancel
+ * before then costs no request.
  */
 class S3BlobWriter implements BlobWriter {
   readonly #c: UploadContext;
@@ -372,13 +379,13 @@ class S3BlobWriter implements BlobWriter {
   #written = 0;
   #part: Buffer | undefined;
   #filled = 0;
-  /** A part's memory back from its upload, for the next part of that size. */
-  #spare: Buffer | undefined;
+  /** Parts' memory back from their uploads, for the next parts of that size. */
+  #spares: Buffer[] = [];
   #partNumber = 0;
   readonly #parts: CompletedPart[] = [];
   #uploadId: string | undefined;
-  /** The part upload in flight; it never rejects: a failure goes to #failure. */
-  #inFlight: Promise<void> | undefined;
+  /** The part uploads in flight; they never reject: a failure goes to #failure. */
+  readonly #inFlight = new Set<Promise<void>>();
   /** The CreateMultipartUpload in flight, for cancel() to wait for. */
   #starting: Promise<unknown> | undefined;
   #failure: { error: unknown } | undefined;
@@ -452,7 +459,7 @@ class S3BlobWriter implements BlobWriter {
     this.#state = 'cancelled';
     this.#controller.abort();
     await this.#starting;
-    await this.#inFlight;
+    await Promise.all(this.#inFlight);
     this.#release();
     const UploadId = this.#uploadId;
     if (UploadId === undefined) return;
@@ -476,16 +483,16 @@ class S3BlobWriter implements BlobWriter {
     return signal === undefined ? this.#controller.signal : AbortSignal.any([this.#controller.signal, signal]);
   }
 
-  /** Waits for the part in flight; throws its failure. */
+  /** Waits for the parts in flight; throws the first failure. */
   async #settle(): Promise<void> {
-    await this.#inFlight;
-    this.#inFlight = undefined;
+    await Promise.all(this.#inFlight);
     if (this.#failure !== undefined) throw this.#failure.error;
   }
 
-  /** Starts the upload of the part filled so far, once the previous one is done (creating the upload first). */
+  /** Starts the upload of the part filled so far, once fewer than partsInFlight are being sent (creating the upload first). */
   async #sendPart(callerSignal: AbortSignal | undefined): Promise<void> {
-    await this.#settle();
+    while (this.#inFlight.size >= this.#c.partsInFlight) await Promise.race(this.#inFlight);
+    if (this.#failure !== undefined) throw this.#failure.error;
     const signal = this.#signal(callerSignal);
     const Bucket = this.#c.bucket;
     const Key = this.#objectKey;
@@ -514,26 +521,28 @@ class S3BlobWriter implements BlobWriter {
     this.#part = undefined;
     this.#filled = 0;
     const UploadId = this.#uploadId;
-    this.#inFlight = this.#c.client.send(new UploadPartCommand({
+    const sending: Promise<void> = this.#c.client.send(new UploadPartCommand({
       Bucket, Key, UploadId, PartNumber, Body, ContentLength: Body.length,
     }), { abortSignal: signal }).then((out) => {
       this.#parts.push({ PartNumber, ETag: out.ETag });
-      this.#spare = part;
+      if (this.#state === 'open') this.#spares.push(part);
     }, (error: unknown) => {
       this.#failure ??= { error: this.#c.fail(error, `upload part ${PartNumber} of ${this.#key}`, callerSignal) };
-    });
+      // The parts still in flight are of no use now.
+      this.#controller.abort();
+    }).finally(() => this.#inFlight.delete(sending));
+    this.#inFlight.add(sending);
   }
 
-  /** Memory for a part of `size` bytes: the spare one if it is that size. */
+  /** Memory for a part of `size` bytes: a spare one if one is that size. */
   #buffer(size: number): Buffer {
-    const spare = this.#spare;
-    this.#spare = undefined;
-    return spare !== undefined && spare.length === size ? spare : Buffer.allocUnsafeSlow(size);
+    const i = this.#spares.findIndex((b) => b.length === size);
+    return i < 0 ? Buffer.allocUnsafeSlow(size) : this.#spares.splice(i, 1)[0]!;
   }
 
   #release(): void {
     this.#part = undefined;
-    this.#spare = undefined;
+    this.#spares = [];
   }
 }
 
