@@ -3,16 +3,19 @@ import { ConflictError, ImageNotFoundError, NotFoundError } from '../core/errors
 import type { Image, ImageMember } from '../core/image.ts';
 import type { ImageListQuery, IoOptions } from '../core/ports.ts';
 import type { CatalogDatabase } from './database.ts';
+import { ImageChildren, imageOf } from './image-children.ts';
 import { attributeCondition, scopeCondition, sortTerms } from './image-query.ts';
-import { deleteImageChildren, hydrateImages, imageToRow, rowToMember, writeImageChildren } from './rows.ts';
+import { deleteImageChildren, imageToRow, rowToMember, writeImageChildren } from './rows.ts';
 import type { CatalogTables } from './tables.ts';
 
 /** The image aggregate: images with their tags, properties and locations, and their members. */
 export class ImageRepository {
   readonly #db: CatalogDatabase;
+  readonly #children: ImageChildren;
 
   constructor(db: CatalogDatabase) {
     this.#db = db;
+    this.#children = new ImageChildren(db);
   }
 
   async getImage(id: string, opts?: IoOptions): Promise<Image | undefined> {
@@ -20,12 +23,17 @@ export class ImageRepository {
     return this.#load(this.#db.db, id);
   }
 
-  /** A live image; with `lock`, its row stays locked until the transaction ends (a read-modify-write). */
+  /**
+   * A live image, with its children, in one statement; with `lock`, its row is locked first and
+   * stays locked until the transaction ends (a read-modify-write). The read comes after the lock:
+   * under PostgreSQL's read committed, a statement that waited for a row lock gets the row's newest
+   * version, but its subqueries (the children) would read as of that statement's start.
+   */
   async #load(db: Kysely<CatalogTables>, id: string, lock = false): Promise<Image | undefined> {
-    const q = db.selectFrom('images').selectAll().where('id', '=', id).where('deleted_at', 'is', null);
-    const row = await (lock ? this.#db.forUpdate(q) : q).executeTakeFirst();
-    if (row === undefined) return undefined;
-    return (await hydrateImages(db, [row]))[0];
+    const live = db.selectFrom('images').where('id', '=', id).where('deleted_at', 'is', null);
+    if (lock && (await this.#db.forUpdate(live.select('id')).executeTakeFirst()) === undefined) return undefined;
+    const row = await live.selectAll().select(this.#children.ofRow).executeTakeFirst();
+    return row === undefined ? undefined : imageOf(row);
   }
 
   async listImages(query: ImageListQuery, opts?: IoOptions): Promise<Image[]> {
@@ -55,19 +63,16 @@ export class ImageRepository {
       ]))));
     }
     for (const s of terms) q = q.orderBy(s.expr, s.dir);
-    const rows = await q.limit(query.limit).execute();
-    const byId = new Map((await hydrateImages(this.#db.db, rows)).map((i) => [i.id, i]));
-    return rows.map((r) => byId.get(r.id)!);
+    return this.#children.readMany(this.#db.db, q.limit(query.limit), terms);
   }
 
   async imagesInStores(storeIds: readonly string[], opts?: IoOptions): Promise<Image[]> {
     opts?.signal?.throwIfAborted();
     if (storeIds.length === 0) return [];
-    const rows = await this.#db.db.selectFrom('images').selectAll()
+    const rows = this.#db.db.selectFrom('images').selectAll()
       .where('deleted_at', 'is', null)
-      .where('id', 'in', (eb) => eb.selectFrom('image_locations').select('image_id').where('store', 'in', [...storeIds]))
-      .orderBy('id').execute();
-    return hydrateImages(this.#db.db, rows);
+      .where('id', 'in', (eb) => eb.selectFrom('image_locations').select('image_id').where('store', 'in', [...storeIds]));
+    return this.#children.readMany(this.#db.db, rows, [{ expr: sql.ref('images.id'), dir: 'asc' }]);
   }
 
   async createImage(image: Image, opts?: IoOptions): Promise<void> {

@@ -83,10 +83,11 @@ export async function openCatalog(location: string, opts: OpenCatalogOptions = {
   }
   const db = new CatalogDatabase(engine);
   const identity = new IdentityRepository(db);
+  const sites = new SiteRepository(db);
   return {
     ...methodsOf(new ImageRepository(db)),
     ...methodsOf(new TaskRepository(db)),
-    ...methodsOf(new SiteRepository(db)),
+    ...methodsOf(sites),
     ...methodsOf(new PolicyRepository(db)),
     ...methodsOf(new InventoryRepository(db)),
     ...methodsOf(new SiteIndexRepository(db)),
@@ -97,6 +98,7 @@ export async function openCatalog(location: string, opts: OpenCatalogOptions = {
     dialect: engine.name,
     async close() {
       identity.close();
+      sites.close();
       await db.close();
     },
   };

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { setProperty, type Image, type ImageMember } from '../core/image.ts';
+import { setProperty, type Image, type ImageLocation, type ImageMember } from '../core/image.ts';
 import type { Task } from '../core/task.ts';
 import type { CatalogTables, ImageRow, TaskRow } from './tables.ts';
 
@@ -15,7 +15,8 @@ export function imageToRow(i: Image): ImageRow {
   };
 }
 
-function rowToImage(r: ImageRow): Image {
+/** An image row's attributes, without its children (tags, properties, locations are empty). */
+export function rowToImage(r: ImageRow): Image {
   return {
     id: r.id, name: r.name, status: r.status as Image['status'], visibility: r.visibility as Image['visibility'],
     protected: r.protected === 1, os_hidden: r.os_hidden === 1, checksum: r.checksum, os_hash_algo: r.os_hash_algo,
@@ -35,7 +36,16 @@ export function tombstoneRow(id: string, now: string): ImageRow {
   };
 }
 
-/** Attaches tags, properties and locations to image rows (three queries for any page size). */
+/** A location row's image location (`placed_by` only when a placement policy put the copy there). */
+export function locationOf(store: string, url: string, placedBy: string | null): ImageLocation {
+  return placedBy === 'policy' ? { store, url, placed_by: 'policy' } : { store, url };
+}
+
+/**
+ * Attaches tags, properties and locations to image rows (three queries for any number of rows):
+ * for reads of many images at once inside a transaction, such as a snapshot. Tags and locations
+ * come by position; properties in the order the database reads them.
+ */
 export async function hydrateImages(db: Kysely<CatalogTables>, rows: ImageRow[]): Promise<Image[]> {
   if (rows.length === 0) return [];
   const ids = rows.map((r) => r.id);
@@ -47,7 +57,7 @@ export async function hydrateImages(db: Kysely<CatalogTables>, rows: ImageRow[])
   const images = new Map(rows.map((r) => [r.id, rowToImage(r)]));
   for (const p of props) setProperty(images.get(p.image_id)!.properties, p.name, p.value);
   for (const t of tags) images.get(t.image_id)!.tags.push(t.tag);
-  for (const l of locs) images.get(l.image_id)!.locations.push(l.placed_by === 'policy' ? { store: l.store, url: l.url, placed_by: 'policy' } : { store: l.store, url: l.url });
+  for (const l of locs) images.get(l.image_id)!.locations.push(locationOf(l.store, l.url, l.placed_by));
   return [...images.values()];
 }
 

@@ -8,6 +8,7 @@ import { catalogConformance } from './catalog-conformance.ts';
 import { identityStoreConformance } from './identity-store-conformance.ts';
 import { inventoryConformance } from './inventory-conformance.ts';
 import { changeLogConformance, replicaConformance } from './replication-conformance.ts';
+import { sharedDatabaseConformance } from './shared-database-conformance.ts';
 import { chunkIndexConformance, manifestIndexConformance } from './site-index-conformance.ts';
 import { workClaimsConformance } from './work-claims-conformance.ts';
 
@@ -33,6 +34,21 @@ function allSuites(name: string, open: () => Promise<Handle>): void {
   workClaimsConformance(name, as('claims'));
 }
 
+sharedDatabaseConformance('SQLite file', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'outpost-catalog-'));
+  const one = await openCatalog(join(dir, 'catalog.sqlite'));
+  const two = await openCatalog(join(dir, 'catalog.sqlite'));
+  return {
+    one,
+    two,
+    async cleanup() {
+      await one.close();
+      await two.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
 allSuites('SQLite file', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'outpost-catalog-'));
   const catalog = await openCatalog(join(dir, 'catalog.sqlite'));
@@ -46,6 +62,21 @@ allSuites('SQLite file', async () => {
 });
 
 describe('PostgreSQL', { skip: postgresSkip }, () => {
+  // Two nodes of a central.
+  sharedDatabaseConformance('PostgreSQL', async () => {
+    const database = await createTestDatabase();
+    const one = await openCatalog(database.url);
+    const two = await openCatalog(database.url);
+    return {
+      one,
+      two,
+      async cleanup() {
+        await one.close();
+        await two.close();
+        await database.drop();
+      },
+    };
+  });
   allSuites('PostgreSQL', async () => {
     const database = await createTestDatabase();
     const catalog = await openCatalog(database.url);

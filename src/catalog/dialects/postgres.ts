@@ -30,7 +30,7 @@ export async function openPostgres(options: PostgresOptions): Promise<SqlEngine>
   pool.on('error', (error) => options.log?.warn({ err: error }, 'catalog database: an idle connection failed'));
   let notifier: PostgresNotifier;
   try {
-    notifier = await PostgresNotifier.start(connection, pool, options.log);
+    notifier = await PostgresNotifier.start(connection, options.log);
   } catch (error) {
     await pool.end();
     throw error;
@@ -40,6 +40,8 @@ export async function openPostgres(options: PostgresOptions): Promise<SqlEngine>
     name: 'postgres',
     kysely,
     notifier,
+    announceIn: (trx, event) => notifier.announceIn(trx, event),
+    hearsEveryCommit: () => notifier.listening,
     async close() {
       await notifier.close();
       await kysely.destroy();

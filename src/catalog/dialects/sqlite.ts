@@ -12,6 +12,7 @@ export function openSqlite(path: string): SqlEngine {
     name: 'sqlite',
     kysely,
     notifier,
+    hearsEveryCommit: () => false,
     async close() {
       await notifier.close();
       await kysely.destroy();

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import { sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import { CHANGE_ENTITIES, type ChangeEntity, type ChangeNotifier, type CommitEvent, type IoOptions } from '../../core/ports.ts';
+import type { CatalogTables } from '../tables.ts';
 
 /** The channel every node sharing the database listens on. */
 const CHANNEL = 'outpost_changes';
@@ -14,35 +16,44 @@ interface Logger {
 
 /**
  * The change notifier of a PostgreSQL catalog shared by several nodes: a commit is announced with
- * NOTIFY, which PostgreSQL delivers to every node's LISTENing connection; this node's own
- * listeners are called at once. The listening connection is re-opened after a failure (with
+ * a NOTIFY made inside its transaction (announceIn), which PostgreSQL delivers, if and only if the
+ * transaction commits, to every node's LISTENing connection; this node's own listeners are called
+ * by `publish` once it has committed. The listening connection is re-opened after a failure (with
  * back-off), and its return wakes everyone, since notifications sent meanwhile are lost.
  */
 export class PostgresNotifier implements ChangeNotifier {
   readonly #listeners = new Set<(event: CommitEvent) => void>();
   readonly #node = randomUUID();
   readonly #connection: pg.ClientConfig;
-  readonly #send: (payload: string) => Promise<unknown>;
   readonly #log: Logger | undefined;
   readonly #closed = new AbortController();
   #client: pg.Client | undefined;
   #retry: NodeJS.Timeout | undefined;
   #retryMs = 500;
 
-  private constructor(connection: pg.ClientConfig, send: (payload: string) => Promise<unknown>, log: Logger | undefined) {
+  private constructor(connection: pg.ClientConfig, log: Logger | undefined) {
     this.#connection = connection;
-    this.#send = send;
     this.#log = log;
   }
 
-  /** Starts listening (resolves once LISTEN is in place); `pool` sends the notifications. */
-  static async start(connection: pg.ClientConfig, pool: pg.Pool, log?: Logger): Promise<PostgresNotifier> {
-    const notifier = new PostgresNotifier(connection, (payload) => pool.query('select pg_notify($1, $2)', [CHANNEL, payload]), log);
-    await notifier.#listen();
+  /** Starts listening (resolves once LISTEN is in place). */
+  static async start(connection: pg.ClientConfig, log?: Logger): Promise<PostgresNotifier> {
+    const notifier = new PostgresNotifier(connection, log);
+    await notifier.#listen(false);
     return notifier;
   }
 
-  async #listen(): Promise<void> {
+  /**
+   * Whether every node's commits reach this node's listeners now: while the listening connection
+   * is up. It turns true again only together with the wake-up of every listener that makes up for
+   * what was missed meanwhile.
+   */
+  get listening(): boolean {
+    return this.#client !== undefined;
+  }
+
+  /** `again`: a re-opened connection, whose listeners are woken as it takes over (nothing can run in between). */
+  async #listen(again: boolean): Promise<void> {
     const client = new pg.Client(this.#connection);
     client.on('notification', (message) => {
       if (message.channel !== CHANNEL || message.payload === undefined) return;
@@ -59,6 +70,7 @@ export class PostgresNotifier implements ChangeNotifier {
     }
     this.#client = client;
     this.#retryMs = 500;
+    if (again) this.#dispatch(ANYTHING);
   }
 
   #lost(client: pg.Client, error: Error): void {
@@ -75,7 +87,7 @@ export class PostgresNotifier implements ChangeNotifier {
     const delay = this.#retryMs;
     this.#retryMs = Math.min(this.#retryMs * 2, 30_000);
     this.#retry = setTimeout(() => {
-      this.#listen().then(() => this.#dispatch(ANYTHING), () => { if (!this.#closed.signal.aborted) this.#reconnect(); });
+      this.#listen(true).catch(() => { if (!this.#closed.signal.aborted) this.#reconnect(); });
     }, delay);
   }
 
@@ -83,12 +95,19 @@ export class PostgresNotifier implements ChangeNotifier {
     for (const listener of [...this.#listeners]) listener(event);
   }
 
+  /**
+   * Announces `event` to every other node from inside the transaction `trx` that made it: NOTIFY
+   * is transactional, so the announcement is sent when, and only if, the transaction commits —
+   * none is lost between a commit and its announcement. (A failure here fails the transaction.)
+   */
+  async announceIn(trx: Transaction<CatalogTables>, event: CommitEvent): Promise<void> {
+    await sql`select pg_notify(${CHANNEL}, ${JSON.stringify({ node: this.#node, seq: event.seq, kinds: event.kinds })})`.execute(trx);
+  }
+
+  /** Tells this node's listeners of a committed write, which announceIn told the other nodes of. */
   async publish(event: CommitEvent, opts?: IoOptions): Promise<void> {
     opts?.signal?.throwIfAborted();
     this.#dispatch(event);
-    // Best effort: the commit stands whatever happens here, and other nodes' waiters time out.
-    await this.#send(JSON.stringify({ node: this.#node, seq: event.seq, kinds: event.kinds }))
-      .catch((error: unknown) => this.#log?.warn({ err: error }, 'catalog change notifications: NOTIFY failed'));
   }
 
   subscribe(listener: (event: CommitEvent) => void): () => void {
