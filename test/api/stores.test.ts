@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -70,6 +70,33 @@ describe('stores of a site', () => {
     for (const store of ['fast', 'slow']) {
       assert.deepEqual(await readFile(join(dir, store, image.id)), bytesOf(4096, 7), `the copy in ${store}`);
     }
+  });
+
+  it('?prefer=store1,store2 (API 2.18) reads the copies of those stores first, in that order; an unknown store is 400', async () => {
+    const data = bytesOf(8192, 8);
+    const image = await createActiveImage(site, data);
+    assert.equal((await runImport(site, image.id, { method: { name: 'copy-image' }, stores: ['fast'] })).status, 'success');
+    // The copy in fast (the heavier store, read first) made different, so that a read shows which copy it took.
+    const other = Buffer.alloc(data.length, 0x5a);
+    await writeFile(join(dir, 'fast', image.id), other);
+    const read = async (query: string) => {
+      const res = await site.request(`/v2/images/${image.id}/file${query}`);
+      return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
+    };
+    assert.ok((await read('')).body.equals(other), 'by weight: fast first');
+    assert.ok((await read('?prefer=slow')).body.equals(data), 'slow preferred');
+    assert.ok((await read('?prefer=slow,fast')).body.equals(data));
+    assert.ok((await read('?prefer=fast,slow')).body.equals(other));
+    assert.ok((await read('?prefer=archive,slow')).body.equals(data), 'a preferred store without a copy is passed over');
+    const ranged = await site.request(`/v2/images/${image.id}/file?prefer=slow`, { headers: { range: 'bytes=0-9' } });
+    assert.equal(ranged.status, 206);
+    assert.ok(Buffer.from(await ranged.arrayBuffer()).equals(data.subarray(0, 10)));
+    for (const query of ['?prefer=nowhere', '?prefer=slow,nowhere']) {
+      const refused = await call(site, 'GET', `/v2/images/${image.id}/file${query}`, { headers: { accept: 'application/json' } });
+      expectStatus(refused, 400);
+      assert.match(refused.text, /Store for identifier nowhere not found/);
+    }
+    expectStatus(await call(site, 'HEAD', `/v2/images/${image.id}/file?prefer=nowhere`), 400);
   });
 
   it('copy-image refuses a read-only target store', async () => {

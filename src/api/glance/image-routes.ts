@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { UnsupportedMediaTypeError } from '../../core/errors.ts';
 import type { Image } from '../../core/image.ts';
 import { PATCH_MEDIA_TYPES, parsePatch, type PatchDialect } from '../../core/image-patch.ts';
@@ -74,13 +74,13 @@ export function registerImageRoutes(app: FastifyInstance, deps: AppDeps): void {
     // start a fill) only to throw them away.
     HEAD: async (req, reply) => {
       const range = parseRange(header(req, 'range'), header(req, 'content-range'));
-      const head = await images.downloadHead(req.ctx, (req.params as IdParams).id, range, { signal: req.clientSignal });
+      const head = await images.downloadHead(req.ctx, (req.params as IdParams).id, range, { signal: req.clientSignal, prefer: preferredStores(req) });
       if (head.kind === 'no-data') return reply.code(204).send();
       return dataHeaders(reply, head).send();
     },
     GET: async (req, reply) => {
       const range = parseRange(header(req, 'range'), header(req, 'content-range'));
-      const result = await images.download(req.ctx, (req.params as IdParams).id, range, { signal: req.clientSignal });
+      const result = await images.download(req.ctx, (req.params as IdParams).id, range, { signal: req.clientSignal, prefer: preferredStores(req) });
       if (result.kind === 'no-data') {
         if (result.missing !== undefined) {
           req.log.warn({ image: result.image.id, stores: result.missing }, 'the image\'s recorded copies are gone from their stores: answered 204 No Content, as Glance does');
@@ -153,4 +153,11 @@ function dataHeaders(reply: FastifyReply, d: { image: Image; start: number; end:
   reply.header('Content-Length', String(d.end - d.start + 1));
   if (d.partial) reply.code(206).header('Content-Range', `bytes ${d.start}-${d.end}/${d.image.size}`);
   return reply;
+}
+
+/** `?prefer=store1,store2` (Glance API 2.18; repeated, the lists one after the other): the stores to download from first. */
+function preferredStores(req: FastifyRequest): string[] | undefined {
+  const given = queryParams(req).map.get('prefer');
+  if (given === undefined) return undefined;
+  return given.flatMap((v) => v.split(',')).map((s) => s.trim()).filter((s) => s !== '');
 }
