@@ -252,6 +252,38 @@ export class PullThroughImages {
   }
 
   /**
+   * POST /v2/cache/prune (API 2.18; glance/image_cache ImageCache.prune): least recently used
+   * unpinned copies are removed until the copies and the fills in progress fit the budget again
+   * (after `cache_max_bytes` was lowered, say; a fill makes room as it is admitted otherwise).
+   */
+  async prune(): Promise<{ total_files_pruned: number; total_bytes_pruned: number }> {
+    let used = this.#used(false);
+    let files = 0;
+    let bytes = 0;
+    const lru = [...this.#entries.values()].filter((e) => !this.#isPinned(e)).sort((a, b) => a.last_accessed.localeCompare(b.last_accessed));
+    for (const victim of lru) {
+      if (used <= this.#o.budgetBytes) break;
+      await this.#drop(victim.image_id);
+      this.#o.log.info({ image: victim.image_id, size: victim.size }, 'pruned the least recently used cached copy');
+      used -= victim.size;
+      files++;
+      bytes += victim.size;
+    }
+    return { total_files_pruned: files, total_bytes_pruned: bytes };
+  }
+
+  /**
+   * POST /v2/cache/clean (API 2.18; ImageCache.clean: "invalid and stalled incomplete" files):
+   * the partial writes in the cache's store no running write holds, and what interrupted fills
+   * left in the spool that is older than a day.
+   */
+  async clean(opts: IoOptions = {}): Promise<void> {
+    const partial = await this.#o.blobs.removePartial(opts);
+    const stale = await this.#fills.removeStaleLeftovers(opts);
+    if (partial + stale > 0) this.#o.log.info({ partial, stale }, 'cleaned the cache\'s partial writes and stale spools');
+  }
+
+  /**
    * The image was deleted (or can no longer be served): its copy is dropped and a fill in
    * progress is stopped, ending its clients' responses.
    */

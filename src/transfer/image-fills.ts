@@ -75,6 +75,20 @@ export class ImageFills {
     return new ImageFills(opts, leftovers);
   }
 
+  /** Removes what interrupted fills left in the spool that is older than a day; how many. */
+  async removeStaleLeftovers(opts: IoOptions = {}): Promise<number> {
+    let removed = 0;
+    for (const [id, path] of [...this.#leftovers]) {
+      opts.signal?.throwIfAborted();
+      const s = await stat(path).catch(() => undefined);
+      if (s !== undefined && Date.now() - s.mtimeMs <= LEFTOVER_MAX_AGE_MS) continue;
+      this.#leftovers.delete(id);
+      await rm(path, { force: true });
+      removed++;
+    }
+    return removed;
+  }
+
   /** The running fill of an image. */
   get(imageId: string): ImageFill | undefined {
     return this.#fills.get(imageId);

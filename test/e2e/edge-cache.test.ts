@@ -283,4 +283,23 @@ describe('edge image cache: budget, LRU, pins, kill -9 mid-fill', { timeout: 120
       wan.heal();
     }
   });
+
+  it('POST /v2/cache/prune (API 2.18) after the budget was lowered removes least recently used unpinned copies until the rest fits; POST /v2/cache/clean answers 200', async () => {
+    const [a, , c, , , f] = images;
+    assert.deepEqual((await cached(edge)).sort(), [a.id, c.id, f.id].sort());
+    await stopProcess(edgeProc);
+    edgeProc = await spawnServe(edgeArgs(), { ...edgeEnv, OUTPOST_CACHE_MAX_BYTES: String(2 * UNIT + MiB) });
+    edge = siteAt(edgeProc.url);
+    expectStatus(await call(edge, 'POST', '/v2/cache/prune', { as: project('p1') }), 403);
+    const pruned = await call(edge, 'POST', '/v2/cache/prune');
+    expectStatus(pruned, 200);
+    assert.deepEqual(pruned.body, { total_files_pruned: 1, total_bytes_pruned: UNIT }, 'f, the only unpinned copy; a and c are pinned');
+    assert.deepEqual((await cached(edge)).sort(), [a.id, c.id].sort());
+    assert.deepEqual((await call(edge, 'POST', '/v2/cache/prune')).body, { total_files_pruned: 0, total_bytes_pruned: 0 }, 'it fits now');
+    expectStatus(await call(edge, 'POST', '/v2/cache/clean', { as: project('p1') }), 403);
+    const cleaned = await call(edge, 'POST', '/v2/cache/clean');
+    expectStatus(cleaned, 200);
+    assert.equal(cleaned.text, '');
+    assert.deepEqual((await cached(edge)).sort(), [a.id, c.id].sort(), 'clean leaves verified copies alone');
+  });
 });

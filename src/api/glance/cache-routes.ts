@@ -70,6 +70,21 @@ export function registerCacheRoutes(app: FastifyInstance, images: ImageService, 
     },
   });
 
+  // API 2.18: cache maintenance on demand (Glance's glance-cache-cleaner and -pruner as calls).
+  resource(app, '/v2/cache/clean', {
+    POST: async (req, reply) => {
+      enforce(req.ctx, 'cache_clean');
+      await cache.clean({ signal: req.clientSignal });
+      return reply.code(200).send();
+    },
+  });
+  resource(app, '/v2/cache/prune', {
+    POST: async (req) => {
+      enforce(req.ctx, 'cache_prune');
+      return cache.prune();
+    },
+  });
+
   resource(app, '/outpost/v1/cache/:id/pin', {
     PUT: async (req, reply) => {
       enforce(req.ctx, 'cache_pin');
