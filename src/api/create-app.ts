@@ -10,7 +10,7 @@ import { PATCH_MEDIA_TYPES } from '../core/image-patch.ts';
 import { renderError, renderKeystoneError } from './error-responses.ts';
 import { identityIsPublic, registerIdentityRoutes } from './identity/identity-routes.ts';
 import { registerDiscoveryRoutes } from './glance/discovery-routes.ts';
-import { registerCacheRoutes } from './glance/cache-routes.ts';
+import { registerCacheNodesRoute, registerCacheRoutes } from './glance/cache-routes.ts';
 import { registerImageRoutes } from './glance/image-routes.ts';
 import { registerImportRoutes } from './glance/import-routes.ts';
 import { registerImageBytesRoutes } from './outpost/image-bytes-routes.ts';
@@ -183,6 +183,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
   registerDiscoveryRoutes(app, deps);
   if (deps.identity !== undefined) registerIdentityRoutes(app, deps.identity, () => deps.publicUrl);
   if (deps.cache !== undefined) registerCacheRoutes(app, deps.images, deps.cache);
+  if (deps.parent === undefined) registerCacheNodesRoute(app, { images: deps.images, sites: () => deps.replication.sites.list(), heldStores: deps.heldStores });
   registerImageRoutes(app, deps);
   registerImportRoutes(app, deps);
   // Long polls end when the site stops, instead of holding its shutdown for their whole wait.

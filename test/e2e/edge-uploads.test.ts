@@ -155,6 +155,15 @@ describe('uploads at an edge: stored there, recorded at central', { timeout: 120
     // At an edge, its own inventory is answered there; another site's comes from central.
     assert.deepEqual(states(await inventory(edge, 'edge-1'), image.id), ['edge-1:cached']);
     assert.deepEqual(states(await inventory(far, 'edge-1'), image.id), ['edge-1:cached']);
+    // GET /v2/cache/nodes/{id} (API 2.18): the sites holding it, by their URLs, asked anywhere.
+    const urls = Object.fromEntries(((await call<{ sites: { id: string; public_url: string }[] }>(central, 'GET', '/outpost/v1/sites')).body.sites).map((s) => [s.id, s.public_url]));
+    for (const at of [central, far]) {
+      const nodes = await call<string[]>(at, 'GET', `/v2/cache/nodes/${image.id}`);
+      expectStatus(nodes, 200);
+      assert.deepEqual([...nodes.body].sort(), [urls.central, urls['edge-1'], urls['far-1']].sort());
+    }
+    expectStatus(await call(central, 'GET', `/v2/cache/nodes/${image.id}`, { as: project('p1') }), 403);
+    expectStatus(await call(central, 'GET', '/v2/cache/nodes/00000000-0000-4000-8000-000000000000'), 404);
     // A pin, then an eviction, reach central.
     expectStatus(await call(edge, 'PUT', `/outpost/v1/cache/${image.id}/pin`), 200);
     await eventually('the pin is reported', 30_000, async () => states(await inventory(central, 'edge-1'), image.id)[0] === 'edge-1:pinned');

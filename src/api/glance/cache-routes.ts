@@ -103,3 +103,25 @@ export function registerCacheRoutes(app: FastifyInstance, images: ImageService, 
     },
   });
 }
+
+/**
+ * GET /v2/cache/nodes/{image_id} (glance/api/v2/cached_images.py get_cached_nodes, with the
+ * centralized_db cache driver: "a list of node URLs where the specified image is cached"): for
+ * Outpost, the public URLs of the sites holding a verified copy of the image — located in their
+ * stores or cached, from the catalog and the sites' inventories. Central answers it (an edge
+ * passes it up); administrators only; an image the caller cannot see is 404.
+ */
+export function registerCacheNodesRoute(app: FastifyInstance, deps: {
+  images: ImageService;
+  sites(): Promise<{ public_url: string; stores: readonly string[] }[]>;
+  heldStores?(imageIds: readonly string[]): Promise<Map<string, string[]>>;
+}): void {
+  resource(app, '/v2/cache/nodes/:id', {
+    GET: async (req) => {
+      if (!req.ctx.isAdmin) throw new ForbiddenError('You are not authorized to complete list_cached_nodes action.');
+      const found = await deps.images.get(req.ctx, (req.params as IdParams).id, { signal: req.clientSignal });
+      const held = new Set([...found.locations.map((l) => l.store), ...((await deps.heldStores?.([found.id]))?.get(found.id) ?? [])]);
+      return (await deps.sites()).filter((s) => s.public_url !== '' && s.stores.some((store) => held.has(store))).map((s) => s.public_url);
+    },
+  });
+}
