@@ -317,6 +317,7 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
   it('central is a site too: a policy that selects it brings an image uploaded at an edge into central\'s store, and takes it out again', async () => {
     const data = bytesOf(3 * MiB, 77);
     const image = await ok(central.url, 'POST', '/v2/images', { name: 'made-at-us-1', disk_format: 'raw', container_format: 'bare', visibility: 'public', tags: ['at-central'] });
+    await eventually('us-1 has the image', 30_000, async () => (await api(edge('us-1').proc!.url, 'GET', `/v2/images/${image.id}`)).status === 200);
     const put = await fetch(`${edge('us-1').proc!.url}/v2/images/${image.id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: data });
     assert.equal(put.status, 204);
     assert.deepEqual(await storesAtCentral(image.id), ['us-1'], 'the bytes stay at the edge they were uploaded to');
