@@ -136,6 +136,31 @@ describe('two central nodes on one PostgreSQL catalog', { skip: postgresSkip, ti
     assert.equal(got.sha512, createHash('sha512').update(bytes).digest('hex'));
   });
 
+  it('a policy that selects central: the image uploaded at the edge is fetched into the shared store once, by one of the two nodes', async () => {
+    const bytes = randomBytes(6 * MiB + 11);
+    const id: string = (await json(pair.proxy.url, '/v2/images', {
+      method: 'POST', body: JSON.stringify({ name: 'kept-at-central', disk_format: 'raw', container_format: 'bare', visibility: 'public', tags: ['keep-central'] }),
+    })).body.id;
+    await eventually('the edge has the image', 30_000, async () => (await json(edge.url, `/v2/images/${id}`)).status === 200);
+    const put = await fetch(`${edge.url}/v2/images/${id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: bytes });
+    assert.equal(put.status, 204, await put.text());
+    const policy = await json(pair.proxy.url, '/outpost/v1/policies', {
+      method: 'POST', body: JSON.stringify({ name: 'keep-central', images: { tags: ['keep-central'] }, sites: { ids: ['central'] }, mode: 'replicate' }),
+    });
+    assert.equal(policy.status, 201, JSON.stringify(policy.body));
+    try {
+      await eventually('central holds a copy', 60_000, async () => String((await json(pair.proxy.url, `/v2/images/${id}`)).body.stores).split(',').sort().join() === 'central,edge-1');
+      assert.ok((await readdir(pair.storeDir)).includes(id));
+      // Both nodes run a placement agent; the copy was claimed by one, which alone fetched it.
+      const transfers = (await Promise.all(pair.nodes.map(async (node) => (await json(node.url, '/outpost/v1/transfers')).body.transfers as { image_id: string; state: string }[])))
+        .flat().filter((t) => t.image_id === id);
+      assert.deepEqual(transfers.map((t) => t.state), ['done'], JSON.stringify(transfers));
+      assert.equal((await download(pair.proxy.url, id)).sha512, createHash('sha512').update(bytes).digest('hex'));
+    } finally {
+      await json(pair.proxy.url, `/outpost/v1/policies/${policy.body.id}`, { method: 'DELETE' });
+    }
+  });
+
   it('kill -9 of the node running a copy-image: the other node takes the task over and finishes it', async () => {
     // 512 MiB: one random MiB repeated (each copy is still hashed and verified).
     const size = 512 * MiB;
