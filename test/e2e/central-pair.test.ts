@@ -141,7 +141,11 @@ describe('two central nodes on one PostgreSQL catalog', { skip: postgresSkip, ti
     const id: string = (await json(pair.proxy.url, '/v2/images', {
       method: 'POST', body: JSON.stringify({ name: 'kept-at-central', disk_format: 'raw', container_format: 'bare', visibility: 'public', tags: ['keep-central'] }),
     })).body.id;
-    await eventually('the edge has the image', 30_000, async () => (await json(edge.url, `/v2/images/${id}`)).status === 200);
+    await eventually('the edge has the image', 30_000, async () => {
+      const res = await fetch(`${edge.url}/v2/images/${id}`);
+      await res.body?.cancel();
+      return res.status === 200;
+    });
     const put = await fetch(`${edge.url}/v2/images/${id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: bytes });
     assert.equal(put.status, 204, await put.text());
     const policy = await json(pair.proxy.url, '/outpost/v1/policies', {
