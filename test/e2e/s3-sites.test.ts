@@ -30,7 +30,9 @@ describe('S3 stores across sites: a central pair on one bucket, an edge on a dir
   const s3Env = () => ({ AWS_ACCESS_KEY_ID: bucket.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: bucket.credentials.secretAccessKey, OUTPOST_STORAGE_SYNC: 'false' });
   const spec = (id: string, prefix: string) => `${id}=s3://${bucket.bucket}/${prefix}?endpoint=${bucket.endpoint}&region=us-east-1&path_style=true`;
   const api = async (url: string, method: string, path: string, json?: unknown) => {
-    const res = await fetch(`${url}${path}`, { method, headers: json === undefined ? {} : { 'content-type': 'application/json' }, body: json === undefined ? undefined : JSON.stringify(json) });
+    const res = await fetch(`${url}${path}`, {
+      method, headers: { accept: 'application/json', ...(json === undefined ? {} : { 'content-type': 'application/json' }) }, body: json === undefined ? undefined : JSON.stringify(json),
+    });
     const text = await res.text();
     return { status: res.status, body: text === '' ? undefined : JSON.parse(text) as any };
   };
