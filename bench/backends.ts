@@ -22,6 +22,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { startBalancer } from './balancer.ts';
 import { api, createImage, curlUpload, fillCatalog, getImage, runWrk, type WrkResult } from './clients.ts';
+import { rotate } from './measure.ts';
 import { COMMON_BENCH_OPTIONS, docsTarget, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt, runBench, sh, startGlance, startOutpost, treeCpuSeconds, type Cleanup } from './procs.ts';
 import { markdownTable, resultsHead, textTable, writeDocs, type DocSection } from './report.ts';
 import { compareRow, EXIT_NOT_MEASURED, fmt, fmtLoad, fmtSpread, median, outcome, ROW_HEADER, rowCells, seriesOf, withLoad, type LoadSpan, type Row } from './rounds.ts';
@@ -171,12 +172,6 @@ class Meter {
       `${r.socketErrors ? `, socket errors ${r.socketErrors}` : ''}; cores: server ${cores.nodes.map((c) => c.toFixed(2)).join('+')}, ` +
       `nginx ${cores.nginx.toFixed(2)}, PostgreSQL ${cores.postgres.toFixed(2)}, machine ${cores.machine.toFixed(2)}; load ${load.start.toFixed(2)} → ${load.end.toFixed(2)}`);
   }
-}
-
-/** The systems in a different order each round. */
-function rotate<T>(items: T[], round: number): T[] {
-  const k = round % items.length;
-  return [...items.slice(k), ...items.slice(0, k)];
 }
 
 /** Fills a catalog with `n - 1` queued images, then one active image (1 MiB uploaded): its id. */
