@@ -34,19 +34,24 @@ function allSuites(name: string, open: () => Promise<Handle>): void {
   workClaimsConformance(name, as('claims'));
 }
 
-sharedDatabaseConformance('SQLite file', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'outpost-catalog-'));
-  const one = await openCatalog(join(dir, 'catalog.sqlite'));
-  const two = await openCatalog(join(dir, 'catalog.sqlite'));
+/** Two handles on one database (`location`), as two processes would open it; `dispose` removes the database after. */
+async function twoHandles(location: string, dispose: () => Promise<void>) {
+  const one = await openCatalog(location);
+  const two = await openCatalog(location);
   return {
     one,
     two,
     async cleanup() {
       await one.close();
       await two.close();
-      await rm(dir, { recursive: true, force: true });
+      await dispose();
     },
   };
+}
+
+sharedDatabaseConformance('SQLite file', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'outpost-catalog-'));
+  return twoHandles(join(dir, 'catalog.sqlite'), () => rm(dir, { recursive: true, force: true }));
 });
 
 allSuites('SQLite file', async () => {
@@ -65,17 +70,7 @@ describe('PostgreSQL', { skip: postgresSkip }, () => {
   // Two nodes of a central.
   sharedDatabaseConformance('PostgreSQL', async () => {
     const database = await createTestDatabase();
-    const one = await openCatalog(database.url);
-    const two = await openCatalog(database.url);
-    return {
-      one,
-      two,
-      async cleanup() {
-        await one.close();
-        await two.close();
-        await database.drop();
-      },
-    };
+    return twoHandles(database.url, () => database.drop());
   });
   allSuites('PostgreSQL', async () => {
     const database = await createTestDatabase();
