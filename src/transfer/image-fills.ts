@@ -21,6 +21,12 @@ export interface ImageFillsOptions {
 /** How long what an interrupted fill left in the spool is kept for the next fill of its image. */
 const LEFTOVER_MAX_AGE_MS = 24 * 3600_000;
 
+/** Whether `path` is a file written to within LEFTOVER_MAX_AGE_MS (a leftover still worth keeping). */
+async function isFreshFile(path: string): Promise<boolean> {
+  const s = await stat(path).catch(() => undefined);
+  return s !== undefined && s.isFile() && Date.now() - s.mtimeMs <= LEFTOVER_MAX_AGE_MS;
+}
+
 /** What the starter of a fill hears of it. */
 export interface FillEvents {
   committed(digest: BlobDigest): Promise<void>;
@@ -65,8 +71,7 @@ export class ImageFills {
     for (const name of await readdir(opts.spoolDir)) {
       const path = join(opts.spoolDir, name);
       const id = /^([0-9a-fA-F-]{36})\.[0-9a-f]+$/.exec(name)?.[1];
-      const s = await stat(path).catch(() => undefined);
-      if (id === undefined || s === undefined || !s.isFile() || Date.now() - s.mtimeMs > LEFTOVER_MAX_AGE_MS || leftovers.has(id)) {
+      if (id === undefined || !(await isFreshFile(path)) || leftovers.has(id)) {
         await rm(path, { recursive: true, force: true });
       } else {
         leftovers.set(id, path);
@@ -80,8 +85,7 @@ export class ImageFills {
     let removed = 0;
     for (const [id, path] of [...this.#leftovers]) {
       opts.signal?.throwIfAborted();
-      const s = await stat(path).catch(() => undefined);
-      if (s !== undefined && Date.now() - s.mtimeMs <= LEFTOVER_MAX_AGE_MS) continue;
+      if (await isFreshFile(path)) continue;
       this.#leftovers.delete(id);
       await rm(path, { force: true });
       removed++;
