@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -297,9 +297,13 @@ describe('edge image cache: budget, LRU, pins, kill -9 mid-fill', { timeout: 120
     assert.deepEqual((await cached(edge)).sort(), [a.id, c.id].sort());
     assert.deepEqual((await call(edge, 'POST', '/v2/cache/prune')).body, { total_files_pruned: 0, total_bytes_pruned: 0 }, 'it fits now');
     expectStatus(await call(edge, 'POST', '/v2/cache/clean', { as: project('p1') }), 403);
+    // What a write that died left in the cache's store (no running write holds it).
+    const incomplete = join(work, 'edge', 'stores', 'edge-b', '.incomplete');
+    await writeFile(join(incomplete, `${f.id}.cached.dead00`), 'half a copy');
     const cleaned = await call(edge, 'POST', '/v2/cache/clean');
     expectStatus(cleaned, 200);
     assert.equal(cleaned.text, '');
+    assert.deepEqual(await readdir(incomplete), [], 'the dead partial write is gone');
     assert.deepEqual((await cached(edge)).sort(), [a.id, c.id].sort(), 'clean leaves verified copies alone');
   });
 });

@@ -136,6 +136,11 @@ describe('site registration', { timeout: 60_000 }, () => {
     assert.equal((await sites(far.url)).find((s) => s.id === 'edge-1')?.last_contact, atCentral.last_contact, 'the far edge, two hops down, shows it');
     const one = await fetch(`${far.url}/outpost/v1/sites/edge-1`);
     assert.equal(((await one.json()) as SiteJson).last_contact, atCentral.last_contact);
+    for (const site of [central, far]) {
+      const unknown = await fetch(`${site.url}/outpost/v1/sites/nowhere`, { headers: { accept: 'application/json' } });
+      assert.equal(unknown.status, 404);
+      assert.match(((await unknown.json()) as { message: string }).message, /No site nowhere is registered/);
+    }
 
     await edge.stop();
     try {
