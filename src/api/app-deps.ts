@@ -4,6 +4,7 @@ import type { Authenticator } from '../core/context.ts';
 import type { IdentityService } from '../core/identity/identity-service.ts';
 import type { ImageService } from '../core/image-service.ts';
 import type { ImportService } from '../core/import-service.ts';
+import type { MetadefService } from '../core/metadef-service.ts';
 import type { PlacementPolicies } from '../core/placement-policies.ts';
 import type { Fleet } from '../placement/fleet.ts';
 import type { EgressBudget } from '../transfer/egress-budget.ts';
@@ -25,6 +26,10 @@ export interface AppDeps {
   /** `api_limit_max`, for the task list. */
   maxLimit: number;
   replication: ReplicationDeps;
+  /** Metadata definitions (/v2/metadefs). */
+  metadefs: MetadefService;
+  /** `limit_param_default`, for the metadef namespace list (`maxLimit` caps it). */
+  defaultLimit: number;
   /** The region's placement policies (/outpost/v1/policies). */
   policies: PlacementPolicies;
   /** Central: the fleet view (/outpost/v1/fleet; an edge forwards it up). */

@@ -11,6 +11,8 @@ import { renderError, renderKeystoneError } from './error-responses.ts';
 import { identityIsPublic, registerIdentityRoutes } from './identity/identity-routes.ts';
 import { registerDiscoveryRoutes } from './glance/discovery-routes.ts';
 import { registerCacheNodesRoute, registerCacheRoutes } from './glance/cache-routes.ts';
+import { registerMetadefRoutes } from './glance/metadef-routes.ts';
+import { checkReadOnly, metadefValidator } from './glance/metadef-validation.ts';
 import { registerImageRoutes } from './glance/image-routes.ts';
 import { registerImportRoutes } from './glance/import-routes.ts';
 import { registerImageBytesRoutes } from './outpost/image-bytes-routes.ts';
@@ -186,6 +188,15 @@ export function createApp(deps: AppDeps): FastifyInstance {
   if (deps.parent === undefined) registerCacheNodesRoute(app, { images: deps.images, sites: () => deps.replication.sites.list(), heldStores: deps.heldStores });
   registerImageRoutes(app, deps);
   registerImportRoutes(app, deps);
+  const metadefBodies = metadefValidator();
+  registerMetadefRoutes(app, {
+    metadefs: deps.metadefs,
+    checkBody: (schema, body, op) => {
+      checkReadOnly(schema, body);
+      metadefBodies.check(schema, body, op);
+    },
+    limits: { defaultLimit: deps.defaultLimit, maxLimit: deps.maxLimit },
+  });
   // Long polls end when the site stops, instead of holding its shutdown for their whole wait.
   const stopping = new AbortController();
   // Closing: long polls end at once; other requests get a grace period, after which every

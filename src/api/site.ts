@@ -46,6 +46,7 @@ import { IngressBudget } from '../transfer/ingress-budget.ts';
 import { SiteRegistry } from '../core/site-registry.ts';
 import { SiteInventories } from '../core/site-inventory.ts';
 import { SiteRemoval } from '../core/site-removal.ts';
+import { MetadefService } from '../core/metadef-service.ts';
 import { PlacementPolicies } from '../core/placement-policies.ts';
 import { InventoryReporter, parentInventorySink } from '../replication/inventory-reporter.ts';
 import { ParentClient, TrustedConnections } from '../links/parent-client.ts';
@@ -335,6 +336,8 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
         revokeCredentials: keystone && !remoteKeystone ? (ctx, site, o) => identity.revokeSiteCredentials(ctx, site, o) : undefined,
       }) : undefined,
     },
+    metadefs: new MetadefService(catalog),
+    defaultLimit: config.limit_param_default,
     policies: new PlacementPolicies(catalog),
     fleet: isCentral ? new Fleet({ catalog: new PlacementCatalog({ changeLog: catalog }), inventories: catalog }) : undefined,
     egress: config.egress_max_bytes_per_s === null ? undefined : new EgressBudget({

@@ -1,5 +1,5 @@
 import type {
-  CacheIndex, Catalog, ChangeLog, ChunkIndex, IdentityStore, InventoryStore, ManifestIndex, Replica, WorkClaims,
+  CacheIndex, Catalog, ChangeLog, ChunkIndex, IdentityStore, InventoryStore, ManifestIndex, MetadefStore, Replica, WorkClaims,
 } from '../core/ports.ts';
 import { StartupError } from '../core/startup-error.ts';
 import { SqlChangeLog } from './change-log/sql-change-log.ts';
@@ -12,6 +12,7 @@ import { IdentityRepository } from './identity-repository.ts';
 import { ImageRepository } from './image-repository.ts';
 import { InventoryRepository } from './inventory-repository.ts';
 import { migrate, migrationStatus } from './migrations/index.ts';
+import { MetadefRepository } from './metadef-repository.ts';
 import { PolicyRepository } from './policy-repository.ts';
 import { SiteIndexRepository } from './site-index-repository.ts';
 import { SiteRepository } from './site-repository.ts';
@@ -19,7 +20,7 @@ import { TaskRepository } from './task-repository.ts';
 import { WorkClaimRepository } from './work-claim-repository.ts';
 
 /** Every port the catalog's database serves, on one handle (what a site's composition root wires). */
-export interface SqlCatalog extends Catalog, ChangeLog, Replica, CacheIndex, ManifestIndex, ChunkIndex, InventoryStore, IdentityStore, WorkClaims {
+export interface SqlCatalog extends Catalog, ChangeLog, Replica, CacheIndex, ManifestIndex, ChunkIndex, InventoryStore, IdentityStore, MetadefStore, WorkClaims {
   readonly dialect: SqlEngine['name'];
 }
 
@@ -89,6 +90,7 @@ export async function openCatalog(location: string, opts: OpenCatalogOptions = {
     ...methodsOf(new TaskRepository(db)),
     ...methodsOf(sites),
     ...methodsOf(new PolicyRepository(db)),
+    ...methodsOf(new MetadefRepository(db)),
     ...methodsOf(new InventoryRepository(db)),
     ...methodsOf(new SiteIndexRepository(db)),
     ...methodsOf(new WorkClaimRepository(db)),

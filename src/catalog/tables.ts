@@ -51,6 +51,8 @@ export interface CatalogTables {
   cache_entries: { image_id: string; body: string };
   image_manifests: { image_id: string; sha512: string; body: string };
   placement_policies: { id: string; body: string };
+  metadef_namespaces: { id: string; body: string };
+  metadef_resource_types: { id: string; body: string };
   held_chunks: { sha256: string; length: number; store: string; key: string; offset: number };
   site_inventories: { site_id: string; body: string; revision: Generated<number> };
   site_heartbeats: { site_id: string; last_contact: string; lag_changes: number | null };

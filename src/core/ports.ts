@@ -1,6 +1,7 @@
 import type { RequestContext } from './context.ts';
 import type { Readable } from 'node:stream';
 import type { ChunkManifest } from './chunk-manifest.ts';
+import type { MetadefNamespace, MetadefResourceType } from './metadefs.ts';
 import type { PolicyRecord } from './placement-policy.ts';
 import type { DriftCounts, PlacementReport } from './fleet-state.ts';
 import type { Image, ImageMember, MemberStatus, Visibility } from './image.ts';
@@ -63,7 +64,7 @@ export const IDENTITY_KINDS = ['domain', 'project', 'user', 'role', 'assignment'
 /** Identity's public records, replicated to every site (never a password hash or private key). */
 export type IdentityKind = (typeof IDENTITY_KINDS)[number];
 /** Every kind of entity the change log carries. */
-export const CHANGE_ENTITIES = ['image', 'member', 'task', 'site', 'policy', ...IDENTITY_KINDS] as const;
+export const CHANGE_ENTITIES = ['image', 'member', 'task', 'site', 'policy', ...IDENTITY_KINDS, 'metadef_namespace', 'metadef_resource_type'] as const;
 export type ChangeEntity = (typeof CHANGE_ENTITIES)[number];
 export interface Change {
   seq: number;
@@ -507,6 +508,9 @@ export interface Snapshot {
   policies?: PolicyRecord[];
   /** Identity's public records (absent from an older parent's snapshot). */
   identity?: IdentityRecord[];
+  /** Metadata definition namespaces and resource types (absent from an older parent's snapshot). */
+  metadef_namespaces?: MetadefNamespace[];
+  metadef_resource_types?: MetadefResourceType[];
 }
 
 export interface IdentityRecord {
@@ -536,6 +540,36 @@ export interface IdentityStore {
   getSecret(name: string, opts?: IoOptions): Promise<string | undefined>;
   /** Sets (or with null removes) a local secret: never in the change log or a snapshot. */
   setSecret(name: string, value: string | null, opts?: IoOptions): Promise<void>;
+}
+
+/**
+ * Port: metadata definitions — one record per namespace (with its associations, properties,
+ * objects and tags) and the resource types — written through the change log, so they replicate
+ * to every site and are read there while it is cut off.
+ */
+export interface MetadefStore {
+  /** Every namespace, by name. */
+  listMetadefNamespaces(opts?: IoOptions): Promise<MetadefNamespace[]>;
+  getMetadefNamespace(name: string, opts?: IoOptions): Promise<MetadefNamespace | undefined>;
+  /** Every resource type, by name. */
+  listMetadefResourceTypes(opts?: IoOptions): Promise<MetadefResourceType[]>;
+  /**
+   * Runs `fn` in one write transaction: what it reads through the writer stays as read until the
+   * transaction ends (another node's write of the same namespace waits), and all it writes commits
+   * together, or nothing does when it throws.
+   */
+  writeMetadefs<T>(fn: (tx: MetadefWriter) => Promise<T>, opts?: IoOptions): Promise<T>;
+}
+
+export interface MetadefWriter {
+  namespace(name: string): Promise<MetadefNamespace | undefined>;
+  resourceType(name: string): Promise<MetadefResourceType | undefined>;
+  /** Inserts the namespace unless one of its name exists (also one another node is inserting): false then. */
+  createNamespace(ns: MetadefNamespace): Promise<boolean>;
+  /** Replaces the namespace stored under `ns.namespace`. */
+  putNamespace(ns: MetadefNamespace): Promise<void>;
+  deleteNamespace(name: string): Promise<void>;
+  putResourceType(rt: MetadefResourceType): Promise<void>;
 }
 
 /** The serving side of replication (every site, so that sites cascade). */

@@ -7,6 +7,7 @@ import { createTestDatabase, postgresSkip } from '../helpers/postgres.ts';
 import { catalogConformance } from './catalog-conformance.ts';
 import { identityStoreConformance } from './identity-store-conformance.ts';
 import { inventoryConformance } from './inventory-conformance.ts';
+import { metadefStoreConformance } from './metadef-store-conformance.ts';
 import { changeLogConformance, replicaConformance } from './replication-conformance.ts';
 import { sharedDatabaseConformance } from './shared-database-conformance.ts';
 import { chunkIndexConformance, manifestIndexConformance } from './site-index-conformance.ts';
@@ -32,6 +33,7 @@ function allSuites(name: string, open: () => Promise<Handle>): void {
   manifestIndexConformance(name, as('index'));
   chunkIndexConformance(name, as('index'));
   workClaimsConformance(name, as('claims'));
+  metadefStoreConformance(name, as('store'));
 }
 
 /** Two handles on one database (`location`), as two processes would open it; `dispose` removes the database after. */

@@ -195,7 +195,9 @@ export function changeLogConformance(name: string, open: Open, options: Conforma
       assert.equal(await c.lastSeq(), 0);
       assert.equal(await c.firstSeq(), 1);
       assert.deepEqual(await c.changesSince(0, 100), []);
-      assert.deepEqual(await c.snapshot(), { seq: 0, images: [], deleted: [], members: [], tasks: [], sites: [], policies: [], identity: [] });
+      assert.deepEqual(await c.snapshot(), {
+        seq: 0, images: [], deleted: [], members: [], tasks: [], sites: [], policies: [], identity: [], metadef_namespaces: [], metadef_resource_types: [],
+      });
       assert.equal((await c.digest()).seq, 0);
     }));
 

@@ -1,6 +1,7 @@
 import type { Transaction } from 'kysely';
 import type { Image, ImageMember } from '../../core/image.ts';
 import { IDENTITY_KINDS, type Change, type ChangeEntity, type IdentityKind, type Snapshot } from '../../core/ports.ts';
+import type { MetadefNamespace, MetadefResourceType } from '../../core/metadefs.ts';
 import type { PolicyRecord } from '../../core/placement-policy.ts';
 import type { Site } from '../../core/ports.ts';
 import type { Task } from '../../core/task.ts';
@@ -139,8 +140,19 @@ const tasks: EntityKind = {
   digests: [{ name: 'tasks', items: (s) => s.tasks, key: (t: Task) => t.id }],
 };
 
-/** A kind kept as one JSON body per id (sites, placement policies). */
-function bodyKind<K extends 'sites' | 'policies'>(entity: 'site' | 'policy', table: 'sites' | 'placement_policies', section: K): EntityKind {
+/** The kinds kept as one JSON body per id: the entity, its table, its snapshot section, and the key of a body. */
+const BODY_KINDS = {
+  site: { table: 'sites', section: 'sites', key: (x: Site) => x.id },
+  policy: { table: 'placement_policies', section: 'policies', key: (x: PolicyRecord) => x.id },
+  metadef_namespace: { table: 'metadef_namespaces', section: 'metadef_namespaces', key: (x: MetadefNamespace) => x.namespace },
+  metadef_resource_type: { table: 'metadef_resource_types', section: 'metadef_resource_types', key: (x: MetadefResourceType) => x.name },
+} as const;
+type BodyEntity = keyof typeof BODY_KINDS;
+
+/** A kind kept as one JSON body per id (sites, placement policies, metadef namespaces and resource types). */
+function bodyKind(entity: BodyEntity): EntityKind {
+  const { table, section } = BODY_KINDS[entity];
+  const key = BODY_KINDS[entity].key as (x: unknown) => string;
   return {
     entities: [entity],
     async apply(tx, c) {
@@ -154,15 +166,15 @@ function bodyKind<K extends 'sites' | 'policies'>(entity: 'site' | 'policy', tab
     },
     async read(trx, into) {
       const rows = await trx.selectFrom(table).select('body').orderBy('id').execute();
-      (into as unknown as Record<K, unknown[]>)[section] = rows.map((r) => JSON.parse(r.body));
+      (into as unknown as Record<string, unknown[]>)[section] = rows.map((r) => JSON.parse(r.body));
     },
     async load(tx, snapshot) {
-      const wanted = snapshot[section] as readonly (Site | PolicyRecord)[] | undefined;
+      const wanted = (snapshot as unknown as Record<string, unknown[] | undefined>)[section];
       if (wanted === undefined) return; // absent from an older parent's snapshot: keep ours then
       const existing = await tx.db.selectFrom(table).select('id').execute();
-      await replaceAll(tx, existing.map((r) => r.id), wanted, (x) => x.id, (id) => changeOf(entity, id, 'delete', { id }), (x) => changeOf(entity, x.id, 'upsert', x));
+      await replaceAll(tx, existing.map((r) => r.id), wanted, key, (id) => changeOf(entity, id, 'delete', { id }), (x) => changeOf(entity, key(x), 'upsert', x));
     },
-    digests: [{ name: section, items: (s) => (s[section] ?? []) as readonly unknown[], key: (x: { id: string }) => x.id }],
+    digests: [{ name: section, items: (s) => ((s as unknown as Record<string, unknown[] | undefined>)[section] ?? []), key }],
   };
 }
 
@@ -194,7 +206,9 @@ const identity: EntityKind = {
 };
 
 /** In the order a snapshot is loaded: an image before its members. */
-export const ENTITY_KINDS: readonly EntityKind[] = [images, members, tasks, bodyKind('site', 'sites', 'sites'), bodyKind('policy', 'placement_policies', 'policies'), identity];
+export const ENTITY_KINDS: readonly EntityKind[] = [
+  images, members, tasks, bodyKind('site'), bodyKind('policy'), identity, bodyKind('metadef_resource_type'), bodyKind('metadef_namespace'),
+];
 
 /** Applies one change (a replicated one, or a local write of a kind kept whole: a site, a policy, an identity record). */
 export async function applyChange(tx: WriteTx, c: Change): Promise<void> {

@@ -234,6 +234,18 @@ function migrations(dialect: DialectName): Record<string, Migration> {
           .execute();
       },
     },
+    '0016-metadefs': {
+      async up(db: Kysely<any>) {
+        // Metadata definitions, replicated: one JSON record per namespace (keyed by its name) and
+        // per resource type (keyed by its name).
+        for (const table of ['metadef_namespaces', 'metadef_resource_types']) {
+          await db.schema.createTable(table)
+            .addColumn('id', 'text', (c) => c.primaryKey())
+            .addColumn('body', 'text', (c) => c.notNull())
+            .execute();
+        }
+      },
+    },
   };
 }
 
