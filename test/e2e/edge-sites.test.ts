@@ -390,6 +390,56 @@ describe('edge sites as separate processes (central ← edge ← far edge)', { t
       }
     });
   });
+
+  describe('metadata definitions', () => {
+    const ADMIN = project('p-admin', 'admin');
+    const ns = (name: string) => `/v2/metadefs/namespaces/${name}`;
+    const shown = async (site: TestSite, name: string) => call(site, 'GET', ns(name), { headers: { accept: 'application/json' } });
+
+    it('written at central or through an edge, they reach the far edge, and are read there while it is cut off', async () => {
+      const created = await call(central, 'POST', '/v2/metadefs/namespaces', {
+        as: ADMIN,
+        json: {
+          namespace: 'OS::Edge::Test', visibility: 'public', resource_type_associations: [{ name: 'OS::Glance::Image', prefix: 'edge_' }],
+          properties: { zone: { title: 'Zone', type: 'string', enum: ['a', 'b'] } }, tags: [{ name: 'near' }],
+        },
+      });
+      expectStatus(created, 201);
+      // A write at the far edge goes up to central, and comes back down with the feed.
+      expectStatus(await call(far, 'POST', `${ns('OS::Edge::Test')}/objects`, { as: ADMIN, json: { name: 'Placement', properties: { rack: { title: 'Rack', type: 'integer' } } } }), 201);
+      expectStatus(await call(far, 'POST', '/v2/metadefs/namespaces', { as: ADMIN, json: { namespace: 'edge-private', owner: 'p-edge' } }), 201);
+      const atCentral = (await shown(central, 'OS::Edge::Test')).body;
+      assert.deepEqual(atCentral.objects.map((o: any) => o.name), ['Placement']);
+      for (const site of [edge, far]) {
+        await eventually(`${site.url} holds both namespaces`, 30_000, async () =>
+          (await shown(site, 'OS::Edge::Test')).body?.objects?.length === 1 && (await shown(site, 'edge-private')).status === 200);
+      }
+
+      wanA.blackhole();
+      try {
+        for (const site of [edge, far]) {
+          const res = await shown(site, 'OS::Edge::Test');
+          expectStatus(res, 200);
+          assert.deepEqual(res.body, atCentral, `${site.url} shows the namespace as central does`);
+          const list = await call(site, 'GET', '/v2/metadefs/namespaces?resource_types=OS::Glance::Image', { as: project('p-other') });
+          assert.deepEqual(list.body.namespaces.map((n: any) => n.namespace), ['OS::Edge::Test']);
+          expectStatus(await call(site, 'GET', ns('edge-private'), { as: project('p-other') }), 404);
+          expectStatus(await call(site, 'GET', ns('edge-private'), { as: project('p-edge') }), 200);
+          expectStatus(await call(site, 'GET', '/v2/metadefs/resource_types'), 200);
+          expectStatus(await call(site, 'GET', '/v2/schemas/metadefs/namespace'), 200);
+          const prop = await call(site, 'GET', `${ns('OS::Edge::Test')}/properties/edge_zone?resource_type=OS::Glance::Image`);
+          expectStatus(prop, 200);
+          assert.equal(prop.body.name, 'zone');
+          // Writes need central.
+          expectGlance503(await call(site, 'POST', `${ns('OS::Edge::Test')}/tags/far`, { as: ADMIN, headers: { accept: 'application/json' } }));
+        }
+      } finally {
+        wanA.pass();
+      }
+      expectStatus(await call(edge, 'DELETE', ns('edge-private'), { as: ADMIN }), 204);
+      await eventually('the far edge sees the delete', 30_000, async () => (await shown(far, 'edge-private')).status === 404);
+    });
+  });
 });
 
 async function status(site: TestSite): Promise<any> {
