@@ -2,7 +2,8 @@ import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
 import type { Convergence, FleetEntry } from '../core/fleet-state.ts';
 import type { FleetPage } from '../placement/fleet.ts';
-import { apiOptions, ImageApi, withApiOptions } from './image-commands.ts';
+import { clientOf, withApiOptions } from './api-client.ts';
+import { withFormat } from './output.ts';
 
 const MB = 1e6;
 const BAR: cliProgress.Options = { barsize: 20, barCompleteString: '█'.repeat(20), barIncompleteString: '░'.repeat(20), barGlue: '' };
@@ -13,15 +14,14 @@ const BAR: cliProgress.Options = { barsize: 20, barCompleteString: '█'.repeat(
  * policy and per site; `-f json` prints the entries and the convergence as JSON.
  */
 export function fleetCommand(print: (line: string) => void): Command {
-  return withApiOptions(new Command('fleet'))
+  return withFormat(withApiOptions(new Command('fleet')))
     .description('where each copy the placement policies want stands, per image and site (admin)')
     .option('--image <id>', 'only this image')
     .option('--site <id>', 'only this site')
     .option('--policy <name>', 'only the copies this policy wants')
     .addOption(new Option('--state <state>', 'only copies in this state').choices(['pending', 'transferring', 'held', 'failed']))
-    .addOption(new Option('-f, --format <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (o: { image?: string; site?: string; policy?: string; state?: string; format: 'table' | 'json' }, cmd: Command) => {
-      const api = new ImageApi(apiOptions(cmd));
+      const api = clientOf(cmd);
       const entries: FleetEntry[] = [];
       let page: FleetPage | undefined;
       do {

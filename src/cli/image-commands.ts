@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
+import { apiOptions, OutpostClient, withApiOptions, type ImageBody } from './api-client.ts';
 import { CliError } from './cli-error.ts';
 
 /**
@@ -12,83 +13,7 @@ import { CliError } from './cli-error.ts';
  * it ends. They speak the Glance v2 API of any Outpost site (or Glance).
  */
 
-interface ApiOptions {
-  url: string;
-  token?: string;
-  project?: string;
-  roles?: string;
-  quiet?: boolean;
-}
-
-interface ImageBody {
-  id: string;
-  name: string | null;
-  status: string;
-  size: number | null;
-  stores?: string;
-  [key: string]: unknown;
-}
-
-interface TaskBody {
-  id: string;
-  status: string;
-  message: string;
-  request_id: string;
-}
-
 const MiB = 1024 * 1024;
-
-export class ImageApi {
-  readonly #o: ApiOptions;
-
-  constructor(o: ApiOptions) {
-    this.#o = { ...o, url: o.url.replace(/\/+$/, '') };
-  }
-
-  #headers(extra: Record<string, string> = {}): Record<string, string> {
-    const h: Record<string, string> = { accept: 'application/json', ...extra };
-    if (this.#o.token !== undefined) h['x-auth-token'] = this.#o.token;
-    if (this.#o.project !== undefined) h['x-project-id'] = this.#o.project;
-    if (this.#o.roles !== undefined) h['x-roles'] = this.#o.roles;
-    return h;
-  }
-
-  async call(method: string, path: string, init: { json?: unknown; body?: RequestInit['body']; headers?: Record<string, string> } = {}): Promise<Response> {
-    const headers = this.#headers(init.headers);
-    let body = init.body;
-    if (init.json !== undefined) {
-      headers['content-type'] = 'application/json';
-      body = JSON.stringify(init.json);
-    }
-    let res: Response;
-    try {
-      res = await fetch(`${this.#o.url}${path}`, { method, headers, body, duplex: 'half' } as RequestInit);
-    } catch (e) {
-      throw new CliError(`cannot reach ${this.#o.url}: ${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).message : (e as Error).message}`);
-    }
-    if (!res.ok) {
-      const text = await res.text();
-      let message = text;
-      try {
-        message = (JSON.parse(text) as { message?: string }).message?.replace(/<br \/>[\s\S]*$/, '') ?? text;
-      } catch { /* not JSON */ }
-      throw new CliError(`${method} ${path}: ${res.status} ${res.statusText}: ${message.trim()}`);
-    }
-    return res;
-  }
-
-  async image(ref: string): Promise<ImageBody> {
-    if (/^[0-9a-f-]{36}$/i.test(ref)) return (await this.call('GET', `/v2/images/${ref}`)).json() as Promise<ImageBody>;
-    const list = await (await this.call('GET', `/v2/images?name=${encodeURIComponent(ref)}`)).json() as { images: ImageBody[] };
-    if (list.images.length === 0) throw new CliError(`no image named or with id "${ref}"`);
-    if (list.images.length > 1) throw new CliError(`several images are named "${ref}": give its id`);
-    return list.images[0];
-  }
-
-  async tasks(id: string): Promise<TaskBody[]> {
-    return ((await (await this.call('GET', `/v2/images/${id}/tasks`)).json()) as { tasks: TaskBody[] }).tasks;
-  }
-}
 
 function storeList(value: unknown): string[] {
   return typeof value === 'string' && value !== '' ? value.split(',') : [];
@@ -98,7 +23,7 @@ function storeList(value: unknown): string[] {
  * Follows the task started by the import call with `requestId` until it ends, drawing bytes
  * copied over all target stores. Returns the final image; throws CliError when the task failed.
  */
-async function follow(api: ImageApi, imageId: string, requestId: string, targets: number, quiet: boolean): Promise<ImageBody> {
+async function follow(api: OutpostClient, imageId: string, requestId: string, targets: number, quiet: boolean): Promise<ImageBody> {
   const bar = quiet ? undefined : new cliProgress.SingleBar({
     format: ' {bar} {percentage}% | {done}/{total} MiB | {stores} | {state}',
     hideCursor: true,
@@ -142,20 +67,7 @@ function summary(image: ImageBody): string {
     + (failed.length > 0 ? `; failed stores: ${failed.join(',')}` : '');
 }
 
-export function apiOptions(cmd: Command): ApiOptions {
-  return cmd.optsWithGlobals() as ApiOptions;
-}
-
-export function withApiOptions(cmd: Command): Command {
-  return cmd
-    .addOption(new Option('--url <url>', 'Outpost site (Glance v2 endpoint)').env('OUTPOST_URL').default('http://127.0.0.1:9292'))
-    .addOption(new Option('--token <token>', 'X-Auth-Token to send').env('OS_AUTH_TOKEN'))
-    .option('--project <id>', 'act as this project (auth: none sites)')
-    .option('--roles <roles>', 'with these roles (auth: none sites)')
-    .option('-q, --quiet', 'no progress bar');
-}
-
-async function startImport(api: ImageApi, image: ImageBody, body: Record<string, unknown>): Promise<string> {
+async function startImport(api: OutpostClient, image: ImageBody, body: Record<string, unknown>): Promise<string> {
   const res = await api.call('POST', `/v2/images/${image.id}/import`, { json: body });
   return res.headers.get('x-openstack-request-id') ?? '';
 }
@@ -172,7 +84,7 @@ export function imageCommand(print: (line: string) => void): Command {
     .action(async (ref: string, o: { stores?: string; allStores?: boolean; allowFailure?: boolean }, cmd: Command) => {
       if ((o.stores === undefined) === (o.allStores !== true)) throw new CliError('give either --stores or --all-stores');
       const opts = apiOptions(cmd);
-      const api = new ImageApi(opts);
+      const api = new OutpostClient(opts);
       const img = await api.image(ref);
       const body: Record<string, unknown> = { method: { name: 'copy-image' }, all_stores_must_succeed: o.allowFailure !== true };
       let targets: number;
@@ -201,7 +113,7 @@ export function imageCommand(print: (line: string) => void): Command {
     .option('--allow-failure', 'succeed when at least one store does (all_stores_must_succeed=false)')
     .action(async (ref: string, o: Record<string, string | boolean | undefined>, cmd: Command) => {
       const opts = apiOptions(cmd);
-      const api = new ImageApi(opts);
+      const api = new OutpostClient(opts);
       const img = await api.image(ref);
       const method: Record<string, unknown> = { name: o.method };
       if (o.method === 'glance-direct') {
@@ -235,7 +147,7 @@ export function imageCommand(print: (line: string) => void): Command {
 }
 
 /** PUT /v2/images/{id}/stage with an upload progress bar. */
-async function stage(api: ImageApi, id: string, file: string, quiet: boolean): Promise<void> {
+async function stage(api: OutpostClient, id: string, file: string, quiet: boolean): Promise<void> {
   const size = (await stat(file).catch(() => { throw new CliError(`cannot read ${file}`); })).size;
   const bar = quiet ? undefined : new cliProgress.SingleBar({
     format: ' staging {bar} {percentage}% | {value}/{total} MiB', hideCursor: true,

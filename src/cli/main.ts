@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
 import { ConfigError, resolveConfig, type OutpostConfig } from '../core/config.ts';
 import { StartupError } from '../core/startup-error.ts';
@@ -11,6 +11,10 @@ import { imageCommand } from './image-commands.ts';
 import { keysCommand, siteCommand } from './site-commands.ts';
 import { fleetCommand } from './fleet-commands.ts';
 import { transfersCommand } from './transfer-commands.ts';
+import { policyCommand } from './policy-commands.ts';
+import { cacheCommand } from './cache-commands.ts';
+import { statusCommand } from './status-command.ts';
+import { EXIT_CODES } from './cli-error.ts';
 
 /** The `outpost` command (DESIGN.md §3 command-line contract). */
 async function loadConfig(file: string | undefined, flags: Record<string, unknown>): Promise<OutpostConfig> {
@@ -114,6 +118,16 @@ program.addCommand(keysCommand((line) => process.stdout.write(`${line}\n`)));
 program.addCommand(transfersCommand((line) => process.stdout.write(`${line}\n`)));
 program.addCommand(fleetCommand((line) => process.stdout.write(`${line}\n`)));
 program.addCommand(dbCommand((line) => process.stdout.write(`${line}\n`), loadConfig));
+program.addCommand(policyCommand((line) => process.stdout.write(`${line}\n`)));
+program.addCommand(cacheCommand((line) => process.stdout.write(`${line}\n`)));
+program.addCommand(statusCommand((line) => process.stdout.write(`${line}\n`)));
+
+// Usage errors (an unknown option, a missing argument) exit 2, as configuration errors do.
+const throwOnExit = (cmd: Command): void => {
+  cmd.exitOverride();
+  for (const sub of cmd.commands) throwOnExit(sub);
+};
+throwOnExit(program);
 
 try {
   await program.parseAsync(process.argv);
@@ -122,9 +136,15 @@ try {
     process.stderr.write(`outpost: ${e.message}\n`);
     process.exit(2);
   }
-  if (e instanceof CliError || e instanceof StartupError) {
+  if (e instanceof CliError) {
     process.stderr.write(`outpost: ${e.message}\n`);
-    process.exit(1);
+    process.exit(EXIT_CODES[e.kind]);
   }
+  if (e instanceof StartupError) {
+    process.stderr.write(`outpost: ${e.message}\n`);
+    process.exit(EXIT_CODES.failure);
+  }
+  // Commander has printed what was wrong (or the help, or the version, which exit 0).
+  if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? EXIT_CODES.ok : EXIT_CODES.usage);
   throw e;
 }

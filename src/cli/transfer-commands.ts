@@ -2,7 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
 import { Command } from 'commander';
 import type { TransferRecord } from '../transfer/transfer-log.ts';
-import { apiOptions, ImageApi, withApiOptions } from './image-commands.ts';
+import { clientOf, withApiOptions } from './api-client.ts';
+import { withFormat, type OutputFormat } from './output.ts';
 
 const MB = 1e6;
 
@@ -12,14 +13,18 @@ const MB = 1e6;
  * none is left, then the lines.
  */
 export function transfersCommand(print: (line: string) => void): Command {
-  return withApiOptions(new Command('transfers'))
+  return withFormat(withApiOptions(new Command('transfers')))
     .description('transfers of image bytes to a site (admin): running ones, then the last ended ones')
     .option('--watch', 'draw a progress bar per running transfer until all have ended')
-    .action(async (o: { watch?: boolean; quiet?: boolean }, cmd: Command) => {
-      const api = new ImageApi(apiOptions(cmd));
+    .action(async (o: { watch?: boolean; quiet?: boolean; format: OutputFormat }, cmd: Command) => {
+      const api = clientOf(cmd);
       const list = async () => ((await (await api.call('GET', '/outpost/v1/transfers')).json()) as { transfers: TransferRecord[] }).transfers;
       let transfers = await list();
-      if (o.watch === true && o.quiet !== true) transfers = await watch(transfers, list);
+      if (o.watch === true && o.quiet !== true && o.format === 'table') transfers = await watch(transfers, list);
+      if (o.format === 'json') {
+        print(JSON.stringify(transfers, null, 2));
+        return;
+      }
       if (transfers.length === 0) {
         print('no transfers');
         return;
