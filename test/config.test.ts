@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { ConfigError, resolveConfig } from '../src/core/config.ts';
+import { ConfigError, imageCacheDirectory, resolveConfig } from '../src/core/config.ts';
 import { REPO_ROOT, tempDir } from './helpers/site.ts';
 
 const run = promisify(execFile);
@@ -152,6 +152,27 @@ describe('configuration', () => {
     for (const bad of ['mysql://h/db', 'postgres://host-without-database', '/var/lib/outpost/catalog.sqlite']) {
       assert.ok(problems(() => resolveConfig({ flags: { database_url: bad } })).some((p) => /database_url must be a PostgreSQL URL/.test(p)), bad);
     }
+  });
+
+  it('places the image cache by image_cache_dir (OUTPOST_IMAGE_CACHE_DIR): central\'s default is <data>/image-cache, an edge\'s its default store; never in a store or the staging area', () => {
+    assert.equal(resolveConfig({}).image_cache_dir, null);
+    assert.equal(imageCacheDirectory(resolveConfig({}), '/srv/outpost', false), '/srv/outpost/image-cache');
+    // Central nodes sharing a catalog share the cache's bookkeeping: unset, the default store they share.
+    assert.equal(imageCacheDirectory(resolveConfig({}), '/srv/outpost', true), undefined);
+    const edge = resolveConfig({ flags: { role: 'edge', site: 'e1', parent: 'http://central:9292' } });
+    assert.equal(imageCacheDirectory(edge, '/srv/outpost', false), undefined);
+    const set = resolveConfig({ env: { OUTPOST_IMAGE_CACHE_DIR: '/fast/cache' }, flags: { role: 'edge', site: 'e1', parent: 'http://central:9292' } });
+    assert.equal(imageCacheDirectory(set, '/srv/outpost', true), '/fast/cache');
+    for (const [flags, what] of [
+      [{ image_cache_dir: '/srv/images', stores: ['a=file:/srv/images'] }, /apart from store "a" \(\/srv\/images\)/],
+      [{ image_cache_dir: '/srv/images/cache', stores: ['a=file:/srv/images'] }, /apart from store "a"/],
+      [{ image_cache_dir: '/srv', stores: ['a=file:/srv/images'] }, /apart from store "a"/],
+      [{ image_cache_dir: './data/stores/central' }, /apart from store "central"/],
+      [{ image_cache_dir: '/shared/staging', staging_path: '/shared/staging' }, /apart from staging_path/],
+    ] as const) {
+      assert.ok(problems(() => resolveConfig({ flags })).some((p) => what.test(p)), JSON.stringify(flags));
+    }
+    assert.equal(resolveConfig({ flags: { image_cache_dir: '/srv/images-cache', stores: ['a=file:/srv/images'] } }).image_cache_dir, '/srv/images-cache');
   });
 
   it('rejects unknown keys and reports every problem at once', () => {

@@ -43,7 +43,7 @@ export interface AppDeps {
   heldStores?(imageIds: readonly string[]): Promise<Map<string, string[]>>;
   /** Every store's weight in the region, for the order of an image's `stores` (default: this site's stores'). */
   storeWeights?(): Promise<(storeId: string) => number>;
-  /** Set on an edge: its image cache, with the Glance cache API. */
+  /** The site's image cache, with the Glance cache API (every site keeps one). */
   cache?: PullThroughImages;
   /** Set on an edge: writes go to this parent (the composition root decides). */
   parent?: ParentLink;

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server as HttpsServer } from 'node:https';
 import type { FastifyBaseLogger } from 'fastify';
 import { openCatalog, type SqlCatalog } from '../catalog/open-catalog.ts';
-import { PARTIAL_GRACE, type OutpostConfig } from '../core/config.ts';
+import { imageCacheDirectory, PARTIAL_GRACE, type OutpostConfig } from '../core/config.ts';
 import { ImageService } from '../core/image-service.ts';
 import { ImportTaskRunner, type GlanceRegion } from '../core/import-runner.ts';
 import { ImportService } from '../core/import-service.ts';
@@ -24,6 +24,7 @@ import { StartupError } from '../core/startup-error.ts';
 import { FileBlobDriver } from '../storage/drivers/file-blob-driver.ts';
 import { openStoreDriver } from '../storage/store-drivers.ts';
 import { VerifyingBlobStore } from '../storage/verifying-blob-store.ts';
+import { openImageCacheStore } from '../storage/image-cache-store.ts';
 import { WorkerHasherFactory } from '../storage/worker-hasher.ts';
 import { HttpRemoteSource } from '../transfer/http-remote-source.ts';
 import { Follower } from '../replication/follower.ts';
@@ -35,6 +36,7 @@ import { DeltaImageSource } from '../transfer/delta-image-source.ts';
 import { TransferLog } from '../transfer/transfer-log.ts';
 import { HttpParentImageSource } from '../transfer/parent-image-source.ts';
 import { SiteImageSource } from '../transfer/site-image-source.ts';
+import { StoreImageSource } from '../transfer/store-image-source.ts';
 import { ParentCopyRegistry } from '../replication/parent-copy-registry.ts';
 import { Fleet } from '../placement/fleet.ts';
 import { PlacementCatalog } from '../placement/placement-catalog.ts';
@@ -193,8 +195,13 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   };
   // Where image bytes this site does not hold come from: the parent at an edge, the sites holding
   // a copy at central. Transfers are planned from the image's chunk manifest (what is held here
-  // is copied, only the rest is fetched), and pulled through a cache in the site's default store
-  // (single flight), invalidated through the site's change log.
+  // is copied, only the rest is fetched), and pulled through the site's cache (single flight),
+  // invalidated through the site's change log. The cache keeps its copies in a directory of its
+  // own (image_cache_dir; central's default) or in the default store (an edge's default).
+  const cacheDir = imageCacheDirectory(config, dataDir, shared);
+  const cacheBlobs = cacheDir === undefined ? stores.blobs(stores.defaultId) : await openImageCacheStore({
+    root: cacheDir, hashers, sync: config.storage_sync, partialGraceMs: shared ? PARTIAL_GRACE.default * 1000 : 0,
+  });
   const upstream = parent !== undefined
     ? new HttpParentImageSource({
       parent, timeoutMs: config.parent_timeout_ms,
@@ -203,17 +210,19 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     : new SiteImageSource({ catalog, self: config.site, headers: centralHeaders, timeoutMs: config.parent_timeout_ms, connections: links });
   const transfers = new TransferLog();
   const manifests = new ImageManifests({ catalog, index: catalog, chunks: catalog, stores, hashers, elsewhere: upstream, whileStoring: config.chunk_manifests });
-  // One fill per image at a time, whoever asks: a client's miss (the cache) or a placement policy (the agent).
+  const planned = new DeltaImageSource({
+    upstream,
+    transfers,
+    sourceName: parent !== undefined ? parent.url : 'the sites holding a copy',
+    manifestOf: (id, o) => manifests.forTransfer(id, o),
+    chunks: catalog,
+    blobs: (id) => (id === cacheBlobs.id ? cacheBlobs : stores.has(id) ? stores.blobs(id) : undefined),
+    log: logger,
+  });
+  // One fill per image at a time, whoever asks: a client's miss (the cache) or a placement policy
+  // (the agent). Central reads the images its own stores hold from there.
   const fills = await ImageFills.create({
-    source: new DeltaImageSource({
-      upstream,
-      transfers,
-      sourceName: parent !== undefined ? parent.url : 'the sites holding a copy',
-      manifestOf: (id, o) => manifests.forTransfer(id, o),
-      chunks: catalog,
-      blobs: (id) => (stores.has(id) ? stores.blobs(id) : undefined),
-      log: logger,
-    }),
+    source: parent !== undefined ? planned : new StoreImageSource({ catalog, stores, manifests: catalog, elsewhere: planned, transfers }),
     spoolDir: join(dataDir, 'cache-spool'),
     log: logger,
   });
@@ -223,7 +232,13 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     manifests: catalog,
     chunks: catalog,
     buildManifests: config.chunk_manifests,
-    blobs: stores.blobs(stores.defaultId),
+    blobs: cacheBlobs,
+    shownAs: stores.defaultId,
+    former: stores.blobs(stores.defaultId),
+    // Central's cache serves the images of its own stores too; a miss keeps those of remote
+    // stores (S3) where the cache has a directory of its own (docs/architecture.md).
+    located: parent !== undefined ? undefined
+      : { direct: new Set(stores.list().filter((s) => cacheDir === undefined || s.type === 'file').map((s) => s.id)) },
     fills,
     budgetBytes: config.cache_max_bytes,
     log: logger,
@@ -236,6 +251,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
       await manifests.forget(id, stores.list().map((s) => s.id));
       for (const s of stores.list()) await stores.blobs(s.id).delete(id);
     },
+    revalidate: (image) => cache.revalidate(image),
   });
   invalidation.start();
   // Where an edge records the copies it holds: central's catalog, through the parent.
@@ -323,8 +339,8 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     images,
     imports,
     stores,
-    // Glance's cache API is an edge's (central's cache only holds copies other sites own).
-    cache: follower === undefined ? undefined : cache,
+    // Glance's cache API, at every site (each keeps a cache).
+    cache,
     storeDescriptions: () => region.describe(),
     maxLimit: config.api_limit_max,
     replication: {

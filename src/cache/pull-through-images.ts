@@ -21,8 +21,29 @@ export interface PullThroughImagesOptions {
   chunks: ChunkIndex;
   /** Build each copy's manifest as it is fetched (`chunk_manifests`). */
   buildManifests: boolean;
-  /** Where verified copies are kept, under `cacheKey(image id)` (the site's default store). */
+  /**
+   * Where verified copies are kept, under `cacheKey(image id)`: the site's default store, or a
+   * directory of the cache's own (`image_cache_dir`).
+   */
   blobs: BlobStore;
+  /**
+   * The store a held copy is shown in (an image's `stores`; default `blobs.id`): the site's
+   * default store where the cache has a directory of its own, which is no store of the region.
+   */
+  shownAs?: string;
+  /**
+   * Where the copies were kept before the cache had a directory of its own (the default store):
+   * at start, a copy listed in the index but not found in `blobs` is removed from there.
+   */
+  former?: BlobStore;
+  /**
+   * Set where the cache also serves images the site's own stores hold (central; Glance's cache on
+   * an API node, whose images live in its backend store): a held copy serves their downloads (a
+   * hit); on a miss, only an image with no copy in a `direct` store (those read as fast as the
+   * cache: directories) is kept — one in a remote store (S3) is. Unset (an edge): downloads of
+   * such images read the stores, as always.
+   */
+  located?: { direct: ReadonlySet<string> };
   /**
    * The site's transfers of image bytes, shared with its placement agent: one fill per image, which
    * a client's read joins whoever started it.
@@ -42,12 +63,12 @@ export interface CacheListing {
 }
 
 /**
- * An edge site's image bytes: copies it holds are served from its store; a miss is fetched from
- * the parent once, however many clients ask at the same time, and streamed to all of them as it
- * arrives while it is written to the store. A copy becomes visible only once its size, md5 and
- * sha512 match the image; a fill that fails (corrupt bytes, a cut link) commits nothing and ends
- * every waiting client's response before its last byte, so no client can take a partial or wrong
- * image for a whole one.
+ * A site's image cache: copies it holds are served from the cache's store; a miss is fetched once
+ * (from the parent at an edge; at central from its own stores or the sites holding a copy), however
+ * many clients ask at the same time, and streamed to all of them as it arrives while it is written
+ * to the cache's store. A copy becomes visible only once its size, md5 and sha512 match the image;
+ * a fill that fails (corrupt bytes, a cut link) commits nothing and ends every waiting client's
+ * response before its last byte, so no client can take a partial or wrong image for a whole one.
  *
  * Hits (GET /v2/cache, the site's inventory): a hit is a read this site served without asking its
  * parent for it, from its copy or from a fill another request started. The GET whose miss started
@@ -78,15 +99,37 @@ export class PullThroughImages {
     this.#now = opts.now ?? (() => new Date());
   }
 
-  /** Loads the index, dropping entries whose copy is missing. */
+  /**
+   * Loads the index, dropping entries whose copy is missing (and removing such a copy from where
+   * the cache kept its copies before, `former`).
+   */
   static async create(opts: PullThroughImagesOptions): Promise<PullThroughImages> {
     const cache = new PullThroughImages(opts);
     for (const entry of await opts.index.listCacheEntries()) {
       const stat = await opts.blobs.stat(cacheKey(entry.image_id));
-      if (stat?.size === entry.size) cache.#entries.set(entry.image_id, entry);
-      else await opts.index.deleteCacheEntry(entry.image_id);
+      if (stat?.size === entry.size) {
+        cache.#entries.set(entry.image_id, entry);
+        continue;
+      }
+      if (opts.former !== undefined && opts.former.id !== opts.blobs.id) {
+        await opts.chunks.removeHeldCopy(opts.former.id, cacheKey(entry.image_id));
+        await opts.former.delete(cacheKey(entry.image_id));
+      }
+      await opts.index.deleteCacheEntry(entry.image_id);
     }
     return cache;
+  }
+
+  /**
+   * ImageBytesElsewhere.serves: whether a download of an image the site's stores hold (read from
+   * `store`) goes through the cache: only where `located` is set, only for an active image (as in
+   * Glance, "Deactivated images shall not be served from cache"), when a copy of its bytes is held
+   * or being fetched, or when a miss would keep one (`store` is not a direct one).
+   */
+  serves(image: Image, store: string): boolean {
+    const located = this.#o.located;
+    if (located === undefined || image.status !== 'active') return false;
+    return this.#holds(image) || this.#pending.has(image.id) || !located.direct.has(store);
   }
 
   /**
@@ -98,6 +141,7 @@ export class PullThroughImages {
    */
   async open(image: Image, start: number, end: number, opts: IoOptions = {}): Promise<Readable> {
     const id = image.id;
+    if (this.#entries.has(id) && !this.#holds(image)) await this.#drop(id); // a copy of other bytes
     if (this.#fills.get(id) === undefined && this.#entries.has(id)) {
       try {
         const stream = await this.#o.blobs.get(cacheKey(id), { start, end, signal: opts.signal });
@@ -111,6 +155,8 @@ export class PullThroughImages {
     let fill = this.#fills.get(id);
     const whole = start === 0 && end === (image.size ?? 0) - 1;
     if (fill === undefined) {
+      // An image a direct store holds is read from there, not kept (see `located`).
+      if (this.#readDirectly(image)) return this.#fills.passThrough(id, start, end, opts);
       if (!verifiable(image) || !this.#makeRoom(image.size!)) {
         if (verifiable(image)) this.#o.log.warn({ image: id, size: image.size }, 'image passed through without caching: the cache budget is held by pinned copies');
         return this.#fills.passThrough(id, start, end, opts);
@@ -225,7 +271,7 @@ export class PullThroughImages {
 
   /** Per image, this cache's store if it holds a verified copy (what an edge adds to an image's `stores`). */
   async storesHolding(imageIds: readonly string[]): Promise<Map<string, string[]>> {
-    return new Map(imageIds.filter((id) => this.#entries.has(id)).map((id) => [id, [this.#o.blobs.id]]));
+    return new Map(imageIds.filter((id) => this.#entries.has(id)).map((id) => [id, [this.#o.shownAs ?? this.#o.blobs.id]]));
   }
 
   /** Every held copy with its pin, for the site's inventory. */
@@ -284,6 +330,16 @@ export class PullThroughImages {
   }
 
   /**
+   * The image changed (CacheInvalidation): a copy of bytes the image no longer has — it went back
+   * to queued when its last located copy went, and may get other bytes — is dropped. A
+   * deactivated image's copy is kept (never served meanwhile: only active images are).
+   */
+  async revalidate(image: Image): Promise<void> {
+    if (!this.#entries.has(image.id) || ((image.status === 'active' || image.status === 'deactivated') && this.#holds(image))) return;
+    await this.invalidate(image.id);
+  }
+
+  /**
    * The image was deleted (or can no longer be served): its copy is dropped and a fill in
    * progress is stopped, ending its clients' responses.
    */
@@ -297,6 +353,18 @@ export class PullThroughImages {
 
 
   // -- internals ---------------------------------------------------------------------------------
+
+  /** Whether the held copy is of the image's bytes (an entry older than its recorded hash is taken to be). */
+  #holds(image: Image): boolean {
+    const entry = this.#entries.get(image.id);
+    return entry !== undefined && (entry.os_hash_value === undefined || entry.os_hash_value === image.os_hash_value);
+  }
+
+  /** An image with a copy in a direct store of the site's (see `located`): read from there, never kept on a miss. */
+  #readDirectly(image: Image): boolean {
+    const located = this.#o.located;
+    return located !== undefined && image.locations.some((l) => located.direct.has(l.store));
+  }
 
   #admit(image: Image): void {
     if (!verifiable(image)) throw new NotFoundError(`Image ${image.id} has no data to cache.`);
@@ -369,6 +437,7 @@ export class PullThroughImages {
         const entry: CacheEntry = {
           image_id: image.id, size: image.size!, cached_at: now, last_accessed: now, hits: pending.hits,
           pinned: pin !== undefined, pinned_until: pin?.until ?? null, ...(forPolicy ? { pinned_by_policy: true } : {}),
+          os_hash_value: digest.sha512,
         };
         this.#entries.set(image.id, entry);
         await this.#o.index.putCacheEntry(entry);

@@ -4,6 +4,8 @@
  * rejected; every problem is reported at once (ConfigError.problems); the result is frozen.
  */
 
+import { join, resolve, sep } from 'node:path';
+
 interface StoreConfigBase {
   id: string;
   description: string;
@@ -190,10 +192,15 @@ export interface OutpostConfig {
    */
   feed_wait_seconds: number;
   /**
-   * Edge: bytes the cached image copies may take together (Glance's image_cache_max_size); least
+   * Bytes the site's cached image copies may take together (Glance's image_cache_max_size); least
    * recently used unpinned copies are evicted to make room.
    */
   cache_max_bytes: number;
+  /**
+   * Glance's `image_cache_dir`: the directory the site's image cache keeps its copies in, apart
+   * from its stores (see imageCacheDirectory for where it is when null).
+   */
+  image_cache_dir: string | null;
   /**
    * Bytes per second this site sends its child sites' image transfers together at most, shared
    * among the children receiving at the same time by their `egress-weight` label (default 1).
@@ -279,6 +286,7 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   feed_wait_seconds: { kind: 'integer', min: 1 },
   change_log_retain: { kind: 'integer', min: 1 },
   cache_max_bytes: { kind: 'integer', min: 0 },
+  image_cache_dir: { kind: 'nullable-string' },
   egress_max_bytes_per_s: { kind: 'nullable-integer', min: 1 },
   ingress_max_bytes_per_s: { kind: 'nullable-integer', min: 1 },
   drift_check_seconds: { kind: 'integer', min: 1 },
@@ -327,6 +335,7 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   feed_wait_seconds: 10,
   change_log_retain: 100_000,
   cache_max_bytes: 10 * 1024 ** 3,
+  image_cache_dir: null,
   egress_max_bytes_per_s: null,
   ingress_max_bytes_per_s: null,
   drift_check_seconds: 60,
@@ -339,6 +348,19 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   },
   glance_download_regions: {},
 };
+
+/**
+ * The directory the site's image cache keeps its copies in, or undefined for the site's default
+ * store (under `<image id>.cached`): `image_cache_dir` when set; else, at central, `<data>/image-cache`
+ * — apart from its stores, which may be remote (S3) — and at an edge its default store, as before
+ * the key existed. Central nodes sharing one catalog (`shared`: PostgreSQL) share the cache's
+ * bookkeeping, so their cache is where they all see it: their default store unless image_cache_dir
+ * names a directory they share (as staging_path does).
+ */
+export function imageCacheDirectory(config: Pick<OutpostConfig, 'image_cache_dir' | 'role'>, dataDir: string, shared: boolean): string | undefined {
+  if (config.image_cache_dir !== null) return resolve(config.image_cache_dir);
+  return config.role === 'central' && !shared ? join(dataDir, 'image-cache') : undefined;
+}
 
 /** Environment variables that are not configuration keys but are read elsewhere (identity bootstrap; the operator verbs' --url). */
 const OTHER_ENV = new Set(['OUTPOST_ADMIN_PASSWORD', 'OUTPOST_URL']);
@@ -642,6 +664,22 @@ export function resolveConfig(sources: ConfigSources): OutpostConfig {
       id: merged.site as string, type: 'file', path: `${merged.data as string}/stores/${merged.site as string}`,
       description: `Filesystem store of site ${merged.site as string}`, weight: 0, read_only: false,
     }];
+  }
+  // The cache's directory is its own: a store or the staging area in it, or it in one, would see
+  // the other's files as its own (and remove them as partial writes).
+  if (typeof merged.image_cache_dir === 'string') {
+    const cache = resolve(merged.image_cache_dir);
+    const others = [
+      ...(merged.stores as StoreConfig[]).flatMap((s) => (s.type === 'file' ? [[`store "${s.id}"`, s.path]] : [])),
+      ['staging_path', typeof merged.staging_path === 'string' ? merged.staging_path : join(String(merged.data), 'staging')],
+    ];
+    for (const [what, path] of others) {
+      const other = resolve(path!);
+      if (cache === other || cache.startsWith(other + sep) || other.startsWith(cache + sep)) {
+        problems.push(`${origin.image_cache_dir}: image_cache_dir ${JSON.stringify(merged.image_cache_dir)} must be a directory of the cache's own, apart from ${what} (${path})`);
+      }
+    }
+    if (problems.length > 0) throw new ConfigError(problems);
   }
   return deepFreeze(merged as unknown as OutpostConfig);
 }

@@ -580,7 +580,9 @@ export class ImageService {
       .filter((l) => this.#stores.has(l.store))
       .sort((a, b) => rank(a.store) - rank(b.store) || this.#stores.weight(b.store) - this.#stores.weight(a.store));
     const hasBytes = image.status === 'active' || image.status === 'deactivated';
-    const elsewhere = locations.length === 0 && hasBytes ? this.#elsewhere : undefined;
+    // Bytes none of the site's stores holds come from elsewhere (the cache); so do those of a held
+    // image the cache serves (central: a cached copy, or a copy in a remote store it keeps on a miss).
+    const elsewhere = hasBytes && (locations.length === 0 || this.#elsewhere?.serves?.(image, locations[0]!.store) === true) ? this.#elsewhere : undefined;
     if ((locations.length === 0 && elsewhere === undefined) || image.size === null) return { kind: 'no-data', image };
 
     const size = image.size;

@@ -303,7 +303,7 @@ export interface BlobDriver extends BlobKeys {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The edge cache: what a site holds of images whose bytes live elsewhere.
+// The image cache: copies a site holds of images, apart from the copies located in its stores.
 
 /** One image copy in a site's cache (local bookkeeping; not replicated). */
 export interface CacheEntry {
@@ -318,6 +318,11 @@ export interface CacheEntry {
   pinned_until: string | null;
   /** Held for a `cache` placement policy: never evicted while a policy wants it (apart from `pinned`). */
   pinned_by_policy?: boolean;
+  /**
+   * The sha512 of the bytes held (the image's os_hash_value when they were cached; absent in
+   * entries older than it): a copy of other bytes than the image's now is never served.
+   */
+  os_hash_value?: string;
 }
 
 /** Port for the cache's bookkeeping, kept in the site's database so it survives restarts. */
@@ -446,10 +451,18 @@ export interface InventoryStore {
 }
 
 /**
- * Bytes of active images that none of the site's stores lists a location for: at an edge, its
- * cache, filled from the parent. Without one (central), such an image has no data (204).
+ * Bytes of active images that none of the site's stores lists a location for: the site's cache,
+ * filled from the parent (an edge) or from the sites holding a copy (central). Without one, such an
+ * image has no data (204). Where the cache also serves images the site's own stores hold (central,
+ * as Glance's cache on an API node serves images of its backend store), `serves` says which.
  */
 export interface ImageBytesElsewhere {
+  /**
+   * Whether a download of an image that this site's stores hold (`store`: the copy the download
+   * would read, by weight and `prefer`) is served by open() instead: a held copy (a hit), or a miss
+   * the cache keeps. Absent, or false: the download reads the store.
+   */
+  serves?(image: Image, store: string): boolean;
   /**
    * The bytes [start, end] of the image: an active one, or a deactivated one for a caller allowed
    * to download it (an admin, checked before; such bytes come from a copy held here or straight

@@ -11,8 +11,9 @@ import { header } from './request-helpers.ts';
 type IdParams = { id: string };
 
 /**
- * The Glance cache API of an edge site (glance/api/v2/cached_images.py, API 2.14/2.16): it acts
- * on this site's cache only, and is for administrators ("All default to admin-only"). Outpost adds
+ * The Glance cache API of a site (glance/api/v2/cached_images.py, API 2.14/2.16), at central and
+ * at every edge, as Glance answers it on every API node with `image_cache_dir` set: it acts on
+ * this site's cache only, and is for administrators ("All default to admin-only"). Outpost adds
  * pins: `PUT /outpost/v1/cache/{id}/pin` (optional body `{"until": ISO 8601}`), and `DELETE` of the
  * same to unpin.
  */
