@@ -14,7 +14,7 @@ const PASSWORD = 'operator secret';
  * with the openstack CLI's OS_* variables (no --url: the image endpoint comes from the token's
  * catalog), in tables and as JSON, with the documented exit codes.
  */
-describe('outpost site | policy | status | keys with OS_* credentials', { timeout: 120_000 }, () => {
+describe('outpost site | policy | cache | status | keys with OS_* credentials', { timeout: 120_000 }, () => {
   let central: ServeProcess;
   let work: string;
   let env: NodeJS.ProcessEnv;
@@ -29,6 +29,10 @@ describe('outpost site | policy | status | keys with OS_* credentials', { timeou
       return { code: e.code, stdout: e.stdout, stderr: e.stderr };
     }
   };
+  const adminToken = async () => (await fetch(`${central.url}/identity/v3/auth/tokens`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'admin', domain: { id: 'default' }, password: PASSWORD } } }, scope: { project: { name: 'admin', domain: { id: 'default' } } } } }),
+  })).headers.get('x-subject-token')!;
   const ok = async (...args: string[]) => {
     const r = await outpost(args);
     assert.equal(r.code, 0, `outpost ${args.join(' ')}: ${r.stderr}`);
@@ -90,6 +94,32 @@ describe('outpost site | policy | status | keys with OS_* credentials', { timeou
     assert.match(await ok('keys', 'list'), /^kid\s+state\s+created\n\S+\s+active\s+/);
   });
 
+  it('cache pin, list and unpin at central', async () => {
+    const token = await adminToken();
+    const api = (path: string, init: RequestInit = {}) => fetch(`${central.url}${path}`, { ...init, headers: { 'x-auth-token': token, ...init.headers } });
+    const image = await (await api('/v2/images', {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'pinned-disk', disk_format: 'raw', container_format: 'bare' }),
+    })).json() as { id: string };
+    assert.equal((await api(`/v2/images/${image.id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.alloc(300_000, 7) })).status, 204);
+    assert.match(await ok('cache', 'list'), /site central: the cache is empty/);
+
+    assert.match(await ok('cache', 'pin', 'pinned-disk'), new RegExp(`pinned ${image.id}`));
+    const listed = async () => JSON.parse(await ok('cache', 'list', '-f', 'json')) as { site: string; images: { image_id: string; state: string; size: number | null }[] };
+    for (const deadline = Date.now() + 60_000; ;) {
+      const row = (await listed()).images.find((i) => i.image_id === image.id);
+      if (row?.state === 'pinned') {
+        assert.equal(row.size, 300_000);
+        break;
+      }
+      assert.ok(Date.now() < deadline, `the pinned image is held in central's cache: ${JSON.stringify(row)}`);
+    }
+    assert.match(await ok('cache', 'list'), new RegExp(`^${image.id}\\s+pinned\\s+300000\\s+`, 'm'));
+    assert.match(await ok('cache', 'unpin', image.id), /unpinned/);
+    assert.equal((await listed()).images.find((i) => i.image_id === image.id)?.state, 'cached');
+    const unknown = await outpost(['cache', 'pin', 'no-such-disk']);
+    assert.equal(unknown.code, 3);
+  });
+
   it('exit codes: 5 for a wrong password, 4 for an unreachable site, 2 for a bad option', async () => {
     const wrong = await outpost(['site', 'list'], { OS_PASSWORD: 'not it' });
     assert.equal(wrong.code, 5);
@@ -101,11 +131,7 @@ describe('outpost site | policy | status | keys with OS_* credentials', { timeou
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /unknown option '--no-such-flag'/);
     // A token works as well as a password (OS_TOKEN, as `openstack --os-auth-type token`).
-    const token = await fetch(`${central.url}/identity/v3/auth/tokens`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'admin', domain: { id: 'default' }, password: PASSWORD } } }, scope: { project: { name: 'admin', domain: { id: 'default' } } } } }),
-    });
-    const withToken = await outpost(['site', 'list', '-f', 'json', '--url', central.url], { OS_TOKEN: token.headers.get('x-subject-token')!, OS_PASSWORD: undefined });
+    const withToken = await outpost(['site', 'list', '-f', 'json', '--url', central.url], { OS_TOKEN: await adminToken(), OS_PASSWORD: undefined });
     assert.equal(withToken.code, 0, withToken.stderr);
   });
 });
