@@ -26,4 +26,22 @@ describe('TransferLog', () => {
     assert.equal(log.list().length, 50);
     assert.equal(log.list()[0]!.image_id, 'image-59');
   });
+
+  it('totals: what every transfer did, running ones as they stand, so the counts only grow', () => {
+    const log = new TransferLog();
+    assert.deepEqual(log.totals(), { fetched: 0, refetched: 0, reused: 0, zeros: 0, resumes: 0, done: 0, failed: 0, running: 0 });
+    const a = log.start('image-a', 'parent', 'manifest', 1000);
+    a.counts.fetched = 300;
+    a.counts.zeros = 100;
+    assert.deepEqual(log.totals(), { fetched: 300, refetched: 0, reused: 0, zeros: 100, resumes: 0, done: 0, failed: 0, running: 1 });
+    a.counts.fetched = 900;
+    a.end();
+    const b = log.start('image-b', 'parent', 'manifest', 1000);
+    b.counts.reused = 50;
+    b.counts.refetched = 10;
+    b.counts.resumes = 1;
+    b.end(new Error('cut'));
+    for (let i = 0; i < 60; i++) log.start(`image-${i}`, 'parent', 'manifest', 1).end(); // beyond the 50 listed: still counted
+    assert.deepEqual(log.totals(), { fetched: 900, refetched: 10, reused: 50, zeros: 100, resumes: 1, done: 61, failed: 1, running: 0 });
+  });
 });

@@ -13,6 +13,8 @@ import type { StoreRegistry } from '../core/stores.ts';
 import type { ReplicationDeps } from './outpost/replication-routes.ts';
 import type { TransferLog } from '../transfer/transfer-log.ts';
 import type { ParentLink } from './parent-forwarding.ts';
+import type { SiteMetrics } from './metrics-route.ts';
+import type { RegionLinks } from '../links/region-links.ts';
 
 /** What the HTTP application of a site is built from (createApp); the composition root provides it. */
 export interface AppDeps {
@@ -45,6 +47,8 @@ export interface AppDeps {
   storeWeights?(): Promise<(storeId: string) => number>;
   /** The site's image cache, with the Glance cache API (every site keeps one). */
   cache?: PullThroughImages;
+  /** Central: clients for the other sites of the region (pins at a site, from the dashboard). */
+  regionLinks?: RegionLinks;
   /** Set on an edge: writes go to this parent (the composition root decides). */
   parent?: ParentLink;
   /** With `auth: keystone`: the Keystone v3 subset at /identity/v3. */
@@ -55,6 +59,8 @@ export interface AppDeps {
   showDirectUrl: boolean;
   /** The transfers of image bytes to this site (GET /outpost/v1/transfers). */
   transfers: Pick<TransferLog, 'list'>;
+  /** The site's metrics: requests and token checks are counted by the app; GET /metrics exposes them all. */
+  metrics?: SiteMetrics;
   /** Serve https with this certificate and key (the server is then a node https.Server). */
   tls?: { cert: Buffer; key: Buffer };
 }

@@ -10,7 +10,8 @@ import { PATCH_MEDIA_TYPES } from '../core/image-patch.ts';
 import { renderError, renderKeystoneError } from './error-responses.ts';
 import { identityIsPublic, registerIdentityRoutes } from './identity/identity-routes.ts';
 import { registerDiscoveryRoutes } from './glance/discovery-routes.ts';
-import { registerCacheNodesRoute, registerCacheRoutes } from './glance/cache-routes.ts';
+import { pinHandlers, registerCacheNodesRoute, registerCacheRoutes } from './glance/cache-routes.ts';
+import { registerSitePinRoutes } from './outpost/site-pin-routes.ts';
 import { registerMetadefRoutes } from './glance/metadef-routes.ts';
 import { checkReadOnly, metadefValidator } from './glance/metadef-validation.ts';
 import { registerImageRoutes } from './glance/image-routes.ts';
@@ -19,6 +20,8 @@ import { registerImageBytesRoutes } from './outpost/image-bytes-routes.ts';
 import { registerPlacementRoutes } from './outpost/placement-routes.ts';
 import { registerReplicationRoutes } from './outpost/replication-routes.ts';
 import { registerParentForwarding, SEQ_HEADER } from './parent-forwarding.ts';
+import { registerMetricsRoute } from './metrics-route.ts';
+import { NO_METRICS } from '../core/ports.ts';
 import type { AppDeps } from './app-deps.ts';
 import { JSON_BODY_LIMIT, registerBodyParsers } from './http/json-body.ts';
 import { negotiateVersionPath, versionsDocument } from './glance/versions.ts';
@@ -104,6 +107,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
     ...(deps.tls === undefined ? {} : { https: deps.tls }),
   });
 
+  const metrics = deps.metrics ?? NO_METRICS;
   const served: ServedRoute[] = [];
   app.addHook('onRoute', (route) => {
     if (route.config?.methodNotAllowed === true) return;
@@ -125,7 +129,13 @@ export function createApp(deps: AppDeps): FastifyInstance {
     });
     req.clientSignal = controller.signal;
     if (needsCaller(req.method, req.url.split('?')[0])) {
-      req.ctx = await deps.authenticator.authenticate(req.headers, controller.signal);
+      try {
+        req.ctx = await deps.authenticator.authenticate(req.headers, controller.signal);
+      } catch (error) {
+        metrics.count('outpost_token_checks_total', { result: checkResult(error, req) });
+        throw error;
+      }
+      metrics.count('outpost_token_checks_total', VALID);
     }
   });
   app.addHook('onSend', async (req, reply) => {
@@ -141,6 +151,10 @@ export function createApp(deps: AppDeps): FastifyInstance {
   // fastify's own request logging (disableRequestLogging above) would write two.
   app.addHook('onResponse', (req, reply, done) => {
     req.log.info({ method: req.method, url: req.originalUrl, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
+    // By the route's pattern, never the URL (whose ids would make a series per image).
+    const route = req.routeOptions.url ?? 'unmatched';
+    metrics.count('outpost_http_requests_total', { method: req.method, route, status: String(reply.statusCode) });
+    metrics.observe('outpost_http_request_duration_seconds', { method: req.method, route }, reply.elapsedTime / 1000);
     done();
   });
 
@@ -183,8 +197,16 @@ export function createApp(deps: AppDeps): FastifyInstance {
   });
 
   registerDiscoveryRoutes(app, deps);
+  if (deps.metrics !== undefined) registerMetricsRoute(app, deps.metrics);
   if (deps.identity !== undefined) registerIdentityRoutes(app, deps.identity, () => deps.publicUrl);
-  if (deps.cache !== undefined) registerCacheRoutes(app, deps.images, deps.cache);
+  if (deps.cache !== undefined) {
+    registerCacheRoutes(app, deps.images, deps.cache);
+    registerSitePinRoutes(app, {
+      self: deps.replication.site.id,
+      here: pinHandlers(deps.images, deps.cache),
+      siteClient: async (site, signal) => deps.regionLinks?.client(site, signal),
+    });
+  }
   if (deps.parent === undefined) registerCacheNodesRoute(app, { images: deps.images, sites: () => deps.replication.sites.list(), heldStores: deps.heldStores });
   registerImageRoutes(app, deps);
   registerImportRoutes(app, deps);
@@ -210,6 +232,16 @@ export function createApp(deps: AppDeps): FastifyInstance {
   registerImageBytesRoutes(app, deps.images, deps.transfers);
   registerPlacementRoutes(app, deps.policies, deps.fleet);
   return app;
+}
+
+const VALID = Object.freeze({ result: 'valid' as const });
+
+/** How a refused authentication counts (outpost_token_checks_total). */
+function checkResult(error: unknown, req: FastifyRequest): 'missing' | 'refused' | 'unavailable' | 'error' {
+  const status = error instanceof OutpostError ? error.status : 500;
+  if (status === 401) return req.headers['x-auth-token'] === undefined ? 'missing' : 'refused';
+  if (status === 403) return 'refused';
+  return status === 503 ? 'unavailable' : 'error';
 }
 
 /** Whether the client closed its connection before the request was answered. */

@@ -69,6 +69,9 @@ function forwarded(req: FastifyRequest, site: string): boolean {
   const inventory = /^\/outpost\/v1\/sites\/([^/]+)\/inventory$/.exec(path);
   if (inventory !== null) return req.method !== 'GET' || inventory[1] !== site;
   if (/^\/outpost\/v1\/images\/[^/]+\/locations\/[^/]+$/.test(path)) return true;
+  // A pin at another site goes up to central, which reaches that site.
+  const pin = /^\/outpost\/v1\/sites\/([^/]+)\/cache\/[^/]+\/pin$/.exec(path);
+  if (pin !== null) return decodeURIComponent(pin[1]) !== site;
   // Which sites hold an image is known at central (the sites' inventories).
   if (/^\/v2\/cache\/nodes\/[^/]+$/.test(path)) return true;
   if (!path.startsWith('/v2/') || path === '/v2/cache' || path.startsWith('/v2/cache/')) return false;

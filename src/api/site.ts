@@ -52,6 +52,9 @@ import { MetadefService } from '../core/metadef-service.ts';
 import { PlacementPolicies } from '../core/placement-policies.ts';
 import { InventoryReporter, parentInventorySink } from '../replication/inventory-reporter.ts';
 import { ParentClient, TrustedConnections } from '../links/parent-client.ts';
+import { RegionLinks } from '../links/region-links.ts';
+import { PrometheusMetrics } from '../observability/prometheus-metrics.ts';
+import { parentLinkReading } from '../core/metrics.ts';
 import { readCaBundle, readServerTls, type ServerTls } from './tls-files.ts';
 import packageJson from '../../package.json' with { type: 'json' };
 
@@ -209,6 +212,8 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     })
     : new SiteImageSource({ catalog, self: config.site, headers: centralHeaders, timeoutMs: config.parent_timeout_ms, connections: links });
   const transfers = new TransferLog();
+  // The site's metrics (GET /metrics): a registry of its own, counted where things happen.
+  const metrics = new PrometheusMetrics({ site: config.site });
   const manifests = new ImageManifests({ catalog, index: catalog, chunks: catalog, stores, hashers, elsewhere: upstream, whileStoring: config.chunk_manifests });
   const planned = new DeltaImageSource({
     upstream,
@@ -225,6 +230,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     source: parent !== undefined ? planned : new StoreImageSource({ catalog, stores, manifests: catalog, elsewhere: planned, transfers }),
     spoolDir: join(dataDir, 'cache-spool'),
     log: logger,
+    metrics,
   });
   const cache = await PullThroughImages.create({
     site: config.site,
@@ -242,6 +248,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     fills,
     budgetBytes: config.cache_max_bytes,
     log: logger,
+    metrics,
   });
   const invalidation = new CacheInvalidation({
     catalog, changeLog: catalog, log: logger,
@@ -270,6 +277,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     limits: { defaultLimit: config.limit_param_default, maxLimit: config.api_limit_max },
     imageSizeCap: config.image_size_cap,
     staging,
+    metrics,
   });
   // Every site keeps the copies placement policies want in its stores: an edge records them at
   // central through its parent, central in its own catalog (where its import runner makes
@@ -316,6 +324,14 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   const retention = new ChangeLogRetention({ changeLog: catalog, keep: config.change_log_retain, log: logger });
   retention.start();
   const sites = new SiteRegistry(catalog, catalog);
+  // What the metrics read when scraped: transfers, the cache, an edge's link to its parent, and at
+  // central every site's last heartbeat.
+  metrics.readFrom({
+    transfers: () => transfers.totals(),
+    cache: () => cache.usage(),
+    parent: follower === undefined || parent === undefined ? undefined : () => parentLinkReading(follower.status(), parent.reachability!.reachable),
+    children: isCentral ? (signal) => sites.list({ signal }) : undefined,
+  });
   // Every site tells central what it holds; central keeps the reports (its own included).
   const reporter = new InventoryReporter({
     catalog, storeIds: stores.list().map((s) => s.id), cacheStore: stores.defaultId, cache, log: logger,
@@ -332,6 +348,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   const app = createApp({
     logger,
     transfers,
+    metrics,
     authenticator: remoteKeystone
       ? new RemoteKeystoneAuthenticator({ url: config.keystone_url!, serviceToken: config.keystone_service_token, timeoutMs: config.parent_timeout_ms })
       : keystone ? new KeystoneAuthenticator(identity) : new HeaderAuthenticator(),
@@ -355,6 +372,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     metadefs: new MetadefService(catalog),
     defaultLimit: config.limit_param_default,
     policies: new PlacementPolicies(catalog),
+    regionLinks: isCentral ? new RegionLinks({ sites: catalog, connections: links, timeoutMs: config.parent_timeout_ms }) : undefined,
     fleet: isCentral ? new Fleet({ catalog: new PlacementCatalog({ changeLog: catalog }), inventories: catalog }) : undefined,
     egress: config.egress_max_bytes_per_s === null ? undefined : new EgressBudget({
       bytesPerSecond: config.egress_max_bytes_per_s,

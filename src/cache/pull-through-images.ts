@@ -1,7 +1,9 @@
 import type { Readable } from 'node:stream';
 import { NotFoundError, PayloadTooLargeError } from '../core/errors.ts';
 import type { Image } from '../core/image.ts';
-import type { BlobStore, CacheEntry, CacheIndex, ChunkIndex, IoOptions, ManifestIndex, TransferPriority } from '../core/ports.ts';
+import { NO_METRICS, type BlobStore, type CacheEntry, type CacheIndex, type ChunkIndex, type IoOptions, type ManifestIndex, type Metrics, type TransferPriority } from '../core/ports.ts';
+import type { CacheUsage } from '../core/metrics.ts';
+import { countDownload } from '../core/download-metrics.ts';
 import { describeError } from '../core/describe-error.ts';
 import type { ImageFill } from '../transfer/image-fill.ts';
 import type { ImageFills } from '../transfer/image-fills.ts';
@@ -52,8 +54,13 @@ export interface PullThroughImagesOptions {
   /** Bytes the cached copies may take together (`cache_max_bytes`). */
   budgetBytes: number;
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  /** Where reads by source, fill joins and evictions are counted (default: nowhere). */
+  metrics?: Metrics;
   now?: () => Date;
 }
+
+/** Why a cached copy was removed (outpost_cache_evictions_total). */
+type Removal = 'budget' | 'prune' | 'request' | 'invalidated';
 
 
 /** What GET /v2/cache shows (glance/api/v2/cached_images.py), plus Outpost's pins. */
@@ -87,6 +94,7 @@ export class PullThroughImages {
   /** The index, in memory (write-through), so that admission decisions are taken at once. */
   readonly #entries = new Map<string, CacheEntry>();
   readonly #fills: ImageFills;
+  readonly #metrics: Metrics;
   /**
    * Per image being fetched: the clients that joined its fill (every one but the one whose GET
    * started it), its hits once committed; and the pin it is to have.
@@ -96,6 +104,7 @@ export class PullThroughImages {
   private constructor(opts: PullThroughImagesOptions) {
     this.#o = opts;
     this.#fills = opts.fills;
+    this.#metrics = opts.metrics ?? NO_METRICS;
     this.#now = opts.now ?? (() => new Date());
   }
 
@@ -141,12 +150,13 @@ export class PullThroughImages {
    */
   async open(image: Image, start: number, end: number, opts: IoOptions = {}): Promise<Readable> {
     const id = image.id;
-    if (this.#entries.has(id) && !this.#holds(image)) await this.#drop(id); // a copy of other bytes
+    const bytes = end - start + 1;
+    if (this.#entries.has(id) && !this.#holds(image)) await this.#drop(id, 'invalidated'); // a copy of other bytes
     if (this.#fills.get(id) === undefined && this.#entries.has(id)) {
       try {
         const stream = await this.#o.blobs.get(cacheKey(id), { start, end, signal: opts.signal });
         this.#touch(id);
-        return stream;
+        return countDownload(this.#metrics, 'cache', stream, bytes);
       } catch (error) {
         if (!(error instanceof NotFoundError)) throw error;
         this.#forget(id); // the copy went missing behind our back: fetch it again
@@ -156,19 +166,20 @@ export class PullThroughImages {
     const whole = start === 0 && end === (image.size ?? 0) - 1;
     if (fill === undefined) {
       // An image a direct store holds is read from there, not kept (see `located`).
-      if (this.#readDirectly(image)) return this.#fills.passThrough(id, start, end, opts);
+      if (this.#readDirectly(image)) return this.#passThrough(id, start, end, opts);
       if (!verifiable(image) || !this.#makeRoom(image.size!)) {
         if (verifiable(image)) this.#o.log.warn({ image: id, size: image.size }, 'image passed through without caching: the cache budget is held by pinned copies');
-        return this.#fills.passThrough(id, start, end, opts);
+        return this.#passThrough(id, start, end, opts);
       }
       fill = this.#startFill(image, undefined, false, 'client');
       // A range of a cold image (a hypervisor reading a disk by its URL): the whole image is
       // fetched into the cache from now on, and the range itself is asked of the source at once
       // rather than waited for.
-      if (!whole) return this.#fills.passThrough(id, start, end, opts);
+      if (!whole) return this.#passThrough(id, start, end, opts);
+      return countDownload(this.#metrics, 'fill', await this.#fills.read(fill, start, end, opts.signal), bytes);
     } else if (fill.state === 'running' && start > fill.received + RANGE_AHEAD) {
       // Far beyond what the fill has received: asked of the source at once too.
-      return this.#fills.passThrough(id, start, end, opts);
+      return this.#passThrough(id, start, end, opts);
     } else if (this.#entries.has(id)) {
       this.#touch(id); // the fill has just committed
     } else {
@@ -177,7 +188,24 @@ export class PullThroughImages {
       const pending = this.#pending.get(id);
       if (pending !== undefined) pending.hits++;
     }
-    return this.#fills.read(fill, start, end, opts.signal);
+    // A read of a fill another request, a prefetch, a pin or a placement policy started (single flight).
+    const stream = await this.#fills.read(fill, start, end, opts.signal);
+    this.#metrics.count('outpost_fill_joins_total', {});
+    return countDownload(this.#metrics, 'fill', stream, bytes);
+  }
+
+  /**
+   * What the cache holds now, for the site's metrics: the bytes of its copies, of the pinned ones
+   * among them, their number, and the budget.
+   */
+  usage(): CacheUsage {
+    let usedBytes = 0;
+    let pinnedBytes = 0;
+    for (const e of this.#entries.values()) {
+      usedBytes += e.size;
+      if (this.#isPinned(e)) pinnedBytes += e.size;
+    }
+    return { usedBytes, pinnedBytes, budgetBytes: this.#o.budgetBytes, copies: this.#entries.size };
   }
 
   /** PUT /v2/cache/{id}: fetch a copy now unless one is held or coming. */
@@ -287,14 +315,14 @@ export class PullThroughImages {
     const fill = this.#pending.has(imageId) ? this.#fills.get(imageId) : undefined;
     if (fill !== undefined && fill.readers === 0) fill.abort.abort();
     const held = this.#entries.has(imageId);
-    if (held) await this.#drop(imageId);
+    if (held) await this.#drop(imageId, 'request');
     return held || fill !== undefined;
   }
 
   /** DELETE /v2/cache: `cache` drops every copy, `queue` stops idle fills, `both` does both. */
   async clear(target: 'cache' | 'queue' | 'both'): Promise<void> {
     if (target !== 'cache') for (const fill of this.#fills.running()) if (fill.readers === 0 && this.#pending.has(fill.image.id)) fill.abort.abort();
-    if (target !== 'queue') for (const id of [...this.#entries.keys()]) await this.#drop(id);
+    if (target !== 'queue') for (const id of [...this.#entries.keys()]) await this.#drop(id, 'request');
   }
 
   /**
@@ -309,7 +337,7 @@ export class PullThroughImages {
     const lru = [...this.#entries.values()].filter((e) => !this.#isPinned(e)).sort((a, b) => a.last_accessed.localeCompare(b.last_accessed));
     for (const victim of lru) {
       if (used <= this.#o.budgetBytes) break;
-      await this.#drop(victim.image_id);
+      await this.#drop(victim.image_id, 'prune');
       this.#o.log.info({ image: victim.image_id, size: victim.size }, 'pruned the least recently used cached copy');
       used -= victim.size;
       files++;
@@ -346,7 +374,7 @@ export class PullThroughImages {
   async invalidate(imageId: string): Promise<void> {
     this.#fills.get(imageId)?.abort.abort();
     if (this.#entries.has(imageId)) {
-      await this.#drop(imageId);
+      await this.#drop(imageId, 'invalidated');
       this.#o.log.info({ image: imageId }, 'dropped the cached copy of a deleted image');
     }
   }
@@ -394,7 +422,7 @@ export class PullThroughImages {
       if (used + size <= this.#o.budgetBytes) break;
       used -= victim.size;
       this.#o.log.info({ image: victim.image_id, size: victim.size }, 'evicted the least recently used cached copy');
-      void this.#drop(victim.image_id).catch((error: Error) => this.#o.log.warn({ image: victim.image_id, err: describeError(error) }, 'could not remove an evicted copy'));
+      void this.#drop(victim.image_id, 'budget').catch((error: Error) => this.#o.log.warn({ image: victim.image_id, err: describeError(error) }, 'could not remove an evicted copy'));
     }
     return used + size <= this.#o.budgetBytes;
   }
@@ -403,11 +431,17 @@ export class PullThroughImages {
     return e.pinned_by_policy === true || (e.pinned && (e.pinned_until === null || Date.parse(e.pinned_until) > this.#now().getTime()));
   }
 
-  async #drop(imageId: string): Promise<void> {
-    this.#entries.delete(imageId);
+  /** Removes the copy and its bookkeeping; counted as an eviction for `why` (none: a copy that was never served). */
+  async #drop(imageId: string, why?: Removal): Promise<void> {
+    if (this.#entries.delete(imageId) && why !== undefined) this.#metrics.count('outpost_cache_evictions_total', { reason: why });
     await this.#o.chunks.removeHeldCopy(this.#o.blobs.id, cacheKey(imageId));
     await this.#o.index.deleteCacheEntry(imageId);
     await this.#o.blobs.delete(cacheKey(imageId));
+  }
+
+  /** The bytes straight from where they come from, not kept. */
+  async #passThrough(imageId: string, start: number, end: number, opts: IoOptions): Promise<Readable> {
+    return countDownload(this.#metrics, 'passthrough', await this.#fills.passThrough(imageId, start, end, opts), end - start + 1);
   }
 
   #forget(imageId: string): void {

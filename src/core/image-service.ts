@@ -13,7 +13,8 @@ import { applyPatch, type PatchDialect, type PatchOp } from './image-patch.ts';
 import { IMPORTING_PROPERTY, setStoreList, storeList } from './import-properties.ts';
 import { assertWritableName, isBaseWritable, repr, tooLong, validateAttribute } from './image-validation.ts';
 import { parseListQuery, type ListLimits, type QueryParams } from './list-query.ts';
-import type { BlobDigest, BlobStore, Catalog, CopyRegistry, ImageBytesElsewhere, IoOptions, VerifiedCopy } from './ports.ts';
+import type { BlobDigest, BlobStore, Catalog, CopyRegistry, ImageBytesElsewhere, IoOptions, Metrics, VerifiedCopy } from './ports.ts';
+import { countDownload } from './download-metrics.ts';
 import type { RegionStores } from './region-stores.ts';
 import type { StoreRegistry } from './stores.ts';
 import { HEADER_BYTES, inspectVirtualSize } from './virtual-size.ts';
@@ -42,6 +43,8 @@ export interface ImageServiceOptions {
   manifests?: ImageManifests;
   /** This node among several sharing the catalog: an upload is claimed while it runs. Absent: the only process. */
   work?: NodeWork;
+  /** Where downloads read from the site's stores are counted (those from elsewhere count themselves). */
+  metrics?: Metrics;
   now?: () => Date;
 }
 
@@ -88,6 +91,7 @@ export class ImageService {
   readonly #work: NodeWork | undefined;
   readonly #copies: CopyRegistry | undefined;
   readonly #region: RegionStores | undefined;
+  readonly #metrics: Metrics | undefined;
   readonly #now: () => Date;
   readonly access = new AccessRules();
 
@@ -102,6 +106,7 @@ export class ImageService {
     this.#region = opts.region;
     this.#manifests = opts.manifests;
     this.#work = opts.work;
+    this.#metrics = opts.metrics;
     this.#now = opts.now ?? (() => new Date());
   }
 
@@ -520,7 +525,9 @@ export class ImageService {
       if ((await blobs.stat(image.id, opts))?.size === image.size) {
         try {
           if (image.size === 0) return { kind: 'data', image, stream: await blobs.get(image.id, opts), start: 0, end: -1, partial: false };
-          return { kind: 'data', image, stream: await blobs.get(image.id, { ...opts, start, end }), start, end, partial };
+          const stream = await blobs.get(image.id, { ...opts, start, end });
+          if (this.#metrics !== undefined) countDownload(this.#metrics, 'store', stream, end - start + 1);
+          return { kind: 'data', image, stream, start, end, partial };
         } catch (error) {
           if (!(error instanceof NotFoundError)) throw error; // removed since the stat: try the next copy
         }

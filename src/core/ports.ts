@@ -6,6 +6,7 @@ import type { PolicyRecord } from './placement-policy.ts';
 import type { DriftCounts, PlacementReport } from './fleet-state.ts';
 import type { Image, ImageMember, MemberStatus, Visibility } from './image.ts';
 import type { Task, TaskStatus } from './task.ts';
+import type { CounterName, HistogramName, LabelsOf } from './metrics.ts';
 
 /** Options every I/O call accepts. */
 export interface IoOptions {
@@ -775,3 +776,22 @@ export interface ExternalTokenVerifier {
   accepts(token: string): boolean;
   verify(token: string, opts?: IoOptions): Promise<ExternalIdentity>;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Metrics (src/core/metrics.ts lists them; docs/operations.md, "Metrics").
+
+/**
+ * Port: a site's metrics, counted where their event happens. Synchronous and never failing: a
+ * metric that cannot be kept is not kept, and the caller's work goes on. Meant for a few calls per
+ * request or per transfer, never per chunk of bytes. Names and label values are the closed sets of
+ * COUNTED_METRICS, so no label can take unbounded values.
+ */
+export interface Metrics {
+  /** Adds `by` (default 1, never negative) to a counter. */
+  count<N extends CounterName>(name: N, labels: LabelsOf<N>, by?: number): void;
+  /** Records one observation (seconds, bytes, ...) in a histogram. */
+  observe<N extends HistogramName>(name: N, labels: LabelsOf<N>, value: number): void;
+}
+
+/** Metrics that keeps nothing: for code and tests that have no registry. */
+export const NO_METRICS: Metrics = Object.freeze({ count() {}, observe() {} });

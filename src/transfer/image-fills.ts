@@ -3,7 +3,7 @@ import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Image } from '../core/image.ts';
-import type { BlobDigest, BlobStore, IoOptions, ParentImageSource, TransferPriority } from '../core/ports.ts';
+import { NO_METRICS, type BlobDigest, type BlobStore, type IoOptions, type Metrics, type ParentImageSource, type TransferPriority } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
 import { FillReadStream, ImageFill, type Batch } from './image-fill.ts';
 
@@ -16,6 +16,8 @@ export interface ImageFillsOptions {
    */
   spoolDir: string;
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  /** Where fills are counted as they end, committed or failed (default: nowhere). */
+  metrics?: Metrics;
 }
 
 /** How long what an interrupted fill left in the spool is kept for the next fill of its image. */
@@ -206,9 +208,11 @@ export class ImageFills {
         await rm(partial, { force: true });
       }
       fill.state = 'committed';
+      (this.#o.metrics ?? NO_METRICS).count('outpost_fills_total', { outcome: 'committed' });
       this.#o.log.info({ image: image.id, size: image.size, ms: Date.now() - started }, 'cached a verified copy from the parent');
     } catch (error) {
       fill.state = 'failed';
+      (this.#o.metrics ?? NO_METRICS).count('outpost_fills_total', { outcome: 'failed' });
       fill.error = error as Error;
       fill.upstreamAnswered(error as Error);
       this.#o.log.warn({ image: image.id, err: describeError(error) }, 'could not cache the image: nothing was kept');

@@ -1,3 +1,5 @@
+import type { TransferTotals } from '../core/metrics.ts';
+
 /** What one transfer of an image's bytes to this site did, as GET /outpost/v1/transfers shows it. */
 export interface TransferRecord {
   image_id: string;
@@ -44,6 +46,8 @@ const RECENT = 50;
 export class TransferLog {
   readonly #running = new Set<{ record: TransferRecord; startedMs: number }>();
   readonly #recent: TransferRecord[] = [];
+  /** What the transfers that ended since the start did, together (totals()). */
+  readonly #ended = { fetched: 0, refetched: 0, reused: 0, zeros: 0, resumes: 0, done: 0, failed: 0 };
   readonly #now: () => number;
 
   constructor(now: () => number = Date.now) {
@@ -66,6 +70,14 @@ export class TransferLog {
         if (ended) return;
         ended = true;
         this.#running.delete(entry);
+        const t = this.#ended;
+        t.fetched += record.fetched;
+        t.refetched += record.refetched;
+        t.reused += record.reused;
+        t.zeros += record.zeros;
+        t.resumes += record.resumes;
+        if (error === undefined) t.done++;
+        else t.failed++;
         Object.assign(record, this.#rated(entry), { state: error === undefined ? 'done' : 'failed', ended_at: new Date(this.#now()).toISOString(), error: error?.message ?? null });
         this.#recent.unshift(record);
         this.#recent.length = Math.min(this.#recent.length, RECENT);
@@ -86,6 +98,22 @@ export class TransferLog {
       return { bytes_done: reused + zeros + fetched, ...this.#rated(e) };
     }
     return undefined;
+  }
+
+  /**
+   * What every transfer since the start did, together: those ended and the running ones as they
+   * stand now, so the byte counts only grow, and grow while a transfer runs (the site's metrics).
+   */
+  totals(): TransferTotals {
+    const t = { ...this.#ended, running: this.#running.size };
+    for (const { record: r } of this.#running) {
+      t.fetched += r.fetched;
+      t.refetched += r.refetched;
+      t.reused += r.reused;
+      t.zeros += r.zeros;
+      t.resumes += r.resumes;
+    }
+    return t;
   }
 
   #rated(e: { record: TransferRecord; startedMs: number }): { bytes_per_second: number } {

@@ -172,6 +172,27 @@ describe('edge image cache: pull-through, single flight, verification, cut-off, 
     assert.ok(!(await cached(edge)).includes(image.id));
   });
 
+  it('an administrator pins an image at the far edge from central, or through the edge; and unpins it', async () => {
+    const image = await createActiveImage(central, bytesOf(MiB, 12), { name: 'pin-from-afar' });
+    await visible(far, image.id);
+    const pinState = async () => {
+      const inv = await call<{ images: { image_id: string; state: string }[] }>(far, 'GET', '/outpost/v1/sites/far-1/inventory');
+      return inv.body.images.find((i) => i.image_id === image.id)?.state;
+    };
+    const pinned = await call(central, 'PUT', `/outpost/v1/sites/far-1/cache/${image.id}/pin`, { json: {} });
+    assert.ok(pinned.status === 202 || pinned.status === 200, `${pinned.status} ${pinned.text}`);
+    assert.equal(pinned.body.pinned, true);
+    await eventually('the far edge holds the pinned copy', 30_000, async () => (await pinState()) === 'pinned');
+    expectStatus(await call(central, 'PUT', `/outpost/v1/sites/far-1/cache/${image.id}/pin`, { json: {}, as: project('p1') }), 403);
+    expectStatus(await call(central, 'PUT', `/outpost/v1/sites/no-such-site/cache/${image.id}/pin`, { json: {} }), 404);
+    // Asked at the edge, the unpin goes up to central, which reaches the far edge.
+    expectStatus(await call(edge, 'DELETE', `/outpost/v1/sites/far-1/cache/${image.id}/pin`), 204);
+    assert.equal(await pinState(), 'cached');
+    // Naming the site that answers: its own pin (the edge holds a copy: the far edge pulled through it).
+    expectStatus(await call(edge, 'PUT', `/outpost/v1/sites/edge-1/cache/${image.id}/pin`, { json: {} }), 200);
+    expectStatus(await call(edge, 'DELETE', `/outpost/v1/sites/edge-1/cache/${image.id}/pin`), 204);
+  });
+
   it('glance cache-queue, cache-list, cache-delete and cache-clear work against an edge', { skip: cliSkip }, async () => {
     const image = await createActiveImage(central, bytesOf(2 * MiB, 12), { name: 'glance-cli' });
     await visible(edge, image.id);

@@ -5,10 +5,32 @@ import { BadRequestError, ForbiddenError, ImageNotFoundError, NotFoundError } fr
 import type { Image } from '../../core/image.ts';
 import type { ImageService } from '../../core/image-service.ts';
 import { jsonBody } from '../http/json-body.ts';
-import { resource } from '../resource.ts';
+import { resource, type Handler } from '../resource.ts';
 import { header } from './request-helpers.ts';
 
 type IdParams = { id: string };
+
+function enforce(ctx: RequestContext, action: string): void {
+  if (!ctx.isAdmin) throw new ForbiddenError(`You are not authorized to complete ${action} action.`);
+}
+
+/** The route's image; Glance looks it up without the visibility rules (authorization_layer=False). */
+async function image(images: ImageService, req: FastifyRequest): Promise<Image | undefined> {
+  try {
+    return await images.get(req.ctx, (req.params as IdParams).id, { signal: req.clientSignal });
+  } catch (error) {
+    if (error instanceof ImageNotFoundError) return undefined;
+    throw error;
+  }
+}
+
+async function activeImage(images: ImageService, req: FastifyRequest): Promise<Image> {
+  const found = await image(images, req);
+  if (found === undefined) throw new NotFoundError(`Image ${(req.params as IdParams).id} not found.`);
+  // "Only images with status active can be targeted for queueing"
+  if (found.status !== 'active') throw new BadRequestError('Only images with status active can be targeted for queueing');
+  return found;
+}
 
 /**
  * The Glance cache API of a site (glance/api/v2/cached_images.py, API 2.14/2.16), at central and
@@ -18,26 +40,6 @@ type IdParams = { id: string };
  * same to unpin.
  */
 export function registerCacheRoutes(app: FastifyInstance, images: ImageService, cache: PullThroughImages): void {
-  const enforce = (ctx: RequestContext, action: string) => {
-    if (!ctx.isAdmin) throw new ForbiddenError(`You are not authorized to complete ${action} action.`);
-  };
-  // Glance looks the image up without the visibility rules (authorization_layer=False).
-  const image = async (req: FastifyRequest): Promise<Image | undefined> => {
-    try {
-      return await images.get(req.ctx, (req.params as IdParams).id, { signal: req.clientSignal });
-    } catch (error) {
-      if (error instanceof ImageNotFoundError) return undefined;
-      throw error;
-    }
-  };
-  const activeImage = async (req: FastifyRequest): Promise<Image> => {
-    const found = await image(req);
-    if (found === undefined) throw new NotFoundError(`Image ${(req.params as IdParams).id} not found.`);
-    // "Only images with status active can be targeted for queueing"
-    if (found.status !== 'active') throw new BadRequestError('Only images with status active can be targeted for queueing');
-    return found;
-  };
-
   resource(app, '/v2/cache', {
     GET: async (req) => {
       enforce(req.ctx, 'cache_list');
@@ -58,13 +60,13 @@ export function registerCacheRoutes(app: FastifyInstance, images: ImageService, 
   resource(app, '/v2/cache/:id', {
     PUT: async (req, reply) => {
       enforce(req.ctx, 'cache_image');
-      cache.prefetch(await activeImage(req));
+      cache.prefetch(await activeImage(images, req));
       return reply.code(202).send();
     },
     DELETE: async (req, reply) => {
       enforce(req.ctx, 'cache_delete');
       const id = (req.params as IdParams).id;
-      const known = (await image(req)) !== undefined;
+      const known = (await image(images, req)) !== undefined;
       // 404 "only if image is not present in cache or queue list" either.
       if (!(await cache.evict(id)) && !known) throw new NotFoundError(`Image ${id} not found.`);
       return reply.code(204).send();
@@ -86,7 +88,16 @@ export function registerCacheRoutes(app: FastifyInstance, images: ImageService, 
     },
   });
 
-  resource(app, '/outpost/v1/cache/:id/pin', {
+  resource(app, '/outpost/v1/cache/:id/pin', pinHandlers(images, cache));
+}
+
+/**
+ * Outpost's pins (PUT /outpost/v1/cache/{id}/pin, optional body `{"until": ISO 8601}`; DELETE to
+ * unpin) on this site's cache, for the image of the route's `id` parameter: 200 when the copy is
+ * held, 202 while it is being fetched. Administrators only, as the cache API.
+ */
+export function pinHandlers(images: ImageService, cache: PullThroughImages): { PUT: Handler; DELETE: Handler } {
+  return {
     PUT: async (req, reply) => {
       enforce(req.ctx, 'cache_pin');
       const body = (await jsonBody(req)) ?? {};
@@ -94,7 +105,7 @@ export function registerCacheRoutes(app: FastifyInstance, images: ImageService, 
       if (until !== null && (typeof until !== 'string' || Number.isNaN(Date.parse(until)))) {
         throw new BadRequestError('"until" must be a date and time (ISO 8601) or null.');
       }
-      const held = await cache.pin(await activeImage(req), until === null ? null : new Date(until).toISOString(), { signal: req.clientSignal });
+      const held = await cache.pin(await activeImage(images, req), until === null ? null : new Date(until).toISOString(), { signal: req.clientSignal });
       return reply.code(held ? 200 : 202).send({ image_id: (req.params as IdParams).id, pinned: true, until, held });
     },
     DELETE: async (req, reply) => {
@@ -102,7 +113,7 @@ export function registerCacheRoutes(app: FastifyInstance, images: ImageService, 
       await cache.unpin((req.params as IdParams).id, { signal: req.clientSignal });
       return reply.code(204).send();
     },
-  });
+  };
 }
 
 /**
