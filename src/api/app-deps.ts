@@ -15,6 +15,7 @@ import type { TransferLog } from '../transfer/transfer-log.ts';
 import type { ParentLink } from './parent-forwarding.ts';
 import type { SiteMetrics } from './metrics-route.ts';
 import type { RegionLinks } from '../links/region-links.ts';
+import type { DashboardFiles } from './dashboard-routes.ts';
 
 /** What the HTTP application of a site is built from (createApp); the composition root provides it. */
 export interface AppDeps {
@@ -47,6 +48,8 @@ export interface AppDeps {
   storeWeights?(): Promise<(storeId: string) => number>;
   /** The site's image cache, with the Glance cache API (every site keeps one). */
   cache?: PullThroughImages;
+  /** The dashboard's files (/dashboard). */
+  dashboard: DashboardFiles;
   /** Central: clients for the other sites of the region (pins at a site, from the dashboard). */
   regionLinks?: RegionLinks;
   /** Set on an edge: writes go to this parent (the composition root decides). */

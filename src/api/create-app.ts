@@ -12,6 +12,7 @@ import { identityIsPublic, registerIdentityRoutes } from './identity/identity-ro
 import { registerDiscoveryRoutes } from './glance/discovery-routes.ts';
 import { pinHandlers, registerCacheNodesRoute, registerCacheRoutes } from './glance/cache-routes.ts';
 import { registerSitePinRoutes } from './outpost/site-pin-routes.ts';
+import { registerDashboardRoutes } from './dashboard-routes.ts';
 import { registerMetadefRoutes } from './glance/metadef-routes.ts';
 import { checkReadOnly, metadefValidator } from './glance/metadef-validation.ts';
 import { registerImageRoutes } from './glance/image-routes.ts';
@@ -231,6 +232,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
   registerReplicationRoutes(app, deps.replication, stopping.signal);
   registerImageBytesRoutes(app, deps.images, deps.transfers);
   registerPlacementRoutes(app, deps.policies, deps.fleet);
+  registerDashboardRoutes(app, deps.dashboard);
   return app;
 }
 

@@ -53,6 +53,7 @@ import { PlacementPolicies } from '../core/placement-policies.ts';
 import { InventoryReporter, parentInventorySink } from '../replication/inventory-reporter.ts';
 import { ParentClient, TrustedConnections } from '../links/parent-client.ts';
 import { RegionLinks } from '../links/region-links.ts';
+import { loadDashboardFiles } from './dashboard-routes.ts';
 import { PrometheusMetrics } from '../observability/prometheus-metrics.ts';
 import { parentLinkReading } from '../core/metrics.ts';
 import { readCaBundle, readServerTls, type ServerTls } from './tls-files.ts';
@@ -370,6 +371,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
       }) : undefined,
     },
     metadefs: new MetadefService(catalog),
+    dashboard: await loadDashboardFiles(),
     defaultLimit: config.limit_param_default,
     policies: new PlacementPolicies(catalog),
     regionLinks: isCentral ? new RegionLinks({ sites: catalog, connections: links, timeoutMs: config.parent_timeout_ms }) : undefined,
@@ -427,7 +429,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   // refreshes that registration as a heartbeat.
   const self = { id: config.site, labels: { ...config.labels }, public_url: publicUrl, stores: stores.list().map((s) => s.id), store_details: stores.describe(), version: VERSION };
   if (follower === undefined) await sites.registerSelf(self);
-  const registration = parent === undefined || follower === undefined ? undefined : new SiteRegistration({ parent, site: self, follower, log: logger });
+  const registration = parent === undefined || follower === undefined ? undefined : new SiteRegistration({ parent, site: self, follower, intervalMs: config.heartbeat_seconds * 1000, log: logger });
   registration?.start();
   reporter.start();
   logger.info({ url, role: config.role, site: config.site, stores: stores.list().map((s) => s.id) }, 'outpost site listening');

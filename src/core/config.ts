@@ -191,6 +191,8 @@ export interface OutpostConfig {
    * plus 5 s at most, so it bounds how long catching up takes once the link returns.
    */
   feed_wait_seconds: number;
+  /** Edge: how often it refreshes its registration at its parent (the heartbeat central judges it alive by). */
+  heartbeat_seconds: number;
   /**
    * Bytes the site's cached image copies may take together (Glance's image_cache_max_size); least
    * recently used unpinned copies are evicted to make room.
@@ -284,6 +286,7 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   chunk_manifests: { kind: 'boolean' },
   parent_timeout_ms: { kind: 'integer', min: 1 },
   feed_wait_seconds: { kind: 'integer', min: 1 },
+  heartbeat_seconds: { kind: 'integer', min: 1 },
   change_log_retain: { kind: 'integer', min: 1 },
   cache_max_bytes: { kind: 'integer', min: 0 },
   image_cache_dir: { kind: 'nullable-string' },
@@ -333,6 +336,7 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   chunk_manifests: true,
   parent_timeout_ms: 5000,
   feed_wait_seconds: 10,
+  heartbeat_seconds: 30,
   change_log_retain: 100_000,
   cache_max_bytes: 10 * 1024 ** 3,
   image_cache_dir: null,

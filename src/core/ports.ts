@@ -165,6 +165,8 @@ export interface Site {
   last_contact: string;
   /** How many changes the site's replica was behind its parent at its last refresh. */
   lag_changes: number | null;
+  /** How often the site refreshes its registration, s (absent from older sites: 30). */
+  heartbeat_seconds?: number;
 }
 
 export interface TaskListQuery {

@@ -49,6 +49,10 @@ export class SiteRegistry {
     if (!Array.isArray(details) || details.some((d) => d === null || typeof d !== 'object' || typeof d.id !== 'string' || !(stores as unknown[]).includes(d.id))) {
       throw new BadRequestError('Site store_details must be a list of store descriptions, one per store id.');
     }
+    const heartbeat = b.heartbeat_seconds;
+    if (heartbeat !== undefined && (typeof heartbeat !== 'number' || !Number.isSafeInteger(heartbeat) || heartbeat < 1)) {
+      throw new BadRequestError('heartbeat_seconds must be a whole number of seconds, at least 1.');
+    }
     const lag = b.lag_changes ?? null;
     if (lag !== null && (typeof lag !== 'number' || !Number.isSafeInteger(lag) || lag < 0)) throw new BadRequestError('lag_changes must be a whole number.');
 
@@ -57,6 +61,7 @@ export class SiteRegistry {
       id, parent, labels: labels as Record<string, string>, stores: stores as string[], store_details: details as StoreDescription[],
       public_url: typeof b.public_url === 'string' ? b.public_url : '',
       version: typeof b.version === 'string' ? b.version : '',
+      ...(heartbeat === undefined ? {} : { heartbeat_seconds: heartbeat }),
       registered_at: existing?.registered_at ?? now, last_contact: now, lag_changes: lag as number | null,
     });
     const record = (s: Site) => JSON.stringify({ ...s, last_contact: undefined, lag_changes: undefined });

@@ -49,7 +49,7 @@ export class SiteRegistration {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'application/json' },
         body: JSON.stringify({
-          ...this.#o.site, parent: this.#parentId, lag_changes: f.parentSeq === null ? null : Math.max(0, f.parentSeq - f.position),
+          ...this.#o.site, parent: this.#parentId, heartbeat_seconds: Math.max(1, Math.round((this.#o.intervalMs ?? 30_000) / 1000)), lag_changes: f.parentSeq === null ? null : Math.max(0, f.parentSeq - f.position),
         }),
       }, opts);
       const text = await res.text();

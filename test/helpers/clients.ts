@@ -37,3 +37,8 @@ export async function qemuHttpMissing(): Promise<string | false> {
   }
   return false;
 }
+
+/** The skip reason for the dashboard's browser tests; false when Debian's Chromium is there (CI installs it in .ci/run). */
+export async function chromiumMissing(): Promise<string | false> {
+  return (await has('chromium')) ? false : 'needs Chromium (apt-get install chromium)';
+}

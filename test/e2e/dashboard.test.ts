@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { FaultProxy } from '../../test-support/fault-proxy.ts';
+import { chromiumMissing } from '../helpers/clients.ts';
+import { bytesOf } from '../helpers/glance-client.ts';
+import { eventually, loopbackTarget, stopProcess } from '../helpers/multi-site.ts';
+import { REPO_ROOT, spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
+
+const skip = await chromiumMissing();
+const PASSWORD = 'dashboard secret';
+const HEARTBEAT_SECONDS = 2;
+const EDGE_ENV = {
+  OUTPOST_AUTH: 'keystone', OUTPOST_PARENT_TIMEOUT_MS: '1500', OUTPOST_FEED_WAIT_SECONDS: '2', OUTPOST_STORAGE_SYNC: 'false',
+  OUTPOST_HEARTBEAT_SECONDS: String(HEARTBEAT_SECONDS),
+};
+const SCREENSHOTS = join(REPO_ROOT, 'docs', 'screenshots');
+
+/**
+ * The dashboard in Debian's Chromium (headless, driven by playwright-core) against a demo region
+ * with Keystone authentication — central, two edges, a far edge behind the first, each its own
+ * process, each edge behind a FaultProxy: log in, the site tree, an image reaching "held" in the
+ * fleet matrix, an edge cut off and marked so, a pin from the image page. Each page's screenshot is
+ * saved under docs/screenshots/ (the README shows them).
+ */
+describe('dashboard in a real browser', { skip: process.env.TEST_SERVERS_REQUIRED === undefined ? skip : false, timeout: 240_000 }, () => {
+  let work: string;
+  let central: ServeProcess;
+  const edges: ServeProcess[] = [];
+  const wans: FaultProxy[] = [];
+  let browser: Browser;
+  let page: Page;
+  let admin: string;
+
+  const api = async (path: string, init: RequestInit = {}) => {
+    const res = await fetch(`${central.url}${path}`, { ...init, headers: { accept: 'application/json', 'x-auth-token': admin, ...init.headers } });
+    assert.ok(res.ok, `${path}: ${res.status} ${await res.clone().text()}`);
+    return res.status === 204 ? undefined : res.json() as Promise<any>;
+  };
+  const shot = (name: string) => page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+
+  before(async () => {
+    work = await tempDir('outpost-e2e-dashboard-');
+    central = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'central'), '--auth', 'keystone'],
+      { OUTPOST_ADMIN_PASSWORD: PASSWORD, OUTPOST_STORAGE_SYNC: 'false' });
+    const res = await fetch(`${central.url}/identity/v3/auth/tokens`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'admin', domain: { id: 'default' }, password: PASSWORD } } }, scope: { project: { name: 'admin', domain: { id: 'default' } } } } }),
+    });
+    admin = res.headers.get('x-subject-token')!;
+    const credential = async (site: string) => (await api(`/outpost/v1/sites/${site}/credential`, { method: 'POST' })).token as string;
+    const edge = async (site: string, parentUrl: string, labels: string[]) => {
+      const wan = await FaultProxy.start({ target: loopbackTarget(parentUrl) });
+      wans.push(wan);
+      const p = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, site), '--role', 'edge', '--site', site, '--parent', wan.url, ...labels.flatMap((l) => ['--label', l])],
+        { ...EDGE_ENV, OUTPOST_SITE_TOKEN: await credential(site) });
+      edges.push(p);
+      return p;
+    };
+    const edge1 = await edge('edge-1', central.url, ['region=eu']);
+    await edge('edge-2', central.url, ['region=us']);
+    await edge('far-1', edge1.url, ['region=eu', 'tier=far']);
+    await eventually('every site registered', 60_000, async () => (await api('/outpost/v1/sites')).sites.length === 4);
+    await mkdir(SCREENSHOTS, { recursive: true });
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+    page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+  });
+  after(async () => {
+    await browser?.close();
+    for (const p of [...edges].reverse()) await stopProcess(p);
+    for (const w of wans) await w.close();
+    if (central !== undefined) await stopProcess(central);
+    if (work !== undefined) await rm(work, { recursive: true, force: true });
+  });
+
+  it('logs in with Keystone and shows the site tree of the region', async () => {
+    await page.goto(`${central.url}/dashboard/`);
+    await page.getByLabel('User').fill('admin');
+    await page.getByLabel('Password').fill('not the password');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('alert').filter({ hasText: 'The user name or password is wrong.' }).waitFor();
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    const rows = page.locator('table.sites tbody tr');
+    await rows.nth(3).waitFor();
+    // The tree: central, then each edge followed by its children.
+    assert.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-site'))), ['central', 'edge-1', 'far-1', 'edge-2']);
+    await page.getByText('4 sites: 4 healthy').waitFor();
+    assert.match(await page.locator('tr[data-site="far-1"]').innerText(), /region=eu/);
+    await shot('sites');
+  });
+
+  it('an image a policy places at an edge appears in the fleet matrix and reaches "held"', async () => {
+    const image = await api('/v2/images', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'golden-disk', disk_format: 'raw', container_format: 'bare', tags: ['golden'] }) });
+    await api(`/v2/images/${image.id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: bytesOf(2 * 1024 * 1024, 5) });
+    await api('/outpost/v1/policies', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'golden-us', images: { tags: ['golden'] }, sites: { labels: 'region=us' }, mode: 'replicate', priority: 50 }),
+    });
+    await page.getByRole('link', { name: 'Fleet' }).click();
+    const cell = page.locator(`tr[data-image="${image.id}"] td[data-site="edge-2"]`);
+    await cell.filter({ hasText: 'held' }).waitFor({ timeout: 60_000 });
+    assert.match(await page.locator(`tr[data-image="${image.id}"]`).innerText(), /golden-disk\s+100%/);
+    await shot('fleet');
+  });
+
+  it('an edge cut off is marked so within a few heartbeat intervals, and healthy again once healed', async () => {
+    await page.getByRole('link', { name: 'Sites' }).click();
+    const edge2 = page.locator('tr[data-site="edge-2"]');
+    await edge2.filter({ hasText: 'healthy' }).waitFor();
+    const t0 = Date.now();
+    wans[1].blackhole();
+    try {
+      await edge2.filter({ hasText: 'cut off' }).waitFor({ timeout: 60_000 });
+      const seconds = (Date.now() - t0) / 1000;
+      // Cut off after 3 silent intervals, seen at the page's next poll (2 s), plus a heartbeat in flight.
+      assert.ok(seconds <= 4 * HEARTBEAT_SECONDS + 4, `marked after ${seconds} s`);
+      await page.getByText('1 cut off').waitFor();
+      await shot('sites-cut-off');
+    } finally {
+      wans[1].pass();
+    }
+    await edge2.filter({ hasText: 'healthy' }).waitFor({ timeout: 60_000 });
+  });
+
+  it('pins an image at the far edge from the image page', async () => {
+    const { images } = await api('/v2/images?name=golden-disk');
+    await page.goto(`${central.url}/dashboard/#/images/${images[0].id}`);
+    await page.getByRole('heading', { name: 'golden-disk' }).waitFor();
+    await page.getByLabel('Site').selectOption('far-1');
+    await page.getByRole('button', { name: 'Pin at site' }).click();
+    await page.getByRole('status').filter({ hasText: 'pinned at far-1' }).waitFor();
+    await page.locator('tr[data-held="far-1"]').filter({ hasText: 'pinned' }).waitFor({ timeout: 60_000 });
+    await shot('image');
+    await page.getByRole('link', { name: 'Transfers' }).click();
+    await page.getByRole('table').waitFor();
+    await shot('transfers');
+  });
+});
