@@ -9,17 +9,7 @@ import { startSite, type RunningSite } from '../../src/api/site.ts';
 import { resolveConfig } from '../../src/core/config.ts';
 import { tempDir } from '../helpers/site.ts';
 import { bytesOf } from '../helpers/glance-client.ts';
-
-/** The samples of an exposition: `name{labels}` → value. */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
-}
+import { samples } from '../helpers/metrics.ts';
 
 describe('GET /metrics', () => {
   let site: RunningSite;

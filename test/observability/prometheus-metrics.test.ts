@@ -3,17 +3,7 @@ import { describe, it } from 'node:test';
 import { register } from 'prom-client';
 import { COUNTED_METRICS, READ_METRICS } from '../../src/core/metrics.ts';
 import { PrometheusMetrics } from '../../src/observability/prometheus-metrics.ts';
-
-/** The samples of an exposition: `name{labels}` → value (HELP and TYPE lines left out). */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
-}
+import { samples } from '../helpers/metrics.ts';
 
 describe('PrometheusMetrics', () => {
   it('exposes what was counted and observed, by name and labels, in Prometheus text format', async () => {
