@@ -4,6 +4,7 @@ import type { Authenticator } from '../core/context.ts';
 import type { IdentityService } from '../core/identity/identity-service.ts';
 import type { ImageService } from '../core/image-service.ts';
 import type { ImportService } from '../core/import-service.ts';
+import type { LocationService } from '../core/location-service.ts';
 import type { MetadefService } from '../core/metadef-service.ts';
 import type { PlacementPolicies } from '../core/placement-policies.ts';
 import type { Fleet } from '../placement/fleet.ts';
@@ -23,6 +24,8 @@ export interface AppDeps {
   authenticator: Authenticator;
   images: ImageService;
   imports: ImportService;
+  /** The locations API's POST and GET /v2/images/{id}/locations (absent: those routes are not served). */
+  locations?: LocationService;
   stores: StoreRegistry;
   /** GET /v2/info/stores: the site's own stores, then the other sites' (which copy-image and stores-delete may name). */
   storeDescriptions(): Promise<StoreDescription[]>;

@@ -17,6 +17,7 @@ import { registerMetadefRoutes } from './glance/metadef-routes.ts';
 import { checkReadOnly, metadefValidator } from './glance/metadef-validation.ts';
 import { registerImageRoutes } from './glance/image-routes.ts';
 import { registerImportRoutes } from './glance/import-routes.ts';
+import { registerLocationRoutes } from './glance/location-routes.ts';
 import { registerImageBytesRoutes } from './outpost/image-bytes-routes.ts';
 import { registerPlacementRoutes } from './outpost/placement-routes.ts';
 import { registerReplicationRoutes } from './outpost/replication-routes.ts';
@@ -211,6 +212,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
   if (deps.parent === undefined) registerCacheNodesRoute(app, { images: deps.images, sites: () => deps.replication.sites.list(), heldStores: deps.heldStores });
   registerImageRoutes(app, deps);
   registerImportRoutes(app, deps);
+  if (deps.locations !== undefined) registerLocationRoutes(app, deps.locations);
   const metadefBodies = metadefValidator();
   registerMetadefRoutes(app, {
     metadefs: deps.metadefs,

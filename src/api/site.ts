@@ -7,6 +7,8 @@ import { imageCacheDirectory, PARTIAL_GRACE, type OutpostConfig } from '../core/
 import { ImageService } from '../core/image-service.ts';
 import { ImportTaskRunner, type GlanceRegion } from '../core/import-runner.ts';
 import { ImportService } from '../core/import-service.ts';
+import { LocationProber } from '../core/location-probe.ts';
+import { LocationService } from '../core/location-service.ts';
 import { StartupRecovery } from '../core/startup-recovery.ts';
 import { NodeWork } from '../core/node-work.ts';
 import { StoreRegistry } from '../core/stores.ts';
@@ -37,6 +39,7 @@ import { TransferLog } from '../transfer/transfer-log.ts';
 import { HttpParentImageSource } from '../transfer/parent-image-source.ts';
 import { SiteImageSource } from '../transfer/site-image-source.ts';
 import { StoreImageSource } from '../transfer/store-image-source.ts';
+import { UrlLocationSource } from '../transfer/url-location-source.ts';
 import { ParentCopyRegistry } from '../replication/parent-copy-registry.ts';
 import { Fleet } from '../placement/fleet.ts';
 import { PlacementCatalog } from '../placement/placement-catalog.ts';
@@ -206,12 +209,18 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   const cacheBlobs = cacheDir === undefined ? stores.blobs(stores.defaultId) : await openImageCacheStore({
     root: cacheDir, hashers, sync: config.storage_sync, partialGraceMs: shared ? PARTIAL_GRACE.default * 1000 : 0,
   });
+  // web-download, glance-download and http(s) locations are fetched through the import filter.
+  const remote = new HttpRemoteSource(config.import_filter);
   const upstream = parent !== undefined
     ? new HttpParentImageSource({
       parent, timeoutMs: config.parent_timeout_ms,
       ingress: config.ingress_max_bytes_per_s === null ? undefined : new IngressBudget({ bytesPerSecond: config.ingress_max_bytes_per_s }),
     })
-    : new SiteImageSource({ catalog, self: config.site, headers: centralHeaders, timeoutMs: config.parent_timeout_ms, connections: links });
+    // Central: the sites holding a copy; an image located only at http(s) URLs, from those (verified).
+    : new UrlLocationSource({
+      catalog, remote,
+      next: new SiteImageSource({ catalog, self: config.site, headers: centralHeaders, timeoutMs: config.parent_timeout_ms, connections: links }),
+    });
   const transfers = new TransferLog();
   // The site's metrics (GET /metrics): a registry of its own, counted where things happen.
   const metrics = new PrometheusMetrics({ site: config.site });
@@ -270,8 +279,11 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   // this one alone): its uploads, staging and import tasks are claimed, and another node takes
   // them over if it dies.
   const work = await NodeWork.start({ claims: catalog, site: config.site, exclusive: !shared, log: logger });
+  // The locations API: what is at a location's URL (a store's copy, or an http(s) URL through the filter).
+  const prober = new LocationProber({ stores, remote, hashers, imageSizeCap: config.image_size_cap });
   const images = new ImageService({
     catalog, region, manifests, work,
+    locations: { show: config.show_multiple_locations, probe: (image, url, o) => prober.probe(image, url, o) },
     elsewhere: cache,
     copies,
     stores,
@@ -292,7 +304,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   });
   agent.start();
 
-  const remote = new HttpRemoteSource(config.import_filter);
+  const locations = new LocationService({ catalog, images, stores, prober, region, work, log: logger });
   const inventories = new SiteInventories(catalog, catalog);
   const runner = new ImportTaskRunner({
     catalog, stores, staging, remote, manifests,
@@ -310,7 +322,8 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   // What a stopped process (or node) left: partial writes; interrupted tasks and uploads where
   // the catalog is authoritative (an edge's replicated images and tasks are central's).
   const recovery = new StartupRecovery({
-    catalog, stores, staging, ownsCatalog: config.role === 'central', tasks: runner, work, log: logger,
+    catalog, stores, staging, ownsCatalog: config.role === 'central', work, log: logger,
+    tasks: { recover: async () => (await runner.recover()) + (await locations.recover()) },
     shared: shared ? {} : undefined,
   });
   await recovery.recover();
@@ -356,6 +369,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     identity: keystone && !remoteKeystone ? identity : undefined,
     images,
     imports,
+    locations,
     stores,
     // Glance's cache API, at every site (each keeps a cache).
     cache,
@@ -396,6 +410,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     await agent.close();
     await fills.close();
     await runner.close();
+    await locations.close();
     await recovery.close();
     work.close();
     await catalog.close();

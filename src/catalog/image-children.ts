@@ -22,7 +22,7 @@ interface ChildTable {
 const CHILD_TABLES: readonly ChildTable[] = [
   { table: 'image_properties', column: 'properties_json', element: ['name', 'value'] },
   { table: 'image_tags', column: 'tags_json', element: ['tag', 'position'] },
-  { table: 'image_locations', column: 'locations_json', element: ['store', 'url', 'placed_by', 'position'] },
+  { table: 'image_locations', column: 'locations_json', element: ['store', 'url', 'placed_by', 'metadata', 'position'] },
 ];
 
 /** Elements ending with their position, in its order. */
@@ -50,8 +50,8 @@ export function imageOf(row: ImageRow & ImageChildrenColumns): Image {
   const image = rowToImage(row);
   for (const [name, value] of JSON.parse(row.properties_json ?? '[]') as [string, string][]) setProperty(image.properties, name, value);
   image.tags = byPosition(JSON.parse(row.tags_json ?? '[]') as [string, number][]).map(([tag]) => tag);
-  image.locations = byPosition(JSON.parse(row.locations_json ?? '[]') as [string, string, string | null, number][])
-    .map(([store, url, placedBy]) => locationOf(store, url, placedBy));
+  image.locations = byPosition(JSON.parse(row.locations_json ?? '[]') as [string, string, string | null, string | null, number][])
+    .map(([store, url, placedBy, metadata]) => locationOf(store, url, placedBy, metadata));
   return image;
 }
 
@@ -59,7 +59,7 @@ export function imageOf(row: ImageRow & ImageChildrenColumns): Image {
  * How images are read whole — with their properties, tags and locations — in one statement: each
  * child table comes as one JSON array per image (as text), which imageOf turns back into the
  * image: properties as [name, value], tags as [tag, position], locations as [store, url,
- * placed_by, position]. The SQL is the same for every read, so it is built once per database
+ * placed_by, metadata, position]. The SQL is the same for every read, so it is built once per database
  * handle.
  */
 export class ImageChildren {

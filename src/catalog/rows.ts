@@ -36,9 +36,19 @@ export function tombstoneRow(id: string, now: string): ImageRow {
   };
 }
 
-/** A location row's image location (`placed_by` only when a placement policy put the copy there). */
-export function locationOf(store: string, url: string, placedBy: string | null): ImageLocation {
-  return placedBy === 'policy' ? { store, url, placed_by: 'policy' } : { store, url };
+/**
+ * A location row's image location (`placed_by` only when a placement policy put the copy there,
+ * `metadata` only when a client gave some: a JSON object, as text).
+ */
+export function locationOf(store: string, url: string, placedBy: string | null, metadata: string | null = null): ImageLocation {
+  const location: ImageLocation = placedBy === 'policy' ? { store, url, placed_by: 'policy' } : { store, url };
+  if (metadata !== null) location.metadata = JSON.parse(metadata) as Record<string, unknown>;
+  return location;
+}
+
+/** An image location's row values (its position apart). */
+function locationRow(l: ImageLocation): { store: string; url: string; placed_by: string | null; metadata: string | null } {
+  return { store: l.store, url: l.url, placed_by: l.placed_by ?? null, metadata: l.metadata === undefined ? null : JSON.stringify(l.metadata) };
 }
 
 /**
@@ -57,7 +67,7 @@ export async function hydrateImages(db: Kysely<CatalogTables>, rows: ImageRow[])
   const images = new Map(rows.map((r) => [r.id, rowToImage(r)]));
   for (const p of props) setProperty(images.get(p.image_id)!.properties, p.name, p.value);
   for (const t of tags) images.get(t.image_id)!.tags.push(t.tag);
-  for (const l of locs) images.get(l.image_id)!.locations.push(locationOf(l.store, l.url, l.placed_by));
+  for (const l of locs) images.get(l.image_id)!.locations.push(locationOf(l.store, l.url, l.placed_by, l.metadata));
   return [...images.values()];
 }
 
@@ -69,7 +79,7 @@ export async function writeImageChildren(db: Kysely<CatalogTables>, image: Image
   }
   if (image.locations.length > 0) {
     await db.insertInto('image_locations')
-      .values(image.locations.map((l, position) => ({ image_id: image.id, store: l.store, url: l.url, position, placed_by: l.placed_by ?? null }))).execute();
+      .values(image.locations.map((l, position) => ({ image_id: image.id, position, ...locationRow(l) }))).execute();
   }
 }
 
@@ -91,7 +101,7 @@ export function taskToRow(t: Task): TaskRow {
 
 export function rowToTask(r: TaskRow): Task {
   return {
-    ...r, type: 'api_image_import', status: r.status as Task['status'], input: JSON.parse(r.input),
-    result: r.result === null ? null : JSON.parse(r.result),
-  };
+    ...r, type: r.type === 'location_import' ? 'location_import' : 'api_image_import', status: r.status as Task['status'],
+    input: JSON.parse(r.input), result: r.result === null ? null : JSON.parse(r.result),
+  } as Task;
 }

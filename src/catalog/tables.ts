@@ -43,7 +43,8 @@ export interface CatalogTables {
   images: ImageRow;
   image_properties: { image_id: string; name: string; value: string };
   image_tags: { image_id: string; tag: string; position: number };
-  image_locations: { image_id: string; store: string; url: string; position: number; placed_by: string | null };
+  /** One row per location, keyed by (image_id, position); `store` '' for an http(s) location, `metadata` JSON text. */
+  image_locations: { image_id: string; store: string; url: string; position: number; placed_by: string | null; metadata: string | null };
   image_members: { image_id: string; member_id: string; status: string; created_at: string; updated_at: string };
   tasks: TaskRow;
   replication_state: { name: string; value: number };

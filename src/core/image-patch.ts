@@ -1,5 +1,6 @@
 import { BadRequestError, ConflictError, ForbiddenError } from './errors.ts';
 import { setProperty, type Image } from './image.ts';
+import { parseLocationList, parseLocationValue } from './image-locations.ts';
 import { assertWritableName, isBaseWritable, repr, validateAttribute } from './image-validation.ts';
 
 /**
@@ -16,23 +17,39 @@ export type PatchDialect = 'v2.0' | 'v2.1';
 export interface PatchOp {
   op: 'add' | 'remove' | 'replace';
   key: string;
+  /**
+   * `locations` only: the second segment of `/locations/N` or `/locations/-` (add, remove). The
+   * value of a location operation is parsed: a LocationValue (add), a LocationValue[] (replace).
+   */
+  position?: string;
   value?: unknown;
 }
 
+/**
+ * How deep a path may be, per operation (the deserializer's `_path_depth_limits`): `locations`
+ * takes `/locations/N` for add and remove and `/locations` for replace; everything else one segment.
+ */
+const LOCATION_DEPTH = { add: 2, remove: 2, replace: 1 } as const;
+
 const OPS = ['add', 'remove', 'replace'] as const;
 
-/** Decodes one JSON-pointer segment ("~1" → "/", "~0" → "~"). */
-function decodePointer(path: unknown): string {
+/**
+ * Decodes a JSON pointer ("~1" → "/", "~0" → "~"): one segment, or `locations` with the position
+ * its operation takes ("Invalid JSON pointer for this resource" otherwise, as Glance's
+ * `_validate_path`).
+ */
+function decodePointer(path: unknown, op: PatchOp['op']): { key: string; position?: string } {
   if (typeof path !== 'string' || !path.startsWith('/')) {
     throw new BadRequestError(`Pointer \`${typeof path === 'string' ? path : repr(path)}\` does not start with "/".`);
   }
   if (/~(?![01])/.test(path)) throw new BadRequestError(`Pointer \`${path}\` contains "~" not part of a recognized escape sequence.`);
-  const parts = path.slice(1).split('/');
+  const parts = path.slice(1).split('/').map((p) => p.replaceAll('~1', '/').replaceAll('~0', '~'));
   if (parts[0] === 'locations') {
-    throw new ForbiddenError("It's not allowed to add locations if locations are invisible.");
+    if (parts.length !== LOCATION_DEPTH[op]) throw new BadRequestError(`Invalid JSON pointer for this resource: '/${parts.join('/')}'`);
+    return parts.length === 1 ? { key: 'locations' } : { key: 'locations', position: parts[1] };
   }
   if (parts.length !== 1) throw new BadRequestError(`Nested paths are not allowed`);
-  return parts[0].replaceAll('~1', '/').replaceAll('~0', '~');
+  return { key: parts[0] };
 }
 
 /** Parses and validates a patch document of either dialect into normalised operations. */
@@ -59,9 +76,14 @@ export function parsePatch(body: unknown, dialect: PatchDialect): PatchOp[] {
       op = named[0];
       path = o[op];
     }
-    const key = decodePointer(path);
+    const { key, position } = decodePointer(path, op);
     if (op !== 'remove' && !Object.hasOwn(o, 'value')) {
       throw new BadRequestError(`Operation "${op}" requires a member named "value".`);
+    }
+    if (key === 'locations') {
+      // Validated against the image schema's `locations` as the deserializer does (400).
+      if (op === 'remove') return { op, key, position };
+      return op === 'add' ? { op, key, position, value: parseLocationValue(o.value) } : { op, key, value: parseLocationList(o.value) };
     }
     return op === 'remove' ? { op, key } : { op, key, value: o.value };
   });
@@ -69,11 +91,19 @@ export function parsePatch(body: unknown, dialect: PatchDialect): PatchOp[] {
 
 /**
  * Applies operations to a copy of `image` and returns it; policy checks that depend on the caller
- * (visibility 'public', owner) are the service's.
+ * (visibility 'public', owner) are the service's. Operations on `locations` go to `locations`
+ * (image-locations.ts), in their turn; without it they are refused as Glance refuses them when
+ * locations are not shown.
  */
-export function applyPatch(image: Image, ops: readonly PatchOp[], dialect: PatchDialect): Image {
-  const next: Image = { ...image, tags: [...image.tags], properties: { ...image.properties } };
-  for (const { op, key, value } of ops) {
+export function applyPatch(image: Image, ops: readonly PatchOp[], dialect: PatchDialect, locations?: (next: Image, op: PatchOp) => void): Image {
+  const next: Image = { ...image, tags: [...image.tags], properties: { ...image.properties }, locations: [...image.locations] };
+  for (const patchOp of ops) {
+    const { op, key, value } = patchOp;
+    if (key === 'locations') {
+      if (locations === undefined) throw new ForbiddenError(`It's not allowed to ${op === 'replace' ? 'update' : op} locations if locations are invisible.`);
+      locations(next, patchOp);
+      continue;
+    }
     assertWritableName(key);
     if (isBaseWritable(key)) {
       if (op === 'remove') throw new ForbiddenError(`Properties ${key} cannot be removed.`);

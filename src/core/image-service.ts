@@ -10,6 +10,7 @@ import {
   MEMBER_STATUSES, assertTransition, isUuid, setProperty, type Image, type ImageLocation, type ImageMember, type MemberStatus,
 } from './image.ts';
 import { applyPatch, type PatchDialect, type PatchOp } from './image-patch.ts';
+import { applyLocationOp, urlsToProbe, type LocationPatchContext, type LocationProbe } from './image-locations.ts';
 import { IMPORTING_PROPERTY, setStoreList, storeList } from './import-properties.ts';
 import { assertWritableName, isBaseWritable, repr, tooLong, validateAttribute } from './image-validation.ts';
 import { parseListQuery, type ListLimits, type QueryParams } from './list-query.ts';
@@ -45,6 +46,11 @@ export interface ImageServiceOptions {
   work?: NodeWork;
   /** Where downloads read from the site's stores are counted (those from elsewhere count themselves). */
   metrics?: Metrics;
+  /**
+   * Glance's `show_multiple_locations`: images show their locations, and PATCH may add, replace
+   * and remove them (`probe` finds what is at a URL a patch adds). Absent: location paths are refused (403).
+   */
+  locations?: { show: boolean; probe(image: Image, url: string, opts?: IoOptions): Promise<LocationProbe> };
   now?: () => Date;
 }
 
@@ -92,6 +98,7 @@ export class ImageService {
   readonly #copies: CopyRegistry | undefined;
   readonly #region: RegionStores | undefined;
   readonly #metrics: Metrics | undefined;
+  readonly #locations: ImageServiceOptions['locations'];
   readonly #now: () => Date;
   readonly access = new AccessRules();
 
@@ -107,6 +114,7 @@ export class ImageService {
     this.#manifests = opts.manifests;
     this.#work = opts.work;
     this.#metrics = opts.metrics;
+    this.#locations = opts.locations;
     this.#now = opts.now ?? (() => new Date());
   }
 
@@ -185,19 +193,42 @@ export class ImageService {
     return { images, more: parsed.query.limit > 0 && images.length === parsed.query.limit };
   }
 
-  /** PATCH /v2/images/{id}. */
+  /**
+   * PATCH /v2/images/{id}. Operations on `locations` (add, replace, remove: image-locations.ts)
+   * need `show_multiple_locations`; what is at each URL they add is found first (a store's copy
+   * is read and hashed, an http(s) URL asked for its size), and a removed copy in one of this
+   * site's stores is deleted once the patch is recorded, as Glance's `StoreLocations.pop` deletes
+   * the data (another site's copy goes when that site's replica shows the record gone).
+   */
   async patch(ctx: RequestContext, id: string, ops: readonly PatchOp[], dialect: PatchDialect, opts: IoOptions = {}): Promise<Image> {
     const image = await this.get(ctx, id, opts);
     this.access.assertCanModify(ctx, image, 'modify_image');
-    return this.#catalog.updateImage(image.id, (current) => {
-      const next = applyPatch(current, ops, dialect);
+    const lc = ops.some((o) => o.key === 'locations') ? await this.#locationContext(ctx, image, ops, opts) : undefined;
+    let removed: string[] = [];
+    const updated = await this.#catalog.updateImage(image.id, (current) => {
+      const next = applyPatch(current, ops, dialect, lc === undefined ? undefined : (n, op) => applyLocationOp(n, op, lc));
       if (next.visibility !== current.visibility) this.access.assertCanSetVisibility(ctx, next.visibility);
       if (next.owner !== current.owner && !ctx.isAdmin) {
         throw new ForbiddenError("Attribute 'owner' can only be changed by an administrator.");
       }
+      removed = current.locations.filter((l) => this.#stores.has(l.store) && !next.locations.some((n) => n.store === l.store)).map((l) => l.store);
       next.updated_at = this.#timestamp();
       return next;
     }, opts);
+    for (const store of removed) await this.#stores.blobs(store).delete(image.id, opts);
+    return updated;
+  }
+
+  /** What the location operations of a patch need: the setting, the caller, store weights, and what is at each new URL. */
+  async #locationContext(ctx: RequestContext, image: Image, ops: readonly PatchOp[], opts: IoOptions): Promise<LocationPatchContext | undefined> {
+    if (this.#locations === undefined) return undefined;
+    const probes = new Map<string, LocationProbe>();
+    // Only when the patch can get as far as the locations (shown, and a status they may change in).
+    if (this.#locations.show && (image.status === 'queued' || image.status === 'active')) {
+      for (const url of urlsToProbe(image, ops)) probes.set(url, await this.#locations.probe(image, url, opts));
+    }
+    const weight = await this.#region?.weights(opts) ?? ((s: string) => this.#stores.weight(s));
+    return { showLocations: this.#locations.show, isAdmin: ctx.isAdmin, weight, probes };
   }
 
   /** DELETE /v2/images/{id}: removes the record, every copy of the bytes and staged data (Glance too). */

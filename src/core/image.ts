@@ -16,8 +16,13 @@ export const CONTAINER_FORMATS = ['ami', 'ari', 'aki', 'bare', 'ovf', 'ova', 'do
 export const MEMBER_STATUSES = ['pending', 'accepted', 'rejected'] as const;
 export type MemberStatus = (typeof MEMBER_STATUSES)[number];
 
-/** One verified copy of the image's bytes in one store. */
+/**
+ * A location of the image's bytes: a verified copy in one of the region's stores, or — `store`
+ * empty (URL_LOCATION) — an http(s) URL that Outpost does not own, a read-only source the bytes
+ * are downloaded from (added with the locations API: PATCH /locations, POST /v2/images/{id}/locations).
+ */
 export interface ImageLocation {
+  /** The store holding the copy; '' (URL_LOCATION) for an http(s) location, which is in no store. */
   store: string;
   url: string;
   /**
@@ -25,6 +30,19 @@ export interface ImageLocation {
    * and remove those only. Absent for an upload, an import or copy-image. Not shown by the API.
    */
   placed_by?: 'policy';
+  /**
+   * The location's metadata as a client gave it (PATCH /locations), without `store`: a store
+   * location's `metadata.store` is always its store. Absent when there is none.
+   */
+  metadata?: Record<string, unknown>;
+}
+
+/** The `store` of a location on an http(s) URL: none of Outpost's stores holds those bytes. */
+export const URL_LOCATION = '';
+
+/** Whether a location is an http(s) URL (a read-only source) rather than a copy in a store. */
+export function isUrlLocation(location: ImageLocation): boolean {
+  return location.store === URL_LOCATION;
 }
 
 /**
@@ -103,9 +121,20 @@ export function isUuid(value: string): boolean {
   return UUID_RE.test(value);
 }
 
-/** The comma-joined `stores` field: store ids ordered by weight (desc), then id (asc). */
+/** The comma-joined `stores` field: store ids ordered by weight (desc), then id (asc); http(s) locations are in no store. */
 export function orderedStoreIds(locations: readonly ImageLocation[], weightOf: (store: string) => number): string[] {
-  return [...new Set(locations.map((l) => l.store))].sort((a, b) => weightOf(b) - weightOf(a) || (a < b ? -1 : a > b ? 1 : 0));
+  return [...new Set(locations.filter((l) => !isUrlLocation(l)).map((l) => l.store))].sort((a, b) => weightOf(b) - weightOf(a) || (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/**
+ * An image's locations in the order the API shows them (`locations`, `direct_url`, and the
+ * positions PATCH /locations/N names): the copies in stores by store weight, then id — as Glance
+ * orders locations by store weight when it loads them — then the http(s) locations in the order
+ * they were added.
+ */
+export function shownLocations(locations: readonly ImageLocation[], weightOf: (store: string) => number): ImageLocation[] {
+  const stores = orderedStoreIds(locations, weightOf);
+  return [...stores.flatMap((id) => locations.filter((l) => l.store === id)), ...locations.filter(isUrlLocation)];
 }
 
 /**

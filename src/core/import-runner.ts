@@ -1,11 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError } from './errors.ts';
-import { setProperty, type Image } from './image.ts';
+import { isUrlLocation, setProperty, type Image } from './image.ts';
 import { FAILED_PROPERTY, IMPORTING_PROPERTY, LOCK_PROPERTY, setStoreList, storeList } from './import-properties.ts';
 import type { ImportRunner } from './import-service.ts';
 import type { BlobDigest, BlobStore, Catalog, IoOptions, RemoteSource } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
-import { endTask, type Task } from './task.ts';
+import { endTask, type ImportTask } from './task.ts';
 import { HEADER_BYTES, inspectVirtualSize } from './virtual-size.ts';
 import type { ImageManifests } from './image-manifests.ts';
 import type { NodeWork } from './node-work.ts';
@@ -63,7 +63,7 @@ export class ImportTaskRunner implements ImportRunner {
     this.#now = opts.now ?? (() => new Date());
   }
 
-  start(task: Task): void {
+  start(task: ImportTask): void {
     const controller = new AbortController();
     const done = this.#run(task, controller.signal)
       .catch((error: unknown) => this.#o.log.warn({ err: error, task: task.id }, 'import task crashed'))
@@ -92,7 +92,8 @@ export class ImportTaskRunner implements ImportRunner {
     const unfinished = await this.#o.catalog.listTasks({ statuses: ['pending', 'processing'], limit: 10_000 });
     let taken = 0;
     for (const task of unfinished) {
-      if (this.#running.has(task.id)) continue;
+      // Location imports are the LocationService's.
+      if (task.type !== 'api_image_import' || this.#running.has(task.id)) continue;
       if (this.#o.work !== undefined && !(await this.#o.work.claim('task', task.id))) continue;
       this.#o.log.warn({ task: task.id, image: task.image_id }, 'resuming an import task its node left unfinished');
       this.start(task);
@@ -101,7 +102,7 @@ export class ImportTaskRunner implements ImportRunner {
     return taken;
   }
 
-  async #run(task: Task, signal: AbortSignal): Promise<void> {
+  async #run(task: ImportTask, signal: AbortSignal): Promise<void> {
     // Claimed before it runs; given up however it ends, so that another node can take it over at
     // once after a stop. A task another node holds is that node's.
     if (this.#o.work !== undefined && !(await this.#o.work.claim('task', task.id, { signal }))) return;
@@ -112,7 +113,7 @@ export class ImportTaskRunner implements ImportRunner {
     }
   }
 
-  async #runClaimed(task: Task, signal: AbortSignal): Promise<void> {
+  async #runClaimed(task: ImportTask, signal: AbortSignal): Promise<void> {
     const method = task.input.import_req.method.name;
     const mustAll = task.input.import_req.all_stores_must_succeed ?? true;
     const imageId = task.image_id;
@@ -138,8 +139,12 @@ export class ImportTaskRunner implements ImportRunner {
         expected = { size: image.size, md5: image.checksum, sha512: image.os_hash_value };
         const from = image.locations.find((l) => l.store === this.#o.stores.defaultId && this.#o.stores.has(l.store))
           ?? image.locations.find((l) => this.#o.stores.has(l.store));
-        if (from === undefined && local.length > 0) throw new Error('No store of this site holds the image');
-        source = () => this.#o.stores.blobs(from!.store).get(imageId, { signal });
+        // An image whose bytes are only at an http(s) location (the locations API) is copied from
+        // there, through the import filter; the copy is checked against the image's hashes as any.
+        const url = image.locations.find(isUrlLocation)?.url;
+        if (from === undefined && url === undefined && local.length > 0) throw new Error('No store of this site holds the image');
+        source = from !== undefined ? () => this.#o.stores.blobs(from.store).get(imageId, { signal })
+          : async () => (await this.#o.remote.open(url!, { signal, maxSize: this.#o.imageSizeCap })).body;
       } else {
         if (method === 'web-download') {
           await this.#download(task, task.input.import_req.method.uri as string, {}, false, signal);
@@ -227,7 +232,7 @@ export class ImportTaskRunner implements ImportRunner {
    * being offline) fails the task when every store must succeed, and otherwise moves the store
    * to `os_glance_failed_import`, as a failed local store does. Returns how many were copied.
    */
-  async #awaitSites(task: Task, stores: readonly string[], mustAll: boolean, signal: AbortSignal): Promise<number> {
+  async #awaitSites(task: ImportTask, stores: readonly string[], mustAll: boolean, signal: AbortSignal): Promise<number> {
     const since = this.#now().toISOString();
     let waiting: string[] = [];
     for (;;) {
@@ -259,7 +264,7 @@ export class ImportTaskRunner implements ImportRunner {
    * Ends a task in failure and undoes what it leaves half done. With `revertCopies`
    * (all_stores_must_succeed) the copies this task added are removed too.
    */
-  async #fail(task: Task, message: string, revertCopies: boolean): Promise<void> {
+  async #fail(task: ImportTask, message: string, revertCopies: boolean): Promise<void> {
     const method = task.input.import_req.method.name;
     const targets = task.input.backend;
     const removed: string[] = [];
@@ -305,7 +310,7 @@ export class ImportTaskRunner implements ImportRunner {
   }
 
   /** web-download (and glance-download's data): the URL's bytes into the staging area. */
-  async #download(task: Task, uri: string, headers: Record<string, string>, trusted: boolean, signal: AbortSignal): Promise<BlobDigest> {
+  async #download(task: ImportTask, uri: string, headers: Record<string, string>, trusted: boolean, signal: AbortSignal): Promise<BlobDigest> {
     const { body } = await this.#o.remote.open(uri, { signal, headers, trusted, maxSize: this.#o.imageSizeCap });
     return this.#o.staging.put(task.image_id, this.#progress(task, body, 'Downloaded'), { signal, maxSize: this.#o.imageSizeCap });
   }
@@ -315,7 +320,7 @@ export class ImportTaskRunner implements ImportRunner {
    * properties with the configured prefixes are copied; its bytes are staged and must have the
    * remote size. Hashes are computed here again.
    */
-  async #glanceDownload(task: Task, signal: AbortSignal): Promise<void> {
+  async #glanceDownload(task: ImportTask, signal: AbortSignal): Promise<void> {
     const { glance_region: regionName, glance_image_id: remoteId } = task.input.import_req.method;
     const region = this.#o.regions(String(regionName));
     if (region === undefined) throw new Error(`No image endpoint is configured for region ${regionName}`);
@@ -345,7 +350,7 @@ export class ImportTaskRunner implements ImportRunner {
   }
 
   /** Counts bytes through `source` and writes "<verb> N MiB" to the task at most once per interval. */
-  async *#progress(task: Task, source: AsyncIterable<Uint8Array>, verb: string, onChunk?: (c: Uint8Array) => void): AsyncGenerator<Uint8Array> {
+  async *#progress(task: ImportTask, source: AsyncIterable<Uint8Array>, verb: string, onChunk?: (c: Uint8Array) => void): AsyncGenerator<Uint8Array> {
     let bytes = 0;
     let last = Date.now();
     const interval = this.#o.progressIntervalMs ?? 1000;
@@ -363,25 +368,28 @@ export class ImportTaskRunner implements ImportRunner {
   }
 
   /** The image, provided this task still holds its lock (else the task is aborted). */
-  async #image(task: Task): Promise<Image> {
+  async #image(task: ImportTask): Promise<Image> {
     const image = await this.#o.catalog.getImage(task.image_id);
     if (image === undefined) throw new Error(`Image ${task.image_id} was deleted during the import`);
     if (image.properties[LOCK_PROPERTY] !== task.id) throw new ConflictError('The task no longer holds the image lock');
     return image;
   }
 
-  async #updateImage(task: Task, mutate: (image: Image) => Image): Promise<Image> {
+  async #updateImage(task: ImportTask, mutate: (image: Image) => Image): Promise<Image> {
     return this.#o.catalog.updateImage(task.image_id, (image) => {
       if (image.properties[LOCK_PROPERTY] !== task.id) throw new ConflictError('The task no longer holds the image lock');
       return { ...mutate(image), updated_at: this.#now().toISOString() };
     });
   }
 
-  async #updateTask(id: string, mutate: (t: Task) => Task): Promise<Task> {
-    return this.#o.catalog.updateTask(id, (t) => {
+  async #updateTask(id: string, mutate: (t: ImportTask) => ImportTask): Promise<ImportTask> {
+    const updated = await this.#o.catalog.updateTask(id, (t) => {
+      if (t.type !== 'api_image_import') return t;
       const next = mutate(t);
       return next === t ? t : { ...next, updated_at: this.#now().toISOString() };
     });
+    if (updated.type !== 'api_image_import') throw new Error(`Task ${id} is not an import task`);
+    return updated;
   }
 }
 

@@ -11,12 +11,12 @@ import type { RegionStores } from './region-stores.ts';
 import type { StoreRegistry } from './stores.ts';
 import type { NodeWork } from './node-work.ts';
 import {
-  IMPORT_METHODS, TASK_STATUSES, endTask, isTerminal, type ImportMethod, type ImportRequest, type Task,
+  IMPORT_METHODS, TASK_STATUSES, endTask, isTerminal, type ImportMethod, type ImportRequest, type ImportTask, type Task,
 } from './task.ts';
 
 export interface ImportRunner {
   /** Starts running a task that was just created (does not wait for it). */
-  start(task: Task): void;
+  start(task: ImportTask): void;
 }
 
 export interface ImportServiceOptions {
@@ -107,7 +107,7 @@ export class ImportService {
    * created, or undefined when a copy-image has nothing to copy (Glance returns without a task);
    * the caller answers 202 either way.
    */
-  async start(ctx: RequestContext, id: string, body: unknown, call: ImportCall): Promise<Task | undefined> {
+  async start(ctx: RequestContext, id: string, body: unknown, call: ImportCall): Promise<ImportTask | undefined> {
     const req = this.#parseBody(body);
     const method = req.method.name;
 
@@ -155,7 +155,7 @@ export class ImportService {
     if (method === 'web-download') this.#o.checkUri(req.method.uri as string);
 
     const now = this.#now().toISOString();
-    const task: Task = {
+    const task: ImportTask = {
       id: randomUUID(), type: 'api_image_import', status: 'pending', owner: image.owner, image_id: image.id,
       request_id: call.requestId, user_id: ctx.userId,
       input: { image_id: image.id, import_req: req, backend: targets },
@@ -178,7 +178,7 @@ export class ImportService {
   }
 
   /** Takes the image's lock for the task, announcing its target stores (a lock taken meanwhile → 409), then records the task. */
-  async #lockAndCreate(image: Image, task: Task, superseded: Task | undefined, call: ImportCall): Promise<void> {
+  async #lockAndCreate(image: Image, task: ImportTask, superseded: Task | undefined, call: ImportCall): Promise<void> {
     const method = task.input.import_req.method.name;
     const targets = task.input.backend;
     const now = task.created_at;
@@ -192,7 +192,7 @@ export class ImportService {
       }
       const next = { ...current, properties: { ...current.properties }, updated_at: now };
       setProperty(next.properties, LOCK_PROPERTY, task.id);
-      const stale = superseded?.input.backend ?? [];
+      const stale = superseded?.type === 'api_image_import' ? superseded.input.backend : [];
       setStoreList(next, IMPORTING_PROPERTY, [...storeList(current, IMPORTING_PROPERTY).filter((s) => !stale.includes(s)), ...targets]);
       setStoreList(next, FAILED_PROPERTY, storeList(current, FAILED_PROPERTY).filter((s) => !targets.includes(s)));
       if (method !== 'copy-image') next.status = 'importing';

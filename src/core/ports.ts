@@ -667,6 +667,8 @@ export interface Replica {
 export interface RemoteOpenOptions extends IoOptions {
   /** Fail as soon as more than this many bytes arrive. */
   maxSize?: number;
+  /** The first byte wanted (a `Range` from it; the server must answer 206 from that byte). Default 0. */
+  start?: number;
   headers?: Record<string, string>;
   /**
    * The URI is operator-configured (a glance-download region endpoint): its own host passes, but
@@ -681,10 +683,18 @@ export interface RemoteOpenOptions extends IoOptions {
  * re-checked, a size cap.
  */
 export interface RemoteSource {
-  /** Static checks of a URI, no I/O. Throws BadRequestError "… does not pass filtering …". */
-  check(uri: string): void;
+  /**
+   * Static checks of a URI, no I/O. Throws BadRequestError "URI for {purpose} does not pass
+   * filtering: …" (`purpose`: web-download unless given).
+   */
+  check(uri: string, purpose?: string): void;
   /** Opens the URI; refused addresses and redirects, HTTP errors and oversize bodies reject with a clear message. */
   open(uri: string, opts?: RemoteOpenOptions): Promise<{ body: AsyncIterable<Uint8Array>; size?: number }>;
+  /**
+   * The size the URI announces (its answer's Content-Length; undefined without one), read from the
+   * answer's headers and the body left unread: filtered and failing as open().
+   */
+  size(uri: string, opts?: IoOptions): Promise<number | undefined>;
 }
 
 /** Computes size, md5 and sha512 of a byte stream, possibly off the event loop. */

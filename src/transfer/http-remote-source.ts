@@ -5,7 +5,7 @@ import { request as httpsRequest } from 'node:https';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
 import type { ImportFilterConfig } from '../core/config.ts';
 import { BadRequestError } from '../core/errors.ts';
-import type { RemoteOpenOptions, RemoteSource } from '../core/ports.ts';
+import type { IoOptions, RemoteOpenOptions, RemoteSource } from '../core/ports.ts';
 
 /** The connection or the body broke off (refused, reset, stalled): what was received is good, the rest may be asked again. */
 class BrokenOff extends Error {}
@@ -42,9 +42,17 @@ export class HttpRemoteSource implements RemoteSource {
     this.#filter = filter;
   }
 
-  check(uri: string): void {
+  check(uri: string, purpose = 'web-download'): void {
     const problem = this.#problem(uri, false);
-    if (problem !== undefined) throw new BadRequestError(`URI for web-download does not pass filtering: ${problem}`);
+    if (problem !== undefined) throw new BadRequestError(`URI for ${purpose} does not pass filtering: ${problem}`);
+  }
+
+  /** The Content-Length of the URI's answer to a GET (redirects followed and checked); the body is not read. */
+  async size(uri: string, opts: IoOptions = {}): Promise<number | undefined> {
+    const answer = await this.#answer(uri, opts, 0);
+    answer.destroy();
+    const length = answer.headers['content-length'];
+    return length === undefined ? undefined : Number(length);
   }
 
   /** Why a URI is refused, or undefined. Hosts given as IP literals are checked here too. */
@@ -85,23 +93,25 @@ export class HttpRemoteSource implements RemoteSource {
   async open(uri: string, opts: RemoteOpenOptions = {}): Promise<{ body: AsyncIterable<Uint8Array>; size?: number }> {
     const limit = this.#filter.max_size;
     if (limit !== null && !opts.trusted) opts = { ...opts, maxSize: Math.min(opts.maxSize ?? limit, limit) };
-    const first = await this.#answer(uri, opts, 0);
+    const start = opts.start ?? 0;
+    const first = await this.#answer(uri, opts, start);
     const length = first.headers['content-length'] === undefined ? undefined : Number(first.headers['content-length']);
     if (opts.maxSize !== undefined && length !== undefined && length > opts.maxSize) {
       first.destroy();
       throw new Error(`${first.uri} is ${length} bytes, more than the ${opts.maxSize} allowed`);
     }
-    return { body: this.#resumable(uri, opts, first), size: length };
+    return { body: this.#resumable(uri, opts, first, start), size: length };
   }
 
-  async *#resumable(uri: string, opts: RemoteOpenOptions, first: Answer): AsyncGenerator<Uint8Array> {
-    let received = 0;
+  /** The body from byte `start` on, in order, resumed where it broke off. `maxSize` counts the bytes from `start`. */
+  async *#resumable(uri: string, opts: RemoteOpenOptions, first: Answer, start: number): AsyncGenerator<Uint8Array> {
+    let received = start;
     let res: Answer | undefined = first;
     let broke: Error | undefined;
     for (let failures = 0; ;) {
       try {
         res ??= await this.#answer(uri, opts, received);
-        for await (const chunk of capped(res, opts.maxSize === undefined ? undefined : opts.maxSize - received, res.uri)) {
+        for await (const chunk of capped(res, opts.maxSize === undefined ? undefined : opts.maxSize - (received - start), res.uri)) {
           received += chunk.length;
           failures = 0;
           yield chunk;
@@ -111,7 +121,7 @@ export class HttpRemoteSource implements RemoteSource {
         opts.signal?.throwIfAborted();
         res = undefined;
         const resuming = broke !== undefined;
-        if (error instanceof BrokenOff && received > 0 && ++failures < RESUME_ATTEMPTS) {
+        if (error instanceof BrokenOff && received > start && ++failures < RESUME_ATTEMPTS) {
           broke = error;
           await sleep(RESUME_BACKOFF_MS * 2 ** (failures - 1), undefined, { signal: opts.signal });
           continue;

@@ -7,8 +7,9 @@ import { startTestSite, type TestSite } from '../helpers/site.ts';
 const JSON_TYPE = /^application\/json(; ?charset=utf-8)?$/i;
 const MISSING = '00000000-0000-0000-0000-000000000000';
 
-// Every site keeps an image cache, so the cache API's versions (2.14, 2.16) are listed, as Glance lists them with image_cache_dir set.
-const EXPECTED_VERSIONS = ['v2.16', 'v2.15', 'v2.14', 'v2.13', 'v2.12', 'v2.11', 'v2.10', 'v2.9', 'v2.8', 'v2.7', 'v2.6', 'v2.5', 'v2.4', 'v2.3', 'v2.2', 'v2.1', 'v2.0'];
+// Every site keeps an image cache, so the cache API's versions (2.14, 2.16, 2.18) are listed, as Glance lists them with
+// image_cache_dir set; 2.17 is the locations API.
+const EXPECTED_VERSIONS = ['v2.18', 'v2.17', 'v2.16', 'v2.15', 'v2.14', 'v2.13', 'v2.12', 'v2.11', 'v2.10', 'v2.9', 'v2.8', 'v2.7', 'v2.6', 'v2.5', 'v2.4', 'v2.3', 'v2.2', 'v2.1', 'v2.0'];
 
 interface VersionsDoc {
   versions: { id: string; status: string; links: { rel: string; href: string }[] }[];
@@ -35,7 +36,7 @@ describe('versions, discovery and error bodies', () => {
 
   function assertVersionsDoc(body: VersionsDoc): void {
     assert.deepEqual(body.versions.map((v) => v.id), EXPECTED_VERSIONS);
-    assert.deepEqual(body.versions.filter((v) => v.status === 'CURRENT').map((v) => v.id), ['v2.16']);
+    assert.deepEqual(body.versions.filter((v) => v.status === 'CURRENT').map((v) => v.id), ['v2.18']);
     for (const v of body.versions) {
       assert.ok(v.status === 'CURRENT' || v.status === 'SUPPORTED', v.status);
       assert.deepEqual(v.links, [{ rel: 'self', href: `${site.url}/v2/` }]);

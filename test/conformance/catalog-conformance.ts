@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { ConflictError, ImageNotFoundError, NotFoundError } from '../../src/core/errors.ts';
 import type { Image, ImageMember, MemberStatus, Visibility } from '../../src/core/image.ts';
 import type { PolicyRecord } from '../../src/core/placement-policy.ts';
-import type { Task } from '../../src/core/task.ts';
+import type { ImportTask, Task } from '../../src/core/task.ts';
 import {
   SORT_KEYS, type Catalog, type Change, type ImageListQuery, type ListScope, type SortDir, type SortKey,
 } from '../../src/core/ports.ts';
@@ -470,8 +470,13 @@ export function catalogConformance(name: string, open: () => Promise<CatalogHand
       it('returns full records (tags, properties, locations) in listings', withCatalog(async (catalog) => {
         const all = await setup(catalog);
         const withLocations = await catalog.updateImage(all[0].id, (c) => ({
-          ...c, locations: [{ store: 'b', url: 'file:///b' }, { store: 'a', url: 'file:///a' }],
+          ...c, locations: [
+            { store: 'b', url: 'file:///b' }, { store: 'a', url: 'file:///a', metadata: { k: 'v', n: [1, { x: null }] } },
+            // http(s) locations (the locations API) are in no store: several per image, by position.
+            { store: '', url: 'http://example.com/2', metadata: { note: 'ünïcødé' } }, { store: '', url: 'http://example.com/1' },
+          ],
         }));
+        assert.deepEqual(await catalog.getImage(all[0].id), withLocations);
         const listed = await catalog.listImages(query());
         assert.deepEqual(listed.find((i) => i.id === all[0].id), withLocations);
         for (const image of all.slice(1)) assert.deepEqual(listed.find((i) => i.id === image.id), image);
@@ -595,7 +600,7 @@ export function catalogConformance(name: string, open: () => Promise<CatalogHand
     describe('tasks', () => {
       let taskCounter = 0;
       /** A full task record; successive calls get increasing created_at. */
-      const makeTask = (overrides: Partial<Task> = {}): Task => {
+      const makeTask = (overrides: Partial<ImportTask> = {}): ImportTask => {
         const n = taskCounter++;
         const at = new Date(Date.UTC(2025, 0, 1) + n * 1000).toISOString();
         const imageId = overrides.image_id ?? randomUUID();
@@ -635,7 +640,7 @@ export function catalogConformance(name: string, open: () => Promise<CatalogHand
         await catalog.createTask(task);
         task.message = 'changed after create';
         task.input.backend.push('s3');
-        const got = (await catalog.getTask(kept.id))!;
+        const got = (await catalog.getTask(kept.id))! as ImportTask;
         assert.deepEqual(got, kept);
         got.status = 'success';
         got.input.import_req.method.name = 'web-download';

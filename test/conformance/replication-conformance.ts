@@ -5,7 +5,7 @@ import { ConflictError, ImageNotFoundError, NotFoundError } from '../../src/core
 import type { Image, ImageMember, MemberStatus } from '../../src/core/image.ts';
 import type { Catalog, Change, ChangeEntity, ChangeLog, Replica, Site } from '../../src/core/ports.ts';
 import type { PolicyRecord } from '../../src/core/placement-policy.ts';
-import type { Task } from '../../src/core/task.ts';
+import type { ImportTask, Task } from '../../src/core/task.ts';
 import type { ConformanceOptions } from './catalog-conformance.ts';
 
 /** What every site's catalog adapter is: the catalog, the log it serves, the replica it applies. */
@@ -41,7 +41,7 @@ function records() {
       const t = at();
       return { image_id: imageId, member_id: memberId, status, created_at: t, updated_at: t };
     },
-    task(imageId: string, overrides: Partial<Task> = {}): Task {
+    task(imageId: string, overrides: Partial<ImportTask> = {}): ImportTask {
       const t = at();
       return {
         id: randomUUID(), type: 'api_image_import', status: 'pending', owner: 'project-o', image_id: imageId,

@@ -40,7 +40,22 @@ function imageProperties(): Record<string, unknown> {
       type: 'array',
       items: {
         type: 'object',
-        properties: { url: { type: 'string', maxLength: 255 }, metadata: { type: 'object' } },
+        properties: {
+          url: { type: 'string', maxLength: 255 },
+          metadata: { type: 'object' },
+          validation_data: {
+            description: "Values to be used to populate the corresponding image properties. If the image status is not 'queued', values must exactly match those already contained in the image properties.",
+            type: 'object',
+            writeOnly: true,
+            additionalProperties: false,
+            properties: {
+              checksum: { type: 'string', minLength: 32, maxLength: 32 },
+              os_hash_algo: { type: 'string', maxLength: 64 },
+              os_hash_value: { type: 'string', maxLength: 128 },
+            },
+            required: ['os_hash_algo', 'os_hash_value'],
+          },
+        },
         required: ['url', 'metadata'],
       },
       description: 'A set of URLs to access the image file kept in external store',
@@ -85,7 +100,7 @@ function taskSchema(): Record<string, unknown> {
     name: 'task',
     properties: {
       id: { type: 'string', description: 'An identifier for the task', pattern: uuidPattern },
-      type: { type: 'string', description: 'The type of task represented by this content', enum: ['import', 'api_image_import'] },
+      type: { type: 'string', description: 'The type of task represented by this content', enum: ['import', 'api_image_import', 'location_import'] },
       status: { type: 'string', description: 'The current status of this task', enum: ['pending', 'processing', 'success', 'failure'] },
       input: { type: ['null', 'object'], description: 'The parameters required by task, JSON blob' },
       result: { type: ['null', 'object'], description: 'The result of current task, JSON blob' },

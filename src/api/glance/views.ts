@@ -1,5 +1,6 @@
-import type { Image, ImageMember } from '../../core/image.ts';
-import { orderedStoreIds } from '../../core/image.ts';
+import type { Image, ImageLocation, ImageMember } from '../../core/image.ts';
+import { orderedStoreIds, shownLocations } from '../../core/image.ts';
+import { metadataShown } from '../../core/image-locations.ts';
 
 /** `YYYY-MM-DDTHH:MM:SSZ`, as glance.common.timeutils.isotime. */
 export function isoSeconds(iso: string): string {
@@ -48,11 +49,19 @@ export function imageView(image: Image, opts: ImageViewOptions): Record<string, 
     file: `/v2/images/${image.id}/file`,
     schema: '/v2/schemas/image',
   };
-  const ordered = storeIds.flatMap((id) => image.locations.filter((l) => l.store === id));
-  if (opts.showLocations) view.locations = ordered.map((l) => ({ url: l.url, metadata: { store: l.store } }));
+  const ordered = shownLocations(image.locations, opts.weight);
+  if (opts.showLocations) view.locations = ordered.map(locationView);
   if (opts.showDirectUrl && ordered.length > 0) view.direct_url = ordered[0].url;
   if (storeIds.length > 0) view.stores = storeIds.join(',');
   return view;
+}
+
+/**
+ * A location as Glance shows it: `{url, metadata}`, the metadata of a copy in a store with its
+ * `store` (multistore), an http(s) location's as it was given.
+ */
+export function locationView(location: ImageLocation): { url: string; metadata: Record<string, unknown> } {
+  return { url: location.url, metadata: metadataShown(location) };
 }
 
 export function memberView(m: ImageMember): Record<string, unknown> {

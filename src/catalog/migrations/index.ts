@@ -246,6 +246,34 @@ function migrations(dialect: DialectName): Record<string, Migration> {
         }
       },
     },
+    '0017-location-urls': {
+      async up(db: Kysely<any>) {
+        // The locations API (issue 15): an image may have several http(s) locations, which are in
+        // no store (`store` ''), so a location is keyed by its position instead of its store; and
+        // a location keeps the metadata a client gave it (JSON text, null: none).
+        if (dialect === 'postgres') {
+          await db.schema.alterTable('image_locations').dropConstraint('image_locations_pk').execute();
+          await db.schema.alterTable('image_locations').addPrimaryKeyConstraint('image_locations_pk', ['image_id', 'position']).execute();
+          await db.schema.alterTable('image_locations').addColumn('metadata', 'text').execute();
+          return;
+        }
+        // SQLite cannot change a primary key: the table is made again.
+        await db.schema.createTable('image_locations_new')
+          .addColumn('image_id', 'text', (c) => c.notNull().references('images.id').onDelete('cascade'))
+          .addColumn('store', 'text', (c) => c.notNull())
+          .addColumn('url', 'text', (c) => c.notNull())
+          .addColumn('position', 'integer', (c) => c.notNull())
+          .addColumn('placed_by', 'text')
+          .addColumn('metadata', 'text')
+          .addPrimaryKeyConstraint('image_locations_pk', ['image_id', 'position'])
+          .execute();
+        await sql`insert into image_locations_new (image_id, store, url, position, placed_by)
+          select image_id, store, url, position, placed_by from image_locations`.execute(db);
+        await db.schema.dropTable('image_locations').execute();
+        await db.schema.alterTable('image_locations_new').renameTo('image_locations').execute();
+        await db.schema.createIndex('image_locations_store').on('image_locations').columns(['store', 'image_id']).execute();
+      },
+    },
   };
 }
 
