@@ -63,6 +63,7 @@ function forwarded(req: FastifyRequest, site: string): boolean {
   if (path === '/outpost/v1/policies' || path.startsWith('/outpost/v1/policies/')) return req.method !== 'GET' && req.method !== 'HEAD';
   // The fleet view is central's (it has every site's reports).
   if (path === '/outpost/v1/fleet') return true;
+  if (path === '/outpost/v1/inventory-summaries') return true;
   // Identity is central's: tokens and every change to users, projects and roles (reads are local).
   if (path.startsWith('/identity/')) return req.method !== 'GET' && req.method !== 'HEAD';
   // Inventories: reports go up; another site's is known at central.

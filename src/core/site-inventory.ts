@@ -10,6 +10,14 @@ const STATES: readonly InventoryItem['state'][] = ['stored', 'pinned', 'cached']
  * forwarded by every parent) and as central answers for it (`GET …/inventory`). Central also uses
  * the reports to show, in an image's `stores`, every site that holds a verified copy.
  */
+/** What a site holds, in numbers (GET /outpost/v1/inventory-summaries). */
+export interface InventorySummary {
+  site: string;
+  reported_at: string;
+  cached: { copies: number; bytes: number };
+  stored: { copies: number; bytes: number };
+}
+
 export class SiteInventories {
   readonly #catalog: Catalog;
   readonly #store: InventoryStore;
@@ -48,6 +56,22 @@ export class SiteInventories {
   async get(siteId: string, opts: IoOptions = {}): Promise<SiteInventory | { site: string; reported_at: null; images: [] }> {
     if ((await this.#catalog.getSite(siteId, opts)) === undefined) throw new NotFoundError(`No site ${siteId} is registered.`);
     return (await this.#store.getInventory(siteId, opts)) ?? { site: siteId, reported_at: null, images: [] };
+  }
+
+  /**
+   * GET /outpost/v1/inventory-summaries at central: per site that has reported, how many copies it
+   * holds cached (or pinned) and stored, and their bytes — what the dashboard's site tree shows, in
+   * one answer rather than one per site. Central's own comes from `local` (it holds it, reports
+   * nothing).
+   */
+  async summaries(local: SiteInventory, opts: IoOptions = {}): Promise<InventorySummary[]> {
+    const reports = (await this.#store.listInventories(opts)).filter((r) => r.site !== local.site);
+    return [local, ...reports].map((r) => {
+      const cached = r.images.filter((i) => i.state !== 'stored');
+      const stored = r.images.filter((i) => i.state === 'stored');
+      const sum = (xs: typeof r.images) => xs.reduce((n, i) => n + i.size, 0);
+      return { site: r.site, reported_at: r.reported_at, cached: { copies: cached.length, bytes: sum(cached) }, stored: { copies: stored.length, bytes: sum(stored) } };
+    });
   }
 
   /**

@@ -33,9 +33,12 @@ const HEALTH_TEXT = { ok: 'healthy', late: 'late', 'cut-off': 'cut off' };
 /** Sites: the tree central → edges → far edges, with health, last contact, lag and what each holds. */
 export function SitesPage() {
   const { data, error } = usePoll(async () => {
-    const { sites } = await api('GET', '/outpost/v1/sites');
-    const inventories = await Promise.all(sites.slice(0, 100).map((s) => api('GET', `/outpost/v1/sites/${encodeURIComponent(s.id)}/inventory`).catch(() => null)));
-    return { sites, inventories: new Map(inventories.filter((i) => i !== null).map((i) => [i.site, i])) };
+    const [{ sites }, summaries] = await Promise.all([
+      api('GET', '/outpost/v1/sites'),
+      // Central's numbers; an edge cut off from it shows the tree without them.
+      api('GET', '/outpost/v1/inventory-summaries').catch(() => ({ summaries: [] })),
+    ]);
+    return { sites, holdings: new Map(summaries.summaries.map((x) => [x.site, x])) };
   });
   if (data === undefined) return html`<${Problem} error=${error} /><p class="loading">Loading sites…</p>`;
   const children = new Map();
@@ -60,16 +63,14 @@ export function SitesPage() {
         <th scope="col">Cached</th><th scope="col">Stored</th><th scope="col">Labels</th><th scope="col">Stores</th></tr></thead>
       <tbody>${rows.map(({ site, depth }) => {
         const state = health(site, now);
-        const inv = data.inventories.get(site.id);
-        const cached = inv?.images.filter((i) => i.state !== 'stored') ?? [];
-        const stored = inv?.images.filter((i) => i.state === 'stored') ?? [];
+        const held = data.holdings.get(site.id);
         return html`<tr class=${`health-${state}`} data-site=${site.id}>
           <th scope="row" style=${`padding-left:${0.5 + depth * 1.5}rem`}>${depth > 0 ? '└ ' : ''}${site.id}</th>
           <td><span class=${`badge ${state}`}>${HEALTH_TEXT[state]}</span></td>
           <td>${site.parent === null ? 'central' : ago(site.last_contact, now)}</td>
           <td>${site.lag_changes ?? '–'}</td>
-          <td>${inv === undefined ? '–' : `${cached.length} (${size(cached.reduce((n, i) => n + i.size, 0))})`}</td>
-          <td>${inv === undefined ? '–' : `${stored.length} (${size(stored.reduce((n, i) => n + i.size, 0))})`}</td>
+          <td>${held === undefined ? '–' : `${held.cached.copies} (${size(held.cached.bytes)})`}</td>
+          <td>${held === undefined ? '–' : `${held.stored.copies} (${size(held.stored.bytes)})`}</td>
           <td>${Object.entries(site.labels).map(([k, v]) => html`<span class="label">${k}=${v}</span> `)}</td>
           <td>${site.stores.join(', ')}</td>
         </tr>`;

@@ -110,6 +110,8 @@ describe('dashboard in a real browser', { skip: process.env.TEST_SERVERS_REQUIRE
     await page.getByRole('link', { name: 'Sites' }).click();
     const edge2 = page.locator('tr[data-site="edge-2"]');
     await edge2.filter({ hasText: 'healthy' }).waitFor();
+    // The copy the policy placed, in the site's holdings (one stored copy of 2 MiB).
+    await edge2.filter({ hasText: '1 (2.1 MB)' }).waitFor({ timeout: 60_000 });
     const t0 = Date.now();
     wans[1].blackhole();
     try {

@@ -115,6 +115,16 @@ export function registerReplicationRoutes(app: FastifyInstance, deps: Replicatio
     },
   });
 
+  // Every site's holdings in numbers, in one answer (the dashboard's site tree); central's, which an
+  // edge forwards to it.
+  resource(app, '/outpost/v1/inventory-summaries', {
+    GET: async (req) => {
+      assertSite(req.ctx);
+      const local = { site: deps.site.id, reported_at: new Date().toISOString(), ...await deps.localInventory() };
+      return { summaries: await deps.inventories.summaries(local, { signal: req.clientSignal }) };
+    },
+  });
+
   // GET /outpost/v1/status: the site's role, its parent, and how far its replica is behind.
   resource(app, '/outpost/v1/status', {
     GET: async () => {
