@@ -5,7 +5,8 @@ import { FAILED_PROPERTY, IMPORTING_PROPERTY, LOCK_PROPERTY, setStoreList, store
 import type { ImportRunner } from './import-service.ts';
 import type { BlobDigest, BlobStore, Catalog, IoOptions, RemoteSource } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
-import { endTask, type ImportTask } from './task.ts';
+import { endTask, type ImportTask, type Task } from './task.ts';
+import { TaskAborted, TaskRuns } from './task-runs.ts';
 import { HEADER_BYTES, inspectVirtualSize } from './virtual-size.ts';
 import type { ImageManifests } from './image-manifests.ts';
 import type { NodeWork } from './node-work.ts';
@@ -40,8 +41,6 @@ export interface ImportTaskRunnerOptions {
 /** Properties glance-download copies from the remote image (`[glance_download_properties]`). */
 const DOWNLOADED_PROPERTY_PREFIXES = ['hw_', 'trait:', 'os_distro', 'os_secure_boot', 'os_type'];
 
-class TaskAborted extends Error {}
-
 const MiB = 1024 * 1024;
 
 /**
@@ -56,61 +55,42 @@ const MiB = 1024 * 1024;
 export class ImportTaskRunner implements ImportRunner {
   readonly #o: ImportTaskRunnerOptions;
   readonly #now: () => Date;
-  readonly #running = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  readonly #runs: TaskRuns<ImportTask>;
 
   constructor(opts: ImportTaskRunnerOptions) {
     this.#o = opts;
     this.#now = opts.now ?? (() => new Date());
+    this.#runs = new TaskRuns<ImportTask>({
+      type: 'api_image_import', run: (task, signal) => this.#runClaimed(task, signal), catalog: opts.catalog, work: opts.work, log: opts.log, now: this.#now,
+    });
   }
 
+  /** Starts running a task just created or left unfinished (does not wait for it). */
   start(task: ImportTask): void {
-    const controller = new AbortController();
-    const done = this.#run(task, controller.signal)
-      .catch((error: unknown) => this.#o.log.warn({ err: error, task: task.id }, 'import task crashed'))
-      .finally(() => this.#running.delete(task.id));
-    this.#running.set(task.id, { controller, done });
+    this.#runs.start(task);
+  }
+
+  /** ImportRunner.launch: see TaskRuns.launch. */
+  launch(task: ImportTask, create: () => Promise<void>, superseded: Task | undefined, opts: IoOptions): Promise<void> {
+    return this.#runs.launch(task, create, superseded, opts);
   }
 
   /** Waits for every running task (tests, shutdown). */
-  async idle(): Promise<void> {
-    await Promise.all([...this.#running.values()].map((r) => r.done));
+  idle(): Promise<void> {
+    return this.#runs.idle();
   }
 
   /** Stops running tasks; they stay `processing`, unclaimed, for recover() here or at another node. */
-  async close(): Promise<void> {
-    for (const r of this.#running.values()) r.controller.abort(new TaskAborted('the server is stopping'));
-    await this.idle();
+  close(): Promise<void> {
+    return this.#runs.close();
   }
 
   /**
-   * Resumes the tasks no node runs: pending or processing, not running here, and not claimed by
-   * a node that is alive (a stop or a crash left them; claiming them is atomic, so of two nodes
-   * only one takes each). A resumed task copies to the stores it has not copied to yet. Returns
-   * how many were taken. Run at start and, where nodes share the catalog, periodically.
+   * Resumes the import tasks no node runs (TaskRuns.recover). A resumed task copies to the stores
+   * it has not copied to yet. Returns how many were taken.
    */
-  async recover(): Promise<number> {
-    const unfinished = await this.#o.catalog.listTasks({ statuses: ['pending', 'processing'], limit: 10_000 });
-    let taken = 0;
-    for (const task of unfinished) {
-      // Location imports are the LocationService's.
-      if (task.type !== 'api_image_import' || this.#running.has(task.id)) continue;
-      if (this.#o.work !== undefined && !(await this.#o.work.claim('task', task.id))) continue;
-      this.#o.log.warn({ task: task.id, image: task.image_id }, 'resuming an import task its node left unfinished');
-      this.start(task);
-      taken++;
-    }
-    return taken;
-  }
-
-  async #run(task: ImportTask, signal: AbortSignal): Promise<void> {
-    // Claimed before it runs; given up however it ends, so that another node can take it over at
-    // once after a stop. A task another node holds is that node's.
-    if (this.#o.work !== undefined && !(await this.#o.work.claim('task', task.id, { signal }))) return;
-    try {
-      await this.#runClaimed(task, signal);
-    } finally {
-      await this.#o.work?.release('task', task.id).catch(() => undefined);
-    }
+  recover(): Promise<number> {
+    return this.#runs.recover();
   }
 
   async #runClaimed(task: ImportTask, signal: AbortSignal): Promise<void> {

@@ -5,18 +5,22 @@ import {
 } from './errors.ts';
 import { assertTransition, isUuid, setProperty, type Image } from './image.ts';
 import type { ImageService } from './image-service.ts';
-import { FAILED_PROPERTY, IMPORTING_PROPERTY, LOCK_PROPERTY, STALE_LOCK_MS, setStoreList, storeList } from './import-properties.ts';
+import { FAILED_PROPERTY, IMPORTING_PROPERTY, LOCK_PROPERTY, setStoreList, storeList } from './import-properties.ts';
+import { takeOverableLock } from './task-runs.ts';
 import type { BlobStore, Catalog, IoOptions, SortDir, TaskListQuery } from './ports.ts';
 import type { RegionStores } from './region-stores.ts';
 import type { StoreRegistry } from './stores.ts';
 import type { NodeWork } from './node-work.ts';
 import {
-  IMPORT_METHODS, TASK_STATUSES, endTask, isTerminal, type ImportMethod, type ImportRequest, type ImportTask, type Task,
+  IMPORT_METHODS, TASK_STATUSES, type ImportMethod, type ImportRequest, type ImportTask, type Task,
 } from './task.ts';
 
 export interface ImportRunner {
-  /** Starts running a task that was just created (does not wait for it). */
-  start(task: ImportTask): void;
+  /**
+   * Creates a task and starts running it (does not wait for it to run): `create` records it and
+   * takes the image's lock; the task whose stale lock it took (`superseded`) fails.
+   */
+  launch(task: ImportTask, create: () => Promise<void>, superseded: Task | undefined, opts: IoOptions): Promise<void>;
 }
 
 export interface ImportServiceOptions {
@@ -143,7 +147,7 @@ export class ImportService {
     } else {
       this.#o.images.access.assertCanModify(ctx, image, 'modify_image');
     }
-    const superseded = await this.#assertNoLiveLock(image, call);
+    const superseded = await takeOverableLock(this.#o.catalog, image, this.#now(), call);
 
     const targets = await this.#targetStores(req, image, call.storeHeader, call);
     if (targets.length === 0) {
@@ -161,19 +165,7 @@ export class ImportService {
       input: { image_id: image.id, import_req: req, backend: targets },
       result: null, message: '', expires_at: null, created_at: now, updated_at: now,
     };
-    // Claimed by this node before it exists: no other node's reaper takes it before it starts here.
-    await this.#o.work?.claim('task', task.id, call);
-    try {
-      await this.#lockAndCreate(image, task, superseded, call);
-    } catch (error) {
-      await this.#o.work?.release('task', task.id).catch(() => undefined);
-      throw error;
-    }
-    if (superseded !== undefined) {
-      await this.#o.catalog.updateTask(superseded.id, (t) => endTask(t, 'failure',
-        `Superseded: no progress for ${STALE_LOCK_MS / 60_000} minutes; the image lock went to task ${task.id}`, null, this.#now()));
-    }
-    this.#o.runner.start(task);
+    await this.#o.runner.launch(task, () => this.#lockAndCreate(image, task, superseded, call), superseded, call);
     return task;
   }
 
@@ -226,20 +218,6 @@ export class ImportService {
     if (b.all_stores !== undefined) req.all_stores = b.all_stores as boolean;
     if (b.all_stores_must_succeed !== undefined) req.all_stores_must_succeed = b.all_stores_must_succeed as boolean;
     return req;
-  }
-
-  /**
-   * An existing lock held by a task that is alive → 409. A lock whose task is missing or finished
-   * may be taken; so may one whose task made no progress for STALE_LOCK_MS — that task is
-   * returned, to be failed as superseded.
-   */
-  async #assertNoLiveLock(image: Image, opts: IoOptions): Promise<Task | undefined> {
-    const holder = image.properties[LOCK_PROPERTY];
-    if (holder === undefined || holder === '') return undefined;
-    const task = await this.#o.catalog.getTask(holder, opts);
-    if (task === undefined || isTerminal(task.status)) return undefined;
-    if (this.#now().getTime() - Date.parse(task.updated_at) > STALE_LOCK_MS) return task;
-    throw new ConflictError('Image has active task');
   }
 
   /** Store selection of images.py `import_image` (multistore rules of API-NOTES §1.8). */

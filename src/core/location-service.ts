@@ -5,13 +5,14 @@ import { URL_LOCATION, shownLocations, type Image, type ImageLocation } from './
 import { DIGEST_BYTES, HASHING_ALGORITHM } from './image-locations.ts';
 import type { ImageService } from './image-service.ts';
 import { repr } from './image-validation.ts';
-import { LOCK_PROPERTY, STALE_LOCK_MS } from './import-properties.ts';
+import { LOCK_PROPERTY } from './import-properties.ts';
+import { TaskAborted, TaskRuns, takeOverableLock } from './task-runs.ts';
 import type { LocationProber } from './location-probe.ts';
 import type { NodeWork } from './node-work.ts';
 import type { Catalog, IoOptions } from './ports.ts';
 import type { RegionStores } from './region-stores.ts';
 import type { StoreRegistry } from './stores.ts';
-import { endTask, isTerminal, type LocationImportTask, type LocationValidationData, type Task } from './task.ts';
+import { endTask, type LocationImportTask, type LocationValidationData } from './task.ts';
 
 export interface LocationServiceOptions {
   catalog: Catalog;
@@ -34,8 +35,6 @@ export interface AddLocationCall extends IoOptions {
 /** The algorithms POST /locations' validation_data may name (the `add_location` schema's enum). */
 const LOCATION_HASH_ALGOS = ['sha1', 'sha256', 'sha512', 'md5'];
 
-class TaskAborted extends Error {}
-
 /**
  * The newer locations API (Glance API 2.17): `POST /v2/images/{id}/locations` (images.py
  * `add_location`) runs a `location_import` task that reads the location's bytes and hashes them
@@ -52,11 +51,14 @@ class TaskAborted extends Error {}
 export class LocationService {
   readonly #o: LocationServiceOptions;
   readonly #now: () => Date;
-  readonly #running = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  readonly #runs: TaskRuns<LocationImportTask>;
 
   constructor(opts: LocationServiceOptions) {
     this.#o = opts;
     this.#now = opts.now ?? (() => new Date());
+    this.#runs = new TaskRuns<LocationImportTask>({
+      type: 'location_import', run: (task, signal) => this.#runClaimed(task, signal), catalog: opts.catalog, work: opts.work, log: opts.log, now: this.#now,
+    });
   }
 
   /**
@@ -87,7 +89,7 @@ export class LocationService {
     }
     if (!service && !url.startsWith('http')) throw new ForbiddenError('http store must be enabled to use location API by normal user.');
     validateHashingData(vd);
-    const superseded = await this.#liveLock(image, call);
+    const superseded = await takeOverableLock(this.#o.catalog, image, this.#now(), call);
     const target = this.#o.prober.target(image.id, url);
     if (target.kind === 'invalid') throw target.error;
     const missing = (['disk_format', 'container_format'] as const).filter((k) => image[k] === null);
@@ -99,8 +101,7 @@ export class LocationService {
       request_id: call.requestId, user_id: ctx.userId, input: { image_id: image.id, loc_url: url, validation_data: vd },
       result: null, message: '', expires_at: null, created_at: now, updated_at: now,
     };
-    await this.#o.work?.claim('task', task.id, call);
-    try {
+    await this.#runs.launch(task, async () => {
       await this.#o.catalog.updateImage(image.id, (current) => {
         const holder = current.properties[LOCK_PROPERTY];
         if (holder !== undefined && holder !== '' && holder !== image.properties[LOCK_PROPERTY]) throw new ConflictError('Image has active task');
@@ -108,62 +109,26 @@ export class LocationService {
         return { ...current, status: 'importing', properties: { ...current.properties, [LOCK_PROPERTY]: task.id }, updated_at: now };
       }, call);
       await this.#o.catalog.createTask(task, call);
-    } catch (error) {
-      await this.#o.work?.release('task', task.id).catch(() => undefined);
-      throw error;
-    }
-    if (superseded !== undefined) {
-      await this.#o.catalog.updateTask(superseded.id, (t) => endTask(t, 'failure',
-        `Superseded: no progress for ${STALE_LOCK_MS / 60_000} minutes; the image lock went to task ${task.id}`, null, this.#now()));
-    }
-    this.start(task);
+    }, superseded, call);
     return task;
   }
 
-  /** Starts running a task just created or left unfinished (does not wait for it). */
-  start(task: LocationImportTask): void {
-    const controller = new AbortController();
-    const done = this.#run(task, controller.signal)
-      .catch((error: unknown) => this.#o.log.warn({ err: error, task: task.id }, 'location import task crashed'))
-      .finally(() => this.#running.delete(task.id));
-    this.#running.set(task.id, { controller, done });
-  }
-
   /** Waits for every running task (tests, shutdown). */
-  async idle(): Promise<void> {
-    await Promise.all([...this.#running.values()].map((r) => r.done));
+  idle(): Promise<void> {
+    return this.#runs.idle();
   }
 
   /** Stops running tasks; they stay `processing`, unclaimed, for recover() here or at another node. */
-  async close(): Promise<void> {
-    for (const r of this.#running.values()) r.controller.abort(new TaskAborted('the server is stopping'));
-    await this.idle();
+  close(): Promise<void> {
+    return this.#runs.close();
   }
 
   /**
    * Runs again the location imports no node runs (a stop or a crash left them pending or
    * processing): they read and hash the bytes from the start. Returns how many were taken.
    */
-  async recover(): Promise<number> {
-    const unfinished = await this.#o.catalog.listTasks({ statuses: ['pending', 'processing'], type: 'location_import', limit: 10_000 });
-    let taken = 0;
-    for (const task of unfinished) {
-      if (task.type !== 'location_import' || this.#running.has(task.id)) continue;
-      if (this.#o.work !== undefined && !(await this.#o.work.claim('task', task.id))) continue;
-      this.#o.log.warn({ task: task.id, image: task.image_id }, 'resuming a location import its node left unfinished');
-      this.start(task);
-      taken++;
-    }
-    return taken;
-  }
-
-  async #run(task: LocationImportTask, signal: AbortSignal): Promise<void> {
-    if (this.#o.work !== undefined && !(await this.#o.work.claim('task', task.id, { signal }))) return;
-    try {
-      await this.#runClaimed(task, signal);
-    } finally {
-      await this.#o.work?.release('task', task.id).catch(() => undefined);
-    }
+  recover(): Promise<number> {
+    return this.#runs.recover();
   }
 
   /**
@@ -233,16 +198,6 @@ export class LocationService {
       const next = mutate(t);
       return next === t ? t : { ...next, updated_at: this.#now().toISOString() };
     });
-  }
-
-  /** An existing lock held by a live task → 409; one whose task is missing or ended is free; a stale one is returned, to be superseded. */
-  async #liveLock(image: Image, opts: IoOptions): Promise<Task | undefined> {
-    const holder = image.properties[LOCK_PROPERTY];
-    if (holder === undefined || holder === '') return undefined;
-    const task = await this.#o.catalog.getTask(holder, opts);
-    if (task === undefined || isTerminal(task.status)) return undefined;
-    if (this.#now().getTime() - Date.parse(task.updated_at) > STALE_LOCK_MS) return task;
-    throw new ConflictError('Image has active task');
   }
 
   async #weights(opts: IoOptions): Promise<(store: string) => number> {

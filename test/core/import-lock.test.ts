@@ -8,7 +8,8 @@ import { ConflictError } from '../../src/core/errors.ts';
 import { ImageService } from '../../src/core/image-service.ts';
 import { ImportService, type ImportRunner } from '../../src/core/import-service.ts';
 import { StoreRegistry } from '../../src/core/stores.ts';
-import type { Task } from '../../src/core/task.ts';
+import type { ImportTask } from '../../src/core/task.ts';
+import { TaskRuns } from '../../src/core/task-runs.ts';
 import { FileBlobDriver } from '../../src/storage/drivers/file-blob-driver.ts';
 import { VerifyingBlobStore } from '../../src/storage/verifying-blob-store.ts';
 import { WorkerHasherFactory } from '../../src/storage/worker-hasher.ts';
@@ -19,9 +20,6 @@ let catalog: SqlCatalog;
 const hashers = new WorkerHasherFactory();
 let clock = Date.parse('2026-11-21T00:00:00Z');
 const now = () => new Date(clock);
-/** A runner whose tasks never make progress: what a hung import looks like from outside. */
-const started: Task[] = [];
-const stuckRunner: ImportRunner = { start: (t) => { started.push(t); } };
 let images: ImageService;
 let imports: ImportService;
 
@@ -35,6 +33,8 @@ before(async () => {
   const stores = new StoreRegistry([await store('a'), await store('b'), await store('c')]);
   const staging = new VerifyingBlobStore(await FileBlobDriver.create({ id: 'staging', root: join(dir, 'staging'), sync: false }), hashers);
   images = new ImageService({ catalog, stores, limits: { defaultLimit: 25, maxLimit: 1000 }, imageSizeCap: 1 << 30, now });
+  // The tasks run, and never make progress: what a hung import looks like from outside.
+  const stuckRunner: ImportRunner = new TaskRuns<ImportTask>({ type: 'api_image_import', run: async () => undefined, catalog, log: { warn() {} }, now });
   imports = new ImportService({
     catalog, stores, images, staging, runner: stuckRunner, methods: ['copy-image'], checkUri: () => undefined,
     imageSizeCap: 1 << 30, now,
