@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { NotFoundError } from '../core/errors.ts';
 import { resource } from './resource.ts';
 
@@ -27,18 +27,18 @@ export async function loadDashboardFiles(): Promise<DashboardFiles> {
  * token (the page logs in against /identity/v3 where identity is on).
  */
 export function registerDashboardRoutes(app: FastifyInstance, files: DashboardFiles): void {
-  const send = (path: string) => async (_req: unknown, reply: { type(t: string): { header(k: string, v: string): { send(b: string): unknown } } }) => {
-    const body = files.get(path)!;
-    return reply.type(TYPES[path.slice(path.lastIndexOf('.') + 1)]).header('cache-control', 'no-cache').send(body);
-  };
+  const send = (path: string, reply: FastifyReply) => reply
+    .type(TYPES[path.slice(path.lastIndexOf('.') + 1)])
+    .header('cache-control', 'no-cache')
+    .send(files.get(path));
   resource(app, '/dashboard', { GET: async (_req, reply) => reply.redirect('/dashboard/') });
-  resource(app, '/dashboard/', { GET: send('/dashboard/app/index.html') as never });
+  resource(app, '/dashboard/', { GET: async (_req, reply) => send('/dashboard/app/index.html', reply) });
   resource(app, '/dashboard/:dir/:file', {
     GET: async (req, reply) => {
       const { dir, file } = req.params as { dir: string; file: string };
       const path = `/dashboard/${dir}/${file}`;
       if (!files.has(path) || file === 'index.html') throw new NotFoundError('The resource could not be found.');
-      return send(path)(req, reply as never);
+      return send(path, reply);
     },
   });
 }

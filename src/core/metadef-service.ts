@@ -80,15 +80,16 @@ export class MetadefService {
     // Glance sorts by [sort_key, created_at, id]; the name stands in for the id it does not show.
     const keyOf = (ns: MetadefNamespace): string => String(ns[query.sortKey] ?? '');
     const sign = query.sortDir === 'asc' ? 1 : -1;
-    visible.sort((a, b) => sign * (compare(keyOf(a), keyOf(b)) || compare(a.created_at, b.created_at) || compare(a.namespace, b.namespace)));
-    let start = 0;
+    const order = (a: MetadefNamespace, b: MetadefNamespace) => sign * (compare(keyOf(a), keyOf(b)) || compare(a.created_at, b.created_at) || compare(a.namespace, b.namespace));
+    visible.sort(order);
     if (query.marker !== undefined) {
       const marker = all.find((ns) => ns.namespace === query.marker);
       if (marker === undefined) throw new NotFoundError(`Metadata definition namespace=${query.marker} was not found.`);
       if (!namespaceVisible(ctx, marker)) throw new ForbiddenError(`Forbidding request, metadata definition namespace=${query.marker} is not visible.`);
-      start = visible.findIndex((ns) => ns.namespace === query.marker) + 1;
+      // What sorts after the marker, whether or not the filters keep the marker itself (paginate_query).
+      visible = visible.filter((ns) => order(ns, marker) > 0);
     }
-    const page = visible.slice(start, start + query.limit);
+    const page = visible.slice(0, query.limit);
     return { namespaces: page, ...(page.length > 0 && page.length === query.limit ? { next: page[page.length - 1].namespace } : {}) };
   }
 

@@ -208,5 +208,9 @@ describe('/v2/metadefs', () => {
     assert.deepEqual(third.body.namespaces, []);
     assert.equal(third.body.next, undefined);
     expectStatus(await call(site, 'GET', '/v2/metadefs/namespaces?marker=no-such'), 404);
+    // A marker the filters leave out still says where the page starts (its place in the sort order).
+    expectStatus(await call(site, 'POST', '/v2/metadefs/namespaces', { json: { namespace: 'page-ab', visibility: 'private' }, as: ADMIN }), 201);
+    const afterHidden = await call(site, 'GET', '/v2/metadefs/namespaces?sort_key=namespace&sort_dir=asc&visibility=public&marker=page-ab');
+    assert.deepEqual(afterHidden.body.namespaces.map((n: any) => n.namespace), ['page-b', 'page-c']);
   });
 });

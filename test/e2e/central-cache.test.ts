@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { openstackClientsMissing } from '../helpers/clients.ts';
 import { bytesOf, call, createActiveImage, createImage, expectStatus, getImage, project, upload, type ImageJson } from '../helpers/glance-client.ts';
-import { download, eventually, siteAt, stopProcess } from '../helpers/multi-site.ts';
+import { assertWhole, download, eventually, siteAt, stopProcess } from '../helpers/multi-site.ts';
 import { createTestBucket, s3Skip, type TestBucket } from '../helpers/s3.ts';
 import { spawnServe, tempDir, type ServeProcess, type TestSite } from '../helpers/site.ts';
 
@@ -28,13 +28,6 @@ const isCached = async (site: TestSite, id: string): Promise<boolean> => {
   return list.cached_images.some((c) => c.image_id === id) && !list.queued_images.includes(id);
 };
 const hitsOf = async (site: TestSite, id: string) => (await listing(site)).cached_images.find((c) => c.image_id === id)?.hits;
-
-function assertWhole(d: Awaited<ReturnType<typeof download>>, image: ImageJson): void {
-  assert.equal(d.status, 200);
-  assert.equal(d.broken, false);
-  assert.equal(d.length, image.size);
-  assert.equal(d.sha512, image.os_hash_value);
-}
 
 /**
  * Issue 15 item 3: the cache API at central, as Glance answers it on any API node with a cache.

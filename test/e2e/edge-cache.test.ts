@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { FaultProxy } from '../../test-support/fault-proxy.ts';
 import { openstackClientsMissing } from '../helpers/clients.ts';
 import { bytesOf, call, createActiveImage, createImage, expectStatus, project, type ImageJson } from '../helpers/glance-client.ts';
-import { download, type Downloaded, eventually, loopbackTarget, siteAt, startSiteChain, stopProcess, type SiteChain } from '../helpers/multi-site.ts';
+import { assertWhole, download, type Downloaded, eventually, loopbackTarget, siteAt, startSiteChain, stopProcess, type SiteChain } from '../helpers/multi-site.ts';
 import { spawnServe, tempDir, type ServeProcess, type TestSite } from '../helpers/site.ts';
 
 const run = promisify(execFile);
@@ -31,13 +31,6 @@ const visible = (site: TestSite, id: string, status = 'active') => eventually(`$
   const res = await call<ImageJson>(site, 'GET', `/v2/images/${id}`);
   return res.status === 200 && res.body.status === status;
 });
-
-function assertWhole(d: Awaited<ReturnType<typeof download>>, image: ImageJson): void {
-  assert.equal(d.status, 200);
-  assert.equal(d.broken, false);
-  assert.equal(d.length, image.size);
-  assert.equal(d.sha512, image.os_hash_value);
-}
 
 /**
  * Image bytes at the edge: central ← wanA ← edge ← wanB ← far edge, each site its own process,

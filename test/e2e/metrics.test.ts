@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { FaultProxy } from '../../test-support/fault-proxy.ts';
 import { bytesOf, call, createActiveImage, type ImageJson } from '../helpers/glance-client.ts';
 import { download, eventually, loopbackTarget, siteAt, stopProcess } from '../helpers/multi-site.ts';
+import { samples } from '../helpers/metrics.ts';
 import { spawnServe, tempDir, type ServeProcess, type TestSite } from '../helpers/site.ts';
 
 const MiB = 1 << 20;
@@ -20,13 +21,7 @@ async function scrape(site: TestSite): Promise<Map<string, number>> {
   const res = await fetch(`${site.url}/metrics`);
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
-  const out = new Map<string, number>();
-  for (const line of (await res.text()).split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
+  return samples(await res.text());
 }
 
 /** How much each sample grew from `from` to `to` (absent: 0). */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { FaultProxy } from '../../test-support/fault-proxy.ts';
-import { sleep } from './glance-client.ts';
+import { sleep, type ImageJson } from './glance-client.ts';
 import { spawnServe, type ServeProcess, type TestSite } from './site.ts';
 
 /** SIGTERM, then SIGKILL if the process has not exited within 10 s; resolves once it is gone. */
@@ -37,6 +37,14 @@ export interface Downloaded {
   contentLength: number | null;
   sha512: string;
   broken: boolean;
+}
+
+/** The download is the whole image: 200, not broken off, its size and sha512. */
+export function assertWhole(d: Downloaded, image: ImageJson): void {
+  assert.equal(d.status, 200);
+  assert.equal(d.broken, false);
+  assert.equal(d.length, image.size);
+  assert.equal(d.sha512, image.os_hash_value);
 }
 
 /** GET /v2/images/{id}/file, hashing the body as it streams (no copy of it is kept). */
