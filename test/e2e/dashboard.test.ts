@@ -92,6 +92,29 @@ describe('dashboard in a real browser', { skip: process.env.TEST_SERVERS_REQUIRE
     await shot('sites');
   });
 
+  it('on a phone-sized screen the page does not overflow sideways (the table scrolls in its box), and the pages are reached by keyboard', async () => {
+    const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    try {
+      await phone.goto(`${central.url}/dashboard/`);
+      await phone.evaluate((t) => sessionStorage.setItem('outpost-token', t), admin);
+      await phone.reload();
+      await phone.locator('table.sites tbody tr').nth(3).waitFor();
+      const { page: pageWidth, viewport, table, box } = await phone.evaluate(() => ({
+        page: document.documentElement.scrollWidth, viewport: window.innerWidth,
+        table: document.querySelector('table.sites')!.scrollWidth, box: document.querySelector('.scroll')!.clientWidth,
+      }));
+      assert.ok(pageWidth <= viewport, `the page is ${pageWidth} px wide on a ${viewport} px screen`);
+      assert.ok(table >= box, 'the table keeps its columns and scrolls inside its box');
+      // Tab from the top reaches the navigation; Enter follows the link.
+      for (let i = 0; i < 10 && !(await phone.evaluate(() => document.activeElement?.textContent === 'Fleet')); i++) await phone.keyboard.press('Tab');
+      await phone.keyboard.press('Enter');
+      await phone.locator('table.fleet').waitFor();
+      assert.match(phone.url(), /#\/fleet$/);
+    } finally {
+      await phone.close();
+    }
+  });
+
   it('an image a policy places at an edge appears in the fleet matrix and reaches "held"', async () => {
     const image = await api('/v2/images', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'golden-disk', disk_format: 'raw', container_format: 'bare', tags: ['golden'] }) });
     await api(`/v2/images/${image.id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: bytesOf(2 * 1024 * 1024, 5) });
