@@ -99,14 +99,15 @@ describe('dashboard in a real browser', { skip: process.env.TEST_SERVERS_REQUIRE
       await phone.evaluate((t) => sessionStorage.setItem('outpost-token', t), admin);
       await phone.reload();
       await phone.locator('table.sites tbody tr').nth(3).waitFor();
-      const { page: pageWidth, viewport, table, box } = await phone.evaluate(() => ({
+      // Evaluated in the page (a string: the browser's globals are not this file's).
+      const { page: pageWidth, viewport, table, box } = await phone.evaluate<{ page: number; viewport: number; table: number; box: number }>(`({
         page: document.documentElement.scrollWidth, viewport: window.innerWidth,
-        table: document.querySelector('table.sites')!.scrollWidth, box: document.querySelector('.scroll')!.clientWidth,
-      }));
+        table: document.querySelector('table.sites').scrollWidth, box: document.querySelector('.scroll').clientWidth,
+      })`);
       assert.ok(pageWidth <= viewport, `the page is ${pageWidth} px wide on a ${viewport} px screen`);
       assert.ok(table >= box, 'the table keeps its columns and scrolls inside its box');
       // Tab from the top reaches the navigation; Enter follows the link.
-      for (let i = 0; i < 10 && !(await phone.evaluate(() => document.activeElement?.textContent === 'Fleet')); i++) await phone.keyboard.press('Tab');
+      for (let i = 0; i < 10 && !(await phone.evaluate<boolean>("document.activeElement?.textContent === 'Fleet'")); i++) await phone.keyboard.press('Tab');
       await phone.keyboard.press('Enter');
       await phone.locator('table.fleet').waitFor();
       assert.match(phone.url(), /#\/fleet$/);
