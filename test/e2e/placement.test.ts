@@ -153,6 +153,8 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
   it('a site started later with matching labels converges with no change at central', async () => {
     await startEdge(edge('eu-2'));
     await eventually('eu-2 holds the golden image', 60_000, async () => (await storesAtCentral(golden)).includes('eu-2'));
+    // The site's own inventory reads its replica, which shows the record once it has caught up.
+    await eventually('eu-2\'s inventory lists the golden image', 30_000, async () => (await storedAt(edge('eu-2'))).includes(golden));
     assert.deepEqual(await storedAt(edge('eu-2')), [golden]);
     const got = await download(edge('eu-2').proc!.url, golden);
     assert.deepEqual([got.status, got.sha512, got.broken], [200, sha512(goldenData), false]);
@@ -227,6 +229,7 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
 
     await startEdge(us);
     await eventually('us-1 holds the copy once it is back', 60_000, async () => (await fleet(`?image=${id}&site=us-1`)).fleet[0]?.state === 'held');
+    await eventually('us-1\'s inventory lists the copy', 30_000, async () => (await storedAt(us)).includes(id));
     assert.deepEqual(await storedAt(us), [id]);
     assert.equal(await onDisk(us, id), true);
 
