@@ -62,7 +62,7 @@ function forwarded(req: FastifyRequest, site: string): boolean {
   // Placement policies are central's: writes go up, reads answer from the replica.
   if (path === '/outpost/v1/policies' || path.startsWith('/outpost/v1/policies/')) return req.method !== 'GET' && req.method !== 'HEAD';
   // The fleet view is central's (it has every site's reports).
-  if (path === '/outpost/v1/fleet') return true;
+  if (path === '/outpost/v1/fleet' || path === '/outpost/v1/fleet/transfers') return true;
   if (path === '/outpost/v1/inventory-summaries') return true;
   // Identity is central's: tokens and every change to users, projects and roles (reads are local).
   if (path.startsWith('/identity/')) return req.method !== 'GET' && req.method !== 'HEAD';

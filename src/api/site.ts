@@ -29,7 +29,7 @@ import { VerifyingBlobStore } from '../storage/verifying-blob-store.ts';
 import { openImageCacheStore } from '../storage/image-cache-store.ts';
 import { WorkerHasherFactory } from '../storage/worker-hasher.ts';
 import { HttpRemoteSource } from '../transfer/http-remote-source.ts';
-import { Follower } from '../replication/follower.ts';
+import { auditCounts, Follower } from '../replication/follower.ts';
 import { SiteRegistration } from '../replication/site-registration.ts';
 import { ChangeLogRetention } from '../replication/change-log-retention.ts';
 import { CacheInvalidation } from '../cache/cache-invalidation.ts';
@@ -352,6 +352,8 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     reportLocated: parentLink !== undefined,
     placements: () => agent.states(),
     drift: copies === undefined ? undefined : () => agent.drift(),
+    transfers: () => transfers.list(),
+    audit: follower === undefined ? undefined : () => auditCounts(follower.status().audit),
     send: parent === undefined
       ? (report, opts) => catalog.putInventory({ site: config.site, reported_at: new Date().toISOString(), ...report }, opts)
       : parentInventorySink(parent, config.site),

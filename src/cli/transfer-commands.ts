@@ -1,24 +1,34 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
-import { Command } from 'commander';
-import type { TransferRecord } from '../transfer/transfer-log.ts';
+import { Command, Option } from 'commander';
+import type { TransferRecord } from '../core/site-report.ts';
 import { clientOf, withApiOptions } from './api-client.ts';
+import { CliError } from './cli-error.ts';
 import { withFormat, type OutputFormat } from './output.ts';
 
 const MB = 1e6;
 
 /**
- * `outpost transfers [--watch]`: the transfers of image bytes to a site (GET
- * /outpost/v1/transfers), one line each; with --watch, a progress bar per running transfer until
- * none is left, then the lines.
+ * `outpost transfers [--watch] [--region [--image ID] [--state S]]`: the transfers of image bytes
+ * to a site (GET /outpost/v1/transfers), one line each; with --region, every site's as each last
+ * reported them (GET /outpost/v1/fleet/transfers, at central or through an edge), with the site;
+ * with --watch, a progress bar per running transfer until none is left, then the lines.
  */
 export function transfersCommand(print: (line: string) => void): Command {
   return withFormat(withApiOptions(new Command('transfers')))
     .description('transfers of image bytes to a site (admin): running ones, then the last ended ones')
     .option('--watch', 'draw a progress bar per running transfer until all have ended')
-    .action(async (o: { watch?: boolean; quiet?: boolean; format: OutputFormat }, cmd: Command) => {
+    .option('--region', 'every site\'s transfers, as each last reported them (with the site)')
+    .option('--image <id>', 'with --region: only this image\'s')
+    .addOption(new Option('--state <state>', 'with --region: only transfers in this state').choices(['running', 'done', 'failed']))
+    .action(async (o: { watch?: boolean; region?: boolean; image?: string; state?: string; quiet?: boolean; format: OutputFormat }, cmd: Command) => {
       const api = clientOf(cmd);
-      const list = async () => ((await (await api.call('GET', '/outpost/v1/transfers')).json()) as { transfers: TransferRecord[] }).transfers;
+      if (o.region !== true && (o.image !== undefined || o.state !== undefined)) throw new CliError('--image and --state go with --region.', 'usage');
+      const query = new URLSearchParams();
+      if (o.image !== undefined) query.set('image', o.image);
+      if (o.state !== undefined) query.set('state', o.state);
+      const path = o.region === true ? `/outpost/v1/fleet/transfers${query.size === 0 ? '' : `?${query}`}` : '/outpost/v1/transfers';
+      const list = async () => ((await (await api.call('GET', path)).json()) as { transfers: (TransferRecord & { site?: string })[] }).transfers;
       let transfers = await list();
       if (o.watch === true && o.quiet !== true && o.format === 'table') transfers = await watch(transfers, list);
       if (o.format === 'json') {
@@ -29,10 +39,11 @@ export function transfersCommand(print: (line: string) => void): Command {
         print('no transfers');
         return;
       }
-      print(['image', 'state', 'method', 'MB', 'reused', 'zeros', 'fetched', 'refetched', 'resumes', 'MB/s', 'started'].join('\t'));
+      const site = (t: { site?: string }) => (o.region === true ? [t.site ?? ''] : []);
+      print([...site({ site: 'site' }), 'image', 'state', 'method', 'MB', 'reused', 'zeros', 'fetched', 'refetched', 'resumes', 'MB/s', 'started'].join('\t'));
       for (const t of transfers) {
         print([
-          t.image_id, t.error === null ? t.state : `${t.state} (${t.error})`, t.method, mb(t.planned), mb(t.reused), mb(t.zeros), mb(t.fetched), mb(t.refetched),
+          ...site(t), t.image_id, t.error === null ? t.state : `${t.state} (${t.error})`, t.method, mb(t.planned), mb(t.reused), mb(t.zeros), mb(t.fetched), mb(t.refetched),
           String(t.resumes), mb(t.bytes_per_second), t.started_at,
         ].join('\t'));
       }

@@ -4,6 +4,7 @@ import type { ChunkManifest } from './chunk-manifest.ts';
 import type { MetadefNamespace, MetadefResourceType } from './metadefs.ts';
 import type { PolicyRecord } from './placement-policy.ts';
 import type { DriftCounts, PlacementReport } from './fleet-state.ts';
+import type { AuditCounts, TransferRecord } from './site-report.ts';
 import type { Image, ImageMember, MemberStatus, Visibility } from './image.ts';
 import type { Task, TaskStatus } from './task.ts';
 import type { CounterName, HistogramName, LabelsOf } from './metrics.ts';
@@ -422,6 +423,10 @@ export interface SiteInventory {
   placements?: PlacementReport[];
   /** What its drift checks found since it started (an edge). */
   drift?: DriftCounts;
+  /** Its transfers of image bytes: those running, then the most recent ended ones. */
+  transfers?: TransferRecord[];
+  /** What the audits of its replica found (an edge). */
+  audit?: AuditCounts;
 }
 
 /** When a site was last heard from, and how far its replica was behind then. */

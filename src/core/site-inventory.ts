@@ -2,6 +2,7 @@ import type { RequestContext } from './context.ts';
 import { BadRequestError, ForbiddenError, NotFoundError } from './errors.ts';
 import type { DriftCounts, PlacementReport, PlacementStateName } from './fleet-state.ts';
 import type { Catalog, InventoryItem, InventoryStore, IoOptions, SiteInventory } from './ports.ts';
+import { TRANSFER_STATES, type AuditCounts, type TransferRecord } from './site-report.ts';
 
 const STATES: readonly InventoryItem['state'][] = ['stored', 'pinned', 'cached'];
 
@@ -16,6 +17,24 @@ export interface InventorySummary {
   reported_at: string;
   cached: { copies: number; bytes: number };
   stored: { copies: number; bytes: number };
+  /** Its transfers running now, and those of its recent ones that failed. */
+  transfers: { running: number; failed: number };
+  /** What its replica's audits repaired (an edge; null where none reported). */
+  audit: AuditCounts | null;
+  /** What its drift checks repaired (null where none reported). */
+  drift: DriftCounts | null;
+}
+
+/** One transfer of image bytes to a site, as GET /outpost/v1/fleet/transfers lists it. */
+export interface SiteTransfer extends TransferRecord {
+  site: string;
+}
+
+/** Which transfers GET /outpost/v1/fleet/transfers lists: all given must hold. */
+export interface TransferFilter {
+  image?: string;
+  site?: string;
+  state?: TransferRecord['state'];
 }
 
 export class SiteInventories {
@@ -36,19 +55,25 @@ export class SiteInventories {
     if (site === undefined) throw new NotFoundError(`No site ${siteId} is registered.`);
     const images = (body as { images?: unknown } | null)?.images;
     if (!Array.isArray(images)) throw new BadRequestError('An inventory is {"images": [...]}.');
-    const { placements, drift, sent_at: sentAt } = body as { placements?: unknown; drift?: unknown; sent_at?: unknown };
+    const { placements, drift, transfers, audit, sent_at: sentAt } = body as { placements?: unknown; drift?: unknown; transfers?: unknown; audit?: unknown; sent_at?: unknown };
     if (placements !== undefined && !Array.isArray(placements)) throw new BadRequestError('placements must be a list.');
+    if (transfers !== undefined && (!Array.isArray(transfers) || transfers.length > MAX_TRANSFERS)) throw new BadRequestError(`transfers must be a list of at most ${MAX_TRANSFERS}.`);
     if (sentAt !== undefined && (typeof sentAt !== 'string' || Number.isNaN(Date.parse(sentAt)))) throw new BadRequestError('sent_at must be a time.');
     const now = this.#now();
     // The site's times are on its own clock: moved onto central's by how far the site's clock was
     // from central's when the report was sent (to within the report's transit time), so that they
     // compare with central's times (copyFailures) and show alike in the fleet view.
     const skewMs = sentAt === undefined ? 0 : now.getTime() - Date.parse(sentAt);
-    const onCentralClock = (p: PlacementReport): PlacementReport => (skewMs === 0 ? p : { ...p, since: new Date(Date.parse(p.since) + skewMs).toISOString() });
+    const moved = (t: string) => new Date(Date.parse(t) + skewMs).toISOString();
+    const onCentralClock = (p: PlacementReport): PlacementReport => (skewMs === 0 ? p : { ...p, since: moved(p.since) });
+    const withMoved = <T extends object, K extends keyof T>(x: T, key: K): T => (skewMs === 0 || x[key] === null ? x : { ...x, [key]: moved(x[key] as string) });
+    const transferOnCentralClock = (t: TransferRecord): TransferRecord => (skewMs === 0 ? t : { ...t, started_at: moved(t.started_at), ended_at: t.ended_at === null ? null : moved(t.ended_at) });
     await this.#store.putInventory({
       site: siteId, reported_at: now.toISOString(), images: images.map((i, n) => parseItem(i, n, site.stores)),
       ...(placements === undefined ? {} : { placements: placements.map(parsePlacement).map(onCentralClock) }),
-      ...(drift === undefined ? {} : { drift: parseDrift(drift) }),
+      ...(drift === undefined ? {} : { drift: withMoved(parseDrift(drift), 'checked_at') }),
+      ...(transfers === undefined ? {} : { transfers: (transfers as unknown[]).map(parseTransfer).map(transferOnCentralClock) }),
+      ...(audit === undefined ? {} : { audit: withMoved(parseAudit(audit), 'last_at') }),
     }, opts);
   }
 
@@ -70,8 +95,30 @@ export class SiteInventories {
       const cached = r.images.filter((i) => i.state !== 'stored');
       const stored = r.images.filter((i) => i.state === 'stored');
       const sum = (xs: typeof r.images) => xs.reduce((n, i) => n + i.size, 0);
-      return { site: r.site, reported_at: r.reported_at, cached: { copies: cached.length, bytes: sum(cached) }, stored: { copies: stored.length, bytes: sum(stored) } };
+      const transfers = r.transfers ?? [];
+      return {
+        site: r.site, reported_at: r.reported_at, cached: { copies: cached.length, bytes: sum(cached) }, stored: { copies: stored.length, bytes: sum(stored) },
+        transfers: { running: transfers.filter((t) => t.state === 'running').length, failed: transfers.filter((t) => t.state === 'failed').length },
+        audit: r.audit ?? null, drift: r.drift ?? null,
+      };
     });
+  }
+
+  /**
+   * GET /outpost/v1/fleet/transfers at central: the transfers of image bytes every site last
+   * reported (central's own from `local`) — running ones first, oldest first, then the ended ones,
+   * newest first — with the site each went to: what moved where, how much was fetched and how much
+   * reused, and why one failed.
+   */
+  async transfers(local: SiteInventory, filter: TransferFilter, opts: IoOptions = {}): Promise<SiteTransfer[]> {
+    const reports = filter.site === undefined
+      ? [local, ...(await this.#store.listInventories(opts)).filter((r) => r.site !== local.site)]
+      : filter.site === local.site ? [local] : await this.#store.listInventories({ ...opts, sites: [filter.site] });
+    const all = reports.flatMap((r) => (r.transfers ?? []).map((t) => ({ ...t, site: r.site })))
+      .filter((t) => (filter.image === undefined || t.image_id === filter.image) && (filter.state === undefined || t.state === filter.state));
+    const running = all.filter((t) => t.state === 'running').sort((a, b) => a.started_at.localeCompare(b.started_at) || a.site.localeCompare(b.site));
+    const ended = all.filter((t) => t.state !== 'running').sort((a, b) => b.ended_at!.localeCompare(a.ended_at!) || a.site.localeCompare(b.site));
+    return [...running, ...ended];
   }
 
   /**
@@ -115,6 +162,39 @@ function parsePlacement(raw: unknown, n: number): PlacementReport {
     image_id: p.image_id, state: p.state as PlacementStateName, reason: (p.reason ?? null) as string | null, since: p.since,
     bytes_done: count(p.bytes_done, 'bytes_done'), bytes_per_second: count(p.bytes_per_second, 'bytes_per_second'),
   };
+}
+
+/** A report's transfers are its site's running and recent ones (TransferLog keeps 50 ended). */
+const MAX_TRANSFERS = 200;
+const TRANSFER_COUNTS = ['planned', 'reused', 'zeros', 'fetched', 'refetched', 'resumes', 'bytes_per_second'] as const;
+
+function parseTransfer(raw: unknown, n: number): TransferRecord {
+  const t = (raw ?? {}) as Record<string, unknown>;
+  const bad = (what: string) => new BadRequestError(`Transfer ${n}: ${what}.`);
+  const time = (v: unknown) => typeof v === 'string' && !Number.isNaN(Date.parse(v));
+  if (typeof t.image_id !== 'string' || t.image_id === '') throw bad('image_id is required');
+  if (typeof t.source !== 'string') throw bad('source must be a string');
+  if (t.method !== 'manifest' && t.method !== 'stream') throw bad('method must be manifest or stream');
+  if (!TRANSFER_STATES.includes(t.state as TransferRecord['state'])) throw bad(`state must be one of ${TRANSFER_STATES.join(', ')}`);
+  for (const k of TRANSFER_COUNTS) if (!Number.isSafeInteger(t[k]) || (t[k] as number) < 0) throw bad(`${k} must be a whole number`);
+  if (!time(t.started_at)) throw bad('started_at must be a time');
+  if (t.state === 'running' ? t.ended_at !== null : !time(t.ended_at)) throw bad('ended_at must be a time once the transfer ended, and null before');
+  if (t.error !== null && typeof t.error !== 'string') throw bad('error must be a string or null');
+  const counts = Object.fromEntries(TRANSFER_COUNTS.map((k) => [k, t[k] as number])) as Pick<TransferRecord, typeof TRANSFER_COUNTS[number]>;
+  return {
+    image_id: t.image_id, source: t.source, method: t.method, state: t.state as TransferRecord['state'], ...counts,
+    started_at: t.started_at as string, ended_at: t.ended_at as string | null, error: t.error as string | null,
+  };
+}
+
+function parseAudit(raw: unknown): AuditCounts {
+  const a = (raw ?? {}) as Record<string, unknown>;
+  if (!Number.isSafeInteger(a.repairs) || (a.repairs as number) < 0) throw new BadRequestError('audit.repairs must be a whole number.');
+  const at = a.last_at ?? null;
+  if (at !== null && (typeof at !== 'string' || Number.isNaN(Date.parse(at)))) throw new BadRequestError('audit.last_at must be a time or null.');
+  const mismatch = a.last_mismatch ?? null;
+  if (mismatch !== null && (!Array.isArray(mismatch) || !mismatch.every((k) => typeof k === 'string'))) throw new BadRequestError('audit.last_mismatch must be a list of names or null.');
+  return { last_at: at as string | null, last_mismatch: mismatch as string[] | null, repairs: a.repairs as number };
 }
 
 function parseDrift(raw: unknown): DriftCounts {

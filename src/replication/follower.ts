@@ -1,6 +1,7 @@
 import type { Change, ChangeLog, Replica, Snapshot } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
 import type { ParentClient } from '../links/parent-client.ts';
+import type { AuditCounts } from '../core/site-report.ts';
 
 export interface FollowerOptions {
   replica: Replica & Pick<ChangeLog, 'digest'>;
@@ -34,6 +35,11 @@ export interface AuditStatus {
   lastMismatch: string[] | null;
   /** Audits that found and repaired a difference, since start. */
   repairs: number;
+}
+
+/** The audits' status as a site reports it (with its inventory, and in GET /outpost/v1/status). */
+export function auditCounts(a: AuditStatus): AuditCounts {
+  return { last_at: a.lastAt?.toISOString() ?? null, last_mismatch: a.lastMismatch === null ? null : [...a.lastMismatch], repairs: a.repairs };
 }
 
 export type AuditResult = { result: 'ok' | 'repaired'; seq: number; mismatched: string[] } | { result: 'busy'; seq: null; mismatched: [] };

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DriftCounts, PlacementReport } from '../core/fleet-state.ts';
+import type { AuditCounts, TransferRecord } from '../core/site-report.ts';
 import type { CacheEntry, Catalog, InventoryItem, IoOptions } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
 import type { ParentClient } from '../links/parent-client.ts';
@@ -9,6 +10,8 @@ export interface InventoryReport {
   images: InventoryItem[];
   placements?: PlacementReport[];
   drift?: DriftCounts;
+  transfers?: TransferRecord[];
+  audit?: AuditCounts;
 }
 
 export interface InventoryReporterOptions {
@@ -21,6 +24,10 @@ export interface InventoryReporterOptions {
   placements?(): PlacementReport[];
   /** What its drift checks found (an edge). */
   drift?(): DriftCounts;
+  /** Its transfers of image bytes, running then recent (TransferLog.list). */
+  transfers?(): TransferRecord[];
+  /** What the audits of its replica found (an edge). */
+  audit?(): AuditCounts;
   /** Delivers the inventory: to the parent (an edge), or into central's own InventoryStore. */
   send(report: InventoryReport, opts: IoOptions): Promise<void>;
   /**
@@ -69,7 +76,12 @@ export class InventoryReporter {
     const images = await this.current(opts);
     const placements = this.#o.placements?.();
     const drift = this.#o.drift?.();
-    return { images, ...(placements === undefined ? {} : { placements }), ...(drift === undefined ? {} : { drift }) };
+    const transfers = this.#o.transfers?.();
+    const audit = this.#o.audit?.();
+    return {
+      images, ...(placements === undefined ? {} : { placements }), ...(drift === undefined ? {} : { drift }),
+      ...(transfers === undefined ? {} : { transfers }), ...(audit === undefined ? {} : { audit }),
+    };
   }
 
   start(): void {
@@ -86,11 +98,14 @@ export class InventoryReporter {
       if (signal.aborted) return;
       try {
         const report = await this.report({ signal, located: this.#o.reportLocated ?? true });
-        const { images, placements } = report;
-        // Sent when a copy or a placement's state changed, at every look while a transfer runs (its
-        // progress), and in any case every refreshMs.
-        const key = JSON.stringify([images.map((i) => [i.image_id, i.store, i.state]), placements?.map((p) => [p.image_id, p.state, p.reason]), report.drift?.lost, report.drift?.extra]);
-        const moving = placements?.some((p) => p.state === 'transferring') === true;
+        const { images, placements, transfers } = report;
+        // Sent when a copy, a placement's or a transfer's state changed or an audit repaired the
+        // replica, at every look while a transfer runs (its progress), and in any case every refreshMs.
+        const key = JSON.stringify([
+          images.map((i) => [i.image_id, i.store, i.state]), placements?.map((p) => [p.image_id, p.state, p.reason]), report.drift?.lost, report.drift?.extra,
+          transfers?.map((t) => [t.image_id, t.started_at, t.state]), report.audit?.repairs,
+        ]);
+        const moving = placements?.some((p) => p.state === 'transferring') === true || transfers?.some((t) => t.state === 'running') === true;
         if (key !== sentKey || moving || Date.now() - sentAt >= (this.#o.refreshMs ?? 60_000)) {
           await this.#o.send(report, { signal });
           sentKey = key;

@@ -1,31 +1,5 @@
 import type { TransferTotals } from '../core/metrics.ts';
-
-/** What one transfer of an image's bytes to this site did, as GET /outpost/v1/transfers shows it. */
-export interface TransferRecord {
-  image_id: string;
-  /** Where the bytes came from (the parent's URL, a site). */
-  source: string;
-  /** `manifest`: planned from the image's chunk manifest; `stream`: one stream (no manifest). */
-  method: 'manifest' | 'stream';
-  state: 'running' | 'done' | 'failed';
-  /** Bytes of the image (0 for one stream of a length not known ahead). */
-  planned: number;
-  /** Bytes copied from copies this site holds. */
-  reused: number;
-  /** Bytes of all-zero chunks, made here. */
-  zeros: number;
-  /** Bytes fetched from the source and kept. */
-  fetched: number;
-  /** Bytes fetched again (a chunk that failed its check, a range cut off part-way). */
-  refetched: number;
-  /** Ranges asked again after the source broke off. */
-  resumes: number;
-  /** Bytes of the image given out so far (reused, zeros and fetched) per second since the start. */
-  bytes_per_second: number;
-  started_at: string;
-  ended_at: string | null;
-  error: string | null;
-}
+import type { TransferRecord } from '../core/site-report.ts';
 
 /** The counters a running transfer updates. */
 export type TransferCounters = Pick<TransferRecord, 'reused' | 'zeros' | 'fetched' | 'refetched' | 'resumes'>;

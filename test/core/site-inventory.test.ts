@@ -51,6 +51,41 @@ describe('SiteInventories: a site\'s times are read on central\'s clock', () => 
     assert.equal(shown.placements[0]!.since, new Date(now.getTime() - MINUTE).toISOString(), 'stored on central\'s clock');
   });
 
+  /** A transfer record as a site's TransferLog lists it. */
+  const transfer = (image: string, state: 'running' | 'done' | 'failed', startedAt: string, endedAt: string | null, extra: object = {}) => ({
+    image_id: image, source: 'http://central.test', method: 'manifest', state, planned: 100, reused: 60, zeros: 0, fetched: 40, refetched: 0, resumes: 0,
+    bytes_per_second: 10, started_at: startedAt, ended_at: endedAt, error: state === 'failed' ? 'sha512 mismatch' : null, ...extra,
+  });
+
+  it('every site\'s transfers, with the site: running ones first, then ended ones newest first, on central\'s clock; filtered by image, site, state', async () => {
+    const siteNow = now.getTime() - 10 * MINUTE;
+    const at = (agoMs: number) => new Date(siteNow - agoMs).toISOString();
+    await inventories.report(SITE_SERVICE, 'edge-1', {
+      images: [], sent_at: new Date(siteNow).toISOString(),
+      transfers: [transfer('a', 'running', at(1000), null), transfer('b', 'done', at(9000), at(5000)), transfer('c', 'failed', at(9000), at(2000))],
+      audit: { last_at: at(0), last_mismatch: ['images'], repairs: 2 },
+    });
+    const local = { site: 'central', reported_at: now.toISOString(), images: [], transfers: [transfer('b', 'done', new Date(now.getTime() - 4000).toISOString(), new Date(now.getTime() - 3000).toISOString()) as never] };
+    const all = await inventories.transfers(local, {});
+    assert.deepEqual(all.map((t) => [t.site, t.image_id, t.state]), [['edge-1', 'a', 'running'], ['edge-1', 'c', 'failed'], ['central', 'b', 'done'], ['edge-1', 'b', 'done']]);
+    assert.equal(all[0]!.started_at, new Date(now.getTime() - 1000).toISOString(), 'moved onto central\'s clock');
+    assert.deepEqual((await inventories.transfers(local, { image: 'b' })).map((t) => t.site), ['central', 'edge-1']);
+    assert.deepEqual((await inventories.transfers(local, { site: 'edge-1', state: 'failed' })).map((t) => [t.image_id, t.error]), [['c', 'sha512 mismatch']]);
+    assert.deepEqual((await inventories.transfers(local, { site: 'central' })).map((t) => t.image_id), ['b']);
+    const summary = (await inventories.summaries(local)).find((x) => x.site === 'edge-1')!;
+    assert.deepEqual([summary.transfers, summary.audit], [{ running: 1, failed: 1 }, { last_at: new Date(now.getTime()).toISOString(), last_mismatch: ['images'], repairs: 2 }]);
+  });
+
+  it('refuses a transfer or an audit that does not make sense, naming the field', async () => {
+    const send = (extra: object) => inventories.report(SITE_SERVICE, 'edge-1', { images: [], ...extra });
+    await assert.rejects(send({ transfers: {} }), /transfers must be a list/);
+    await assert.rejects(send({ transfers: [transfer('a', 'running', now.toISOString(), null, { fetched: -1 })] }), /Transfer 0: fetched must be a whole number/);
+    await assert.rejects(send({ transfers: [transfer('a', 'done', now.toISOString(), null)] }), /Transfer 0: ended_at must be a time once the transfer ended/);
+    await assert.rejects(send({ transfers: [transfer('a', 'paused' as never, now.toISOString(), null)] }), /Transfer 0: state must be one of running, done, failed/);
+    await assert.rejects(send({ audit: { repairs: 'many' } }), /audit.repairs must be a whole number/);
+    await assert.rejects(send({ audit: { repairs: 1, last_mismatch: 'images' } }), /audit.last_mismatch must be a list/);
+  });
+
   it('refuses a sent_at that is not a time', async () => {
     await assert.rejects(inventories.report(SITE_SERVICE, 'edge-1', { images: [], sent_at: 'yesterday' }), /sent_at must be a time/);
   });

@@ -9,7 +9,7 @@ import { bytesOf, call, createActiveImage, type ImageJson } from '../helpers/gla
 import { download, eventually, loopbackTarget, siteAt, startSiteChain, type SiteChain } from '../helpers/multi-site.ts';
 import { FaultProxy } from '../../test-support/fault-proxy.ts';
 import { REPO_ROOT, spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
-import type { TransferRecord } from '../../src/transfer/transfer-log.ts';
+import type { TransferRecord } from '../../src/core/site-report.ts';
 
 const MiB = 1 << 20;
 const run = promisify(execFile);
@@ -68,6 +68,28 @@ describe('transfers by chunk manifest: delta, resume, sparse', { timeout: 300_00
     assert.equal(record.reused + record.zeros + record.fetched, v2.length);
     assert.ok(record.reused >= 0.85 * v2.length, `reused ${record.reused}`);
     assert.ok(record.fetched <= moved, `fetched ${record.fetched}, moved ${moved}`);
+  });
+
+  it('central lists every site\'s transfers with the site: what the edge fetched and what it reused, also asked through the far edge and with `outpost transfers --region`', async () => {
+    const { central, edge, far } = chain;
+    const atEdge = (await transfers(edge)).filter((t) => t.state === 'done');
+    assert.ok(atEdge.length >= 2, 'the edge moved v1 and v2');
+    type Listed = TransferRecord & { site: string };
+    const region = async (site: SiteChain['edge'], query = '') => (await call<{ transfers: Listed[] }>(site, 'GET', `/outpost/v1/fleet/transfers${query}`)).body.transfers;
+    // Each as the edge reported it (its report follows within a few seconds).
+    await eventually('central lists the edge\'s transfers as the edge reported them', 30_000, async () => {
+      const listed = await region(central);
+      return atEdge.every((t) => listed.some((x) => x.site === 'edge-1' && x.image_id === t.image_id && x.state === 'done' && x.fetched === t.fetched && x.reused === t.reused));
+    });
+    const v2 = atEdge[0]!;
+    const forImage = await region(central, `?image=${v2.image_id}`);
+    assert.deepEqual(forImage.map((t) => [t.site, t.image_id, t.reused, t.fetched]), [['edge-1', v2.image_id, v2.reused, v2.fetched]]);
+    assert.ok(v2.reused > v2.fetched, 'v2 was mostly reused from v1');
+    // The far edge passes the question up to central, which answers for the whole region.
+    assert.deepEqual((await region(far, `?image=${v2.image_id}&site=edge-1`)).map((t) => t.site), ['edge-1']);
+    assert.equal((await call(central, 'GET', '/outpost/v1/fleet/transfers?state=moving')).status, 400);
+    const { stdout } = await run(process.execPath, [join(REPO_ROOT, 'bin/outpost.js'), 'transfers', '--region', '--image', v2.image_id, '--url', central.url], { encoding: 'utf8' });
+    assert.match(stdout, new RegExp(`^edge-1\\t${v2.image_id}\\tdone\\tmanifest\\t`, 'm'));
   });
 
   it('a fill whose link is reset five times resumes each time: the image crosses the link about once (≤ 1.1×)', async () => {

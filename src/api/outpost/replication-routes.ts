@@ -4,7 +4,8 @@ import type { RequestContext } from '../../core/context.ts';
 import type { ChangeLog, Catalog } from '../../core/ports.ts';
 import type { InventoryReport } from '../../replication/inventory-reporter.ts';
 import type { SiteInventories } from '../../core/site-inventory.ts';
-import type { AuditResult, FollowerStatus } from '../../replication/follower.ts';
+import { TRANSFER_STATES, type TransferRecord } from '../../core/site-report.ts';
+import { auditCounts, type AuditResult, type FollowerStatus } from '../../replication/follower.ts';
 import type { SiteRegistry } from '../../core/site-registry.ts';
 import type { SiteRemoval } from '../../core/site-removal.ts';
 import { jsonBody } from '../http/json-body.ts';
@@ -125,6 +126,25 @@ export function registerReplicationRoutes(app: FastifyInstance, deps: Replicatio
     },
   });
 
+  // GET /outpost/v1/fleet/transfers?image=&site=&state= → {transfers: [SiteTransfer]}: every site's
+  // transfers of image bytes as it last reported them (central's; an edge forwards it to central).
+  resource(app, '/outpost/v1/fleet/transfers', {
+    GET: async (req) => {
+      assertSite(req.ctx);
+      const { map } = queryParams(req);
+      const one = (name: string) => {
+        const values = map.get(name);
+        if (values !== undefined && values.length > 1) throw new BadRequestError(`${name} may be given once.`);
+        return values?.[0];
+      };
+      const state = one('state');
+      if (state !== undefined && !TRANSFER_STATES.includes(state as TransferRecord['state'])) throw new BadRequestError(`state must be one of ${TRANSFER_STATES.join(', ')}.`);
+      const local = { site: deps.site.id, reported_at: new Date().toISOString(), ...await deps.localInventory() };
+      const filter = { image: one('image'), site: one('site'), state: state as TransferRecord['state'] | undefined };
+      return { transfers: await deps.inventories.transfers(local, filter, { signal: req.clientSignal }) };
+    },
+  });
+
   // GET /outpost/v1/status: the site's role, its parent, and how far its replica is behind.
   resource(app, '/outpost/v1/status', {
     GET: async () => {
@@ -140,7 +160,7 @@ export function registerReplicationRoutes(app: FastifyInstance, deps: Replicatio
           lag_changes: f.parentSeq === null ? null : Math.max(0, f.parentSeq - f.position),
           seconds_since_contact: f.lastContact === null ? null : (Date.now() - f.lastContact.getTime()) / 1000,
           last_error: f.lastError,
-          audit: { last_at: f.audit.lastAt, last_mismatch: f.audit.lastMismatch, repairs: f.audit.repairs },
+          audit: auditCounts(f.audit),
         },
       };
     },
