@@ -10,8 +10,9 @@ const BAR: cliProgress.Options = { barsize: 20, barCompleteString: '█'.repeat(
 
 /**
  * `outpost fleet`: where every copy the placement policies want stands (GET /outpost/v1/fleet at
- * central, every page): one line per (image, site) with a progress bar, then convergence per
- * policy and per site; `-f json` prints the entries and the convergence as JSON.
+ * central, every page, filtered as its flags say): one line per (image, site) with a progress
+ * bar, then convergence per policy and per site; `-f json` prints the entries and the convergence
+ * as JSON.
  */
 export function fleetCommand(print: (line: string) => void): Command {
   return withFormat(withApiOptions(new Command('fleet')))
@@ -20,15 +21,18 @@ export function fleetCommand(print: (line: string) => void): Command {
     .option('--site <id>', 'only this site')
     .option('--policy <name>', 'only the copies this policy wants')
     .addOption(new Option('--state <state>', 'only copies in this state').choices(['pending', 'transferring', 'held', 'failed']))
-    .action(async (o: { image?: string; site?: string; policy?: string; state?: string; format: 'table' | 'json' }, cmd: Command) => {
+    .option('--tag <tag>', 'only images with this tag (repeat: with every one)', (v: string, all: string[] = []) => [...all, v])
+    .option('--site-labels <selector>', 'only sites whose labels match, e.g. region=eu,tier!=far')
+    .action(async (o: { image?: string; site?: string; policy?: string; state?: string; tag?: string[]; siteLabels?: string; format: 'table' | 'json' }, cmd: Command) => {
       const api = clientOf(cmd);
       const entries: FleetEntry[] = [];
       let page: FleetPage | undefined;
       do {
         const q = new URLSearchParams({ limit: '1000' });
-        for (const [k, v] of Object.entries({ image: o.image, site: o.site, policy: o.policy, state: o.state, marker: page?.next ?? undefined })) {
+        for (const [k, v] of Object.entries({ image: o.image, site: o.site, policy: o.policy, state: o.state, site_labels: o.siteLabels, marker: page?.next ?? undefined })) {
           if (v !== undefined) q.set(k, v);
         }
+        for (const tag of o.tag ?? []) q.append('tag', tag);
         page = await (await api.call('GET', `/outpost/v1/fleet?${q}`)).json() as FleetPage;
         entries.push(...page.fleet);
       } while (page.next !== null);

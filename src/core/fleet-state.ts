@@ -1,5 +1,6 @@
 import { DesiredPlacement, type DesiredCopy, type PlacementSite } from './desired-placement.ts';
 import type { Image } from './image.ts';
+import { selectorMatches, type LabelSelector } from './label-selector.ts';
 import type { PlacementPolicy } from './placement-policy.ts';
 
 /** Where one copy a site should hold stands, as the site reports it (and the fleet view shows it). */
@@ -63,6 +64,10 @@ export interface FleetFilter {
   /** A policy's name (or `outpost_placement`, `copy-image`). */
   policy?: string;
   state?: PlacementStateName;
+  /** Images carrying every one of these tags (as Glance's `tag` filter on GET /v2/images). */
+  tags?: readonly string[];
+  /** Sites whose labels match this selector (the syntax of a policy's `sites.labels`). */
+  siteLabels?: LabelSelector;
   /** Only pairs after this one in the view's order. */
   after?: { image_id: string; site: string };
   limit: number;
@@ -200,11 +205,13 @@ export class RegionPlacement {
     const setHeld = new Uint32Array(this.#reasonSets.length);
     const setDesired = new Uint32Array(this.#reasonSets.length);
     const after = filter.after;
+    const { tags, siteLabels } = filter;
+    const siteWanted = this.#sites.map((site) => (filter.site === undefined || filter.site === site.id) && (siteLabels === undefined || selectorMatches(siteLabels, site.labels)));
     for (let k = 0; k < this.#images.length; k++) {
       const image = this.#images[k]!;
       const counts = { id: image.id, held: 0, desired: 0, percent: 100 };
       imageCounts.push(counts);
-      const imageWanted = filter.image === undefined || filter.image === image.id;
+      const imageWanted = (filter.image === undefined || filter.image === image.id) && (tags === undefined || tags.every((t) => image.tags.includes(t)));
       const imageAfter = after === undefined ? 1 : byCodeUnits(image.id, after.image_id);
       for (let g = this.#start[k]!; g < this.#start[k + 1]!; g++) {
         const s = this.#site[g]!;
@@ -218,7 +225,7 @@ export class RegionPlacement {
         setDesired[this.#reasonSet[g]!]!++;
         if (held) { counts.held++; siteCount.held++; setHeld[this.#reasonSet[g]!]!++; }
         const site = this.#sites[s]!;
-        if (!imageWanted || (filter.site !== undefined && filter.site !== site.id) || (filter.state !== undefined && filter.state !== state)
+        if (!imageWanted || !siteWanted[s] || (filter.state !== undefined && filter.state !== state)
           || (filter.policy !== undefined && !want.reasons.includes(filter.policy))
           || imageAfter < 0 || (imageAfter === 0 && byCodeUnits(site.id, after!.site) <= 0)) continue;
         if (entries.length === filter.limit) { more = true; continue; }

@@ -87,3 +87,23 @@ export function health(site, now = Date.now()) {
   const silent = now - Date.parse(site.last_contact);
   return silent > 3 * interval ? 'cut-off' : silent > 1.5 * interval ? 'late' : 'ok';
 }
+
+/** The ids of `root` and of every site below it (its subtree), from the sites' parents. */
+export function subtree(sites, root) {
+  const ids = new Set([root]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const s of sites) if (!ids.has(s.id) && ids.has(s.parent)) { ids.add(s.id); grew = true; }
+  }
+  return ids;
+}
+
+/**
+ * Whether this site (an edge) is cut off from its parent now, by its own status: its change feed
+ * failed at the last try, or it has not heard from its parent for a minute. The dashboard is then
+ * read-only: what it shows comes from the site's replica, and changes need the parent.
+ */
+export function cutOff(status) {
+  const r = status.replication;
+  return status.role === 'edge' && r !== null && (r.last_error !== null || (r.seconds_since_contact ?? 0) > 60);
+}

@@ -1,8 +1,8 @@
 import { h, render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
-import { api, ApiError, login, logout, token, useToken } from './api.js';
-import { FleetPage, ImagePage, ImagesPage, SitesPage, TransfersPage } from './pages.js';
+import { api, ApiError, cutOff, login, logout, token, useToken } from './api.js';
+import { FleetPage, ImagePage, ImagesPage, SitesPage, TransfersPage, usePoll } from './pages.js';
 
 const html = htm.bind(h);
 
@@ -45,9 +45,29 @@ function Login({ onDone }) {
     </form></main>`;
 }
 
+/** The pages of a signed-in caller: this site's status, polled (an edge's cut-off shows at once), and the page asked for. */
+function Pages({ where, onLogout }) {
+  const { data: status } = usePoll(() => api('GET', '/outpost/v1/status'), 3000);
+  if (status === undefined) return html`<p class="loading">Connecting…</p>`;
+  const here = { ...status, readOnly: cutOff(status) };
+  const page = where.page === 'images' && where.id ? html`<${ImagePage} id=${where.id} here=${here} />`
+    : where.page === 'fleet' ? html`<${FleetPage} here=${here} />`
+      : where.page === 'images' ? html`<${ImagesPage} />`
+        : where.page === 'transfers' ? html`<${TransfersPage} here=${here} />` : html`<${SitesPage} here=${here} />`;
+  return html`
+    <header>
+      <h1>Outpost <span class="where">${status.site} (${status.role})</span></h1>
+      <nav aria-label="Pages"><ul>${PAGES.map((p) => html`<li><a href=${`#/${p.path}`} aria-current=${where.page === p.path ? 'page' : undefined}>${p.title}</a></li>`)}</ul></nav>
+      ${token() !== null ? html`<button type="button" class="logout" onClick=${onLogout}>Log out</button>` : ''}
+    </header>
+    ${here.readOnly ? html`<p class="cut-off-banner" role="status">Cut off from its parent ${status.parent ?? ''}: this site keeps serving images from its replica and cache.
+      The dashboard shows what the site knows and is read-only until the link is back.</p>` : ''}
+    <main>${page}</main>`;
+}
+
 function App() {
   const [where, setWhere] = useState(route());
-  const [status, setStatus] = useState(undefined);
+  const [signedIn, setSignedIn] = useState(undefined);
   const [needsLogin, setNeedsLogin] = useState(false);
   useEffect(() => {
     const onHash = () => setWhere(route());
@@ -56,27 +76,18 @@ function App() {
   }, []);
   const check = async () => {
     try {
-      setStatus(await api('GET', '/outpost/v1/status'));
       await api('GET', '/outpost/v1/sites');
       setNeedsLogin(false);
+      setSignedIn(true);
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) setNeedsLogin(true);
+      else setSignedIn(true);
     }
   };
   useEffect(() => { check(); }, []);
   if (needsLogin) return html`<${Login} onDone=${check} />`;
-  if (status === undefined) return html`<p class="loading">Connecting…</p>`;
-  const page = where.page === 'images' && where.id ? html`<${ImagePage} id=${where.id} />`
-    : where.page === 'fleet' ? html`<${FleetPage} />`
-      : where.page === 'images' ? html`<${ImagesPage} />`
-        : where.page === 'transfers' ? html`<${TransfersPage} />` : html`<${SitesPage} />`;
-  return html`
-    <header>
-      <h1>Outpost <span class="where">${status.site} (${status.role})</span></h1>
-      <nav aria-label="Pages"><ul>${PAGES.map((p) => html`<li><a href=${`#/${p.path}`} aria-current=${where.page === p.path ? 'page' : undefined}>${p.title}</a></li>`)}</ul></nav>
-      ${token() !== null ? html`<button type="button" class="logout" onClick=${() => { logout(); setNeedsLogin(true); }}>Log out</button>` : ''}
-    </header>
-    <main>${page}</main>`;
+  if (signedIn === undefined) return html`<p class="loading">Connecting…</p>`;
+  return html`<${Pages} where=${where} onLogout=${() => { logout(); setNeedsLogin(true); }} />`;
 }
 
 render(html`<${App} />`, document.getElementById('app'));

@@ -1,26 +1,46 @@
 import { h } from 'preact';
-import { useCallback, useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import htm from 'htm';
-import { ago, api, health, size } from './api.js';
+import { ago, api, health, size, subtree } from './api.js';
 
 const html = htm.bind(h);
 
-/** Reads `load` now and every `ms` while the page shows (live updates by polling the API). */
+/**
+ * Reads `load` now and every `ms` while the page shows (live updates by polling the API), again
+ * whenever `deps` change; an answer to a read made before they changed is dropped.
+ */
 export function usePoll(load, ms = 2000, deps = []) {
   const [state, setState] = useState({ data: undefined, error: undefined });
-  const refresh = useCallback(async () => {
-    try {
-      setState({ data: await load(), error: undefined });
-    } catch (error) {
-      setState((s) => ({ data: s.data, error }));
-    }
-  }, deps);
+  const current = useRef(async () => {});
   useEffect(() => {
-    refresh();
-    const timer = setInterval(refresh, ms);
-    return () => clearInterval(timer);
-  }, [refresh]);
-  return { ...state, refresh };
+    let live = true;
+    const read = async () => {
+      try {
+        const data = await load();
+        if (live) setState({ data, error: undefined });
+      } catch (error) {
+        if (live) setState((s) => ({ data: s.data, error }));
+      }
+    };
+    current.current = read;
+    read();
+    const timer = setInterval(read, ms);
+    return () => {
+      live = false;
+      clearInterval(timer);
+    };
+  }, deps);
+  return { ...state, refresh: () => current.current() };
+}
+
+/** `value`, once it has stayed the same for `ms` (a filter applied as the operator stops typing). */
+function useSettled(value, ms = 400) {
+  const [settled, setSettled] = useState(value);
+  useEffect(() => {
+    const timer = setTimeout(() => setSettled(value), ms);
+    return () => clearTimeout(timer);
+  }, [value]);
+  return settled;
 }
 
 function Problem({ error }) {
@@ -28,10 +48,29 @@ function Problem({ error }) {
   return html`<p class="problem" role="alert">${error.message}</p>`;
 }
 
-const HEALTH_TEXT = { ok: 'healthy', late: 'late', 'cut-off': 'cut off' };
+const HEALTH_TEXT = { ok: 'healthy', late: 'late', 'cut-off': 'cut off', unknown: 'not known' };
 
-/** Sites: the tree central → edges → far edges, with health, last contact, lag and what each holds. */
-export function SitesPage() {
+/** When an edge last heard from its parent, by its own status. */
+function parentContact(here) {
+  const seconds = here.replication?.seconds_since_contact;
+  return seconds === null || seconds === undefined ? 'never' : `${Math.round(seconds)} s ago (its parent)`;
+}
+
+/** What a site's audits and drift checks repaired, in words ('' for nothing). */
+function repairs(summary) {
+  if (summary === undefined) return '';
+  const parts = [];
+  if (summary.audit?.repairs > 0) parts.push(`replica repaired ${summary.audit.repairs}× (${(summary.audit.last_mismatch ?? []).join(', ') || 'last audit clean'})`);
+  if (summary.drift?.lost > 0) parts.push(`${summary.drift.lost} lost copies fetched again`);
+  if (summary.drift?.extra > 0) parts.push(`${summary.drift.extra} stray copies deleted`);
+  return parts.join('; ');
+}
+
+/**
+ * Sites: the tree central → edges → far edges, with health, last contact, lag, what each holds,
+ * its transfers and repairs. At an edge: the edge and its subtree (the sites it serves).
+ */
+export function SitesPage({ here }) {
   const { data, error } = usePoll(async () => {
     const [{ sites }, summaries] = await Promise.all([
       api('GET', '/outpost/v1/sites'),
@@ -41,8 +80,13 @@ export function SitesPage() {
     return { sites, holdings: new Map(summaries.summaries.map((x) => [x.site, x])) };
   });
   if (data === undefined) return html`<${Problem} error=${error} /><p class="loading">Loading sites…</p>`;
+  const scope = subtree(data.sites, here.site);
+  const shown = here.role === 'central' ? data.sites : data.sites.filter((s) => scope.has(s.id));
   const children = new Map();
-  for (const s of data.sites) children.set(s.parent, [...(children.get(s.parent) ?? []), s]);
+  for (const s of shown) {
+    const parent = here.role === 'central' || s.id !== here.site ? s.parent : null;
+    children.set(parent, [...(children.get(parent) ?? []), s]);
+  }
   const rows = [];
   const walk = (parent, depth) => {
     for (const s of (children.get(parent) ?? []).sort((a, b) => a.id.localeCompare(b.id))) {
@@ -52,25 +96,29 @@ export function SitesPage() {
   };
   walk(null, 0);
   const now = Date.now();
-  const counts = { ok: 0, late: 0, 'cut-off': 0 };
-  for (const s of data.sites) counts[health(s, now)]++;
+  // Cut off, an edge knows its own link; how the others are is central's to know (not while away).
+  const stateOf = (site) => (!here.readOnly ? health(site, now) : site.id === here.site ? 'cut-off' : 'unknown');
+  const counts = { ok: 0, late: 0, 'cut-off': 0, unknown: 0 };
+  for (const s of shown) counts[stateOf(s)]++;
   return html`
     <${Problem} error=${error} />
-    <p class="summary">${data.sites.length} sites: ${counts.ok} healthy, ${counts.late} late, <strong>${counts['cut-off']} cut off</strong></p>
+    <p class="summary">${shown.length} sites: ${counts.ok} healthy, ${counts.late} late, <strong>${counts['cut-off']} cut off</strong>${counts.unknown > 0 ? `, ${counts.unknown} not known while cut off` : ''}</p>
     <div class="scroll"><table class="sites">
-      <caption>The region's sites, as central last heard from them</caption>
+      <caption>${here.role === 'central' ? 'The region\'s sites, as central last heard from them' : `Site ${here.site} and the sites below it, as central last heard from them`}</caption>
       <thead><tr><th scope="col">Site</th><th scope="col">Health</th><th scope="col">Last contact</th><th scope="col">Feed lag</th>
-        <th scope="col">Cached</th><th scope="col">Stored</th><th scope="col">Labels</th><th scope="col">Stores</th></tr></thead>
+        <th scope="col">Cached</th><th scope="col">Stored</th><th scope="col">Transfers</th><th scope="col">Repairs</th><th scope="col">Labels</th><th scope="col">Stores</th></tr></thead>
       <tbody>${rows.map(({ site, depth }) => {
-        const state = health(site, now);
+        const state = stateOf(site);
         const held = data.holdings.get(site.id);
         return html`<tr class=${`health-${state}`} data-site=${site.id}>
           <th scope="row" style=${`padding-left:${0.5 + depth * 1.5}rem`}>${depth > 0 ? '└ ' : ''}${site.id}</th>
           <td><span class=${`badge ${state}`}>${HEALTH_TEXT[state]}</span></td>
-          <td>${site.parent === null ? 'central' : ago(site.last_contact, now)}</td>
+          <td>${site.parent === null ? 'central' : site.id === here.site ? parentContact(here) : ago(site.last_contact, now)}</td>
           <td>${site.lag_changes ?? '–'}</td>
           <td>${held === undefined ? '–' : `${held.cached.copies} (${size(held.cached.bytes)})`}</td>
           <td>${held === undefined ? '–' : `${held.stored.copies} (${size(held.stored.bytes)})`}</td>
+          <td>${held === undefined ? '–' : html`${held.transfers.running} running${held.transfers.failed > 0 ? html`, <span class="problem">${held.transfers.failed} failed</span>` : ''}`}</td>
+          <td>${repairs(held)}</td>
           <td>${Object.entries(site.labels).map(([k, v]) => html`<span class="label">${k}=${v}</span> `)}</td>
           <td>${site.stores.join(', ')}</td>
         </tr>`;
@@ -80,29 +128,54 @@ export function SitesPage() {
 
 const STATE_TEXT = { held: 'held', transferring: 'transferring', pending: 'pending', failed: 'failed' };
 
-/** Fleet: images × sites from the fleet view, with convergence per image and per policy. */
-export function FleetPage() {
-  const [filter, setFilter] = useState('');
+/**
+ * Fleet: images × sites from the fleet view, with convergence per image and per policy; filtered
+ * by image (name, id), tag, policy and site labels. At an edge: the sites of its subtree.
+ */
+export function FleetPage({ here }) {
+  const [text, setText] = useState('');
+  const [tagText, setTag] = useState('');
+  const [policy, setPolicy] = useState('');
+  const [labelsText, setLabels] = useState('');
+  const tag = useSettled(tagText);
+  const labels = useSettled(labelsText);
   const { data, error } = usePoll(async () => {
-    const [fleet, sites] = await Promise.all([api('GET', '/outpost/v1/fleet?limit=1000'), api('GET', '/outpost/v1/sites')]);
-    return { fleet, sites: sites.sites };
-  });
-  if (data === undefined) return html`<${Problem} error=${error} /><p class="loading">Loading the fleet…</p>`;
-  const wanted = filter.trim().toLowerCase();
+    const q = new URLSearchParams({ limit: '1000' });
+    if (tag.trim() !== '') q.set('tag', tag.trim());
+    if (policy !== '') q.set('policy', policy);
+    if (labels.trim() !== '') q.set('site_labels', labels.trim());
+    const [fleet, sites, policies] = await Promise.all([api('GET', `/outpost/v1/fleet?${q}`), api('GET', '/outpost/v1/sites'), api('GET', '/outpost/v1/policies')]);
+    return { fleet, sites: sites.sites, policies: policies.policies };
+  }, 2000, [tag, policy, labels]);
+  const filters = html`<form class="filters" role="search" onSubmit=${(e) => e.preventDefault()}>
+    <label>Image <input type="search" value=${text} placeholder="name or id" onInput=${(e) => setText(e.currentTarget.value)} /></label>
+    <label>Tag <input type="search" value=${tagText} onInput=${(e) => setTag(e.currentTarget.value)} /></label>
+    <label>Policy <select value=${policy} onChange=${(e) => setPolicy(e.currentTarget.value)}>
+      <option value="">any</option>${(data?.policies ?? []).map((p) => html`<option value=${p.name}>${p.name}</option>`)}
+      <option value="outpost_placement">outpost_placement</option><option value="copy-image">copy-image</option></select></label>
+    <label>Site labels <input type="search" value=${labelsText} placeholder="region=eu,tier!=far" onInput=${(e) => setLabels(e.currentTarget.value)} /></label>
+  </form>`;
+  if (data === undefined) return html`${filters}<${Problem} error=${error} /><p class="loading">Loading the fleet…</p>`;
+  const wanted = text.trim().toLowerCase();
+  const scope = here.role === 'central' ? undefined : subtree(data.sites, here.site);
   const images = new Map();
   for (const e of data.fleet.fleet) {
-    if (wanted !== '' && !`${e.image_name ?? ''} ${e.image_id} ${(e.policies ?? []).join(' ')}`.toLowerCase().includes(wanted)) continue;
+    if (scope !== undefined && !scope.has(e.site)) continue;
+    if (wanted !== '' && !`${e.image_name ?? ''} ${e.image_id}`.toLowerCase().includes(wanted)) continue;
     const row = images.get(e.image_id) ?? { id: e.image_id, name: e.image_name, cells: new Map() };
     row.cells.set(e.site, e);
     images.set(e.image_id, row);
   }
-  const siteIds = data.sites.map((s) => s.id).sort();
+  // The sites the filters leave: those with a wanted copy (all of them, unfiltered).
+  const filtered = tag.trim() !== '' || policy !== '' || labels.trim() !== '' || wanted !== '';
+  const withCopies = new Set([...images.values()].flatMap((r) => [...r.cells.keys()]));
+  const siteIds = data.sites.map((s) => s.id).filter((id) => (scope === undefined || scope.has(id)) && (!filtered || withCopies.has(id))).sort();
   const convergence = new Map(data.fleet.convergence.images.map((c) => [c.id, c]));
   return html`
+    ${filters}
     <${Problem} error=${error} />
-    <label class="filter">Filter by image, id or policy <input type="search" value=${filter} onInput=${(e) => setFilter(e.currentTarget.value)} /></label>
     <div class="scroll"><table class="fleet">
-      <caption>Where each copy the placement policies want stands</caption>
+      <caption>Where each copy the placement policies want stands${scope === undefined ? '' : ` at ${here.site} and below`}</caption>
       <thead><tr><th scope="col">Image</th><th scope="col">Converged</th>${siteIds.map((s) => html`<th scope="col">${s}</th>`)}</tr></thead>
       <tbody>${[...images.values()].map((row) => html`<tr data-image=${row.id}>
         <th scope="row"><a href=${`#/images/${row.id}`}>${row.name ?? row.id}</a></th>
@@ -117,7 +190,7 @@ export function FleetPage() {
         })}
       </tr>`)}</tbody>
     </table></div>
-    ${images.size === 0 ? html`<p>No copies wanted${wanted === '' ? ' yet: create a placement policy (outpost policy create).' : ' match the filter.'}</p>` : ''}
+    ${images.size === 0 ? html`<p>No copies wanted${filtered ? ' match the filters.' : ' yet: create a placement policy (outpost policy create).'}</p>` : ''}
     <h2>Policies</h2>
     <ul class="convergence">${data.fleet.convergence.policies.map((c) => html`<li>${c.id}: ${c.held}/${c.desired} held (${c.percent}%)</li>`)}</ul>`;
 }
@@ -136,20 +209,25 @@ export function ImagesPage() {
 }
 
 /** Image: its properties, where it is, its transfers and tasks; pin at a site, copy to sites, remove from a store. */
-export function ImagePage({ id }) {
+export function ImagePage({ id, here }) {
   const [site, setSite] = useState('');
   const [message, setMessage] = useState(undefined);
   const { data, error, refresh } = usePoll(async () => {
-    const [image, sites, fleet, tasks] = await Promise.all([
+    const [image, sites, fleet, tasks, transfers] = await Promise.all([
       api('GET', `/v2/images/${id}`),
       api('GET', '/outpost/v1/sites'),
-      api('GET', `/outpost/v1/fleet?image=${id}`).catch(() => ({ fleet: [] })),
+      // Central's views (an edge asks it); an edge cut off from central knows only its own transfers.
+      api('GET', `/outpost/v1/fleet?image=${id}`).catch(() => ({ fleet: null })),
       api('GET', `/v2/images/${id}/tasks`).catch(() => ({ tasks: [] })),
+      api('GET', `/outpost/v1/fleet/transfers?image=${id}`).catch(async () => ({
+        transfers: (await api('GET', '/outpost/v1/transfers')).transfers.filter((t) => t.image_id === id).map((t) => ({ ...t, site: here.site })),
+      })),
     ]);
     const inventories = await Promise.all(sites.sites.map((s) => api('GET', `/outpost/v1/sites/${encodeURIComponent(s.id)}/inventory`).catch(() => null)));
     const held = inventories.filter((i) => i !== null).map((i) => ({ site: i.site, copy: i.images.find((c) => c.image_id === id) })).filter((x) => x.copy !== undefined);
-    return { image, sites: sites.sites, fleet: fleet.fleet, tasks: tasks.tasks, held };
-  }, 2000, [id]);
+    const scope = here.role === 'central' ? undefined : subtree(sites.sites, here.site);
+    return { image, sites: sites.sites.filter((s) => scope === undefined || scope.has(s.id)), fleet: fleet.fleet, tasks: tasks.tasks, held, transfers: transfers.transfers };
+  }, 2000, [id, here.site, here.role]);
   if (data === undefined) return html`<${Problem} error=${error} /><p class="loading">Loading the image…</p>`;
   const { image } = data;
   const act = async (what, fn) => {
@@ -171,8 +249,19 @@ export function ImagePage({ id }) {
       <table><thead><tr><th scope="col">Site</th><th scope="col">Copy</th><th scope="col">Since</th><th scope="col">Hits</th></tr></thead>
       <tbody>${data.held.map((x) => html`<tr data-held=${x.site}><th scope="row">${x.site}</th><td>${x.copy.state} (${x.copy.store})</td><td>${ago(x.copy.since)}</td><td>${x.copy.hits ?? '–'}</td></tr>`)}</tbody></table>
     </section>
+    <section aria-labelledby="moved"><h3 id="moved">Transfers</h3>
+      <div class="scroll"><table class="image-transfers">
+        <caption>Its bytes moved to each site: fetched over the site's link, or reused from what the site held (delta)</caption>
+        <thead><tr><th scope="col">Site</th><th scope="col">State</th><th scope="col">Fetched</th><th scope="col">Reused</th><th scope="col">Zeros</th><th scope="col">Resumes</th><th scope="col">Rate</th><th scope="col">Ended</th></tr></thead>
+        <tbody>${data.transfers.map((t) => html`<tr data-transfer=${t.site}><th scope="row">${t.site}</th>
+          <td>${t.state}${t.error ? html` <small class="problem">${t.error}</small>` : ''}</td><td>${size(t.fetched)}</td><td>${size(t.reused)}</td>
+          <td>${size(t.zeros)}</td><td>${t.resumes}</td><td>${size(t.bytes_per_second)}/s</td><td>${t.ended_at === null ? 'running' : ago(t.ended_at)}</td></tr>`)}</tbody>
+      </table></div>
+      ${data.transfers.length === 0 ? html`<p>No site has reported a transfer of this image lately.</p>` : ''}
+    </section>
     <section aria-labelledby="actions"><h3 id="actions">Actions</h3>
-      <form class="actions" onSubmit=${(e) => e.preventDefault()}>
+      ${here.readOnly ? html`<p>Not while this site is cut off from its parent: changes are made at central.</p>` : ''}
+      <form onSubmit=${(e) => e.preventDefault()}><fieldset class="actions" disabled=${here.readOnly}><legend class="visually-hidden">At a site</legend>
         <label>Site <select value=${chosen} onChange=${(e) => setSite(e.currentTarget.value)}>
           ${data.sites.map((s) => html`<option value=${s.id}>${s.id}</option>`)}</select></label>
         <button type="button" onClick=${() => act(`pinned at ${chosen}`, () => api('PUT', `/outpost/v1/sites/${encodeURIComponent(chosen)}/cache/${id}/pin`, {}))}>Pin at site</button>
@@ -183,11 +272,12 @@ export function ImagePage({ id }) {
           if (store === undefined) throw new Error(`${chosen} holds no copy in its stores`);
           await api('DELETE', `/v2/stores/${encodeURIComponent(store)}/${id}`);
         })}>Remove from site's store</button>
-      </form>
+      </fieldset></form>
     </section>
     <section aria-labelledby="placement"><h3 id="placement">Placement</h3>
+      ${data.fleet === null ? html`<p>Central cannot be reached: where the placement policies want this image is not known here now.</p>` : html`
       <ul>${data.fleet.map((e) => html`<li>${e.site}: ${e.state}${e.state === 'transferring' ? ` ${size(e.bytes_done)} of ${size(e.bytes_total)}` : ''}${e.reason ? ` (${e.reason})` : ''}</li>`)}</ul>
-      ${data.fleet.length === 0 ? html`<p>No placement policy wants this image.</p>` : ''}
+      ${data.fleet.length === 0 ? html`<p>No placement policy wants this image.</p>` : ''}`}
     </section>
     <section aria-labelledby="props"><h3 id="props">Properties</h3>
       <dl class="props">${[...base, ...Object.keys(image).filter((k) => !base.includes(k) && !['self', 'file', 'schema', 'tags', 'locations'].includes(k)).sort()].filter((k) => image[k] !== undefined)
@@ -199,22 +289,66 @@ export function ImagePage({ id }) {
     </section>`;
 }
 
-/** Transfers: what is moving to this site, with rates, and the last ended ones with their errors. */
-export function TransfersPage() {
-  const { data, error } = usePoll(() => api('GET', '/outpost/v1/transfers'));
+/** One transfer's row: where it went (region-wide), how far it got, what it fetched and reused. */
+function TransferRow({ t, now }) {
+  const done = t.reused + t.zeros + t.fetched;
+  const pct = t.planned === 0 ? 100 : Math.min(100, Math.floor((100 * done) / t.planned));
+  return html`<tr data-site=${t.site} data-image=${t.image_id}>${t.site === undefined ? '' : html`<td>${t.site}</td>`}
+    <th scope="row"><a href=${`#/images/${t.image_id}`}>${t.image_id}</a></th>
+    <td>${t.state}${t.error ? html` <small class="problem">${t.error}</small>` : ''}</td>
+    <td><progress max="100" value=${pct} aria-label=${`${pct}%`}></progress> ${pct}%</td>
+    <td>${size(t.reused)}</td><td>${size(t.fetched)}</td><td>${size(t.bytes_per_second)}/s</td><td>${ago(t.started_at, now)}</td></tr>`;
+}
+
+function TransferTable({ caption, transfers, withSite, now }) {
+  return html`<div class="scroll"><table class="transfers">
+    <caption>${caption}</caption>
+    <thead><tr>${withSite ? html`<th scope="col">Site</th>` : ''}<th scope="col">Image</th><th scope="col">State</th><th scope="col">Progress</th>
+      <th scope="col">Reused</th><th scope="col">Fetched</th><th scope="col">Rate</th><th scope="col">Started</th></tr></thead>
+    <tbody>${transfers.map((t) => html`<${TransferRow} t=${t} now=${now} />`)}</tbody>
+  </table></div>`;
+}
+
+/**
+ * Transfers: what is moving in the region (at an edge: in its subtree) with rates, the recent
+ * failures — transfers that failed and copies the placement policies want that failed — and what
+ * the sites' audits and drift checks repaired. An edge cut off from central shows its own
+ * transfers, which it knows.
+ */
+export function TransfersPage({ here }) {
+  const { data, error } = usePoll(async () => {
+    try {
+      const [transfers, failed, summaries, sites] = await Promise.all([
+        api('GET', '/outpost/v1/fleet/transfers'), api('GET', '/outpost/v1/fleet?state=failed&limit=100'),
+        api('GET', '/outpost/v1/inventory-summaries'), api('GET', '/outpost/v1/sites'),
+      ]);
+      const scope = here.role === 'central' ? undefined : subtree(sites.sites, here.site);
+      const mine = (x) => scope === undefined || scope.has(x.site);
+      return { region: true, transfers: transfers.transfers.filter(mine), failed: failed.fleet.filter(mine), summaries: summaries.summaries.filter(mine) };
+    } catch (e) {
+      if (here.role === 'central') throw e;
+      // Central cannot be reached: this site's own transfers.
+      return { region: false, transfers: (await api('GET', '/outpost/v1/transfers')).transfers, failed: [], summaries: [] };
+    }
+  }, 2000, [here.site, here.role]);
   if (data === undefined) return html`<${Problem} error=${error} /><p class="loading">Loading transfers…</p>`;
+  const now = Date.now();
+  const running = data.transfers.filter((t) => t.state === 'running');
+  const failures = data.transfers.filter((t) => t.state === 'failed');
+  const repaired = data.summaries.filter((x) => repairs(x) !== '');
+  const where = here.role === 'central' ? 'in the region' : `at ${here.site} and below`;
   return html`<${Problem} error=${error} />
-    <div class="scroll"><table>
-      <caption>Transfers of image bytes to this site</caption>
-      <thead><tr><th scope="col">Image</th><th scope="col">State</th><th scope="col">Progress</th><th scope="col">Reused</th><th scope="col">Fetched</th><th scope="col">Rate</th><th scope="col">Started</th></tr></thead>
-      <tbody>${data.transfers.map((t) => {
-        const done = t.reused + t.zeros + t.fetched;
-        const pct = t.planned === 0 ? 100 : Math.min(100, Math.floor((100 * done) / t.planned));
-        return html`<tr><th scope="row"><a href=${`#/images/${t.image_id}`}>${t.image_id}</a></th>
-          <td>${t.state}${t.error ? html` <small class="problem">${t.error}</small>` : ''}</td>
-          <td><progress max="100" value=${pct} aria-label=${`${pct}%`}></progress> ${pct}%</td>
-          <td>${size(t.reused)}</td><td>${size(t.fetched)}</td><td>${size(t.bytes_per_second)}/s</td><td>${ago(t.started_at)}</td></tr>`;
-      })}</tbody>
-    </table></div>
-    ${data.transfers.length === 0 ? html`<p>No transfers yet.</p>` : ''}`;
+    ${data.region ? '' : html`<p>Central cannot be reached: these are ${here.site}'s own transfers.</p>`}
+    <h2>In flight</h2>
+    <${TransferTable} caption=${`Transfers of image bytes running ${data.region ? where : `to ${here.site}`}`} transfers=${running} withSite=${data.region} now=${now} />
+    ${running.length === 0 ? html`<p>Nothing is moving.</p>` : ''}
+    <h2>Recent failures</h2>
+    ${failures.length === 0 && data.failed.length === 0 ? html`<p>No recent failures.</p>` : ''}
+    ${failures.length === 0 ? '' : html`<${TransferTable} caption="Transfers that failed (each is tried again)" transfers=${failures} withSite=${data.region} now=${now} />`}
+    ${data.failed.length === 0 ? '' : html`<ul class="failures">${data.failed.map((e) => html`<li data-failed=${`${e.site}/${e.image_id}`}>
+      <a href=${`#/images/${e.image_id}`}>${e.image_name ?? e.image_id}</a> at ${e.site}: ${e.reason ?? 'failed'} (${e.reasons.join(', ')})</li>`)}</ul>`}
+    ${data.region ? html`<h2>Repairs</h2>
+      ${repaired.length === 0 ? html`<p>No site has repaired its replica or its copies since it started.</p>` : html`<ul class="repairs">${repaired.map((x) => html`<li data-repairs=${x.site}>${x.site}: ${repairs(x)}</li>`)}</ul>`}` : ''}
+    <h2>Ended</h2>
+    <${TransferTable} caption="The most recent transfers that ended" transfers=${data.transfers.filter((t) => t.state === 'done').slice(0, 50)} withSite=${data.region} now=${now} />`;
 }

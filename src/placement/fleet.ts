@@ -1,4 +1,5 @@
 import { BadRequestError } from '../core/errors.ts';
+import { parseLabelSelector } from '../core/label-selector.ts';
 import { RegionPlacement, type Convergence, type DriftCounts, type FleetEntry, type FleetFilter, type FleetReport, type PlacementStateName } from '../core/fleet-state.ts';
 import { policyOf } from '../core/placement-policy.ts';
 import type { InventoryStore, IoOptions } from '../core/ports.ts';
@@ -60,7 +61,14 @@ export class Fleet {
     const slash = marker?.indexOf('/') ?? -1;
     if (marker !== undefined && (slash <= 0 || slash === marker.length - 1)) throw new BadRequestError('marker must be the next of a previous page ({image_id}/{site}).');
     const after = marker === undefined ? undefined : { image_id: marker.slice(0, slash), site: marker.slice(slash + 1) };
-    return { image: one('image'), site: one('site'), policy: one('policy'), state: state as PlacementStateName | undefined, limit, after };
+    // tag: every one given (Glance's `tag` on GET /v2/images); site_labels: a policy's selector syntax.
+    const tags = params.get('tag');
+    const labels = one('site_labels');
+    return {
+      image: one('image'), site: one('site'), policy: one('policy'), state: state as PlacementStateName | undefined, limit, after,
+      ...(tags === undefined ? {} : { tags: [...tags] }),
+      ...(labels === undefined ? {} : { siteLabels: parseLabelSelector(labels, 'site_labels') }),
+    };
   }
 
   async view(query: FleetFilter, opts: IoOptions = {}): Promise<FleetPage> {

@@ -4,6 +4,9 @@ import { RegionPlacement, type FleetReport } from '../../src/core/fleet-state.ts
 import type { PlacementSite } from '../../src/core/desired-placement.ts';
 import type { Image } from '../../src/core/image.ts';
 import { validatePolicy } from '../../src/core/placement-policy.ts';
+import { BadRequestError } from '../../src/core/errors.ts';
+import { parseLabelSelector } from '../../src/core/label-selector.ts';
+import { Fleet } from '../../src/placement/fleet.ts';
 
 let n = 0;
 function image(over: Partial<Image> = {}): Image {
@@ -88,5 +91,39 @@ describe('fleet state', () => {
     assert.deepEqual(held.convergence.policies, [{ id: 'golden-eu', held: 1, desired: 6, percent: 16.6 }, { id: 'warm-us', held: 0, desired: 3, percent: 0 }]);
     assert.deepEqual(held.convergence.sites.map((c) => [c.id, c.held, c.desired]), [['eu-1', 0, 3], ['eu-2', 1, 3], ['us-1', 0, 3]]);
     assert.deepEqual(region.view(reports, { limit: 10, site: 'nowhere' }).entries, []);
+  });
+
+  it('filters by tags (every one given) and by a site label selector, with the other filters; convergence stays region-wide', () => {
+    const anyTier = validatePolicy({ name: 'all-golden', images: { tags: ['golden'] }, sites: { labels: 'region' }, mode: 'replicate' }, SITES);
+    const gold = image({ tags: ['golden'] });
+    const goldLinux = image({ tags: ['golden', 'linux'] });
+    const sites = [
+      site('central', {}), site('eu-1', { region: 'eu', tier: 'edge' }), site('eu-far', { region: 'eu', tier: 'far' }),
+      site('us-1', { region: 'us', tier: 'edge' }, { reported_at: T, cached: [], placements: [{ image_id: gold.id, state: 'failed', reason: 'sha512 mismatch', since: T, bytes_done: null, bytes_per_second: null }] }),
+    ];
+    const placement = new RegionPlacement(sites, [gold, goldLinux, image({ tags: ['linux'] })], [anyTier]);
+    const view = (filter: object) => placement.view(reportsOf(sites), { limit: 100, ...filter });
+    const pairs = (filter: object) => view(filter).entries.map((e) => `${e.image_id === gold.id ? 'gold' : 'goldLinux'}@${e.site}`);
+    assert.deepEqual(pairs({}), ['gold@eu-1', 'gold@eu-far', 'gold@us-1', 'goldLinux@eu-1', 'goldLinux@eu-far', 'goldLinux@us-1']);
+    assert.deepEqual(pairs({ tags: ['linux'] }), ['goldLinux@eu-1', 'goldLinux@eu-far', 'goldLinux@us-1']);
+    assert.deepEqual(pairs({ tags: ['golden', 'linux'] }), ['goldLinux@eu-1', 'goldLinux@eu-far', 'goldLinux@us-1']);
+    assert.deepEqual(pairs({ tags: ['golden', 'windows'] }), []);
+    assert.deepEqual(pairs({ siteLabels: parseLabelSelector('region=eu,tier!=far') }), ['gold@eu-1', 'goldLinux@eu-1']);
+    assert.deepEqual(pairs({ siteLabels: parseLabelSelector('tier in (far)'), tags: ['linux'] }), ['goldLinux@eu-far']);
+    assert.deepEqual(pairs({ siteLabels: parseLabelSelector('region!=eu'), state: 'failed' }), ['gold@us-1']);
+    assert.deepEqual(view({ tags: ['linux'] }).convergence, view({}).convergence);
+  });
+
+  it('GET /outpost/v1/fleet\'s query: tag repeatable, site_labels parsed, a bad selector refused naming site_labels', () => {
+    const q = (pairs: [string, string][]) => {
+      const m = new Map<string, string[]>();
+      for (const [k, v] of pairs) m.set(k, [...(m.get(k) ?? []), v]);
+      return Fleet.query(m);
+    };
+    assert.deepEqual(q([['tag', 'golden'], ['tag', 'linux']]).tags, ['golden', 'linux']);
+    assert.equal(q([]).tags, undefined);
+    assert.equal(q([['site_labels', 'region=eu, tier!=far']]).siteLabels?.text, 'region=eu,tier!=far');
+    assert.throws(() => q([['site_labels', 'region in (eu']]), (e: Error) => e instanceof BadRequestError && /^site_labels: /.test(e.message));
+    assert.throws(() => q([['site_labels', 'a=b'], ['site_labels', 'c=d']]), /site_labels may be given once/);
   });
 });

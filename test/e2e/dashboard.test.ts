@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdir, rm } from 'node:fs/promises';
+import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -128,6 +129,29 @@ describe('dashboard in a real browser', { skip: process.env.TEST_SERVERS_REQUIRE
     await cell.filter({ hasText: 'held' }).waitFor({ timeout: 60_000 });
     assert.match(await page.locator(`tr[data-image="${image.id}"]`).innerText(), /golden-disk\s+100%/);
     await shot('fleet');
+
+    // Filters: by site labels (the columns are the matching sites with a wanted copy), by tag, by policy.
+    const columns = () => page.locator('table.fleet thead th').allInnerTexts();
+    /** A text filter takes effect once the operator stops typing. */
+    const filterBy = (label: string, value: string) => page.getByLabel(label).fill(value);
+    await filterBy('Site labels', 'region=eu');
+    await page.getByText('No copies wanted match the filters.').waitFor();
+    const onlyEdge2 = () => eventually('the matrix shows edge-2 alone', 30_000, async () => (await columns()).join() === 'Image,Converged,edge-2');
+    await filterBy('Site labels', 'region!=eu');
+    await cell.filter({ hasText: 'held' }).waitFor();
+    await onlyEdge2();
+    await filterBy('Site labels', 'region in (eu');
+    await page.getByRole('alert').filter({ hasText: 'site_labels' }).waitFor();
+    await filterBy('Site labels', '');
+    await filterBy('Tag', 'silver');
+    await page.getByText('No copies wanted match the filters.').waitFor();
+    await filterBy('Tag', 'golden');
+    await cell.filter({ hasText: 'held' }).waitFor();
+    await page.getByLabel('Policy').selectOption('golden-us');
+    await onlyEdge2();
+    await cell.filter({ hasText: 'held' }).waitFor();
+    await filterBy('Tag', '');
+    await page.getByLabel('Policy').selectOption('');
   });
 
   it('an edge cut off is marked so within a few heartbeat intervals, and healthy again once healed', async () => {
@@ -155,13 +179,71 @@ describe('dashboard in a real browser', { skip: process.env.TEST_SERVERS_REQUIRE
     const { images } = await api('/v2/images?name=golden-disk');
     await page.goto(`${central.url}/dashboard/#/images/${images[0].id}`);
     await page.getByRole('heading', { name: 'golden-disk' }).waitFor();
+    // Its transfer to edge-2, as edge-2 reported it: all 2 MiB fetched over its link, nothing it held to reuse.
+    const moved = page.locator('tr[data-transfer="edge-2"]');
+    await moved.waitFor({ timeout: 60_000 });
+    assert.match(await moved.innerText(), /edge-2\s+done\s+2\.1 MB\s+0 B/);
     await page.getByLabel('Site').selectOption('far-1');
     await page.getByRole('button', { name: 'Pin at site' }).click();
     await page.getByRole('status').filter({ hasText: 'pinned at far-1' }).waitFor();
     await page.locator('tr[data-held="far-1"]').filter({ hasText: 'pinned' }).waitFor({ timeout: 60_000 });
     await shot('image');
+  });
+
+  it('the transfers page shows what moved where in the region, and the repairs an audit made at an edge', async () => {
+    const { images } = await api('/v2/images?name=golden-disk');
+    const id = images[0].id as string;
+    // edge-1's replica altered behind its back; its audit repairs it and reports the repair.
+    await eventually('edge-1 has the image in its replica', 30_000, async () => {
+      const db = new DatabaseSync(join(work, 'edge-1', 'catalog.sqlite'));
+      try {
+        return db.prepare('update images set name = ? where id = ?').run('tampered', id).changes === 1;
+      } finally {
+        db.close();
+      }
+    });
+    const audit = await fetch(`${edges[0]!.url}/outpost/v1/audit`, { method: 'POST', headers: { accept: 'application/json', 'x-auth-token': admin } });
+    const result = await audit.json() as { result: string; mismatched: string[] };
+    assert.deepEqual([audit.status, result.result, result.mismatched], [200, 'repaired', ['images']]);
     await page.getByRole('link', { name: 'Transfers' }).click();
-    await page.getByRole('table').waitFor();
+    await page.locator('li[data-repairs="edge-1"]').filter({ hasText: 'replica repaired 1× (images)' }).waitFor({ timeout: 60_000 });
+    // The region's ended transfers, each with its site: edge-2's copy and far-1's pinned one.
+    await page.locator(`tr[data-site="edge-2"][data-image="${id}"]`).filter({ hasText: 'done' }).waitFor({ timeout: 60_000 });
+    await page.locator(`tr[data-site="far-1"][data-image="${id}"]`).filter({ hasText: 'done' }).waitFor({ timeout: 60_000 });
     await shot('transfers');
+  });
+
+  it('an edge\'s dashboard shows its subtree, and is read-only while the edge is cut off', async () => {
+    const edge1 = edges[0]!;
+    const { images } = await api('/v2/images?name=golden-disk');
+    const at = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+    try {
+      await at.goto(`${edge1.url}/dashboard/`);
+      await at.evaluate((t) => sessionStorage.setItem('outpost-token', t), admin);
+      await at.reload();
+      const rows = at.locator('table.sites tbody tr');
+      await rows.nth(1).waitFor();
+      assert.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-site'))), ['edge-1', 'far-1']);
+      await at.getByText('2 sites: 2 healthy').waitFor();
+      wans[0]!.blackhole();
+      try {
+        await at.getByRole('status').filter({ hasText: 'Cut off from its parent' }).waitFor({ timeout: 60_000 });
+        await at.locator('tr[data-site="edge-1"]').filter({ hasText: 'cut off' }).waitFor();
+        // The image page still answers from the edge's replica; its actions wait for the link.
+        await at.goto(`${edge1.url}/dashboard/#/images/${images[0].id}`);
+        await at.getByRole('heading', { name: 'golden-disk' }).waitFor();
+        assert.equal(await at.getByRole('button', { name: 'Pin at site' }).isDisabled(), true);
+        // What the edge itself moved it knows: the copy it fetched on the way to far-1.
+        await at.locator('tr[data-transfer="edge-1"]').filter({ hasText: 'done' }).waitFor();
+        assert.deepEqual(await at.getByLabel('Site').locator('option').allInnerTexts(), ['edge-1', 'far-1']);
+        await at.screenshot({ path: join(SCREENSHOTS, 'edge-cut-off.png'), fullPage: true });
+      } finally {
+        wans[0]!.pass();
+      }
+      await at.getByRole('status').filter({ hasText: 'Cut off from its parent' }).waitFor({ state: 'detached', timeout: 60_000 });
+      assert.equal(await at.getByRole('button', { name: 'Pin at site' }).isDisabled(), false);
+    } finally {
+      await at.close();
+    }
   });
 });

@@ -148,6 +148,11 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
       assert.deepEqual(held, await storedAt(e), `the fleet view and ${e.id}'s inventory`);
     }
     assert.deepEqual(view.convergence.policies, [{ id: 'golden-eu', held: 4, desired: 4, percent: 100 }]);
+    // outpost fleet filtered by tag and site labels; a selector that does not parse is refused naming it.
+    const filtered = JSON.parse(await cli('fleet', '--tag', 'golden', '--site-labels', 'region in (eu),tier!=far', '-f', 'json')) as { fleet: FleetEntry[] };
+    assert.deepEqual(filtered.fleet.map((e) => e.site), goldenEu(false));
+    assert.deepEqual(JSON.parse(await cli('fleet', '--tag', 'golden', '--tag', 'silver', '-f', 'json')).fleet, []);
+    await assert.rejects(cli('fleet', '--site-labels', 'region in (eu'), (e: { code: number; stderr: string }) => e.code === 1 && /site_labels: unbalanced parentheses/.test(e.stderr));
   });
 
   it('a site started later with matching labels converges with no change at central', async () => {

@@ -18,9 +18,11 @@ import { resource } from '../resource.ts';
  *
  * A bad policy gets a 400 whose message names the field (`mode`, `sites.labels`, `sites.ids`, ...).
  *
- *   GET    /outpost/v1/fleet?image=&site=&policy=&state=&limit=&marker= → 200 FleetPage (central,
- *          administrators and sites; an edge forwards it up): every (image, site) pair the policies
- *          want, where it stands, and convergence per image, policy and site.
+ *   GET    /outpost/v1/fleet?image=&site=&policy=&state=&tag=&site_labels=&limit=&marker= → 200
+ *          FleetPage (central, administrators and sites; an edge forwards it up): every (image,
+ *          site) pair the policies want, where it stands, and convergence per image, policy and
+ *          site. `tag` (repeatable): images with every tag; `site_labels`: sites matching a label
+ *          selector (`region=eu,tier!=far`; a bad one gets a 400 naming site_labels).
  */
 export function registerPlacementRoutes(app: FastifyInstance, policies: PlacementPolicies, fleet: Fleet | undefined): void {
   resource(app, '/outpost/v1/policies', {
