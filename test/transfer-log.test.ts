@@ -44,4 +44,21 @@ describe('TransferLog', () => {
     for (let i = 0; i < 60; i++) log.start(`image-${i}`, 'parent', 'manifest', 1).end(); // beyond the 50 listed: still counted
     assert.deepEqual(log.totals(), { fetched: 900, refetched: 10, reused: 50, zeros: 100, resumes: 1, done: 61, failed: 1, running: 0 });
   });
+
+  it('linkRate: what the running transfers fetch per second (reused bytes do not cross the link); none running, 0', () => {
+    let now = 1_000_000;
+    const log = new TransferLog(() => now);
+    assert.equal(log.linkRate(), 0);
+    const a = log.start('image-a', 'parent', 'manifest', 1000);
+    const b = log.start('image-b', 'parent', 'manifest', 1000);
+    now += 2000;
+    a.counts.fetched = 300;
+    a.counts.refetched = 100;
+    a.counts.reused = 500;
+    b.counts.fetched = 1000;
+    assert.equal(log.linkRate(), 200 + 500);
+    a.end();
+    b.end(new Error('cut'));
+    assert.equal(log.linkRate(), 0);
+  });
 });

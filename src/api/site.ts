@@ -354,6 +354,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     drift: copies === undefined ? undefined : () => agent.drift(),
     transfers: () => transfers.list(),
     audit: follower === undefined ? undefined : () => auditCounts(follower.status().audit),
+    gauges: () => ({ cache_budget_bytes: cache.usage().budgetBytes, link_bytes_per_second: transfers.linkRate() }),
     send: parent === undefined
       ? (report, opts) => catalog.putInventory({ site: config.site, reported_at: new Date().toISOString(), ...report }, opts)
       : parentInventorySink(parent, config.site),

@@ -427,6 +427,10 @@ export interface SiteInventory {
   transfers?: TransferRecord[];
   /** What the audits of its replica found (an edge). */
   audit?: AuditCounts;
+  /** Its cache's budget (`cache_max_bytes`). */
+  cache_budget_bytes?: number;
+  /** Image bytes its running transfers fetch over its link per second (TransferLog.linkRate). */
+  link_bytes_per_second?: number;
 }
 
 /** When a site was last heard from, and how far its replica was behind then. */

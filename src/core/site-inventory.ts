@@ -23,6 +23,10 @@ export interface InventorySummary {
   audit: AuditCounts | null;
   /** What its drift checks repaired (null where none reported). */
   drift: DriftCounts | null;
+  /** Its cache's budget (null where none reported). */
+  cache_budget_bytes: number | null;
+  /** Image bytes its transfers fetched over its link per second as it reported (null where none reported). */
+  link_bytes_per_second: number | null;
 }
 
 /** One transfer of image bytes to a site, as GET /outpost/v1/fleet/transfers lists it. */
@@ -56,6 +60,13 @@ export class SiteInventories {
     const images = (body as { images?: unknown } | null)?.images;
     if (!Array.isArray(images)) throw new BadRequestError('An inventory is {"images": [...]}.');
     const { placements, drift, transfers, audit, sent_at: sentAt } = body as { placements?: unknown; drift?: unknown; transfers?: unknown; audit?: unknown; sent_at?: unknown };
+    const gauges: Pick<SiteInventory, 'cache_budget_bytes' | 'link_bytes_per_second'> = {};
+    for (const name of ['cache_budget_bytes', 'link_bytes_per_second'] as const) {
+      const v = (body as Record<string, unknown>)[name];
+      if (v === undefined) continue;
+      if (!Number.isSafeInteger(v) || (v as number) < 0) throw new BadRequestError(`${name} must be a whole number.`);
+      gauges[name] = v as number;
+    }
     if (placements !== undefined && !Array.isArray(placements)) throw new BadRequestError('placements must be a list.');
     if (transfers !== undefined && (!Array.isArray(transfers) || transfers.length > MAX_TRANSFERS)) throw new BadRequestError(`transfers must be a list of at most ${MAX_TRANSFERS}.`);
     if (sentAt !== undefined && (typeof sentAt !== 'string' || Number.isNaN(Date.parse(sentAt)))) throw new BadRequestError('sent_at must be a time.');
@@ -74,6 +85,7 @@ export class SiteInventories {
       ...(drift === undefined ? {} : { drift: withMoved(parseDrift(drift), 'checked_at') }),
       ...(transfers === undefined ? {} : { transfers: (transfers as unknown[]).map(parseTransfer).map(transferOnCentralClock) }),
       ...(audit === undefined ? {} : { audit: withMoved(parseAudit(audit), 'last_at') }),
+      ...gauges,
     }, opts);
   }
 
@@ -99,7 +111,7 @@ export class SiteInventories {
       return {
         site: r.site, reported_at: r.reported_at, cached: { copies: cached.length, bytes: sum(cached) }, stored: { copies: stored.length, bytes: sum(stored) },
         transfers: { running: transfers.filter((t) => t.state === 'running').length, failed: transfers.filter((t) => t.state === 'failed').length },
-        audit: r.audit ?? null, drift: r.drift ?? null,
+        audit: r.audit ?? null, drift: r.drift ?? null, cache_budget_bytes: r.cache_budget_bytes ?? null, link_bytes_per_second: r.link_bytes_per_second ?? null,
       };
     });
   }

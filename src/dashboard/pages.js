@@ -56,6 +56,14 @@ function parentContact(here) {
   return seconds === null || seconds === undefined ? 'never' : `${Math.round(seconds)} s ago (its parent)`;
 }
 
+/** A site's cache: its copies, their bytes, and how much of its budget they use (≥ 90% stands out). */
+function cacheUse(held) {
+  const text = `${held.cached.copies} (${size(held.cached.bytes)}`;
+  if (!held.cache_budget_bytes) return `${text})`;
+  const pct = Math.round((100 * held.cached.bytes) / held.cache_budget_bytes);
+  return html`${text} of ${size(held.cache_budget_bytes)}, <span class=${pct >= 90 ? 'problem' : ''}>${pct}%</span>)`;
+}
+
 /** What a site's audits and drift checks repaired, in words ('' for nothing). */
 function repairs(summary) {
   if (summary === undefined) return '';
@@ -106,7 +114,7 @@ export function SitesPage({ here }) {
     <div class="scroll"><table class="sites">
       <caption>${here.role === 'central' ? 'The region\'s sites, as central last heard from them' : `Site ${here.site} and the sites below it, as central last heard from them`}</caption>
       <thead><tr><th scope="col">Site</th><th scope="col">Health</th><th scope="col">Last contact</th><th scope="col">Feed lag</th>
-        <th scope="col">Cached</th><th scope="col">Stored</th><th scope="col">Transfers</th><th scope="col">Repairs</th><th scope="col">Labels</th><th scope="col">Stores</th></tr></thead>
+        <th scope="col">Cache (of budget)</th><th scope="col">Stored</th><th scope="col">Link</th><th scope="col">Transfers</th><th scope="col">Repairs</th><th scope="col">Labels</th><th scope="col">Stores</th></tr></thead>
       <tbody>${rows.map(({ site, depth }) => {
         const state = stateOf(site);
         const held = data.holdings.get(site.id);
@@ -115,8 +123,9 @@ export function SitesPage({ here }) {
           <td><span class=${`badge ${state}`}>${HEALTH_TEXT[state]}</span></td>
           <td>${site.parent === null ? 'central' : site.id === here.site ? parentContact(here) : ago(site.last_contact, now)}</td>
           <td>${site.lag_changes ?? '–'}</td>
-          <td>${held === undefined ? '–' : `${held.cached.copies} (${size(held.cached.bytes)})`}</td>
+          <td>${held === undefined ? '–' : cacheUse(held)}</td>
           <td>${held === undefined ? '–' : `${held.stored.copies} (${size(held.stored.bytes)})`}</td>
+          <td>${held?.link_bytes_per_second == null || site.parent === null ? '–' : `${size(held.link_bytes_per_second)}/s`}</td>
           <td>${held === undefined ? '–' : html`${held.transfers.running} running${held.transfers.failed > 0 ? html`, <span class="problem">${held.transfers.failed} failed</span>` : ''}`}</td>
           <td>${repairs(held)}</td>
           <td>${Object.entries(site.labels).map(([k, v]) => html`<span class="label">${k}=${v}</span> `)}</td>

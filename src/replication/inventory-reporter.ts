@@ -12,6 +12,8 @@ export interface InventoryReport {
   drift?: DriftCounts;
   transfers?: TransferRecord[];
   audit?: AuditCounts;
+  cache_budget_bytes?: number;
+  link_bytes_per_second?: number;
 }
 
 export interface InventoryReporterOptions {
@@ -28,6 +30,8 @@ export interface InventoryReporterOptions {
   transfers?(): TransferRecord[];
   /** What the audits of its replica found (an edge). */
   audit?(): AuditCounts;
+  /** Its cache's budget, and the bytes per second its transfers fetch over its link now. */
+  gauges?(): { cache_budget_bytes: number; link_bytes_per_second: number };
   /** Delivers the inventory: to the parent (an edge), or into central's own InventoryStore. */
   send(report: InventoryReport, opts: IoOptions): Promise<void>;
   /**
@@ -80,7 +84,7 @@ export class InventoryReporter {
     const audit = this.#o.audit?.();
     return {
       images, ...(placements === undefined ? {} : { placements }), ...(drift === undefined ? {} : { drift }),
-      ...(transfers === undefined ? {} : { transfers }), ...(audit === undefined ? {} : { audit }),
+      ...(transfers === undefined ? {} : { transfers }), ...(audit === undefined ? {} : { audit }), ...this.#o.gauges?.(),
     };
   }
 

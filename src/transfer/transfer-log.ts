@@ -74,6 +74,16 @@ export class TransferLog {
     return undefined;
   }
 
+  /** Bytes per second the running transfers fetch from their sources now (what crosses the site's link; reused bytes do not). */
+  linkRate(): number {
+    let rate = 0;
+    for (const e of this.#running) {
+      const seconds = Math.max(0.001, (this.#now() - e.startedMs) / 1000);
+      rate += (e.record.fetched + e.record.refetched) / seconds;
+    }
+    return Math.round(rate);
+  }
+
   /**
    * What every transfer since the start did, together: those ended and the running ones as they
    * stand now, so the byte counts only grow, and grow while a transfer runs (the site's metrics).

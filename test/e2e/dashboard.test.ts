@@ -160,6 +160,8 @@ describe('dashboard in a real browser', { skip: process.env.TEST_SERVERS_REQUIRE
     await edge2.filter({ hasText: 'healthy' }).waitFor();
     // The copy the policy placed, in the site's holdings (one stored copy of 2 MiB).
     await edge2.filter({ hasText: '1 (2.1 MB)' }).waitFor({ timeout: 60_000 });
+    // Its cache against its budget (cache_max_bytes, 10 GiB by default): nothing cached there yet.
+    assert.match(await edge2.locator('td').nth(3).innerText(), /^0 \(0 B of 10\.7 GB, 0%\)$/);
     const t0 = Date.now();
     wans[1].blackhole();
     try {

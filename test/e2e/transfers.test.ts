@@ -88,6 +88,10 @@ describe('transfers by chunk manifest: delta, resume, sparse', { timeout: 300_00
     // The far edge passes the question up to central, which answers for the whole region.
     assert.deepEqual((await region(far, `?image=${v2.image_id}&site=edge-1`)).map((t) => t.site), ['edge-1']);
     assert.equal((await call(central, 'GET', '/outpost/v1/fleet/transfers?state=moving')).status, 400);
+    // The site's numbers in the summaries: its cache against its budget, and its link's rate (nothing moves now).
+    const summary = (await call<{ summaries: { site: string; cache_budget_bytes: number; link_bytes_per_second: number }[] }>(central, 'GET', '/outpost/v1/inventory-summaries'))
+      .body.summaries.find((x) => x.site === 'edge-1')!;
+    assert.deepEqual([summary.cache_budget_bytes, summary.link_bytes_per_second], [10 * 1024 ** 3, 0]);
     const { stdout } = await run(process.execPath, [join(REPO_ROOT, 'bin/outpost.js'), 'transfers', '--region', '--image', v2.image_id, '--url', central.url], { encoding: 'utf8' });
     assert.match(stdout, new RegExp(`^edge-1\\t${v2.image_id}\\tdone\\tmanifest\\t`, 'm'));
   });
