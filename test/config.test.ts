@@ -134,6 +134,16 @@ describe('configuration', () => {
     assert.ok(problems(() => resolveConfig({ file: { labels: 'x' } })).some((x) => /labels must be an object/.test(x)));
   });
 
+  it('takes an edge\'s peers as --peer flags, OUTPOST_PEERS=a,b or a list in the file; refuses bad ids, and peers at central', () => {
+    const edge = { role: 'edge', parent: 'http://127.0.0.1:9292', site: 'metro-a' };
+    assert.deepEqual(resolveConfig({}).peers, []);
+    assert.deepEqual(resolveConfig({ flags: { ...edge, peers: ['metro-b', 'metro-c'] } }).peers, ['metro-b', 'metro-c']);
+    assert.deepEqual(resolveConfig({ file: edge, env: { OUTPOST_PEERS: 'metro-b, metro-c' } }).peers, ['metro-b', 'metro-c']);
+    assert.deepEqual(resolveConfig({ file: { ...edge, peers: ['metro-b'] } }).peers, ['metro-b']);
+    assert.ok(problems(() => resolveConfig({ file: { ...edge, peers: ['metro b'] } })).some((x) => /peers must be a list of site ids/.test(x)));
+    assert.ok(problems(() => resolveConfig({ file: { peers: ['metro-b'] } })).some((x) => /peers are an edge's/.test(x)));
+  });
+
   it('takes TLS files as keys, flags and OUTPOST_TLS_* variables: a certificate with its key, parent_ca for an edge', () => {
     const c = resolveConfig({ env: { OUTPOST_TLS_CERT: '/tls/cert.pem', OUTPOST_TLS_KEY: '/tls/key.pem', OUTPOST_SITES_CA: '/tls/ca.pem' } });
     assert.deepEqual([c.tls_cert, c.tls_key, c.sites_ca, c.parent_ca], ['/tls/cert.pem', '/tls/key.pem', '/tls/ca.pem', null]);

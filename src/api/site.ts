@@ -38,6 +38,7 @@ import { DeltaImageSource } from '../transfer/delta-image-source.ts';
 import { TransferLog } from '../transfer/transfer-log.ts';
 import { HttpParentImageSource } from '../transfer/parent-image-source.ts';
 import { SiteImageSource } from '../transfer/site-image-source.ts';
+import { PeerFallbackSource } from '../transfer/peer-fallback-source.ts';
 import { StoreImageSource } from '../transfer/store-image-source.ts';
 import { UrlLocationSource } from '../transfer/url-location-source.ts';
 import { ParentCopyRegistry } from '../replication/parent-copy-registry.ts';
@@ -211,10 +212,20 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   });
   // web-download, glance-download and http(s) locations are fetched through the import filter.
   const remote = new HttpRemoteSource(config.import_filter);
-  const upstream = parent !== undefined
-    ? new HttpParentImageSource({
-      parent, timeoutMs: config.parent_timeout_ms,
-      ingress: config.ingress_max_bytes_per_s === null ? undefined : new IngressBudget({ bytesPerSecond: config.ingress_max_bytes_per_s }),
+  const fromParent = parent === undefined ? undefined : new HttpParentImageSource({
+    parent, timeoutMs: config.parent_timeout_ms,
+    ingress: config.ingress_max_bytes_per_s === null ? undefined : new IngressBudget({ bytesPerSecond: config.ingress_max_bytes_per_s }),
+  });
+  const upstream = parent !== undefined && fromParent !== undefined
+    // An edge: its parent, and while the parent is away its peers (the same credential).
+    ? config.peers.length === 0 ? fromParent : new PeerFallbackSource({
+      parent: fromParent,
+      peers: new SiteImageSource({
+        catalog, self: config.site, only: config.peers, headers: async () => siteHeaders, timeoutMs: config.parent_timeout_ms,
+        connections: links, trustKey: 'parent_ca', log: logger,
+      }),
+      parentReachable: () => parent.reachability!.reachable,
+      log: logger,
     })
     // Central: the sites holding a copy; an image located only at http(s) URLs, from those (verified).
     : new UrlLocationSource({

@@ -45,6 +45,7 @@ function serveFlags(o: Record<string, unknown>): Record<string, unknown> {
   };
   if (Array.isArray(o.store) && o.store.length > 0) flags.stores = o.store;
   if (Array.isArray(o.label) && o.label.length > 0) flags.labels = o.label;
+  if (Array.isArray(o.peer) && o.peer.length > 0) flags.peers = o.peer;
   return flags;
 }
 
@@ -65,6 +66,7 @@ program.command('serve')
   .option('--parent <url>', 'parent site URL (edge role)')
   .option('--store <spec>', 'a store, ID=file:PATH or ID=s3://BUCKET[/PREFIX]?endpoint=URL&region=R; repeatable, the first is the default', (v: string, acc: string[]) => [...acc, v], [] as string[])
   .option('--label <key=value>', 'a label of this site; repeatable', (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .option('--peer <site>', 'edge: a site it can reach directly, asked for image bytes while the parent cannot be; repeatable', (v: string, acc: string[]) => [...acc, v], [] as string[])
   .addOption(new Option('--auth <mode>', 'authentication (default keystone)').choices(['none', 'keystone']))
   .option('--insecure-auth-none', 'allow --auth none on an address other than loopback')
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')

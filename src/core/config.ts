@@ -159,6 +159,12 @@ export interface OutpostConfig {
    * projects go to, and the claims naming user, project and roles.
    */
   trusted_issuers: Readonly<Record<string, TrustedIssuer>>;
+  /**
+   * An edge's peers: other sites (ids) it can reach directly, e.g. in the same metro. While its
+   * parent cannot be reached, image bytes a peer holds in its store are fetched from that peer
+   * (checked chunk by chunk and whole, as from the parent).
+   */
+  peers: readonly string[];
   log_level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Base URL clients reach this site at (version document links); default http(s)://<listen>. */
   public_url: string | null;
@@ -246,7 +252,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = 'string' | 'integer' | 'nullable-integer' | 'boolean' | 'stores' | 'nullable-string' | 'methods' | 'import-filter' | 'regions' | 'labels' | 'issuers';
+type Kind = 'string' | 'integer' | 'nullable-integer' | 'boolean' | 'stores' | 'nullable-string' | 'methods' | 'import-filter' | 'regions' | 'labels' | 'issuers' | 'site-ids';
 interface KeySpec {
   kind: Kind;
   values?: readonly string[];
@@ -271,6 +277,7 @@ const SPEC: Record<Exclude<keyof OutpostConfig, never>, KeySpec> = {
   token_ttl_seconds: { kind: 'integer', min: 60 },
   site_token: { kind: 'nullable-string' },
   trusted_issuers: { kind: 'issuers' },
+  peers: { kind: 'site-ids' },
   log_level: { kind: 'string', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
   public_url: { kind: 'nullable-string' },
   tls_cert: { kind: 'nullable-string' },
@@ -321,6 +328,7 @@ export const DEFAULTS: Omit<OutpostConfig, 'stores'> & { stores: StoreConfig[] }
   token_ttl_seconds: 3600,
   site_token: null,
   trusted_issuers: {},
+  peers: [],
   log_level: 'info',
   public_url: null,
   tls_cert: null,
@@ -427,7 +435,8 @@ function coerceFromString(kind: Kind, raw: string): unknown {
     case 'boolean': return raw === 'true' ? true : raw === 'false' ? false : raw;
     case 'stores': return raw.split(',').map((s) => s.trim()).filter(Boolean);
     case 'nullable-string': return raw === '' ? null : raw;
-    case 'methods': return raw.split(',').map((s) => s.trim()).filter(Boolean);
+    case 'methods':
+    case 'site-ids': return raw.split(',').map((s) => s.trim()).filter(Boolean);
     case 'labels':
       if (!raw.trim().startsWith('{')) return raw.split(',').map((s) => s.trim()).filter(Boolean);
     // falls through: a JSON object
@@ -627,6 +636,11 @@ export function resolveConfig(sources: ConfigSources): OutpostConfig {
       case 'issuers':
         merged[key] = checkIssuers(value, where, problems);
         break;
+      case 'site-ids':
+        if (!Array.isArray(value) || value.some((id) => typeof id !== 'string' || !ID_RE.test(id))) {
+          problems.push(`${where}: ${key} must be a list of site ids (1-64 letters, digits, '_' or '-')`);
+        }
+        break;
     }
   }
 
@@ -635,6 +649,9 @@ export function resolveConfig(sources: ConfigSources): OutpostConfig {
   if (lm === null || Number(lm[2]) > 65535) problems.push(`${origin.listen ?? 'default'}: listen must be HOST:PORT (got "${listen}")`);
   if (typeof merged.site === 'string' && !ID_RE.test(merged.site)) {
     problems.push(`${origin.site ?? 'default'}: site must be 1-64 letters, digits, '_' or '-' (got "${merged.site}")`);
+  }
+  if (merged.role !== 'edge' && Array.isArray(merged.peers) && merged.peers.length > 0) {
+    problems.push(`${origin.peers ?? 'default'}: peers are an edge's (central reads from every site holding a copy)`);
   }
   if (merged.role === 'edge') {
     if (typeof merged.parent !== 'string' || !/^https?:\/\/[^/]+/.test(merged.parent)) {

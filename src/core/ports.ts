@@ -491,6 +491,8 @@ export interface ParentImageBytes {
   stream: AsyncIterable<Uint8Array>;
   /** Set when every chunk of `stream` was checked against this manifest as it came. */
   manifest?: ChunkManifest;
+  /** Which of a source's sites sent them (a site id), where it asks several (SiteImageSource). */
+  from?: string;
 }
 
 /**
@@ -514,6 +516,11 @@ export interface ParentImageSource {
   open(imageId: string, opts?: SourceOptions): Promise<ParentImageBytes>;
   /** The parent's answer to GET /outpost/v1/images/{id}/manifest (unchecked JSON); NotFoundError when it has none. */
   manifest(imageId: string, opts?: IoOptions): Promise<unknown>;
+  /**
+   * Told that bytes of the image `from` sent (ParentImageBytes.from) failed their check: a source
+   * that asks several sites asks that one no more for the image, for a while.
+   */
+  distrust?(imageId: string, from: string): void;
 }
 
 // ---------------------------------------------------------------------------------------------

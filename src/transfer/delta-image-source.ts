@@ -328,7 +328,7 @@ export class DeltaImageSource implements ParentImageSource {
       let have = 0;
       let switched = false;
       try {
-        const { stream } = opened ?? await this.#o.upstream.open(imageId, { ...rangeOf(chunks.slice(next)), signal, priority });
+        const { stream, from } = opened ?? await this.#o.upstream.open(imageId, { ...rangeOf(chunks.slice(next)), signal, priority });
         opened = undefined;
         for await (const piece of stream) {
           for (let at = 0; at < piece.length;) {
@@ -348,7 +348,9 @@ export class DeltaImageSource implements ParentImageSource {
             have = 0;
             if (!matched) {
               counts.refetched += chunk.length;
-              throw new DataMismatchError(`Chunk at ${chunk.offset} of image ${imageId} did not match its sha256.`);
+              // A source asking several sites asks the one that sent it no more (the retry goes elsewhere).
+              if (from !== undefined) this.#o.upstream.distrust?.(imageId, from);
+              throw new DataMismatchError(`Chunk at ${chunk.offset} of image ${imageId} did not match its sha256${from === undefined ? '' : ` (sent by site ${from})`}.`);
             }
             counts.fetched += chunk.length;
             next++;

@@ -13,6 +13,14 @@ export interface SiteImageSourceOptions {
   timeoutMs: number;
   /** The site's connection pool, with the TLS trust for the sites' https URLs (`sites_ca`). */
   connections: TrustedConnections;
+  /** Only these sites are asked (an edge's peers); default: every site holding a copy. */
+  only?: readonly string[];
+  /** The TLS trust of the sites' https URLs: `sites_ca` (central's, default) or `parent_ca` (an edge's). */
+  trustKey?: 'sites_ca' | 'parent_ca';
+  /** How long a site whose bytes failed their check is not asked again for the image, ms (default 10 min). */
+  distrustMs?: number;
+  log?: { warn(obj: object, msg: string): void };
+  now?: () => number;
 }
 
 /**
@@ -22,34 +30,46 @@ export interface SiteImageSourceOptions {
  */
 export class SiteImageSource implements ParentImageSource {
   readonly #o: SiteImageSourceOptions;
+  /** Sites whose bytes of an image failed their check, by `{image id} {site id}`: until when they are not asked for it. */
+  readonly #distrusted = new Map<string, number>();
 
   constructor(opts: SiteImageSourceOptions) {
     this.#o = opts;
   }
 
   async open(imageId: string, opts: GetOptions = {}): Promise<ParentImageBytes> {
-    return this.#fromHolders(imageId, opts, (source) => source.open(imageId, opts));
+    return this.#fromHolders(imageId, opts, async (source, site) => ({ ...await source.open(imageId, opts), from: site }));
   }
 
   async manifest(imageId: string, opts: IoOptions = {}): Promise<unknown> {
     return this.#fromHolders(imageId, opts, (source) => source.manifest(imageId, opts));
   }
 
-  /** Asks each site holding a copy of the image in turn; the first answer. */
-  async #fromHolders<T>(imageId: string, opts: IoOptions, ask: (source: HttpParentImageSource) => Promise<T>): Promise<T> {
+  distrust(imageId: string, from: string): void {
+    const now = (this.#o.now ?? Date.now)();
+    for (const [key, until] of this.#distrusted) if (until <= now) this.#distrusted.delete(key);
+    this.#distrusted.set(`${imageId} ${from}`, now + (this.#o.distrustMs ?? 600_000));
+    this.#o.log?.warn({ image: imageId, site: from }, 'a site sent bytes of the image that failed their check; it is not asked for them again for a while');
+  }
+
+  /** Asks each site holding a copy of the image in turn (those its bytes did not fail their check lately); the first answer. */
+  async #fromHolders<T>(imageId: string, opts: IoOptions, ask: (source: HttpParentImageSource, site: string) => Promise<T>): Promise<T> {
     const image = await this.#o.catalog.getImage(imageId, opts);
     const stores = new Set(image?.locations.map((l) => l.store) ?? []);
+    const now = (this.#o.now ?? Date.now)();
+    const trusted = (site: string) => (this.#distrusted.get(`${imageId} ${site}`) ?? 0) <= now;
     const holders = (await this.#o.catalog.listSites(opts))
-      .filter((s) => s.id !== this.#o.self && s.public_url !== '' && s.stores.some((id) => stores.has(id)));
-    if (holders.length === 0) throw new NotFoundError(`No site holds a copy of image ${imageId}.`);
+      .filter((s) => s.id !== this.#o.self && s.public_url !== '' && s.stores.some((id) => stores.has(id))
+        && (this.#o.only === undefined || this.#o.only.includes(s.id)) && trusted(s.id));
+    if (holders.length === 0) throw new NotFoundError(`No ${this.#o.only === undefined ? 'site' : 'peer'} holds a verified copy of image ${imageId}.`);
     let last: Error | undefined;
     const headers = await this.#o.headers?.();
     for (const site of holders) {
       try {
         const parent = new ParentClient({
-          url: site.public_url, headers, timeoutMs: this.#o.timeoutMs, connections: this.#o.connections, trustKey: 'sites_ca',
+          url: site.public_url, headers, timeoutMs: this.#o.timeoutMs, connections: this.#o.connections, trustKey: this.#o.trustKey ?? 'sites_ca',
         });
-        return await ask(new HttpParentImageSource({ parent, timeoutMs: this.#o.timeoutMs, name: `Site ${site.id} (${site.public_url})` }));
+        return await ask(new HttpParentImageSource({ parent, timeoutMs: this.#o.timeoutMs, name: `Site ${site.id} (${site.public_url})` }), site.id);
       } catch (error) {
         opts.signal?.throwIfAborted();
         last = error as Error;

@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { FaultProxy } from '../../test-support/fault-proxy.ts';
+import { bytesOf } from '../helpers/glance-client.ts';
+import { download, eventually, loopbackTarget, stopProcess } from '../helpers/multi-site.ts';
+import { spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
+
+const MiB = 1 << 20;
+const sha512 = (b: Buffer) => createHash('sha512').update(b).digest('hex');
+const ENV = { OUTPOST_FEED_WAIT_SECONDS: '2', OUTPOST_PARENT_TIMEOUT_MS: '2000', OUTPOST_STORAGE_SYNC: 'false' };
+
+/** A port nothing listens on now (for a site whose address its peer's proxy must know before it starts). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/**
+ * Sibling fetch (issue 17), real processes: central, and two edges of one metro — metro-a, which
+ * lists metro-b as its peer, and metro-b, which a placement policy has hold the images in its
+ * store. metro-a reaches central through wanA and metro-b through `lan` (whose address is the one
+ * metro-b registers), both FaultProxies.
+ */
+describe('an edge fetches from a peer while its parent is cut off', { timeout: 240_000 }, () => {
+  let work: string;
+  let central: ServeProcess;
+  let metroA: ServeProcess;
+  let metroB: ServeProcess;
+  let wanA: FaultProxy;
+  let wanB: FaultProxy;
+  let lan: FaultProxy;
+
+  const json = async (url: string, method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${url}${path}`, {
+      method, body: body === undefined ? undefined : JSON.stringify(body), headers: { 'content-type': 'application/json', accept: 'application/json' },
+    });
+    const text = await res.text();
+    assert.ok(res.ok, `${method} ${path}: ${res.status} ${text}`);
+    return text === '' ? undefined : JSON.parse(text);
+  };
+  /** An image of `data` at central, tagged for the metro policy; resolves once metro-a's replica locates metro-b's copy. */
+  const heldAtPeer = async (name: string, data: Buffer) => {
+    const image = await json(central.url, 'POST', '/v2/images', { name, disk_format: 'raw', container_format: 'bare', visibility: 'public', tags: ['metro'] });
+    const res = await fetch(`${central.url}/v2/images/${image.id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: data });
+    assert.equal(res.status, 204);
+    await eventually(`metro-a knows metro-b holds ${name}`, 60_000, async () => String((await json(metroA.url, 'GET', `/v2/images/${image.id}`)).stores).split(',').includes('metro-b'));
+    return image.id as string;
+  };
+
+  before(async () => {
+    work = await tempDir('outpost-e2e-peers-');
+    central = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'central')], ENV);
+    wanA = await FaultProxy.start({ target: loopbackTarget(central.url) });
+    wanB = await FaultProxy.start({ target: loopbackTarget(central.url) });
+    const portB = await freePort();
+    lan = await FaultProxy.start({ target: { host: '127.0.0.1', port: portB } });
+    metroB = await spawnServe(['--listen', `127.0.0.1:${portB}`, '--public-url', lan.url, '--data', join(work, 'metro-b'), '--role', 'edge', '--site', 'metro-b',
+      '--parent', wanB.url, '--label', 'holds=metro'], ENV);
+    metroA = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'metro-a'), '--role', 'edge', '--site', 'metro-a', '--parent', wanA.url, '--peer', 'metro-b'], ENV);
+    await json(central.url, 'POST', '/outpost/v1/policies', { name: 'metro', images: { tags: ['metro'] }, sites: { labels: 'holds=metro' }, mode: 'replicate' });
+  });
+  after(async () => {
+    for (const p of [metroA, metroB, central]) if (p !== undefined) await stopProcess(p);
+    for (const w of [wanA, wanB, lan]) await w?.close();
+    if (work !== undefined) await rm(work, { recursive: true, force: true });
+  });
+
+  it('with its parent link blackholed, a cold download at the edge is served from the peer\'s verified copy', async () => {
+    const data = bytesOf(24 * MiB + 5, 71);
+    const id = await heldAtPeer('from-the-peer', data);
+    lan.resetStats();
+    wanA.blackhole();
+    try {
+      const got = await download(metroA.url, id);
+      assert.deepEqual([got.status, got.broken, got.length, got.sha512], [200, false, data.length, sha512(data)]);
+      assert.ok(lan.stats().toClient.forwarded >= data.length, `the peer link carried ${lan.stats().toClient.forwarded} bytes`);
+      // Kept at metro-a, verified: served again with no link at all.
+      lan.refuse();
+      await eventually('metro-a keeps the copy', 30_000, async () => ((await json(metroA.url, 'GET', '/v2/cache')).cached_images as { image_id: string }[]).some((c) => c.image_id === id));
+      const again = await download(metroA.url, id);
+      assert.deepEqual([again.status, again.sha512], [200, sha512(data)]);
+    } finally {
+      lan.pass();
+      wanA.pass();
+    }
+  });
+
+  it('a peer whose bytes fail their check is abandoned: nothing unverified is kept or served whole, and the image comes from the parent once it is back', async () => {
+    const data = bytesOf(24 * MiB, 72);
+    const id = await heldAtPeer('corrupt-peer', data);
+    wanA.blackhole();
+    // Past the first 256 KiB of each answer (a manifest passes), one byte in 100,000 flipped.
+    lan.corrupt({ afterBytes: 256 * 1024, everyNth: 100_000 });
+    try {
+      const got = await download(metroA.url, id);
+      assert.ok(got.status !== 200 || got.broken, `the corrupt copy must not be served whole: ${got.status}, ${got.length} bytes, broken ${got.broken}`);
+      assert.notEqual(got.sha512, sha512(data));
+      assert.ok(lan.stats().toClient.corrupted > 0, 'the peer link flipped bytes');
+      await eventually('metro-a says it abandoned the peer', 30_000, async () => /a site sent bytes of the image that failed their check/.test(metroA.stdout()));
+      assert.equal(((await json(metroA.url, 'GET', '/v2/cache')).cached_images as { image_id: string }[]).some((c) => c.image_id === id), false, 'nothing kept');
+      // Asked again while the parent is still away: the peer is not asked (no bytes cross the LAN).
+      lan.resetStats();
+      const retry = await download(metroA.url, id);
+      assert.notEqual(retry.status === 200 && !retry.broken ? retry.sha512 : '', sha512(data));
+      assert.equal(lan.stats().toClient.forwarded, 0, 'the distrusted peer was not asked again');
+    } finally {
+      lan.pass();
+      wanA.pass();
+    }
+    await eventually('metro-a serves the image from its parent once it is back', 60_000, async () => {
+      const got = await download(metroA.url, id);
+      return got.status === 200 && !got.broken && got.sha512 === sha512(data);
+    });
+  });
+});
