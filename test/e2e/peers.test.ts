@@ -11,7 +11,8 @@ import { spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
 
 const MiB = 1 << 20;
 const sha512 = (b: Buffer) => createHash('sha512').update(b).digest('hex');
-const ENV = { OUTPOST_FEED_WAIT_SECONDS: '2', OUTPOST_PARENT_TIMEOUT_MS: '2000', OUTPOST_STORAGE_SYNC: 'false' };
+const PASSWORD = 'peers secret';
+const ENV = { OUTPOST_FEED_WAIT_SECONDS: '2', OUTPOST_PARENT_TIMEOUT_MS: '2000', OUTPOST_STORAGE_SYNC: 'false', OUTPOST_AUTH: 'keystone' };
 
 /** A port nothing listens on now (for a site whose address its peer's proxy must know before it starts). */
 async function freePort(): Promise<number> {
@@ -26,7 +27,8 @@ async function freePort(): Promise<number> {
  * Sibling fetch (issue 17), real processes: central, and two edges of one metro — metro-a, which
  * lists metro-b as its peer, and metro-b, which a placement policy has hold the images in its
  * store. metro-a reaches central through wanA and metro-b through `lan` (whose address is the one
- * metro-b registers), both FaultProxies.
+ * metro-b registers), both FaultProxies. Keystone authentication: each edge presents the site
+ * credential central issued it, to its parent and to its peer alike.
  */
 describe('an edge fetches from a peer while its parent is cut off', { timeout: 240_000 }, () => {
   let work: string;
@@ -36,10 +38,11 @@ describe('an edge fetches from a peer while its parent is cut off', { timeout: 2
   let wanA: FaultProxy;
   let wanB: FaultProxy;
   let lan: FaultProxy;
+  let admin: string;
 
   const json = async (url: string, method: string, path: string, body?: unknown) => {
     const res = await fetch(`${url}${path}`, {
-      method, body: body === undefined ? undefined : JSON.stringify(body), headers: { 'content-type': 'application/json', accept: 'application/json' },
+      method, body: body === undefined ? undefined : JSON.stringify(body), headers: { 'content-type': 'application/json', accept: 'application/json', 'x-auth-token': admin },
     });
     const text = await res.text();
     assert.ok(res.ok, `${method} ${path}: ${res.status} ${text}`);
@@ -48,7 +51,7 @@ describe('an edge fetches from a peer while its parent is cut off', { timeout: 2
   /** An image of `data` at central, tagged for the metro policy; resolves once metro-a's replica locates metro-b's copy. */
   const heldAtPeer = async (name: string, data: Buffer) => {
     const image = await json(central.url, 'POST', '/v2/images', { name, disk_format: 'raw', container_format: 'bare', visibility: 'public', tags: ['metro'] });
-    const res = await fetch(`${central.url}/v2/images/${image.id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: data });
+    const res = await fetch(`${central.url}/v2/images/${image.id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'x-auth-token': admin }, body: data });
     assert.equal(res.status, 204);
     await eventually(`metro-a knows metro-b holds ${name}`, 60_000, async () => String((await json(metroA.url, 'GET', `/v2/images/${image.id}`)).stores).split(',').includes('metro-b'));
     return image.id as string;
@@ -56,14 +59,20 @@ describe('an edge fetches from a peer while its parent is cut off', { timeout: 2
 
   before(async () => {
     work = await tempDir('outpost-e2e-peers-');
-    central = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'central')], ENV);
+    central = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'central')], { ...ENV, OUTPOST_ADMIN_PASSWORD: PASSWORD });
+    const res = await fetch(`${central.url}/identity/v3/auth/tokens`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'admin', domain: { id: 'default' }, password: PASSWORD } } }, scope: { project: { name: 'admin', domain: { id: 'default' } } } } }),
+    });
+    admin = res.headers.get('x-subject-token')!;
+    const credential = async (site: string) => ({ OUTPOST_SITE_TOKEN: (await json(central.url, 'POST', `/outpost/v1/sites/${site}/credential`)).token as string });
     wanA = await FaultProxy.start({ target: loopbackTarget(central.url) });
     wanB = await FaultProxy.start({ target: loopbackTarget(central.url) });
     const portB = await freePort();
     lan = await FaultProxy.start({ target: { host: '127.0.0.1', port: portB } });
     metroB = await spawnServe(['--listen', `127.0.0.1:${portB}`, '--public-url', lan.url, '--data', join(work, 'metro-b'), '--role', 'edge', '--site', 'metro-b',
-      '--parent', wanB.url, '--label', 'holds=metro'], ENV);
-    metroA = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'metro-a'), '--role', 'edge', '--site', 'metro-a', '--parent', wanA.url, '--peer', 'metro-b'], ENV);
+      '--parent', wanB.url, '--label', 'holds=metro'], { ...ENV, ...await credential('metro-b') });
+    metroA = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'metro-a'), '--role', 'edge', '--site', 'metro-a', '--parent', wanA.url, '--peer', 'metro-b'], { ...ENV, ...await credential('metro-a') });
     await json(central.url, 'POST', '/outpost/v1/policies', { name: 'metro', images: { tags: ['metro'] }, sites: { labels: 'holds=metro' }, mode: 'replicate' });
   });
   after(async () => {
@@ -78,13 +87,13 @@ describe('an edge fetches from a peer while its parent is cut off', { timeout: 2
     lan.resetStats();
     wanA.blackhole();
     try {
-      const got = await download(metroA.url, id);
+      const got = await download(metroA.url, id, { 'x-auth-token': admin });
       assert.deepEqual([got.status, got.broken, got.length, got.sha512], [200, false, data.length, sha512(data)]);
       assert.ok(lan.stats().toClient.forwarded >= data.length, `the peer link carried ${lan.stats().toClient.forwarded} bytes`);
       // Kept at metro-a, verified: served again with no link at all.
       lan.refuse();
       await eventually('metro-a keeps the copy', 30_000, async () => ((await json(metroA.url, 'GET', '/v2/cache')).cached_images as { image_id: string }[]).some((c) => c.image_id === id));
-      const again = await download(metroA.url, id);
+      const again = await download(metroA.url, id, { 'x-auth-token': admin });
       assert.deepEqual([again.status, again.sha512], [200, sha512(data)]);
     } finally {
       lan.pass();
@@ -99,7 +108,7 @@ describe('an edge fetches from a peer while its parent is cut off', { timeout: 2
     // Past the first 256 KiB of each answer (a manifest passes), one byte in 100,000 flipped.
     lan.corrupt({ afterBytes: 256 * 1024, everyNth: 100_000 });
     try {
-      const got = await download(metroA.url, id);
+      const got = await download(metroA.url, id, { 'x-auth-token': admin });
       assert.ok(got.status !== 200 || got.broken, `the corrupt copy must not be served whole: ${got.status}, ${got.length} bytes, broken ${got.broken}`);
       assert.notEqual(got.sha512, sha512(data));
       assert.ok(lan.stats().toClient.corrupted > 0, 'the peer link flipped bytes');
@@ -107,7 +116,7 @@ describe('an edge fetches from a peer while its parent is cut off', { timeout: 2
       assert.equal(((await json(metroA.url, 'GET', '/v2/cache')).cached_images as { image_id: string }[]).some((c) => c.image_id === id), false, 'nothing kept');
       // Asked again while the parent is still away: the peer is not asked (no bytes cross the LAN).
       lan.resetStats();
-      const retry = await download(metroA.url, id);
+      const retry = await download(metroA.url, id, { 'x-auth-token': admin });
       assert.notEqual(retry.status === 200 && !retry.broken ? retry.sha512 : '', sha512(data));
       assert.equal(lan.stats().toClient.forwarded, 0, 'the distrusted peer was not asked again');
     } finally {
@@ -115,7 +124,7 @@ describe('an edge fetches from a peer while its parent is cut off', { timeout: 2
       wanA.pass();
     }
     await eventually('metro-a serves the image from its parent once it is back', 60_000, async () => {
-      const got = await download(metroA.url, id);
+      const got = await download(metroA.url, id, { 'x-auth-token': admin });
       return got.status === 200 && !got.broken && got.sha512 === sha512(data);
     });
   });
