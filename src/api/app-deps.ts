@@ -7,6 +7,7 @@ import type { ImportService } from '../core/import-service.ts';
 import type { LocationService } from '../core/location-service.ts';
 import type { MetadefService } from '../core/metadef-service.ts';
 import type { PlacementPolicies } from '../core/placement-policies.ts';
+import type { OfflineReconciliation } from '../core/offline-writes.ts';
 import type { Fleet } from '../placement/fleet.ts';
 import type { EgressBudget } from '../transfer/egress-budget.ts';
 import type { StoreDescription } from '../core/ports.ts';
@@ -40,6 +41,8 @@ export interface AppDeps {
   policies: PlacementPolicies;
   /** Central: the fleet view (/outpost/v1/fleet; an edge forwards it up). */
   fleet?: Fleet;
+  /** Central: edges' writes made while cut off, reconciled (/outpost/v1/images/{id}/reconcile; an edge forwards it up). */
+  reconciliation?: OfflineReconciliation;
   /** `egress_max_bytes_per_s`: image bytes sent to child sites are paced by it. */
   egress?: EgressBudget;
   /**

@@ -19,6 +19,7 @@ import { registerImageRoutes } from './glance/image-routes.ts';
 import { registerImportRoutes } from './glance/import-routes.ts';
 import { registerLocationRoutes } from './glance/location-routes.ts';
 import { registerImageBytesRoutes } from './outpost/image-bytes-routes.ts';
+import { registerReconcileRoutes } from './outpost/reconcile-routes.ts';
 import { registerPlacementRoutes } from './outpost/placement-routes.ts';
 import { registerReplicationRoutes } from './outpost/replication-routes.ts';
 import { registerParentForwarding, SEQ_HEADER } from './parent-forwarding.ts';
@@ -233,6 +234,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
   });
   registerReplicationRoutes(app, deps.replication, stopping.signal);
   registerImageBytesRoutes(app, deps.images, deps.transfers);
+  if (deps.reconciliation !== undefined) registerReconcileRoutes(app, deps.reconciliation);
   registerPlacementRoutes(app, deps.policies, deps.fleet);
   registerDashboardRoutes(app, deps.dashboard);
   return app;

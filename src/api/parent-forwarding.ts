@@ -70,6 +70,7 @@ function forwarded(req: FastifyRequest, site: string): boolean {
   const inventory = /^\/outpost\/v1\/sites\/([^/]+)\/inventory$/.exec(path);
   if (inventory !== null) return req.method !== 'GET' || inventory[1] !== site;
   if (/^\/outpost\/v1\/images\/[^/]+\/locations\/[^/]+$/.test(path)) return true;
+  if (/^\/outpost\/v1\/images\/[^/]+\/reconcile$/.test(path)) return true;
   // A pin at another site goes up to central, which reaches that site.
   const pin = /^\/outpost\/v1\/sites\/([^/]+)\/cache\/[^/]+\/pin$/.exec(path);
   if (pin !== null) return decodeURIComponent(pin[1]) !== site;
@@ -93,6 +94,9 @@ export function registerParentForwarding(app: FastifyInstance, parent: ParentLin
   // before reading it): the edge applies the same limit before passing anything on.
   const bodyLimit = app.initialConfig.bodyLimit ?? 1 << 20;
   app.addHook('onRequest', async (req, reply) => {
+    // Cut off: the writes an edge may make alone are answered here (offline-writes-catalog.ts),
+    // once the parent, known to be away, does not answer a quick look either.
+    if (!parent.reachability.reachable && writableWhileCutOff(req) && !(await answers(parent))) return undefined;
     if (forwarded(req, parent.site)) {
       await forward(req, reply, base, parent, bodyLimit);
       return reply;
@@ -107,6 +111,31 @@ export function registerParentForwarding(app: FastifyInstance, parent: ParentLin
     }
     return undefined;
   });
+}
+
+/** How long the look at a parent known to be away may take before a write is answered here, ms (at most parent_timeout_ms). */
+const PROBE_MS = 1000;
+
+/** Whether the parent answers now (GET /outpost/v1/status); the link's reachability learns the outcome either way. */
+async function answers(parent: ParentLink): Promise<boolean> {
+  try {
+    const res = await parent.client.fetch('/outpost/v1/status', { headers: { accept: 'application/json' } }, { timeoutMs: Math.min(PROBE_MS, parent.timeoutMs), credential: false });
+    await res.body?.cancel();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The Glance writes an edge answers itself while it is cut off from its parent (issue 17): creating
+ * an image, changing its attributes and tags, deleting it (uploads are answered here always).
+ */
+function writableWhileCutOff(req: FastifyRequest): boolean {
+  const path = req.url.split('?')[0];
+  if (req.method === 'POST') return path === '/v2/images';
+  if (req.method === 'PATCH' || req.method === 'DELETE') return /^\/v2\/images\/[^/]+$/.test(path) || (req.method === 'DELETE' && /^\/v2\/images\/[^/]+\/tags\/[^/]+$/.test(path));
+  return req.method === 'PUT' && /^\/v2\/images\/[^/]+\/tags\/[^/]+$/.test(path);
 }
 
 /**

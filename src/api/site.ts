@@ -30,6 +30,9 @@ import { openImageCacheStore } from '../storage/image-cache-store.ts';
 import { WorkerHasherFactory } from '../storage/worker-hasher.ts';
 import { HttpRemoteSource } from '../transfer/http-remote-source.ts';
 import { auditCounts, Follower } from '../replication/follower.ts';
+import { OfflineReplayer } from '../replication/offline-replayer.ts';
+import { withOfflineWrites } from '../replication/offline-writes-catalog.ts';
+import { OfflineReconciliation } from '../core/offline-writes.ts';
 import { SiteRegistration } from '../replication/site-registration.ts';
 import { ChangeLogRetention } from '../replication/change-log-retention.ts';
 import { CacheInvalidation } from '../cache/cache-invalidation.ts';
@@ -292,8 +295,10 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   const work = await NodeWork.start({ claims: catalog, site: config.site, exclusive: !shared, log: logger });
   // The locations API: what is at a location's URL (a store's copy, or an http(s) URL through the filter).
   const prober = new LocationProber({ stores, remote, hashers, imageSizeCap: config.image_size_cap });
+  // An edge's own catalog takes the writes it makes while cut off (passed to its parent otherwise).
+  const imageCatalog = parent === undefined ? catalog : withOfflineWrites(catalog, { site: config.site, parent: parent.url, marks: catalog });
   const images = new ImageService({
-    catalog, region, manifests, work,
+    catalog: imageCatalog, region, manifests, work,
     locations: { show: config.show_multiple_locations, probe: (image, url, o) => prober.probe(image, url, o) },
     elsewhere: cache,
     copies,
@@ -404,6 +409,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     policies: new PlacementPolicies(catalog),
     regionLinks: isCentral ? new RegionLinks({ sites: catalog, connections: links, timeoutMs: config.parent_timeout_ms }) : undefined,
     fleet: isCentral ? new Fleet({ catalog: new PlacementCatalog({ changeLog: catalog }), inventories: catalog }) : undefined,
+    reconciliation: isCentral ? new OfflineReconciliation(catalog, logger) : undefined,
     egress: config.egress_max_bytes_per_s === null ? undefined : new EgressBudget({
       bytesPerSecond: config.egress_max_bytes_per_s,
       weightOf: async (site) => egressWeight((await catalog.getSite(site))?.labels),
@@ -416,8 +422,13 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     showDirectUrl: config.show_image_direct_url,
     tls: serverTls,
   });
+  // An edge's writes made while cut off go to central once its parent answers again.
+  const replayer = parent === undefined ? undefined : new OfflineReplayer({
+    site: config.site, marks: catalog, catalog, parent, parentReachable: () => parent.reachability!.reachable, log: logger,
+  });
   // What runs before the site listens: stopped when it closes, or when it cannot listen.
   const stopServices = async () => {
+    await replayer?.close();
     await follower?.close();
     await retention.close();
     await invalidation.close();
@@ -461,6 +472,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   const registration = parent === undefined || follower === undefined ? undefined : new SiteRegistration({ parent, site: self, follower, intervalMs: config.heartbeat_seconds * 1000, log: logger });
   registration?.start();
   reporter.start();
+  replayer?.start();
   logger.info({ url, role: config.role, site: config.site, stores: stores.list().map((s) => s.id) }, 'outpost site listening');
 
   return {

@@ -1,5 +1,5 @@
 import type {
-  CacheIndex, Catalog, ChangeLog, ChunkIndex, IdentityStore, InventoryStore, ManifestIndex, MetadefStore, Replica, WorkClaims,
+  CacheIndex, Catalog, ChangeLog, ChunkIndex, IdentityStore, InventoryStore, ManifestIndex, MetadefStore, OfflineWriteStore, Replica, WorkClaims,
 } from '../core/ports.ts';
 import { StartupError } from '../core/startup-error.ts';
 import { SqlChangeLog } from './change-log/sql-change-log.ts';
@@ -13,6 +13,7 @@ import { ImageRepository } from './image-repository.ts';
 import { InventoryRepository } from './inventory-repository.ts';
 import { migrate, migrationStatus } from './migrations/index.ts';
 import { MetadefRepository } from './metadef-repository.ts';
+import { OfflineWriteRepository } from './offline-write-repository.ts';
 import { PolicyRepository } from './policy-repository.ts';
 import { SiteIndexRepository } from './site-index-repository.ts';
 import { SiteRepository } from './site-repository.ts';
@@ -20,7 +21,7 @@ import { TaskRepository } from './task-repository.ts';
 import { WorkClaimRepository } from './work-claim-repository.ts';
 
 /** Every port the catalog's database serves, on one handle (what a site's composition root wires). */
-export interface SqlCatalog extends Catalog, ChangeLog, Replica, CacheIndex, ManifestIndex, ChunkIndex, InventoryStore, IdentityStore, MetadefStore, WorkClaims {
+export interface SqlCatalog extends Catalog, ChangeLog, Replica, CacheIndex, ManifestIndex, ChunkIndex, InventoryStore, IdentityStore, MetadefStore, WorkClaims, OfflineWriteStore {
   readonly dialect: SqlEngine['name'];
 }
 
@@ -96,6 +97,7 @@ export async function openCatalog(location: string, opts: OpenCatalogOptions = {
     ...methodsOf(new WorkClaimRepository(db)),
     ...methodsOf(new SqlChangeLog(db)),
     ...methodsOf(new SqlReplica(db)),
+    ...methodsOf(new OfflineWriteRepository(db)),
     ...methodsOf(identity),
     dialect: engine.name,
     async close() {

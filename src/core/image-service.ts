@@ -14,6 +14,7 @@ import { applyLocationOp, urlsToProbe, type LocationPatchContext, type LocationP
 import { IMPORTING_PROPERTY, setStoreList, storeList } from './import-properties.ts';
 import { assertWritableName, isBaseWritable, repr, tooLong, validateAttribute } from './image-validation.ts';
 import { parseListQuery, type ListLimits, type QueryParams } from './list-query.ts';
+import { PENDING_PROPERTY } from './offline-writes.ts';
 import type { BlobDigest, BlobStore, Catalog, CopyRegistry, ImageBytesElsewhere, IoOptions, Metrics, VerifiedCopy } from './ports.ts';
 import { countDownload } from './download-metrics.ts';
 import type { RegionStores } from './region-stores.ts';
@@ -377,7 +378,9 @@ export class ImageService {
     if (req.declaredSize !== undefined && req.declaredSize > this.#sizeCap) {
       throw new PayloadTooLargeError(`Image exceeds the storage quota: image_size_cap is ${this.#sizeCap} bytes.`);
     }
-    if (this.#copies !== undefined) return this.#uploadHere(ctx, image, storeId, data, req, this.#copies);
+    // An image written at this edge while it is cut off keeps its bytes here, recorded here, until
+    // central has it (offline-writes.ts); any other upload at an edge is recorded at central.
+    if (this.#copies !== undefined && image.properties[PENDING_PROPERTY] !== 'true') return this.#uploadHere(ctx, image, storeId, data, req, this.#copies);
     // Claimed before the image is `saving`: an unclaimed `saving` image is one whose node is gone
     // (StartupRecovery returns it to queued).
     await this.#work?.claim('upload', image.id, req);

@@ -88,11 +88,11 @@ export const READ_ONLY = [
   'direct_url', 'self', 'file', 'schema', 'stores', 'id', 'locations',
 ] as const;
 
-/** "Attribute 'x' is reserved." (403) — plus every key starting with os_glance. */
+/** "Attribute 'x' is reserved." (403) — plus every key starting with os_glance, and Outpost's own os_outpost_ ones. */
 export const RESERVED = ['location', 'deleted', 'deleted_at'] as const;
 
 export function isReservedName(key: string): boolean {
-  return (RESERVED as readonly string[]).includes(key) || key.startsWith('os_glance');
+  return (RESERVED as readonly string[]).includes(key) || key.startsWith('os_glance') || key.startsWith('os_outpost_');
 }
 
 /**

@@ -619,7 +619,8 @@ export interface ChangeLog {
    * Digests of every entity kind at one seq, for the audit: a hash over the sorted entities of
    * each kind, so that two catalogs at the same seq agree exactly when their contents do.
    */
-  digest(opts?: IoOptions): Promise<{ seq: number; digests: Record<string, string> }>;
+  /** `excludeImages`: images left out (an edge's offline writes, which its parent does not have yet). */
+  digest(opts?: IoOptions & { excludeImages?: ReadonlySet<string> }): Promise<{ seq: number; digests: Record<string, string> }>;
 }
 
 /** Long-running work a node of a site does and claims: an import task, an upload, a staging, a copy a placement policy wants. */
@@ -669,6 +670,32 @@ export interface ChangeNotifier {
  * transaction, idempotently, together with the parent position reached; applied changes are
  * appended to the replica's own change log so that its children can follow it in turn.
  */
+/** An image an edge wrote while cut off from its parent, not yet reconciled with central. */
+export interface OfflineMark {
+  image_id: string;
+  /** The `updated_at` of central's version the writes were made on; null for an image created here. */
+  base_updated_at: string | null;
+  marked_at: string;
+}
+
+/**
+ * Port: an edge's record of the images it wrote while cut off (issue 17). While an image is
+ * marked, the parent's changes to it are not applied here (the edge's version stands until it is
+ * reconciled), a snapshot reload keeps it, and the audit leaves it out.
+ */
+export interface OfflineWriteStore {
+  /** Marks the image (a mark that exists keeps its base). */
+  markOffline(imageId: string, baseUpdatedAt: string | null, opts?: IoOptions): Promise<void>;
+  offlineMarks(opts?: IoOptions): Promise<OfflineMark[]>;
+  /**
+   * Central answered the edge's version of the image, which had `updated_at` `sent` (null: it was
+   * deleted here): unless the image changed here since, the mark ends and central's version
+   * (`central`, null: gone there) is applied here, in one transaction, and true is returned;
+   * otherwise the mark stays, now based on central's version, and false is returned.
+   */
+  settleOffline(imageId: string, sent: string | null, central: Image | null, opts?: IoOptions): Promise<boolean>;
+}
+
 export interface Replica {
   /** The parent's seq this replica has applied up to (0 when new). */
   position(opts?: IoOptions): Promise<number>;

@@ -1,10 +1,10 @@
-import type { Change, ChangeLog, Replica, Snapshot } from '../core/ports.ts';
+import type { Change, ChangeLog, OfflineWriteStore, Replica, Snapshot } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
 import type { ParentClient } from '../links/parent-client.ts';
 import type { AuditCounts } from '../core/site-report.ts';
 
 export interface FollowerOptions {
-  replica: Replica & Pick<ChangeLog, 'digest'>;
+  replica: Replica & Pick<ChangeLog, 'digest'> & Pick<OfflineWriteStore, 'offlineMarks'>;
   /** Seconds between audits (0: only on demand). */
   auditIntervalSeconds?: number;
   /** The link to the parent site (its URL, the site credential, TLS trust). */
@@ -92,7 +92,8 @@ export class Follower {
       if (!res.ok) throw new Error(`digest: HTTP ${res.status}`);
       const parent = await res.json() as { seq: number; digests: Record<string, string> };
       if (!(await this.waitFor(parent.seq, 10_000)) || this.#status.position !== parent.seq) continue;
-      const local = await this.#o.replica.digest();
+      // The images this site wrote while cut off are not its parent's yet: left out.
+      const local = await this.#o.replica.digest({ excludeImages: new Set((await this.#o.replica.offlineMarks()).map((m) => m.image_id)) });
       if (this.#status.position !== parent.seq) continue; // moved on meanwhile: compare again
       const mismatched = Object.keys(parent.digests).filter((k) => parent.digests[k] !== local.digests[k]);
       this.#status.audit.lastAt = new Date();

@@ -8,6 +8,7 @@ import { catalogConformance } from './catalog-conformance.ts';
 import { identityStoreConformance } from './identity-store-conformance.ts';
 import { inventoryConformance } from './inventory-conformance.ts';
 import { metadefStoreConformance } from './metadef-store-conformance.ts';
+import { offlineWriteStoreConformance } from './offline-write-store-conformance.ts';
 import { changeLogConformance, replicaConformance } from './replication-conformance.ts';
 import { sharedDatabaseConformance } from './shared-database-conformance.ts';
 import { chunkIndexConformance, manifestIndexConformance } from './site-index-conformance.ts';
@@ -34,6 +35,7 @@ function allSuites(name: string, open: () => Promise<Handle>): void {
   chunkIndexConformance(name, as('index'));
   workClaimsConformance(name, as('claims'));
   metadefStoreConformance(name, as('store'));
+  offlineWriteStoreConformance(name, open);
 }
 
 /** Two handles on one database (`location`), as two processes would open it; `dispose` removes the database after. */

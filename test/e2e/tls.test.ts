@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
@@ -175,7 +176,7 @@ describe('TLS: https sites, a verified parent link, certificate reload on SIGHUP
     const sites = (await call<{ sites: { id: string }[] }>(centralSite, 'GET', '/outpost/v1/sites')).body.sites;
     assert.ok(!sites.some((s) => s.id === 'edge-2'), 'the untrusting edge did not register');
     assert.deepEqual(((await (await fetch(`${untrusting.url}/v2/images`)).json()) as { images: unknown[] }).images, []);
-    const write = await fetch(`${untrusting.url}/v2/images`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"x"}' });
+    const write = await fetch(`${untrusting.url}/v2/images/${randomUUID()}/members`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"member":"x"}' });
     assert.equal(write.status, 503);
     assert.match(await write.text(), /certificate/);
     await stopProcess(untrusting);

@@ -43,9 +43,16 @@ async function replaceAll<T>(tx: WriteTx, existing: readonly string[], wanted: r
   for (const x of wanted) await applyChange(tx, upsertOf(x));
 }
 
+/** Whether the image is one this site wrote while cut off and central has not reconciled yet (OfflineWriteStore). */
+async function markedOffline(tx: WriteTx, id: string): Promise<boolean> {
+  return (await tx.db.selectFrom('offline_images').select('image_id').where('image_id', '=', id).executeTakeFirst()) !== undefined;
+}
+
 const images: EntityKind = {
   entities: ['image'],
   async apply(tx, c) {
+    // This site's own version of an image it wrote while cut off stands until it is reconciled.
+    if (await markedOffline(tx, c.id)) return;
     if (c.op === 'upsert') {
       const image = c.body as Image;
       const { id: _id, ...row } = imageToRow(image);
@@ -76,8 +83,10 @@ const images: EntityKind = {
     // An image the parent never had (live or tombstone) goes entirely, with its children and
     // members (foreign keys cascade): a tombstone the parent lacks would fail every audit.
     const known = new Set([...snapshot.images.map((i) => i.id), ...snapshot.deleted]);
+    // Images written here while cut off are kept as they are (apply leaves them alone too).
+    const offline = new Set((await tx.db.selectFrom('offline_images').select('image_id').execute()).map((r) => r.image_id));
     for (const { id, deleted_at } of await tx.db.selectFrom('images').select(['id', 'deleted_at']).execute()) {
-      if (known.has(id)) continue;
+      if (known.has(id) || offline.has(id)) continue;
       if (deleted_at === null) await tx.append('image', id, 'delete', { id });
       await tx.db.deleteFrom('images').where('id', '=', id).execute();
     }

@@ -74,8 +74,11 @@ export class SqlChangeLog implements ChangeLog {
     });
   }
 
-  async digest(opts?: IoOptions): Promise<{ seq: number; digests: Record<string, string> }> {
-    const snap = await this.snapshot(opts);
+  async digest(opts?: IoOptions & { excludeImages?: ReadonlySet<string> }): Promise<{ seq: number; digests: Record<string, string> }> {
+    const whole = await this.snapshot(opts);
+    const excluded = opts?.excludeImages;
+    const snap = excluded === undefined || excluded.size === 0 ? whole
+      : { ...whole, images: whole.images.filter((i) => !excluded.has(i.id)), deleted: whole.deleted.filter((id) => !excluded.has(id)) };
     const digests: Record<string, string> = {};
     for (const { name, items, key } of ENTITY_KINDS.flatMap((k) => k.digests)) {
       const h = createHash('sha256');

@@ -274,6 +274,17 @@ function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.createIndex('image_locations_store').on('image_locations').columns(['store', 'image_id']).execute();
       },
     },
+    '0018-offline-images': {
+      async up(db: Kysely<any>) {
+        // An edge's images written while it was cut off from its parent, until central has them
+        // (issue 17): `base_updated_at` is central's version the writes were made on (null: made here).
+        await db.schema.createTable('offline_images')
+          .addColumn('image_id', 'text', (c) => c.primaryKey())
+          .addColumn('base_updated_at', 'text')
+          .addColumn('marked_at', 'text', (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }
 

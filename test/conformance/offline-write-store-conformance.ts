@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { describe, it } from 'node:test';
+import type { Image } from '../../src/core/image.ts';
+import type { Catalog, ChangeLog, OfflineWriteStore, Replica, Snapshot } from '../../src/core/ports.ts';
+
+type EdgeCatalog = Catalog & ChangeLog & Replica & OfflineWriteStore;
+type Open = () => Promise<{ catalog: EdgeCatalog; cleanup(): Promise<void> }>;
+
+function image(overrides: Partial<Image> = {}): Image {
+  const t = '2026-12-06T10:00:00.000Z';
+  return {
+    id: randomUUID(), name: 'made-here', status: 'queued', visibility: 'private', protected: false, os_hidden: false,
+    checksum: null, os_hash_algo: null, os_hash_value: null, size: null, virtual_size: null, disk_format: 'raw',
+    container_format: 'bare', min_disk: 0, min_ram: 0, owner: 'project-o', created_at: t, updated_at: t, tags: [],
+    properties: {}, locations: [], ...overrides,
+  };
+}
+
+const emptySnapshot = (seq: number): Snapshot => ({ seq, images: [], deleted: [], members: [], tasks: [], sites: [], policies: [], identity: [] });
+
+/**
+ * OfflineWriteStore (issue 17): an edge's images written while cut off stand against its parent's
+ * feed and snapshots until they are settled, and its audit leaves them out.
+ */
+export function offlineWriteStoreConformance(name: string, open: Open): void {
+  describe(`OfflineWriteStore conformance: ${name}`, () => {
+    it('a mark keeps its first base; marks are listed in the order they were made', async () => {
+      const { catalog, cleanup } = await open();
+      try {
+        await catalog.markOffline('a', null);
+        await catalog.markOffline('b', '2026-12-06T09:00:00.000Z');
+        await catalog.markOffline('a', '2026-12-06T11:00:00.000Z');
+        assert.deepEqual((await catalog.offlineMarks()).map((m) => [m.image_id, m.base_updated_at]), [['a', null], ['b', '2026-12-06T09:00:00.000Z']]);
+      } finally {
+        await cleanup();
+      }
+    });
+
+    it('a marked image is not changed by the parent\'s feed or a snapshot reload, and the audit\'s digest can leave it out', async () => {
+      const { catalog, cleanup } = await open();
+      try {
+        const mine = image();
+        await catalog.markOffline(mine.id, null);
+        await catalog.createImage(mine);
+        const digestWithout = (await catalog.digest({ excludeImages: new Set([mine.id]) })).digests;
+        await catalog.apply([{ seq: 1, entity: 'image', id: mine.id, op: 'upsert', body: { ...mine, name: 'the parent\'s', updated_at: '2026-12-06T12:00:00.000Z' }, at: '' }], 1);
+        assert.equal((await catalog.getImage(mine.id))?.name, 'made-here');
+        await catalog.load(emptySnapshot(2));
+        assert.equal((await catalog.getImage(mine.id))?.name, 'made-here', 'a snapshot without it keeps it');
+        assert.deepEqual((await catalog.digest({ excludeImages: new Set([mine.id]) })).digests.images, digestWithout.images);
+        assert.notEqual((await catalog.digest()).digests.images, digestWithout.images);
+      } finally {
+        await cleanup();
+      }
+    });
+
+    it('settle: unchanged since it was sent, the mark ends and central\'s version is applied (and logged for followers); changed since, the mark stays based on central\'s version', async () => {
+      const { catalog, cleanup } = await open();
+      try {
+        const mine = image();
+        await catalog.markOffline(mine.id, null);
+        await catalog.createImage(mine);
+        const central = { ...mine, name: 'at central', updated_at: '2026-12-06T10:05:00.000Z' };
+        const before = await catalog.lastSeq();
+        assert.equal(await catalog.settleOffline(mine.id, mine.updated_at, central), true);
+        assert.deepEqual(await catalog.offlineMarks(), []);
+        assert.equal((await catalog.getImage(mine.id))?.name, 'at central');
+        assert.ok((await catalog.changesSince(before, 10)).some((c) => c.id === mine.id && c.op === 'upsert'), 'logged for this site\'s followers');
+
+        const again = image();
+        await catalog.markOffline(again.id, null);
+        await catalog.createImage(again);
+        await catalog.updateImage(again.id, (i) => ({ ...i, name: 'changed here meanwhile', updated_at: '2026-12-06T10:10:00.000Z' }));
+        assert.equal(await catalog.settleOffline(again.id, again.updated_at, { ...again, updated_at: '2026-12-06T10:06:00.000Z' }), false);
+        assert.deepEqual((await catalog.offlineMarks()).map((m) => [m.image_id, m.base_updated_at]), [[again.id, '2026-12-06T10:06:00.000Z']]);
+        assert.equal((await catalog.getImage(again.id))?.name, 'changed here meanwhile');
+
+        // Central has none (deleted there): gone here too.
+        assert.equal(await catalog.settleOffline(again.id, '2026-12-06T10:10:00.000Z', null), true);
+        assert.equal(await catalog.getImage(again.id), undefined);
+      } finally {
+        await cleanup();
+      }
+    });
+  });
+}
