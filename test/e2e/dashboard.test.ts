@@ -215,6 +215,37 @@ describe('dashboard in a real browser', { skip: process.env.TEST_SERVERS_REQUIRE
     await shot('transfers');
   });
 
+  it('a project member logs in and sees the images their project may see, not another project\'s private ones; the fleet is for administrators', async () => {
+    const json = (body: unknown) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const project = (await api('/identity/v3/projects', json({ project: { name: 'demo', domain_id: 'default' } }))).project;
+    const user = (await api('/identity/v3/users', json({ user: { name: 'alice', password: 'alice secret', domain_id: 'default', default_project_id: project.id } }))).user;
+    const member = (await api('/identity/v3/roles?name=member')).roles[0];
+    await api(`/identity/v3/projects/${project.id}/users/${user.id}/roles/${member.id}`, { method: 'PUT' });
+    const secret = await api('/v2/images', json({ name: 'admin-private', visibility: 'private', disk_format: 'raw', container_format: 'bare' }));
+    await api('/v2/images', json({ name: 'for-everyone', visibility: 'public', disk_format: 'raw', container_format: 'bare' }));
+    const alice = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+    try {
+      await alice.goto(`${central.url}/dashboard/`);
+      await alice.getByLabel('User').fill('alice');
+      await alice.getByLabel('Password').fill('alice secret');
+      await alice.getByLabel('Project').fill('demo');
+      await alice.getByRole('button', { name: 'Log in' }).click();
+      await alice.getByRole('link', { name: 'Images' }).click();
+      // Her own image, made through the API with her token, and the public one; not admin's private or shared ones.
+      const token = await alice.evaluate<string>("sessionStorage.getItem('outpost-token')");
+      const res = await fetch(`${central.url}/v2/images`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-auth-token': token }, body: JSON.stringify({ name: 'alice-disk' }) });
+      assert.equal(res.status, 201);
+      await alice.getByRole('link', { name: 'alice-disk' }).waitFor();
+      await alice.getByRole('link', { name: 'for-everyone' }).waitFor();
+      assert.equal(await alice.getByRole('link', { name: secret.name }).count(), 0);
+      assert.equal(await alice.getByRole('link', { name: 'golden-disk' }).count(), 0, 'admin\'s shared image is not hers');
+      await alice.getByRole('link', { name: 'Fleet' }).click();
+      await alice.getByRole('alert').filter({ hasText: 'The fleet view is for administrators and sites.' }).waitFor();
+    } finally {
+      await alice.close();
+    }
+  });
+
   it('an edge\'s dashboard shows its subtree, and is read-only while the edge is cut off', async () => {
     const edge1 = edges[0]!;
     const { images } = await api('/v2/images?name=golden-disk');
