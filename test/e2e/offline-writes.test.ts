@@ -22,7 +22,7 @@ const ENV = {
 
 /**
  * Writes at an edge cut off from central (issue 17), real processes: central, edge-1 behind wanA
- * and edge-2 behind wanB (FaultProxies). edge-1 takes an image created, uploaded and changed
+ * and edge-2 behind wanB (FaultProxies), far-1 below edge-1. edge-1 takes an image created, uploaded and changed
  * while it is cut off, keeps it through kill -9, and central and edge-2 have it once the link is
  * back; an image changed on both sides meanwhile keeps central's version, and says so.
  */
@@ -31,9 +31,11 @@ describe('writes at a cut-off edge, reconciled with central when the link return
   let central: ServeProcess;
   let edge1: ServeProcess;
   let edge2: ServeProcess;
+  let far: ServeProcess;
   let wanA: FaultProxy;
   let wanB: FaultProxy;
-  const edge1Args = () => ['--listen', '127.0.0.1:0', '--data', join(work, 'edge-1'), '--role', 'edge', '--site', 'edge-1', '--parent', wanA.url];
+  /** edge-1's arguments; restarted, it listens where it did (the far edge's parent URL). */
+  const edge1Args = (listen = '127.0.0.1:0') => ['--listen', listen, '--data', join(work, 'edge-1'), '--role', 'edge', '--site', 'edge-1', '--parent', wanA.url];
 
   const api = async (url: string, method: string, path: string, body?: unknown, type = 'application/json') => {
     const res = await fetch(`${url}${path}`, {
@@ -63,9 +65,10 @@ describe('writes at a cut-off edge, reconciled with central when the link return
     wanB = await FaultProxy.start({ target: loopbackTarget(central.url) });
     edge1 = await spawnServe(edge1Args(), ENV);
     edge2 = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'edge-2'), '--role', 'edge', '--site', 'edge-2', '--parent', wanB.url], ENV);
+    far = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'far-1'), '--role', 'edge', '--site', 'far-1', '--parent', edge1.url], ENV);
   });
   after(async () => {
-    for (const p of [edge1, edge2, central]) if (p !== undefined) await stopProcess(p);
+    for (const p of [far, edge1, edge2, central]) if (p !== undefined) await stopProcess(p);
     for (const w of [wanA, wanB]) await w?.close();
     if (work !== undefined) await rm(work, { recursive: true, force: true });
   });
@@ -88,6 +91,9 @@ describe('writes at a cut-off edge, reconciled with central when the link return
     assert.ok((JSON.parse(await openstack('image', 'list', '-f', 'json')) as { ID: string }[]).some((i) => i.ID === created.id));
     const got = await download(edge1.url, created.id);
     assert.deepEqual([got.status, got.sha512], [200, sha512(data)]);
+    // And below it: the far edge follows edge-1's own log, and gets the bytes from edge-1.
+    await eventually('the far edge has it', 30_000, async () => (await api(far.url, 'GET', `/v2/images/${created.id}`)).body?.color === 'blue');
+    assert.equal((await download(far.url, created.id)).sha512, sha512(data));
     // An image created and deleted while cut off never reaches central.
     const fleeting = (await api(edge1.url, 'POST', '/v2/images', { name: 'fleeting', disk_format: 'raw', container_format: 'bare' })).body;
     assert.equal((await api(edge1.url, 'DELETE', `/v2/images/${fleeting.id}`)).status, 204);
@@ -100,7 +106,7 @@ describe('writes at a cut-off edge, reconciled with central when the link return
 
     // kill -9 before the heal loses nothing.
     await edge1.stop('SIGKILL');
-    edge1 = await spawnServe(edge1Args(), ENV);
+    edge1 = await spawnServe(edge1Args(new URL(edge1.url).host), ENV);
     const afterKill = await image(edge1.url, created.id);
     assert.deepEqual([afterKill.status, afterKill.color, afterKill.os_outpost_pending_sync], ['active', 'blue', 'true']);
     assert.equal((await download(edge1.url, created.id)).sha512, sha512(data));
@@ -110,7 +116,8 @@ describe('writes at a cut-off edge, reconciled with central when the link return
     await eventually('central and edge-2 have the image', 2 * HEARTBEAT_SECONDS * 1000, async () =>
       (await api(central.url, 'GET', `/v2/images/${created.id}`)).status === 200 && (await api(edge2.url, 'GET', `/v2/images/${created.id}`)).status === 200);
     const seconds = (Date.now() - healed) / 1000;
-    for (const url of [central.url, edge2.url, edge1.url]) {
+    await eventually('the far edge has central\'s version', 30_000, async () => (await image(far.url, created.id)).os_outpost_pending_sync === undefined);
+    for (const url of [central.url, edge2.url, edge1.url, far.url]) {
       const there = await image(url, created.id);
       assert.deepEqual([there.id, there.name, there.status, there.color, there.site_note, there.tags, there.os_hash_value, there.os_outpost_origin_site, there.os_outpost_pending_sync],
         [created.id, 'offline-disk', 'active', 'blue', 'made-offline', ['edge-made'], sha512(data), 'edge-1', undefined], `at ${url}, ${seconds} s after the heal`);
