@@ -204,6 +204,15 @@ export function FleetPage({ here }) {
     <ul class="convergence">${data.fleet.convergence.policies.map((c) => html`<li>${c.id}: ${c.held}/${c.desired} held (${c.percent}%)</li>`)}</ul>`;
 }
 
+/**
+ * What an image says of its reconciliation with central (docs/operations.md "Writes while cut
+ * off"): written at a cut-off edge and not yet at central, or an edge's writes that lost to central's.
+ */
+function SyncBadges({ image }) {
+  return html`${image.os_outpost_pending_sync === 'true' ? html`<span class="badge late" title=${`written at ${image.os_outpost_origin_site} while it was cut off`}>not yet at central</span> ` : ''}${
+    image.os_outpost_conflict ? html`<span class="badge cut-off" title=${image.os_outpost_conflict}>conflict</span>` : ''}`;
+}
+
 /** Images: the catalog, newest first, each linking to its page. */
 export function ImagesPage() {
   const { data, error } = usePoll(() => api('GET', '/v2/images?limit=100'));
@@ -212,7 +221,7 @@ export function ImagesPage() {
     <div class="scroll"><table>
       <caption>Images</caption>
       <thead><tr><th scope="col">Name</th><th scope="col">Status</th><th scope="col">Size</th><th scope="col">Stores</th><th scope="col">Updated</th></tr></thead>
-      <tbody>${data.images.map((i) => html`<tr><th scope="row"><a href=${`#/images/${i.id}`}>${i.name ?? i.id}</a></th><td>${i.status}</td>
+      <tbody>${data.images.map((i) => html`<tr data-image=${i.id}><th scope="row"><a href=${`#/images/${i.id}`}>${i.name ?? i.id}</a> <${SyncBadges} image=${i} /></th><td>${i.status}</td>
         <td>${size(i.size)}</td><td>${i.stores ?? ''}</td><td>${ago(i.updated_at)}</td></tr>`)}</tbody>
     </table></div>`;
 }
@@ -252,7 +261,8 @@ export function ImagePage({ id, here }) {
   const base = ['id', 'name', 'status', 'size', 'disk_format', 'container_format', 'visibility', 'owner', 'os_hash_value', 'stores', 'created_at', 'updated_at'];
   return html`
     <${Problem} error=${error} />
-    <h2>${image.name ?? image.id}</h2>
+    <h2>${image.name ?? image.id} <${SyncBadges} image=${image} /></h2>
+    ${image.os_outpost_conflict ? html`<p class="problem">${image.os_outpost_conflict}</p>` : ''}
     ${message === undefined ? '' : html`<p class=${message.ok ? 'done' : 'problem'} role="status">${message.text}</p>`}
     <section aria-labelledby="where"><h3 id="where">Where it is</h3>
       <table><thead><tr><th scope="col">Site</th><th scope="col">Copy</th><th scope="col">Since</th><th scope="col">Hits</th></tr></thead>

@@ -270,10 +270,23 @@ describe('dashboard in a real browser', { skip: process.env.TEST_SERVERS_REQUIRE
         await at.locator('tr[data-transfer="edge-1"]').filter({ hasText: 'done' }).waitFor();
         assert.deepEqual(await at.getByLabel('Site').locator('option').allInnerTexts(), ['edge-1', 'far-1']);
         await at.screenshot({ path: join(SCREENSHOTS, 'edge-cut-off.png'), fullPage: true });
+        // An image created at the edge meanwhile is there at once, marked as not yet at central.
+        const made = await fetch(`${edge1.url}/v2/images`, {
+          method: 'POST', headers: { 'content-type': 'application/json', 'x-auth-token': admin }, body: JSON.stringify({ name: 'made-while-cut-off' }),
+        });
+        assert.equal(made.status, 201);
+        const madeId = (await made.json() as { id: string }).id;
+        await at.goto(`${edge1.url}/dashboard/#/images`);
+        await at.locator(`tr[data-image="${madeId}"]`).filter({ hasText: 'not yet at central' }).waitFor();
       } finally {
         wans[0]!.pass();
       }
       await at.getByRole('status').filter({ hasText: 'Cut off from its parent' }).waitFor({ state: 'detached', timeout: 60_000 });
+      // Once the link is back the image reaches central, and the mark goes.
+      await at.locator('tr', { hasText: 'made-while-cut-off' }).filter({ hasNotText: 'not yet at central' }).waitFor({ timeout: 60_000 });
+      assert.equal((await api('/v2/images?name=made-while-cut-off')).images.length, 1);
+      await at.goto(`${edge1.url}/dashboard/#/images/${images[0].id}`);
+      await at.getByRole('heading', { name: 'golden-disk' }).waitFor();
       assert.equal(await at.getByRole('button', { name: 'Pin at site' }).isDisabled(), false);
     } finally {
       await at.close();
