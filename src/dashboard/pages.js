@@ -143,6 +143,8 @@ const STATE_TEXT = { held: 'held', transferring: 'transferring', pending: 'pendi
  */
 export function FleetPage({ here }) {
   const [text, setText] = useState('');
+  // Images written at this site (and below) while cut off, not yet at central: this site's own list.
+  const { data: unsynced } = usePoll(() => api('GET', '/v2/images?os_outpost_pending_sync=true&limit=100'), 3000);
   const [tagText, setTag] = useState('');
   const [policy, setPolicy] = useState('');
   const [labelsText, setLabels] = useState('');
@@ -164,7 +166,9 @@ export function FleetPage({ here }) {
       <option value="outpost_placement">outpost_placement</option><option value="copy-image">copy-image</option></select></label>
     <label>Site labels <input type="search" value=${labelsText} placeholder="region=eu,tier!=far" onInput=${(e) => setLabels(e.currentTarget.value)} /></label>
   </form>`;
-  if (data === undefined) return html`${filters}<${Problem} error=${error} /><p class="loading">Loading the fleet…</p>`;
+  const pending = unsynced === undefined || unsynced.images.length === 0 ? '' : html`<section aria-labelledby="unsynced"><h2 id="unsynced">Not yet at central</h2>
+    <ul class="unsynced">${unsynced.images.map((i) => html`<li data-unsynced=${i.id}><a href=${`#/images/${i.id}`}>${i.name ?? i.id}</a>: written at ${i.os_outpost_origin_site} while it was cut off; sent to central when the link is back</li>`)}</ul></section>`;
+  if (data === undefined) return html`${filters}${pending}<${Problem} error=${error} /><p class="loading">Loading the fleet…</p>`;
   const wanted = text.trim().toLowerCase();
   const scope = here.role === 'central' ? undefined : subtree(data.sites, here.site);
   const images = new Map();
@@ -182,6 +186,7 @@ export function FleetPage({ here }) {
   const convergence = new Map(data.fleet.convergence.images.map((c) => [c.id, c]));
   return html`
     ${filters}
+    ${pending}
     <${Problem} error=${error} />
     <div class="scroll"><table class="fleet">
       <caption>Where each copy the placement policies want stands${scope === undefined ? '' : ` at ${here.site} and below`}</caption>

@@ -278,11 +278,16 @@ describe('dashboard in a real browser', { skip: process.env.TEST_SERVERS_REQUIRE
         const madeId = (await made.json() as { id: string }).id;
         await at.goto(`${edge1.url}/dashboard/#/images`);
         await at.locator(`tr[data-image="${madeId}"]`).filter({ hasText: 'not yet at central' }).waitFor();
+        // The fleet page there lists it (the region's matrix is central's, which cannot be reached now).
+        await at.getByRole('link', { name: 'Fleet' }).click();
+        await at.locator(`li[data-unsynced="${madeId}"]`).filter({ hasText: 'written at edge-1 while it was cut off' }).waitFor();
+        await at.getByRole('alert').waitFor();
       } finally {
         wans[0]!.pass();
       }
       await at.getByRole('status').filter({ hasText: 'Cut off from its parent' }).waitFor({ state: 'detached', timeout: 60_000 });
       // Once the link is back the image reaches central, and the mark goes.
+      await at.getByRole('link', { name: 'Images' }).click();
       await at.locator('tr', { hasText: 'made-while-cut-off' }).filter({ hasNotText: 'not yet at central' }).waitFor({ timeout: 60_000 });
       assert.equal((await api('/v2/images?name=made-while-cut-off')).images.length, 1);
       await at.goto(`${edge1.url}/dashboard/#/images/${images[0].id}`);
