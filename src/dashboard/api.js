@@ -7,6 +7,9 @@ export function token() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
+/** The window event api() raises when the site refuses the tab's token (401). */
+export const SIGNED_OUT = 'outpost-signed-out';
+
 export function logout() {
   sessionStorage.removeItem(TOKEN_KEY);
 }
@@ -26,6 +29,11 @@ export async function api(method, path, body) {
   if (body !== undefined) headers['content-type'] = 'application/json';
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await res.text();
+  if (res.status === 401 && t !== null) {
+    // The token is no longer good (expired, revoked): forget it and say so to the app.
+    logout();
+    dispatchEvent(new Event(SIGNED_OUT));
+  }
   if (!res.ok) {
     let message = text;
     try {

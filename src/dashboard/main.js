@@ -1,7 +1,7 @@
 import { h, render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
-import { api, ApiError, cutOff, login, logout, token, useToken } from './api.js';
+import { api, ApiError, cutOff, login, logout, SIGNED_OUT, token, useToken } from './api.js';
 import { FleetPage, ImagePage, ImagesPage, SitesPage, TransfersPage, usePoll } from './pages.js';
 
 const html = htm.bind(h);
@@ -47,8 +47,11 @@ function Login({ onDone }) {
 
 /** The pages of a signed-in caller: this site's status, polled (an edge's cut-off shows at once), and the page asked for. */
 function Pages({ where, onLogout }) {
-  const { data: status } = usePoll(() => api('GET', '/outpost/v1/status'), 3000);
-  if (status === undefined) return html`<p class="loading">Connecting…</p>`;
+  const { data: status, error } = usePoll(() => api('GET', '/outpost/v1/status'), 3000);
+  if (status === undefined) {
+    return error === undefined ? html`<p class="loading">Connecting…</p>`
+      : html`<p class="problem" role="alert">This site does not answer: ${error.message}. Trying again…</p>`;
+  }
   const here = { ...status, readOnly: cutOff(status) };
   const page = where.page === 'images' && where.id ? html`<${ImagePage} id=${where.id} here=${here} />`
     : where.page === 'fleet' ? html`<${FleetPage} here=${here} />`
@@ -85,6 +88,12 @@ function App() {
     }
   };
   useEffect(() => { check(); }, []);
+  // A token that expired or was revoked (api() saw a 401 for it): back to the login form.
+  useEffect(() => {
+    const onSignedOut = () => setNeedsLogin(true);
+    addEventListener(SIGNED_OUT, onSignedOut);
+    return () => removeEventListener(SIGNED_OUT, onSignedOut);
+  }, []);
   if (needsLogin) return html`<${Login} onDone=${check} />`;
   if (signedIn === undefined) return html`<p class="loading">Connecting…</p>`;
   return html`<${Pages} where=${where} onLogout=${() => { logout(); setNeedsLogin(true); }} />`;

@@ -1,7 +1,7 @@
 import { h } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import htm from 'htm';
-import { ago, api, health, size, subtree } from './api.js';
+import { ago, api, ApiError, health, size, subtree } from './api.js';
 
 const html = htm.bind(h);
 
@@ -14,12 +14,18 @@ export function usePoll(load, ms = 2000, deps = []) {
   const current = useRef(async () => {});
   useEffect(() => {
     let live = true;
+    let reading = false;
+    // One read at a time: a slow site is not asked again until it has answered.
     const read = async () => {
+      if (reading) return;
+      reading = true;
       try {
         const data = await load();
         if (live) setState({ data, error: undefined });
       } catch (error) {
         if (live) setState((s) => ({ data: s.data, error }));
+      } finally {
+        reading = false;
       }
     };
     current.current = read;
@@ -242,9 +248,10 @@ export function ImagePage({ id, here }) {
       // Central's views (an edge asks it); an edge cut off from central knows only its own transfers.
       api('GET', `/outpost/v1/fleet?image=${id}`).catch(() => ({ fleet: null })),
       api('GET', `/v2/images/${id}/tasks`).catch(() => ({ tasks: [] })),
+      // A project member may read neither list (admin only): the image page shows no transfers then.
       api('GET', `/outpost/v1/fleet/transfers?image=${id}`).catch(async () => ({
         transfers: (await api('GET', '/outpost/v1/transfers')).transfers.filter((t) => t.image_id === id).map((t) => ({ ...t, site: here.site })),
-      })),
+      })).catch(() => ({ transfers: [] })),
     ]);
     const inventories = await Promise.all(sites.sites.map((s) => api('GET', `/outpost/v1/sites/${encodeURIComponent(s.id)}/inventory`).catch(() => null)));
     const held = inventories.filter((i) => i !== null).map((i) => ({ site: i.site, copy: i.images.find((c) => c.image_id === id) })).filter((x) => x.copy !== undefined);
@@ -350,7 +357,8 @@ export function TransfersPage({ here }) {
       const mine = (x) => scope === undefined || scope.has(x.site);
       return { region: true, transfers: transfers.transfers.filter(mine), failed: failed.fleet.filter(mine), summaries: summaries.summaries.filter(mine) };
     } catch (e) {
-      if (here.role === 'central') throw e;
+      // Only an edge whose parent does not answer (5xx) falls back; a refusal (401, 403) is shown as it is.
+      if (here.role === 'central' || !(e instanceof ApiError) || e.status < 500) throw e;
       // Central cannot be reached: this site's own transfers.
       return { region: false, transfers: (await api('GET', '/outpost/v1/transfers')).transfers, failed: [], summaries: [] };
     }

@@ -241,6 +241,15 @@ describe('dashboard in a real browser', { skip: process.env.TEST_SERVERS_REQUIRE
       assert.equal(await alice.getByRole('link', { name: 'golden-disk' }).count(), 0, 'admin\'s shared image is not hers');
       await alice.getByRole('link', { name: 'Fleet' }).click();
       await alice.getByRole('alert').filter({ hasText: 'The fleet view is for administrators and sites.' }).waitFor();
+      // Her image's page opens, though the transfer lists are for administrators.
+      await alice.getByRole('link', { name: 'Images' }).click();
+      await alice.getByRole('link', { name: 'alice-disk' }).click();
+      await alice.getByRole('heading', { name: 'alice-disk' }).waitFor();
+      await alice.getByText('No site has reported a transfer of this image lately.').waitFor();
+      // Her token revoked (as when it expires): the dashboard goes back to the login form.
+      const revoked = await fetch(`${central.url}/identity/v3/auth/tokens`, { method: 'DELETE', headers: { 'x-auth-token': token, 'x-subject-token': token } });
+      assert.equal(revoked.status, 204);
+      await alice.getByRole('button', { name: 'Log in' }).waitFor();
     } finally {
       await alice.close();
     }
