@@ -302,6 +302,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     locations: { show: config.show_multiple_locations, probe: (image, url, o) => prober.probe(image, url, o) },
     elsewhere: cache,
     copies,
+    offline: parent === undefined ? undefined : catalog,
     stores,
     limits: { defaultLimit: config.limit_param_default, maxLimit: config.api_limit_max },
     imageSizeCap: config.image_size_cap,
@@ -336,9 +337,10 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     log: logger,
   });
   // What a stopped process (or node) left: partial writes; interrupted tasks and uploads where
-  // the catalog is authoritative (an edge's replicated images and tasks are central's).
+  // the catalog is authoritative (an edge's replicated images and tasks are central's, but for
+  // those it wrote while cut off).
   const recovery = new StartupRecovery({
-    catalog, stores, staging, ownsCatalog: config.role === 'central', work, log: logger,
+    catalog, stores, staging, ownsCatalog: config.role === 'central', offline: parent === undefined ? undefined : catalog, work, log: logger,
     tasks: { recover: async () => (await runner.recover()) + (await locations.recover()) },
     shared: shared ? {} : undefined,
   });
@@ -425,6 +427,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
   // An edge's writes made while cut off go to central once its parent answers again.
   const replayer = parent === undefined ? undefined : new OfflineReplayer({
     site: config.site, marks: catalog, catalog, parent, parentReachable: () => parent.reachability!.reachable, log: logger,
+    audit: follower === undefined ? undefined : () => follower.audit(),
   });
   // What runs before the site listens: stopped when it closes, or when it cannot listen.
   const stopServices = async () => {

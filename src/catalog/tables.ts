@@ -48,7 +48,7 @@ export interface CatalogTables {
   image_members: { image_id: string; member_id: string; status: string; created_at: string; updated_at: string };
   tasks: TaskRow;
   replication_state: { name: string; value: number };
-  offline_images: { image_id: string; base_updated_at: string | null; marked_at: string };
+  offline_images: { image_id: string; base_updated_at: string | null; marked_at: string; sent: Generated<string>; skipped: string | null };
   sites: { id: string; body: string };
   cache_entries: { image_id: string; body: string };
   image_manifests: { image_id: string; sha512: string; body: string };

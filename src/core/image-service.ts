@@ -14,8 +14,7 @@ import { applyLocationOp, urlsToProbe, type LocationPatchContext, type LocationP
 import { IMPORTING_PROPERTY, setStoreList, storeList } from './import-properties.ts';
 import { assertWritableName, isBaseWritable, repr, tooLong, validateAttribute } from './image-validation.ts';
 import { parseListQuery, type ListLimits, type QueryParams } from './list-query.ts';
-import { PENDING_PROPERTY } from './offline-writes.ts';
-import type { BlobDigest, BlobStore, Catalog, CopyRegistry, ImageBytesElsewhere, IoOptions, Metrics, VerifiedCopy } from './ports.ts';
+import type { BlobDigest, BlobStore, Catalog, CopyRegistry, ImageBytesElsewhere, IoOptions, Metrics, OfflineWriteStore, VerifiedCopy } from './ports.ts';
 import { countDownload } from './download-metrics.ts';
 import type { RegionStores } from './region-stores.ts';
 import type { StoreRegistry } from './stores.ts';
@@ -39,6 +38,12 @@ export interface ImageServiceOptions {
    * recorded here, at central, instead of in the local catalog.
    */
   copies?: CopyRegistry;
+  /**
+   * At an edge: the images it wrote while cut off from its parent (offline-writes.ts), central's
+   * to know later — their uploads are recorded here, not at central. Only this site's own: an
+   * image another edge wrote (pending there, replicated here) is not.
+   */
+  offline?: Pick<OfflineWriteStore, 'offlineMarks'>;
   /** The region's stores: explains why a store an upload names is not one of this site's. */
   region?: RegionStores;
   /** The chunk manifests of the images' bytes (recorded at upload, served to other sites). */
@@ -97,6 +102,7 @@ export class ImageService {
   readonly #manifests: ImageManifests | undefined;
   readonly #work: NodeWork | undefined;
   readonly #copies: CopyRegistry | undefined;
+  readonly #offline: Pick<OfflineWriteStore, 'offlineMarks'> | undefined;
   readonly #region: RegionStores | undefined;
   readonly #metrics: Metrics | undefined;
   readonly #locations: ImageServiceOptions['locations'];
@@ -111,6 +117,7 @@ export class ImageService {
     this.#staging = opts.staging;
     this.#elsewhere = opts.elsewhere;
     this.#copies = opts.copies;
+    this.#offline = opts.offline;
     this.#region = opts.region;
     this.#manifests = opts.manifests;
     this.#work = opts.work;
@@ -380,7 +387,8 @@ export class ImageService {
     }
     // An image written at this edge while it is cut off keeps its bytes here, recorded here, until
     // central has it (offline-writes.ts); any other upload at an edge is recorded at central.
-    if (this.#copies !== undefined && image.properties[PENDING_PROPERTY] !== 'true') return this.#uploadHere(ctx, image, storeId, data, req, this.#copies);
+    const writtenHere = (await this.#offline?.offlineMarks(req))?.some((m) => m.image_id === image.id) === true;
+    if (this.#copies !== undefined && !writtenHere) return this.#uploadHere(ctx, image, storeId, data, req, this.#copies);
     // Claimed before the image is `saving`: an unclaimed `saving` image is one whose node is gone
     // (StartupRecovery returns it to queued).
     await this.#work?.claim('upload', image.id, req);

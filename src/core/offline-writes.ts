@@ -18,6 +18,11 @@ export interface ReconcileRequest {
   image: Image | null;
   /** The `updated_at` of central's version its writes were made on; null for an image it created. */
   base_updated_at: string | null;
+  /**
+   * The `updated_at` of the versions it sent before since that base, whose answers it did not
+   * get: central holding one of them has changed nothing of its own since.
+   */
+  sent_updated_at?: string[];
 }
 
 export interface ReconcileResult {
@@ -51,15 +56,16 @@ const DATA_KEYS = ['status', 'checksum', 'os_hash_algo', 'os_hash_value', 'size'
  * - An image central never had is created as the edge has it, with its id (ids are UUIDs made at
  *   the edge: a collision is not possible by construction); its bytes stay in the edge's store
  *   and are located there (the edge checked size, md5 and sha512 when they were uploaded).
- * - An image central has, unchanged since the version the edge's writes were based on (or
- *   already as the edge has it), takes the edge's attributes, tags and properties — or is deleted,
- *   if the edge deleted it.
+ * - An image central has, unchanged since the version the edge's writes were based on or since a
+ *   version the edge sent before (whose answer it lost), or already as the edge has it, takes the
+ *   edge's attributes, tags and properties — or is deleted, if the edge deleted it.
  * - Otherwise central wins: an image changed (or deleted) at central while the edge was cut off
  *   keeps central's version; the edge's writes are dropped, logged, and said in the image's
  *   CONFLICT_PROPERTY at central (and so at every site), and the edge takes central's version.
  *
  * Only sites (the `service` role) and administrators may call it; the image must have been
- * created at the calling site, and its bytes located only in that site's stores.
+ * created at the calling site, and the locations its version adds must be in that site's stores.
+ * A refusal (4xx) is final: the edge takes central's version (OfflineReplayer).
  */
 export class OfflineReconciliation {
   readonly #catalog: Catalog;
@@ -73,8 +79,11 @@ export class OfflineReconciliation {
   async reconcile(ctx: RequestContext, imageId: string, body: unknown, opts: IoOptions = {}): Promise<ReconcileResult> {
     if (!ctx.isAdmin && !ctx.roles.includes('service')) throw new ForbiddenError('Only sites and administrators reconcile offline writes.');
     const request = await this.#parse(imageId, body, opts);
-    const { site, image: edge, base_updated_at: base } = request;
+    const { site, image: edge, base_updated_at: base, sent_updated_at: sent } = request;
     const current = await this.#catalog.getImage(imageId, opts);
+    // Its bytes can only have been added at the edge, in its stores; those central records stay.
+    const added = edge?.locations.filter((l) => !current?.locations.some((c) => c.store === l.store && c.url === l.url)) ?? [];
+    if (added.some((l) => !request.stores.includes(l.store))) throw new ForbiddenError(`Image ${imageId}'s bytes must be in site ${site}'s stores.`);
     if (current === undefined) {
       if (edge === null) return { result: 'unchanged', image: null, conflict: null };
       try {
@@ -90,7 +99,7 @@ export class OfflineReconciliation {
     if (current.properties[ORIGIN_PROPERTY] !== site) throw new ForbiddenError(`Image ${imageId} was not created at site ${site}.`);
     const asTheEdgeHasIt = edge !== null && current.updated_at === edge.updated_at;
     if (asTheEdgeHasIt) return { result: 'unchanged', image: current, conflict: null };
-    if (base === null || current.updated_at !== base) {
+    if (current.updated_at !== base && !sent.includes(current.updated_at)) {
       return this.#conflict(site, imageId, current,
         `${site} changed this image while cut off (${edge === null ? 'deleted it' : `at ${edge.updated_at}`}); central's version, changed at ${current.updated_at}, was kept`);
     }
@@ -99,7 +108,7 @@ export class OfflineReconciliation {
       return { result: 'deleted', image: null, conflict: null };
     }
     const updated = await this.#catalog.updateImage(imageId, (now) => {
-      if (now.updated_at !== base) throw new ConflictError(`image ${imageId} changed at central meanwhile`);
+      if (now.updated_at !== current.updated_at) throw new ConflictError(`image ${imageId} changed at central meanwhile`);
       const next: Image = { ...now, ...edgeAttributes(edge) };
       delete next.properties[CONFLICT_PROPERTY];
       // Bytes uploaded at the edge meanwhile: located in its store, as any upload there.
@@ -127,21 +136,22 @@ export class OfflineReconciliation {
     return { result: 'conflict', image, conflict: why };
   }
 
-  /** The body, checked: a registered site, the image created there, its bytes only in that site's stores. */
-  async #parse(imageId: string, body: unknown, opts: IoOptions): Promise<ReconcileRequest> {
+  /** The body, checked: a registered site (with its stores), the image created there. */
+  async #parse(imageId: string, body: unknown, opts: IoOptions): Promise<Required<ReconcileRequest> & { stores: string[] }> {
     const b = (body ?? {}) as Partial<ReconcileRequest>;
     if (typeof b.site !== 'string') throw new BadRequestError('site is required.');
     const site = await this.#catalog.getSite(b.site, opts);
     if (site === undefined) throw new NotFoundError(`No site ${b.site} is registered.`);
     if (b.base_updated_at !== null && typeof b.base_updated_at !== 'string') throw new BadRequestError('base_updated_at must be a time or null.');
+    const sent = b.sent_updated_at ?? [];
+    if (!Array.isArray(sent) || sent.some((t) => typeof t !== 'string')) throw new BadRequestError('sent_updated_at must be a list of times.');
     const image = b.image ?? null;
     if (image !== null) {
       if (typeof image !== 'object' || image.id !== imageId || !Array.isArray(image.locations) || typeof image.properties !== 'object' || !Array.isArray(image.tags)) {
         throw new BadRequestError('image must be the site\'s version of the image named in the path.');
       }
       if (image.properties[ORIGIN_PROPERTY] !== site.id) throw new ForbiddenError(`Image ${imageId} was not created at site ${site.id}.`);
-      if (image.locations.some((l) => !site.stores.includes(l.store))) throw new ForbiddenError(`Image ${imageId}'s bytes must be in site ${site.id}'s stores.`);
     }
-    return { site: site.id, image, base_updated_at: b.base_updated_at ?? null };
+    return { site: site.id, stores: site.stores, image, base_updated_at: b.base_updated_at ?? null, sent_updated_at: sent };
   }
 }

@@ -665,37 +665,52 @@ export interface ChangeNotifier {
   close(): Promise<void>;
 }
 
-/**
- * The following side: a replica applies its parent's changes. Each batch is applied in one
- * transaction, idempotently, together with the parent position reached; applied changes are
- * appended to the replica's own change log so that its children can follow it in turn.
- */
 /** An image an edge wrote while cut off from its parent, not yet reconciled with central. */
 export interface OfflineMark {
   image_id: string;
   /** The `updated_at` of central's version the writes were made on; null for an image created here. */
   base_updated_at: string | null;
   marked_at: string;
+  /** The `updated_at` of each version sent to central since the base (an answer may have been lost: central may hold any of them). */
+  sent: string[];
 }
 
 /**
  * Port: an edge's record of the images it wrote while cut off (issue 17). While an image is
  * marked, the parent's changes to it are not applied here (the edge's version stands until it is
- * reconciled), a snapshot reload keeps it, and the audit leaves it out.
+ * reconciled; the latest of them is kept aside, see settleOffline), a snapshot reload keeps it,
+ * and the audit leaves it out.
  */
 export interface OfflineWriteStore {
-  /** Marks the image (a mark that exists keeps its base). */
-  markOffline(imageId: string, baseUpdatedAt: string | null, opts?: IoOptions): Promise<void>;
+  /** Marks the image (a mark that exists keeps its base and what was sent); true if the mark is new. */
+  markOffline(imageId: string, baseUpdatedAt: string | null, opts?: IoOptions): Promise<boolean>;
+  /** Removes a mark made for a write that did not happen (refused, or no change). */
+  unmarkOffline(imageId: string, opts?: IoOptions): Promise<void>;
   offlineMarks(opts?: IoOptions): Promise<OfflineMark[]>;
   /**
-   * Central answered the edge's version of the image, which had `updated_at` `sent` (null: it was
-   * deleted here): unless the image changed here since, the mark ends and central's version
-   * (`central`, null: gone there) is applied here, in one transaction, and true is returned;
-   * otherwise the mark stays, now based on central's version, and false is returned.
+   * The edge's version with `updated_at` `version` (null: deleted here) is about to be sent to
+   * central: added to the mark's `sent`, and the parent's changes kept aside so far are dropped
+   * (central's answer is newer than they are).
    */
-  settleOffline(imageId: string, sent: string | null, central: Image | null, opts?: IoOptions): Promise<boolean>;
+  sendingOffline(imageId: string, version: string | null, opts?: IoOptions): Promise<void>;
+  /**
+   * Central answered the edge's version of the image, which had `updated_at` `sent` (null: it was
+   * deleted here). Unless the image changed here since (or `final`: central's answer is the last
+   * word, a conflict or a refusal), the mark ends and central's version is applied here — the
+   * parent's latest change kept aside since the version was sent if there is one, otherwise
+   * `central` (null: gone there; nothing is written for an image this site never had; undefined:
+   * not known, the local version stays until an audit replaces it) — in one transaction, and true
+   * is returned: whichever is older, the feed brings what follows it. Otherwise the mark stays, now based on central's
+   * version with nothing sent, and false is returned.
+   */
+  settleOffline(imageId: string, sent: string | null, central: Image | null | undefined, settle?: { final?: boolean } & IoOptions): Promise<boolean>;
 }
 
+/**
+ * The following side: a replica applies its parent's changes. Each batch is applied in one
+ * transaction, idempotently, together with the parent position reached; applied changes are
+ * appended to the replica's own change log so that its children can follow it in turn.
+ */
 export interface Replica {
   /** The parent's seq this replica has applied up to (0 when new). */
   position(opts?: IoOptions): Promise<number>;

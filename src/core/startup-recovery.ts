@@ -2,7 +2,7 @@ import { ImageNotFoundError } from './errors.ts';
 import { scanImages } from './all-images.ts';
 import type { Image } from './image.ts';
 import { FAILED_PROPERTY, IMPORTING_PROPERTY, LOCK_PROPERTY, setStoreList, storeList } from './import-properties.ts';
-import type { BlobStore, Catalog, ImageListQuery, IoOptions } from './ports.ts';
+import type { BlobStore, Catalog, ImageListQuery, IoOptions, OfflineWriteStore } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
 import type { NodeWork } from './node-work.ts';
 import { isTerminal } from './task.ts';
@@ -17,6 +17,8 @@ export interface StartupRecoveryOptions {
    * returned to queued: an edge's catalog is a replica of central's, and central recovers them.
    */
   ownsCatalog: boolean;
+  /** At an edge: the images it wrote while cut off (central does not have them yet), which it recovers itself as central would. */
+  offline?: Pick<OfflineWriteStore, 'offlineMarks'>;
   /** The import runner's recovery (resumes the tasks no node runs); run first where the catalog is owned. */
   tasks: { recover(): Promise<number> };
   /** This node among several sharing the catalog: what a node that is alive claims is left alone. Absent: the only process. */
@@ -57,7 +59,9 @@ const EXAMPLES = 5;
  *    (an interrupted PUT /file), `importing` with no unfinished task, `uploading` whose staged
  *    data is incomplete — unless a node that is alive is still at it (NodeWork claims). Bytes such
  *    an image has in this site's stores or staging area go with it. Where nodes share the catalog,
- *    this step runs again periodically, for the work of a node that died.
+ *    this step runs again periodically, for the work of a node that died. An edge does the same for
+ *    the images it wrote while cut off from its parent (not central's yet: an upload that kill -9
+ *    cut short there goes back to `queued` there).
  * 3. In the background (so that a large catalog does not delay listening), each copy the catalog
  *    records in this site's stores is checked to be there with the image's size (no hashing),
  *    and a warning per store names how many are not, a few of them, and the fix.
@@ -81,6 +85,10 @@ export class StartupRecovery {
   async recover(opts: IoOptions = {}): Promise<void> {
     await this.removePartials(opts);
     if (this.#o.ownsCatalog) await this.reap(opts);
+    else if (this.#o.offline !== undefined) {
+      const marked = new Set((await this.#o.offline.offlineMarks(opts)).map((m) => m.image_id));
+      if (marked.size > 0) await this.revertInterrupted(opts, marked);
+    }
     if (this.#o.shared !== undefined) {
       this.#reaper = setInterval(() => {
         if (this.#reaping) return;
@@ -124,12 +132,12 @@ export class StartupRecovery {
     return total;
   }
 
-  /** Returns the images a stop left `saving`, `importing` or half-staged to `queued`; their ids. */
-  async revertInterrupted(opts: IoOptions = {}): Promise<string[]> {
+  /** Returns the images a stop left `saving`, `importing` or half-staged to `queued` (only those in `only`, if given); their ids. */
+  async revertInterrupted(opts: IoOptions = {}, only?: ReadonlySet<string>): Promise<string[]> {
     const reverted: string[] = [];
     const candidates: Image[] = [];
     for await (const image of this.#images({ status: { kind: 'in', values: ['saving', 'importing', 'uploading'] } }, opts)) {
-      candidates.push(image);
+      if (only === undefined || only.has(image.id)) candidates.push(image);
     }
     for (const image of candidates) {
       if (image.status === 'uploading' && image.size !== null && (await this.#o.staging.stat(image.id, opts))?.size === image.size) {

@@ -25,13 +25,19 @@ const emptySnapshot = (seq: number): Snapshot => ({ seq, images: [], deleted: []
  */
 export function offlineWriteStoreConformance(name: string, open: Open): void {
   describe(`OfflineWriteStore conformance: ${name}`, () => {
-    it('a mark keeps its first base; marks are listed in the order they were made', async () => {
+    it('a mark keeps its first base and what was sent; marks are listed in the order they were made; a mark can be taken back', async () => {
       const { catalog, cleanup } = await open();
       try {
-        await catalog.markOffline('a', null);
-        await catalog.markOffline('b', '2026-12-06T09:00:00.000Z');
-        await catalog.markOffline('a', '2026-12-06T11:00:00.000Z');
-        assert.deepEqual((await catalog.offlineMarks()).map((m) => [m.image_id, m.base_updated_at]), [['a', null], ['b', '2026-12-06T09:00:00.000Z']]);
+        assert.equal(await catalog.markOffline('a', null), true);
+        assert.equal(await catalog.markOffline('b', '2026-12-06T09:00:00.000Z'), true);
+        await catalog.sendingOffline('a', '2026-12-06T10:00:00.000Z');
+        await catalog.sendingOffline('a', '2026-12-06T10:00:00.000Z');
+        await catalog.sendingOffline('a', null);
+        assert.equal(await catalog.markOffline('a', '2026-12-06T11:00:00.000Z'), false);
+        assert.deepEqual((await catalog.offlineMarks()).map((m) => [m.image_id, m.base_updated_at, m.sent]),
+          [['a', null, ['2026-12-06T10:00:00.000Z']], ['b', '2026-12-06T09:00:00.000Z', []]]);
+        await catalog.unmarkOffline('b');
+        assert.deepEqual((await catalog.offlineMarks()).map((m) => m.image_id), ['a']);
       } finally {
         await cleanup();
       }
@@ -79,6 +85,62 @@ export function offlineWriteStoreConformance(name: string, open: Open): void {
         // Central has none (deleted there): gone here too.
         assert.equal(await catalog.settleOffline(again.id, '2026-12-06T10:10:00.000Z', null), true);
         assert.equal(await catalog.getImage(again.id), undefined);
+      } finally {
+        await cleanup();
+      }
+    });
+
+    it('settle after a conflict or a refusal (final) ends the mark even if written here meanwhile; an image never here gets no tombstone; unknown keeps the local version', async () => {
+      const { catalog, cleanup } = await open();
+      try {
+        const mine = image();
+        await catalog.markOffline(mine.id, null);
+        await catalog.createImage(mine);
+        await catalog.updateImage(mine.id, (i) => ({ ...i, name: 'written meanwhile', updated_at: '2026-12-06T10:10:00.000Z' }));
+        assert.equal(await catalog.settleOffline(mine.id, mine.updated_at, { ...mine, name: 'central\'s', updated_at: '2026-12-06T10:20:00.000Z' }, { final: true }), true);
+        assert.deepEqual(await catalog.offlineMarks(), []);
+        assert.equal((await catalog.getImage(mine.id))?.name, 'central\'s');
+
+        // A mark left by a create that never happened (a crash in between): no tombstone for the id.
+        const never = randomUUID();
+        await catalog.markOffline(never, null);
+        const before = await catalog.lastSeq();
+        assert.equal(await catalog.settleOffline(never, null, null), true);
+        assert.deepEqual((await catalog.changesSince(before, 10)).filter((c) => c.id === never), []);
+        await catalog.createImage(image({ id: never }));
+
+        const kept = image();
+        await catalog.markOffline(kept.id, null);
+        await catalog.createImage(kept);
+        assert.equal(await catalog.settleOffline(kept.id, kept.updated_at, undefined, { final: true }), true);
+        assert.deepEqual([(await catalog.offlineMarks()).length, (await catalog.getImage(kept.id))?.name], [0, 'made-here']);
+      } finally {
+        await cleanup();
+      }
+    });
+
+    it('the parent\'s changes to a marked image that arrive after its version was sent are kept aside and applied when the mark ends', async () => {
+      const { catalog, cleanup } = await open();
+      try {
+        const mine = image();
+        await catalog.markOffline(mine.id, null);
+        await catalog.createImage(mine);
+        const upsert = (seq: number, name: string, updated_at: string) => catalog.apply([{ seq, entity: 'image', id: mine.id, op: 'upsert', body: { ...mine, name, updated_at }, at: '' }], seq);
+        await upsert(1, 'before it was sent', '2026-12-06T10:01:00.000Z');
+        await catalog.sendingOffline(mine.id, mine.updated_at);
+        await upsert(2, 'changed at central after the answer', '2026-12-06T10:03:00.000Z');
+        assert.equal((await catalog.getImage(mine.id))?.name, 'made-here', 'the mark stands');
+        assert.equal(await catalog.settleOffline(mine.id, mine.updated_at, { ...mine, name: 'the answer', updated_at: '2026-12-06T10:02:00.000Z' }), true);
+        assert.equal((await catalog.getImage(mine.id))?.name, 'changed at central after the answer');
+
+        // Deleted at central after the answer: gone here.
+        const other = image();
+        await catalog.markOffline(other.id, null);
+        await catalog.createImage(other);
+        await catalog.sendingOffline(other.id, other.updated_at);
+        await catalog.apply([{ seq: 3, entity: 'image', id: other.id, op: 'delete', body: { id: other.id }, at: '' }], 3);
+        assert.equal(await catalog.settleOffline(other.id, other.updated_at, other), true);
+        assert.equal(await catalog.getImage(other.id), undefined);
       } finally {
         await cleanup();
       }

@@ -80,6 +80,29 @@ describe('OfflineReconciliation: the rules for an edge\'s writes made while cut 
     assert.match(gone.conflict ?? '', /was deleted at central while edge-1 was cut off/);
   });
 
+  it('an answer the edge did not get: central holding a version the edge sent before is not a conflict, and takes the newer one', async () => {
+    const edge = madeAtEdge();
+    // Created at central, but the edge never heard (the link broke before the answer): its mark has no base.
+    await rec.reconcile(SITE, edge.id, { site: 'edge-1', image: edge, base_updated_at: null });
+    const later = { ...edge, name: 'renamed while cut off again', updated_at: '2026-12-06T10:05:00.000Z' };
+    const answer = await rec.reconcile(SITE, edge.id, { site: 'edge-1', image: later, base_updated_at: null, sent_updated_at: [edge.updated_at] });
+    assert.deepEqual([answer.result, answer.image?.name, answer.image?.updated_at], ['updated', 'renamed while cut off again', later.updated_at]);
+    // Without the versions it sent, the same call would have been taken for a change on both sides.
+    const third = { ...later, name: 'third', updated_at: '2026-12-06T10:06:00.000Z' };
+    assert.equal((await rec.reconcile(SITE, edge.id, { site: 'edge-1', image: third, base_updated_at: null })).result, 'conflict');
+  });
+
+  it('locations central recorded (a copy at another site) stay: only those the edge adds must be in its stores', async () => {
+    const edge = madeAtEdge();
+    await rec.reconcile(SITE, edge.id, { site: 'edge-1', image: edge, base_updated_at: null });
+    const copied = await catalog.updateImage(edge.id, (i) => ({ ...i, locations: [...i.locations, { store: 'edge-2', url: 'file:///edge-2/x' }], updated_at: '2026-12-06T10:07:00.000Z' }));
+    const renamed = { ...copied, name: 'renamed at edge-1', updated_at: '2026-12-06T10:08:00.000Z' };
+    const answer = await rec.reconcile(SITE, edge.id, { site: 'edge-1', image: renamed, base_updated_at: copied.updated_at });
+    assert.deepEqual([answer.result, answer.image?.name, answer.image?.locations.map((l) => l.store)], ['updated', 'renamed at edge-1', ['edge-1', 'edge-2']]);
+    const sneaked = { ...renamed, locations: [...renamed.locations, { store: 'edge-2', url: 'file:///edge-2/other' }], updated_at: '2026-12-06T10:09:00.000Z' };
+    await assert.rejects(rec.reconcile(SITE, edge.id, { site: 'edge-1', image: sneaked, base_updated_at: renamed.updated_at }), /bytes must be in site edge-1's stores/);
+  });
+
   it('refuses another site\'s image, bytes outside the site\'s stores, and callers that are not sites or administrators', async () => {
     const edge = madeAtEdge();
     await assert.rejects(rec.reconcile(SITE, edge.id, { site: 'edge-2', image: edge, base_updated_at: null }), (e) => e instanceof ForbiddenError && /not created at site edge-2/.test(e.message));

@@ -101,6 +101,21 @@ describe('StartupRecovery', () => {
     assert.equal((await images.upload(ADMIN_CONTEXT, saving.id, once('again'))).status, 'active');
   });
 
+  it('at an edge, returns to queued the uploads kill -9 cut short among the images it wrote while cut off, and no other', async () => {
+    const offline = await left('saving');
+    await stores.blobs('a').put(offline.id, once('committed, location never recorded'));
+    await catalog.markOffline(offline.id, null);
+    const centrals = await left('saving');
+    const edge = new StartupRecovery({ catalog, stores, staging, ownsCatalog: false, offline: catalog, tasks: { recover: async () => 0 }, log });
+    await edge.recover();
+    await edge.close();
+    assert.equal((await catalog.getImage(offline.id))?.status, 'queued');
+    assert.equal(await stores.blobs('a').stat(offline.id), undefined);
+    assert.ok(warnings.some((w) => w.includes(offline.id)));
+    assert.equal((await catalog.getImage(centrals.id))?.status, 'saving', 'central recovers its own');
+    await catalog.unmarkOffline(offline.id);
+  });
+
   it('removes partial writes in every store and the staging area, and nothing committed', async () => {
     const kept = await images.create(ADMIN_CONTEXT, { disk_format: 'raw', container_format: 'bare' });
     await images.upload(ADMIN_CONTEXT, kept.id, once('kept'));

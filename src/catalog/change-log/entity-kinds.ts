@@ -43,16 +43,21 @@ async function replaceAll<T>(tx: WriteTx, existing: readonly string[], wanted: r
   for (const x of wanted) await applyChange(tx, upsertOf(x));
 }
 
-/** Whether the image is one this site wrote while cut off and central has not reconciled yet (OfflineWriteStore). */
-async function markedOffline(tx: WriteTx, id: string): Promise<boolean> {
-  return (await tx.db.selectFrom('offline_images').select('image_id').where('image_id', '=', id).executeTakeFirst()) !== undefined;
+/**
+ * Whether the image is one this site wrote while cut off and central has not reconciled yet
+ * (OfflineWriteStore); if so, the parent's change is kept aside in its mark (the latest only),
+ * for when the mark ends.
+ */
+async function keptAsideOffline(tx: WriteTx, c: Change): Promise<boolean> {
+  const r = await tx.db.updateTable('offline_images').set({ skipped: JSON.stringify({ op: c.op, body: c.body }) }).where('image_id', '=', c.id).executeTakeFirst();
+  return Number(r.numUpdatedRows) > 0;
 }
 
 const images: EntityKind = {
   entities: ['image'],
   async apply(tx, c) {
     // This site's own version of an image it wrote while cut off stands until it is reconciled.
-    if (await markedOffline(tx, c.id)) return;
+    if (await keptAsideOffline(tx, c)) return;
     if (c.op === 'upsert') {
       const image = c.body as Image;
       const { id: _id, ...row } = imageToRow(image);

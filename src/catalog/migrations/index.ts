@@ -285,6 +285,15 @@ function migrations(dialect: DialectName): Record<string, Migration> {
           .execute();
       },
     },
+    '0019-offline-images-sent': {
+      async up(db: Kysely<any>) {
+        // `sent`: JSON array of the `updated_at` of each version sent to central whose answer may have
+        // been lost; `skipped`: the parent's latest change to the image that its feed brought while
+        // it was marked (JSON {op, body}), applied when the mark ends.
+        await db.schema.alterTable('offline_images').addColumn('sent', 'text', (c) => c.notNull().defaultTo('[]')).execute();
+        await db.schema.alterTable('offline_images').addColumn('skipped', 'text').execute();
+      },
+    },
   };
 }
 
