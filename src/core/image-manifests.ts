@@ -15,17 +15,28 @@ export interface ImageManifestsOptions {
   elsewhere?: Pick<ParentImageSource, 'manifest'>;
   /** Whether bytes being stored get their manifest in the same pass (`chunk_manifests`; default true). */
   whileStoring?: boolean;
+  /** How long a manifest had from elsewhere is used before it is asked again, ms (default 60 s). */
+  fetchedTtlMs?: number;
+  now?: () => number;
 }
+
+/** Manifests had from elsewhere that are remembered (the most recently had). */
+const FETCHED_KEPT = 64;
 
 /**
  * The chunk manifest of each active image's bytes (GET /outpost/v1/images/{id}/manifest): the
  * one recorded when the bytes were stored here (upload, import, cache fill), else computed now
- * from a copy this site holds — checked against the image's size and hashes on the way — else
- * asked of where the bytes come from. Whatever is found is recorded, so it is computed or fetched
- * once per site.
+ * from a copy this site holds — checked against the image's size and hashes on the way, and
+ * recorded — else asked of where the bytes come from. A manifest had from elsewhere (the parent,
+ * or a peer while the parent is away) is only as good as the site that sent it: it is used for a
+ * minute and never recorded; what is recorded is the one computed from the bytes once a transfer
+ * has verified them (size, md5, sha512), so a site that sent a wrong one cannot spoil the image
+ * here for longer than that.
  */
 export class ImageManifests {
   readonly #o: ImageManifestsOptions;
+  /** Manifests had from elsewhere, by `{id}@{sha512}`, with when; oldest first. */
+  readonly #fetched = new Map<string, { manifest: ChunkManifest; at: number }>();
 
   constructor(opts: ImageManifestsOptions) {
     this.#o = opts;
@@ -42,6 +53,7 @@ export class ImageManifests {
    */
   async record(imageId: string, sha512: string, manifest: ChunkManifest | undefined, store: string, opts: IoOptions = {}): Promise<void> {
     if (manifest === undefined) return;
+    this.#fetched.delete(`${imageId}@${sha512}`);
     await this.#o.index.putManifest(imageId, sha512, manifest, opts);
     await this.#o.chunks.addHeldCopy(store, imageId, manifest, opts);
   }
@@ -76,9 +88,12 @@ export class ImageManifests {
     const sha512 = image.os_hash_value;
     const known = await this.#o.index.getManifest(image.id, sha512, opts);
     if (known !== undefined) return known;
-    const manifest = await this.#fromLocalCopy(image, opts) ?? await this.#fromElsewhere(image, opts);
-    await this.#o.index.putManifest(image.id, sha512, manifest, opts);
-    return manifest;
+    const computed = await this.#fromLocalCopy(image, opts);
+    if (computed !== undefined) {
+      await this.#o.index.putManifest(image.id, sha512, computed, opts);
+      return computed;
+    }
+    return this.#fromElsewhere(image, opts);
   }
 
   /** Reads a copy this site holds through the hashing threads; undefined when it holds none. */
@@ -106,6 +121,14 @@ export class ImageManifests {
 
   async #fromElsewhere(image: Image, opts: IoOptions): Promise<ChunkManifest> {
     if (this.#o.elsewhere === undefined) throw new NotFoundError(`No copy of image ${image.id} is held here, so its chunk manifest cannot be computed.`);
-    return validateManifest(await this.#o.elsewhere.manifest(image.id, opts), image.size!);
+    const key = `${image.id}@${image.os_hash_value}`;
+    const now = this.#o.now?.() ?? Date.now();
+    const had = this.#fetched.get(key);
+    if (had !== undefined && now - had.at < (this.#o.fetchedTtlMs ?? 60_000)) return had.manifest;
+    const manifest = validateManifest(await this.#o.elsewhere.manifest(image.id, opts), image.size!);
+    this.#fetched.delete(key);
+    this.#fetched.set(key, { manifest, at: now });
+    if (this.#fetched.size > FETCHED_KEPT) this.#fetched.delete(this.#fetched.keys().next().value!);
+    return manifest;
   }
 }

@@ -74,10 +74,22 @@ describe('ImageManifests', () => {
     const image = { ...activeImage('remote', data, 'elsewhere') };
     const good = await stores.blobs('a').put('scratch', once(data), { manifest: true });
     const asked: string[] = [];
-    const honest = new ImageManifests({ catalog, index: catalog, chunks: catalog, stores, hashers, elsewhere: { manifest: async (id) => { asked.push(id); return good.manifest; } } });
+    let now = 0;
+    const honest = new ImageManifests({
+      catalog, index: catalog, chunks: catalog, stores, hashers, now: () => now, elsewhere: { manifest: async (id) => { asked.push(id); return good.manifest; } },
+    });
     assert.deepEqual(await honest.of(image), good.manifest);
+    now += 59_000;
     assert.deepEqual(await honest.of(image), good.manifest);
-    assert.deepEqual(asked, ['remote'], 'asked once, then recorded');
+    assert.deepEqual(asked, ['remote'], 'asked once for a minute');
+    assert.equal(await catalog.getManifest('remote', image.os_hash_value!), undefined, 'another site\'s word is not recorded');
+    now += 2000;
+    await honest.of(image);
+    assert.deepEqual(asked, ['remote', 'remote'], 'asked again after a minute');
+    // Once the bytes are here and verified, the manifest computed from them is recorded.
+    await honest.record('remote', image.os_hash_value!, good.manifest, 'a');
+    await honest.of(image);
+    assert.deepEqual(asked, ['remote', 'remote']);
 
     const liar = new ImageManifests({ catalog, index: catalog, chunks: catalog, stores, hashers, elsewhere: { manifest: async () => ({ ...good.manifest, size: 1 }) } });
     await assert.rejects(liar.of({ ...image, id: 'remote-2' }), /size|total|add up/i);
