@@ -45,20 +45,37 @@ describe('TransferLog', () => {
     assert.deepEqual(log.totals(), { fetched: 900, refetched: 10, reused: 50, zeros: 100, resumes: 1, done: 61, failed: 1, running: 0 });
   });
 
-  it('linkRate: what the running transfers fetch per second (reused bytes do not cross the link); none running, 0', () => {
-    let now = 1_000_000;
+  it('linkRate: what the transfers fetched per second over the last 10 s (reused bytes do not cross the link); a stalled link reads 0', () => {
+    const t0 = 1_000_000;
+    let now = t0;
     const log = new TransferLog(() => now);
     assert.equal(log.linkRate(), 0);
     const a = log.start('image-a', 'parent', 'manifest', 1000);
     const b = log.start('image-b', 'parent', 'manifest', 1000);
-    now += 2000;
+    now = t0 + 2000;
     a.counts.fetched = 300;
     a.counts.refetched = 100;
     a.counts.reused = 500;
     b.counts.fetched = 1000;
-    assert.equal(log.linkRate(), 200 + 500);
+    assert.equal(log.linkRate(), 1400 / 2);
+    now = t0 + 3000;
+    b.counts.fetched = 1100;
+    assert.equal(log.linkRate(), 1500 / 3, 'since the oldest look of the last 10 s');
     a.end();
     b.end(new Error('cut'));
-    assert.equal(log.linkRate(), 0);
+    now = t0 + 14_000;
+    assert.equal(log.linkRate(), 0, 'nothing running, no look in the last 10 s');
+    const c = log.start('image-c', 'parent', 'manifest', 1000);
+    c.counts.fetched = 600;
+    now = t0 + 20_000;
+    assert.equal(log.linkRate(), 600 / 6);
+    now = t0 + 26_000;
+    assert.equal(log.linkRate(), 0, 'c stalled: nothing fetched since the look 6 s ago');
+    // A first look: each running transfer's rate since it began.
+    const fresh = new TransferLog(() => now);
+    const d = fresh.start('image-d', 'parent', 'manifest', 1000);
+    d.counts.fetched = 800;
+    now += 4000;
+    assert.equal(fresh.linkRate(), 200);
   });
 });

@@ -398,7 +398,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     maxLimit: config.api_limit_max,
     replication: {
       catalog, changeLog: catalog, sites, site: { id: config.site, role: config.role, parent: config.parent }, follower,
-      inventories, localInventory: () => reporter.report(),
+      inventories, localInventory: () => reporter.report(), localTransfers: () => transfers.list(),
       siteCredential: keystone && isCentral && !remoteKeystone ? (ctx, site, ttl) => identity.siteToken(ctx, site, ttl) : undefined,
       removal: isCentral ? new SiteRemoval({
         catalog, inventories: catalog, log: logger,

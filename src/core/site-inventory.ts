@@ -2,7 +2,7 @@ import type { RequestContext } from './context.ts';
 import { BadRequestError, ForbiddenError, NotFoundError } from './errors.ts';
 import type { DriftCounts, PlacementReport, PlacementStateName } from './fleet-state.ts';
 import type { Catalog, InventoryItem, InventoryStore, IoOptions, SiteInventory } from './ports.ts';
-import { TRANSFER_STATES, type AuditCounts, type TransferRecord } from './site-report.ts';
+import { MAX_REPORTED_TRANSFERS, TRANSFER_STATES, type AuditCounts, type TransferRecord } from './site-report.ts';
 
 const STATES: readonly InventoryItem['state'][] = ['stored', 'pinned', 'cached'];
 
@@ -68,7 +68,7 @@ export class SiteInventories {
       gauges[name] = v as number;
     }
     if (placements !== undefined && !Array.isArray(placements)) throw new BadRequestError('placements must be a list.');
-    if (transfers !== undefined && (!Array.isArray(transfers) || transfers.length > MAX_TRANSFERS)) throw new BadRequestError(`transfers must be a list of at most ${MAX_TRANSFERS}.`);
+    if (transfers !== undefined && (!Array.isArray(transfers) || transfers.length > MAX_REPORTED_TRANSFERS)) throw new BadRequestError(`transfers must be a list of at most ${MAX_REPORTED_TRANSFERS}.`);
     if (sentAt !== undefined && (typeof sentAt !== 'string' || Number.isNaN(Date.parse(sentAt)))) throw new BadRequestError('sent_at must be a time.');
     const now = this.#now();
     // The site's times are on its own clock: moved onto central's by how far the site's clock was
@@ -176,8 +176,6 @@ function parsePlacement(raw: unknown, n: number): PlacementReport {
   };
 }
 
-/** A report's transfers are its site's running and recent ones (TransferLog keeps 50 ended). */
-const MAX_TRANSFERS = 200;
 const TRANSFER_COUNTS = ['planned', 'reused', 'zeros', 'fetched', 'refetched', 'resumes', 'bytes_per_second'] as const;
 
 function parseTransfer(raw: unknown, n: number): TransferRecord {

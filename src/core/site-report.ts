@@ -38,4 +38,10 @@ export interface AuditCounts {
   repairs: number;
 }
 
+/**
+ * The most transfers one report carries: a site sends its running ones first, then the recent
+ * ones (TransferLog keeps 50 ended), up to this many; central refuses a longer list.
+ */
+export const MAX_REPORTED_TRANSFERS = 200;
+
 export const TRANSFER_STATES: readonly TransferRecord['state'][] = ['running', 'done', 'failed'];

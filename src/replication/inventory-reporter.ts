@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DriftCounts, PlacementReport } from '../core/fleet-state.ts';
-import type { AuditCounts, TransferRecord } from '../core/site-report.ts';
+import { MAX_REPORTED_TRANSFERS, type AuditCounts, type TransferRecord } from '../core/site-report.ts';
 import type { CacheEntry, Catalog, InventoryItem, IoOptions } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
 import type { ParentClient } from '../links/parent-client.ts';
@@ -80,7 +80,7 @@ export class InventoryReporter {
     const images = await this.current(opts);
     const placements = this.#o.placements?.();
     const drift = this.#o.drift?.();
-    const transfers = this.#o.transfers?.();
+    const transfers = this.#o.transfers?.().slice(0, MAX_REPORTED_TRANSFERS);
     const audit = this.#o.audit?.();
     return {
       images, ...(placements === undefined ? {} : { placements }), ...(drift === undefined ? {} : { drift }),

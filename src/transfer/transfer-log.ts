@@ -12,6 +12,8 @@ export interface RunningTransfer {
 
 /** Transfers kept after they end, newest first. */
 const RECENT = 50;
+/** The window linkRate() measures over, ms. */
+const RATE_WINDOW_MS = 10_000;
 
 /**
  * The transfers of image bytes to this site: those running and the most recent ones ended.
@@ -23,6 +25,8 @@ export class TransferLog {
   /** What the transfers that ended since the start did, together (totals()). */
   readonly #ended = { fetched: 0, refetched: 0, reused: 0, zeros: 0, resumes: 0, done: 0, failed: 0 };
   readonly #now: () => number;
+  /** (time, bytes fetched by every transfer since the start) at each linkRate() call of the last RATE_WINDOW_MS, oldest first. */
+  readonly #samples: { at: number; fetched: number }[] = [];
 
   constructor(now: () => number = Date.now) {
     this.#now = now;
@@ -74,13 +78,21 @@ export class TransferLog {
     return undefined;
   }
 
-  /** Bytes per second the running transfers fetch from their sources now (what crosses the site's link; reused bytes do not). */
+  /**
+   * Bytes per second the transfers fetch from their sources now (what crosses the site's link;
+   * reused bytes do not): over the last 10 s, from the counts at the calls made in that time (a
+   * stalled link reads 0 within 10 s); at a first call, each running transfer's rate since it began.
+   */
   linkRate(): number {
+    const now = this.#now();
+    const t = this.totals();
+    const fetched = t.fetched + t.refetched;
+    while (this.#samples.length > 0 && now - this.#samples[0]!.at > RATE_WINDOW_MS) this.#samples.shift();
+    const oldest = this.#samples[0];
+    this.#samples.push({ at: now, fetched });
+    if (oldest !== undefined && now > oldest.at) return Math.round((fetched - oldest.fetched) / ((now - oldest.at) / 1000));
     let rate = 0;
-    for (const e of this.#running) {
-      const seconds = Math.max(0.001, (this.#now() - e.startedMs) / 1000);
-      rate += (e.record.fetched + e.record.refetched) / seconds;
-    }
+    for (const e of this.#running) rate += (e.record.fetched + e.record.refetched) / Math.max(0.001, (now - e.startedMs) / 1000);
     return Math.round(rate);
   }
 

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openCatalog, type SqlCatalog } from '../../src/catalog/open-catalog.ts';
 import { SiteInventories } from '../../src/core/site-inventory.ts';
+import { MAX_REPORTED_TRANSFERS, type TransferRecord } from '../../src/core/site-report.ts';
+import { InventoryReporter } from '../../src/replication/inventory-reporter.ts';
 
 const SITE_SERVICE = { projectId: 'service', userId: 'site-edge-1', roles: ['service'], isAdmin: false };
 const MINUTE = 60_000;
@@ -84,6 +86,18 @@ describe('SiteInventories: a site\'s times are read on central\'s clock', () => 
     await assert.rejects(send({ transfers: [transfer('a', 'paused' as never, now.toISOString(), null)] }), /Transfer 0: state must be one of running, done, failed/);
     await assert.rejects(send({ audit: { repairs: 'many' } }), /audit.repairs must be a whole number/);
     await assert.rejects(send({ audit: { repairs: 1, last_mismatch: 'images' } }), /audit.last_mismatch must be a list/);
+  });
+
+  it('a site with more transfers than a report carries sends its running ones first, and central takes the report', async () => {
+    const many = Array.from({ length: MAX_REPORTED_TRANSFERS + 50 }, (_, i) => transfer(`img-${i}`, 'running', now.toISOString(), null) as TransferRecord);
+    const reporter = new InventoryReporter({
+      catalog, storeIds: ['edge-1'], cacheStore: 'edge-1-cache', cache: { entries: () => [] }, transfers: () => many,
+      send: async () => undefined, log: { warn() {} },
+    });
+    const report = await reporter.report();
+    assert.deepEqual(report.transfers?.map((t) => t.image_id), many.slice(0, MAX_REPORTED_TRANSFERS).map((t) => t.image_id));
+    await inventories.report(SITE_SERVICE, 'edge-1', report);
+    await assert.rejects(inventories.report(SITE_SERVICE, 'edge-1', { images: [], transfers: many }), /transfers must be a list of at most 200/);
   });
 
   it('refuses a sent_at that is not a time', async () => {

@@ -23,6 +23,8 @@ export interface ReplicationDeps {
   inventories: SiteInventories;
   /** What this site holds now. */
   localInventory(): Promise<InventoryReport>;
+  /** This site's transfers of image bytes, running then recent (without reading its whole inventory). */
+  localTransfers(): TransferRecord[];
   /** Central: removes a site (DELETE /outpost/v1/sites/{id}; an edge forwards it up). */
   removal?: SiteRemoval;
   /** Central with auth keystone: a new site's credential (`outpost site add`). */
@@ -139,7 +141,7 @@ export function registerReplicationRoutes(app: FastifyInstance, deps: Replicatio
       };
       const state = one('state');
       if (state !== undefined && !TRANSFER_STATES.includes(state as TransferRecord['state'])) throw new BadRequestError(`state must be one of ${TRANSFER_STATES.join(', ')}.`);
-      const local = { site: deps.site.id, reported_at: new Date().toISOString(), ...await deps.localInventory() };
+      const local = { site: deps.site.id, reported_at: new Date().toISOString(), images: [], transfers: deps.localTransfers() };
       const filter = { image: one('image'), site: one('site'), state: state as TransferRecord['state'] | undefined };
       return { transfers: await deps.inventories.transfers(local, filter, { signal: req.clientSignal }) };
     },
