@@ -103,13 +103,15 @@ export class InventoryReporter {
       try {
         const report = await this.report({ signal, located: this.#o.reportLocated ?? true });
         const { images, placements, transfers } = report;
-        // Sent when a copy, a placement's or a transfer's state changed or an audit repaired the
-        // replica, at every look while a transfer runs (its progress), and in any case every refreshMs.
+        // Sent when a copy, a placement's or a transfer's state changed, an audit repaired the
+        // replica or the link fell idle, at every look while a transfer runs or the link carries
+        // bytes (their progress, its rate), and in any case every refreshMs.
+        const linkBusy = (report.link_bytes_per_second ?? 0) > 0;
         const key = JSON.stringify([
           images.map((i) => [i.image_id, i.store, i.state]), placements?.map((p) => [p.image_id, p.state, p.reason]), report.drift?.lost, report.drift?.extra,
-          transfers?.map((t) => [t.image_id, t.started_at, t.state]), report.audit?.repairs,
+          transfers?.map((t) => [t.image_id, t.started_at, t.state]), report.audit?.repairs, linkBusy,
         ]);
-        const moving = placements?.some((p) => p.state === 'transferring') === true || transfers?.some((t) => t.state === 'running') === true;
+        const moving = linkBusy || placements?.some((p) => p.state === 'transferring') === true || transfers?.some((t) => t.state === 'running') === true;
         if (key !== sentKey || moving || Date.now() - sentAt >= (this.#o.refreshMs ?? 60_000)) {
           await this.#o.send(report, { signal });
           sentKey = key;
