@@ -45,6 +45,15 @@ describe('TransferLog', () => {
     assert.deepEqual(log.totals(), { fetched: 900, refetched: 10, reused: 50, zeros: 100, resumes: 1, done: 61, failed: 1, running: 0 });
   });
 
+  it('names the sites that sent bytes of a transfer after its source', () => {
+    const log = new TransferLog();
+    const t = log.start('image-a', 'http://parent.test', 'manifest', 1000);
+    t.sentBy('metro-b');
+    t.sentBy('metro-b');
+    t.sentBy('metro-c');
+    assert.equal(log.list()[0]!.source, 'http://parent.test, from site metro-b, site metro-c');
+  });
+
   it('linkRate: what the transfers fetched per second over the last 10 s (reused bytes do not cross the link); a stalled link reads 0', () => {
     const t0 = 1_000_000;
     let now = t0;

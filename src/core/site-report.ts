@@ -4,7 +4,7 @@
 /** What one transfer of an image's bytes to this site did, as GET /outpost/v1/transfers shows it. */
 export interface TransferRecord {
   image_id: string;
-  /** Where the bytes came from (the parent's URL, a site). */
+  /** Where the bytes came from: the parent's URL (or the sites holding a copy), then `, from site X, site Y` naming the sites that sent them when they are not the parent (peers, holders). */
   source: string;
   /** `manifest`: planned from the image's chunk manifest; `stream`: one stream (no manifest). */
   method: 'manifest' | 'stream';

@@ -30,6 +30,9 @@ type Segment = { kind: 'zero' | 'local' | 'fetch'; chunks: ManifestChunk[] };
 
 const ZEROS = Buffer.alloc(1 << 20);
 
+/** A transfer's options inside this source: told each site that sends bytes (a peer, a site holding a copy). */
+type FetchOptions = SourceOptions & { sentBy?(site: string): void };
+
 /**
  * Verified chunks ranges brought for running fills are kept in memory, up to this many bytes in
  * all for the site (the oldest dropped first: the fill then fetches those again).
@@ -103,7 +106,7 @@ export class DeltaImageSource implements ParentImageSource {
       // there" and "unreachable" are said before any byte, as for a plain stream.
       const first = plan.find((s) => s.kind === 'fetch');
       const opened = first === undefined ? undefined : await this.#o.upstream.open(imageId, { ...rangeOf(first.chunks), signal: opts.signal, priority: opts.priority });
-      return { stream: ended(this.#bytes(imageId, plan, transfer.counts, opened, received, opts), transfer, received), manifest };
+      return { stream: ended(this.#bytes(imageId, plan, transfer.counts, opened, received, { ...opts, sentBy: (site) => transfer.sentBy(site) }), transfer, received), manifest };
     } catch (error) {
       transfer.end(error as Error);
       await received?.file.close();
@@ -221,7 +224,7 @@ export class DeltaImageSource implements ParentImageSource {
     return segments;
   }
 
-  async *#bytes(imageId: string, plan: Segment[], counts: TransferCounters, opened: ParentImageBytes | undefined, received: Received | undefined, opts: SourceOptions): AsyncGenerator<Uint8Array> {
+  async *#bytes(imageId: string, plan: Segment[], counts: TransferCounters, opened: ParentImageBytes | undefined, received: Received | undefined, opts: FetchOptions): AsyncGenerator<Uint8Array> {
     try {
       yield* this.#planned(imageId, plan, counts, opened, received, opts);
     } finally {
@@ -229,7 +232,7 @@ export class DeltaImageSource implements ParentImageSource {
     }
   }
 
-  async *#planned(imageId: string, plan: Segment[], counts: TransferCounters, opened: ParentImageBytes | undefined, received: Received | undefined, opts: SourceOptions): AsyncGenerator<Uint8Array> {
+  async *#planned(imageId: string, plan: Segment[], counts: TransferCounters, opened: ParentImageBytes | undefined, received: Received | undefined, opts: FetchOptions): AsyncGenerator<Uint8Array> {
     const { signal } = opts;
     const started = Date.now();
     const ahead = new RangesAhead(plan.filter((s) => s.kind === 'fetch').slice(opened === undefined ? 0 : 1),
@@ -243,7 +246,7 @@ export class DeltaImageSource implements ParentImageSource {
     this.#o.log.info({ image: imageId, reused, zeros, fetched, refetched, resumes, ms: Date.now() - started }, 'transferred an image by its chunk manifest');
   }
 
-  async *#segments(imageId: string, plan: Segment[], ahead: RangesAhead, counts: TransferCounters, opened: ParentImageBytes | undefined, received: Received | undefined, opts: SourceOptions): AsyncGenerator<Uint8Array> {
+  async *#segments(imageId: string, plan: Segment[], ahead: RangesAhead, counts: TransferCounters, opened: ParentImageBytes | undefined, received: Received | undefined, opts: FetchOptions): AsyncGenerator<Uint8Array> {
     const { signal } = opts;
     for (const segment of plan) {
       if (segment.kind === 'zero') {
@@ -304,7 +307,7 @@ export class DeltaImageSource implements ParentImageSource {
    * source breaks off is asked again from the first chunk not yet given; a chunk that fails its
    * check is asked again (attempts times at most, as a break-off).
    */
-  async *#fetched(imageId: string, chunks: ManifestChunk[], counts: TransferCounters, opts: SourceOptions, opened?: ParentImageBytes): AsyncGenerator<Uint8Array> {
+  async *#fetched(imageId: string, chunks: ManifestChunk[], counts: TransferCounters, opts: FetchOptions, opened?: ParentImageBytes): AsyncGenerator<Uint8Array> {
     const { signal, priority } = opts;
     const attempts = this.#o.attempts ?? 5;
     const backoffMs = this.#o.backoffMs ?? 500;
@@ -330,6 +333,7 @@ export class DeltaImageSource implements ParentImageSource {
       try {
         const { stream, from } = opened ?? await this.#o.upstream.open(imageId, { ...rangeOf(chunks.slice(next)), signal, priority });
         opened = undefined;
+        if (from !== undefined) opts.sentBy?.(from);
         for await (const piece of stream) {
           for (let at = 0; at < piece.length;) {
             const chunk = chunks[next];

@@ -7,6 +7,8 @@ export type TransferCounters = Pick<TransferRecord, 'reused' | 'zeros' | 'fetche
 /** A transfer in progress: its counters, and how it ends. */
 export interface RunningTransfer {
   readonly counts: TransferCounters;
+  /** A site that sent some of the bytes (a peer, a site holding a copy): named in the record's `source`. */
+  sentBy(site: string): void;
   end(error?: Error): void;
 }
 
@@ -42,8 +44,14 @@ export class TransferLog {
     const entry = { record, startedMs };
     this.#running.add(entry);
     let ended = false;
+    const senders = new Set<string>();
     return {
       counts: record,
+      sentBy: (site) => {
+        if (senders.has(site)) return;
+        senders.add(site);
+        record.source = `${source}, from ${[...senders].map((s) => `site ${s}`).join(', ')}`;
+      },
       end: (error) => {
         if (ended) return;
         ended = true;
