@@ -90,6 +90,9 @@ describe('an edge fetches from a peer while its parent is cut off', { timeout: 2
       const got = await download(metroA.url, id, { 'x-auth-token': admin });
       assert.deepEqual([got.status, got.broken, got.length, got.sha512], [200, false, data.length, sha512(data)]);
       assert.ok(lan.stats().toClient.forwarded >= data.length, `the peer link carried ${lan.stats().toClient.forwarded} bytes`);
+      // Its transfer names the peer that sent the bytes.
+      const transfer = ((await json(metroA.url, 'GET', '/outpost/v1/transfers')).transfers as { image_id: string; source: string }[]).find((t) => t.image_id === id);
+      assert.match(transfer?.source ?? '', /, from site metro-b$/);
       // Kept at metro-a, verified: served again with no link at all.
       lan.refuse();
       await eventually('metro-a keeps the copy', 30_000, async () => ((await json(metroA.url, 'GET', '/v2/cache')).cached_images as { image_id: string }[]).some((c) => c.image_id === id));
@@ -127,5 +130,38 @@ describe('an edge fetches from a peer while its parent is cut off', { timeout: 2
       const got = await download(metroA.url, id, { 'x-auth-token': admin });
       return got.status === 200 && !got.broken && got.sha512 === sha512(data);
     });
+  });
+
+  it('a parent link slower than the peer\'s: once both were measured, cold downloads come from the peer while the parent answers', async () => {
+    const images: { data: Buffer; id: string }[] = [];
+    for (let i = 0; i < 3; i++) {
+      const data = bytesOf(6 * MiB + i, 80 + i);
+      images.push({ data, id: await heldAtPeer(`faster-peer-${i}`, data) });
+    }
+    // A fresh metro-a (it has measured nothing), its parent link at 3 MB/s, the LAN as fast as loopback.
+    await stopProcess(metroA);
+    metroA = await spawnServe(['--listen', '127.0.0.1:0', '--data', join(work, 'metro-a'), '--role', 'edge', '--site', 'metro-a', '--parent', wanA.url, '--peer', 'metro-b'],
+      { ...ENV, OUTPOST_SITE_TOKEN: (await json(central.url, 'POST', '/outpost/v1/sites/metro-a/credential')).token as string });
+    wanA.bandwidth(3e6);
+    try {
+      const fetchAt = async (i: number) => {
+        wanA.resetStats();
+        lan.resetStats();
+        const got = await download(metroA.url, images[i]!.id, { 'x-auth-token': admin });
+        assert.deepEqual([got.status, got.broken, got.sha512], [200, false, sha512(images[i]!.data)]);
+        return { parent: wanA.stats().toClient.forwarded, peer: lan.stats().toClient.forwarded };
+      };
+      const size = images[0]!.data.length;
+      // Nothing measured: the parent, which is measured on the way.
+      const first = await fetchAt(0);
+      assert.ok(first.parent >= size && first.peer < size / 10, `the parent sent ${first.parent}, the peer ${first.peer} bytes`);
+      // The peer is tried once to learn its rate, and then asked first: it is faster.
+      for (const i of [1, 2]) {
+        const next = await fetchAt(i);
+        assert.ok(next.peer >= size && next.parent < size / 10, `image ${i}: the peer sent ${next.peer}, the parent ${next.parent} bytes`);
+      }
+    } finally {
+      wanA.pass();
+    }
   });
 });

@@ -54,6 +54,33 @@ describe('PeerFallbackSource', () => {
     await assert.rejects(awayToo.open('i'), /parent site could not be reached/);
   });
 
+  it('asks the peers first while the parent answers once a peer was measured faster; a peer is tried once to be measured', async () => {
+    let now = 0;
+    const asked: string[] = [];
+    /** 2 MiB that take `ms` to arrive (the clock moves as they are read), sent by `from`. */
+    const timed = (name: string, ms: number, from?: string): ParentImageSource => ({
+      async open() {
+        asked.push(name);
+        return { stream: (async function* () { now += ms; yield Buffer.alloc(2 << 20); })(), from };
+      },
+      async manifest() { return {}; },
+    });
+    const read = async (got: ParentImageBytes) => { for await (const _ of got.stream) { /* measured as read */ } };
+    const src = new PeerFallbackSource({ parent: timed('parent', 2000), peers: timed('peer', 100, 'metro-b'), parentReachable: () => true, now: () => now, log });
+    for (let i = 0; i < 4; i++) await read(await src.open('i'));
+    assert.deepEqual(asked, ['parent', 'peer', 'peer', 'peer'], 'the parent (measured), the peer once to measure it, then the faster peer');
+    // Rates older than 10 minutes are not believed: the parent again, and the peer is measured anew.
+    now += 11 * 60_000;
+    asked.length = 0;
+    for (let i = 0; i < 3; i++) await read(await src.open('i'));
+    assert.deepEqual(asked, ['parent', 'peer', 'peer']);
+    // A peer no faster than the parent: tried once, then the parent stays first.
+    const same = new PeerFallbackSource({ parent: timed('parent', 100), peers: timed('peer', 100, 'metro-b'), parentReachable: () => true, now: () => now, log });
+    asked.length = 0;
+    for (let i = 0; i < 4; i++) await read(await same.open('i'));
+    assert.deepEqual(asked, ['parent', 'peer', 'parent', 'parent']);
+  });
+
   it('passes a distrusted sender on to the peers', () => {
     const peers = source('peer', []);
     new PeerFallbackSource({ parent: source('parent', []), peers, parentReachable: () => true, log }).distrust('i', 'metro-b');
