@@ -27,8 +27,8 @@ export interface OfflineReplayerOptions {
  * versions sent before whose answers were lost (recorded before each call), then central's answer
  * applied here and the mark ended (OfflineWriteStore.settleOffline) — unless the image was written
  * here again meanwhile, which goes in the next round. Central's answer is the last word when it
- * kept its own version (a conflict) or refused the call (4xx: central's version, read through the
- * parent, is taken; the refusal is logged). The marks are in the catalog's database, so a restart
+ * kept its own version (a conflict) or refused the call (4xx: the mark ends, the refusal is
+ * logged, and an audit of the replica brings central's version). The marks are in the catalog's database, so a restart
  * (kill -9 included) loses nothing: the next start replays them. A call that fails otherwise (no
  * answer, 5xx) is tried again at the next look.
  */
@@ -103,7 +103,6 @@ export class OfflineReplayer {
       this.#o.log.info({ image: id, result: answer.result, settled }, 'offline writes: reconciled an image written here while cut off');
     }
   }
-
 
   async close(): Promise<void> {
     this.#stop.abort();

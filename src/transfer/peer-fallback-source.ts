@@ -56,18 +56,20 @@ export class PeerFallbackSource implements ParentImageSource {
   }
 
   async open(imageId: string, opts: SourceOptions = {}): Promise<ParentImageBytes> {
+    const asked = this.#now();
     if (this.#o.parentReachable() && this.#choosePeers()) {
       try {
         const got = await this.#o.peers.open(imageId, opts);
         this.#probedAt = this.#now();
-        return this.#measured(got);
+        return this.#measured(got, asked);
       } catch (error) {
         opts.signal?.throwIfAborted();
         if (!(error instanceof NotFoundError || error instanceof ServiceUnavailableError)) throw error;
         // No peer holds it (or none answers): the parent, as usual.
       }
     }
-    return this.#measured(await this.#either(imageId, opts, (source) => source.open(imageId, opts)));
+    const started = this.#now();
+    return this.#measured(await this.#either(imageId, opts, (source) => source.open(imageId, opts)), started);
   }
 
 
@@ -99,8 +101,7 @@ export class PeerFallbackSource implements ParentImageSource {
   }
 
   /** The answer, its rate recorded under its sender once it was read to the end (MEASURED_MIN_BYTES or more). */
-  #measured(got: ParentImageBytes): ParentImageBytes {
-    const started = this.#now();
+  #measured(got: ParentImageBytes, started: number): ParentImageBytes {
     const key = got.from ?? PARENT;
     const rates = this.#rates;
     const now = this.#now;
