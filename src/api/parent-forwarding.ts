@@ -128,11 +128,13 @@ async function answers(parent: ParentLink): Promise<boolean> {
 }
 
 /**
- * The Glance writes an edge answers itself while it is cut off from its parent (issue 17): creating
- * an image, changing its attributes and tags, deleting it (uploads are answered here always).
+ * The writes an edge answers itself while it is cut off from its parent (issue 17): creating an
+ * image, changing its attributes and tags, deleting it (uploads are answered here always), and a
+ * site below recording the copy of an upload there (an image written here: its bytes stay there).
  */
 function writableWhileCutOff(req: FastifyRequest): boolean {
   const path = req.url.split('?')[0];
+  if (req.method === 'PUT' && /^\/outpost\/v1\/images\/[^/]+\/locations\/[^/]+$/.test(path)) return true;
   if (req.method === 'POST') return path === '/v2/images';
   if (req.method === 'PATCH' || req.method === 'DELETE') return /^\/v2\/images\/[^/]+$/.test(path) || (req.method === 'DELETE' && /^\/v2\/images\/[^/]+\/tags\/[^/]+$/.test(path));
   return req.method === 'PUT' && /^\/v2\/images\/[^/]+\/tags\/[^/]+$/.test(path);

@@ -64,7 +64,8 @@ const DATA_KEYS = ['status', 'checksum', 'os_hash_algo', 'os_hash_value', 'size'
  *   CONFLICT_PROPERTY at central (and so at every site), and the edge takes central's version.
  *
  * Only sites (the `service` role) and administrators may call it; the image must have been
- * created at the calling site, and the locations its version adds must be in that site's stores.
+ * created at the calling site, and the locations its version adds must be in the stores of that
+ * site or of a site below it (an upload at a far edge is recorded at its edge while cut off).
  * A refusal (4xx) is final: the edge takes central's version (OfflineReplayer).
  */
 export class OfflineReconciliation {
@@ -81,9 +82,10 @@ export class OfflineReconciliation {
     const request = await this.#parse(imageId, body, opts);
     const { site, image: edge, base_updated_at: base, sent_updated_at: sent } = request;
     const current = await this.#catalog.getImage(imageId, opts);
-    // Its bytes can only have been added at the edge, in its stores; those central records stay.
+    // Its bytes can only have been added at the edge or below it (an upload at a site of its
+    // subtree, recorded at the edge while it was cut off), in their stores; those central records stay.
     const added = edge?.locations.filter((l) => !current?.locations.some((c) => c.store === l.store && c.url === l.url)) ?? [];
-    if (added.some((l) => !request.stores.includes(l.store))) throw new ForbiddenError(`Image ${imageId}'s bytes must be in site ${site}'s stores.`);
+    if (added.some((l) => !request.stores.includes(l.store))) throw new ForbiddenError(`Image ${imageId}'s bytes must be in the stores of site ${site} or of a site below it.`);
     if (current === undefined) {
       if (edge === null) return { result: 'unchanged', image: null, conflict: null };
       try {
@@ -136,7 +138,7 @@ export class OfflineReconciliation {
     return { result: 'conflict', image, conflict: why };
   }
 
-  /** The body, checked: a registered site (with its stores), the image created there. */
+  /** The body, checked: a registered site (with the stores of its subtree), the image created there. */
   async #parse(imageId: string, body: unknown, opts: IoOptions): Promise<Required<ReconcileRequest> & { stores: string[] }> {
     const b = (body ?? {}) as Partial<ReconcileRequest>;
     if (typeof b.site !== 'string') throw new BadRequestError('site is required.');
@@ -152,6 +154,13 @@ export class OfflineReconciliation {
       }
       if (image.properties[ORIGIN_PROPERTY] !== site.id) throw new ForbiddenError(`Image ${imageId} was not created at site ${site.id}.`);
     }
-    return { site: site.id, stores: site.stores, image, base_updated_at: b.base_updated_at ?? null, sent_updated_at: sent };
+    const sites = await this.#catalog.listSites(opts);
+    const below = new Set([site.id]);
+    for (let grew = true; grew;) {
+      grew = false;
+      for (const s of sites) if (s.parent !== null && below.has(s.parent) && !below.has(s.id)) { below.add(s.id); grew = true; }
+    }
+    const stores = sites.filter((s) => below.has(s.id)).flatMap((s) => s.stores);
+    return { site: site.id, stores, image, base_updated_at: b.base_updated_at ?? null, sent_updated_at: sent };
   }
 }

@@ -100,14 +100,14 @@ describe('OfflineReconciliation: the rules for an edge\'s writes made while cut 
     const answer = await rec.reconcile(SITE, edge.id, { site: 'edge-1', image: renamed, base_updated_at: copied.updated_at });
     assert.deepEqual([answer.result, answer.image?.name, answer.image?.locations.map((l) => l.store)], ['updated', 'renamed at edge-1', ['edge-1', 'edge-2']]);
     const sneaked = { ...renamed, locations: [...renamed.locations, { store: 'edge-2', url: 'file:///edge-2/other' }], updated_at: '2026-12-06T10:09:00.000Z' };
-    await assert.rejects(rec.reconcile(SITE, edge.id, { site: 'edge-1', image: sneaked, base_updated_at: renamed.updated_at }), /bytes must be in site edge-1's stores/);
+    await assert.rejects(rec.reconcile(SITE, edge.id, { site: 'edge-1', image: sneaked, base_updated_at: renamed.updated_at }), /bytes must be in the stores of site edge-1 or of a site below it/);
   });
 
   it('refuses another site\'s image, bytes outside the site\'s stores, and callers that are not sites or administrators', async () => {
     const edge = madeAtEdge();
     await assert.rejects(rec.reconcile(SITE, edge.id, { site: 'edge-2', image: edge, base_updated_at: null }), (e) => e instanceof ForbiddenError && /not created at site edge-2/.test(e.message));
     const elsewhere = madeAtEdge({ locations: [{ store: 'edge-2', url: 'file:///edge-2/x' }] });
-    await assert.rejects(rec.reconcile(SITE, elsewhere.id, { site: 'edge-1', image: elsewhere, base_updated_at: null }), /bytes must be in site edge-1's stores/);
+    await assert.rejects(rec.reconcile(SITE, elsewhere.id, { site: 'edge-1', image: elsewhere, base_updated_at: null }), /bytes must be in the stores of site edge-1 or of a site below it/);
     await assert.rejects(rec.reconcile(MEMBER, edge.id, { site: 'edge-1', image: edge, base_updated_at: null }), ForbiddenError);
     await assert.rejects(rec.reconcile(SITE, edge.id, { site: 'edge-1', image: { ...edge, id: randomUUID() }, base_updated_at: null }), /the image named in the path/);
     assert.equal(await catalog.getImage(edge.id), undefined, 'nothing was created');

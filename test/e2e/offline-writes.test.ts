@@ -129,6 +129,31 @@ describe('writes at a cut-off edge, reconciled with central when the link return
     assert.equal((await api(central.url, 'GET', `/v2/images/${fleeting.id}`)).status, 404);
   });
 
+  it('at a far edge below the cut-off edge, an image created and uploaded there: its bytes stay at the far edge, and central serves them after the heal', async () => {
+    // edge-1's replica knows far-1 (registered at central through it) before the cut.
+    await eventually('central has far-1', 30_000, async () => (await api(central.url, 'GET', '/outpost/v1/sites/far-1')).status === 200);
+    const seq = (await api(central.url, 'GET', '/outpost/v1/status')).body.last_seq as number;
+    await eventually('edge-1\'s replica is up to date', 30_000, async () => (await api(edge1.url, 'GET', '/outpost/v1/status')).body.replication.position >= seq);
+    await cutOff();
+    const data = bytesOf(3 * MiB + 7, 83);
+    // The create goes to edge-1 (far-1's parent), which answers it itself; the bytes stay at far-1,
+    // and edge-1 records their copy there.
+    const made = await api(far.url, 'POST', '/v2/images', { name: 'far-made', disk_format: 'raw', container_format: 'bare' });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    assert.equal(made.body.os_outpost_origin_site, 'edge-1');
+    const up = await fetch(`${far.url}/v2/images/${made.body.id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: data });
+    assert.equal(up.status, 204, await up.text());
+    const atFar = await image(far.url, made.body.id);
+    assert.deepEqual([atFar.status, atFar.stores, atFar.os_outpost_pending_sync], ['active', 'far-1', 'true']);
+    assert.equal((await download(far.url, made.body.id)).sha512, sha512(data));
+    wanA.pass();
+    await eventually('central has it, located at far-1', 2 * HEARTBEAT_SECONDS * 1000, async () => (await api(central.url, 'GET', `/v2/images/${made.body.id}`)).body?.stores === 'far-1');
+    for (const url of [central.url, edge2.url]) {
+      const bytes = await download(url, made.body.id);
+      assert.deepEqual([bytes.status, bytes.broken, bytes.sha512], [200, false, sha512(data)], url);
+    }
+  });
+
   it('the same image changed at central and at the cut-off edge: central\'s version is kept, and the conflict is visible at both', async () => {
     // An image created at edge-1 (while cut off), known to central since.
     await cutOff();
