@@ -120,6 +120,8 @@ describe('placement: sites hold exactly what the policies want', { timeout: 240_
     });
     assert.deepEqual(await storesAtCentral(golden), [centralStore!, ...goldenEu(false)].sort());
     for (const id of goldenEu(false)) {
+      // Central records the copy first; the edge's replica shows it once central's feed reaches it.
+      await eventually(`${id}'s replica shows its copy`, 30_000, async () => (await storedAt(edge(id))).length > 0);
       assert.deepEqual(await storedAt(edge(id)), [golden], `${id} holds it`);
       assert.equal(await onDisk(edge(id), golden), true);
     }
