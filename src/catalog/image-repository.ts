@@ -75,7 +75,7 @@ export class ImageRepository {
     return this.#children.readMany(this.#db.db, rows, [{ expr: sql.ref('images.id'), dir: 'asc' }]);
   }
 
-  async createImage(image: Image, opts?: IoOptions): Promise<void> {
+  async createImage(image: Image, opts?: IoOptions): Promise<Image> {
     await this.#db.write(async (tx) => {
       // One statement decides, so that two nodes creating the same id at once give one 201 and
       // one 409 (a select first would let both pass it). A deleted image's id stays taken.
@@ -85,6 +85,7 @@ export class ImageRepository {
       await writeImageChildren(tx.db, image);
       await tx.append('image', image.id, 'upsert', image);
     }, opts);
+    return image;
   }
 
   async updateImage(id: string, mutate: (current: Image) => Image, opts?: IoOptions): Promise<Image> {

@@ -161,9 +161,8 @@ export class ImageService {
     }
     this.access.assertCanSetVisibility(ctx, image.visibility);
     this.access.assertCanSetOwner(ctx, image.owner);
-    await this.#catalog.createImage(image, opts);
     // As stored: an edge cut off from its parent marks an image it creates (offline-writes.ts).
-    return (await this.#catalog.getImage(image.id, opts)) ?? image;
+    return this.#catalog.createImage(image, opts);
   }
 
   /** Loads an image the caller can see, or throws ImageNotFoundError (404, also for non-UUID ids). */

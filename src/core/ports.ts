@@ -84,8 +84,11 @@ export interface Change {
 export interface Catalog {
   getImage(id: string, opts?: IoOptions): Promise<Image | undefined>;
   listImages(query: ImageListQuery, opts?: IoOptions): Promise<Image[]>;
-  /** Fails with ConflictError if the id was ever used (deleted ids are not reused, as in Glance). */
-  createImage(image: Image, opts?: IoOptions): Promise<void>;
+  /**
+   * Fails with ConflictError if the id was ever used (deleted ids are not reused, as in Glance).
+   * Returns the stored image (a catalog may add to it: an edge's, its offline-write marks).
+   */
+  createImage(image: Image, opts?: IoOptions): Promise<Image>;
   /**
    * Atomic read-modify-write: `mutate` receives the current image (never undefined; a missing image
    * raises ImageNotFoundError) and returns the new record, or throws to abort without changes.

@@ -56,10 +56,10 @@ export function withOfflineWrites<C extends Catalog>(catalog: C, opts: OfflineWr
   };
   return {
     ...catalog,
-    createImage(image: Image, o?: IoOptions): Promise<void> {
+    createImage(image: Image, o?: IoOptions): Promise<Image> {
       return oneAtATime(image.id, () => marked(image.id, null, async () => {
-        await catalog.createImage(pending({ ...image, properties: { ...image.properties, [ORIGIN_PROPERTY]: site } }), o);
-        return { result: undefined, changed: true };
+        const result = await catalog.createImage(pending({ ...image, properties: { ...image.properties, [ORIGIN_PROPERTY]: site } }), o);
+        return { result, changed: true };
       }, o));
     },
     updateImage(id: string, mutate: (current: Image) => Image, o?: IoOptions): Promise<Image> {
