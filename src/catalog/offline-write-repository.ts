@@ -25,9 +25,18 @@ export class OfflineWriteRepository implements OfflineWriteStore {
 
   async offlineMarks(opts?: IoOptions): Promise<OfflineMark[]> {
     opts?.signal?.throwIfAborted();
-    const rows = await this.#db.db.selectFrom('offline_images').select(['image_id', 'base_updated_at', 'marked_at', 'sent'])
-      .orderBy('marked_at').orderBy('image_id').execute();
-    return rows.map((r) => ({ ...r, sent: JSON.parse(r.sent) as string[] }));
+    const rows = await this.#marks().orderBy('marked_at').orderBy('image_id').execute();
+    return rows.map(toMark);
+  }
+
+  async offlineMark(imageId: string, opts?: IoOptions): Promise<OfflineMark | undefined> {
+    opts?.signal?.throwIfAborted();
+    const row = await this.#marks().where('image_id', '=', imageId).executeTakeFirst();
+    return row === undefined ? undefined : toMark(row);
+  }
+
+  #marks() {
+    return this.#db.db.selectFrom('offline_images').select(['image_id', 'base_updated_at', 'marked_at', 'sent']);
   }
 
   async sendingOffline(imageId: string, version: string | null, opts?: IoOptions): Promise<void> {
@@ -60,4 +69,8 @@ export class OfflineWriteRepository implements OfflineWriteStore {
       return true;
     }, settle);
   }
+}
+
+function toMark(row: Omit<OfflineMark, 'sent'> & { sent: string }): OfflineMark {
+  return { ...row, sent: JSON.parse(row.sent) as string[] };
 }

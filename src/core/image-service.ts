@@ -43,7 +43,7 @@ export interface ImageServiceOptions {
    * to know later — their uploads are recorded here, not at central. Only this site's own: an
    * image another edge wrote (pending there, replicated here) is not.
    */
-  offline?: Pick<OfflineWriteStore, 'offlineMarks'>;
+  offline?: Pick<OfflineWriteStore, 'offlineMark'>;
   /** The region's stores: explains why a store an upload names is not one of this site's. */
   region?: RegionStores;
   /** The chunk manifests of the images' bytes (recorded at upload, served to other sites). */
@@ -102,7 +102,7 @@ export class ImageService {
   readonly #manifests: ImageManifests | undefined;
   readonly #work: NodeWork | undefined;
   readonly #copies: CopyRegistry | undefined;
-  readonly #offline: Pick<OfflineWriteStore, 'offlineMarks'> | undefined;
+  readonly #offline: Pick<OfflineWriteStore, 'offlineMark'> | undefined;
   readonly #region: RegionStores | undefined;
   readonly #metrics: Metrics | undefined;
   readonly #locations: ImageServiceOptions['locations'];
@@ -387,7 +387,7 @@ export class ImageService {
     }
     // An image written at this edge while it is cut off keeps its bytes here, recorded here, until
     // central has it (offline-writes.ts); any other upload at an edge is recorded at central.
-    const writtenHere = (await this.#offline?.offlineMarks(req))?.some((m) => m.image_id === image.id) === true;
+    const writtenHere = (await this.#offline?.offlineMark(image.id, req)) !== undefined;
     if (this.#copies !== undefined && !writtenHere) return this.#uploadHere(ctx, image, storeId, data, req, this.#copies);
     // Claimed before the image is `saving`: an unclaimed `saving` image is one whose node is gone
     // (StartupRecovery returns it to queued).

@@ -690,6 +690,8 @@ export interface OfflineWriteStore {
   /** Removes a mark made for a write that did not happen (refused, or no change). */
   unmarkOffline(imageId: string, opts?: IoOptions): Promise<void>;
   offlineMarks(opts?: IoOptions): Promise<OfflineMark[]>;
+  /** The image's mark, if it has one. */
+  offlineMark(imageId: string, opts?: IoOptions): Promise<OfflineMark | undefined>;
   /**
    * The edge's version with `updated_at` `version` (null: deleted here) is about to be sent to
    * central: added to the mark's `sent`, and the parent's changes kept aside so far are dropped

@@ -81,7 +81,7 @@ export function withOfflineWrites<C extends Catalog>(catalog: C, opts: OfflineWr
     },
     deleteImage(id: string, o?: IoOptions): Promise<void> {
       return oneAtATime(id, async () => {
-        const mark = (await marks.offlineMarks(o)).find((m) => m.image_id === id);
+        const mark = await marks.offlineMark(id, o);
         if (mark === undefined || mark.base_updated_at !== null || mark.sent.length > 0) throw refuse(id, 'deleting');
         await catalog.deleteImage(id, o);
       });

@@ -17,6 +17,14 @@ function image(overrides: Partial<Image> = {}): Image {
   };
 }
 
+/** An image made at the edge while cut off, as its catalog stores it: marked (no base), then created. */
+async function madeHere(catalog: EdgeCatalog): Promise<Image> {
+  const made = image();
+  await catalog.markOffline(made.id, null);
+  await catalog.createImage(made);
+  return made;
+}
+
 const emptySnapshot = (seq: number): Snapshot => ({ seq, images: [], deleted: [], members: [], tasks: [], sites: [], policies: [], identity: [] });
 
 /**
@@ -36,6 +44,8 @@ export function offlineWriteStoreConformance(name: string, open: Open): void {
         assert.equal(await catalog.markOffline('a', '2026-12-06T11:00:00.000Z'), false);
         assert.deepEqual((await catalog.offlineMarks()).map((m) => [m.image_id, m.base_updated_at, m.sent]),
           [['a', null, ['2026-12-06T10:00:00.000Z']], ['b', '2026-12-06T09:00:00.000Z', []]]);
+        assert.deepEqual((await catalog.offlineMark('a'))?.sent, ['2026-12-06T10:00:00.000Z']);
+        assert.equal(await catalog.offlineMark('none'), undefined);
         await catalog.unmarkOffline('b');
         assert.deepEqual((await catalog.offlineMarks()).map((m) => m.image_id), ['a']);
       } finally {
@@ -46,9 +56,7 @@ export function offlineWriteStoreConformance(name: string, open: Open): void {
     it('a marked image is not changed by the parent\'s feed or a snapshot reload, and the audit\'s digest can leave it out', async () => {
       const { catalog, cleanup } = await open();
       try {
-        const mine = image();
-        await catalog.markOffline(mine.id, null);
-        await catalog.createImage(mine);
+        const mine = await madeHere(catalog);
         const digestWithout = (await catalog.digest({ excludeImages: new Set([mine.id]) })).digests;
         await catalog.apply([{ seq: 1, entity: 'image', id: mine.id, op: 'upsert', body: { ...mine, name: 'the parent\'s', updated_at: '2026-12-06T12:00:00.000Z' }, at: '' }], 1);
         assert.equal((await catalog.getImage(mine.id))?.name, 'made-here');
@@ -64,9 +72,7 @@ export function offlineWriteStoreConformance(name: string, open: Open): void {
     it('settle: unchanged since it was sent, the mark ends and central\'s version is applied (and logged for followers); changed since, the mark stays based on central\'s version', async () => {
       const { catalog, cleanup } = await open();
       try {
-        const mine = image();
-        await catalog.markOffline(mine.id, null);
-        await catalog.createImage(mine);
+        const mine = await madeHere(catalog);
         const central = { ...mine, name: 'at central', updated_at: '2026-12-06T10:05:00.000Z' };
         const before = await catalog.lastSeq();
         assert.equal(await catalog.settleOffline(mine.id, mine.updated_at, central), true);
@@ -74,9 +80,7 @@ export function offlineWriteStoreConformance(name: string, open: Open): void {
         assert.equal((await catalog.getImage(mine.id))?.name, 'at central');
         assert.ok((await catalog.changesSince(before, 10)).some((c) => c.id === mine.id && c.op === 'upsert'), 'logged for this site\'s followers');
 
-        const again = image();
-        await catalog.markOffline(again.id, null);
-        await catalog.createImage(again);
+        const again = await madeHere(catalog);
         await catalog.updateImage(again.id, (i) => ({ ...i, name: 'changed here meanwhile', updated_at: '2026-12-06T10:10:00.000Z' }));
         assert.equal(await catalog.settleOffline(again.id, again.updated_at, { ...again, updated_at: '2026-12-06T10:06:00.000Z' }), false);
         assert.deepEqual((await catalog.offlineMarks()).map((m) => [m.image_id, m.base_updated_at]), [[again.id, '2026-12-06T10:06:00.000Z']]);
@@ -93,9 +97,7 @@ export function offlineWriteStoreConformance(name: string, open: Open): void {
     it('settle after a conflict or a refusal (final) ends the mark even if written here meanwhile; an image never here gets no tombstone; unknown keeps the local version', async () => {
       const { catalog, cleanup } = await open();
       try {
-        const mine = image();
-        await catalog.markOffline(mine.id, null);
-        await catalog.createImage(mine);
+        const mine = await madeHere(catalog);
         await catalog.updateImage(mine.id, (i) => ({ ...i, name: 'written meanwhile', updated_at: '2026-12-06T10:10:00.000Z' }));
         assert.equal(await catalog.settleOffline(mine.id, mine.updated_at, { ...mine, name: 'central\'s', updated_at: '2026-12-06T10:20:00.000Z' }, { final: true }), true);
         assert.deepEqual(await catalog.offlineMarks(), []);
@@ -109,9 +111,7 @@ export function offlineWriteStoreConformance(name: string, open: Open): void {
         assert.deepEqual((await catalog.changesSince(before, 10)).filter((c) => c.id === never), []);
         await catalog.createImage(image({ id: never }));
 
-        const kept = image();
-        await catalog.markOffline(kept.id, null);
-        await catalog.createImage(kept);
+        const kept = await madeHere(catalog);
         assert.equal(await catalog.settleOffline(kept.id, kept.updated_at, undefined, { final: true }), true);
         assert.deepEqual([(await catalog.offlineMarks()).length, (await catalog.getImage(kept.id))?.name], [0, 'made-here']);
       } finally {
@@ -122,9 +122,7 @@ export function offlineWriteStoreConformance(name: string, open: Open): void {
     it('the parent\'s changes to a marked image that arrive after its version was sent are kept aside and applied when the mark ends', async () => {
       const { catalog, cleanup } = await open();
       try {
-        const mine = image();
-        await catalog.markOffline(mine.id, null);
-        await catalog.createImage(mine);
+        const mine = await madeHere(catalog);
         const upsert = (seq: number, name: string, updated_at: string) => catalog.apply([{ seq, entity: 'image', id: mine.id, op: 'upsert', body: { ...mine, name, updated_at }, at: '' }], seq);
         await upsert(1, 'before it was sent', '2026-12-06T10:01:00.000Z');
         await catalog.sendingOffline(mine.id, mine.updated_at);
@@ -134,13 +132,19 @@ export function offlineWriteStoreConformance(name: string, open: Open): void {
         assert.equal((await catalog.getImage(mine.id))?.name, 'changed at central after the answer');
 
         // Deleted at central after the answer: gone here.
-        const other = image();
-        await catalog.markOffline(other.id, null);
-        await catalog.createImage(other);
+        const other = await madeHere(catalog);
         await catalog.sendingOffline(other.id, other.updated_at);
         await catalog.apply([{ seq: 3, entity: 'image', id: other.id, op: 'delete', body: { id: other.id }, at: '' }], 3);
         assert.equal(await catalog.settleOffline(other.id, other.updated_at, other), true);
         assert.equal(await catalog.getImage(other.id), undefined);
+
+        // A snapshot reload (after a 410 from the feed) is kept aside the same way.
+        const third = await madeHere(catalog);
+        await catalog.sendingOffline(third.id, third.updated_at);
+        await catalog.load({ ...emptySnapshot(4), images: [{ ...third, name: 'in the parent\'s snapshot', updated_at: '2026-12-06T10:04:00.000Z' }] });
+        assert.equal((await catalog.getImage(third.id))?.name, 'made-here', 'the mark stands');
+        assert.equal(await catalog.settleOffline(third.id, third.updated_at, third), true);
+        assert.equal((await catalog.getImage(third.id))?.name, 'in the parent\'s snapshot');
       } finally {
         await cleanup();
       }
