@@ -15,13 +15,12 @@ export interface ImageManifestsOptions {
   elsewhere?: Pick<ParentImageSource, 'manifest'>;
   /** Whether bytes being stored get their manifest in the same pass (`chunk_manifests`; default true). */
   whileStoring?: boolean;
-  /** How long a manifest had from elsewhere is used before it is asked again, ms (default 60 s). */
-  fetchedTtlMs?: number;
   now?: () => number;
 }
 
-/** Manifests had from elsewhere that are remembered (the most recently had). */
+/** Manifests had from elsewhere that are remembered (the most recently had), and for how long, ms. */
 const FETCHED_KEPT = 64;
+const FETCHED_FOR_MS = 60_000;
 
 /**
  * The chunk manifest of each active image's bytes (GET /outpost/v1/images/{id}/manifest): the
@@ -124,7 +123,7 @@ export class ImageManifests {
     const key = `${image.id}@${image.os_hash_value}`;
     const now = this.#o.now?.() ?? Date.now();
     const had = this.#fetched.get(key);
-    if (had !== undefined && now - had.at < (this.#o.fetchedTtlMs ?? 60_000)) return had.manifest;
+    if (had !== undefined && now - had.at < FETCHED_FOR_MS) return had.manifest;
     const manifest = validateManifest(await this.#o.elsewhere.manifest(image.id, opts), image.size!);
     this.#fetched.delete(key);
     this.#fetched.set(key, { manifest, at: now });

@@ -705,8 +705,8 @@ export interface OfflineWriteStore {
    * parent's latest change kept aside since the version was sent if there is one, otherwise
    * `central` (null: gone there; nothing is written for an image this site never had; undefined:
    * not known, the local version stays until an audit replaces it) — in one transaction, and true
-   * is returned: whichever is older, the feed brings what follows it. Otherwise the mark stays, now based on central's
-   * version with nothing sent, and false is returned.
+   * is returned: whichever is older, the feed brings what follows it. Otherwise the mark stays,
+   * now based on central's version with nothing sent, and false is returned.
    */
   settleOffline(imageId: string, sent: string | null, central: Image | null | undefined, settle?: { final?: boolean } & IoOptions): Promise<boolean>;
 }

@@ -28,9 +28,9 @@ export interface OfflineReplayerOptions {
  * applied here and the mark ended (OfflineWriteStore.settleOffline) — unless the image was written
  * here again meanwhile, which goes in the next round. Central's answer is the last word when it
  * kept its own version (a conflict) or refused the call (4xx: the mark ends, the refusal is
- * logged, and an audit of the replica brings central's version). The marks are in the catalog's database, so a restart
- * (kill -9 included) loses nothing: the next start replays them. A call that fails otherwise (no
- * answer, 5xx) is tried again at the next look.
+ * logged, and an audit of the replica brings central's version). The marks are in the catalog's
+ * database, so a restart (kill -9 included) loses nothing: the next start replays them. A call
+ * that fails otherwise (no answer, 5xx) is tried again at the next look.
  */
 export class OfflineReplayer {
   readonly #o: OfflineReplayerOptions;

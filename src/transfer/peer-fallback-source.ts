@@ -8,8 +8,6 @@ export interface PeerFallbackSourceOptions {
   peers: ParentImageSource;
   /** Whether the parent is known to answer now (its ParentReachability). */
   parentReachable(): boolean;
-  /** How often, at most, a peer is tried while the parent answers, to learn its rate, ms (default 10 min). */
-  probeEveryMs?: number;
   now?: () => number;
   log: { info(obj: object, msg: string): void };
 }
@@ -39,7 +37,7 @@ const PARENT = '';
  * link that changes is followed at the next transfer). While the parent answers, the
  * image's bytes are asked of the peers first when one of them was measured FASTER times the
  * parent's rate in the last RATE_FRESH_MS; to learn a peer's rate, once the parent's is known and
- * no peer's is, one transfer in `probeEveryMs` is asked of the peers first. The manifest always
+ * no peer's is, one transfer in RATE_FRESH_MS is asked of the peers first. The manifest always
  * comes from the parent while it answers.
  */
 export class PeerFallbackSource implements ParentImageSource {
@@ -97,7 +95,7 @@ export class PeerFallbackSource implements ParentImageSource {
       this.#o.log.info({ parent_bytes_per_second: Math.round(parent), peers_bytes_per_second: peers.map(Math.round) },
         faster ? 'a peer is faster than the parent: image bytes are asked of the peers first' : 'the parent is as fast as the peers again: image bytes are asked of it first');
     }
-    return faster || (peers.length === 0 && now - this.#probedAt >= (this.#o.probeEveryMs ?? RATE_FRESH_MS));
+    return faster || (peers.length === 0 && now - this.#probedAt >= RATE_FRESH_MS);
   }
 
   /** The answer, its rate recorded under its sender once it was read to the end (MEASURED_MIN_BYTES or more). */
