@@ -104,6 +104,18 @@ async function visible(site: string, id: string): Promise<void> {
   throw new Error(`image ${id} did not reach ${site} active within 60 s`);
 }
 
+/**
+ * Waits until the site runs no transfer: a cold range starts the image's fill behind it (lazy
+ * boot), which would otherwise share the link, and its byte count, with the next measure.
+ */
+async function idle(site: string): Promise<void> {
+  for (const deadline = Date.now() + 300_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+    const { transfers } = await json<{ transfers: { state: string }[] }>(`${site}/outpost/v1/transfers`);
+    if (transfers.every((t) => t.state !== 'running')) return;
+  }
+  throw new Error(`${site} still runs a transfer after 300 s`);
+}
+
 /** curl's seconds for a GET (into /dev/null), checked for the status and, with `size`, the byte count. */
 async function curlSeconds(url: string, status: number, size: number, range?: string): Promise<number> {
   const args = ['-s', '-o', '/dev/null', '-w', '%{http_code} %{size_download} %{time_total}', ...(range === undefined ? [] : ['-H', `Range: ${range}`]), url];
@@ -294,6 +306,7 @@ async function main(cleanup: Cleanup): Promise<number> {
     const v2 = nextVersion(v1, 100 + round);
     const id = await upload(central.url, v2, `v2-${round}`);
     await visible(edge.url, id);
+    await idle(edge.url);
     wan.resetStats();
     const delta = await withLoad(() => curlSeconds(`${edge.url}/v2/images/${id}/file`, 200, v2.length));
     deltaSeconds.push({ value: delta.value, load: delta.load });
@@ -310,6 +323,7 @@ async function main(cleanup: Cleanup): Promise<number> {
 
     const cut = await upload(central.url, bytes(size, 300 + round), `cut-${round}`);
     await visible(edge.url, cut);
+    await idle(edge.url);
     wan.resetStats();
     const cuts = await withLoad(async () => {
       const done = curlSeconds(`${edge.url}/v2/images/${cut}/file`, 200, size);
