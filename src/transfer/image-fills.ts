@@ -202,7 +202,8 @@ export class ImageFills {
         // closing): the copy is not kept.
         await target.blobs.delete(target.key).catch(() => undefined);
         signal.throwIfAborted();
-      }      await on.committed({ ...digest, manifest: digest.manifest ?? upstream.manifest });
+      }
+      await on.committed({ ...digest, manifest: digest.manifest ?? upstream.manifest });
       if (partial !== undefined) {
         this.#leftovers.delete(image.id);
         await rm(partial, { force: true });
