@@ -23,7 +23,7 @@ import { FaultProxy } from '../test-support/fault-proxy.ts';
 import { api, createImage, curlDownload, curlSha512, curlUpload, getImage, settledCache, waitForImage } from './clients.ts';
 import { startShapedLinks } from './link.ts';
 import { httpTarget, makeTestFile, measureDownloads, type DownloadTarget, type SystemResult, type TestFile } from './measure.ts';
-import { docsTarget, checkDisk, COMMON_BENCH_OPTIONS, execFileP, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt, runBench, sh, startNginx, startOutpost, type Cleanup, type Server,  } from './procs.ts';
+import { docsTarget, checkDisk, startBusyLoad, COMMON_BENCH_OPTIONS, execFileP, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt, runBench, sh, startNginx, startOutpost, type Cleanup, type Server,  } from './procs.ts';
 import { markdownTable, resultsHead, runsList, textTable, writeDocs, type DocSection } from './report.ts';
 import { compareRow, fmt, fmtSpread, median, outcome, percentile, ROW_HEADER, rowCells, seriesOf, withLoad, type LoadSpan } from './rounds.ts';
 
@@ -36,17 +36,20 @@ const HELP = `usage: node bench/cache.ts [options]
                     cold clients), median of all rounds reported (default 5; --quick 1)
   --clients N       concurrent cold clients in the upstream-bytes test (default 20)
   --link-mbps N     rate of the shaped link for the WAN cold-miss test, MB/s (10^6 bytes; default 100; 0: skip it)
+  --busy N          N processes keep a CPU busy each for the whole run (default 0): the load of the
+                    "at a load average of 2 or more" targets, made by the benchmark
   --quick           short run (and no docs unless --docs)
   --docs PATH       write results there (default docs/benchmarks.md on full runs)
   --no-docs         do not write the results file
   --tmp DIR         where the temp directory goes (default ${tmpdir()})`;
 
 /**
- * Hit ≥ 0.8× nginx; cold miss ≤ 1.15× a direct download, judged over the shaped link (on
- * loopback it is reported, not judged: see verificationFloor); upstream bytes 1.0× the image
- * (headers: pass below 1.01×).
+ * Hit ≥ 0.8× nginx; cold miss ≤ 1.05× a direct download (issue 12: "over a shaped 100 MB/s link
+ * ≤ 1.05× the raw link time, at a load average of 2 or more as well as on a quiet machine"),
+ * judged over the shaped link at any load (on loopback it is reported, not judged: see
+ * verificationFloor); upstream bytes 1.0× the image (headers: pass below 1.01×).
  */
-const TARGETS = { hit: 0.8, miss: 1.15, upstream: 1.01 };
+const TARGETS = { hit: 0.8, miss: 1.05, upstream: 1.01 };
 const SECTION: DocSection = {
   tag: 'bench:cache',
   by: '`npm run bench:cache` (bench/cache.ts)',
@@ -71,6 +74,7 @@ function options() {
       rounds: { type: 'string' },
       clients: { type: 'string', default: '20' },
       'link-mbps': { type: 'string', default: '100' },
+      busy: { type: 'string', default: '0' },
       ...COMMON_BENCH_OPTIONS,
     },
   });
@@ -81,6 +85,7 @@ function options() {
     reps: positiveInt('rounds', values.rounds, quick ? 1 : 5),
     clients: positiveInt('clients', values.clients, 20),
     linkMBps: values['link-mbps'] === '0' ? 0 : positiveInt('link-mbps', values['link-mbps'], 100),
+    busy: values.busy === '0' ? 0 : positiveInt('busy', values.busy, 0),
     quick,
     docs: docsTarget(values),
     tmp: values.tmp,
@@ -138,7 +143,9 @@ async function main(cleanup: Cleanup): Promise<number> {
   const facts = [
     ...await machineFacts(['curl', 'nginx-light', 'nginx-common', 'coreutils']),
     `Outpost: commit ${await sh('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'])}${dirty === '' ? '' : ` with uncommitted changes in ${dirty.split('\n').length} file(s) of src/ and bin/`}`,
+    ...(opts.busy === 0 ? [] : [`Load made by the benchmark (--busy ${opts.busy}): ${opts.busy} process(es) each keeping a CPU busy for the whole run`]),
   ];
+  startBusyLoad(opts.busy, cleanup);
   log(facts.join('\n'));
   const loads = new LoadNotes();
 
@@ -276,10 +283,7 @@ async function main(cleanup: Cleanup): Promise<number> {
     ...(wanRun ? [compareRow({
       measure: `Cold miss at the edge over a ${opts.linkMBps} MB/s link, s`, subject: secondsOf(wanCold), format: two,
       reference: { label: 'central direct through an identical link', series: secondsOf(wanDirect) },
-      target: {
-        text: `≤ ${TARGETS.miss}× direct`, met: (x) => x <= TARGETS.miss,
-        quietOnly: 'the edge hashes md5 and sha512 of every byte as it arrives, which keeps up with the link only while it has the CPU for it',
-      },
+      target: { text: `≤ ${TARGETS.miss}× direct, quiet or busy (--busy 2)`, met: (x) => x <= TARGETS.miss },
     })] : []),
     compareRow({
       measure: `Cold miss at the edge on loopback, s (not judged: verifying alone needs ≥ ${fmt(floor.seconds, 2)} s here, ${floorRatio.toFixed(1)}× a direct download)`,

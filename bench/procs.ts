@@ -41,6 +41,22 @@ export class Cleanup {
   }
 }
 
+/**
+ * `count` processes that each keep one CPU busy (a loop that never yields) until the clean-up
+ * stops them: a benchmark's own load, so a target that must hold "at a load average of 2 or more"
+ * is measured under a load anyone can make again, not under whatever else the machine runs.
+ */
+export function startBusyLoad(count: number, cleanup: Cleanup): void {
+  for (let i = 0; i < count; i++) {
+    const child = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
+    cleanup.add('stop a busy process', () => new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGKILL');
+    }));
+  }
+}
+
 /** A free TCP port on 127.0.0.1 (bound and released; the benchmark is the only one asking). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
