@@ -45,7 +45,10 @@ function Login({ onDone }) {
     </form></main>`;
 }
 
-/** The pages of a signed-in caller: this site's status, polled (an edge's cut-off shows at once), and the page asked for. */
+/**
+ * The pages of a signed-in caller: this site's status, polled (an edge's cut-off shows at once, and
+ * so does a site that stops answering), and the page asked for.
+ */
 function Pages({ where, onLogout }) {
   const { data: status, error } = usePoll(() => api('GET', '/outpost/v1/status'), 3000);
   if (status === undefined) {
@@ -63,6 +66,7 @@ function Pages({ where, onLogout }) {
       <nav aria-label="Pages"><ul>${PAGES.map((p) => html`<li><a href=${`#/${p.path}`} aria-current=${where.page === p.path ? 'page' : undefined}>${p.title}</a></li>`)}</ul></nav>
       ${token() !== null ? html`<button type="button" class="logout" onClick=${onLogout}>Log out</button>` : ''}
     </header>
+    ${error === undefined ? '' : html`<p class="problem" role="alert">This site does not answer: ${error.message}. What it said last is shown; trying again…</p>`}
     ${here.readOnly ? html`<p class="cut-off-banner" role="status">Cut off from its parent ${status.parent ?? ''}: this site keeps serving images from its replica and cache.
       The dashboard shows what the site knows and is read-only until the link is back.</p>` : ''}
     <main>${page}</main>`;

@@ -246,6 +246,14 @@ describe('dashboard in a real browser', { skip: process.env.TEST_SERVERS_REQUIRE
       await alice.getByRole('link', { name: 'alice-disk' }).click();
       await alice.getByRole('heading', { name: 'alice-disk' }).waitFor();
       await alice.getByText('No site has reported a transfer of this image lately.').waitFor();
+      // At an edge, the Transfers page says central's refusal as it is: central answers, so the
+      // edge does not fall back to its own transfers as if it were cut off.
+      await alice.goto(`${edges[0]!.url}/dashboard/#/transfers`);
+      await alice.evaluate((t) => sessionStorage.setItem('outpost-token', t), token);
+      await alice.reload();
+      await alice.getByRole('alert').filter({ hasText: /for (sites and administrators|administrators and sites)\./ }).waitFor();
+      assert.equal(await alice.getByText('Central cannot be reached').count(), 0);
+      await alice.goto(`${central.url}/dashboard/#/images`);
       // Her token revoked (as when it expires): the dashboard goes back to the login form.
       const revoked = await fetch(`${central.url}/identity/v3/auth/tokens`, { method: 'DELETE', headers: { 'x-auth-token': token, 'x-subject-token': token } });
       assert.equal(revoked.status, 204);
@@ -302,6 +310,21 @@ describe('dashboard in a real browser', { skip: process.env.TEST_SERVERS_REQUIRE
       await at.goto(`${edge1.url}/dashboard/#/images/${images[0].id}`);
       await at.getByRole('heading', { name: 'golden-disk' }).waitFor();
       assert.equal(await at.getByRole('button', { name: 'Pin at site' }).isDisabled(), false);
+    } finally {
+      await at.close();
+    }
+  });
+
+  it('a site that stops answering is said so, above what it said last', async () => {
+    const edge2 = edges[1]!;
+    const at = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+    try {
+      await at.goto(`${edge2.url}/dashboard/`);
+      await at.evaluate((t) => sessionStorage.setItem('outpost-token', t), admin);
+      await at.reload();
+      await at.getByRole('heading', { name: /edge-2/ }).waitFor();
+      await stopProcess(edge2);
+      await at.getByRole('alert').filter({ hasText: 'This site does not answer' }).waitFor({ timeout: 60_000 });
     } finally {
       await at.close();
     }

@@ -48,13 +48,14 @@ function intParam(value: string | undefined, name: string, fallback: number, max
  * Both are for sites (and operators), not for projects.
  */
 export function registerReplicationRoutes(app: FastifyInstance, deps: ReplicationDeps, stopping: AbortSignal): void {
-  const assertSite = (ctx: { isAdmin: boolean; roles: readonly string[] }) => {
-    if (!ctx.isAdmin && !ctx.roles.includes('service')) throw new ForbiddenError('The change feed is for sites and administrators.');
+  /** `what` names the resource in the refusal, e.g. "The change feed is for sites and administrators." */
+  const assertSite = (ctx: { isAdmin: boolean; roles: readonly string[] }, what: string) => {
+    if (!ctx.isAdmin && !ctx.roles.includes('service')) throw new ForbiddenError(`${what} for sites and administrators.`);
   };
 
   resource(app, '/outpost/v1/changes', {
     GET: async (req, reply) => {
-      assertSite(req.ctx);
+      assertSite(req.ctx, 'The change feed is');
       const { map } = queryParams(req);
       const since = intParam(map.get('since')?.at(-1), 'since', 0, Number.MAX_SAFE_INTEGER);
       const limit = Math.max(1, intParam(map.get('limit')?.at(-1), 'limit', 500, MAX_LIMIT));
@@ -107,7 +108,7 @@ export function registerReplicationRoutes(app: FastifyInstance, deps: Replicatio
   // for this site from what it holds, for another from its last report (an edge forwards it).
   resource(app, '/outpost/v1/sites/:id/inventory', {
     GET: async (req) => {
-      assertSite(req.ctx);
+      assertSite(req.ctx, 'Site inventories are');
       const { id } = req.params as { id: string };
       if (id === deps.site.id) return { site: id, reported_at: new Date().toISOString(), ...await deps.localInventory() };
       return deps.inventories.get(id, { signal: req.clientSignal });
@@ -122,7 +123,7 @@ export function registerReplicationRoutes(app: FastifyInstance, deps: Replicatio
   // edge forwards to it.
   resource(app, '/outpost/v1/inventory-summaries', {
     GET: async (req) => {
-      assertSite(req.ctx);
+      assertSite(req.ctx, 'Inventory summaries are');
       const local = { site: deps.site.id, reported_at: new Date().toISOString(), ...await deps.localInventory() };
       return { summaries: await deps.inventories.summaries(local, { signal: req.clientSignal }) };
     },
@@ -132,7 +133,7 @@ export function registerReplicationRoutes(app: FastifyInstance, deps: Replicatio
   // transfers of image bytes as it last reported them (central's; an edge forwards it to central).
   resource(app, '/outpost/v1/fleet/transfers', {
     GET: async (req) => {
-      assertSite(req.ctx);
+      assertSite(req.ctx, 'The region\'s transfers are');
       const { map } = queryParams(req);
       const one = (name: string) => {
         const values = map.get(name);
@@ -171,13 +172,13 @@ export function registerReplicationRoutes(app: FastifyInstance, deps: Replicatio
   // The audit: GET /outpost/v1/digest on every site; POST /outpost/v1/audit runs one now at an edge.
   resource(app, '/outpost/v1/digest', {
     GET: async (req) => {
-      assertSite(req.ctx);
+      assertSite(req.ctx, 'The catalog digest is');
       return deps.changeLog.digest({ signal: req.clientSignal });
     },
   });
   resource(app, '/outpost/v1/audit', {
     POST: async (req) => {
-      assertSite(req.ctx);
+      assertSite(req.ctx, 'The audit is');
       if (deps.follower === undefined) throw new BadRequestError('Central has no parent to audit against.');
       return deps.follower.audit();
     },
@@ -185,7 +186,7 @@ export function registerReplicationRoutes(app: FastifyInstance, deps: Replicatio
 
   resource(app, '/outpost/v1/snapshot', {
     GET: async (req, reply) => {
-      assertSite(req.ctx);
+      assertSite(req.ctx, 'The snapshot is');
       reply.header('cache-control', 'no-store');
       return deps.changeLog.snapshot({ signal: req.clientSignal });
     },
