@@ -246,8 +246,8 @@ describe('dashboard in a real browser', { skip: process.env.TEST_SERVERS_REQUIRE
       await alice.getByRole('link', { name: 'alice-disk' }).click();
       await alice.getByRole('heading', { name: 'alice-disk' }).waitFor();
       await alice.getByText('No site has reported a transfer of this image lately.').waitFor();
-      // At an edge, the Transfers page says central's refusal as it is: central answers, so the
-      // edge does not fall back to its own transfers as if it were cut off.
+      // At an edge, the Transfers page shows the refusal (403) as it is, rather than falling back
+      // to the edge's own transfers as if central could not be reached.
       await alice.goto(`${edges[0]!.url}/dashboard/#/transfers`);
       await alice.evaluate((t) => sessionStorage.setItem('outpost-token', t), token);
       await alice.reload();
@@ -325,6 +325,7 @@ describe('dashboard in a real browser', { skip: process.env.TEST_SERVERS_REQUIRE
       await at.getByRole('heading', { name: /edge-2/ }).waitFor();
       await stopProcess(edge2);
       await at.getByRole('alert').filter({ hasText: 'This site does not answer' }).waitFor({ timeout: 60_000 });
+      assert.equal(await at.getByRole('heading', { name: /edge-2/ }).count(), 1, 'what it said last is still shown');
     } finally {
       await at.close();
     }
