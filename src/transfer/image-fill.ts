@@ -2,6 +2,7 @@ import { unlink, type FileHandle } from 'node:fs/promises';
 import type { Image } from '../core/image.ts';
 import { isAllZero } from '../storage/hashing/is-all-zero.ts';
 import { PumpedReadable, type Lent } from '../storage/pumped-readable.ts';
+import { writeAll } from '../storage/write-all.ts';
 
 /**
  * The fill gathers upstream bytes in buffers of this size: each is one write to the spool, one
@@ -208,8 +209,7 @@ export class ImageFill {
         // Zeros are left as a hole (reads give zeros): a spool the store takes as its copy stays sparse.
         for (let at = isAllZero(b.buf.subarray(0, b.filled)) ? b.filled : 0; at < b.filled; at += SPOOL_WRITE) {
           const length = Math.min(SPOOL_WRITE, b.filled - at);
-          const { bytesWritten } = await this.#spool!.write(b.buf, at, length, b.offset + at);
-          if (bytesWritten !== length) throw new Error(`short write to the spool: ${bytesWritten} of ${length} bytes`);
+          await writeAll(this.#spool!, b.buf, at, length, b.offset + at);
         }
       } catch (error) {
         this.#spoolError = { error };

@@ -158,7 +158,10 @@ export class ImageFills {
 
   async #run(fill: ImageFill, target: FillTarget, on: FillEvents): Promise<void> {
     const { image } = fill;
-    const signal = AbortSignal.any([fill.abort.signal, this.#stop.signal]);
+    // Aborted with the store's error when the copy cannot be written (a full disk), before the
+    // source's bytes are let go: its transfer record then says why it stopped (stoppedEarly).
+    const failed = new AbortController();
+    const signal = AbortSignal.any([fill.abort.signal, this.#stop.signal, failed.signal]);
     const started = Date.now();
     try {
       await fill.opened;
@@ -167,10 +170,12 @@ export class ImageFills {
       fill.upstreamAnswered();
       // The store is fed whole batches: each is taken (copied) by put before it asks for the
       // next one, and the upstream is read only as fast as the store and the spool take it.
-      const { stream } = upstream;
+      // Read by hand, so that put stopping early does not let go of the source (below does).
+      const reading = upstream.stream[Symbol.asyncIterator]();
       async function* batches(): AsyncGenerator<Uint8Array> {
         const full: Batch[] = [];
-        for await (const chunk of stream) {
+        for (let next = await reading.next(); next.done !== true; next = await reading.next()) {
+          const chunk = next.value;
           fill.take(chunk, (b) => full.push(b));
           fill.changedSoon();
           for (let b = full.shift(); b !== undefined; b = full.shift()) {
@@ -187,16 +192,24 @@ export class ImageFills {
         }
         await fill.spoolDone();
       }
-      // Bytes checked chunk by chunk against a manifest have that manifest: no need to build it again.
-      const digest = await target.blobs.put(target.key, batches(), {
-        signal, expectedSize: image.size!, expected: { md5: image.checksum!, sha512: image.os_hash_value! }, manifest: target.manifest && upstream.manifest === undefined,
-        // The spool holds the same bytes in order: a store that can take it as the copy need not write them again.
-        adopt: fill.path,
-        // Its clients have the last byte once the bytes are the image's, not after the commit
-        // (an fdatasync, the chunk index): a commit that fails then keeps no copy, but what the
-        // clients were sent was verified.
-        onVerified: () => fill.verify(),
-      });
+      let digest: BlobDigest;
+      try {
+        // Bytes checked chunk by chunk against a manifest have that manifest: no need to build it again.
+        digest = await target.blobs.put(target.key, batches(), {
+          signal, expectedSize: image.size!, expected: { md5: image.checksum!, sha512: image.os_hash_value! }, manifest: target.manifest && upstream.manifest === undefined,
+          // The spool holds the same bytes in order: a store that can take it as the copy need not write them again.
+          adopt: fill.path,
+          // Its clients have the last byte once the bytes are the image's, not after the commit
+          // (an fdatasync, the chunk index): a commit that fails then keeps no copy, but what the
+          // clients were sent was verified.
+          onVerified: () => fill.verify(),
+        });
+      } catch (error) {
+        failed.abort(error);
+        throw error;
+      } finally {
+        await reading.return?.();
+      }
       if (signal.aborted) {
         // Stopped while the copy was being committed (the image deleted meanwhile, the site
         // closing): the copy is not kept.

@@ -12,6 +12,16 @@ export interface RunningTransfer {
   end(error?: Error): void;
 }
 
+/**
+ * How a transfer whose reader let go of its bytes before the end ended: with the reason the
+ * reader aborted the transfer's signal with (a reader that failed — a full disk — aborts it with
+ * its error before it lets go, so the record says why), else "stopped before the end".
+ */
+export function stoppedEarly(signal: AbortSignal | undefined): Error {
+  const reason: unknown = signal?.aborted === true ? signal.reason : undefined;
+  return reason instanceof Error ? reason : new Error('stopped before the end');
+}
+
 /** Transfers kept after they end, newest first. */
 const RECENT = 50;
 /** The window linkRate() measures over, ms. */

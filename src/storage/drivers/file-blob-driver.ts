@@ -8,6 +8,7 @@ import type { BlobDriver, BlobStat, BlobWriter, GetOptions, IoOptions } from '..
 import { BlobReadStream } from '../blob-read-stream.ts';
 import { checkBlobKey, isBlobKey } from '../blob-key.ts';
 import { isAllZero } from '../hashing/is-all-zero.ts';
+import { writeAll } from '../write-all.ts';
 
 const TMP_DIR = '.incomplete';
 /**
@@ -215,8 +216,7 @@ class FileBlobWriter implements BlobWriter {
     }
     for (let offset = 0; offset < bytes.length;) {
       const length = Math.min(WRITE_MAX, bytes.length - offset);
-      const { bytesWritten } = await this.#file.write(bytes, offset, length, this.#written + offset);
-      if (bytesWritten !== length) throw new Error(`short write: ${bytesWritten} of ${length} bytes`);
+      await writeAll(this.#file, bytes, offset, length, this.#written + offset);
       offset += length;
     }
     this.#written += bytes.length;
