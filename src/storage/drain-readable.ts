@@ -15,6 +15,13 @@ export interface DrainOptions {
    * freed) right after sink.add() took it. Only if the sink copies what it keeps.
    */
   release?: boolean;
+  /**
+   * When the sink fails (a full disk, a size limit) — not the stream, not the signal — the rest
+   * of the stream is read and thrown away for up to this many ms before it is destroyed, rather
+   * than destroyed at once: an HTTP client still sending its body then reads the error answered
+   * meanwhile, instead of a connection reset that hides it (a lingering close, as nginx does).
+   */
+  linger?: number;
 }
 
 /**
@@ -24,10 +31,10 @@ export interface DrainOptions {
  * stops before the end, the stream is destroyed, as breaking out of `for await` over it does.
  */
 export function drainReadable(stream: Readable, sink: ChunkSink, opts: DrainOptions = {}): Promise<void> {
-  const { signal, release = false } = opts;
+  const { signal, release = false, linger = 0 } = opts;
   const { promise, resolve, reject } = Promise.withResolvers<void>();
   let settled = false;
-  const stop = (error?: unknown) => {
+  const stop = (error?: unknown, bySink = false) => {
     if (settled) return;
     settled = true;
     stream.off('data', onData);
@@ -35,22 +42,24 @@ export function drainReadable(stream: Readable, sink: ChunkSink, opts: DrainOpti
     stopWatching();
     if (error === undefined) {
       resolve();
-    } else {
-      stream.destroy();
-      reject(error);
+      return;
     }
+    if (bySink && linger > 0 && !stream.destroyed) discard(stream, linger);
+    else stream.destroy();
+    reject(error);
   };
   const onAbort = () => stop(signal!.reason);
+  const sinkFailed = (error: unknown) => stop(error, true);
   const onData = (chunk: Uint8Array) => {
     try {
       const more = sink.add(chunk);
       if (release && stream.listenerCount('data') === 1) releaseChunk(chunk);
       if (!more) {
         stream.pause();
-        sink.ready().then(() => { if (!settled) stream.resume(); }, stop);
+        sink.ready().then(() => { if (!settled) stream.resume(); }, sinkFailed);
       }
     } catch (error) {
-      stop(error);
+      sinkFailed(error);
     }
   };
   const stopWatching = finished(stream, { writable: false }, (error) => stop(error ?? undefined));
@@ -62,6 +71,14 @@ export function drainReadable(stream: Readable, sink: ChunkSink, opts: DrainOpti
   stream.on('data', onData);
   stream.resume();
   return promise;
+}
+
+/** Reads the rest of `stream` into nothing, destroying it if it has not ended within `ms`. */
+function discard(stream: Readable, ms: number): void {
+  const timer = setTimeout(() => stream.destroy(), ms);
+  timer.unref();
+  finished(stream, { writable: false }, () => clearTimeout(timer));
+  stream.resume();
 }
 
 /** Frees a chunk's memory now if the chunk is the whole of a detachable ArrayBuffer. */

@@ -18,6 +18,12 @@ import { drainReadable } from './drain-readable.ts';
 const BATCH = 4 << 20;
 /** Batches being hashed or written at once (16 MiB per put); past it the source waits. */
 const MAX_BATCHES = 4;
+/**
+ * How long the rest of an upload refused part-way (a full disk, the size cap) is read and thrown
+ * away, so that its client reads the refusal (drainReadable's `linger`); then the connection is
+ * reset. 30 s: nginx's lingering_time.
+ */
+const REQUEST_LINGER_MS = 30_000;
 
 /**
  * A BlobStore made of a driver: every put is counted against its limits, hashed (size, md5,
@@ -66,7 +72,8 @@ export class VerifyingBlobStore implements BlobStore {
       const writer = new HashedWriter(target, this.#hashers, opts);
       try {
         if (data instanceof Readable && data.listenerCount('readable') === 0) {
-          await drainReadable(data, writer, { signal: opts.signal, release: data instanceof IncomingMessage });
+          const request = data instanceof IncomingMessage;
+          await drainReadable(data, writer, { signal: opts.signal, release: request, linger: request ? REQUEST_LINGER_MS : 0 });
         } else {
           for await (const chunk of abortableSource(data, opts.signal)) {
             opts.signal?.throwIfAborted();

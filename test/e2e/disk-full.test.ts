@@ -45,7 +45,7 @@ async function imageBytesOnDisk(dir: string): Promise<{ bytes: number; files: st
  * visible". An edge whose data directory is a 24 MiB tmpfs is asked for a 32 MiB image it does
  * not hold: the client never gets a whole-looking response, no copy is listed, the transfer is
  * recorded as failed with the reason, the space is given back, and the edge goes on caching an
- * image that fits.
+ * image that fits. An upload there that does not fit is refused as Glance refuses it.
  */
 describe('an edge whose disk fills up during a transfer', { timeout: 180_000 }, async () => {
   const work = await tempDir('outpost-e2e-disk-full-');
@@ -89,7 +89,7 @@ describe('an edge whose disk fills up during a transfer', { timeout: 180_000 }, 
     const { transfers } = (await call<{ transfers: TransferRecord[] }>(e, 'GET', '/outpost/v1/transfers')).body;
     const record = transfers.find((t) => t.image_id === large.id)!;
     assert.equal(record.state, 'failed');
-    assert.match(record.error ?? '', /space|ENOSPC/i);
+    assert.match(record.error ?? '', /^Image storage media is full: ENOSPC: no space left on device/);
 
     const cache = (await call<{ cached_images: { image_id: string }[]; queued_images: string[] }>(e, 'GET', '/v2/cache')).body;
     assert.equal(cache.cached_images.some((x) => x.image_id === large.id), false, 'no copy of the image that did not fit');
@@ -102,5 +102,22 @@ describe('an edge whose disk fills up during a transfer', { timeout: 180_000 }, 
       (await call<{ cached_images: { image_id: string }[] }>(e, 'GET', '/v2/cache')).body.cached_images.some((x) => x.image_id === small.id));
     const { bavail, bsize } = await statfs(edgeDisk);
     assert.ok(bavail * bsize > 4 * MiB, 'the disk is not left full');
+  });
+
+  it('refuses an upload that does not fit as Glance does (413, "Image storage media is full"), and the image can be uploaded again', { skip }, async () => {
+    const e = siteAt(edge!.url);
+    const image = (await call<ImageJson>(e, 'POST', '/v2/images', { json: { name: 'upload-too-large', disk_format: 'raw', container_format: 'bare' } })).body;
+    const res = await call<{ code: string; message: string }>(e, 'PUT', `/v2/images/${image.id}/file`,
+      { body: bytesOf(32 * MiB, 73), headers: { 'content-type': 'application/octet-stream', accept: 'application/json' } });
+    assert.equal(res.status, 413, res.text);
+    assert.equal(res.body.code, '413 Payload Too Large');
+    assert.match(res.body.message, /^Image storage media is full: ENOSPC/);
+    assert.equal((await call<ImageJson>(e, 'GET', `/v2/images/${image.id}`)).body.status, 'queued');
+    const left = await imageBytesOnDisk(edgeDisk);
+    assert.ok(left.bytes < 6 * MiB, `only the cached 4 MiB image remains, not these: ${left.files.join(', ')}`);
+    const fits = bytesOf(2 * MiB, 74);
+    assert.equal((await call(e, 'PUT', `/v2/images/${image.id}/file`, { body: fits, headers: { 'content-type': 'application/octet-stream' } })).status, 204);
+    assert.equal((await call<ImageJson>(e, 'GET', `/v2/images/${image.id}`)).body.status, 'active');
+    assert.equal((await download(edge!.url, image.id)).length, fits.length);
   });
 });
