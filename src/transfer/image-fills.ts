@@ -208,7 +208,8 @@ export class ImageFills {
         failed.abort(error);
         throw error;
       } finally {
-        await reading.return?.();
+        // Lets go of the source (a no-op once it has ended); what closing it throws is not the fill's outcome.
+        await Promise.resolve(reading.return?.()).catch(() => undefined);
       }
       if (signal.aborted) {
         // Stopped while the copy was being committed (the image deleted meanwhile, the site
