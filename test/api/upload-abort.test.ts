@@ -79,3 +79,25 @@ it('an upload whose body ends short of its Content-Length (the client half-close
   });
   assert.equal(put.status, 204);
 });
+
+it('an upload refused part-way (past image_size_cap, its length not declared) is answered 413, not reset', async () => {
+  const capped = await startTestSite({ image_size_cap: 8 << 20 });
+  try {
+    const created = await capped.request('/v2/images', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'too-large', disk_format: 'raw', container_format: 'bare' }),
+    });
+    const { id } = await created.json() as { id: string };
+    // 24 MiB in 1 MiB pieces, chunked: the cap is found past 8 MiB, while the client still sends.
+    let sent = 0;
+    const put = await capped.request(`/v2/images/${id}/file`, {
+      method: 'PUT', headers: { 'content-type': 'application/octet-stream', accept: 'application/json' }, duplex: 'half',
+      body: new ReadableStream({ pull(c) { if (sent++ < 24) c.enqueue(Buffer.alloc(1 << 20, 7)); else c.close(); } }),
+    } as RequestInit);
+    assert.equal(put.status, 413, await put.clone().text());
+    assert.match(((await put.json()) as { message: string }).message, /exceeds the storage quota/);
+    assert.equal(((await (await capped.request(`/v2/images/${id}`)).json()) as { status: string }).status, 'queued');
+  } finally {
+    await capped.close();
+  }
+});
