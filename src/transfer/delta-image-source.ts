@@ -5,7 +5,7 @@ import type { ChunkManifest, ManifestChunk } from '../core/chunk-manifest.ts';
 import { DataMismatchError, NotFoundError } from '../core/errors.ts';
 import type { BlobStore, ChunkIndex, IoOptions, SourceOptions, ParentImageBytes, ParentImageSource } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
-import { stoppedEarly, type RunningTransfer, type TransferCounters, type TransferLog } from './transfer-log.ts';
+import { recorded, type TransferCounters, type TransferLog } from './transfer-log.ts';
 
 export interface DeltaImageSourceOptions {
   /** Where the bytes come from (an edge's parent, or the sites holding a copy); ranges are asked of it. */
@@ -96,7 +96,7 @@ export class DeltaImageSource implements ParentImageSource {
     const manifest = await this.#o.manifestOf(imageId, opts);
     if (manifest === undefined) {
       const plain = await this.#o.upstream.open(imageId, get);
-      return { stream: counted(plain.stream, this.#o.transfers.start(imageId, this.#o.sourceName, 'stream', 0), opts.signal) };
+      return { stream: recorded(plain.stream, this.#o.transfers.start(imageId, this.#o.sourceName, 'stream', 0), opts.signal, 'fetched') };
     }
     const received = partial === undefined ? undefined : await openPartial(partial);
     const transfer = this.#o.transfers.start(imageId, this.#o.sourceName, 'manifest', manifest.size);
@@ -106,7 +106,7 @@ export class DeltaImageSource implements ParentImageSource {
       // there" and "unreachable" are said before any byte, as for a plain stream.
       const first = plan.find((s) => s.kind === 'fetch');
       const opened = first === undefined ? undefined : await this.#o.upstream.open(imageId, { ...rangeOf(first.chunks), signal: opts.signal, priority: opts.priority });
-      return { stream: ended(this.#bytes(imageId, plan, transfer.counts, opened, received, { ...opts, sentBy: (site) => transfer.sentBy(site) }), transfer, opts.signal, received), manifest };
+      return { stream: recorded(this.#bytes(imageId, plan, transfer.counts, opened, received, { ...opts, sentBy: (site) => transfer.sentBy(site) }), transfer, opts.signal), manifest };
     } catch (error) {
       transfer.end(error as Error);
       await received?.file.close();
@@ -229,6 +229,7 @@ export class DeltaImageSource implements ParentImageSource {
       yield* this.#planned(imageId, plan, counts, opened, received, opts);
     } finally {
       this.#drop(imageId);
+      await received?.file.close().catch(() => undefined);
     }
   }
 
@@ -423,23 +424,6 @@ class RangesAhead {
   }
 }
 
-/**
- * The stream, with the transfer ended when it ends (failed if it fails, or if it is left early:
- * see stoppedEarly), and the partial file closed.
- */
-async function* ended(stream: AsyncIterable<Uint8Array>, transfer: RunningTransfer, signal: AbortSignal | undefined, received?: Received): AsyncGenerator<Uint8Array> {
-  try {
-    yield* stream;
-    transfer.end();
-  } catch (error) {
-    transfer.end(error as Error);
-    throw error;
-  } finally {
-    transfer.end(stoppedEarly(signal));
-    await received?.file.close().catch(() => undefined);
-  }
-}
-
 /** What an earlier, interrupted transfer received: a file holding a prefix of the image. */
 interface Received {
   file: FileHandle;
@@ -453,16 +437,6 @@ async function openPartial(path: string): Promise<Received | undefined> {
   } catch {
     return undefined; // gone: nothing to take from it
   }
-}
-
-/** A plain stream, its bytes counted as fetched. */
-async function* counted(stream: AsyncIterable<Uint8Array>, transfer: RunningTransfer, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
-  yield* ended((async function* () {
-    for await (const piece of stream) {
-      transfer.counts.fetched += piece.length;
-      yield piece;
-    }
-  })(), transfer, signal);
 }
 
 function keptKey(imageId: string, chunk: ManifestChunk): string {

@@ -159,7 +159,7 @@ export class ImageFills {
   async #run(fill: ImageFill, target: FillTarget, on: FillEvents): Promise<void> {
     const { image } = fill;
     // Aborted with the store's error when the copy cannot be written (a full disk), before the
-    // source's bytes are let go: its transfer record then says why it stopped (stoppedEarly).
+    // source's bytes are let go: its transfer record then says why it stopped (transfer-log's `recorded`).
     const failed = new AbortController();
     const signal = AbortSignal.any([fill.abort.signal, this.#stop.signal, failed.signal]);
     const started = Date.now();

@@ -4,7 +4,7 @@ import { DataMismatchError, NotFoundError } from '../core/errors.ts';
 import type { Image } from '../core/image.ts';
 import type { Catalog, IoOptions, ManifestIndex, ParentImageBytes, ParentImageSource, SourceOptions } from '../core/ports.ts';
 import type { StoreRegistry } from '../core/stores.ts';
-import { stoppedEarly, type TransferLog } from './transfer-log.ts';
+import { recorded, type TransferLog } from './transfer-log.ts';
 
 export interface StoreImageSourceOptions {
   /** The site's catalog: the image (its locations, size and hashes). */
@@ -51,7 +51,7 @@ export class StoreImageSource implements ParentImageSource {
     const stream = await blobs.get(imageId, { signal });
     const transfer = this.#o.transfers.start(imageId, `store ${store}`, usable === undefined ? 'stream' : 'manifest', image.size ?? 0);
     return {
-      stream: recorded(usable === undefined ? stream : checked(imageId, stream, usable), transfer, signal),
+      stream: recorded(usable === undefined ? stream : checked(imageId, stream, usable), transfer, signal, 'reused'),
       ...(usable === undefined ? {} : { manifest: usable }),
     };
   }
@@ -94,20 +94,4 @@ async function* checked(imageId: string, stream: AsyncIterable<Uint8Array>, mani
     yield piece;
   }
   if (next < manifest.chunks.length) throw new DataMismatchError(`The stored copy of image ${imageId} is shorter than its chunk manifest.`);
-}
-
-/** The stream, its bytes counted as reused from a copy this site holds, the transfer ended with it (see stoppedEarly). */
-async function* recorded(stream: AsyncIterable<Uint8Array>, transfer: ReturnType<TransferLog['start']>, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
-  try {
-    for await (const piece of stream) {
-      transfer.counts.reused += piece.length;
-      yield piece;
-    }
-    transfer.end();
-  } catch (error) {
-    transfer.end(error as Error);
-    throw error;
-  } finally {
-    transfer.end(stoppedEarly(signal));
-  }
 }

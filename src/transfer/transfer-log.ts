@@ -13,13 +13,25 @@ export interface RunningTransfer {
 }
 
 /**
- * How a transfer whose reader let go of its bytes before the end ended: with the reason the
- * reader aborted the transfer's signal with (a reader that failed — a full disk — aborts it with
- * its error before it lets go, so the record says why), else "stopped before the end".
+ * `stream`, with `transfer` ended as it ends: done at its end, failed with its error, or — left
+ * early by its reader — failed with the reason the reader aborted `signal` with (a reader that
+ * failed, e.g. on a full disk, aborts it with its error before it lets go, so the record says
+ * why), else "stopped before the end". With `count`, each piece's bytes are added to that counter.
  */
-export function stoppedEarly(signal: AbortSignal | undefined): Error {
-  const reason: unknown = signal?.aborted === true ? signal.reason : undefined;
-  return reason instanceof Error ? reason : new Error('stopped before the end');
+export async function* recorded(stream: AsyncIterable<Uint8Array>, transfer: RunningTransfer, signal: AbortSignal | undefined, count?: 'fetched' | 'reused'): AsyncGenerator<Uint8Array> {
+  try {
+    for await (const piece of stream) {
+      if (count !== undefined) transfer.counts[count] += piece.length;
+      yield piece;
+    }
+    transfer.end();
+  } catch (error) {
+    transfer.end(error as Error);
+    throw error;
+  } finally {
+    const reason: unknown = signal?.aborted === true ? signal.reason : undefined;
+    transfer.end(reason instanceof Error ? reason : new Error('stopped before the end'));
+  }
 }
 
 /** Transfers kept after they end, newest first. */
