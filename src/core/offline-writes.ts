@@ -142,7 +142,8 @@ export class OfflineReconciliation {
   async #parse(imageId: string, body: unknown, opts: IoOptions): Promise<Required<ReconcileRequest> & { stores: string[] }> {
     const b = (body ?? {}) as Partial<ReconcileRequest>;
     if (typeof b.site !== 'string') throw new BadRequestError('site is required.');
-    const site = await this.#catalog.getSite(b.site, opts);
+    const sites = await this.#catalog.listSites(opts);
+    const site = sites.find((s) => s.id === b.site);
     if (site === undefined) throw new NotFoundError(`No site ${b.site} is registered.`);
     if (b.base_updated_at !== null && typeof b.base_updated_at !== 'string') throw new BadRequestError('base_updated_at must be a time or null.');
     const sent = b.sent_updated_at ?? [];
@@ -154,13 +155,13 @@ export class OfflineReconciliation {
       }
       if (image.properties[ORIGIN_PROPERTY] !== site.id) throw new ForbiddenError(`Image ${imageId} was not created at site ${site.id}.`);
     }
-    const sites = await this.#catalog.listSites(opts);
-    const below = new Set([site.id]);
-    for (let grew = true; grew;) {
-      grew = false;
-      for (const s of sites) if (s.parent !== null && below.has(s.parent) && !below.has(s.id)) { below.add(s.id); grew = true; }
+    // The site and the sites below it, each once, children after their parent.
+    const subtree = [site];
+    const seen = new Set([site.id]);
+    for (let i = 0; i < subtree.length; i++) {
+      for (const s of sites) if (s.parent === subtree[i]!.id && !seen.has(s.id)) { seen.add(s.id); subtree.push(s); }
     }
-    const stores = sites.filter((s) => below.has(s.id)).flatMap((s) => s.stores);
+    const stores = subtree.flatMap((s) => s.stores);
     return { site: site.id, stores, image, base_updated_at: b.base_updated_at ?? null, sent_updated_at: sent };
   }
 }
