@@ -70,7 +70,6 @@ export class PeerFallbackSource implements ParentImageSource {
     return this.#measured(await this.#either(imageId, opts, (source) => source.open(imageId, opts)), started);
   }
 
-
   manifest(imageId: string, opts: IoOptions = {}): Promise<unknown> {
     return this.#either(imageId, opts, (source) => source.manifest(imageId, opts));
   }
