@@ -7,7 +7,9 @@
  *
  *   1. a cache hit at the edge (MB/s) against nginx (sendfile) serving the same file;
  *   2. a cold miss at the edge (seconds) against the same download straight from central, on
- *      loopback and over the shaped link (the direct download through an identical link);
+ *      loopback and over the shaped link (the direct download through an identical link); on
+ *      loopback also against nginx's proxy_cache in front of central, a pull-through cache that
+ *      verifies nothing;
  *   3. the bytes central sends the edge while N clients ask it for the same cold image at once.
  *
  * Prints a table and writes a section of docs/benchmarks.md.
@@ -23,7 +25,7 @@ import { FaultProxy } from '../test-support/fault-proxy.ts';
 import { api, createImage, curlDownload, curlSha512, curlUpload, getImage, settledCache, waitForImage } from './clients.ts';
 import { startShapedLinks } from './link.ts';
 import { httpTarget, makeTestFile, measureDownloads, type DownloadTarget, type SystemResult, type TestFile } from './measure.ts';
-import { docsTarget, checkDisk, startBusyLoad, COMMON_BENCH_OPTIONS, execFileP, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt, runBench, sh, startNginx, startOutpost, type Cleanup, type Server,  } from './procs.ts';
+import { docsTarget, checkDisk, startBusyLoad, COMMON_BENCH_OPTIONS, execFileP, exitOnHelp, loadClockTicks, LoadNotes, machineFacts, positiveInt, runBench, sh, startNginx, startNginxCache, startOutpost, type Cleanup, type Server } from './procs.ts';
 import { markdownTable, resultsHead, runsList, textTable, writeDocs, type DocSection } from './report.ts';
 import { compareRow, fmt, fmtSpread, median, outcome, percentile, ROW_HEADER, rowCells, seriesOf, withLoad, type LoadSpan } from './rounds.ts';
 
@@ -175,8 +177,11 @@ async function main(cleanup: Cleanup): Promise<number> {
   const wanEdge = links === undefined ? undefined
     : await site('wan-edge', 'WAN edge', edgeEnv, ['--role', 'edge', '--site', 'edge-3', '--parent', links.urls[0]]);
   const nginx = await startNginx(filesDir, join(tmp, 'nginx'), cleanup).catch((e: Error) => `could not be started: ${e.message.split('\n')[0]}`);
+  const nginxCache = await startNginxCache(central.url, join(tmp, 'nginx-cache'), cleanup).catch((e: Error) => `could not be started: ${e.message.split('\n')[0]}`);
   for (const s of [central, edge, counted, ...(wanEdge === undefined ? [] : [wanEdge]), ...(typeof nginx === 'string' ? [] : [nginx])]) log(`${s.name} at ${s.url} (PID ${s.pid})`);
   if (typeof nginx === 'string') log(`nginx ${nginx}`);
+  if (typeof nginxCache === 'string') log(`nginx (proxy_cache) ${nginxCache}`);
+  else log(`${nginxCache.name} at ${nginxCache.url} → central`);
   log(`proxy ${wan.url} → central, the counted edge's parent`);
   if (links !== undefined) log(`${opts.linkMBps} MB/s links ${links.urls.join(', ')} → central (the WAN edge's parent; direct downloads), ${links.scheduling}`);
 
@@ -205,11 +210,23 @@ async function main(cleanup: Cleanup): Promise<number> {
     await sync();
     return curlDownload(`${base}/v2/images/${id}/file`, size);
   } });
+  // nginx's pull-through cache in front of central: each read a URL it has not seen (a cold miss),
+  // whose stored bytes are deleted after it.
+  let nginxReads = 0;
+  const nginxCold = (result: SystemResult, cache: Server & { clear(): Promise<number> }): DownloadTarget => ({ result, pid: undefined, read: async () => {
+    await sync();
+    const seconds = await curlDownload(`${cache.url}/v2/images/${id}/file?cold=${++nginxReads}`, size);
+    const stored = await cache.clear();
+    if (stored < size) throw new Error(`nginx's proxy_cache stored ${stored} bytes of a ${size}-byte image: not a pull-through cache read`);
+    return seconds;
+  } });
   const direct: SystemResult = { name: 'central, direct' };
   const cold: SystemResult = { name: 'edge, cold miss' };
+  const ngxCold: SystemResult = { name: 'nginx (proxy_cache), cold miss' };
   loads.note('before cold misses');
-  log(`Cold miss at the edge against central, direct, on loopback: 1 untimed + ${reps} timed rounds`);
-  await measureDownloads([coldMiss(cold, edge), directFrom(direct, central.url)], file, reps);
+  log(`Cold miss at the edge against central, direct${typeof nginxCache === 'string' ? '' : ', and nginx\'s proxy_cache'}, on loopback: 1 untimed + ${reps} timed rounds`);
+  await measureDownloads([coldMiss(cold, edge), directFrom(direct, central.url), ...(typeof nginxCache === 'string' ? [] : [nginxCold(ngxCold, nginxCache)])], file, reps);
+  if (typeof nginxCache !== 'string') await nginxCache.stop();
   const wanDirect: SystemResult = { name: `central, direct over the ${opts.linkMBps} MB/s link` };
   const wanCold: SystemResult = { name: `WAN edge, cold miss over the ${opts.linkMBps} MB/s link` };
   if (links !== undefined && wanEdge !== undefined) {
@@ -263,6 +280,7 @@ async function main(cleanup: Cleanup): Promise<number> {
   if (typeof nginx !== 'string') await nginx.stop();
   for (const s of [counted, edge, central]) await s.stop();
   const wanRun = links !== undefined;
+  const ngxRun = typeof nginxCache !== 'string';
 
   // Report. Not compared: the edge's CPU per GiB on a hit against nginx's (sendfile on loopback
   // charges the copy into the client's socket to curl, not to nginx).
@@ -289,6 +307,10 @@ async function main(cleanup: Cleanup): Promise<number> {
       measure: `Cold miss at the edge on loopback, s (not judged: verifying alone needs ≥ ${fmt(floor.seconds, 2)} s here, ${floorRatio.toFixed(1)}× a direct download)`,
       subject: secondsOf(cold), reference: { label: 'central direct', series: secondsOf(direct) }, format: two,
     }),
+    ...(ngxRun ? [compareRow({
+      measure: 'Cold miss at nginx\'s proxy_cache in front of central, on loopback, s (relays and stores, verifies nothing)',
+      subject: secondsOf(ngxCold), reference: { label: 'central direct', series: secondsOf(direct) }, format: two,
+    })] : []),
     compareRow({
       measure: `Bytes central → edge per image byte, ${N} concurrent cold clients`, subject: seriesOf(bursts, (b) => b.upstream / size), format: (n) => fmt(n, 4),
       target: { text: `1.0× (pass: < ${TARGETS.upstream}×) in every round`, met: (x) => x >= 1 && x < TARGETS.upstream }, everyRound: true,
@@ -315,7 +337,8 @@ async function main(cleanup: Cleanup): Promise<number> {
     `Verification floor: md5 ${fmt(floor.md5MBps)} MB/s and sha512 ${fmt(floor.sha512MBps)} MB/s on one core here (node:crypto, 1 MiB blocks), so no verified copy of the image can commit, `
       + `and no cold miss end, before ${fmt(floor.seconds, 2)} s (the slower hash over every byte, each hash on a thread of its own), ${floorRatio.toFixed(1)}× the `
       + `median direct download on loopback: there the target cannot be met while every byte is verified before the last one is sent. `
-      + 'A WAN link slower than the edge can verify leaves room for it, and that is where the target is judged.',
+      + 'A WAN link slower than the edge can verify leaves room for it, and that is where the target is judged.'
+      + (ngxRun ? ` Nor is it a matter of verification alone: nginx's proxy_cache, relaying and storing the same bytes and verifying none, took ${(median(secondsOf(ngxCold).values) / median(secondsOf(direct).values)).toFixed(1)}× the direct download.` : ''),
     'Not compared: the edge\'s CPU per GiB on a hit against nginx\'s. With sendfile on loopback, the kernel copies the bytes into the client\'s socket in the receiving process, ' +
       'so that copy is charged to curl, not to nginx, while the edge\'s write() copies are charged to the edge.',
     ...(wanRun ? [`Shaped links: ${links.scheduling}.`] : []),
@@ -334,7 +357,7 @@ async function main(cleanup: Cleanup): Promise<number> {
       '',
       '#### Every run',
       '',
-      runsList([hit, ngx, cold, direct, ...(wanRun ? [wanCold, wanDirect] : [])]),
+      runsList([hit, ngx, cold, direct, ...(ngxRun ? [ngxCold] : []), ...(wanRun ? [wanCold, wanDirect] : [])]),
       `- bursts of ${N} cold clients: ${bursts.map((b) => `${b.whole}/${N} whole, ${b.upstream.toLocaleString('en-US')} bytes from central, ${fmt(b.seconds, 1)} s (load ${b.load.start.toFixed(1)}→${b.load.end.toFixed(1)})`).join('; ')}`,
       '',
       '#### Method',
@@ -350,6 +373,10 @@ async function main(cleanup: Cleanup): Promise<number> {
         'to the client as it arrives and keeps a verified copy (size, md5, sha512; checked in `GET /v2/cache` after each); against the same `curl` straight from central ' +
         `(over the link: at the WAN edge, against \`curl\` through the second link). One untimed round, then ${reps} rounds in an order that rotates each round, \`sync\` before each download. ` +
         'Time = curl\'s time_total.',
+      '- nginx (proxy_cache): our own nginx (temp prefix) with `proxy_pass` to central and `proxy_cache` (a cache zone on the temp directory, 200s kept 60 min, ' +
+        'buffering and temp files as nginx does by default): each timed read is `curl -o /dev/null` of the image\'s file URL with a query string it has not seen ' +
+        '(a cold miss: nginx fetches from central, streams to curl and stores the response), checked to have stored the whole image, whose files are then deleted. ' +
+        'Measured in the same rotating rounds as the cold miss and the direct download.',
       '- Verification floor: md5 and sha512 of the first 256 MiB of the image (or all of it) in 1 MiB blocks with node:crypto, one hash at a time, in the benchmark\'s process before the sites start.',
       `- Cache hit: \`curl -o /dev/null\` from the edge (the copy the last cold miss left; the edge's hit counter is checked to have grown by one per read) and from nginx, the same bytes, ` +
         `both in the page cache: one untimed read each, then ${reps} rounds in rotating order.`,

@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { cpus, hostname, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -333,6 +333,33 @@ export async function startNginx(root: string, prefix: string, cleanup: Cleanup)
   const url = `http://127.0.0.1:${port}`;
   await waitHttp(`${url}/`, 15_000, () => child.exitCode === null);
   return { name: 'nginx', url, pid: child.pid!, stop };
+}
+
+/**
+ * nginx as a pull-through cache of `origin` (`proxy_cache`, responses kept 60 min): the reference
+ * for a cold miss that relays and stores the bytes and verifies none. Each URL is its own cache
+ * key, so a new query string is a cold miss; `clear()` deletes what it stored and says how many
+ * bytes that was.
+ */
+export async function startNginxCache(origin: string, prefix: string, cleanup: Cleanup): Promise<Server & { clear(): Promise<number> }> {
+  const port = await freePort();
+  const cache = join(prefix, 'cache');
+  const { child, stop } = await spawnNginx(prefix, nginxConf(prefix, `  proxy_cache_path ${cache} levels=1:2 keys_zone=images:10m max_size=64g inactive=60m use_temp_path=off;
+  server {
+    listen 127.0.0.1:${port};
+    location / { proxy_pass ${origin}; proxy_cache images; proxy_cache_valid 200 60m; }
+  }`), cleanup, 'stop nginx (proxy_cache)');
+  const url = `http://127.0.0.1:${port}`;
+  await waitHttp(`${url}/`, 15_000, () => child.exitCode === null);
+  const clear = async () => {
+    let bytes = 0;
+    for (const entry of await readdir(cache, { recursive: true, withFileTypes: true }).catch(() => [])) {
+      if (entry.isFile()) bytes += (await stat(join(entry.parentPath, entry.name))).size;
+    }
+    for (const entry of await readdir(cache).catch(() => [])) await rm(join(cache, entry), { recursive: true, force: true });
+    return bytes;
+  };
+  return { name: 'nginx (proxy_cache)', url, pid: child.pid!, stop, clear };
 }
 
 export interface GlanceStart {
