@@ -54,6 +54,20 @@ export interface LinkFetchOptions {
   credential?: boolean;
 }
 
+/**
+ * Statuses a gateway (a load balancer or reverse proxy in front of the other site's nodes) answers
+ * when it cannot reach any of them (HAProxy and nginx: 502 no connection, 503 no server up, 504
+ * no answer in time).
+ */
+const GATEWAY_STATUSES = new Set([502, 503, 504]);
+/**
+ * The header every answer of an Outpost site carries, as Glance's do (create-app.ts sets it on
+ * every response): one of the statuses above without it is the gateway's, not the site's.
+ */
+const SITE_ANSWER_HEADER = 'x-openstack-request-id';
+/** How much of a gateway's error page the error message quotes, characters. */
+const GATEWAY_SAID = 200;
+
 /** Error codes of Node's TLS layer that mean the peer's certificate was not accepted. */
 const CERT_PROBLEM = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS|ERR_SSL|ALTNAME/;
 
@@ -65,16 +79,20 @@ const CERT_PROBLEM = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS|ERR_SSL|AL
  * A request that fails without an answer rejects with an Error whose message says why, fit for a
  * log line or a 503 (`no answer within N ms`, the connection error, or which certificate could not
  * be verified and the key that sets the trust) and whose `cause` is the underlying error; an abort
- * by the caller's own signal rejects with that abort as it is. There is no fallback: an https URL
- * is only ever reached over verified TLS.
+ * by the caller's own signal rejects with that abort as it is. A gateway's answer that it could
+ * not reach the site behind it (a 502, 503 or 504 without the site's request id: a region's nodes
+ * behind a load balancer, all of them down) is no answer from the site either: it rejects the same
+ * way, quoting the gateway. There is no fallback: an https URL is only ever reached over verified
+ * TLS.
  */
 export class ParentClient {
   /** The base URL, without a trailing slash. */
   readonly url: string;
   /**
    * With the `reachability` option: whether the other site is known to be away. Every request
-   * through this client tells it (an answer of any status: reachable; no answer, or none in time:
-   * away, and probed until it answers); a request aborted by its caller tells it nothing.
+   * through this client tells it (an answer of any status: reachable; no answer, none in time, or a
+   * gateway's in its stead: away, and probed until it answers); a request aborted by its caller
+   * tells it nothing.
    */
   readonly reachability: ParentReachability | undefined;
   readonly #o: ParentClientOptions;
@@ -113,11 +131,17 @@ export class ParentClient {
         headers,
         signal: signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals),
         dispatcher: agent,
-      } as unknown as UndiciRequestInit);
+      } as unknown as UndiciRequestInit) as unknown as Response;
+      if (GATEWAY_STATUSES.has(res.status) && !res.headers.has(SITE_ANSWER_HEADER)) throw new GatewayAnswer(res.status, await said(res));
       this.reachability?.answered();
-      return res as unknown as Response;
+      return res;
     } catch (error) {
       if (own.some((s) => s.aborted)) throw error;
+      if (error instanceof GatewayAnswer) {
+        const failure = new Error(`a gateway answered for it with HTTP ${error.status}${error.said === '' ? '' : ` (${error.said})`}: none of its nodes answers`);
+        this.reachability?.failed(failure.message);
+        throw failure;
+      }
       const failure = timeout?.aborted === true
         ? new Error(`no answer within ${timeoutMs} ms`, { cause: error })
         : new Error(this.#describe(((error as Error).cause ?? error) as NodeJS.ErrnoException), { cause: (error as Error).cause ?? error });
@@ -132,4 +156,34 @@ export class ParentClient {
     const trust = this.#o.trustKey === undefined ? 'the system trust store' : `${this.#o.trustKey} (or the system trust store without it)`;
     return `the TLS certificate of ${this.url} was not accepted: ${message} (${cause.code}); the CA that signed it must be in ${trust}`;
   }
+}
+
+/** A gateway's answer in the site's stead (see GATEWAY_STATUSES). */
+class GatewayAnswer extends Error {
+  readonly status: number;
+  readonly said: string;
+
+  constructor(status: number, said: string) {
+    super(`HTTP ${status} from a gateway`);
+    this.status = status;
+    this.said = said;
+  }
+}
+
+/** The start of an error page, on one line, for a message; the rest is not read. */
+async function said(res: Response): Promise<string> {
+  let text = '';
+  try {
+    const reader = res.body?.getReader();
+    const decoder = new TextDecoder();
+    while (reader !== undefined && text.length < GATEWAY_SAID) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    await reader?.cancel();
+  } catch {
+    // What the page said is only for the message.
+  }
+  return text.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, GATEWAY_SAID);
 }
