@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { NotFoundError, PayloadTooLargeError } from '../core/errors.ts';
 import type { Image } from '../core/image.ts';
-import { NO_METRICS, type BlobStore, type CacheEntry, type CacheIndex, type ChunkIndex, type IoOptions, type ManifestIndex, type Metrics, type TransferPriority } from '../core/ports.ts';
+import { NO_METRICS, type BlobStore, type CacheEntry, type CacheIndex, type ChunkIndex, type HeldOnlyOptions, type IoOptions, type ManifestIndex, type Metrics, type TransferPriority } from '../core/ports.ts';
 import type { CacheUsage } from '../core/metrics.ts';
 import { countDownload } from '../core/download-metrics.ts';
 import { describeError } from '../core/describe-error.ts';
@@ -146,9 +146,9 @@ export class PullThroughImages {
    * new fill; straight from the parent for an image the budget cannot admit or a deactivated one
    * (only an active one is cached), and for a range the fill has not reached (one of a cold image
    * starts the fill, too). Whether the caller may have a deactivated image's bytes (admins only)
-   * is ImageService.download's to decide.
+   * is ImageService.download's to decide. `heldOnly`: the held copy, or NotFoundError.
    */
-  async open(image: Image, start: number, end: number, opts: IoOptions = {}): Promise<Readable> {
+  async open(image: Image, start: number, end: number, opts: HeldOnlyOptions = {}): Promise<Readable> {
     const id = image.id;
     const bytes = end - start + 1;
     if (this.#entries.has(id) && !this.#holds(image)) await this.#drop(id, 'invalidated'); // a copy of other bytes
@@ -162,6 +162,7 @@ export class PullThroughImages {
         this.#forget(id); // the copy went missing behind our back: fetch it again
       }
     }
+    if (opts.heldOnly === true) throw new NotFoundError(`Image ${id} is not held at this site, and only a copy held here was asked for.`);
     let fill = this.#fills.get(id);
     const whole = start === 0 && end === (image.size ?? 0) - 1;
     if (fill === undefined) {

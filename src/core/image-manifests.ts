@@ -1,7 +1,7 @@
 import { validateManifest, type ChunkManifest } from './chunk-manifest.ts';
 import { DataMismatchError, NotFoundError } from './errors.ts';
 import type { Image } from './image.ts';
-import type { Catalog, ChunkIndex, HasherFactory, IoOptions, ManifestIndex, ParentImageSource } from './ports.ts';
+import type { Catalog, ChunkIndex, HasherFactory, HeldOnlyOptions, IoOptions, ManifestIndex, ParentImageSource } from './ports.ts';
 import type { StoreRegistry } from './stores.ts';
 
 export interface ImageManifestsOptions {
@@ -79,8 +79,11 @@ export class ImageManifests {
     }
   }
 
-  /** The manifest of an image with verified bytes (active or deactivated); NotFoundError when it has none. */
-  async of(image: Image, opts: IoOptions = {}): Promise<ChunkManifest> {
+  /**
+   * The manifest of an image with verified bytes (active or deactivated); NotFoundError when it
+   * has none (`heldOnly`: when this site has none recorded and holds no copy to compute it from).
+   */
+  async of(image: Image, opts: HeldOnlyOptions = {}): Promise<ChunkManifest> {
     if ((image.status !== 'active' && image.status !== 'deactivated') || image.size === null || image.os_hash_value === null || image.checksum === null) {
       throw new NotFoundError(`Image ${image.id} has no data, so no chunk manifest.`);
     }
@@ -92,6 +95,7 @@ export class ImageManifests {
       await this.#o.index.putManifest(image.id, sha512, computed, opts);
       return computed;
     }
+    if (opts.heldOnly === true) throw new NotFoundError(`No copy of image ${image.id} is held here, so its chunk manifest is not known here.`);
     return this.#fromElsewhere(image, opts);
   }
 

@@ -14,7 +14,7 @@ import { applyLocationOp, urlsToProbe, type LocationPatchContext, type LocationP
 import { IMPORTING_PROPERTY, setStoreList, storeList } from './import-properties.ts';
 import { assertWritableName, isBaseWritable, repr, tooLong, validateAttribute } from './image-validation.ts';
 import { parseListQuery, type ListLimits, type QueryParams } from './list-query.ts';
-import type { BlobDigest, BlobStore, Catalog, CopyRegistry, ImageBytesElsewhere, IoOptions, Metrics, OfflineWriteStore, VerifiedCopy } from './ports.ts';
+import type { BlobDigest, BlobStore, Catalog, CopyRegistry, HeldOnlyOptions, ImageBytesElsewhere, IoOptions, Metrics, OfflineWriteStore, VerifiedCopy } from './ports.ts';
 import { countDownload } from './download-metrics.ts';
 import type { RegionStores } from './region-stores.ts';
 import type { StoreRegistry } from './stores.ts';
@@ -71,7 +71,7 @@ export interface UploadRequest extends IoOptions {
 export type ByteRange = { kind: 'range'; start: number; end?: number } | { kind: 'suffix'; length: number };
 
 /** A download's options: `prefer`, the stores to read from first, in that order (`?prefer=`, API 2.18). */
-export interface DownloadOptions extends IoOptions {
+export interface DownloadOptions extends HeldOnlyOptions {
   prefer?: readonly string[];
 }
 
@@ -583,7 +583,7 @@ export class ImageService {
    * GET /outpost/v1/images/{id}/manifest: the chunk manifest of the image's bytes, for whoever may
    * download them (a deactivated image's for administrators and sites only, as its data).
    */
-  async manifest(ctx: RequestContext, id: string, opts: IoOptions = {}): Promise<ChunkManifest> {
+  async manifest(ctx: RequestContext, id: string, opts: HeldOnlyOptions = {}): Promise<ChunkManifest> {
     const image = await this.get(ctx, id, opts);
     assertMayReadData(ctx, image);
     if (this.#manifests === undefined) throw new NotFoundError(`This site keeps no chunk manifests.`);

@@ -14,6 +14,15 @@ export interface IoOptions {
   signal?: AbortSignal;
 }
 
+/** A read of image bytes or their manifest that may otherwise reach past this site for them. */
+export interface HeldOnlyOptions extends IoOptions {
+  /**
+   * Only what this site holds (its stores, its cache): NotFoundError rather than asking where the
+   * bytes come from. A peer is asked so for the copy it may have cached (`x-outpost-held-only`).
+   */
+  heldOnly?: boolean;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Catalog: image metadata plus the change log that replication reads.
 
@@ -485,7 +494,7 @@ export interface ImageBytesElsewhere {
    * client's answer can say what went wrong before it begins: rejects with NotFoundError when the
    * source has no bytes for the image, ServiceUnavailableError when it cannot be reached.
    */
-  open(image: Image, start: number, end: number, opts?: IoOptions): Promise<Readable>;
+  open(image: Image, start: number, end: number, opts?: HeldOnlyOptions): Promise<Readable>;
 }
 
 /** Bytes of an image fetched from the parent site. */

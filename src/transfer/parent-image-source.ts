@@ -13,7 +13,15 @@ export interface HttpParentImageSourceOptions {
   name?: string;
   /** The site's cap on incoming bytes (`ingress_max_bytes_per_s`), served by TransferPriority. */
   ingress?: IngressBudget;
+  /**
+   * Ask only for what the site holds (HELD_ONLY_HEADER): a peer's cached copy, which the catalog
+   * does not record; a site without one answers "no data" rather than fetching it from its parent.
+   */
+  heldOnly?: boolean;
 }
+
+/** Request header: answer from what this site holds, or not at all (ImageService's `heldOnly`). */
+export const HELD_ONLY_HEADER = 'x-outpost-held-only';
 
 /**
  * An edge's parent as a source of image bytes: `GET {parent}/v2/images/{id}/file` (with `Range`
@@ -33,7 +41,9 @@ export class HttpParentImageSource implements ParentImageSource {
     const name = this.#o.name ?? `The parent site ${this.#o.parent.url}`;
     let res: Response;
     try {
-      res = await this.#o.parent.fetch(`/outpost/v1/images/${encodeURIComponent(imageId)}/manifest`, { headers: { accept: 'application/json' }, signal: opts.signal }, { timeoutMs: this.#o.timeoutMs });
+      res = await this.#o.parent.fetch(`/outpost/v1/images/${encodeURIComponent(imageId)}/manifest`, {
+        headers: { accept: 'application/json', ...(this.#o.heldOnly === true ? { [HELD_ONLY_HEADER]: '1' } : {}) }, signal: opts.signal,
+      }, { timeoutMs: this.#o.timeoutMs });
     } catch (error) {
       opts.signal?.throwIfAborted();
       throw new ServiceUnavailableError(`${name} could not be reached (${describeError(error)}) for the chunk manifest of image ${imageId}.`);
@@ -55,7 +65,7 @@ export class HttpParentImageSource implements ParentImageSource {
     const signal = opts.signal === undefined ? idle.signal : AbortSignal.any([opts.signal, idle.signal]);
     const unreachable = (why: string) =>
       new ServiceUnavailableError(`${this.#o.name ?? `The parent site ${this.#o.parent.url}`} could not be reached (${why}); only images this site holds can be downloaded now.`);
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = this.#o.heldOnly === true ? { [HELD_ONLY_HEADER]: '1' } : {};
     if (opts.start !== undefined || opts.end !== undefined) headers.range = `bytes=${opts.start ?? 0}-${opts.end ?? ''}`;
     let res: Response;
     try {

@@ -26,7 +26,11 @@ export interface SiteImageSourceOptions {
 /**
  * Central's source of bytes it does not hold itself: the sites that hold a verified copy (an image
  * uploaded at an edge lives in that edge's store). Each such site is asked in turn, at its
- * registered public URL, `GET /v2/images/{id}/file` — which it serves from its own store.
+ * registered public URL, `GET /v2/images/{id}/file` — which it serves from its own store. Limited
+ * to an edge's peers (`only`), it then asks the peers that hold no copy in a store for one they may
+ * have cached (the catalog does not record cached copies), for held bytes only
+ * (`x-outpost-held-only`): a peer without one answers "no data", never fetching it from its own
+ * parent on this site's behalf.
  */
 export class SiteImageSource implements ParentImageSource {
   readonly #o: SiteImageSourceOptions;
@@ -52,29 +56,40 @@ export class SiteImageSource implements ParentImageSource {
     this.#o.log?.warn({ image: imageId, site: from }, 'a site sent bytes of the image that failed their check; it is not asked for them again for a while');
   }
 
-  /** Asks each site holding a copy of the image in turn (those its bytes did not fail their check lately); the first answer. */
+  /**
+   * Asks each site holding a copy of the image in its stores in turn, then (with `only`) each other
+   * peer for a cached copy — none whose bytes of it failed their check lately; the first answer.
+   * When none gives one, a site that could not be reached says so before one that had no copy.
+   */
   async #fromHolders<T>(imageId: string, opts: IoOptions, ask: (source: HttpParentImageSource, site: string) => Promise<T>): Promise<T> {
     const image = await this.#o.catalog.getImage(imageId, opts);
     const stores = new Set(image?.locations.map((l) => l.store) ?? []);
     const now = (this.#o.now ?? Date.now)();
     const trusted = (site: string) => (this.#distrusted.get(`${imageId} ${site}`) ?? 0) <= now;
-    const holders = (await this.#o.catalog.listSites(opts))
-      .filter((s) => s.id !== this.#o.self && s.public_url !== '' && s.stores.some((id) => stores.has(id))
-        && (this.#o.only === undefined || this.#o.only.includes(s.id)) && trusted(s.id));
-    if (holders.length === 0) throw new NotFoundError(`No ${this.#o.only === undefined ? 'site' : 'peer'} holds a verified copy of image ${imageId}.`);
+    const sites = (await this.#o.catalog.listSites(opts))
+      .filter((s) => s.id !== this.#o.self && s.public_url !== '' && (this.#o.only === undefined || this.#o.only.includes(s.id)) && trusted(s.id));
+    const holding = (s: (typeof sites)[number]) => s.stores.some((id) => stores.has(id));
+    const asked = [
+      ...sites.filter(holding).map((site) => ({ site, heldOnly: false })),
+      ...(this.#o.only === undefined ? [] : sites.filter((s) => !holding(s)).map((site) => ({ site, heldOnly: true }))),
+    ];
+    if (asked.length === 0) throw new NotFoundError(`No ${this.#o.only === undefined ? 'site' : 'peer'} holds a verified copy of image ${imageId}.`);
+    let unreachable: Error | undefined;
     let last: Error | undefined;
     const headers = await this.#o.headers?.();
-    for (const site of holders) {
+    for (const { site, heldOnly } of asked) {
       try {
         const parent = new ParentClient({
           url: site.public_url, headers, timeoutMs: this.#o.timeoutMs, connections: this.#o.connections, trustKey: this.#o.trustKey ?? 'sites_ca',
         });
-        return await ask(new HttpParentImageSource({ parent, timeoutMs: this.#o.timeoutMs, name: `Site ${site.id} (${site.public_url})` }), site.id);
+        return await ask(new HttpParentImageSource({ parent, timeoutMs: this.#o.timeoutMs, name: `Site ${site.id} (${site.public_url})`, heldOnly }), site.id);
       } catch (error) {
         opts.signal?.throwIfAborted();
         last = error as Error;
+        if (error instanceof ServiceUnavailableError) unreachable ??= error;
       }
     }
+    last = unreachable ?? last;
     throw last instanceof ServiceUnavailableError || last instanceof NotFoundError ? last
       : new ServiceUnavailableError(`No site holding image ${imageId} could be reached.`);
   }

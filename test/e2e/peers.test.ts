@@ -164,4 +164,44 @@ describe('an edge fetches from a peer while its parent is cut off', { timeout: 2
       wanA.pass();
     }
   });
+
+  it('an image the peer holds only in its cache: with the parent link blackholed, it comes from that copy; one the peer does not hold is not fetched by the peer on the edge\'s behalf', async () => {
+    const upload = async (name: string, data: Buffer) => {
+      const image = await json(central.url, 'POST', '/v2/images', { name, disk_format: 'raw', container_format: 'bare', visibility: 'public' });
+      const res = await fetch(`${central.url}/v2/images/${image.id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'x-auth-token': admin }, body: data });
+      assert.equal(res.status, 204);
+      return image.id as string;
+    };
+    const data = bytesOf(8 * MiB + 9, 74);
+    const id = await upload('cached-at-peer', data);
+    const elsewhere = await upload('held-by-no-edge', bytesOf(2 * MiB, 75));
+    for (const [site, url] of [['metro-a', metroA.url], ['metro-b', metroB.url]]) {
+      await eventually(`${site} has both images`, 30_000, async () =>
+        (await json(url!, 'GET', `/v2/images/${id}`)).status === 'active' && (await json(url!, 'GET', `/v2/images/${elsewhere}`)).status === 'active');
+    }
+    // A client at metro-b: the image is in metro-b's cache, not in a store (the catalog does not know of it).
+    assert.equal((await download(metroB.url, id, { 'x-auth-token': admin })).sha512, sha512(data));
+    const cachedAt = async (url: string, image: string) => ((await json(url, 'GET', '/v2/cache')).cached_images as { image_id: string }[]).some((c) => c.image_id === image);
+    await eventually('metro-b keeps it in its cache', 30_000, () => cachedAt(metroB.url, id));
+    assert.doesNotMatch(String((await json(metroA.url, 'GET', `/v2/images/${id}`)).stores), /metro-b/);
+
+    wanA.blackhole();
+    try {
+      lan.resetStats();
+      const got = await download(metroA.url, id, { 'x-auth-token': admin });
+      assert.deepEqual([got.status, got.broken, got.sha512], [200, false, sha512(data)]);
+      assert.ok(lan.stats().toClient.forwarded >= data.length, `the peer link carried ${lan.stats().toClient.forwarded} bytes`);
+      const transfer = ((await json(metroA.url, 'GET', '/outpost/v1/transfers')).transfers as { image_id: string; source: string }[]).find((t) => t.image_id === id);
+      assert.match(transfer?.source ?? '', /, from site metro-b$/);
+      // An image metro-b holds neither way: metro-b answers that it has none, rather than fetch it
+      // from central over its own link for metro-a; metro-a says its parent cannot be reached.
+      const none = await fetch(`${metroA.url}/v2/images/${elsewhere}/file`, { headers: { 'x-auth-token': admin } });
+      assert.equal(none.status, 503, await none.text());
+      assert.equal(await cachedAt(metroB.url, elsewhere), false);
+      const atB = (await json(metroB.url, 'GET', '/outpost/v1/transfers')).transfers as { image_id: string }[];
+      assert.equal(atB.some((t) => t.image_id === elsewhere), false, 'metro-b started no transfer of it');
+    } finally {
+      wanA.pass();
+    }
+  });
 });

@@ -4,6 +4,7 @@ import type { Image } from '../../core/image.ts';
 import { PATCH_MEDIA_TYPES, parsePatch, type PatchDialect } from '../../core/image-patch.ts';
 import type { AppDeps } from '../app-deps.ts';
 import { SITE_HEADER } from '../../transfer/egress-budget.ts';
+import { HELD_ONLY_HEADER } from '../../transfer/parent-image-source.ts';
 import { jsonBody } from '../http/json-body.ts';
 import { resource } from '../resource.ts';
 import { parseRange } from './range.ts';
@@ -80,7 +81,9 @@ export function registerImageRoutes(app: FastifyInstance, deps: AppDeps): void {
     },
     GET: async (req, reply) => {
       const range = parseRange(header(req, 'range'), header(req, 'content-range'));
-      const result = await images.download(req.ctx, (req.params as IdParams).id, range, { signal: req.clientSignal, prefer: preferredStores(req) });
+      const result = await images.download(req.ctx, (req.params as IdParams).id, range, {
+        signal: req.clientSignal, prefer: preferredStores(req), heldOnly: header(req, HELD_ONLY_HEADER) !== undefined,
+      });
       if (result.kind === 'no-data') {
         if (result.missing !== undefined) {
           req.log.warn({ image: result.image.id, stores: result.missing }, 'the image\'s recorded copies are gone from their stores: answered 204 No Content, as Glance does');

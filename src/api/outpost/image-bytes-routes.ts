@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { ForbiddenError } from '../../core/errors.ts';
 import type { ImageService } from '../../core/image-service.ts';
+import { HELD_ONLY_HEADER } from '../../transfer/parent-image-source.ts';
 import type { TransferLog } from '../../transfer/transfer-log.ts';
 import { jsonBody } from '../http/json-body.ts';
 import { resource } from '../resource.ts';
@@ -38,7 +39,7 @@ export function registerImageBytesRoutes(app: FastifyInstance, images: ImageServ
     },
   });
   resource(app, '/outpost/v1/images/:id/manifest', {
-    GET: async (req) => images.manifest(req.ctx, (req.params as { id: string }).id, { signal: req.clientSignal }),
+    GET: async (req) => images.manifest(req.ctx, (req.params as { id: string }).id, { signal: req.clientSignal, heldOnly: req.headers[HELD_ONLY_HEADER] !== undefined }),
   });
   // The transfers of image bytes to this site, running and recent (administrators and sites).
   resource(app, '/outpost/v1/transfers', {
