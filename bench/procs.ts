@@ -337,14 +337,16 @@ export async function startNginx(root: string, prefix: string, cleanup: Cleanup)
 
 /**
  * nginx as a pull-through cache of `origin` (`proxy_cache`, responses kept 60 min): the reference
- * for a cold miss that relays and stores the bytes and verifies none. Each URL is its own cache
+ * for a cold miss that relays and stores the bytes and verifies none (without sendfile, so it
+ * writes each byte to the client itself, as an edge does). Each URL is its own cache
  * key, so a new query string is a cold miss; `clear()` deletes what it stored and says how many
  * bytes that was.
  */
 export async function startNginxCache(origin: string, prefix: string, cleanup: Cleanup): Promise<Server & { clear(): Promise<number> }> {
   const port = await freePort();
   const cache = join(prefix, 'cache');
-  const { child, stop } = await spawnNginx(prefix, nginxConf(prefix, `  proxy_cache_path ${cache} levels=1:2 keys_zone=images:10m max_size=64g inactive=60m use_temp_path=off;
+  const { child, stop } = await spawnNginx(prefix, nginxConf(prefix, `  sendfile off;
+  proxy_cache_path ${cache} levels=1:2 keys_zone=images:10m max_size=64g inactive=60m use_temp_path=off;
   server {
     listen 127.0.0.1:${port};
     location / { proxy_pass ${origin}; proxy_cache images; proxy_cache_valid 200 60m; }
