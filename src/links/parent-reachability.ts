@@ -18,9 +18,10 @@ export interface ParentReachabilityOptions {
  *
  * Contract:
  * - Reachable until an exchange fails to reach the parent (`failed`: no connection, no answer in
- *   time, or a gateway's in its stead; an HTTP answer of any status from the parent is an answer). From then on `reachable` is false, and the
- *   parent is probed (`GET /outpost/v1/status`) every `probeIntervalMs`; any exchange that gets an
- *   answer (`answered`), a probe's included, makes it reachable again at once.
+ *   time, or a gateway's in its stead; an HTTP answer of any status from the parent is an answer).
+ *   From then on `reachable` is false, and the parent is probed (`GET /outpost/v1/status`) every
+ *   `probeIntervalMs`; any exchange that gets an answer (`answered`), a probe's included, makes it
+ *   reachable again at once.
  * - Nothing waits on it: `reachable` is a plain read, so a request asks it and answers at once.
  * - `close()` stops the probes.
  */

@@ -89,8 +89,8 @@ export class SiteImageSource implements ParentImageSource {
         if (error instanceof ServiceUnavailableError) unreachable ??= error;
       }
     }
-    last = unreachable ?? last;
-    throw last instanceof ServiceUnavailableError || last instanceof NotFoundError ? last
+    const error = unreachable ?? last;
+    throw error instanceof ServiceUnavailableError || error instanceof NotFoundError ? error
       : new ServiceUnavailableError(`No site holding image ${imageId} could be reached.`);
   }
 }
