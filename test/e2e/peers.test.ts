@@ -175,9 +175,12 @@ describe('an edge fetches from a peer while its parent is cut off', { timeout: 2
     const data = bytesOf(8 * MiB + 9, 74);
     const id = await upload('cached-at-peer', data);
     const elsewhere = await upload('held-by-no-edge', bytesOf(2 * MiB, 75));
-    for (const [site, url] of [['metro-a', metroA.url], ['metro-b', metroB.url]]) {
-      await eventually(`${site} has both images`, 30_000, async () =>
-        (await json(url!, 'GET', `/v2/images/${id}`)).status === 'active' && (await json(url!, 'GET', `/v2/images/${elsewhere}`)).status === 'active');
+    const active = async (url: string, image: string) => {
+      const res = await fetch(`${url}/v2/images/${image}`, { headers: { 'x-auth-token': admin } });
+      return res.ok && (await res.json() as { status: string }).status === 'active';
+    };
+    for (const [site, url] of [['metro-a', metroA.url], ['metro-b', metroB.url]] as const) {
+      await eventually(`${site} has both images`, 30_000, async () => await active(url, id) && await active(url, elsewhere));
     }
     // A client at metro-b: the image is in metro-b's cache, not in a store (the catalog does not know of it).
     assert.equal((await download(metroB.url, id, { 'x-auth-token': admin })).sha512, sha512(data));
