@@ -36,7 +36,7 @@ export interface SiteRemovalOptions {
  * longer register again or follow the feed), its registration is deleted (the Keystone catalog
  * loses its endpoints; the delete replicates to every site), its inventory is forgotten (its
  * cached copies leave images' `stores`), and the copies located in its stores leave the images'
- * locations. Desired copies do not exist yet (placement, issue 13).
+ * locations. Placement wants copies only at registered sites, so none is wanted there any more.
  */
 export class SiteRemoval {
   readonly #o: SiteRemovalOptions;
