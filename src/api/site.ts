@@ -255,6 +255,7 @@ async function startSiteIn(directory: DataDirectory, { serverTls, links }: SiteT
     spoolDir: join(dataDir, 'cache-spool'),
     log: logger,
     metrics,
+    onManifestMismatch: (id) => manifests.manifestMismatched(id),
   });
   const cache = await PullThroughImages.create({
     site: config.site,

@@ -12,7 +12,7 @@ export interface ImageManifestsOptions {
   stores: StoreRegistry;
   hashers: HasherFactory;
   /** Where the bytes of images this site holds no copy of come from (an edge's parent, or the sites holding one). */
-  elsewhere?: Pick<ParentImageSource, 'manifest'>;
+  elsewhere?: Pick<ParentImageSource, 'manifest' | 'manifestMismatched'>;
   /** Whether bytes being stored get their manifest in the same pass (`chunk_manifests`; default true). */
   whileStoring?: boolean;
   now?: () => number;
@@ -55,6 +55,16 @@ export class ImageManifests {
     this.#fetched.delete(`${imageId}@${sha512}`);
     await this.#o.index.putManifest(imageId, sha512, manifest, opts);
     await this.#o.chunks.addHeldCopy(store, imageId, manifest, opts);
+  }
+
+  /**
+   * A transfer checked the image's bytes chunk by chunk against the manifest had from elsewhere,
+   * and they were not the image's as a whole: that manifest is forgotten (the next transfer asks
+   * again) and where it came from is told (ParentImageSource.manifestMismatched).
+   */
+  manifestMismatched(imageId: string): void {
+    for (const key of [...this.#fetched.keys()]) if (key.startsWith(`${imageId}@`)) this.#fetched.delete(key);
+    this.#o.elsewhere?.manifestMismatched?.(imageId);
   }
 
   /** The image is gone (its copies in `stores` too). */

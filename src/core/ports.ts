@@ -533,6 +533,12 @@ export interface ParentImageSource {
    * that asks several sites asks that one no more for the image, for a while.
    */
   distrust?(imageId: string, from: string): void;
+  /**
+   * Told that the image's bytes, each chunk checked against the manifest this source gave, were
+   * not the image's as a whole (size, md5, sha512): that manifest was wrong. A source that asks
+   * several sites asks the one that sent it no more for the image, for a while (as `distrust`).
+   */
+  manifestMismatched?(imageId: string): void;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { DataMismatchError } from '../core/errors.ts';
 import type { Image } from '../core/image.ts';
 import { NO_METRICS, type BlobDigest, type BlobStore, type IoOptions, type Metrics, type ParentImageSource, type TransferPriority } from '../core/ports.ts';
 import { describeError } from '../core/describe-error.ts';
@@ -18,6 +19,11 @@ export interface ImageFillsOptions {
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
   /** Where fills are counted as they end, committed or failed (default: nowhere). */
   metrics?: Metrics;
+  /**
+   * Told when bytes checked chunk by chunk against the source's manifest were not the image's as a
+   * whole (size, md5, sha512): that manifest was wrong (ImageManifests.manifestMismatched).
+   */
+  onManifestMismatch?(imageId: string): void;
 }
 
 /** How long what an interrupted fill left in the spool is kept for the next fill of its image. */
@@ -172,6 +178,8 @@ export class ImageFills {
       // next one, and the upstream is read only as fast as the store and the spool take it.
       // Read by hand, so that put stopping early does not let go of the source (below does).
       const reading = upstream.stream[Symbol.asyncIterator]();
+      /** The source gave every byte (each chunk checked, with a manifest): a mismatch after is the whole image's. */
+      let whole = false;
       async function* batches(): AsyncGenerator<Uint8Array> {
         const full: Batch[] = [];
         for (let next = await reading.next(); next.done !== true; next = await reading.next()) {
@@ -184,6 +192,7 @@ export class ImageFills {
             await fill.paced();
           }
         }
+        whole = true;
         const last = fill.last();
         if (last !== undefined) {
           fill.seal(last);
@@ -206,6 +215,7 @@ export class ImageFills {
         });
       } catch (error) {
         failed.abort(error);
+        if (error instanceof DataMismatchError && whole && upstream.manifest !== undefined) this.#o.onManifestMismatch?.(image.id);
         throw error;
       } finally {
         // Lets go of the source (a no-op once it has ended); what closing it throws is not the fill's outcome.

@@ -78,6 +78,11 @@ export class PeerFallbackSource implements ParentImageSource {
     this.#o.peers.distrust?.(imageId, from);
   }
 
+  /** A peer's manifest may have been the wrong one (the parent's is believed: it is the image's source). */
+  manifestMismatched(imageId: string): void {
+    this.#o.peers.manifestMismatched?.(imageId);
+  }
+
   /** Whether the peers are asked first while the parent answers: one is faster, or one is to be measured. */
   #choosePeers(): boolean {
     const now = this.#now();

@@ -23,6 +23,9 @@ export interface SiteImageSourceOptions {
   now?: () => number;
 }
 
+/** Images whose manifest's sender is remembered, for manifestMismatched. */
+const MANIFEST_SENDERS = 1000;
+
 /**
  * Central's source of bytes it does not hold itself: the sites that hold a verified copy (an image
  * uploaded at an edge lives in that edge's store). Each such site is asked in turn, at its
@@ -36,6 +39,8 @@ export class SiteImageSource implements ParentImageSource {
   readonly #o: SiteImageSourceOptions;
   /** Sites whose bytes of an image failed their check, by `{image id} {site id}`: until when they are not asked for it. */
   readonly #distrusted = new Map<string, number>();
+  /** The site each image's manifest last came from (at most MANIFEST_SENDERS, the newest). */
+  readonly #manifestFrom = new Map<string, string>();
 
   constructor(opts: SiteImageSourceOptions) {
     this.#o = opts;
@@ -46,7 +51,19 @@ export class SiteImageSource implements ParentImageSource {
   }
 
   async manifest(imageId: string, opts: IoOptions = {}): Promise<unknown> {
-    return this.#fromHolders(imageId, opts, (source) => source.manifest(imageId, opts));
+    return this.#fromHolders(imageId, opts, async (source, site) => {
+      const manifest = await source.manifest(imageId, opts);
+      this.#manifestFrom.delete(imageId);
+      this.#manifestFrom.set(imageId, site);
+      if (this.#manifestFrom.size > MANIFEST_SENDERS) this.#manifestFrom.delete(this.#manifestFrom.keys().next().value!);
+      return manifest;
+    });
+  }
+
+  manifestMismatched(imageId: string): void {
+    const site = this.#manifestFrom.get(imageId);
+    this.#manifestFrom.delete(imageId);
+    if (site !== undefined) this.distrust(imageId, site);
   }
 
   distrust(imageId: string, from: string): void {

@@ -34,6 +34,15 @@ export class UrlLocationSource implements ParentImageSource {
     return this.#o.next.manifest(imageId, opts);
   }
 
+  // Manifests and checked chunks come from `next` (a URL has neither): what is said of them goes there.
+  distrust(imageId: string, from: string): void {
+    this.#o.next.distrust?.(imageId, from);
+  }
+
+  manifestMismatched(imageId: string): void {
+    this.#o.next.manifestMismatched?.(imageId);
+  }
+
   async open(imageId: string, opts: SourceOptions = {}): Promise<ParentImageBytes> {
     const image = await this.#o.catalog.getImage(imageId, opts);
     const urls = image?.locations.filter(isUrlLocation).map((l) => l.url) ?? [];

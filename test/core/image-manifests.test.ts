@@ -97,4 +97,23 @@ describe('ImageManifests', () => {
     await assert.rejects(none.of({ ...image, id: 'remote-3' }), NotFoundError);
     await assert.rejects(none.of({ ...image, id: 'queued', status: 'queued' }), NotFoundError);
   });
+
+  it('forgets a manifest had from elsewhere once the bytes checked against it were not the image\'s, and says so where it came from', async () => {
+    const data = bytesOf(400_000, 35);
+    const image = activeImage('misdescribed', data, 'elsewhere');
+    const good = await stores.blobs('a').put('scratch-2', once(data), { manifest: true });
+    const asked: string[] = [];
+    const told: string[] = [];
+    const manifests = new ImageManifests({
+      catalog, index: catalog, chunks: catalog, stores, hashers,
+      elsewhere: { manifest: async (id) => { asked.push(id); return good.manifest; }, manifestMismatched: (id) => told.push(id) },
+    });
+    await manifests.of(image);
+    await manifests.of(image);
+    assert.deepEqual(asked, ['misdescribed'], 'kept for a minute');
+    manifests.manifestMismatched('misdescribed');
+    assert.deepEqual(told, ['misdescribed']);
+    await manifests.of(image);
+    assert.deepEqual(asked, ['misdescribed', 'misdescribed'], 'asked again at once');
+  });
 });
