@@ -125,29 +125,30 @@ export class ParentClient {
     const headers = new Headers(init.headers);
     if (opts.credential !== false) for (const [name, value] of Object.entries(this.#o.headers ?? {})) headers.set(name, value);
     const { fetch, agent } = await this.#connections.pool();
+    let res: Response;
     try {
-      const res = await fetch(`${this.url}${path}`, {
+      res = await fetch(`${this.url}${path}`, {
         ...init,
         headers,
         signal: signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals),
         dispatcher: agent,
       } as unknown as UndiciRequestInit) as unknown as Response;
-      if (GATEWAY_STATUSES.has(res.status) && !res.headers.has(SITE_ANSWER_HEADER)) throw new GatewayAnswer(res.status, await said(res));
-      this.reachability?.answered();
-      return res;
     } catch (error) {
       if (own.some((s) => s.aborted)) throw error;
-      if (error instanceof GatewayAnswer) {
-        const failure = new Error(`a gateway answered for it with HTTP ${error.status}${error.said === '' ? '' : ` (${error.said})`}: none of its nodes answers`);
-        this.reachability?.failed(failure.message);
-        throw failure;
-      }
       const failure = timeout?.aborted === true
         ? new Error(`no answer within ${timeoutMs} ms`, { cause: error })
         : new Error(this.#describe(((error as Error).cause ?? error) as NodeJS.ErrnoException), { cause: (error as Error).cause ?? error });
       this.reachability?.failed(failure.message);
       throw failure;
     }
+    if (GATEWAY_STATUSES.has(res.status) && !res.headers.has(SITE_ANSWER_HEADER)) {
+      const page = await said(res);
+      const failure = new Error(`a gateway answered for it with HTTP ${res.status}${page === '' ? '' : ` (${page})`}: none of its nodes answers`);
+      this.reachability?.failed(failure.message);
+      throw failure;
+    }
+    this.reachability?.answered();
+    return res;
   }
 
   #describe(cause: NodeJS.ErrnoException): string {
@@ -155,18 +156,6 @@ export class ParentClient {
     if (typeof cause.code !== 'string' || !CERT_PROBLEM.test(cause.code)) return message;
     const trust = this.#o.trustKey === undefined ? 'the system trust store' : `${this.#o.trustKey} (or the system trust store without it)`;
     return `the TLS certificate of ${this.url} was not accepted: ${message} (${cause.code}); the CA that signed it must be in ${trust}`;
-  }
-}
-
-/** A gateway's answer in the site's stead (see GATEWAY_STATUSES). */
-class GatewayAnswer extends Error {
-  readonly status: number;
-  readonly said: string;
-
-  constructor(status: number, said: string) {
-    super(`HTTP ${status} from a gateway`);
-    this.status = status;
-    this.said = said;
   }
 }
 
