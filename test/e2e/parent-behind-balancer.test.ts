@@ -4,8 +4,8 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { RoundRobinProxy } from '../../test-support/round-robin-proxy.ts';
-import { bytesOf } from '../helpers/glance-client.ts';
-import { download, eventually, loopbackTarget, stopProcess } from '../helpers/multi-site.ts';
+import { bytesOf, call, createActiveImage } from '../helpers/glance-client.ts';
+import { download, eventually, loopbackTarget, siteAt, stopProcess } from '../helpers/multi-site.ts';
 import { spawnServe, tempDir, type ServeProcess } from '../helpers/site.ts';
 
 const MiB = 1 << 20;
@@ -24,20 +24,9 @@ describe('an edge whose parent is behind a load balancer, with none of the paren
   let central: ServeProcess;
   let balancer: RoundRobinProxy;
   let edge: ServeProcess;
-  const api = async (url: string, method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${url}${path}`, {
-      method, body: body instanceof Buffer ? body : body === undefined ? undefined : JSON.stringify(body),
-      headers: { accept: 'application/json', 'content-type': body instanceof Buffer ? 'application/octet-stream' : 'application/json' },
-    });
-    const text = await res.text();
-    return { status: res.status, type: res.headers.get('content-type'), body: text === '' ? undefined : JSON.parse(text) as any };
-  };
+  const api = (url: string, method: string, path: string, json?: unknown) => call(siteAt(url), method, path, { json, headers: { accept: 'application/json' } });
   const centralArgs = (listen: string) => ['--listen', listen, '--data', join(work, 'central')];
-  const uploaded = async (name: string, data: Buffer) => {
-    const image = (await api(central.url, 'POST', '/v2/images', { name, disk_format: 'raw', container_format: 'bare' })).body;
-    assert.equal((await api(central.url, 'PUT', `/v2/images/${image.id}/file`, data)).status, 204);
-    return image.id as string;
-  };
+  const uploaded = async (name: string, data: Buffer) => (await createActiveImage(siteAt(central.url), data, { name })).id;
 
   before(async () => {
     work = await tempDir('outpost-e2e-balancer-');

@@ -48,13 +48,18 @@ describe('an edge fetches from a peer while its parent is cut off', { timeout: 2
     assert.ok(res.ok, `${method} ${path}: ${res.status} ${text}`);
     return text === '' ? undefined : JSON.parse(text);
   };
-  /** An image of `data` at central, tagged for the metro policy; resolves once metro-a's replica locates metro-b's copy. */
-  const heldAtPeer = async (name: string, data: Buffer) => {
-    const image = await json(central.url, 'POST', '/v2/images', { name, disk_format: 'raw', container_format: 'bare', visibility: 'public', tags: ['metro'] });
+  /** A public image of `data` uploaded at central; its id. */
+  const uploaded = async (name: string, data: Buffer, tags: string[] = []) => {
+    const image = await json(central.url, 'POST', '/v2/images', { name, disk_format: 'raw', container_format: 'bare', visibility: 'public', tags });
     const res = await fetch(`${central.url}/v2/images/${image.id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'x-auth-token': admin }, body: data });
     assert.equal(res.status, 204);
-    await eventually(`metro-a knows metro-b holds ${name}`, 60_000, async () => String((await json(metroA.url, 'GET', `/v2/images/${image.id}`)).stores).split(',').includes('metro-b'));
     return image.id as string;
+  };
+  /** An image of `data` at central, tagged for the metro policy; resolves once metro-a's replica locates metro-b's copy. */
+  const heldAtPeer = async (name: string, data: Buffer) => {
+    const id = await uploaded(name, data, ['metro']);
+    await eventually(`metro-a knows metro-b holds ${name}`, 60_000, async () => String((await json(metroA.url, 'GET', `/v2/images/${id}`)).stores).split(',').includes('metro-b'));
+    return id;
   };
 
   before(async () => {
@@ -166,15 +171,9 @@ describe('an edge fetches from a peer while its parent is cut off', { timeout: 2
   });
 
   it('an image the peer holds only in its cache: with the parent link blackholed, it comes from that copy; one the peer does not hold is not fetched by the peer on the edge\'s behalf', async () => {
-    const upload = async (name: string, data: Buffer) => {
-      const image = await json(central.url, 'POST', '/v2/images', { name, disk_format: 'raw', container_format: 'bare', visibility: 'public' });
-      const res = await fetch(`${central.url}/v2/images/${image.id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'x-auth-token': admin }, body: data });
-      assert.equal(res.status, 204);
-      return image.id as string;
-    };
     const data = bytesOf(8 * MiB + 9, 74);
-    const id = await upload('cached-at-peer', data);
-    const elsewhere = await upload('held-by-no-edge', bytesOf(2 * MiB, 75));
+    const id = await uploaded('cached-at-peer', data);
+    const elsewhere = await uploaded('held-by-no-edge', bytesOf(2 * MiB, 75));
     const active = async (url: string, image: string) => {
       const res = await fetch(`${url}/v2/images/${image}`, { headers: { 'x-auth-token': admin } });
       return res.ok && (await res.json() as { status: string }).status === 'active';

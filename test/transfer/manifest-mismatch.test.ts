@@ -68,7 +68,7 @@ describe('a chunk manifest that does not describe the image', () => {
     assert.deepEqual(told, ['img-true'], 'said only of the bytes checked against a manifest');
   });
 
-  it('SiteImageSource, through the peers and central\'s URL source: the site that sent the wrong manifest is not asked again for the image; the next one is', async () => {
+  it('SiteImageSource, through the peers and central\'s URL source: the site that sent the wrong manifest (or bad chunks) is not asked again for the image; the next one is', async () => {
     const asked: string[] = [];
     const servers: Server[] = [];
     const sites: { id: string; public_url: string; stores: string[] }[] = [];
@@ -98,6 +98,10 @@ describe('a chunk manifest that does not describe the image', () => {
         assert.deepEqual(await source.manifest('img'), { from: 'site-b' }, `${name}: site-a is not asked again`);
         assert.deepEqual(asked, ['site-a /outpost/v1/images/img/manifest', 'site-b /outpost/v1/images/img/manifest'], name);
       }
+      // Bad chunks from a site, said to central's URL source, reach its holders too.
+      const central = new UrlLocationSource({ catalog, next: holders(), remote: undefined as never });
+      central.distrust('img', 'site-a');
+      assert.deepEqual(await central.manifest('img'), { from: 'site-b' });
     } finally {
       await connections.close();
       for (const s of servers) await new Promise<void>((resolve) => s.close(() => resolve()));
